@@ -1,0 +1,63 @@
+"""The one shape every stage reports: records in/out, drops by reason, seconds, throughput."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from core.atomic import atomic_write_text
+
+STATS_FILE = "stats.json"
+
+
+class StageStats(BaseModel):
+    stage: str
+    records_in: int = 0
+    records_out: int = 0
+    dropped: dict[str, int] = Field(default_factory=dict)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    seconds: float = 0.0
+    extra: dict[str, float | int | str] = Field(default_factory=dict)
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    @property
+    def records_per_second(self) -> float:
+        return self.records_in / self.seconds if self.seconds > 0 else 0.0
+
+    @contextmanager
+    def timed(self):
+        start = time.perf_counter()
+        try:
+            yield self
+        finally:
+            self.seconds = round(self.seconds + time.perf_counter() - start, 4)
+
+    def write(self, directory: Path) -> Path:
+        path = Path(directory) / STATS_FILE
+        atomic_write_text(path, self.model_dump_json(indent=2))
+        return path
+
+    @classmethod
+    def read(cls, directory: Path) -> "StageStats":
+        return cls.model_validate(json.loads((Path(directory) / STATS_FILE).read_text()))
+
+    def metrics(self) -> dict[str, float]:
+        """Flat numeric view, for MLflow."""
+        out = {
+            f"{self.stage}.records_in": self.records_in,
+            f"{self.stage}.records_out": self.records_out,
+            f"{self.stage}.seconds": self.seconds,
+        }
+        for reason, count in self.dropped.items():
+            out[f"{self.stage}.dropped.{reason}"] = count
+        for key, value in self.extra.items():
+            if isinstance(value, (int, float)):
+                out[f"{self.stage}.{key}"] = value
+        return out

@@ -1,0 +1,69 @@
+"""The pipeline's config: one section per stage package, each validated by that package's model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from compression.config import CompressionConfig
+from core.config import ConfigError, apply_overrides, format_validation_error, load_yaml
+from core.state import REPO_ROOT
+from data.config import DataConfig
+from evaluation.config import EvaluationConfig, PromotionConfig
+from serving.config import ServingConfig
+from training.config import TrainingConfig
+
+CONFIGS_DIR = REPO_ROOT / "configs"
+
+
+class ScheduleConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cron: str = Field(default="0 3 * * 0", description="retraining schedule of the scheduled-retrain deployment")
+    timezone: str = "UTC"
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    profile: str = Field(default="demo", description="name of the YAML profile this was loaded from")
+    model_name: str = Field(default="conveyor-lm", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                            description="MLflow registered model name")
+    data: DataConfig = DataConfig()
+    training: TrainingConfig = TrainingConfig()
+    compression: CompressionConfig = CompressionConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    promotion: PromotionConfig = PromotionConfig()
+    serving: ServingConfig = ServingConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+
+    def check_inputs(self) -> None:
+        """Fail before any stage runs when an input path is missing."""
+        for raw in self.data.ingest.paths:
+            path = Path(raw) if Path(raw).is_absolute() else REPO_ROOT / raw
+            if not path.exists():
+                raise ConfigError(f"data.ingest.paths: input path not found: {raw}")
+        suite = REPO_ROOT / self.data.validate_.suite
+        if not suite.is_file():
+            raise ConfigError(f"data.validate.suite: suite file not found: {self.data.validate_.suite}")
+
+    def to_yaml_dict(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def profile_path(profile: str) -> Path:
+    candidate = Path(profile)
+    if candidate.suffix in (".yaml", ".yml"):
+        return candidate if candidate.is_absolute() else Path.cwd() / candidate
+    return CONFIGS_DIR / f"{profile}.yaml"
+
+
+def load_config(profile: str = "demo", overrides: list[str] | None = None) -> PipelineConfig:
+    raw = load_yaml(profile_path(profile))
+    raw.setdefault("profile", Path(profile).stem)
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None

@@ -1,0 +1,66 @@
+"""Configs of the training stage: tokenizer, model shape, DeepSpeed training loop."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TokenizerConfig(_Frozen):
+    vocab_size: int = Field(default=4096, ge=256)
+    min_frequency: int = Field(default=2, ge=1)
+
+
+class ModelConfig(_Frozen):
+    """A Llama-architecture causal LM built from these numbers (no weights downloaded)."""
+
+    hidden_size: int = Field(default=128, ge=8)
+    num_layers: int = Field(default=4, ge=1)
+    num_heads: int = Field(default=4, ge=1)
+    num_kv_heads: int = Field(default=2, ge=1)
+    intermediate_size: int = Field(default=384, ge=8)
+    max_seq_len: int = Field(default=256, ge=8)
+    tie_embeddings: bool = True
+
+    @model_validator(mode="after")
+    def _heads(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads {self.num_heads} is not divisible by num_kv_heads {self.num_kv_heads}")
+        return self
+
+
+class TrainConfig(_Frozen):
+    seq_len: int = Field(default=128, ge=8)
+    micro_batch_size: int = Field(default=8, ge=1)
+    grad_accum_steps: int = Field(default=1, ge=1)
+    max_steps: int = Field(default=300, ge=1)
+    lr: float = Field(default=3e-3, gt=0)
+    warmup_steps: int = Field(default=30, ge=0)
+    weight_decay: float = Field(default=0.1, ge=0)
+    grad_clip: float = Field(default=1.0, gt=0)
+    seed: int = 0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    num_ranks: int = Field(default=2, ge=1, description="processes on this node")
+    device: Literal["cpu", "cuda"] = "cpu"
+    log_every: int = Field(default=10, ge=1)
+
+
+class TrainingConfig(_Frozen):
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _seq_fits(self):
+        if self.train.seq_len > self.model.max_seq_len:
+            raise ValueError(
+                f"train.seq_len {self.train.seq_len} exceeds model.max_seq_len {self.model.max_seq_len}")
+        return self
