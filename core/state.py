@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# dvc.yaml names its params file and outputs relative to the repo, so the data stages' workspace
+# stays here even when the rest of the state root is moved with CONVEYOR_STATE_DIR.
+DVC_PARAMS_FILE = REPO_ROOT / ".conveyor" / "params.yaml"
+DVC_DATA_DIR = REPO_ROOT / ".conveyor" / "data"
 
 # Telemetry off everywhere: these tools phone home by default and we run offline.
 TELEMETRY_OFF = {
@@ -29,7 +33,7 @@ TELEMETRY_OFF = {
 
 @dataclass(frozen=True)
 class State:
-    """Paths under the state root. `data` is where DVC keeps the data stages' outputs."""
+    """Paths under the state root."""
 
     root: Path
 
@@ -37,14 +41,6 @@ class State:
     def from_env(cls) -> "State":
         root = os.environ.get("CONVEYOR_STATE_DIR") or str(REPO_ROOT / ".conveyor")
         return cls(Path(root).resolve())
-
-    @property
-    def params_file(self) -> Path:
-        return self.root / "params.yaml"
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
 
     @property
     def runs(self) -> Path:

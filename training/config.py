@@ -42,6 +42,7 @@ class TrainConfig(_Frozen):
     grad_accum_steps: int = Field(default=1, ge=1)
     max_steps: int = Field(default=300, ge=1)
     lr: float = Field(default=3e-3, gt=0)
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="cosine decays lr to lr * this")
     warmup_steps: int = Field(default=30, ge=0)
     weight_decay: float = Field(default=0.1, ge=0)
     grad_clip: float = Field(default=1.0, gt=0)
@@ -51,6 +52,13 @@ class TrainConfig(_Frozen):
     num_ranks: int = Field(default=2, ge=1, description="processes on this node")
     device: Literal["cpu", "cuda"] = "cpu"
     log_every: int = Field(default=10, ge=1)
+    eval_batches: int = Field(default=8, ge=1, description="validation micro-batches per rank at the end")
+
+    @model_validator(mode="after")
+    def _precision_fits_device(self):
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ValueError("precision fp16 needs device cuda; use fp32 or bf16 on cpu")
+        return self
 
 
 class TrainingConfig(_Frozen):

@@ -1,0 +1,187 @@
+"""`conveyor`: run the pipeline, manage local services, deploy, serve, inspect.
+
+Heavy libraries (prefect, mlflow, torch, bentoml) are imported inside the commands that use them,
+so `conveyor --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from core.config import ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Conveyor: a raw text corpus to a served, versioned language model.")
+
+ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="profile name in configs/ or a YAML path")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. training.train.lr=3e-4")]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _load(profile: str, overrides: list[str] | None):
+    from flows.config import load_config
+
+    try:
+        config = load_config(profile, overrides or [])
+        config.check_inputs()
+    except ConfigError as exc:
+        _fail(str(exc))
+    return config
+
+
+def _activate():
+    """Export the state root's environment, pointing clients at services `conveyor up` started."""
+    from core.state import State
+    from flows.services import client_env
+
+    state = State.from_env()
+    state.activate()
+    os.environ.update(client_env(state))
+    return state
+
+
+@app.command()
+def run(profile: ProfileOpt = "demo", set_: SetOpt = None) -> None:
+    """Run the whole pipeline once (Prefect's temporary local API unless `conveyor up` is running)."""
+    config = _load(profile, set_)
+    _activate()
+    from flows.pipeline import pipeline
+    from flows.summary import render_text
+
+    summary = pipeline(config)
+    typer.echo("\n" + render_text(summary))
+
+
+@app.command()
+def params(profile: ProfileOpt = "demo", set_: SetOpt = None) -> None:
+    """Write the resolved config to .conveyor/params.yaml, so `dvc repro` runs the data stages."""
+    from flows.pipeline import write_params
+
+    from core.state import DVC_PARAMS_FILE
+
+    write_params(_load(profile, set_))
+    typer.echo(f"wrote {DVC_PARAMS_FILE}; now `dvc repro` runs the data stages")
+
+
+@app.command()
+def up(prefect_port: int = 4200, mlflow_port: int = 5000) -> None:
+    """Start a Prefect server and an MLflow server on 127.0.0.1 (state under the state root)."""
+    from flows import services
+
+    state = _activate()
+    for service in (services.prefect_service(state, prefect_port), services.mlflow_service(state, mlflow_port)):
+        typer.echo(f"starting {service.name} ...")
+        try:
+            record = services.start(state, service)
+        except RuntimeError as exc:
+            _fail(str(exc), 1)
+        typer.echo(f"  {service.name} UI: {record['url']}  (pid {record['pid']}, log {record['log']})")
+
+
+@app.command()
+def down() -> None:
+    """Stop everything `conveyor up` and `conveyor deploy` started."""
+    from core.state import State
+    from flows import services
+
+    stopped = services.stop_all(State.from_env())
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@app.command()
+def deploy(profile: ProfileOpt = "demo", set_: SetOpt = None,
+           foreground: bool = typer.Option(False, help="serve in this terminal instead of the background")) -> None:
+    """Register pipeline/manual and pipeline/scheduled-retrain on the Prefect server and serve them."""
+    from flows import services
+
+    config = _load(profile, set_)
+    state = _activate()
+    if "PREFECT_API_URL" not in os.environ:
+        _fail("no Prefect server: run `conveyor up` first (or set PREFECT_API_URL)")
+    command = [sys.executable, "-m", "flows.deploy", "--profile", profile]
+    for override in set_ or []:
+        command += ["--set", override]
+    if foreground:
+        os.execv(sys.executable, command)
+    record = services.start_process(state, "deployments", command,
+                                    {k: os.environ[k] for k in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")})
+    typer.echo(f"serving deployments pipeline/manual and pipeline/scheduled-retrain "
+               f"(cron {config.schedule.cron!r}); pid {record['pid']}, log {record['log']}")
+    typer.echo("trigger one: prefect deployment run 'pipeline/manual' --watch")
+
+
+@app.command()
+def serve(profile: ProfileOpt = "demo", port: Optional[int] = None, host: Optional[str] = None) -> None:
+    """Serve the latest Bento of the champion with BentoML (foreground)."""
+    from flows.config import load_config
+
+    config = load_config(profile)
+    _activate()
+    from serving.package import serve_command
+
+    command = serve_command(f"{config.serving.bento_name}:latest", host or config.serving.host,
+                            port or config.serving.port)
+    typer.echo(" ".join(command))
+    os.execvp(command[0], command)
+
+
+@app.command()
+def status(profile: ProfileOpt = "demo") -> None:
+    """Services that are up, and the registry's champion and challenger."""
+    from flows.config import load_config
+    from flows.services import running
+
+    config = load_config(profile)
+    state = _activate()
+    up = running(state)
+    for name in ("prefect", "mlflow", "deployments"):
+        record = up.get(name)
+        typer.echo(f"{name:12} {'up ' + (record['url'] or '') + ' pid ' + str(record['pid']) if record else 'down'}")
+    import mlflow
+
+    from core import registry
+
+    mlflow.set_tracking_uri(state.mlflow_tracking_uri)
+    for alias in ("champion", "challenger"):
+        version = registry.get_by_alias(config.model_name, alias)
+        if version is None:
+            typer.echo(f"{alias:12} none")
+            continue
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(version.metrics.items()))
+        typer.echo(f"{alias:12} {config.model_name} v{version.version} ({version.lineage.get('variant')}): {metrics}")
+
+
+@app.command()
+def lineage(model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSION")]) -> None:
+    """Which data, code, config and runs made a registered model version."""
+    import mlflow
+
+    from core import registry
+
+    state = _activate()
+    mlflow.set_tracking_uri(state.mlflow_tracking_uri)
+    if "@" in model:
+        name, alias = model.split("@", 1)
+        version = registry.get_by_alias(name, alias)
+    elif "/" in model:
+        name, number = model.split("/", 1)
+        version = registry.get_version(name, number)
+    else:
+        _fail("give NAME@ALIAS or NAME/VERSION")
+    if version is None:
+        _fail(f"no registered version for {model}", 1)
+    typer.echo(f"{version.name} version {version.version}")
+    for key, value in sorted(version.lineage.items()):
+        typer.echo(f"  {key:22} {value}")
+
+
+if __name__ == "__main__":
+    app()

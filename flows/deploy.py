@@ -1,0 +1,51 @@
+"""Deployments of the pipeline flow, served by this process until it is stopped.
+
+`pipeline/manual` runs on demand (the Prefect UI shows its parameter, the whole pipeline config,
+as a form); `pipeline/scheduled-retrain` runs on the profile's cron. `conveyor deploy` starts this
+module in the background against the Prefect server that `conveyor up` started.
+
+    python -m flows.deploy --profile demo [--set key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from flows.config import load_config
+
+
+def build_deployments(profile: str, overrides: list[str]):
+    from prefect.schedules import Cron
+
+    from flows.pipeline import pipeline
+
+    config = load_config(profile, overrides)
+    parameters = {"config": config.to_yaml_dict()}
+    manual = pipeline.to_deployment(
+        name="manual", parameters=parameters, tags=["conveyor", config.profile],
+        description=f"Corpus to served model, profile {config.profile}. Edit the config in the form.",
+    )
+    scheduled = pipeline.to_deployment(
+        name="scheduled-retrain", parameters=parameters,
+        schedule=Cron(config.schedule.cron, timezone=config.schedule.timezone),
+        tags=["conveyor", config.profile, "scheduled"],
+        description=f"Retraining on cron {config.schedule.cron!r} ({config.schedule.timezone}).",
+    )
+    return manual, scheduled
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+    from prefect import serve
+
+    from core.state import State
+
+    State.from_env().activate()
+    serve(*build_deployments(args.profile, args.overrides))
+
+
+if __name__ == "__main__":
+    main()

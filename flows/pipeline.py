@@ -1,0 +1,293 @@
+"""The `pipeline` flow: curate -> version -> train -> compress -> evaluate -> register -> package.
+
+Thin orchestration: every task calls one stage package (or DVC, or MLflow) and passes paths and
+small dicts, never models or datasets. The data stages run through `dvc repro`, so DVC decides
+what is unchanged and skips it, exactly as it would for `dvc repro` typed by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from prefect import flow, get_run_logger, task
+from prefect.runtime import flow_run
+
+from core.atomic import atomic_write_text
+from core.state import DVC_DATA_DIR, DVC_PARAMS_FILE, REPO_ROOT, State
+from core.stats import StageStats
+from flows.config import PipelineConfig
+
+# DVC stage name -> its output folder under DVC_DATA_DIR (dvc.yaml).
+DATA_STAGES = {
+    "ingest": "ingest",
+    "clean": "clean",
+    "dedup": "dedup",
+    "anonymize": "anonymize",
+    "validate": "validate",
+    "split": "curated",
+}
+CURATED_DIR = DVC_DATA_DIR / "curated"
+SKIPPED_BY_DVC = re.compile(r"Stage '(?P<stage>[\w-]+)' (didn't change|is cached)")
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+def _child_env() -> dict[str, str]:
+    """The environment for subprocesses: this interpreter's bin first, so dvc.yaml's `python`
+    is the one Conveyor runs in even when the venv is not activated."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _run_logged(cmd: list[str], logger) -> tuple[int, list[str]]:
+    process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=_child_env(), text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = []
+    for line in process.stdout:
+        line = line.rstrip()
+        if line:
+            lines.append(line)
+            logger.info(line)
+    return process.wait(), lines
+
+
+def write_params(config: PipelineConfig) -> None:
+    """Write the resolved config where dvc.yaml reads its params; untouched if nothing changed,
+    so DVC sees the same file."""
+    text = yaml.safe_dump(config.to_yaml_dict(), sort_keys=True)
+    if not DVC_PARAMS_FILE.exists() or DVC_PARAMS_FILE.read_text() != text:
+        atomic_write_text(DVC_PARAMS_FILE, text)
+
+
+def config_sha256(config: PipelineConfig) -> str:
+    return hashlib.sha256(json.dumps(config.to_yaml_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def git_commit() -> str:
+    """HEAD's commit, suffixed `-dirty` when tracked files differ from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":!dvc.lock"], cwd=REPO_ROOT, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}-dirty" if dirty.strip() else head
+
+
+@task(task_run_name="data-{stage}")
+def data_stage(stage: str) -> dict:
+    """`dvc repro --single-item <stage>`; returns the stage's stats and whether DVC skipped it."""
+    logger = get_run_logger()
+    code, lines = _run_logged([sys.executable, "-m", "dvc", "repro", "--single-item", stage], logger)
+    if code != 0:
+        tail = "\n".join(lines[-15:])
+        raise StageFailed(f"data stage {stage!r} failed (dvc repro exit {code}):\n{tail}")
+    skipped = any(m and m["stage"] == stage for m in map(SKIPPED_BY_DVC.search, lines))
+    stats = StageStats.read(DVC_DATA_DIR / DATA_STAGES[stage])
+    return {"skipped": skipped, **stats.model_dump()}
+
+
+@task(retries=2, retry_delay_seconds=2)
+def version_dataset() -> str:
+    """Push the curated dataset to the DVC remote; return its DVC hash (from dvc.lock)."""
+    logger = get_run_logger()
+    lock = yaml.safe_load((REPO_ROOT / "dvc.lock").read_text())
+    outs = lock["stages"]["split"]["outs"]
+    md5 = next(o["md5"] for o in outs if Path(o["path"]) == CURATED_DIR.relative_to(REPO_ROOT))
+    code, lines = _run_logged([sys.executable, "-m", "dvc", "push", "split"], logger)
+    if code != 0:
+        raise StageFailed("dvc push failed:\n" + "\n".join(lines[-10:]))
+    return md5
+
+
+@task
+def train_tokenizer(config: PipelineConfig, run_dir: Path) -> Path:
+    from training import train_tokenizer as train
+
+    return train(config.training.tokenizer, CURATED_DIR / "train.jsonl", run_dir / "tokenizer")
+
+
+@task
+def train_model(config: PipelineConfig, tokenizer_dir: Path, run_dir: Path, mlflow_run_id: str) -> dict:
+    import training
+
+    result = training.run(config.training, CURATED_DIR, tokenizer_dir, run_dir / "model" / "base",
+                          env={"MLFLOW_RUN_ID": mlflow_run_id})
+    return result.model_dump(mode="json")
+
+
+@task
+def compress(config: PipelineConfig, base_dir: Path, run_dir: Path) -> dict[str, Path]:
+    import compression
+
+    variants = compression.run(config.compression, base_dir, run_dir / "model")
+    return {v.name: Path(v.path) for v in variants}
+
+
+@task(task_run_name="evaluate-{variant}")
+def evaluate(config: PipelineConfig, variant: str, model_dir: Path, run_dir: Path) -> dict:
+    import evaluation
+
+    return evaluation.run(config.evaluation, model_dir, CURATED_DIR, run_dir / "metrics" / f"{variant}.json")
+
+
+@task
+def register(config: PipelineConfig, variant_dirs: dict[str, Path], metrics: dict[str, dict],
+             lineage: dict[str, str], experiment_id: str, state: State) -> dict:
+    """Register every variant, then move `champion` or `challenger` per the promotion policy."""
+    from core import registry
+    from evaluation.promotion import decide
+
+    champion = registry.get_by_alias(config.model_name, "champion")
+    versions: dict[str, str] = {}
+    # The base model first: derived variants name its version as their parent.
+    for variant in sorted(variant_dirs, key=lambda v: v != "base"):
+        parent = versions.get("base") if variant != "base" else None
+        registered = registry.register_variant(
+            config.model_name, variant_dirs[variant], variant, metrics[variant],
+            {**lineage, "variant": variant, "parent_version": parent},
+            run_id=lineage["mlflow_run_id"], experiment_id=experiment_id,
+        )
+        versions[variant] = registered.version
+    decision = decide(metrics, champion.metrics if champion else None, config.promotion)
+    version = versions[decision.chosen]
+    registry.set_alias(config.model_name, decision.alias, version, decision.reason,
+                       state.root / "registry" / "alias_history.jsonl")
+    current = registry.get_by_alias(config.model_name, "champion")
+    return {
+        "model_name": config.model_name,
+        "versions": versions,
+        "chosen": decision.chosen,
+        "alias": decision.alias,
+        "version": version,
+        "reason": decision.reason,
+        "champion_version": current.version if current else None,
+    }
+
+
+@task(retries=1)
+def package(config: PipelineConfig, registry_result: dict, run_dir: Path) -> str:
+    """Build a Bento from the registry's champion (whichever run produced it)."""
+    from core import registry
+    from serving.package import build_bento, import_model
+
+    champion = registry.get_by_alias(config.model_name, "champion")
+    folder = registry.download(config.model_name, "champion", run_dir / "champion")
+    labels = {"registered_model": config.model_name, "version": champion.version,
+              "variant": champion.lineage.get("variant", "unknown")}
+    model_tag = import_model(folder, config.serving.bento_name, labels=labels,
+                             metadata={"lineage": champion.lineage, "metrics": champion.metrics})
+    return build_bento(config.serving.bento_name, model_tag)
+
+
+def _mlflow_params(config: PipelineConfig) -> dict[str, str]:
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, node) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else key, value)
+        else:
+            flat[prefix] = str(node)[:500]
+
+    walk("", config.to_yaml_dict())
+    return flat
+
+
+@flow(name="pipeline", log_prints=True)
+def pipeline(config: PipelineConfig = PipelineConfig()) -> dict:
+    """Corpus to served model. `config` is the whole pipeline config (a form in the Prefect UI)."""
+    import mlflow
+
+    from core import registry
+
+    started = time.perf_counter()
+    state = State.from_env()
+    state.activate()
+    config.check_inputs()
+    run_name = f"{time.strftime('%Y%m%d-%H%M%S')}-{flow_run.get_name() or 'local'}"
+    run_dir = state.runs / run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
+    write_params(config)
+
+    # Curate: each stage waits for the previous one; DVC skips what did not change.
+    stages = {stage: data_stage(stage) for stage in DATA_STAGES}
+    dataset_md5 = version_dataset()
+
+    # One MLflow run spans the rest; tasks address it by id (MLflow's active run is per thread).
+    mlflow.set_tracking_uri(state.mlflow_tracking_uri)
+    client = mlflow.MlflowClient()
+    experiment = registry.experiment_id(f"conveyor/{config.model_name}", state.mlflow_artifacts_uri)
+    run_id = client.create_run(experiment, run_name=run_name).info.run_id
+    try:
+        lineage = {
+            "dataset_dvc_md5": dataset_md5,
+            "git_commit": git_commit(),
+            "config_sha256": config_sha256(config),
+            "prefect_flow_run_id": str(flow_run.get_id()),
+            "mlflow_run_id": run_id,
+            "profile": config.profile,
+        }
+        _log_run_start(client, run_id, config, stages, lineage, run_dir)
+
+        tokenizer_dir = train_tokenizer(config, run_dir)
+        train_result = train_model(config, tokenizer_dir, run_dir, run_id)
+        variant_dirs = {"base": Path(train_result["model_dir"])}
+        variant_dirs.update(compress(config, variant_dirs["base"], run_dir))
+        metrics = {name: evaluate(config, name, path, run_dir) for name, path in variant_dirs.items()}
+        registry_result = register(config, variant_dirs, metrics, lineage, experiment, state)
+        bento_tag = package(config, registry_result, run_dir)
+
+        summary = {
+            "run": run_name,
+            "run_dir": str(run_dir),
+            "profile": config.profile,
+            "stages": stages,
+            "training": train_result,
+            "variants": metrics,
+            "registry": registry_result,
+            "lineage": lineage,
+            "bento": bento_tag,
+            "serving": {"host": config.serving.host, "port": config.serving.port},
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+        client.log_artifact(run_id, str(run_dir / "summary.json"))
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    from flows.summary import render_text
+
+    get_run_logger().info("\n%s", render_text(summary))
+    return summary
+
+
+def _log_run_start(client, run_id: str, config: PipelineConfig, stages: dict, lineage: dict,
+                   run_dir: Path) -> None:
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    metrics = {}
+    for stats in stages.values():
+        metrics.update(StageStats.model_validate(stats).metrics())
+    client.log_batch(
+        run_id,
+        metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
+        params=[Param(key, value) for key, value in _mlflow_params(config).items()],
+        tags=[RunTag(f"conveyor.{key}", str(value)) for key, value in lineage.items()],
+    )
+    client.log_artifact(run_id, str(run_dir / "config.yaml"))

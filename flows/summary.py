@@ -1,0 +1,64 @@
+"""The run summary as plain text: the same table in the terminal, the Prefect log and summary.json."""
+
+from __future__ import annotations
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return [line(headers), line(["-" * w for w in widths]), *map(line, rows)]
+
+
+def _size(num_bytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if num_bytes < 1024 or unit == "GB":
+            return f"{num_bytes:.1f} {unit}"
+        num_bytes /= 1024
+    return ""
+
+
+def render_text(summary: dict) -> str:
+    out = [f"Conveyor run {summary['run']} (profile {summary['profile']}) in {summary['seconds']} s", ""]
+
+    rows = []
+    for stage, stats in summary["stages"].items():
+        dropped = ", ".join(f"{k}={v}" for k, v in sorted(stats["dropped"].items())) or "-"
+        status = "skipped (unchanged, DVC)" if stats["skipped"] else f"ran {stats['seconds']:.1f} s"
+        rows.append([stage, stats["records_in"], stats["records_out"], dropped, status])
+    out += ["Data stages", *_table(["stage", "in", "out", "dropped", "status"], rows), ""]
+    skipped = [s for s, stats in summary["stages"].items() if stats["skipped"]]
+    if skipped:
+        out += [f"DVC skipped {len(skipped)} unchanged stage(s): {', '.join(skipped)}", ""]
+
+    training = summary["training"]
+    out += [
+        f"Training: {training['steps']} steps on {training['world_size']} rank(s), ZeRO-{training['zero_stage']}, "
+        f"{training['num_parameters']:,} params, {training['tokens_per_second']:.0f} tokens/s, "
+        f"train loss {training['final_train_loss']:.3f}, {training['seconds']:.1f} s",
+        "",
+    ]
+
+    registry = summary["registry"]
+    rows = []
+    for variant, metrics in summary["variants"].items():
+        rows.append([
+            variant, registry["versions"].get(variant, "-"), f"{metrics['perplexity']:.2f}",
+            _size(metrics["size_bytes"]), f"{metrics['latency_ms_per_token']:.2f}",
+        ])
+    out += ["Model variants", *_table(["variant", "version", "val ppl", "size", "ms/token"], rows), ""]
+
+    out += [
+        f"Registry: {registry['model_name']} version {registry['version']} ({registry['chosen']}) "
+        f"-> alias '{registry['alias']}'",
+        f"  why: {registry['reason']}",
+        f"  champion is now version {registry['champion_version']}",
+        f"  dataset (DVC md5) {summary['lineage']['dataset_dvc_md5']}, git {summary['lineage']['git_commit'][:12]}",
+        f"Bento: {summary['bento']}",
+        "",
+        "Serve and query the champion:",
+        "  conveyor serve",
+        f"  curl -s -X POST http://{summary['serving']['host']}:{summary['serving']['port']}/generate "
+        "-H 'Content-Type: application/json' "
+        "-d '{\"prompt\": \"It is a truth universally acknowledged\", \"max_new_tokens\": 20}'",
+    ]
+    return "\n".join(out)

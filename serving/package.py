@@ -1,0 +1,61 @@
+"""Put a Conveyor model folder into BentoML's model store, build the bento, say how to serve it.
+
+BENTOML_HOME (the model and bento stores) comes from the environment, as for the bentoml CLI;
+it must lie outside the repo, which is the build context.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from core.state import REPO_ROOT
+
+BENTOFILE = Path(__file__).with_name("bentofile.yaml")
+TAG_PREFIX = "__tag__:"
+
+logger = logging.getLogger(__name__)
+
+
+def import_model(model_dir: Path, name: str, labels: dict[str, str], metadata: dict) -> str:
+    """Copy the folder into a new version of BentoML model `name`; return its tag."""
+    import bentoml
+
+    with bentoml.models.create(name, labels=labels, metadata=metadata) as bento_model:
+        # The files sit next to BentoML's model.yaml, so `load_model(bento_model.path)` works as is.
+        shutil.copytree(model_dir, bento_model.path, dirs_exist_ok=True)
+    logger.info("imported %s as BentoML model %s", model_dir, bento_model.tag)
+    return str(bento_model.tag)
+
+
+def build_bento(bento_name: str, model_tag: str, version: str | None = None) -> str:
+    """Build the serving bento around BentoML model `model_tag`; return the bento tag.
+
+    The tag goes in as the bento argument `model_tag`: bento.yaml records it and `bentoml serve`
+    restores it, so the bento serves this model whatever the serving environment says.
+    A subprocess keeps BentoML's process-wide state (stores, sys.path, cwd) out of the caller.
+    """
+    command = [
+        sys.executable, "-m", "bentoml", "build", str(REPO_ROOT),
+        "--bentofile", str(BENTOFILE), "--name", bento_name,
+        "--arg", f"model_tag={model_tag}", "--output", "tag",
+    ]
+    if version:
+        command += ["--version", version]
+    env = {**os.environ, "CONVEYOR_BENTO_MODEL": model_tag}
+    result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"bentoml build failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    tags = [line[len(TAG_PREFIX):].strip() for line in result.stdout.splitlines() if line.startswith(TAG_PREFIX)]
+    if not tags:
+        raise RuntimeError(f"bentoml build printed no bento tag:\n{result.stdout[-2000:]}")
+    logger.info("built bento %s serving %s", tags[-1], model_tag)
+    return tags[-1]
+
+
+def serve_command(bento_tag: str, host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", host, "--port", str(port)]

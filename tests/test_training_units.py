@@ -1,0 +1,129 @@
+"""Tokenizer, packing, model construction and lr schedule of the training stage, in-process."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from training import train_tokenizer
+from training.config import ModelConfig, TokenizerConfig, TrainConfig
+from training.model import build_model, count_parameters
+from training.packing import batches, pack_blocks, rank_shard
+from training.tokenizer import EOS_TOKEN, PAD_TOKEN
+from training.train import warmup_cosine
+
+SUBJECTS = ["The miller", "A young clerk", "The old captain", "My neighbour", "The quiet child"]
+VERBS = ["carried", "painted", "forgot", "found", "sold"]
+OBJECTS = ["a red lantern", "the river boat", "seven letters", "a loaf of bread", "the brass key"]
+PLACES = ["by the harbour", "before dawn", "in the long winter", "at the fair", "near the mill"]
+
+
+def write_jsonl(path, num_docs, seed):
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as handle:
+        for i in range(num_docs):
+            sentences = [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)} {rng.choice(PLACES)}."
+                         for _ in range(rng.randint(3, 8))]
+            handle.write(json.dumps({"id": f"doc-{seed}-{i}", "text": " ".join(sentences)}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tok")
+    train_file = write_jsonl(root / "train.jsonl", 200, seed=0)
+    return train_tokenizer(TokenizerConfig(vocab_size=300), train_file, root / "tokenizer")
+
+
+def test_tokenizer_round_trip_and_specials(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    assert (tokenizer_dir / "tokenizer.json").is_file()
+    assert (tokenizer_dir / "tokenizer_config.json").is_file()
+    assert not list(tokenizer_dir.parent.glob(".tokenizer.*"))  # atomic: no temp left behind
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    assert tokenizer.eos_token == EOS_TOKEN and tokenizer.bos_token == EOS_TOKEN
+    assert tokenizer.pad_token == PAD_TOKEN and tokenizer.pad_token_id != tokenizer.eos_token_id
+    assert len(tokenizer) == 300
+
+    text = "The miller sold the brass key. Ünïcode and émoji 🙂 survive byte-level BPE!"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids) == text
+    # Learned merges: common corpus words take fewer tokens than bytes.
+    assert len(tokenizer("The miller carried the river boat")["input_ids"]) < len("The miller carried the river boat")
+    with_eos = tokenizer(text + EOS_TOKEN, add_special_tokens=False)["input_ids"]
+    assert with_eos[-1] == tokenizer.eos_token_id
+
+
+def test_tokenizer_missing_train_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        train_tokenizer(TokenizerConfig(), tmp_path / "nope.jsonl", tmp_path / "tok")
+
+
+def test_packing_blocks_without_padding():
+    documents = [[1, 2, 3], [4, 5], [6, 7, 8, 9, 10], [11]]
+    blocks = pack_blocks(documents, eos_token_id=0, block_len=5)
+    stream = [1, 2, 3, 0, 4, 5, 0, 6, 7, 8, 9, 10, 0, 11, 0]
+    assert blocks.shape == (3, 5)
+    assert blocks.flatten().tolist() == stream[:15]
+    assert (blocks == 0).sum() == 4  # only the EOS separators, no padding
+
+
+def test_packing_shards_disjoint_covering_and_deterministic():
+    blocks = pack_blocks([list(range(1, 40))] * 25, eos_token_id=0, block_len=9)  # 111 blocks
+    world_size = 3
+    shards = [rank_shard(blocks, rank, world_size) for rank in range(world_size)]
+    assert all(shard.shape[1] == 9 for shard in shards)
+    assert sum(len(shard) for shard in shards) == len(blocks)
+    rows = lambda tensor: sorted(map(tuple, tensor.tolist()))  # noqa: E731
+    assert rows(torch.cat(shards)) == rows(blocks)
+    # Disjoint by position: rank r holds exactly blocks r, r + world_size, ...
+    for rank, shard in enumerate(shards):
+        assert torch.equal(shard, blocks[rank::world_size])
+
+    def first_batches(seed, count=20):
+        stream = batches(shards[0], micro_batch_size=4, seed=seed)
+        return [next(stream) for _ in range(count)]  # 20 batches of 4 from 37 blocks: 3 epochs
+
+    first, again, other = first_batches(7), first_batches(7), first_batches(8)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other))
+    assert all(batch.shape == (4, 9) for batch in first)
+
+
+def test_batches_refuse_a_shard_smaller_than_a_batch():
+    with pytest.raises(ValueError, match="too small"):
+        next(batches(torch.zeros(3, 9, dtype=torch.long), micro_batch_size=4, seed=0))
+
+
+def test_model_parameter_count():
+    config = ModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                         intermediate_size=192, max_seq_len=128)
+    model = build_model(config, vocab_size=512, eos_token_id=0, pad_token_id=1)
+    head_dim = 64 // 4
+    attention = 64 * 64 + 2 * 64 * (2 * head_dim) + 64 * 64  # q, k and v (2 kv heads), o
+    mlp = 3 * 64 * 192
+    per_layer = attention + mlp + 2 * 64  # two RMSNorm gains
+    expected = 512 * 64 + 2 * per_layer + 64  # tied embedding/lm_head, final norm
+    assert count_parameters(model) == expected
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    assert model.config._attn_implementation == "sdpa"
+    assert model.config.eos_token_id == 0 and model.config.pad_token_id == 1
+
+
+def test_warmup_cosine_schedule():
+    multiplier = warmup_cosine(warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert multiplier(0) == pytest.approx(0.1)
+    assert multiplier(9) == pytest.approx(1.0)
+    assert multiplier(10) == pytest.approx(1.0)
+    assert multiplier(60) == pytest.approx(0.55)
+    assert multiplier(110) == pytest.approx(0.1)
+    values = [multiplier(step) for step in range(10, 111)]
+    assert values == sorted(values, reverse=True)
+
+
+def test_fp16_is_refused_on_cpu():
+    with pytest.raises(ValueError, match="fp16 needs device cuda"):
+        TrainConfig(precision="fp16", device="cpu")
+    TrainConfig(precision="fp16", device="cuda")

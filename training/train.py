@@ -1,0 +1,274 @@
+"""One training rank. A launcher (torchrun, via training.run) starts one of these per process:
+
+    python -m torch.distributed.run --standalone --nproc_per_node 2 -m training.train \
+        --config config.json --dataset DIR --tokenizer DIR --output DIR
+
+Every rank trains on its own shard of the packed blocks; DeepSpeed averages gradients (ZeRO
+partitions optimizer state and gradients). Rank 0 alone logs and writes the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+from core.atomic import atomic_dir
+from core.models import write_manifest
+from core.stats import StageStats
+from training.config import TrainingConfig
+
+TRAIN_LOG = "train_log.jsonl"
+RESULT_FILE = "result.json"
+CONFIG_FILE = "training_config.json"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True, help="TrainingConfig as JSON")
+    parser.add_argument("--dataset", type=Path, required=True, help="folder with train.jsonl and validation.jsonl")
+    parser.add_argument("--tokenizer", type=Path, required=True, help="HF tokenizer folder")
+    parser.add_argument("--output", type=Path, required=True, help="model folder to create")
+    return parser.parse_args()
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """Fail in the first second, before the heavy imports, on a path that is not there."""
+    for path in (args.config, args.dataset / "train.jsonl", args.dataset / "validation.jsonl",
+                 args.tokenizer / "tokenizer.json"):
+        if not path.is_file():
+            raise FileNotFoundError(f"training input not found: {path}")
+
+
+def warmup_cosine(warmup_steps: int, max_steps: int, min_lr_ratio: float):
+    """The lr multiplier at optimizer step `step`: linear warmup, then cosine down to min_lr_ratio."""
+    def multiplier(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return multiplier
+
+
+def param_groups(model, weight_decay: float) -> list[dict]:
+    # Decay matrices (linear weights, embedding) only; norms' gains stay free, as in nanoGPT.
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
+def deepspeed_config(config: TrainingConfig) -> dict:
+    train = config.train
+    return {
+        "train_micro_batch_size_per_gpu": train.micro_batch_size,
+        "gradient_accumulation_steps": train.grad_accum_steps,
+        "gradient_clipping": train.grad_clip,
+        "zero_optimization": {"stage": train.zero_stage},
+        "bf16": {"enabled": train.precision == "bf16"},
+        "fp16": {"enabled": train.precision == "fp16"},
+        "steps_per_print": 10**9,  # we log ourselves, rank 0 only
+    }
+
+
+def next_token_loss(engine, block):
+    import torch.nn.functional as F
+
+    inputs, targets = block[:, :-1], block[:, 1:]
+    logits = engine(input_ids=inputs).logits
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+
+
+def mean_across_ranks(value: float, device) -> float:
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.item() / dist.get_world_size()
+
+
+def validation_loss(engine, blocks, config: TrainingConfig, rank: int, world_size: int, device) -> float | None:
+    """Mean next-token loss over up to eval_batches micro-batches per rank, across all ranks.
+
+    Every rank joins (ZeRO-3 forward passes are collective), and every rank gets the same
+    number of blocks so that none waits on a forward pass another never makes.
+    """
+    import torch
+    import torch.distributed as dist
+
+    from training.packing import rank_shard
+
+    per_rank = min(len(blocks) // world_size, config.train.eval_batches * config.train.micro_batch_size)
+    if per_rank == 0:
+        return None
+    shard = rank_shard(blocks[: per_rank * world_size], rank, world_size)
+    engine.eval()
+    total = torch.zeros(2, dtype=torch.float64, device=device)  # sum of losses, tokens
+    with torch.no_grad():
+        for start in range(0, per_rank, config.train.micro_batch_size):
+            block = shard[start:start + config.train.micro_batch_size].to(device)
+            tokens = block[:, 1:].numel()
+            total += torch.tensor([next_token_loss(engine, block).item() * tokens, tokens],
+                                  dtype=torch.float64, device=device)
+    engine.train()
+    dist.all_reduce(total)
+    return (total[0] / total[1]).item()
+
+
+class MlflowMetrics:
+    """Metrics to the MLflow run the caller opened (MLFLOW_RUN_ID), never a new run."""
+
+    def __init__(self, run_id: str):
+        import mlflow
+
+        self.run_id = run_id
+        self.client = mlflow.MlflowClient()
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[
+            Metric(key=key, value=value, timestamp=now, step=step) for key, value in metrics.items()])
+
+
+def main() -> None:
+    args = parse_args()
+    check_inputs(args)
+    config = TrainingConfig.model_validate_json(args.config.read_text())
+    train = config.train
+
+    import deepspeed
+    import torch
+    import torch.distributed as dist
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from training.model import build_model, count_parameters
+    from training.packing import batches, pack_blocks, rank_shard, tokenize_documents
+
+    # A JIT build of the shared-memory collective op takes ~55 s on first use; gloo needs none.
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    deepspeed.utils.logger.setLevel("WARNING")
+    hf_logging.set_verbosity_warning()
+    deepspeed.init_distributed(dist_backend="nccl" if train.device == "cuda" else "gloo")
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    if train.device == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+
+    def say(message: str) -> None:
+        if rank == 0:
+            print(message, flush=True)
+
+    started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    block_len = train.seq_len + 1
+    train_blocks = pack_blocks(tokenize_documents(args.dataset / "train.jsonl", tokenizer),
+                               tokenizer.eos_token_id, block_len)
+    validation_blocks = pack_blocks(tokenize_documents(args.dataset / "validation.jsonl", tokenizer),
+                                    tokenizer.eos_token_id, block_len)
+    train_batches = batches(rank_shard(train_blocks, rank, world_size), train.micro_batch_size, train.seed)
+    say(f"packed {len(train_blocks)} train and {len(validation_blocks)} validation blocks of "
+        f"{block_len} tokens; {world_size} ranks")
+
+    # Same seed on every rank: identical initial weights (DeepSpeed also broadcasts rank 0's).
+    torch.manual_seed(train.seed)
+    model = build_model(config.model, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
+    num_parameters = count_parameters(model)
+    optimizer = torch.optim.AdamW(param_groups(model, train.weight_decay), lr=train.lr, betas=(0.9, 0.95))
+    # A torch optimizer rather than DeepSpeed's "AdamW" config type, which JIT-builds FusedAdam.
+    engine, _, _, scheduler = deepspeed.initialize(
+        model=model, optimizer=optimizer, config=deepspeed_config(config),
+        # A callable: DeepSpeed builds the schedule on the optimizer it wraps for ZeRO.
+        lr_scheduler=lambda wrapped: torch.optim.lr_scheduler.LambdaLR(
+            wrapped, warmup_cosine(train.warmup_steps, train.max_steps, train.min_lr_ratio)))
+    say(f"model: {num_parameters:,} parameters; ZeRO stage {train.zero_stage}, {train.precision}, "
+        f"setup {time.perf_counter() - started:.1f}s")
+
+    mlflow_run_id = os.environ.get("MLFLOW_RUN_ID")
+    mlflow_metrics = MlflowMetrics(mlflow_run_id) if rank == 0 and mlflow_run_id else None
+    tokens_per_step = train.micro_batch_size * train.grad_accum_steps * world_size * train.seq_len
+
+    # Rank 0 builds the output in a temporary sibling (the train log grows there) that becomes
+    # the output folder in one rename after the model is saved; a crash leaves no output.
+    with atomic_dir(args.output) if rank == 0 else nullcontext() as work_dir:
+        loop_started = interval_started = time.perf_counter()
+        interval_losses: list[float] = []
+        train_loss = float("nan")
+        for step in range(1, train.max_steps + 1):
+            for _ in range(train.grad_accum_steps):
+                loss = next_token_loss(engine, next(train_batches).to(device))
+                engine.backward(loss)
+                engine.step()  # DeepSpeed steps optimizer and lr only at the accumulation boundary
+                interval_losses.append(loss.item())
+
+            if step % train.log_every == 0 or step == train.max_steps:
+                # A collective: every rank reaches it at the same step.
+                train_loss = mean_across_ranks(sum(interval_losses) / len(interval_losses), device)
+                now = time.perf_counter()
+                steps_in_interval = len(interval_losses) // train.grad_accum_steps
+                record = {
+                    "step": step,
+                    "loss": round(train_loss, 4),
+                    "lr": scheduler.get_last_lr()[0],
+                    "tokens_per_second": round(tokens_per_step * steps_in_interval / (now - interval_started), 1),
+                    "seconds": round(now - loop_started, 2),
+                }
+                interval_losses, interval_started = [], now
+                if rank == 0:
+                    print(f"step {step}/{train.max_steps} loss {record['loss']:.4f} lr {record['lr']:.2e} "
+                          f"{record['tokens_per_second']:.0f} tok/s", flush=True)
+                    with open(work_dir / TRAIN_LOG, "a", encoding="utf-8") as log:
+                        log.write(json.dumps(record) + "\n")
+                    if mlflow_metrics:
+                        mlflow_metrics.log(step, {"train/loss": record["loss"], "train/lr": record["lr"],
+                                                  "train/tokens_per_second": record["tokens_per_second"]})
+        loop_seconds = time.perf_counter() - loop_started
+
+        val_loss = validation_loss(engine, validation_blocks, config, rank, world_size, device)
+        say(f"validation loss {val_loss}")
+
+        # Below ZeRO-3 every rank holds the whole model and this is a no-op; at stage 3 it
+        # gathers the partitioned weights so rank 0 can save them.
+        with deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None):
+            if rank == 0:
+                engine.module.save_pretrained(work_dir, safe_serialization=True)
+                tokenizer.save_pretrained(work_dir)
+        if rank == 0:
+            result = {
+                "steps": train.max_steps,
+                "final_train_loss": train_loss,
+                "val_loss": val_loss,
+                "tokens_seen": tokens_per_step * train.max_steps,
+                "tokens_per_second": tokens_per_step * train.max_steps / loop_seconds,
+                "seconds": loop_seconds,
+                "seconds_per_step": loop_seconds / train.max_steps,
+                "num_parameters": num_parameters,
+                "world_size": world_size,
+                "zero_stage": train.zero_stage,
+            }
+            (work_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
+            (work_dir / CONFIG_FILE).write_text(config.model_dump_json(indent=2))
+            # The records of this stage are packed blocks of seq_len + 1 tokens.
+            StageStats(
+                stage="train", records_in=len(train_blocks), seconds=round(time.perf_counter() - started, 4),
+                extra={"validation_blocks": len(validation_blocks),
+                       **{key: value for key, value in result.items() if value is not None}},
+            ).write(work_dir)
+            write_manifest(work_dir, "hf")
+    dist.barrier()  # the others exit only once rank 0 has renamed the output into place
+    say(f"saved {args.output}")
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
