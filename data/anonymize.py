@@ -29,7 +29,7 @@ IPV6_CANDIDATE = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,
 # US style: (555) 123-4567, 555-123-4567, 555.123.4567, optionally with a 1 or +1 country code.
 US_PHONE = re.compile(r"(?<![\w+(-])(?:\+?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}(?![\w-])")
 # International style: a + country code, then digit groups: +44 20 7946 0958, +33 4 17 94 64 04.
-INTERNATIONAL_PHONE = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]\(?\d{1,5}\)?){1,6}(?![\w-])|(?<![\w+])\+\d{8,15}\b")
+INTERNATIONAL_PHONE = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]\(?\d{1,8}\)?){1,6}(?![\w-])|(?<![\w+])\+\d{8,15}\b")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -72,7 +72,8 @@ DETECTORS: dict[str, list[tuple[re.Pattern, Callable[[str], bool]]]] = {
     "EMAIL": [(EMAIL, always)],
     "CREDIT_CARD": [(CARD_CANDIDATE, is_card_number)],
     "IP_ADDRESS": [(IPV4_CANDIDATE, is_ip_address), (IPV6_CANDIDATE, is_ip_address)],
-    "PHONE": [(US_PHONE, always), (INTERNATIONAL_PHONE, is_international_phone)],
+    # A leading + is unambiguous: international first, so "+44 207 946 0958" is one number.
+    "PHONE": [(INTERNATIONAL_PHONE, is_international_phone), (US_PHONE, always)],
 }
 
 
