@@ -1,0 +1,37 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv and install
+# everything on first use (torch first, CPU build; deepspeed needs torch at build time, hence
+# --no-build-isolation).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+export DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false MLFLOW_DISABLE_TELEMETRY=true \
+       BENTOML_DO_NOT_TRACK=true GX_ANALYTICS_ENABLED=false DVC_NO_ANALYTICS=1
+
+.PHONY: install demo test up down clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip setuptools wheel
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q --no-build-isolation -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/conveyor run --profile demo
+
+test: install
+	$(BIN)/python -m pytest -q -rs
+
+up: install
+	$(BIN)/conveyor up
+
+down:
+	$(BIN)/conveyor down
+
+clean:
+	-$(BIN)/conveyor down
+	rm -rf .conveyor

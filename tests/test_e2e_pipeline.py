@@ -1,0 +1,193 @@
+"""The whole DAG on the tiny profile, in a fresh copy of the checkout, through the real CLI:
+Prefect's temporary local API, DVC with its local remote, DeepSpeed on 2 CPU ranks, MLflow on
+SQLite, a Bento built and served over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from core.state import REPO_ROOT, TELEMETRY_OFF
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory) -> Path:
+    """A copy of the working tree (tracked and untracked, not ignored files) as a new git repo."""
+    root = tmp_path_factory.mktemp("checkout")
+    files = _git(REPO_ROOT, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
+    for name in filter(None, files):
+        source = REPO_ROOT / name
+        if source.is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    _git(root, "init", "-q")
+    _git(root, "add", "-A")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot")
+    return root
+
+
+def _env(checkout: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "BENTOML_", "CONVEYOR_"))}
+    env.update(TELEMETRY_OFF)
+    env["PYTHONPATH"] = str(checkout)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def _conveyor(checkout: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=checkout, env=_env(checkout),
+                            capture_output=True, text=True, timeout=1200)
+    if check and result.returncode != 0:
+        pytest.fail(f"conveyor {' '.join(args)} failed ({result.returncode}):\n"
+                    f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def _summaries(checkout: Path) -> list[dict]:
+    paths = sorted((checkout / ".conveyor" / "runs").glob("*/summary.json"))
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def _registry(checkout: Path, code: str) -> dict:
+    """Ask the checkout's MLflow registry, in a child process (its state root, its code)."""
+    script = (
+        "import json, mlflow\n"
+        "from core.state import State\n"
+        "from core import registry\n"
+        "mlflow.set_tracking_uri(State.from_env().mlflow_tracking_uri)\n" + code
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=checkout, env=_env(checkout),
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def two_runs(checkout: Path) -> list[dict]:
+    first = _conveyor(checkout, "run", "--profile", "test")
+    assert "Registry:" in first.stdout
+    _conveyor(checkout, "run", "--profile", "test")
+    return _summaries(checkout)
+
+
+def test_first_run_curates_trains_registers_with_lineage(checkout, two_runs):
+    first = two_runs[0]
+    stages = first["stages"]
+    assert list(stages) == ["ingest", "clean", "dedup", "anonymize", "validate", "split"]
+    assert not any(s["skipped"] for s in stages.values())
+    # The fixture has malformed lines and exact duplicates: both are counted, nothing crashes.
+    assert sum(stages["ingest"]["dropped"].values()) >= 1
+    assert stages["dedup"]["dropped"].get("exact_duplicate", 0) >= 1
+    assert stages["split"]["records_out"] == stages["anonymize"]["records_out"]
+    assert set(first["variants"]) == {"base", "int8_dynamic"}
+    for metrics in first["variants"].values():
+        assert 1 < metrics["perplexity"] < 512  # below the vocabulary size: it learned something
+    assert first["variants"]["int8_dynamic"]["size_bytes"] < first["variants"]["base"]["size_bytes"]
+
+    champion = _registry(checkout, (
+        "v = registry.get_by_alias('conveyor-lm-test', 'champion')\n"
+        "print(json.dumps({'version': v.version, 'lineage': v.lineage}))\n"))
+    lineage = champion["lineage"]
+    for key in ("dataset_dvc_md5", "git_commit", "config_sha256", "prefect_flow_run_id", "mlflow_run_id", "variant"):
+        assert lineage.get(key), f"lineage tag {key} missing: {lineage}"
+    assert lineage["dataset_dvc_md5"] == first["lineage"]["dataset_dvc_md5"]
+    assert lineage["git_commit"] == _git(checkout, "rev-parse", "HEAD").strip()
+    if lineage["variant"] != "base":
+        assert lineage["parent_version"] == first["registry"]["versions"]["base"]
+
+    # The curated dataset is in the DVC remote under the hash the registry names.
+    md5 = lineage["dataset_dvc_md5"].removesuffix(".dir")
+    remote = checkout / ".conveyor" / "dvc" / "remote"
+    assert any(p.name == md5[2:] + ".dir" or p.name == md5[2:] for p in remote.rglob("*")), "dataset not pushed"
+
+
+def test_second_run_skips_unchanged_data_stages(two_runs):
+    second = two_runs[1]["stages"]
+    # ingest always re-reads its inputs; every later stage is unchanged and skipped by DVC.
+    assert [s for s, stats in second.items() if stats["skipped"]] == [
+        "clean", "dedup", "anonymize", "validate", "split"]
+    assert two_runs[1]["lineage"]["dataset_dvc_md5"] == two_runs[0]["lineage"]["dataset_dvc_md5"]
+
+
+def test_lineage_command(checkout, two_runs):
+    out = _conveyor(checkout, "lineage", "conveyor-lm-test@champion").stdout
+    assert "dataset_dvc_md5" in out and "git_commit" in out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_built_bento_serves_generate(checkout, two_runs):
+    bento = two_runs[-1]["bento"]
+    port = _free_port()
+    env = _env(checkout)
+    env["BENTOML_HOME"] = str(checkout / ".conveyor" / "bentoml")
+    server = subprocess.Popen([str(Path(sys.executable).parent / "bentoml"), "serve", bento, "--host", "127.0.0.1",
+                               "--port", str(port)], cwd=checkout, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            assert server.poll() is None, server.stdout.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "bento not ready in 120 s"
+            time.sleep(1)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/generate",
+            data=json.dumps({"prompt": "It is a truth", "max_new_tokens": 8}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = json.loads(response.read())
+        assert isinstance(body["text"], str) and body["text"]
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
+def test_validation_failure_stops_before_training(checkout, two_runs):
+    """Anonymizing no e-mails leaves them in the text: Great Expectations fails the flow, and
+    nothing new is trained or registered."""
+    before = _registry(checkout, (
+        "c = mlflow.MlflowClient()\n"
+        "print(json.dumps({'n': len(c.search_model_versions(\"name='conveyor-lm-test'\"))}))\n"))
+    result = _conveyor(checkout, "run", "--profile", "test", "--set", "data.anonymize.entities=[CREDIT_CARD]",
+                       check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "expect_column_values_to_not_match_regex" in output
+    after = _registry(checkout, (
+        "c = mlflow.MlflowClient()\n"
+        "print(json.dumps({'n': len(c.search_model_versions(\"name='conveyor-lm-test'\"))}))\n"))
+    assert after == before
+    assert len(_summaries(checkout)) == len(two_runs)
+
+
+def test_invalid_config_and_missing_input_fail_before_any_stage(checkout):
+    bad = _conveyor(checkout, "run", "--profile", "test", "--set", "training.train.lr=-1", check=False)
+    assert bad.returncode == 2 and "training.train.lr" in bad.stderr
+    missing = _conveyor(checkout, "run", "--profile", "test", "--set", "data.ingest.paths=[nope.jsonl]", check=False)
+    assert missing.returncode == 2 and "nope.jsonl" in missing.stderr
