@@ -11,7 +11,13 @@ from pydantic import BaseModel, Field
 
 from core.atomic import atomic_write_text
 
-STATS_FILE = "stats.json"
+
+
+def stats_path(output: Path) -> Path:
+    """Where a stage's stats live: beside its output folder, not in it. Timings differ on every
+    run; inside the output they would change its hash and make DVC re-run every later stage."""
+    output = Path(output)
+    return output.parent / f"{output.name}.stats.json"
 
 
 class StageStats(BaseModel):
@@ -39,14 +45,15 @@ class StageStats(BaseModel):
         finally:
             self.seconds = round(self.seconds + time.perf_counter() - start, 4)
 
-    def write(self, directory: Path) -> Path:
-        path = Path(directory) / STATS_FILE
+    def write(self, output: Path) -> Path:
+        """Write beside the stage's output folder (see stats_path)."""
+        path = stats_path(output)
         atomic_write_text(path, self.model_dump_json(indent=2))
         return path
 
     @classmethod
-    def read(cls, directory: Path) -> "StageStats":
-        return cls.model_validate(json.loads((Path(directory) / STATS_FILE).read_text()))
+    def read(cls, output: Path) -> "StageStats":
+        return cls.model_validate(json.loads(stats_path(output).read_text()))
 
     def metrics(self) -> dict[str, float]:
         """Flat numeric view, for MLflow."""

@@ -123,5 +123,5 @@ def run(config: AnonymizeConfig, input_dir: Path, output_dir: Path) -> StageStat
             stats.records_out = out.count
         stats.bytes_out = (tmp / RECORDS_FILE).stat().st_size
         stats.extra["records_with_pii"] = records_with_pii
-        stats.write(tmp)
+    stats.write(output_dir)
     return stats

@@ -110,5 +110,5 @@ def run(config: CleanConfig, input_dir: Path, output_dir: Path) -> StageStats:
                     out.write({**record, "text": text})
             stats.records_out = out.count
         stats.bytes_out = (tmp / RECORDS_FILE).stat().st_size
-        stats.write(tmp)
+    stats.write(output_dir)
     return stats

@@ -40,5 +40,5 @@ def run(config: DedupConfig, input_dir: Path, output_dir: Path) -> StageStats:
         stats.bytes_out = (tmp / RECORDS_FILE).stat().st_size
         # A cluster is one text that occurred more than once, however many copies it had.
         stats.extra["duplicate_clusters"] = len(duplicated)
-        stats.write(tmp)
+    stats.write(output_dir)
     return stats

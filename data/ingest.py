@@ -81,6 +81,6 @@ def run(config: IngestConfig, input_dir: Path | None, output_dir: Path) -> Stage
             stats.records_out = out.count
         stats.bytes_out = (tmp / RECORDS_FILE).stat().st_size
         stats.extra["quarantined"] = quarantine.count
-        stats.write(tmp)
+    stats.write(output_dir)
     return stats
 

@@ -56,5 +56,5 @@ def run(config: SplitConfig, input_dir: Path, output_dir: Path) -> StageStats:
         stats.records_out = train.count + validation.count
         stats.bytes_out = (tmp / TRAIN_FILE).stat().st_size + (tmp / VALIDATION_FILE).stat().st_size
         stats.extra.update(train_records=train.count, validation_records=validation.count)
-        stats.write(tmp)
+    stats.write(output_dir)
     return stats

@@ -111,7 +111,7 @@ def run(config: ValidateConfig, input_dir: Path, output_dir: Path) -> StageStats
         stats.extra.update(success=int(report["success"]), expectations=len(expectations),
                            failed_expectations=failed)
         atomic_write_text(tmp / REPORT_FILE, json.dumps(report, indent=2, default=str))
-        stats.write(tmp)
     if not report["success"]:
         raise ValidationFailed(describe_failures(report))
+    stats.write(output_dir)
     return stats

@@ -95,7 +95,7 @@ def data_stage(stage: str) -> dict:
         tail = "\n".join(lines[-15:])
         raise StageFailed(f"data stage {stage!r} failed (dvc repro exit {code}):\n{tail}")
     skipped = any(m and m["stage"] == stage for m in map(SKIPPED_BY_DVC.search, lines))
-    stats = StageStats.read(DVC_DATA_DIR / DATA_STAGES[stage])
+    stats = StageStats.read(DVC_DATA_DIR / DATA_STAGES[stage])  # <output>.stats.json
     return {"skipped": skipped, **stats.model_dump()}
 
 
@@ -188,7 +188,8 @@ def package(config: PipelineConfig, registry_result: dict, run_dir: Path) -> str
     labels = {"registered_model": config.model_name, "version": champion.version,
               "variant": champion.lineage.get("variant", "unknown")}
     model_tag = import_model(folder, config.serving.bento_name, labels=labels,
-                             metadata={"lineage": champion.lineage, "metrics": champion.metrics})
+                             metadata={"lineage": champion.lineage, "metrics": champion.metrics,
+                                       "max_new_tokens_limit": config.serving.max_new_tokens_limit})
     return build_bento(config.serving.bento_name, model_tag)
 
 
