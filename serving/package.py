@@ -7,7 +7,6 @@ it must lie outside the repo, which is the build context.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -25,11 +24,21 @@ def import_model(model_dir: Path, name: str, labels: dict[str, str], metadata: d
     """Copy the folder into a new version of BentoML model `name`; return its tag."""
     import bentoml
 
-    with bentoml.models.create(name, labels=labels, metadata=metadata) as bento_model:
+    with bentoml.models.create(name, labels=labels, metadata=without_none(metadata)) as bento_model:
         # The files sit next to BentoML's model.yaml, so `load_model(bento_model.path)` works as is.
         shutil.copytree(model_dir, bento_model.path, dirs_exist_ok=True)
     logger.info("imported %s as BentoML model %s", model_dir, bento_model.tag)
     return str(bento_model.tag)
+
+
+def without_none(value):
+    """BentoML rejects None in model metadata (a base model's lineage has parent_version None);
+    leaving the key out says the same."""
+    if isinstance(value, dict):
+        return {key: without_none(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [without_none(item) for item in value if item is not None]
+    return value
 
 
 def build_bento(bento_name: str, model_tag: str, version: str | None = None) -> str:
@@ -46,8 +55,7 @@ def build_bento(bento_name: str, model_tag: str, version: str | None = None) -> 
     ]
     if version:
         command += ["--version", version]
-    env = {**os.environ, "CONVEYOR_BENTO_MODEL": model_tag}
-    result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"bentoml build failed ({result.returncode}):\n{result.stderr[-4000:]}")
     tags = [line[len(TAG_PREFIX):].strip() for line in result.stdout.splitlines() if line.startswith(TAG_PREFIX)]

@@ -20,8 +20,7 @@ from bentoml.exceptions import InvalidArgument
 from pydantic import Field
 
 from core.models import load_model, read_manifest
-
-DEFAULT_MAX_NEW_TOKENS_LIMIT = 256
+from serving.config import ServingConfig
 
 # A child of the "bentoml" logger, so records go wherever `bentoml serve` sends its own.
 logger = logging.getLogger("bentoml.conveyor")
@@ -41,8 +40,9 @@ class ConveyorLM:
         self.model, self.tokenizer = load_model(stored.path)
         self.model_tag = str(stored.tag)
         self.context_tokens = self.model.config.max_position_embeddings
-        # import_model puts the serving config's limit in the metadata; an older model has none.
-        self.max_new_tokens_limit = int(stored.info.metadata.get("max_new_tokens_limit", DEFAULT_MAX_NEW_TOKENS_LIMIT))
+        # The packaging step may put the serving config's limit in the model's metadata.
+        self.max_new_tokens_limit = int(stored.info.metadata.get("max_new_tokens_limit",
+                                                                 ServingConfig().max_new_tokens_limit))
         logger.info("serving %s (format %s, context %d tokens, max_new_tokens <= %d)", self.model_tag,
                     read_manifest(stored.path)["format"], self.context_tokens, self.max_new_tokens_limit)
 

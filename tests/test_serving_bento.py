@@ -1,0 +1,120 @@
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import yaml
+
+from core.state import REPO_ROOT
+from model_fixtures import make_tiny_model_folder
+from serving.package import BENTOFILE, serve_command
+
+READY_TIMEOUT_S = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def post_json(url: str, payload: dict) -> tuple[int, dict | list]:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def wait_until_ready(url: str, server: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"bentoml serve exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"{url} not ready after {timeout_s} s")
+
+
+def test_serve_command_targets_the_bento():
+    command = serve_command("conveyor-lm:abc", "127.0.0.1", 3001)
+    assert command[-6:] == ["serve", "conveyor-lm:abc", "--host", "127.0.0.1", "--port", "3001"]
+
+
+def test_bentofile_ships_only_sources_and_does_not_lock():
+    bentofile = yaml.safe_load(BENTOFILE.read_text())
+    assert bentofile["service"] == "serving.service:ConveyorLM"
+    assert bentofile["include"] == ["serving/*.py", "core/*.py"]
+    assert bentofile["python"]["lock_packages"] is False
+    assert "torch==2.13.0" in bentofile["python"]["packages"]
+
+
+@pytest.fixture
+def bentoml_home(tmp_path, monkeypatch):
+    home = tmp_path / "bentoml"
+    assert not home.is_relative_to(REPO_ROOT), "BENTOML_HOME must lie outside the build context"
+    # BentoML reads BENTOML_HOME once per process, at its first use: set it before any import.
+    monkeypatch.setenv("BENTOML_HOME", str(home))
+    return home
+
+
+@pytest.mark.slow
+def test_built_bento_serves_generate(bentoml_home, tmp_path):
+    from serving.package import build_bento, import_model
+
+    model_dir = make_tiny_model_folder(tmp_path / "model")
+    model_tag = import_model(model_dir, "conveyor-lm-test", labels={"alias": "champion"},
+                             metadata={"max_new_tokens_limit": 8, "lineage": {"parent_version": None}})
+    assert (bentoml_home / "models" / model_tag.replace(":", "/") / "conveyor.json").is_file()
+
+    start = time.perf_counter()
+    bento_tag = build_bento("conveyor-lm-test", model_tag)
+    build_s = time.perf_counter() - start
+    bento_dir = bentoml_home / "bentos" / bento_tag.replace(":", "/")
+    shipped = sorted(str(p.relative_to(bento_dir / "src")) for p in (bento_dir / "src").rglob("*") if p.is_file())
+    assert all(p.startswith(("serving/", "core/")) or p == "bentofile.yaml" for p in shipped), shipped
+    assert yaml.safe_load((bento_dir / "bento.yaml").read_text())["args"] == {"model_tag": model_tag}
+
+    port = free_port()
+    # A different CONVEYOR_BENTO_MODEL at serve time: the bento must still serve its own model.
+    env = {**os.environ, "CONVEYOR_BENTO_MODEL": "not-this-model:latest"}
+    start = time.perf_counter()
+    server = subprocess.Popen(serve_command(bento_tag, "127.0.0.1", port), env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}/readyz", server, READY_TIMEOUT_S)
+        ready_s = time.perf_counter() - start
+        print(f"\nbento build {build_s:.1f} s, server ready {ready_s:.1f} s")
+
+        status, body = post_json(f"http://127.0.0.1:{port}/generate", {"prompt": "hello", "max_new_tokens": 5})
+        assert status == 200, body
+        assert isinstance(body["text"], str) and body["new_tokens"] == 5 and body["model"] == model_tag
+
+        status, body = post_json(f"http://127.0.0.1:{port}/generate", {"prompt": "hi", "max_new_tokens": 100})
+        assert status == 200 and body["new_tokens"] == 8, body  # capped by the model's metadata
+
+        status, body = post_json(f"http://127.0.0.1:{port}/generate", {"prompt": "   "})
+        assert 400 <= status < 500 and "prompt is empty" in json.dumps(body)
+
+        status, body = post_json(f"http://127.0.0.1:{port}/generate", {"prompt": "hi", "max_new_tokens": 0})
+        assert status == 400, body
+    finally:
+        # bentoml serve runs workers in its own session: stop the whole group it leads.
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
