@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -79,8 +80,8 @@ def git_commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":!dvc.lock"], cwd=REPO_ROOT, capture_output=True, text=True).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO_ROOT, capture_output=True, text=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{head}-dirty" if dirty.strip() else head
@@ -227,6 +228,8 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> dict:
     # Curate: each stage waits for the previous one; DVC skips what did not change.
     stages = {stage: data_stage(stage) for stage in DATA_STAGES}
     dataset_md5 = version_dataset()
+    # With this lock, `dvc checkout` + `dvc pull` bring back exactly this run's data.
+    shutil.copy2(REPO_ROOT / "dvc.lock", run_dir / "dvc.lock")
 
     # One MLflow run spans the rest; tasks address it by id (MLflow's active run is per thread).
     mlflow.set_tracking_uri(state.mlflow_tracking_uri)
@@ -292,3 +295,4 @@ def _log_run_start(client, run_id: str, config: PipelineConfig, stages: dict, li
         tags=[RunTag(f"conveyor.{key}", str(value)) for key, value in lineage.items()],
     )
     client.log_artifact(run_id, str(run_dir / "config.yaml"))
+    client.log_artifact(run_id, str(run_dir / "dvc.lock"))
