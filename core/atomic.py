@@ -8,6 +8,10 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+# mkstemp/mkdtemp create private (0600/0700) entries; published artifacts get the usual modes.
+FILE_MODE = 0o644
+DIR_MODE = 0o755
+
 
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
@@ -16,6 +20,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -33,6 +38,7 @@ def atomic_dir(path: Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    os.chmod(tmp, DIR_MODE)
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)

@@ -139,7 +139,14 @@ class MlflowMetrics:
 
 
 def main() -> None:
-    args = parse_args()
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    # record: a rank's exception goes into torchrun's failure report, which ends the output
+    # that training.run quotes in TrainingFailed.
+    record(train_rank)(parse_args())
+
+
+def train_rank(args: argparse.Namespace) -> None:
     check_inputs(args)
     config = TrainingConfig.model_validate_json(args.config.read_text())
     train = config.train
@@ -184,8 +191,8 @@ def main() -> None:
     torch.manual_seed(train.seed)
     model = build_model(config.model, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
     num_parameters = count_parameters(model)
-    optimizer = torch.optim.AdamW(param_groups(model, train.weight_decay), lr=train.lr, betas=(0.9, 0.95))
     # A torch optimizer rather than DeepSpeed's "AdamW" config type, which JIT-builds FusedAdam.
+    optimizer = torch.optim.AdamW(param_groups(model, train.weight_decay), lr=train.lr, betas=(0.9, 0.95))
     engine, _, _, scheduler = deepspeed.initialize(
         model=model, optimizer=optimizer, config=deepspeed_config(config),
         # A callable: DeepSpeed builds the schedule on the optimizer it wraps for ZeRO.
@@ -205,6 +212,7 @@ def main() -> None:
         interval_losses: list[float] = []
         train_loss = float("nan")
         for step in range(1, train.max_steps + 1):
+            lr = scheduler.get_last_lr()[0]  # the rate this step's update uses
             for _ in range(train.grad_accum_steps):
                 loss = next_token_loss(engine, next(train_batches).to(device))
                 engine.backward(loss)
@@ -216,22 +224,22 @@ def main() -> None:
                 train_loss = mean_across_ranks(sum(interval_losses) / len(interval_losses), device)
                 now = time.perf_counter()
                 steps_in_interval = len(interval_losses) // train.grad_accum_steps
-                record = {
+                entry = {
                     "step": step,
                     "loss": round(train_loss, 4),
-                    "lr": scheduler.get_last_lr()[0],
+                    "lr": lr,
                     "tokens_per_second": round(tokens_per_step * steps_in_interval / (now - interval_started), 1),
                     "seconds": round(now - loop_started, 2),
                 }
                 interval_losses, interval_started = [], now
                 if rank == 0:
-                    print(f"step {step}/{train.max_steps} loss {record['loss']:.4f} lr {record['lr']:.2e} "
-                          f"{record['tokens_per_second']:.0f} tok/s", flush=True)
+                    print(f"step {step}/{train.max_steps} loss {entry['loss']:.4f} lr {entry['lr']:.2e} "
+                          f"{entry['tokens_per_second']:.0f} tok/s", flush=True)
                     with open(work_dir / TRAIN_LOG, "a", encoding="utf-8") as log:
-                        log.write(json.dumps(record) + "\n")
+                        log.write(json.dumps(entry) + "\n")
                     if mlflow_metrics:
-                        mlflow_metrics.log(step, {"train/loss": record["loss"], "train/lr": record["lr"],
-                                                  "train/tokens_per_second": record["tokens_per_second"]})
+                        mlflow_metrics.log(step, {"train/loss": entry["loss"], "train/lr": entry["lr"],
+                                                  "train/tokens_per_second": entry["tokens_per_second"]})
         loop_seconds = time.perf_counter() - loop_started
 
         val_loss = validation_loss(engine, validation_blocks, config, rank, world_size, device)
@@ -258,13 +266,15 @@ def main() -> None:
             }
             (work_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
             (work_dir / CONFIG_FILE).write_text(config.model_dump_json(indent=2))
-            # The records of this stage are packed blocks of seq_len + 1 tokens.
-            StageStats(
-                stage="train", records_in=len(train_blocks), seconds=round(time.perf_counter() - started, 4),
-                extra={"validation_blocks": len(validation_blocks),
-                       **{key: value for key, value in result.items() if value is not None}},
-            ).write(work_dir)
             write_manifest(work_dir, "hf")
+    if rank == 0:
+        # Beside the output folder, not in it (see core.stats.stats_path). The records of this
+        # stage are packed blocks of seq_len + 1 tokens.
+        StageStats(
+            stage="train", records_in=len(train_blocks), seconds=round(time.perf_counter() - started, 4),
+            extra={"validation_blocks": len(validation_blocks),
+                   **{key: value for key, value in result.items() if value is not None}},
+        ).write(args.output)
     dist.barrier()  # the others exit only once rank 0 has renamed the output into place
     say(f"saved {args.output}")
     dist.destroy_process_group()

@@ -1,0 +1,112 @@
+"""training.run end to end: 2 CPU ranks under torchrun with DeepSpeed ZeRO-2, a tiny model."""
+
+import json
+import logging
+import random
+
+import pytest
+
+import training
+from training import TrainingFailed, train_tokenizer
+from training.config import ModelConfig, TokenizerConfig, TrainConfig, TrainingConfig
+
+SUBJECTS = ["The miller", "A young clerk", "The old captain", "My neighbour", "The quiet child"]
+VERBS = ["carried", "painted", "forgot", "found", "sold"]
+OBJECTS = ["a red lantern", "the river boat", "seven letters", "a loaf of bread", "the brass key"]
+PLACES = ["by the harbour", "before dawn", "in the long winter", "at the fair", "near the mill"]
+
+TINY = TrainingConfig(
+    tokenizer=TokenizerConfig(vocab_size=512),
+    model=ModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                      intermediate_size=192, max_seq_len=128),
+    train=TrainConfig(seq_len=64, micro_batch_size=4, max_steps=30, lr=3e-3, warmup_steps=5,
+                      num_ranks=2, log_every=5, eval_batches=2),
+)
+
+
+def write_jsonl(path, num_docs, seed):
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as handle:
+        for i in range(num_docs):
+            sentences = [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)} {rng.choice(PLACES)}."
+                         for _ in range(rng.randint(3, 8))]
+            handle.write(json.dumps({"id": f"doc-{seed}-{i}", "text": " ".join(sentences)}) + "\n")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A curated-dataset folder and a tokenizer trained on it: (dataset_dir, tokenizer_dir)."""
+    root = tmp_path_factory.mktemp("curated")
+    write_jsonl(root / "train.jsonl", 300, seed=1)
+    write_jsonl(root / "validation.jsonl", 30, seed=2)
+    tokenizer_dir = train_tokenizer(TINY.tokenizer, root / "train.jsonl", tmp_path_factory.mktemp("t") / "tokenizer")
+    return root, tokenizer_dir
+
+
+@pytest.mark.slow
+def test_two_rank_training_run(dataset, tmp_path, caplog):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core.models import read_manifest
+    from core.stats import StageStats
+
+    import mlflow
+
+    dataset_dir, tokenizer_dir = dataset
+    output_dir = tmp_path / "model"
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient()
+    run_id = client.create_run(client.create_experiment("training-test")).info.run_id
+    rank_env = {"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_RUN_ID": run_id}
+    with caplog.at_level(logging.INFO, logger="training"):
+        result = training.run(TINY, dataset_dir, tokenizer_dir, output_dir, env=rank_env)
+
+    assert result.model_dir == output_dir.resolve()
+    assert result.steps == 30 and result.world_size == 2 and result.zero_stage == 2
+    assert result.tokens_seen == 30 * 4 * 2 * 64
+    assert result.tokens_per_second > 0 and result.seconds > 0
+    assert 100_000 < result.num_parameters < 200_000
+    assert result.val_loss is not None and result.val_loss < 6.0
+
+    log = [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in log] == [5, 10, 15, 20, 25, 30]
+    assert set(log[0]) == {"step", "loss", "lr", "tokens_per_second", "seconds"}
+    assert log[-1]["loss"] < log[0]["loss"] - 1.0, log  # it learned
+    assert result.final_train_loss == pytest.approx(log[-1]["loss"], abs=1e-3)
+    assert "step 30/30" in caplog.text  # the ranks' output reached the logger
+
+    # Rank 0 logged into the caller's MLflow run rather than a new one.
+    assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [5, 10, 15, 20, 25, 30]
+    assert client.get_metric_history(run_id, "train/loss")[-1].value == pytest.approx(log[-1]["loss"])
+    assert {"train/lr", "train/tokens_per_second"} <= set(client.get_run(run_id).data.metrics)
+    assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1
+
+    on_disk = json.loads((output_dir / "result.json").read_text())
+    assert set(on_disk) >= {"steps", "final_train_loss", "val_loss", "tokens_seen", "tokens_per_second",
+                            "seconds", "num_parameters", "world_size", "zero_stage"}
+    assert read_manifest(output_dir)["format"] == "hf"
+    assert (output_dir / "model.safetensors").is_file()
+    assert not list(tmp_path.glob(".model*"))  # no temp folder or config file left behind
+    stats = StageStats.read(output_dir)  # beside the folder: timings must not change its hash
+    assert stats.stage == "train" and stats.records_in > 0 and stats.extra["steps"] == 30
+
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    model = AutoModelForCausalLM.from_pretrained(output_dir).eval()
+    prompt = tokenizer("The old captain", return_tensors="pt")
+    with torch.no_grad():
+        generated = model.generate(**prompt, max_new_tokens=8, do_sample=False,
+                                   pad_token_id=tokenizer.pad_token_id)
+    assert generated.shape[1] > prompt["input_ids"].shape[1]
+    assert tokenizer.decode(generated[0]).startswith("The old captain")
+
+
+def test_missing_dataset_raises_training_failed(dataset, tmp_path):
+    _, tokenizer_dir = dataset
+    with pytest.raises(TrainingFailed) as failure:
+        training.run(TINY, tmp_path / "no-such-dataset", tokenizer_dir, tmp_path / "model")
+    message = str(failure.value)
+    assert "exited with code 1" in message
+    assert "training input not found" in message and "no-such-dataset/train.jsonl" in message
+    assert not (tmp_path / "model").exists()
