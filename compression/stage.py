@@ -27,7 +27,7 @@ class Variant(BaseModel):
 
 
 def run(config: CompressionConfig, model_dir: Path, output_root: Path) -> list[Variant]:
-    """Write one folder per method under `output_root/<method>`, plus `stats.json`."""
+    """Write one folder per method under `output_root/<method>`, plus `<output_root>.stats.json`."""
     model_dir, output_root = Path(model_dir), Path(output_root)
     base_size = folder_size_bytes(model_dir)
     stats = StageStats(stage="compression", records_in=1, bytes_in=base_size)

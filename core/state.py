@@ -78,6 +78,8 @@ class State:
             PREFECT_HOME=str(self.prefect_home),
             MLFLOW_TRACKING_URI=self.mlflow_tracking_uri,
             BENTOML_HOME=str(self.bentoml_home),
+            # Stage packages log through the stdlib; this makes Prefect show their lines too.
+            PREFECT_LOGGING_EXTRA_LOGGERS="data,training,compression,evaluation,serving,core",
         )
         return env
 

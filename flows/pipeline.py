@@ -80,8 +80,9 @@ def git_commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO_ROOT, capture_output=True, text=True).stdout
+        # dvc.lock is written by the run itself; a team that commits it must not look dirty.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":!dvc.lock"], cwd=REPO_ROOT, capture_output=True, text=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{head}-dirty" if dirty.strip() else head
@@ -291,8 +292,10 @@ def _log_run_start(client, run_id: str, config: PipelineConfig, stages: dict, li
     client.log_batch(
         run_id,
         metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
-        params=[Param(key, value) for key, value in _mlflow_params(config).items()],
         tags=[RunTag(f"conveyor.{key}", str(value)) for key, value in lineage.items()],
     )
+    params = [Param(key, value) for key, value in _mlflow_params(config).items()]
+    for start in range(0, len(params), 100):  # MLflow takes at most 100 params a batch
+        client.log_batch(run_id, params=params[start:start + 100])
     client.log_artifact(run_id, str(run_dir / "config.yaml"))
     client.log_artifact(run_id, str(run_dir / "dvc.lock"))

@@ -34,7 +34,8 @@ def render_text(summary: dict) -> str:
     out += [
         f"Training: {training['steps']} steps on {training['world_size']} rank(s), ZeRO-{training['zero_stage']}, "
         f"{training['num_parameters']:,} params, {training['tokens_per_second']:.0f} tokens/s, "
-        f"train loss {training['final_train_loss']:.3f}, {training['seconds']:.1f} s",
+        f"train loss {training['final_train_loss']:.3f}, val loss {training['val_loss'] or float('nan'):.3f}, "
+        f"{training['seconds']:.1f} s in the training loop",
         "",
     ]
 

@@ -1,4 +1,3 @@
-import json
 
 import pytest
 import torch
@@ -6,6 +5,7 @@ import torch
 from compression import Variant, run
 from compression.config import CompressionConfig
 from core.models import folder_size_bytes, load_model, read_manifest
+from core.stats import StageStats
 from model_fixtures import make_tiny_model_folder
 
 PROMPT = "hello world, it was the best of times"
@@ -58,10 +58,10 @@ def test_tied_lm_head_stays_float_and_tied(variants):
 
 
 def test_stats_report_size_and_logit_error(variants):
-    stats = json.loads((variants[0].path.parent / "stats.json").read_text())
-    assert stats["stage"] == "compression" and stats["records_out"] == 1
-    assert 0 < stats["extra"]["int8_dynamic.size_ratio"] < 1
-    assert 0 < stats["extra"]["int8_dynamic.max_abs_logit_diff"] < 0.1
+    stats = StageStats.read(variants[0].path.parent)
+    assert stats.stage == "compression" and stats.records_out == 1
+    assert 0 < stats.extra["int8_dynamic.size_ratio"] < 1
+    assert 0 < stats.extra["int8_dynamic.max_abs_logit_diff"] < 0.1
 
 
 def test_failed_check_leaves_no_variant_folder(base_dir, tmp_path, monkeypatch):
