@@ -83,7 +83,8 @@ def up(prefect_port: int = 4200, mlflow_port: int = 5000) -> None:
             record = services.start(state, service)
         except RuntimeError as exc:
             _fail(str(exc), 1)
-        typer.echo(f"  {service.name} UI: {record['url']}  (pid {record['pid']}, log {record['log']})")
+        how = "already running" if record.get("already_running") else f"healthy in {record['seconds']} s"
+        typer.echo(f"  {service.name} UI: {record['url']}  ({how}, pid {record['pid']}, log {record['log']})")
 
 
 @app.command()
@@ -101,6 +102,7 @@ def deploy(profile: ProfileOpt = "demo", set_: SetOpt = None,
            foreground: bool = typer.Option(False, help="serve in this terminal instead of the background")) -> None:
     """Register pipeline/manual and pipeline/scheduled-retrain on the Prefect server and serve them."""
     from flows import services
+    from flows.deploy import DEPLOYMENTS
 
     config = _load(profile, set_)
     state = _activate()
@@ -111,10 +113,18 @@ def deploy(profile: ProfileOpt = "demo", set_: SetOpt = None,
         command += ["--set", override]
     if foreground:
         os.execv(sys.executable, command)
+    # A new deploy replaces the one being served (its profile or overrides may differ).
+    if services.stop(state, "deployments"):
+        typer.echo("stopped the deployments served before")
     record = services.start_process(state, "deployments", command,
                                     {k: os.environ[k] for k in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")})
-    typer.echo(f"serving deployments pipeline/manual and pipeline/scheduled-retrain "
-               f"(cron {config.schedule.cron!r}); pid {record['pid']}, log {record['log']}")
+    try:
+        seconds = services.wait_for_deployments(os.environ["PREFECT_API_URL"], DEPLOYMENTS, record["pid"])
+    except RuntimeError as exc:
+        services.stop(state, "deployments")
+        _fail(f"{exc}; see {record['log']}", 1)
+    typer.echo(f"serving deployments {' and '.join(DEPLOYMENTS)} (registered in {seconds} s; "
+               f"cron {config.schedule.cron!r} {config.schedule.timezone}); pid {record['pid']}, log {record['log']}")
     typer.echo("trigger one: prefect deployment run 'pipeline/manual' --watch")
 
 
@@ -139,7 +149,10 @@ def status(profile: ProfileOpt = "demo") -> None:
     from flows.config import load_config
     from flows.services import running
 
-    config = load_config(profile)
+    try:
+        config = load_config(profile)
+    except ConfigError as exc:
+        _fail(str(exc))
     state = _activate()
     up = running(state)
     for name in ("prefect", "mlflow", "deployments"):
@@ -150,6 +163,7 @@ def status(profile: ProfileOpt = "demo") -> None:
     from core import registry
 
     mlflow.set_tracking_uri(state.mlflow_tracking_uri)
+    typer.echo(f"{'registry':12} {state.mlflow_tracking_uri}")
     for alias in ("champion", "challenger"):
         version = registry.get_by_alias(config.model_name, alias)
         if version is None:

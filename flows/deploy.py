@@ -13,6 +13,8 @@ import argparse
 
 from flows.config import load_config
 
+DEPLOYMENTS = ["pipeline/manual", "pipeline/scheduled-retrain"]  # flow/deployment
+
 
 def build_deployments(profile: str, overrides: list[str]):
     from prefect.schedules import Cron
@@ -44,7 +46,9 @@ def main() -> None:
     from core.state import State
 
     State.from_env().activate()
-    serve(*build_deployments(args.profile, args.overrides))
+    # One run at a time: runs share the DVC workspace (.conveyor/data, dvc.lock), so a scheduled
+    # run that fires during a manual one waits for it.
+    serve(*build_deployments(args.profile, args.overrides), limit=1)
 
 
 if __name__ == "__main__":

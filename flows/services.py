@@ -14,8 +14,11 @@ import signal
 import subprocess
 import sys
 import time
+import socket
+import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from core.state import REPO_ROOT, State
@@ -29,12 +32,18 @@ class Service:
     health: str
     env_var: str | None  # the client variable that points at it
     env_value: str | None
+    env: dict[str, str] = field(default_factory=dict)  # extra environment of the server itself
 
 
 def prefect_service(state: State, port: int) -> Service:
     url = f"http://127.0.0.1:{port}"
     cmd = [_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    return Service("prefect", cmd, url, f"{url}/api/health", "PREFECT_API_URL", f"{url}/api")
+    # The UI asks /ui-settings for its API address, which defaults to PREFECT_API_URL or else
+    # the *settings'* host and port (4200), not `--port`: on another port the UI would call
+    # 4200 and show "Something went wrong". Pin all of them to this server.
+    env = {"PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
+           "PREFECT_API_URL": f"{url}/api", "PREFECT_SERVER_UI_API_URL": f"{url}/api"}
+    return Service("prefect", cmd, url, f"{url}/api/health", "PREFECT_API_URL", f"{url}/api", env=env)
 
 
 def mlflow_service(state: State, port: int) -> Service:
@@ -45,7 +54,10 @@ def mlflow_service(state: State, port: int) -> Service:
         "--artifacts-destination", str(state.mlflow_dir / "artifacts"),
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]
-    return Service("mlflow", cmd, url, f"{url}/health", "MLFLOW_TRACKING_URI", url)
+    # Job execution (GenAI scorers, trace archival) starts seven huey consumers (~800 MB) that a
+    # tracking server and registry do not need.
+    return Service("mlflow", cmd, url, f"{url}/health", "MLFLOW_TRACKING_URI", url,
+                   env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
 
 
 def _bin(name: str) -> str:
@@ -81,13 +93,25 @@ def running(state: State) -> dict[str, dict]:
 
 
 def client_env(state: State) -> dict[str, str]:
-    """Variables that point clients at running services (user-set variables win)."""
+    """Variables that point clients at running services (user-set variables win).
+
+    `State.activate()` may already have exported the embedded defaults (MLFLOW_TRACKING_URI =
+    the SQLite store); those are not the user's choice, so a running server replaces them.
+    """
+    embedded = {"MLFLOW_TRACKING_URI": f"sqlite:///{state.mlflow_dir / 'mlflow.db'}"}
     env = {}
     for record in running(state).values():
         var = record.get("env_var")
-        if var and var not in os.environ:
+        if var and os.environ.get(var) in (None, "", embedded.get(var)):
             env[var] = record["env_value"]
     return env
+
+
+def _port_in_use(url: str) -> bool:
+    parsed = urllib.parse.urlsplit(url)
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((parsed.hostname, parsed.port)) == 0
 
 
 def _healthy(url: str) -> bool:
@@ -103,26 +127,31 @@ def start(state: State, service: Service, extra_env: dict[str, str] | None = Non
     """Start `service` in the background unless it is already up; wait until healthy."""
     up = running(state)
     if service.name in up:
-        return up[service.name]
+        return {**up[service.name], "already_running": True}
+    if _port_in_use(service.url):
+        raise RuntimeError(f"{service.name}: {service.url} is already taken by another process; "
+                           f"pick another port")
     state.services.mkdir(parents=True, exist_ok=True)
     log_path = state.services / f"{service.name}.log"
-    env = {**os.environ, **state.service_env(), **(extra_env or {})}
+    env = {**os.environ, **state.service_env(), **service.env, **(extra_env or {})}
+    started = time.monotonic()
     with log_path.open("ab") as log:
         process = subprocess.Popen(service.command, cwd=REPO_ROOT, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
     record = {"name": service.name, "pid": process.pid, "url": service.url, "log": str(log_path),
               "env_var": service.env_var, "env_value": service.env_value}
-    deadline = time.monotonic() + timeout_s
+    deadline = started + timeout_s
     while not _healthy(service.health):
         if process.poll() is not None:
+            _stop_tree(process.pid)
             raise RuntimeError(f"{service.name} exited with code {process.returncode}; see {log_path}")
         if time.monotonic() > deadline:
-            _kill_group(process.pid)
+            _stop_tree(process.pid)
             raise RuntimeError(f"{service.name} not healthy after {timeout_s:.0f} s; see {log_path}")
         time.sleep(0.5)
     _record_path(state, service.name).write_text(json.dumps(record, indent=2))
-    return record
+    return {**record, "seconds": round(time.monotonic() - started, 1)}
 
 
 def start_process(state: State, name: str, command: list[str], extra_env: dict[str, str]) -> dict:
@@ -142,27 +171,98 @@ def start_process(state: State, name: str, command: list[str], extra_env: dict[s
     return record
 
 
-def _kill_group(pid: int, timeout_s: float = 15) -> None:
+def wait_for_deployments(api_url: str, names: list[str], pid: int, timeout_s: float = 120) -> float:
+    """Wait until process `pid` (the one serving them) has registered every deployment in `names`
+    ("flow/deployment") with the Prefect API, i.e. each was updated after we started waiting (a
+    previous `deploy` leaves them in the database); return the seconds it took."""
+    started, since = time.monotonic(), datetime.now(timezone.utc)
+    pending = list(names)
+    while pending:
+        if not _alive(pid) or _zombie(pid):
+            raise RuntimeError("the deployments process exited before registering its deployments")
+        if time.monotonic() - started > timeout_s:
+            raise RuntimeError(f"deployments {pending} not registered after {timeout_s:.0f} s")
+        url = f"{api_url.rstrip('/')}/deployments/name/{urllib.parse.quote(pending[0])}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                updated = datetime.fromisoformat(json.loads(response.read())["updated"])
+            if updated >= since:
+                pending.pop(0)
+                continue
+        except (OSError, KeyError, ValueError):
+            pass
+        time.sleep(0.5)
+    return round(time.monotonic() - started, 1)
+
+
+def _zombie(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _tree(pid: int) -> list:
+    """The process `pid`, its descendants, and the rest of its session (orphans reparented to
+    init keep their session). Flow runs and training ranks may start sessions of their own, so
+    descendants are collected before anything is signalled."""
+    import psutil
+
+    found = {}
+    try:
+        root = psutil.Process(pid)
+        found[pid] = root
+        found.update((child.pid, child) for child in root.children(recursive=True))
+    except psutil.NoSuchProcess:
+        pass
+    for process in psutil.process_iter():
+        try:
+            if os.getsid(process.pid) == pid:
+                found.setdefault(process.pid, process)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return list(found.values())
+
+
+def _stop_tree(pid: int, timeout_s: float = 20) -> None:
+    """SIGTERM the process group (so servers and the runner shut down gracefully), then every
+    process of the tree; SIGKILL whatever is left after `timeout_s`."""
+    import psutil
+
+    processes = _tree(pid)
     try:
         os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while _alive(pid) and time.monotonic() < deadline:
+    except (ProcessLookupError, PermissionError):
+        pass
+    for process in processes:
         try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
+            process.terminate()
+        except psutil.Error:
             pass
-        time.sleep(0.2)
-    if _alive(pid):
-        os.killpg(pid, signal.SIGKILL)
+    _, alive = psutil.wait_procs(processes, timeout=timeout_s)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+
+
+def stop(state: State, name: str) -> bool:
+    record = running(state).get(name)
+    if record is None:
+        return False
+    _stop_tree(record["pid"])
+    _record_path(state, name).unlink(missing_ok=True)
+    return True
 
 
 def stop_all(state: State) -> list[str]:
     stopped = []
     # Deployments first: they talk to the Prefect server.
-    for name, record in sorted(running(state).items(), key=lambda item: item[0] != "deployments"):
-        _kill_group(record["pid"])
-        _record_path(state, name).unlink(missing_ok=True)
-        stopped.append(name)
+    for name in sorted(running(state), key=lambda name: name != "deployments"):
+        if stop(state, name):
+            stopped.append(name)
     return stopped

@@ -108,10 +108,15 @@ def test_first_run_curates_trains_registers_with_lineage(checkout, two_runs):
     lineage = champion["lineage"]
     for key in ("dataset_dvc_md5", "git_commit", "config_sha256", "prefect_flow_run_id", "mlflow_run_id", "variant"):
         assert lineage.get(key), f"lineage tag {key} missing: {lineage}"
-    assert lineage["dataset_dvc_md5"] == first["lineage"]["dataset_dvc_md5"]
+    # Either run may hold the champion (the second is as good as the first); find the one that
+    # registered it and check the tags against what that run recorded.
+    origin = next(s for s in two_runs if champion["version"] in s["registry"]["versions"].values())
+    for key in ("dataset_dvc_md5", "config_sha256", "prefect_flow_run_id", "mlflow_run_id"):
+        assert lineage[key] == origin["lineage"][key]
     assert lineage["git_commit"] == _git(checkout, "rev-parse", "HEAD").strip()
+    assert origin["registry"]["versions"][lineage["variant"]] == champion["version"]
     if lineage["variant"] != "base":
-        assert lineage["parent_version"] == first["registry"]["versions"]["base"]
+        assert lineage["parent_version"] == origin["registry"]["versions"]["base"]
 
     # The curated dataset is in the DVC remote under the hash the registry names.
     md5 = lineage["dataset_dvc_md5"].removesuffix(".dir")

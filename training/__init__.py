@@ -50,6 +50,7 @@ class TrainResult(BaseModel):
     num_parameters: int
     world_size: int
     zero_stage: int
+    peak_memory_bytes: int | None = None
 
 
 def rank_env(config: TrainingConfig, env: dict | None) -> dict[str, str]:

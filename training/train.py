@@ -263,6 +263,8 @@ def train_rank(args: argparse.Namespace) -> None:
                 "num_parameters": num_parameters,
                 "world_size": world_size,
                 "zero_stage": train.zero_stage,
+                # Rank 0's peak, from torch's allocator (None on CPU, where it is not tracked).
+                "peak_memory_bytes": torch.cuda.max_memory_allocated() if train.device == "cuda" else None,
             }
             (work_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
             (work_dir / CONFIG_FILE).write_text(config.model_dump_json(indent=2))

@@ -1,0 +1,200 @@
+"""`conveyor up`, `deploy`, a deployment run, `status`, `down`, in a fresh copy of the checkout,
+through the real CLI: a Prefect server and an MLflow server on free 127.0.0.1 ports, the two
+deployments served in the background, `prefect deployment run pipeline/manual --watch` on the
+tiny profile, the model registered through the MLflow server, and nothing left after `down`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from core.state import REPO_ROOT, TELEMETRY_OFF
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+CRON = "15 4 * * 1"  # given with --set, so the test sees it travel from the config to the schedule
+MODEL = "conveyor-lm-test"  # model_name in configs/test.yaml
+CONFIG_SECTIONS = {"data", "training", "compression", "evaluation", "promotion", "serving", "schedule"}
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory) -> Path:
+    """A copy of the working tree (tracked and untracked, not ignored files) as a new git repo."""
+    root = tmp_path_factory.mktemp("checkout")
+    files = _git(REPO_ROOT, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
+    for name in filter(None, files):
+        source = REPO_ROOT / name
+        if source.is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    _git(root, "init", "-q")
+    _git(root, "add", "-A")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot")
+    return root
+
+
+def _env(checkout: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "BENTOML_", "CONVEYOR_"))}
+    env.update(TELEMETRY_OFF)
+    env["PYTHONPATH"] = str(checkout)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def _conveyor(checkout: Path, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=checkout, env=_env(checkout),
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        pytest.fail(f"conveyor {' '.join(args)} failed ({result.returncode}):\n"
+                    f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _get(url: str) -> dict | list:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _service_pids(checkout: Path) -> list[int]:
+    return [json.loads(p.read_text())["pid"] for p in (checkout / ".conveyor" / "services").glob("*.json")]
+
+
+def _left_behind(checkout: Path, pids: list[int]) -> list[str]:
+    """Processes still running that `up`/`deploy` started: recorded pids, and anything whose
+    environment names this checkout's state root (flow runs, training ranks, server workers)."""
+    state_dir = str(checkout / ".conveyor")
+    left = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if process.pid in pids or process.environ().get("CONVEYOR_STATE_DIR") == state_dir:
+                left.append(f"{process.pid} {' '.join(process.info['cmdline'] or [])[:200]}")
+        except psutil.Error:
+            continue
+    return left
+
+
+@pytest.fixture(scope="module")
+def services(checkout: Path):
+    ports = {"prefect": _free_port(), "mlflow": _free_port()}
+    try:
+        up = _conveyor(checkout, "up", "--prefect-port", str(ports["prefect"]), "--mlflow-port", str(ports["mlflow"]))
+        assert "healthy in" in up.stdout
+        deploy = _conveyor(checkout, "deploy", "--profile", "test", "--set", f"schedule.cron={CRON}")
+        assert "registered in" in deploy.stdout
+        yield {**ports, "api": f"http://127.0.0.1:{ports['prefect']}/api",
+               "mlflow_url": f"http://127.0.0.1:{ports['mlflow']}"}
+    finally:
+        subprocess.run([sys.executable, "-m", "flows.cli", "down"], cwd=checkout, env=_env(checkout),
+                       capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def manual_run(checkout: Path, services) -> dict:
+    """`prefect deployment run 'pipeline/manual' --watch`, as a user types it; the flow run."""
+    env = {**_env(checkout), "PREFECT_API_URL": services["api"],
+           "PREFECT_HOME": str(checkout / ".conveyor" / "prefect")}
+    result = subprocess.run([str(Path(sys.executable).parent / "prefect"), "deployment", "run", "pipeline/manual",
+                             "--watch", "--watch-timeout", "600"],
+                            cwd=checkout, env=env, capture_output=True, text=True, timeout=660)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    run_id = next(line.split("UUID:")[1].strip() for line in output.splitlines() if "UUID:" in line)
+    return _get(f"{services['api']}/flow_runs/{run_id}")
+
+
+def test_manual_deployment_run_completes(manual_run):
+    assert manual_run["state"]["type"] == "COMPLETED", manual_run["state"]
+    # The deployment's parameters (the test profile's config) reached the flow.
+    assert manual_run["parameters"]["config"]["profile"] == "test"
+    assert manual_run["parameters"]["config"]["model_name"] == MODEL
+
+
+def test_scheduled_retrain_has_the_configured_cron(services):
+    deployment = _get(f"{services['api']}/deployments/name/pipeline/scheduled-retrain")
+    assert [s["schedule"]["cron"] for s in deployment["schedules"]] == [CRON]
+    assert deployment["schedules"][0]["schedule"]["timezone"] == "UTC"
+    assert deployment["schedules"][0]["active"]
+
+
+def test_ui_calls_this_server(services):
+    """The UI's API address comes from /ui-settings: it must be this port, not Prefect's 4200."""
+    ui = _get(f"http://127.0.0.1:{services['prefect']}/ui-settings")
+    assert ui["api_url"] == services["api"]
+
+
+def test_manual_parameters_render_as_a_form(services):
+    """The UI builds the run form from parameter_openapi_schema: `config` must reference the
+    PipelineConfig model, whose sections are nested models with typed fields."""
+    deployment = _get(f"{services['api']}/deployments/name/pipeline/manual")
+    assert not deployment["schedules"]
+    schema = deployment["parameter_openapi_schema"]
+    assert schema["properties"]["config"]["$ref"] == "#/definitions/PipelineConfig"
+    pipeline_config = schema["definitions"]["PipelineConfig"]
+    assert CONFIG_SECTIONS <= set(pipeline_config["properties"])
+    train = schema["definitions"]["TrainConfig"]["properties"]
+    assert train["lr"]["type"] == "number" and train["max_steps"]["type"] == "integer"
+    assert deployment["parameters"]["config"]["profile"] == "test"
+
+
+def test_model_registered_through_the_mlflow_server(checkout, services, manual_run):
+    base = services["mlflow_url"]
+    with urllib.request.urlopen(f"{base}/health", timeout=10) as response:
+        assert response.status == 200
+    query = urllib.parse.urlencode({"filter": f"name='{MODEL}'"})
+    versions = _get(f"{base}/api/2.0/mlflow/model-versions/search?{query}")["model_versions"]
+    assert versions, "no model version in the registry"
+    run_ids = {v["run_id"] for v in versions}
+    run = _get(f"{base}/api/2.0/mlflow/runs/get?run_id={run_ids.pop()}")["run"]
+    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+    assert tags["conveyor.prefect_flow_run_id"] == manual_run["id"]
+    # The flow run talked to the server (not to the SQLite file the server also uses).
+    log = (checkout / ".conveyor" / "services" / "mlflow.log").read_text()
+    assert "/api/2.0/mlflow/runs/create" in log
+
+
+def test_status_lists_services_and_champion(checkout, services, manual_run):
+    out = _conveyor(checkout, "status", "--profile", "test").stdout
+    for name in ("prefect", "mlflow", "deployments"):
+        assert any(line.startswith(name) and " up " in line for line in out.splitlines()), out
+    assert services["mlflow_url"] in out
+    assert f"champion     {MODEL} v" in out
+
+
+def test_down_stops_everything(checkout, services):
+    pids = _service_pids(checkout)
+    assert len(pids) == 3
+    out = _conveyor(checkout, "down").stdout
+    assert "deployments" in out and "prefect" in out and "mlflow" in out
+    assert not _port_open(services["prefect"]) and not _port_open(services["mlflow"])
+    assert _left_behind(checkout, pids) == []
+    assert "nothing was running" in _conveyor(checkout, "down").stdout
