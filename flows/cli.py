@@ -54,10 +54,9 @@ def run(profile: ProfileOpt = "demo", set_: SetOpt = None) -> None:
     config = _load(profile, set_)
     _activate()
     from flows.pipeline import pipeline
-    from flows.summary import render_text
 
-    summary = pipeline(config)
-    typer.echo("\n" + render_text(summary))
+    # The flow logs its summary (so UI-triggered runs show it too); no second copy here.
+    pipeline(config)
 
 
 @app.command()

@@ -83,7 +83,7 @@ def _registry(checkout: Path, code: str) -> dict:
 @pytest.fixture(scope="module")
 def two_runs(checkout: Path) -> list[dict]:
     first = _conveyor(checkout, "run", "--profile", "test")
-    assert "Registry:" in first.stdout
+    assert "Registry:" in first.stdout + first.stderr  # the summary, logged by the flow
     _conveyor(checkout, "run", "--profile", "test")
     return _summaries(checkout)
 
