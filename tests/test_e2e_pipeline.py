@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,48 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from core.state import REPO_ROOT, TELEMETRY_OFF
+from checkout_support import checkout_env, free_port, git, make_checkout, run_conveyor
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 
-def _git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory) -> Path:
-    """A copy of the working tree (tracked and untracked, not ignored files) as a new git repo."""
-    root = tmp_path_factory.mktemp("checkout")
-    files = _git(REPO_ROOT, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
-    for name in filter(None, files):
-        if name == "dvc.lock":  # the last local run's record, not part of a fresh clone
-            continue
-        source = REPO_ROOT / name
-        if source.is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, root / name)
-    _git(root, "init", "-q")
-    _git(root, "add", "-A")
-    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot")
-    return root
+    return make_checkout(tmp_path_factory.mktemp("checkout"))
 
 
-def _env(checkout: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "BENTOML_", "CONVEYOR_"))}
-    env.update(TELEMETRY_OFF)
-    env["PYTHONPATH"] = str(checkout)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    return env
 
 
-def _conveyor(checkout: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=checkout, env=_env(checkout),
-                            capture_output=True, text=True, timeout=1200)
-    if check and result.returncode != 0:
-        pytest.fail(f"conveyor {' '.join(args)} failed ({result.returncode}):\n"
-                    f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
-    return result
 
 
 def _summaries(checkout: Path) -> list[dict]:
@@ -75,16 +45,16 @@ def _registry(checkout: Path, code: str) -> dict:
         "from core import registry\n"
         "mlflow.set_tracking_uri(State.from_env().mlflow_tracking_uri)\n" + code
     )
-    out = subprocess.run([sys.executable, "-c", script], cwd=checkout, env=_env(checkout),
+    out = subprocess.run([sys.executable, "-c", script], cwd=checkout, env=checkout_env(checkout),
                          capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
 def two_runs(checkout: Path) -> list[dict]:
-    first = _conveyor(checkout, "run", "--profile", "test")
+    first = run_conveyor(checkout, "run", "--profile", "test")
     assert "Registry:" in first.stdout + first.stderr  # the summary, logged by the flow
-    _conveyor(checkout, "run", "--profile", "test")
+    run_conveyor(checkout, "run", "--profile", "test")
     return _summaries(checkout)
 
 
@@ -113,7 +83,7 @@ def test_first_run_curates_trains_registers_with_lineage(checkout, two_runs):
     origin = next(s for s in two_runs if champion["version"] in s["registry"]["versions"].values())
     for key in ("dataset_dvc_md5", "config_sha256", "prefect_flow_run_id", "mlflow_run_id"):
         assert lineage[key] == origin["lineage"][key]
-    assert lineage["git_commit"] == _git(checkout, "rev-parse", "HEAD").strip()
+    assert lineage["git_commit"] == git(checkout, "rev-parse", "HEAD").strip()
     assert origin["registry"]["versions"][lineage["variant"]] == champion["version"]
     if lineage["variant"] != "base":
         assert lineage["parent_version"] == origin["registry"]["versions"]["base"]
@@ -133,20 +103,16 @@ def test_second_run_skips_unchanged_data_stages(two_runs):
 
 
 def test_lineage_command(checkout, two_runs):
-    out = _conveyor(checkout, "lineage", "conveyor-lm-test@champion").stdout
+    out = run_conveyor(checkout, "lineage", "conveyor-lm-test@champion").stdout
     assert "dataset_dvc_md5" in out and "git_commit" in out
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_built_bento_serves_generate(checkout, two_runs):
     bento = two_runs[-1]["bento"]
-    port = _free_port()
-    env = _env(checkout)
+    port = free_port()
+    env = checkout_env(checkout)
     env["BENTOML_HOME"] = str(checkout / ".conveyor" / "bentoml")
     server = subprocess.Popen([str(Path(sys.executable).parent / "bentoml"), "serve", bento, "--host", "127.0.0.1",
                                "--port", str(port)], cwd=checkout, env=env, stdout=subprocess.PIPE,
@@ -181,7 +147,7 @@ def test_validation_failure_stops_before_training(checkout, two_runs):
     before = _registry(checkout, (
         "c = mlflow.MlflowClient()\n"
         "print(json.dumps({'n': len(c.search_model_versions(\"name='conveyor-lm-test'\"))}))\n"))
-    result = _conveyor(checkout, "run", "--profile", "test", "--set", "data.anonymize.entities=[CREDIT_CARD]",
+    result = run_conveyor(checkout, "run", "--profile", "test", "--set", "data.anonymize.entities=[CREDIT_CARD]",
                        check=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr
@@ -194,7 +160,7 @@ def test_validation_failure_stops_before_training(checkout, two_runs):
 
 
 def test_invalid_config_and_missing_input_fail_before_any_stage(checkout):
-    bad = _conveyor(checkout, "run", "--profile", "test", "--set", "training.train.lr=-1", check=False)
+    bad = run_conveyor(checkout, "run", "--profile", "test", "--set", "training.train.lr=-1", check=False)
     assert bad.returncode == 2 and "training.train.lr" in bad.stderr
-    missing = _conveyor(checkout, "run", "--profile", "test", "--set", "data.ingest.paths=[nope.jsonl]", check=False)
+    missing = run_conveyor(checkout, "run", "--profile", "test", "--set", "data.ingest.paths=[nope.jsonl]", check=False)
     assert missing.returncode == 2 and "nope.jsonl" in missing.stderr

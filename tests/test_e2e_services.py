@@ -7,8 +7,6 @@ tiny profile, the model registered through the MLflow server, and nothing left a
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from core.state import REPO_ROOT, TELEMETRY_OFF
+from checkout_support import checkout_env, free_port, make_checkout, run_conveyor
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -29,47 +27,17 @@ MODEL = "conveyor-lm-test"  # model_name in configs/test.yaml
 CONFIG_SECTIONS = {"data", "training", "compression", "evaluation", "promotion", "serving", "schedule"}
 
 
-def _git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory) -> Path:
-    """A copy of the working tree (tracked and untracked, not ignored files) as a new git repo."""
-    root = tmp_path_factory.mktemp("checkout")
-    files = _git(REPO_ROOT, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
-    for name in filter(None, files):
-        source = REPO_ROOT / name
-        if source.is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, root / name)
-    _git(root, "init", "-q")
-    _git(root, "add", "-A")
-    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot")
-    return root
+    return make_checkout(tmp_path_factory.mktemp("checkout"))
 
 
-def _env(checkout: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "BENTOML_", "CONVEYOR_"))}
-    env.update(TELEMETRY_OFF)
-    env["PYTHONPATH"] = str(checkout)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    return env
 
 
-def _conveyor(checkout: Path, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=checkout, env=_env(checkout),
-                            capture_output=True, text=True, timeout=300)
-    if result.returncode != 0:
-        pytest.fail(f"conveyor {' '.join(args)} failed ({result.returncode}):\n"
-                    f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
-    return result
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _port_open(port: int) -> bool:
@@ -105,23 +73,23 @@ def _left_behind(checkout: Path, pids: list[int]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def services(checkout: Path):
-    ports = {"prefect": _free_port(), "mlflow": _free_port()}
+    ports = {"prefect": free_port(), "mlflow": free_port()}
     try:
-        up = _conveyor(checkout, "up", "--prefect-port", str(ports["prefect"]), "--mlflow-port", str(ports["mlflow"]))
+        up = run_conveyor(checkout, "up", "--prefect-port", str(ports["prefect"]), "--mlflow-port", str(ports["mlflow"]))
         assert "healthy in" in up.stdout
-        deploy = _conveyor(checkout, "deploy", "--profile", "test", "--set", f"schedule.cron={CRON}")
+        deploy = run_conveyor(checkout, "deploy", "--profile", "test", "--set", f"schedule.cron={CRON}")
         assert "registered in" in deploy.stdout
         yield {**ports, "api": f"http://127.0.0.1:{ports['prefect']}/api",
                "mlflow_url": f"http://127.0.0.1:{ports['mlflow']}"}
     finally:
-        subprocess.run([sys.executable, "-m", "flows.cli", "down"], cwd=checkout, env=_env(checkout),
+        subprocess.run([sys.executable, "-m", "flows.cli", "down"], cwd=checkout, env=checkout_env(checkout),
                        capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def manual_run(checkout: Path, services) -> dict:
     """`prefect deployment run 'pipeline/manual' --watch`, as a user types it; the flow run."""
-    env = {**_env(checkout), "PREFECT_API_URL": services["api"],
+    env = {**checkout_env(checkout), "PREFECT_API_URL": services["api"],
            "PREFECT_HOME": str(checkout / ".conveyor" / "prefect")}
     result = subprocess.run([str(Path(sys.executable).parent / "prefect"), "deployment", "run", "pipeline/manual",
                              "--watch", "--watch-timeout", "600"],
@@ -183,7 +151,7 @@ def test_model_registered_through_the_mlflow_server(checkout, services, manual_r
 
 
 def test_status_lists_services_and_champion(checkout, services, manual_run):
-    out = _conveyor(checkout, "status", "--profile", "test").stdout
+    out = run_conveyor(checkout, "status", "--profile", "test").stdout
     for name in ("prefect", "mlflow", "deployments"):
         assert any(line.startswith(name) and " up " in line for line in out.splitlines()), out
     assert services["mlflow_url"] in out
@@ -193,8 +161,8 @@ def test_status_lists_services_and_champion(checkout, services, manual_run):
 def test_down_stops_everything(checkout, services):
     pids = _service_pids(checkout)
     assert len(pids) == 3
-    out = _conveyor(checkout, "down").stdout
+    out = run_conveyor(checkout, "down").stdout
     assert "deployments" in out and "prefect" in out and "mlflow" in out
     assert not _port_open(services["prefect"]) and not _port_open(services["mlflow"])
     assert _left_behind(checkout, pids) == []
-    assert "nothing was running" in _conveyor(checkout, "down").stdout
+    assert "nothing was running" in run_conveyor(checkout, "down").stdout

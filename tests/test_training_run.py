@@ -2,18 +2,13 @@
 
 import json
 import logging
-import random
 
 import pytest
 
 import training
+from text_fixtures import write_jsonl
 from training import TrainingFailed, train_tokenizer
 from training.config import ModelConfig, TokenizerConfig, TrainConfig, TrainingConfig
-
-SUBJECTS = ["The miller", "A young clerk", "The old captain", "My neighbour", "The quiet child"]
-VERBS = ["carried", "painted", "forgot", "found", "sold"]
-OBJECTS = ["a red lantern", "the river boat", "seven letters", "a loaf of bread", "the brass key"]
-PLACES = ["by the harbour", "before dawn", "in the long winter", "at the fair", "near the mill"]
 
 TINY = TrainingConfig(
     tokenizer=TokenizerConfig(vocab_size=512),
@@ -22,15 +17,6 @@ TINY = TrainingConfig(
     train=TrainConfig(seq_len=64, micro_batch_size=4, max_steps=30, lr=3e-3, warmup_steps=5,
                       num_ranks=2, log_every=5, eval_batches=2),
 )
-
-
-def write_jsonl(path, num_docs, seed):
-    rng = random.Random(seed)
-    with open(path, "w", encoding="utf-8") as handle:
-        for i in range(num_docs):
-            sentences = [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)} {rng.choice(PLACES)}."
-                         for _ in range(rng.randint(3, 8))]
-            handle.write(json.dumps({"id": f"doc-{seed}-{i}", "text": " ".join(sentences)}) + "\n")
 
 
 @pytest.fixture(scope="module")

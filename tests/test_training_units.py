@@ -1,32 +1,15 @@
 """Tokenizer, packing, model construction and lr schedule of the training stage, in-process."""
 
-import json
-import random
-
 import pytest
 import torch
 
+from text_fixtures import write_jsonl
 from training import train_tokenizer
 from training.config import ModelConfig, TokenizerConfig, TrainConfig
 from training.model import build_model, count_parameters
 from training.packing import batches, pack_blocks, rank_shard
 from training.tokenizer import EOS_TOKEN, PAD_TOKEN
 from training.train import warmup_cosine
-
-SUBJECTS = ["The miller", "A young clerk", "The old captain", "My neighbour", "The quiet child"]
-VERBS = ["carried", "painted", "forgot", "found", "sold"]
-OBJECTS = ["a red lantern", "the river boat", "seven letters", "a loaf of bread", "the brass key"]
-PLACES = ["by the harbour", "before dawn", "in the long winter", "at the fair", "near the mill"]
-
-
-def write_jsonl(path, num_docs, seed):
-    rng = random.Random(seed)
-    with open(path, "w", encoding="utf-8") as handle:
-        for i in range(num_docs):
-            sentences = [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)} {rng.choice(PLACES)}."
-                         for _ in range(rng.randint(3, 8))]
-            handle.write(json.dumps({"id": f"doc-{seed}-{i}", "text": " ".join(sentences)}) + "\n")
-    return path
 
 
 @pytest.fixture(scope="module")
