@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
+import os
 import sys
 from pathlib import Path
 
@@ -37,6 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--input", type=Path, help="output folder of the previous stage (all stages but ingest)")
     parser.add_argument("--output", type=Path, required=True, help="folder to write, replaced atomically")
     parser.add_argument("--params", type=Path, required=True, help="pipeline config YAML (e.g. .conveyor/params.yaml)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="worker processes for sharded stages (default: all cores); output is the same")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a key of the stage's section, e.g. --set min_chars=50")
     return parser.parse_args(argv)
@@ -66,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = stage_config(args.stage, args.params, args.overrides)
         stage = importlib.import_module(f"data.{args.stage}")
-        stats = stage.run(config, args.input, args.output)
+        options = {"workers": args.workers} if "workers" in inspect.signature(stage.run).parameters else {}
+        stats = stage.run(config, args.input, args.output, **options)
     except (ConfigError, FileNotFoundError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from core.atomic import atomic_dir
 from core.config import ConfigError
 from core.stats import StageStats
 from data.config import AnonymizeConfig
-from data.records import RECORDS_FILE, JsonlWriter, read_records, records_path
+from data.shards import map_shards
 
 EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 # 13-19 digits, contiguous or in the groups cards are printed in (4-4-4-4[-3], Amex 4-6-5).
@@ -104,24 +105,21 @@ def anonymize_text(text: str, entities: list[str]) -> tuple[str, dict[str, int]]
     return text, counts
 
 
-def run(config: AnonymizeConfig, input_dir: Path, output_dir: Path) -> StageStats:
+class Anonymizer:
+    def __init__(self, config: AnonymizeConfig):
+        self.entities = config.entities
+        # Every configured entity appears in the stats, found or not.
+        self.counters: Counter = Counter({entity: 0 for entity in config.entities})
+
+    def process(self, record: dict) -> dict:
+        text, counts = anonymize_text(record["text"], self.entities)
+        self.counters.update(counts)
+        self.counters["records_with_pii"] += bool(counts)
+        return {**record, "text": text}
+
+
+def run(config: AnonymizeConfig, input_dir: Path, output_dir: Path, workers: int = 1) -> StageStats:
     unknown = sorted(set(config.entities) - set(DETECTORS))
     if unknown:
         raise ConfigError(f"data.anonymize.entities: no detector for {unknown}; known: {sorted(DETECTORS)}")
-    stats = StageStats(stage="anonymize", bytes_in=records_path(input_dir).stat().st_size)
-    stats.extra.update({entity: 0 for entity in config.entities})
-    records_with_pii = 0
-    with atomic_dir(output_dir) as tmp:
-        with stats.timed(), JsonlWriter(tmp / RECORDS_FILE) as out:
-            for record in read_records(input_dir):
-                stats.records_in += 1
-                text, counts = anonymize_text(record["text"], config.entities)
-                for entity, count in counts.items():
-                    stats.extra[entity] += count
-                records_with_pii += bool(counts)
-                out.write({**record, "text": text})
-            stats.records_out = out.count
-        stats.bytes_out = (tmp / RECORDS_FILE).stat().st_size
-        stats.extra["records_with_pii"] = records_with_pii
-    stats.write(output_dir)
-    return stats
+    return map_shards("anonymize", partial(Anonymizer, config), input_dir, output_dir, workers)

@@ -12,10 +12,12 @@ import re
 import unicodedata
 from pathlib import Path
 
-from core.atomic import atomic_dir
+from collections import Counter
+from functools import partial
+
 from core.stats import StageStats
 from data.config import CleanConfig
-from data.records import RECORDS_FILE, JsonlWriter, read_records, records_path
+from data.shards import map_shards
 
 HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
 REF = re.compile(r"<ref[^>/]*/>|<ref[^>]*>.*?</ref\s*>", re.DOTALL | re.IGNORECASE)
@@ -95,20 +97,19 @@ def clean_text(text: str, config: CleanConfig) -> str:
     return normalize_whitespace(text)
 
 
-def run(config: CleanConfig, input_dir: Path, output_dir: Path) -> StageStats:
-    stats = StageStats(stage="clean", bytes_in=records_path(input_dir).stat().st_size)
-    with atomic_dir(output_dir) as tmp:
-        with stats.timed(), JsonlWriter(tmp / RECORDS_FILE) as out:
-            for record in read_records(input_dir):
-                stats.records_in += 1
-                text = clean_text(record["text"], config)
-                if len(text) < config.min_chars:
-                    stats.drop("too_short")
-                elif len(text) > config.max_chars:
-                    stats.drop("too_long")
-                else:
-                    out.write({**record, "text": text})
-            stats.records_out = out.count
-        stats.bytes_out = (tmp / RECORDS_FILE).stat().st_size
-    stats.write(output_dir)
-    return stats
+class Cleaner:
+    def __init__(self, config: CleanConfig):
+        self.config = config
+        self.counters: Counter = Counter()
+
+    def process(self, record: dict) -> dict | str:
+        text = clean_text(record["text"], self.config)
+        if len(text) < self.config.min_chars:
+            return "too_short"
+        if len(text) > self.config.max_chars:
+            return "too_long"
+        return {**record, "text": text}
+
+
+def run(config: CleanConfig, input_dir: Path, output_dir: Path, workers: int = 1) -> StageStats:
+    return map_shards("clean", partial(Cleaner, config), input_dir, output_dir, workers)

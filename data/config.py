@@ -14,6 +14,8 @@ class IngestConfig(_Frozen):
                              description="JSONL, JSONL.gz, Parquet or .txt files, relative to the repo root")
     id_field: str = "id"
     text_field: str = "text"
+    records_per_part: int = Field(default=10_000, ge=1,
+                                  description="records per shard; shards are the unit of parallel work and resume")
 
 
 class CleanConfig(_Frozen):

@@ -12,7 +12,7 @@ from pathlib import Path
 from core.atomic import atomic_dir
 from core.stats import StageStats
 from data.config import DedupConfig
-from data.records import RECORDS_FILE, JsonlWriter, read_records, records_path
+from data.shards import PartWriter, folder_bytes, list_parts, read_part
 
 
 def text_key(text: str, config: DedupConfig) -> bytes:
@@ -21,13 +21,17 @@ def text_key(text: str, config: DedupConfig) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
-def run(config: DedupConfig, input_dir: Path, output_dir: Path) -> StageStats:
-    stats = StageStats(stage="dedup", bytes_in=records_path(input_dir).stat().st_size)
+def run(config: DedupConfig, input_dir: Path, output_dir: Path, workers: int = 1) -> StageStats:
+    """One pass in record order (the first copy of a text stays); output parts mirror the input's.
+    `workers` is accepted for a uniform stage signature: this pass is sequential."""
+    parts = list_parts(input_dir)
+    stats = StageStats(stage="dedup", bytes_in=folder_bytes(input_dir))
     seen: set[bytes] = set()
     duplicated: set[bytes] = set()
-    with atomic_dir(output_dir) as tmp:
-        with stats.timed(), JsonlWriter(tmp / RECORDS_FILE) as out:
-            for record in read_records(input_dir):
+    with atomic_dir(output_dir) as tmp, stats.timed():
+        for part in parts:
+            writer = PartWriter(tmp / part.name)
+            for record in read_part(part):
                 stats.records_in += 1
                 key = text_key(record["text"], config)
                 if key in seen:
@@ -35,9 +39,10 @@ def run(config: DedupConfig, input_dir: Path, output_dir: Path) -> StageStats:
                     duplicated.add(key)
                     continue
                 seen.add(key)
-                out.write(record)
-            stats.records_out = out.count
-        stats.bytes_out = (tmp / RECORDS_FILE).stat().st_size
+                writer.write(record)
+            writer.commit()
+            stats.records_out += writer.count
+        stats.bytes_out = folder_bytes(tmp)
         # A cluster is one text that occurred more than once, however many copies it had.
         stats.extra["duplicate_clusters"] = len(duplicated)
     stats.write(output_dir)

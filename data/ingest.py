@@ -1,4 +1,4 @@
-"""Ingest: read the raw inputs into one `records.jsonl` with `id` and `text` on every record.
+"""Ingest: read the raw inputs into shards (`part-*.jsonl`) with `id` and `text` on every record.
 
 Whatever cannot become a record (a malformed line, no usable text or id, an id seen before)
 goes to `quarantine.jsonl` with its source, line number and reason, so nothing vanishes silently.
@@ -12,7 +12,8 @@ from core.atomic import atomic_dir
 from core.state import REPO_ROOT
 from core.stats import StageStats
 from data.config import IngestConfig
-from data.records import QUARANTINE_FILE, RECORDS_FILE, JsonlWriter, SourceLine, read_source
+from data.records import QUARANTINE_FILE, JsonlWriter, SourceLine, read_source
+from data.shards import folder_bytes, write_parts
 
 RAW_EXCERPT_CHARS = 500
 
@@ -61,26 +62,28 @@ def run(config: IngestConfig, input_dir: Path | None, output_dir: Path) -> Stage
     inputs = [resolve_input(raw) for raw in config.paths]
     stats = StageStats(stage="ingest")
     seen_ids: set[str] = set()
+
+    def good_records(quarantine: JsonlWriter):
+        for path in inputs:
+            stats.bytes_in += size_bytes(path)
+            for line in read_source(path, config.id_field, config.text_field):
+                stats.records_in += 1
+                reason = problem(line, config)
+                record = to_record(line.record, config) if reason is None else None
+                if record is not None and record["id"] in seen_ids:
+                    reason = "duplicate_id"
+                if reason is not None:
+                    stats.drop(reason)
+                    quarantine.write({"source": str(path), "line": line.number, "reason": reason,
+                                      "raw": line.raw[:RAW_EXCERPT_CHARS]})
+                    continue
+                seen_ids.add(record["id"])
+                yield record
+
     with atomic_dir(output_dir) as tmp:
-        with stats.timed(), JsonlWriter(tmp / RECORDS_FILE) as out, JsonlWriter(tmp / QUARANTINE_FILE) as quarantine:
-            for path in inputs:
-                stats.bytes_in += size_bytes(path)
-                for line in read_source(path, config.id_field, config.text_field):
-                    stats.records_in += 1
-                    reason = problem(line, config)
-                    record = to_record(line.record, config) if reason is None else None
-                    if record is not None and record["id"] in seen_ids:
-                        reason = "duplicate_id"
-                    if reason is not None:
-                        stats.drop(reason)
-                        quarantine.write({"source": str(path), "line": line.number, "reason": reason,
-                                          "raw": line.raw[:RAW_EXCERPT_CHARS]})
-                        continue
-                    seen_ids.add(record["id"])
-                    out.write(record)
-            stats.records_out = out.count
-        stats.bytes_out = (tmp / RECORDS_FILE).stat().st_size
+        with stats.timed(), JsonlWriter(tmp / QUARANTINE_FILE) as quarantine:
+            stats.records_out = write_parts(good_records(quarantine), tmp, config.records_per_part)
+        stats.bytes_out = folder_bytes(tmp)
         stats.extra["quarantined"] = quarantine.count
     stats.write(output_dir)
     return stats
-

@@ -1,8 +1,7 @@
 """Record files shared by every data stage.
 
-Between stages a dataset is a folder holding `records.jsonl`: one JSON object per line with
-`id`, `text` and whatever other fields the source had. Stages stream it line by line.
-Ingest alone reads the outside formats (JSONL, JSONL.gz, Parquet, .txt) through `read_source`.
+Ingest reads the outside formats (JSONL, JSONL.gz, Parquet, .txt) through `read_source`; between
+stages a dataset is a sharded folder (data/shards.py).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import json
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-RECORDS_FILE = "records.jsonl"
 QUARANTINE_FILE = "quarantine.jsonl"
 SOURCE_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet", ".txt")
 
@@ -67,24 +65,6 @@ def _read_parquet_rows(path: Path) -> Iterator[SourceLine]:
         for record in batch.to_pylist():
             number += 1
             yield SourceLine(number, record, json.dumps(record, ensure_ascii=False, default=str))
-
-
-def records_path(folder: Path) -> Path:
-    path = Path(folder) / RECORDS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no {RECORDS_FILE} in {folder}: run the previous stage first")
-    return path
-
-
-def read_records(path: Path) -> Iterator[dict]:
-    """Records of a stage folder (its records.jsonl) or of one JSONL file."""
-    path = Path(path)
-    if path.is_dir():
-        path = records_path(path)
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
 
 
 class JsonlWriter:

@@ -12,7 +12,8 @@ from pathlib import Path
 from core.atomic import atomic_dir
 from core.stats import StageStats
 from data.config import SplitConfig
-from data.records import DataError, JsonlWriter, read_records, records_path
+from data.records import DataError, JsonlWriter
+from data.shards import folder_bytes, read_records
 
 TRAIN_FILE = "train.jsonl"
 VALIDATION_FILE = "validation.jsonl"
@@ -42,7 +43,7 @@ def forced_assignments(input_dir: Path, config: SplitConfig) -> tuple[str | None
 
 
 def run(config: SplitConfig, input_dir: Path, output_dir: Path) -> StageStats:
-    stats = StageStats(stage="split", bytes_in=records_path(input_dir).stat().st_size)
+    stats = StageStats(stage="split", bytes_in=folder_bytes(input_dir))
     with atomic_dir(output_dir) as tmp:
         with stats.timed(), JsonlWriter(tmp / TRAIN_FILE) as train, JsonlWriter(tmp / VALIDATION_FILE) as validation:
             to_validation, to_train = forced_assignments(input_dir, config)

@@ -19,7 +19,8 @@ from core.config import ConfigError
 from core.state import REPO_ROOT
 from core.stats import StageStats
 from data.config import ValidateConfig
-from data.records import DataError, read_records, records_path
+from data.records import DataError
+from data.shards import folder_bytes, read_records
 
 REPORT_FILE = "report.json"
 CONFIG_REFERENCE = re.compile(r"^\$\{(\w+)\}$")
@@ -100,7 +101,7 @@ def run(config: ValidateConfig, input_dir: Path, output_dir: Path) -> StageStats
     import pandas as pd
 
     expectations = load_suite(config)
-    stats = StageStats(stage="validate", bytes_in=records_path(input_dir).stat().st_size)
+    stats = StageStats(stage="validate", bytes_in=folder_bytes(input_dir))
     with atomic_dir(output_dir) as tmp:
         with stats.timed():
             frame = pd.DataFrame([{"id": r.get("id"), "text": r.get("text")} for r in read_records(input_dir)],

@@ -9,7 +9,7 @@ import yaml
 
 from core.state import REPO_ROOT
 from core.stats import StageStats
-from data.records import read_records
+from data.shards import read_part
 
 DATA_STAGES = ["ingest", "clean", "dedup", "anonymize", "validate", "split"]
 
@@ -40,8 +40,8 @@ def test_dvc_commands_run_the_whole_chain_on_the_tiny_fixture(tmp_path):
     assert all(anonymize.extra[entity] > 0 for entity in ("EMAIL", "PHONE", "IP_ADDRESS", "CREDIT_CARD"))
     assert json.loads((data / "validate" / "report.json").read_text())["success"] is True
     split = StageStats.read(data / "curated")
-    train = list(read_records(data / "curated" / "train.jsonl"))
-    validation = list(read_records(data / "curated" / "validation.jsonl"))
+    train = list(read_part(data / "curated" / "train.jsonl"))
+    validation = list(read_part(data / "curated" / "validation.jsonl"))
     assert len(train) == split.extra["train_records"] and len(validation) == split.extra["validation_records"] >= 1
     assert split.records_in == anonymize.records_out == len(train) + len(validation)
     assert all(len(r["text"]) >= 100 for r in train + validation)
@@ -62,7 +62,7 @@ def test_cli_expected_errors_are_one_message_and_exit_1(tmp_path):
     shutil.copy(REPO_ROOT / "configs" / "test.yaml", params)
     cases = [
         (["clean", "--input", str(tmp_path / "missing"), "--output", str(tmp_path / "o"), "--params", str(params)],
-         "no records.jsonl"),
+         "does not exist: run the previous stage first"),
         (["ingest", "--output", str(tmp_path / "o"), "--params", str(tmp_path / "nope.yaml")], "config file not found"),
         (["ingest", "--output", str(tmp_path / "o"), "--params", str(params), "--set", "paths=[nowhere.jsonl]"],
          "nowhere.jsonl"),
@@ -81,7 +81,7 @@ def test_cli_validation_failure_names_the_expectation(tmp_path):
     shutil.copy(REPO_ROOT / "configs" / "test.yaml", params)
     records = tmp_path / "anonymize"
     records.mkdir()
-    (records / "records.jsonl").write_text(json.dumps({"id": "a", "text": "x" * 300}) + "\n")
+    (records / "part-00000.jsonl").write_text(json.dumps({"id": "a", "text": "x" * 300}) + "\n")
     done = run_data("validate", "--input", str(records), "--output", str(tmp_path / "validate"),
                     "--params", str(params), "--set", "max_chars=200")
     assert done.returncode == 1

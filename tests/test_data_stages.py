@@ -8,14 +8,15 @@ import pytest
 from core.stats import StageStats
 from data import anonymize, clean, dedup, ingest, split
 from data.config import AnonymizeConfig, CleanConfig, DedupConfig, IngestConfig, SplitConfig
-from data.records import QUARANTINE_FILE, RECORDS_FILE, read_records
+from data.records import QUARANTINE_FILE
+from data.shards import part_name, read_part, read_records
 
 PROSE = "It is a truth universally acknowledged, that a single man in possession of a good fortune must be in want of a wife. "
 
 
 def write_records(folder: Path, records: list[dict]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / RECORDS_FILE).write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    (folder / part_name(0)).write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return folder
 
 
@@ -41,7 +42,7 @@ def test_ingest_quarantines_bad_lines_and_keeps_every_good_record(tmp_path):
     assert stats.dropped == {"malformed_json": 1, "missing_text": 2, "empty_text": 1, "non_string_text": 1,
                              "missing_id": 1, "duplicate_id": 1}
     assert (stats.records_in, stats.records_out) == (9, 2)
-    quarantined = list(read_records(tmp_path / "out" / QUARANTINE_FILE))
+    quarantined = list(read_part(tmp_path / "out" / QUARANTINE_FILE))
     assert [q["line"] for q in quarantined] == [2, 3, 4, 5, 6, 7, 8]
     assert quarantined[0] == {"source": str(source), "line": 2, "reason": "malformed_json",
                               "raw": '{"id": "broken", "text": "cut off'}
@@ -184,7 +185,8 @@ def test_anonymize_counts_entities_and_never_stores_values(tmp_path):
     assert [r["text"] for r in out] == ["<EMAIL> and <EMAIL>, <IP_ADDRESS>", "nothing to see",
                                         "card <CREDIT_CARD>, phone <PHONE>"]
     assert out[0]["source"] == "x"
-    assert stats.extra == {"EMAIL": 2, "PHONE": 1, "IP_ADDRESS": 1, "CREDIT_CARD": 1, "records_with_pii": 2}
+    assert stats.extra == {"EMAIL": 2, "PHONE": 1, "IP_ADDRESS": 1, "CREDIT_CARD": 1, "records_with_pii": 2,
+                           "shards": 1, "shards_resumed": 0}
     assert stats.records_out == 3 and stats.dropped == {}
     written = "".join(p.read_text() for p in (tmp_path / "out").iterdir())
     assert "a@b.com" not in written and "4111111111111111" not in written
@@ -199,7 +201,7 @@ def test_split_is_deterministic_and_order_independent(tmp_path):
     split.run(config, write_records(tmp_path / "b", records[::-1]), tmp_path / "out_b")
 
     def ids(folder, name):
-        return {r["id"] for r in read_records(folder / name)}
+        return {r["id"] for r in read_part(folder / name)}
 
     assert ids(tmp_path / "out_a", split.VALIDATION_FILE) == ids(tmp_path / "out_b", split.VALIDATION_FILE)
     assert ids(tmp_path / "out_a", split.TRAIN_FILE) == ids(tmp_path / "out_b", split.TRAIN_FILE)

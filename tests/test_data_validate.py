@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from data.config import ValidateConfig
-from data.records import RECORDS_FILE
+from data.shards import part_name
 from data.validate import REPORT_FILE, ValidationFailed, load_suite, run
 
 LONG = "A perfectly ordinary paragraph about whales and the sea, long enough to pass. " * 3
@@ -14,7 +14,7 @@ LONG = "A perfectly ordinary paragraph about whales and the sea, long enough to 
 
 def write_records(folder: Path, records: list[dict]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / RECORDS_FILE).write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    (folder / part_name(0)).write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return folder
 
 
