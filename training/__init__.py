@@ -25,7 +25,7 @@ from training.tokenizer import train_tokenizer
 for _key, _value in TELEMETRY_OFF.items():
     os.environ.setdefault(_key, _value)
 
-__all__ = ["TrainResult", "TrainingFailed", "run", "train_tokenizer"]
+__all__ = ["TrainResult", "TrainingFailed", "launch_command", "rank_env", "run", "train_tokenizer"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class TrainingFailed(RuntimeError):
 class TrainResult(BaseModel):
     model_dir: Path
     steps: int
+    resumed_from_step: int = 0
     final_train_loss: float
     val_loss: float | None
     tokens_seen: int
@@ -67,6 +68,21 @@ def rank_env(config: TrainingConfig, env: dict | None) -> dict[str, str]:
     return rank_env
 
 
+def launch_command(config: TrainingConfig, config_file: Path, dataset_dir: Path, tokenizer_dir: Path,
+                   output_dir: Path) -> list[str]:
+    """torchrun starting `num_ranks` processes of training.train on this node."""
+    return [
+        sys.executable, "-m", "torch.distributed.run",
+        # --standalone: a single-node rendezvous on a free local port it picks itself.
+        "--standalone", "--nproc_per_node", str(config.train.num_ranks),
+        "-m", "training.train",
+        "--config", str(config_file),
+        "--dataset", str(Path(dataset_dir).resolve()),
+        "--tokenizer", str(Path(tokenizer_dir).resolve()),
+        "--output", str(Path(output_dir).resolve()),
+    ]
+
+
 def run(config: TrainingConfig, dataset_dir: Path, tokenizer_dir: Path, output_dir: Path,
         env: dict | None = None) -> TrainResult:
     """Train a model on dataset_dir/train.jsonl into output_dir (an HF folder with conveyor.json).
@@ -80,16 +96,7 @@ def run(config: TrainingConfig, dataset_dir: Path, tokenizer_dir: Path, output_d
                                      suffix=".config.json") as config_file:
         config_file.write(config.model_dump_json())
         config_file.flush()
-        command = [
-            sys.executable, "-m", "torch.distributed.run",
-            # --standalone: a single-node rendezvous on a free local port it picks itself.
-            "--standalone", "--nproc_per_node", str(config.train.num_ranks),
-            "-m", "training.train",
-            "--config", config_file.name,
-            "--dataset", str(Path(dataset_dir).resolve()),
-            "--tokenizer", str(Path(tokenizer_dir).resolve()),
-            "--output", str(output_dir),
-        ]
+        command = launch_command(config, Path(config_file.name), dataset_dir, tokenizer_dir, output_dir)
         logger.info("launching %d training ranks: %s", config.train.num_ranks, " ".join(command))
         tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
         with subprocess.Popen(command, env=rank_env(config, env), stdout=subprocess.PIPE,

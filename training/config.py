@@ -52,6 +52,9 @@ class TrainConfig(_Frozen):
     num_ranks: int = Field(default=2, ge=1, description="processes on this node")
     device: Literal["cpu", "cuda"] = "cpu"
     log_every: int = Field(default=10, ge=1)
+    checkpoint_every: int = Field(default=0, ge=0, description="steps between DeepSpeed checkpoints; 0: none")
+    keep_checkpoints: int = Field(default=2, ge=1, description="the newest N checkpoints are kept")
+    resume: bool = Field(default=True, description="continue from the newest checkpoint of the same output")
     eval_batches: int = Field(default=8, ge=1, description="validation micro-batches per rank at the end")
 
     @model_validator(mode="after")

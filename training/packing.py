@@ -43,15 +43,20 @@ def rank_shard(blocks: torch.Tensor, rank: int, world_size: int) -> torch.Tensor
     return blocks[rank::world_size]
 
 
-def batches(blocks: torch.Tensor, micro_batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-    """Micro-batches forever: a fresh seeded shuffle per epoch, the last partial batch dropped."""
+def batches(blocks: torch.Tensor, micro_batch_size: int, seed: int, skip: int = 0) -> Iterator[torch.Tensor]:
+    """Micro-batches forever: a fresh seeded shuffle per epoch, the last partial batch dropped.
+
+    `skip` micro-batches are passed over first, without being built: a resumed run continues
+    with exactly the batch the interrupted one would have taken next.
+    """
     if len(blocks) < micro_batch_size:
         raise ValueError(
             f"{len(blocks)} blocks on this rank are fewer than micro_batch_size {micro_batch_size}: "
             "the dataset is too small for this seq_len, batch size and number of ranks")
-    epoch = 0
+    per_epoch = len(blocks) // micro_batch_size
+    epoch, offset = divmod(skip, per_epoch)
     while True:
         order = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(seed + epoch))
-        for start in range(0, len(order) - micro_batch_size + 1, micro_batch_size):
-            yield blocks[order[start:start + micro_batch_size]]
-        epoch += 1
+        for index in range(offset, per_epoch):
+            yield blocks[order[index * micro_batch_size:(index + 1) * micro_batch_size]]
+        epoch, offset = epoch + 1, 0

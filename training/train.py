@@ -5,6 +5,11 @@
 
 Every rank trains on its own shard of the packed blocks; DeepSpeed averages gradients (ZeRO
 partitions optimizer state and gradients). Rank 0 alone logs and writes the output folder.
+
+With `checkpoint_every`, DeepSpeed checkpoints (weights, optimizer, lr schedule, and our step)
+go to `<output>.checkpoints/`, beside the output that only appears whole at the end. A run
+started again on the same output continues from the newest one (`resume`), with the batch the
+interrupted run would have taken next, so its loss curve goes on where the first one stopped.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -25,6 +31,32 @@ from training.config import TrainingConfig
 TRAIN_LOG = "train_log.jsonl"
 RESULT_FILE = "result.json"
 CONFIG_FILE = "training_config.json"
+LATEST = "latest"  # DeepSpeed's pointer to the newest checkpoint tag
+
+
+def checkpoint_dir(output: Path) -> Path:
+    return Path(output).with_name(Path(output).name + ".checkpoints")
+
+
+def resume_fingerprint(config: TrainingConfig) -> dict:
+    """What must not change between a checkpoint and the run resuming from it."""
+    train = config.train
+    return {"model": config.model.model_dump(), "tokenizer": config.tokenizer.model_dump(),
+            "seq_len": train.seq_len, "micro_batch_size": train.micro_batch_size,
+            "grad_accum_steps": train.grad_accum_steps, "seed": train.seed}
+
+
+def prune_checkpoints(directory: Path, keep: int) -> None:
+    tags = sorted(p for p in directory.iterdir() if p.is_dir() and p.name.startswith("step"))
+    for old in tags[:-keep]:
+        shutil.rmtree(old)
+
+
+def read_log(path: Path, up_to_step: int) -> list[str]:
+    """The log lines of steps <= up_to_step: what a resumed run keeps of the interrupted one's."""
+    if not path.is_file():
+        return []
+    return [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= up_to_step]
 
 
 def parse_args() -> argparse.Namespace:
@@ -183,7 +215,6 @@ def train_rank(args: argparse.Namespace) -> None:
                                tokenizer.eos_token_id, block_len)
     validation_blocks = pack_blocks(tokenize_documents(args.dataset / "validation.jsonl", tokenizer),
                                     tokenizer.eos_token_id, block_len)
-    train_batches = batches(rank_shard(train_blocks, rank, world_size), train.micro_batch_size, train.seed)
     say(f"packed {len(train_blocks)} train and {len(validation_blocks)} validation blocks of "
         f"{block_len} tokens; {world_size} ranks")
 
@@ -201,6 +232,26 @@ def train_rank(args: argparse.Namespace) -> None:
     say(f"model: {num_parameters:,} parameters; ZeRO stage {train.zero_stage}, {train.precision}, "
         f"setup {time.perf_counter() - started:.1f}s")
 
+    checkpoints = checkpoint_dir(args.output)
+    start_step = 0
+    if train.resume and (checkpoints / LATEST).is_file():
+        _, client_state = engine.load_checkpoint(str(checkpoints))
+        if client_state["fingerprint"] != resume_fingerprint(config):
+            raise RuntimeError(f"the checkpoint in {checkpoints} was made with another model, data or batch "
+                               "config: delete it, or set training.train.resume=false")
+        start_step = client_state["step"]
+        torch.set_rng_state(client_state["torch_rng_state"])
+        say(f"resumed from step {start_step} ({checkpoints})")
+    # The live log sits with the checkpoints, so that what was logged before an interruption
+    # stays; the lines past the step we resume from are dropped (they will be logged again).
+    log_path = checkpoints / TRAIN_LOG
+    if rank == 0:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        kept = read_log(log_path, start_step)
+        log_path.write_text("".join(line + "\n" for line in kept))
+    train_batches = batches(rank_shard(train_blocks, rank, world_size), train.micro_batch_size, train.seed,
+                            skip=start_step * train.grad_accum_steps)
+
     mlflow_run_id = os.environ.get("MLFLOW_RUN_ID")
     mlflow_metrics = MlflowMetrics(mlflow_run_id) if rank == 0 and mlflow_run_id else None
     tokens_per_step = train.micro_batch_size * train.grad_accum_steps * world_size * train.seq_len
@@ -211,7 +262,7 @@ def train_rank(args: argparse.Namespace) -> None:
         loop_started = interval_started = time.perf_counter()
         interval_losses: list[float] = []
         train_loss = float("nan")
-        for step in range(1, train.max_steps + 1):
+        for step in range(start_step + 1, train.max_steps + 1):
             lr = scheduler.get_last_lr()[0]  # the rate this step's update uses
             for _ in range(train.grad_accum_steps):
                 loss = next_token_loss(engine, next(train_batches).to(device))
@@ -235,12 +286,21 @@ def train_rank(args: argparse.Namespace) -> None:
                 if rank == 0:
                     print(f"step {step}/{train.max_steps} loss {entry['loss']:.4f} lr {entry['lr']:.2e} "
                           f"{entry['tokens_per_second']:.0f} tok/s", flush=True)
-                    with open(work_dir / TRAIN_LOG, "a", encoding="utf-8") as log:
+                    with open(log_path, "a", encoding="utf-8") as log:
                         log.write(json.dumps(entry) + "\n")
                     if mlflow_metrics:
                         mlflow_metrics.log(step, {"train/loss": entry["loss"], "train/lr": entry["lr"],
                                                   "train/tokens_per_second": entry["tokens_per_second"]})
+
+            if train.checkpoint_every and step % train.checkpoint_every == 0 and step < train.max_steps:
+                # Every rank writes its partition; the step says where the data stream resumes.
+                engine.save_checkpoint(str(checkpoints), tag=f"step{step:08d}", client_state={
+                    "step": step, "fingerprint": resume_fingerprint(config),
+                    "torch_rng_state": torch.get_rng_state()})
+                if rank == 0:
+                    prune_checkpoints(checkpoints, train.keep_checkpoints)
         loop_seconds = time.perf_counter() - loop_started
+        steps_run = train.max_steps - start_step
 
         val_loss = validation_loss(engine, validation_blocks, config, rank, world_size, device)
         say(f"validation loss {val_loss}")
@@ -254,18 +314,21 @@ def train_rank(args: argparse.Namespace) -> None:
         if rank == 0:
             result = {
                 "steps": train.max_steps,
+                "resumed_from_step": start_step,
                 "final_train_loss": train_loss,
                 "val_loss": val_loss,
                 "tokens_seen": tokens_per_step * train.max_steps,
-                "tokens_per_second": tokens_per_step * train.max_steps / loop_seconds,
+                # Throughput of this process's own steps (after a resume, the steps it ran).
+                "tokens_per_second": tokens_per_step * steps_run / loop_seconds if steps_run else 0.0,
                 "seconds": loop_seconds,
-                "seconds_per_step": loop_seconds / train.max_steps,
+                "seconds_per_step": loop_seconds / steps_run if steps_run else 0.0,
                 "num_parameters": num_parameters,
                 "world_size": world_size,
                 "zero_stage": train.zero_stage,
                 # Rank 0's peak, from torch's allocator (None on CPU, where it is not tracked).
                 "peak_memory_bytes": torch.cuda.max_memory_allocated() if train.device == "cuda" else None,
             }
+            shutil.copy2(log_path, work_dir / TRAIN_LOG)
             (work_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
             (work_dir / CONFIG_FILE).write_text(config.model_dump_json(indent=2))
             write_manifest(work_dir, "hf")

@@ -1,0 +1,75 @@
+"""Checkpoints and exact resume: a 2-rank run killed with SIGKILL after a checkpoint, started
+again on the same output, continues from that checkpoint and ends where an uninterrupted run ends."""
+
+import json
+import signal
+import subprocess
+import time
+
+import psutil
+import pytest
+
+import training
+from text_fixtures import write_jsonl
+from training import train_tokenizer
+from training.config import ModelConfig, TokenizerConfig, TrainConfig, TrainingConfig
+from training.train import checkpoint_dir
+
+CONFIG = TrainingConfig(
+    tokenizer=TokenizerConfig(vocab_size=512),
+    model=ModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                      intermediate_size=192, max_seq_len=128),
+    train=TrainConfig(seq_len=64, micro_batch_size=4, max_steps=40, lr=3e-3, warmup_steps=5,
+                      num_ranks=2, log_every=5, eval_batches=2, checkpoint_every=10, keep_checkpoints=2),
+)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("curated")
+    write_jsonl(root / "train.jsonl", 300, seed=1)
+    write_jsonl(root / "validation.jsonl", 30, seed=2)
+    return root, train_tokenizer(CONFIG.tokenizer, root / "train.jsonl", root / "tokenizer")
+
+
+def log_of(model_dir):
+    return [json.loads(line) for line in (model_dir / "train_log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_sigkilled_run_resumes_from_its_checkpoint(dataset, tmp_path):
+    data, tokenizer = dataset
+    reference = training.run(CONFIG, data, tokenizer, tmp_path / "reference")
+
+    output = tmp_path / "resumed"
+    config_file = tmp_path / "config.json"
+    config_file.write_text(CONFIG.model_dump_json())
+    process = subprocess.Popen(training.launch_command(CONFIG, config_file, data, tokenizer, output),
+                               env=training.rank_env(CONFIG, None), start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = checkpoint_dir(output) / "latest"
+    deadline = time.monotonic() + 240
+    while not latest.is_file():
+        assert process.poll() is None, "training ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint in time"
+        time.sleep(0.02)
+    # The launcher and both ranks, mid-run (torchrun puts its workers in sessions of their own).
+    launcher = psutil.Process(process.pid)
+    ranks = launcher.children(recursive=True)
+    for proc in [*ranks, launcher]:
+        proc.send_signal(signal.SIGKILL)
+    process.wait()
+    psutil.wait_procs(ranks, timeout=10)
+    assert not output.exists(), "a killed run must leave no output that looks whole"
+    checkpointed_step = int(latest.read_text().strip().removeprefix("step"))
+    assert checkpointed_step in (10, 20, 30)
+
+    resumed = training.run(CONFIG, data, tokenizer, output)
+    assert resumed.resumed_from_step == checkpointed_step and reference.resumed_from_step == 0
+    # The same losses at every logged step: before the kill from the first process, after it
+    # from the resumed one; and the same model at the end.
+    assert [(e["step"], e["loss"]) for e in log_of(output)] == [(e["step"], e["loss"]) for e in log_of(reference.model_dir)]
+    assert resumed.final_train_loss == pytest.approx(reference.final_train_loss, rel=1e-5)
+    assert resumed.val_loss == pytest.approx(reference.val_loss, rel=1e-5)
+    kept = sorted(p.name for p in checkpoint_dir(output).iterdir() if p.name.startswith("step"))
+    assert kept == ["step00000020", "step00000030"], "keep_checkpoints=2 keeps the newest two"
