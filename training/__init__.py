@@ -42,6 +42,7 @@ class TrainResult(BaseModel):
     model_dir: Path
     steps: int
     resumed_from_step: int = 0
+    skipped_batches: int = 0
     final_train_loss: float
     val_loss: float | None
     tokens_seen: int

@@ -55,12 +55,27 @@ class TrainConfig(_Frozen):
     checkpoint_every: int = Field(default=0, ge=0, description="steps between DeepSpeed checkpoints; 0: none")
     keep_checkpoints: int = Field(default=2, ge=1, description="the newest N checkpoints are kept")
     resume: bool = Field(default=True, description="continue from the newest checkpoint of the same output")
-    eval_batches: int = Field(default=8, ge=1, description="validation micro-batches per rank at the end")
+    eval_batches: int = Field(default=8, ge=1, description="validation micro-batches per rank per evaluation")
+    eval_every: int = Field(default=0, ge=0, description="steps between validation evaluations; 0: at the end only")
+    early_stopping_patience: int = Field(
+        default=0, ge=0, description="stop after this many evaluations without a better val loss; 0: never")
+    on_nonfinite_loss: Literal["stop", "skip"] = Field(
+        default="stop", description="a NaN/inf loss stops the run naming the step, or skips that batch")
+    max_skipped_batches: int = Field(default=10, ge=0, description="with skip: stop after this many")
+    activation_checkpointing: bool = Field(default=False, description="recompute activations in backward")
+    compile: bool = Field(default=False, description="torch.compile the model through DeepSpeed's engine.compile()")
+    offload_optimizer: bool = Field(default=False, description="ZeRO optimizer state in CPU memory (stage >= 1)")
+    offload_params: bool = Field(default=False, description="ZeRO-3 parameters in CPU memory")
+    peak_tflops: float = Field(default=989.0, gt=0, description="device peak for MFU (H100 bf16 dense: 989)")
 
     @model_validator(mode="after")
     def _precision_fits_device(self):
         if self.precision == "fp16" and self.device == "cpu":
             raise ValueError("precision fp16 needs device cuda; use fp32 or bf16 on cpu")
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError("offload_optimizer needs zero_stage 1, 2 or 3")
+        if self.offload_params and self.zero_stage != 3:
+            raise ValueError("offload_params needs zero_stage 3")
         return self
 
 

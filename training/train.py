@@ -97,15 +97,58 @@ def param_groups(model, weight_decay: float) -> list[dict]:
 
 def deepspeed_config(config: TrainingConfig) -> dict:
     train = config.train
+    zero = {"stage": train.zero_stage}
+    if train.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": train.device == "cuda"}
+    if train.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": train.device == "cuda"}
     return {
         "train_micro_batch_size_per_gpu": train.micro_batch_size,
         "gradient_accumulation_steps": train.grad_accum_steps,
         "gradient_clipping": train.grad_clip,
-        "zero_optimization": {"stage": train.zero_stage},
+        "zero_optimization": zero,
+        # Offload works with our torch AdamW too; DeepSpeed would otherwise insist on its CPU Adam,
+        # a JIT-compiled op.
+        "zero_force_ds_cpu_optimizer": False,
         "bf16": {"enabled": train.precision == "bf16"},
-        "fp16": {"enabled": train.precision == "fp16"},
+        # fp16 keeps a dynamic loss scale: halved on overflow (that step is skipped), grown back later.
+        "fp16": {"enabled": train.precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},
         "steps_per_print": 10**9,  # we log ourselves, rank 0 only
     }
+
+
+def flops_per_token(num_parameters: int, config: TrainingConfig) -> int:
+    """Training FLOPs per token: 6 per parameter (forward + backward) plus attention's 12 * L * H * S."""
+    model = config.model
+    return 6 * num_parameters + 12 * model.num_layers * model.hidden_size * config.train.seq_len
+
+
+def _as_float(value) -> float | None:
+    """DeepSpeed reports the grad norm as a float, a tensor, or None before the first step."""
+    return None if value is None else float(value)
+
+
+def all_ranks_finite(loss, device) -> bool:
+    """True when the loss is finite on every rank: each rank must take the same branch."""
+    import torch
+    import torch.distributed as dist
+
+    flag = torch.tensor([1.0 if torch.isfinite(loss).item() else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+def out_of_memory_advice(config: TrainingConfig) -> str:
+    train = config.train
+    options = [f"lower training.train.micro_batch_size (now {train.micro_batch_size}) and raise "
+               f"grad_accum_steps (now {train.grad_accum_steps}) to keep the batch"]
+    if not train.activation_checkpointing:
+        options.append("set training.train.activation_checkpointing=true")
+    if train.zero_stage < 3:
+        options.append(f"raise training.train.zero_stage to 3 (now {train.zero_stage})")
+    if not train.offload_optimizer:
+        options.append("set training.train.offload_optimizer=true")
+    return "out of GPU memory; try: " + "; or ".join(options)
 
 
 def next_token_loss(engine, block):
@@ -222,6 +265,8 @@ def train_rank(args: argparse.Namespace) -> None:
     torch.manual_seed(train.seed)
     model = build_model(config.model, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
     num_parameters = count_parameters(model)
+    if train.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     # A torch optimizer rather than DeepSpeed's "AdamW" config type, which JIT-builds FusedAdam.
     optimizer = torch.optim.AdamW(param_groups(model, train.weight_decay), lr=train.lr, betas=(0.9, 0.95))
     engine, _, _, scheduler = deepspeed.initialize(
@@ -229,6 +274,8 @@ def train_rank(args: argparse.Namespace) -> None:
         # A callable: DeepSpeed builds the schedule on the optimizer it wraps for ZeRO.
         lr_scheduler=lambda wrapped: torch.optim.lr_scheduler.LambdaLR(
             wrapped, warmup_cosine(train.warmup_steps, train.max_steps, train.min_lr_ratio)))
+    if train.compile:
+        engine.compile()
     say(f"model: {num_parameters:,} parameters; ZeRO stage {train.zero_stage}, {train.precision}, "
         f"setup {time.perf_counter() - started:.1f}s")
 
@@ -255,6 +302,20 @@ def train_rank(args: argparse.Namespace) -> None:
     mlflow_run_id = os.environ.get("MLFLOW_RUN_ID")
     mlflow_metrics = MlflowMetrics(mlflow_run_id) if rank == 0 and mlflow_run_id else None
     tokens_per_step = train.micro_batch_size * train.grad_accum_steps * world_size * train.seq_len
+    model_flops_per_token = flops_per_token(num_parameters, config)
+
+    def log_entry(entry: dict) -> None:
+        """Rank 0: one line to the console, the train log and MLflow (`train/<key>`, `val/<key>`)."""
+        if rank != 0:
+            return
+        print(" ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                       for key, value in entry.items()), flush=True)
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write(json.dumps(entry) + "\n")
+        if mlflow_metrics:
+            metrics = {(k.replace("val_", "val/") if k.startswith("val_") else f"train/{k}"): float(v)
+                       for k, v in entry.items() if k not in ("step", "seconds") and v is not None}
+            mlflow_metrics.log(entry["step"], metrics)
 
     # Rank 0 builds the output in a temporary sibling (the train log grows there) that becomes
     # the output folder in one rename after the model is saved; a crash leaves no output.
@@ -262,35 +323,75 @@ def train_rank(args: argparse.Namespace) -> None:
         loop_started = interval_started = time.perf_counter()
         interval_losses: list[float] = []
         train_loss = float("nan")
-        for step in range(start_step + 1, train.max_steps + 1):
-            lr = scheduler.get_last_lr()[0]  # the rate this step's update uses
-            for _ in range(train.grad_accum_steps):
-                loss = next_token_loss(engine, next(train_batches).to(device))
-                engine.backward(loss)
-                engine.step()  # DeepSpeed steps optimizer and lr only at the accumulation boundary
-                interval_losses.append(loss.item())
+        skipped_batches = 0
+        best_val_loss, evaluations_without_improvement = math.inf, 0
+        step = start_step
+        try:
+            for step in range(start_step + 1, train.max_steps + 1):
+                lr = scheduler.get_last_lr()[0]  # the rate this step's update uses
+                accumulated = 0
+                while accumulated < train.grad_accum_steps:
+                    loss = next_token_loss(engine, next(train_batches).to(device))
+                    if not all_ranks_finite(loss, device):
+                        if train.on_nonfinite_loss == "stop":
+                            raise FloatingPointError(f"non-finite training loss at step {step} (lr {lr:.3g}): "
+                                                     "lower training.train.lr, or set on_nonfinite_loss=skip")
+                        skipped_batches += 1
+                        if skipped_batches > train.max_skipped_batches:
+                            raise FloatingPointError(f"non-finite training loss at step {step}: skipped "
+                                                     f"{skipped_batches - 1} batches already (max_skipped_batches)")
+                        say(f"step {step}: non-finite loss, batch skipped ({skipped_batches})")
+                        continue  # no backward: this batch leaves no gradient
+                    engine.backward(loss)
+                    engine.step()  # DeepSpeed steps optimizer and lr only at the accumulation boundary
+                    interval_losses.append(loss.item())
+                    accumulated += 1
+                # DeepSpeed skips an update whose gradients overflowed, silently and for as long as
+                # they keep doing so. Under fp16 that is the loss scaler at work; otherwise a fault.
+                grad_norm = _as_float(engine.get_global_grad_norm())
+                if train.precision != "fp16" and grad_norm is not None and not math.isfinite(grad_norm):
+                    if train.on_nonfinite_loss == "stop":
+                        raise FloatingPointError(f"non-finite gradients at step {step} (lr {lr:.3g}): the "
+                                                 "update was skipped; lower training.train.lr")
+                    skipped_batches += 1
+                    if skipped_batches > train.max_skipped_batches:
+                        raise FloatingPointError(f"non-finite gradients at step {step}: skipped "
+                                                 f"{skipped_batches - 1} batches already (max_skipped_batches)")
 
-            if step % train.log_every == 0 or step == train.max_steps:
-                # A collective: every rank reaches it at the same step.
-                train_loss = mean_across_ranks(sum(interval_losses) / len(interval_losses), device)
-                now = time.perf_counter()
-                steps_in_interval = len(interval_losses) // train.grad_accum_steps
-                entry = {
-                    "step": step,
-                    "loss": round(train_loss, 4),
-                    "lr": lr,
-                    "tokens_per_second": round(tokens_per_step * steps_in_interval / (now - interval_started), 1),
-                    "seconds": round(now - loop_started, 2),
-                }
-                interval_losses, interval_started = [], now
-                if rank == 0:
-                    print(f"step {step}/{train.max_steps} loss {entry['loss']:.4f} lr {entry['lr']:.2e} "
-                          f"{entry['tokens_per_second']:.0f} tok/s", flush=True)
-                    with open(log_path, "a", encoding="utf-8") as log:
-                        log.write(json.dumps(entry) + "\n")
-                    if mlflow_metrics:
-                        mlflow_metrics.log(step, {"train/loss": entry["loss"], "train/lr": entry["lr"],
-                                                  "train/tokens_per_second": entry["tokens_per_second"]})
+                if step % train.log_every == 0 or step == train.max_steps:
+                    # A collective: every rank reaches it at the same step.
+                    train_loss = mean_across_ranks(sum(interval_losses) / len(interval_losses), device)
+                    now = time.perf_counter()
+                    tokens_per_second = tokens_per_step * (len(interval_losses) // train.grad_accum_steps) / (
+                        now - interval_started)
+                    entry = {
+                        "step": step,
+                        "loss": round(train_loss, 4),
+                        "lr": lr,
+                        "grad_norm": grad_norm,
+                        "tokens_per_second": round(tokens_per_second, 1),
+                        "seconds": round(now - loop_started, 2),
+                    }
+                    if train.device == "cuda":
+                        entry["mfu"] = round(tokens_per_second * model_flops_per_token / (train.peak_tflops * 1e12), 4)
+                        entry["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                    interval_losses, interval_started = [], now
+                    log_entry(entry)
+
+                if train.eval_every and step % train.eval_every == 0 and step < train.max_steps:
+                    val = validation_loss(engine, validation_blocks, config, rank, world_size, device)
+                    if val is not None:
+                        log_entry({"step": step, "val_loss": round(val, 4), "val_perplexity": round(math.exp(val), 2)})
+                        if val < best_val_loss:
+                            best_val_loss, evaluations_without_improvement = val, 0
+                        else:
+                            evaluations_without_improvement += 1
+                        if train.early_stopping_patience and evaluations_without_improvement >= train.early_stopping_patience:
+                            say(f"early stop at step {step}: no better validation loss in "
+                                f"{evaluations_without_improvement} evaluations")
+                            break
+        except torch.cuda.OutOfMemoryError as exc:
+            raise RuntimeError(out_of_memory_advice(config)) from exc
 
             if train.checkpoint_every and step % train.checkpoint_every == 0 and step < train.max_steps:
                 # Every rank writes its partition; the step says where the data stream resumes.
@@ -300,7 +401,7 @@ def train_rank(args: argparse.Namespace) -> None:
                 if rank == 0:
                     prune_checkpoints(checkpoints, train.keep_checkpoints)
         loop_seconds = time.perf_counter() - loop_started
-        steps_run = train.max_steps - start_step
+        steps_run = step - start_step
 
         val_loss = validation_loss(engine, validation_blocks, config, rank, world_size, device)
         say(f"validation loss {val_loss}")
@@ -313,11 +414,12 @@ def train_rank(args: argparse.Namespace) -> None:
                 tokenizer.save_pretrained(work_dir)
         if rank == 0:
             result = {
-                "steps": train.max_steps,
+                "steps": step,
                 "resumed_from_step": start_step,
+                "skipped_batches": skipped_batches,
                 "final_train_loss": train_loss,
                 "val_loss": val_loss,
-                "tokens_seen": tokens_per_step * train.max_steps,
+                "tokens_seen": tokens_per_step * step,
                 # Throughput of this process's own steps (after a resume, the steps it ran).
                 "tokens_per_second": tokens_per_step * steps_run / loop_seconds if steps_run else 0.0,
                 "seconds": loop_seconds,
