@@ -308,8 +308,9 @@ def train_rank(args: argparse.Namespace) -> None:
         """Rank 0: one line to the console, the train log and MLflow (`train/<key>`, `val/<key>`)."""
         if rank != 0:
             return
-        print(" ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
-                       for key, value in entry.items()), flush=True)
+        fields = " ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                          for key, value in entry.items() if key != "step")
+        print(f"step {entry['step']}/{train.max_steps} {fields}", flush=True)
         with open(log_path, "a", encoding="utf-8") as log:
             log.write(json.dumps(entry) + "\n")
         if mlflow_metrics:
@@ -378,6 +379,14 @@ def train_rank(args: argparse.Namespace) -> None:
                     interval_losses, interval_started = [], now
                     log_entry(entry)
 
+                if train.checkpoint_every and step % train.checkpoint_every == 0 and step < train.max_steps:
+                    # Every rank writes its partition; the step says where the data stream resumes.
+                    engine.save_checkpoint(str(checkpoints), tag=f"step{step:08d}", client_state={
+                        "step": step, "fingerprint": resume_fingerprint(config),
+                        "torch_rng_state": torch.get_rng_state()})
+                    if rank == 0:
+                        prune_checkpoints(checkpoints, train.keep_checkpoints)
+
                 if train.eval_every and step % train.eval_every == 0 and step < train.max_steps:
                     val = validation_loss(engine, validation_blocks, config, rank, world_size, device)
                     if val is not None:
@@ -392,14 +401,6 @@ def train_rank(args: argparse.Namespace) -> None:
                             break
         except torch.cuda.OutOfMemoryError as exc:
             raise RuntimeError(out_of_memory_advice(config)) from exc
-
-            if train.checkpoint_every and step % train.checkpoint_every == 0 and step < train.max_steps:
-                # Every rank writes its partition; the step says where the data stream resumes.
-                engine.save_checkpoint(str(checkpoints), tag=f"step{step:08d}", client_state={
-                    "step": step, "fingerprint": resume_fingerprint(config),
-                    "torch_rng_state": torch.get_rng_state()})
-                if rank == 0:
-                    prune_checkpoints(checkpoints, train.keep_checkpoints)
         loop_seconds = time.perf_counter() - loop_started
         steps_run = step - start_step
 
