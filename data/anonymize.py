@@ -1,125 +1,142 @@
-"""Anonymize: replace personal data with typed placeholders (`<EMAIL>`, `<PHONE>`, ...).
+"""Anonymize: replace personal data (found by data.pii) in every record's text.
 
-Regex detectors, each tuned to miss rather than to mangle ordinary text: phone numbers need
-separators or a leading `+`, so years and counts stay; card numbers must pass the Luhn check;
-IP addresses must parse. Only counts are kept: a matched value is never logged or stored.
-A model-based detector (Presidio + spaCy NER for names and addresses) would slot in beside these.
+Three modes: `redact` writes a typed placeholder (`<EMAIL>`); `mask` turns each letter and digit
+into `*` and keeps the punctuation (`****@*******.***`), so lengths and layout survive;
+`pseudonymize` writes `<EMAIL_1a2b3c4d>`, the start of an HMAC-SHA256 of the normalised value
+under a secret key, so one value gets one pseudonym across records, shards and runs (and another
+key gives others). The key comes from the environment variable CONVEYOR_PII_KEY; it is read in
+each worker and never written, logged or put in an error message. No replacement can form an
+e-mail address or a phone number, so the validate stage's checks for leftovers stay meaningful.
+
+Values on the allow-list (compared ignoring case) are kept. Only counts per entity type reach
+the stats and logs: a matched value is never logged or stored.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
+import logging
+import os
 import re
 from collections import Counter
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Callable
 
 from core.config import ConfigError
 from core.stats import StageStats
 from data.config import AnonymizeConfig
+from data.pii import PiiDetector, Span
 from data.shards import map_shards
 
-EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-# 13-19 digits, contiguous or in the groups cards are printed in (4-4-4-4[-3], Amex 4-6-5).
-CARD_CANDIDATE = re.compile(
-    r"(?<![\d-])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{5})(?![\d-])"
-)
-IPV4_CANDIDATE = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?!\.?\d)")
-IPV6_CANDIDATE = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-# US style: (555) 123-4567, 555-123-4567, 555.123.4567, optionally with a 1 or +1 country code.
-US_PHONE = re.compile(r"(?<![\w+(-])(?:\+?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}(?![\w-])")
-# International style: a + country code, then digit groups: +44 20 7946 0958, +33 4 17 94 64 04.
-INTERNATIONAL_PHONE = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]\(?\d{1,8}\)?){1,6}(?![\w-])|(?<![\w+])\+\d{8,15}\b")
+logger = logging.getLogger(__name__)
+
+KEY_ENV = "CONVEYOR_PII_KEY"
+MIN_KEY_CHARS = 16
+PSEUDONYM_HEX = 8
 
 
-def luhn_valid(digits: str) -> bool:
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = int(char)
-        if position % 2 == 1:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
+def pseudonym_key() -> bytes:
+    key = os.environ.get(KEY_ENV, "")
+    if len(key) < MIN_KEY_CHARS:
+        state = "is not set" if not key else f"is shorter than {MIN_KEY_CHARS} characters"
+        raise ConfigError(f"data.anonymize.mode=pseudonymize needs a secret key of at least {MIN_KEY_CHARS} "
+                          f"characters in the environment variable {KEY_ENV}, which {state}")
+    return key.encode("utf-8")
 
 
-def is_card_number(candidate: str) -> bool:
-    digits = re.sub(r"\D", "", candidate)
-    return 13 <= len(digits) <= 19 and luhn_valid(digits)
+def normalise(entity: str, value: str) -> str:
+    """The form two spellings of one value share, so they share a pseudonym."""
+    if entity in ("PHONE", "CREDIT_CARD", "US_SSN"):
+        return re.sub(r"\D", "", value)
+    if entity == "IBAN":
+        return value.replace(" ", "").upper()
+    if entity == "IP_ADDRESS":
+        return ipaddress.ip_address(value).compressed
+    if entity == "URL_CREDENTIALS":
+        return value
+    return " ".join(value.split()).casefold()
 
 
-def is_ip_address(candidate: str) -> bool:
-    # IPv6 candidates also match clock times (12:30:45); the parser and a digit tell them apart.
-    if ":" in candidate and not any(char.isdigit() for char in candidate):
-        return False
-    try:
-        ipaddress.ip_address(candidate)
-    except ValueError:
-        return False
-    return True
+def redact(entity: str, value: str) -> str:
+    return f"<{entity}>"
 
 
-def is_international_phone(candidate: str) -> bool:
-    return 8 <= sum(char.isdigit() for char in candidate) <= 15
+def mask(entity: str, value: str) -> str:
+    return "".join("*" if char.isalnum() else char for char in value)
 
 
-def always(candidate: str) -> bool:
-    return True
+def pseudonymize(key: bytes, entity: str, value: str) -> str:
+    digest = hmac.new(key, f"{entity}\x00{normalise(entity, value)}".encode("utf-8"), hashlib.sha256)
+    return f"<{entity}_{digest.hexdigest()[:PSEUDONYM_HEX]}>"
 
 
-# Order matters: emails before phones (digits in addresses), cards before phones (long digit
-# runs), IPs before phones (dotted digits).
-DETECTORS: dict[str, list[tuple[re.Pattern, Callable[[str], bool]]]] = {
-    "EMAIL": [(EMAIL, always)],
-    "CREDIT_CARD": [(CARD_CANDIDATE, is_card_number)],
-    "IP_ADDRESS": [(IPV4_CANDIDATE, is_ip_address), (IPV6_CANDIDATE, is_ip_address)],
-    # A leading + is unambiguous: international first, so "+44 207 946 0958" is one number.
-    "PHONE": [(INTERNATIONAL_PHONE, is_international_phone), (US_PHONE, always)],
-}
+def replacer(mode: str) -> Callable[[str, str], str]:
+    if mode == "pseudonymize":
+        return partial(pseudonymize, pseudonym_key())
+    return {"redact": redact, "mask": mask}[mode]
 
 
-def replace_accepted(pattern: re.Pattern, accept: Callable[[str], bool], placeholder: str,
-                     text: str) -> tuple[str, int]:
-    replaced = 0
-
-    def replace(match: re.Match) -> str:
-        nonlocal replaced
-        if not accept(match.group(0)):
-            return match.group(0)
-        replaced += 1
-        return placeholder
-
-    return pattern.sub(replace, text), replaced
-
-
-def anonymize_text(text: str, entities: list[str]) -> tuple[str, dict[str, int]]:
-    """The text with each detected entity replaced by `<ENTITY>`, and the count per entity."""
-    counts: dict[str, int] = {}
-    for entity, detectors in DETECTORS.items():
-        if entity not in entities:
-            continue
-        for pattern, accept in detectors:
-            text, replaced = replace_accepted(pattern, accept, f"<{entity}>", text)
-            if replaced:
-                counts[entity] = counts.get(entity, 0) + replaced
-    return text, counts
+def replace_spans(text: str, spans: list[Span], replace: Callable[[str, str], str]) -> str:
+    pieces, position = [], 0
+    for start, end, entity in spans:
+        pieces.append(text[position:start])
+        pieces.append(replace(entity, text[start:end]))
+        position = end
+    pieces.append(text[position:])
+    return "".join(pieces)
 
 
 class Anonymizer:
+    """The per-record processor map_shards runs; built once per worker process."""
+
     def __init__(self, config: AnonymizeConfig):
-        self.entities = config.entities
+        self.detector = PiiDetector(config.entities, ner=config.ner)
+        self.replace = replacer(config.mode)
+        self.allowed = frozenset(value.strip().casefold() for value in config.allow_list)
         # Every configured entity appears in the stats, found or not.
         self.counters: Counter = Counter({entity: 0 for entity in config.entities})
+        self.counters.update(records_with_pii=0, allow_listed=0)
+
+    def anonymize(self, text: str) -> tuple[str, Counter]:
+        """The text with its PII replaced, and the count per entity type."""
+        spans = self.detector.find(text)
+        if self.allowed:
+            kept = [span for span in spans if text[span.start:span.end].strip().casefold() not in self.allowed]
+            allowed, spans = len(spans) - len(kept), kept
+        else:
+            allowed = 0
+        counts = Counter(span.entity for span in spans)
+        if allowed:
+            counts["allow_listed"] = allowed
+        return replace_spans(text, spans, self.replace), counts
 
     def process(self, record: dict) -> dict:
-        text, counts = anonymize_text(record["text"], self.entities)
+        text, counts = self.anonymize(record["text"])
         self.counters.update(counts)
-        self.counters["records_with_pii"] += bool(counts)
+        self.counters["records_with_pii"] += bool(counts.keys() - {"allow_listed"})
         return {**record, "text": text}
 
 
+@lru_cache(maxsize=8)
+def _structured_detector(entities: tuple[str, ...]) -> PiiDetector:
+    return PiiDetector(entities, ner=False)
+
+
+def anonymize_text(text: str, entities: list[str]) -> tuple[str, dict[str, int]]:
+    """Redact the structured (regex) entity types only: a quick check without spaCy."""
+    spans = _structured_detector(tuple(entities)).find(text)
+    return replace_spans(text, spans, redact), dict(Counter(span.entity for span in spans))
+
+
 def run(config: AnonymizeConfig, input_dir: Path, output_dir: Path, workers: int = 1) -> StageStats:
-    unknown = sorted(set(config.entities) - set(DETECTORS))
-    if unknown:
-        raise ConfigError(f"data.anonymize.entities: no detector for {unknown}; known: {sorted(DETECTORS)}")
-    return map_shards("anonymize", partial(Anonymizer, config), input_dir, output_dir, workers)
+    if config.mode == "pseudonymize":
+        pseudonym_key()  # fail before any shard when the key is missing
+    logger.info("anonymize: mode=%s, entities=%s, ner=%s, %d allow-listed values", config.mode,
+                ",".join(config.entities), config.ner, len(config.allow_list))
+    stats = map_shards("anonymize", partial(Anonymizer, config), input_dir, output_dir, workers)
+    found = {entity: stats.extra.get(entity, 0) for entity in config.entities}
+    logger.info("anonymize: replaced %s in %s records", found, stats.extra.get("records_with_pii", 0))
+    return stats

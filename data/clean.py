@@ -1,4 +1,10 @@
-"""Clean: unicode normalization, HTML and wikitext markup removal, whitespace, length bounds.
+"""Clean: repair and normalize unicode, remove markup and boilerplate lines, then filter.
+
+Each record is first rewritten: ftfy repairs mojibake, the text is unicode-normalized, HTML and
+wikitext markup are removed, boilerplate lines (C4's cookie/terms/javascript lines) go, and
+whitespace is normalized. Then it is dropped, with a reason, if it falls outside the length
+bounds, holds "lorem ipsum", or fails a quality filter of `data.quality` (language, Gopher's
+quality and repetition rules). Every drop has a reason in the stage's stats.
 
 Markup is removed with regular expressions, innermost first, so nested templates and links
 come apart without a parser. It is fast and good enough for training text; it is not a
@@ -10,13 +16,13 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections import Counter
+from functools import cache, partial
 from pathlib import Path
 
-from collections import Counter
-from functools import partial
-
 from core.stats import StageStats
-from data.config import CleanConfig
+from data.config import BoilerplateConfig, CleanConfig
+from data.quality import first_failure
 from data.shards import map_shards
 
 HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
@@ -28,10 +34,18 @@ EXTERNAL_LINK = re.compile(r"\[(?:https?:|ftp:)?//[^\s\]]+(?:\s+([^\]]*))?\]")
 BOLD_ITALIC = re.compile(r"'{2,}")
 HEADING = re.compile(r"^(=+)[ \t]*(.*?)[ \t]*\1[ \t]*$", re.MULTILINE)
 MAGIC_WORD = re.compile(r"__[A-Z]+__")
+# Bullets, numbering and indentation at the start of a wikitext line; an item whose text was all
+# templates would otherwise stay behind as a bare "*" line.
+LIST_MARKER = re.compile(r"^[*#:;]+[ \t]*", re.MULTILINE)
 HTML_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
 # Links to these namespaces are images, categories or other-language copies: no prose.
 DROPPED_LINK_PREFIXES = ("file:", "image:", "category:", "media:")
 INTERLANGUAGE_LINK = re.compile(r"^[a-z]{2,3}(?:-[a-z]+)?:")
+
+# A line "ends in punctuation" for C4 if its last character, past closing quotes, is one of these.
+TERMINAL_PUNCTUATION = (".", "!", "?", '"', "”", "'", "’")
+LOREM_IPSUM = "lorem ipsum"
+CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 SPACES = re.compile(r"[^\S\n]+")
 SPACE_AROUND_NEWLINE = re.compile(r" *\n *")
@@ -70,6 +84,7 @@ def strip_wikitext(text: str) -> str:
     text = EXTERNAL_LINK.sub(lambda m: m.group(1) or "", text)
     text = HEADING.sub(lambda m: m.group(2), text)
     text = MAGIC_WORD.sub("", text)
+    text = LIST_MARKER.sub("", text)
     # Plain prose uses '' as a closing quote (TeX style, common in the fortunes): only
     # wikitext gets its bold/italic quote runs removed.
     return BOLD_ITALIC.sub("", text)
@@ -83,6 +98,35 @@ def strip_markup(text: str) -> str:
     return html.unescape(text)
 
 
+@cache
+def unicode_fixer():
+    try:
+        import ftfy
+    except ImportError as exc:
+        raise ImportError("clean.fix_unicode needs ftfy: pip install ftfy") from exc
+    # Curly quotes stay curly, normalization is unicode_form's job, and HTML entities are
+    # unescaped after tags are removed (see strip_markup), never before.
+    config = ftfy.TextFixerConfig(uncurl_quotes=False, normalization=None, unescape_html=False, explain=False)
+    return partial(ftfy.fix_text, config=config)
+
+
+def is_boilerplate(line: str, rules: BoilerplateConfig) -> bool:
+    stripped = line.strip()
+    if not stripped:
+        return False  # blank lines separate paragraphs
+    lowered = stripped.lower()
+    return (any(phrase in lowered for phrase in rules.line_phrases)
+            or len(stripped.split()) < rules.min_words_per_line
+            or (rules.require_terminal_punctuation and not stripped.endswith(TERMINAL_PUNCTUATION)))
+
+
+def remove_boilerplate_lines(text: str, rules: BoilerplateConfig) -> tuple[str, int]:
+    """The text without its boilerplate lines, and how many there were."""
+    lines = text.split("\n")
+    kept = [line for line in lines if not is_boilerplate(line, rules)]
+    return "\n".join(kept), len(lines) - len(kept)
+
+
 def normalize_whitespace(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = SPACES.sub(" ", text)
@@ -90,11 +134,22 @@ def normalize_whitespace(text: str) -> str:
     return BLANK_LINES.sub("\n\n", text).strip()
 
 
-def clean_text(text: str, config: CleanConfig) -> str:
+def clean_text(text: str, config: CleanConfig, counters: Counter | None = None) -> str:
+    """The rewritten text; `counters` (if given) counts repaired records and removed lines."""
+    counters = Counter() if counters is None else counters
+    # Mojibake needs non-ASCII characters: plain ASCII only needs ftfy for control characters.
+    if config.fix_unicode and (not text.isascii() or CONTROL_CHARACTER.search(text)):
+        fixed = unicode_fixer()(text)
+        counters["unicode_repaired"] += fixed != text
+        text = fixed
     text = unicodedata.normalize(config.unicode_form, text)
     if config.strip_markup:
         text = strip_markup(text)
-    return normalize_whitespace(text)
+    text = normalize_whitespace(text)
+    text, removed = remove_boilerplate_lines(text, config.boilerplate)
+    counters["boilerplate_lines"] += removed
+    # Removed lines can leave runs of blank lines behind.
+    return normalize_whitespace(text) if removed else text
 
 
 class Cleaner:
@@ -103,12 +158,14 @@ class Cleaner:
         self.counters: Counter = Counter()
 
     def process(self, record: dict) -> dict | str:
-        text = clean_text(record["text"], self.config)
+        text = clean_text(record["text"], self.config, self.counters)
         if len(text) < self.config.min_chars:
             return "too_short"
         if len(text) > self.config.max_chars:
             return "too_long"
-        return {**record, "text": text}
+        if self.config.boilerplate.drop_lorem_ipsum and LOREM_IPSUM in text.lower():
+            return "lorem_ipsum"
+        return first_failure(text, self.config) or {**record, "text": text}
 
 
 def run(config: CleanConfig, input_dir: Path, output_dir: Path, workers: int = 1) -> StageStats:

@@ -11,18 +11,78 @@ class _Frozen(BaseModel):
 
 class IngestConfig(_Frozen):
     paths: list[str] = Field(default=["data/corpus/demo.jsonl.gz"], min_length=1,
-                             description="JSONL, JSONL.gz, Parquet or .txt files, relative to the repo root")
+                             description="files, folders, globs (repo-relative or absolute) or s3://bucket/prefix "
+                                         "of JSONL, JSONL.gz, Parquet, CSV or .txt")
     id_field: str = "id"
     text_field: str = "text"
     records_per_part: int = Field(default=10_000, ge=1,
                                   description="records per shard; shards are the unit of parallel work and resume")
+    max_record_bytes: int = Field(default=10_000_000, ge=1,
+                                  description="a record (JSONL line, row, .txt file) above this is quarantined "
+                                              "as too_large without being read whole")
+    s3_endpoint_url: str | None = Field(default=None,
+                                        description="S3 endpoint for s3:// paths (e.g. SeaweedFS); default: "
+                                                    "AWS_ENDPOINT_URL or AWS. Credentials come from the environment")
+
+
+class BoilerplateConfig(_Frozen):
+    """Line removal in the spirit of C4 (Raffel et al. 2020). C4's rules for web pages (every
+    line ends in punctuation, has 3+ words) are off by default: they would cut verse, dialogue
+    and headings out of books."""
+    line_phrases: list[str] = Field(
+        default=["javascript", "terms of use", "privacy policy", "cookie policy", "uses cookies",
+                 "use of cookies", "use cookies"],
+        description="a line containing any of these (case-insensitive) is removed")
+    min_words_per_line: int = Field(default=0, ge=0, description="shorter lines are removed; C4: 3, 0 keeps all")
+    require_terminal_punctuation: bool = Field(default=False, description="C4: remove lines not ending in . ! ? \"")
+    drop_lorem_ipsum: bool = Field(default=True, description="drop a document holding 'lorem ipsum' (reason lorem_ipsum)")
+
+
+class GopherQualityConfig(_Frozen):
+    """Gopher's quality rules (Rae et al. 2021, appendix A; defaults as in datatrove).
+    Each rule's drop reason is named after it; null turns a rule off."""
+    min_words: int | None = Field(default=50, ge=1, description="gopher_word_count")
+    max_words: int | None = Field(default=100_000, ge=1, description="gopher_word_count")
+    min_mean_word_length: float | None = Field(default=3.0, ge=0, description="gopher_mean_word_length")
+    max_mean_word_length: float | None = Field(default=10.0, ge=0, description="gopher_mean_word_length")
+    max_symbol_word_ratio: float | None = Field(default=0.1, ge=0,
+                                                description="gopher_symbol_ratio: ('#' + '...') per word")
+    min_alpha_words_fraction: float | None = Field(default=0.8, ge=0, le=1,
+                                                   description="gopher_alpha_ratio: words with a letter")
+    min_stop_words: int | None = Field(default=2, ge=1, description="stop_words: at least this many stop words")
+    stop_words: list[str] = Field(default=["the", "be", "to", "of", "and", "that", "have", "with"])
+
+
+class GopherRepetitionConfig(_Frozen):
+    """Gopher's repetition rules (Rae et al. 2021, table A1): fractions above these drop the
+    document. null (or an empty mapping) turns a rule off."""
+    max_dup_line_fraction: float | None = Field(default=0.3, ge=0, le=1, description="gopher_dup_line_fraction")
+    max_dup_line_char_fraction: float | None = Field(default=0.2, ge=0, le=1, description="gopher_dup_line_fraction")
+    max_dup_paragraph_fraction: float | None = Field(default=0.3, ge=0, le=1,
+                                                     description="gopher_dup_paragraph_fraction")
+    max_dup_paragraph_char_fraction: float | None = Field(default=0.2, ge=0, le=1,
+                                                          description="gopher_dup_paragraph_fraction")
+    max_top_ngram_char_fraction: dict[int, float] = Field(
+        default={2: 0.2, 3: 0.18, 4: 0.16},
+        description="gopher_top_ngram_fraction: n -> share of characters in the most frequent n-gram")
+    max_dup_ngram_char_fraction: dict[int, float] = Field(
+        default={5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
+        description="gopher_dup_ngram_fraction: n -> share of characters in repeated n-grams")
 
 
 class CleanConfig(_Frozen):
+    fix_unicode: bool = Field(default=True, description="repair mojibake and broken characters with ftfy")
     unicode_form: str = Field(default="NFKC", pattern="^(NFC|NFKC|NFD|NFKD)$")
     strip_markup: bool = Field(default=True, description="remove HTML tags and wikitext markup")
+    boilerplate: BoilerplateConfig = BoilerplateConfig()
     min_chars: int = Field(default=200, ge=1)
     max_chars: int = Field(default=200_000, ge=1)
+    languages: list[str] = Field(default=["en"],
+                                 description="keep these languages (fastText lid.176 codes); empty keeps all")
+    min_language_score: float = Field(default=0.65, ge=0, le=1,
+                                      description="fastText probability a kept language needs (FineWeb: 0.65)")
+    gopher_quality: GopherQualityConfig = GopherQualityConfig()
+    gopher_repetition: GopherRepetitionConfig = GopherRepetitionConfig()
 
     @model_validator(mode="after")
     def _bounds(self):
@@ -32,11 +92,45 @@ class CleanConfig(_Frozen):
 
 
 class DedupConfig(_Frozen):
-    lowercase: bool = Field(default=True, description="hash text lower-cased with whitespace collapsed")
+    lowercase: bool = Field(default=True, description="compare text lower-cased with whitespace collapsed")
+    near_dedup: bool = Field(default=True, description="also drop near duplicates (MinHash LSH), not only exact copies")
+    shingle_words: int = Field(default=5, ge=1, description="words per shingle (word n-gram) for MinHash")
+    num_perm: int = Field(default=128, ge=2, description="MinHash permutations: the signature length")
+    bands: int = Field(default=16, ge=1, description="LSH bands; bands x rows must equal num_perm")
+    rows: int = Field(default=8, ge=1, description="signature values per LSH band")
+    threshold: float = Field(default=0.8, gt=0, le=1,
+                             description="Jaccard similarity of shingle sets a candidate pair needs to count as near duplicates")
+    seed: int = Field(default=1, description="seed of the MinHash permutations")
+    line_dedup: bool = Field(default=False, description="remove lines repeated across many documents (boilerplate)")
+    line_min_docs: int = Field(default=10, ge=2, description="a line found in at least this many documents is removed")
+
+    @model_validator(mode="after")
+    def _bands_cover_signature(self):
+        if self.bands * self.rows != self.num_perm:
+            raise ValueError(f"bands x rows ({self.bands} x {self.rows}) must equal num_perm ({self.num_perm})")
+        return self
 
 
 class AnonymizeConfig(_Frozen):
-    entities: list[str] = Field(default=["EMAIL", "PHONE", "IP_ADDRESS", "CREDIT_CARD"])
+    entities: list[str] = Field(
+        default=["EMAIL", "PHONE", "IP_ADDRESS", "CREDIT_CARD", "IBAN", "US_SSN", "URL_CREDENTIALS", "PERSON",
+                 "LOCATION"],
+        description="entity types to replace; PERSON and LOCATION come from spaCy NER when `ner` is on")
+    mode: str = Field(default="redact", pattern="^(redact|mask|pseudonymize)$",
+                      description="redact: <EMAIL>; mask: letters and digits become *; pseudonymize: "
+                                  "<EMAIL_1a2b3c4d>, a keyed HMAC (key in env CONVEYOR_PII_KEY)")
+    allow_list: list[str] = Field(default=[], description="values never replaced (matched ignoring case)")
+    ner: bool = Field(default=True, description="detect PERSON and LOCATION with spaCy NER")
+
+    @model_validator(mode="after")
+    def _known_entities(self):
+        # The same names as data.pii.ENTITIES (a test keeps them equal).
+        known = ("URL_CREDENTIALS", "EMAIL", "IBAN", "CREDIT_CARD", "US_SSN", "IP_ADDRESS", "PHONE", "PERSON",
+                 "LOCATION")
+        unknown = sorted(set(self.entities) - set(known))
+        if unknown:
+            raise ValueError(f"entities: no detector for {unknown}; known: {list(known)}")
+        return self
 
 
 class ValidateConfig(_Frozen):
@@ -44,6 +138,7 @@ class ValidateConfig(_Frozen):
     # Below CleanConfig.min_chars: anonymization replaces values with shorter placeholders.
     min_chars: int = Field(default=150, ge=1)
     max_chars: int = Field(default=200_000, ge=1)
+    data_docs: bool = Field(default=True, description="build GX Data Docs HTML beside the output (<output>.data-docs/)")
 
 
 class SplitConfig(_Frozen):

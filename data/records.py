@@ -1,18 +1,36 @@
-"""Record files shared by every data stage.
+"""Record files shared by every data stage: the outside formats ingest reads and exports write.
 
-Ingest reads the outside formats (JSONL, JSONL.gz, Parquet, .txt) through `read_source`; between
-stages a dataset is a sharded folder (data/shards.py).
+Ingest reads JSONL, JSONL.gz, Parquet, CSV and .txt, from local files, folders, globs or
+`s3://bucket/prefix`, through `read_source`, one record at a time: memory holds one record (one
+Parquet batch), never a file. Between stages a dataset is a sharded folder (data/shards.py);
+`export_records` writes one back out as a single JSONL, JSONL.gz or Parquet file.
+
+Bytes are decoded line by line, so a line of invalid UTF-8 is quarantined alone (`invalid_utf8`)
+instead of being silently patched with U+FFFD, and a line longer than `max_record_bytes` is
+skipped without being read into memory whole (`too_large`).
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import IO, Callable, Iterable, Iterator, NamedTuple
 
 QUARANTINE_FILE = "quarantine.jsonl"
-SOURCE_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet", ".txt")
+SOURCE_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet", ".csv", ".txt")
+EXPORT_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+GLOB_CHARS = re.compile(r"[*?\[]")
+# What `surrogateescape` turns undecodable bytes into: a CSV field holding one was not UTF-8.
+ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+RAW_EXCERPT_BYTES = 500
+READ_CHUNK = 1 << 20
 
 
 class DataError(RuntimeError):
@@ -20,67 +38,319 @@ class DataError(RuntimeError):
 
 
 class SourceLine(NamedTuple):
-    number: int  # 1-based line (JSONL) or row (Parquet) number; 1 for a .txt file
-    record: dict | None  # None when the line is not a JSON object
-    raw: str  # the line as read, for the quarantine file
+    number: int  # 1-based line (JSONL), row (Parquet, CSV) number; 1 for a .txt file; 0 for a whole file
+    record: dict | None  # None when the line is not a JSON object (or `problem` says why not)
+    raw: str  # the line as read (an excerpt when it is too large), for the quarantine file
+    problem: str | None = None  # set when the reader already knows the line cannot be a record
 
 
-def read_source(path: Path, id_field: str = "id", text_field: str = "text") -> Iterator[SourceLine]:
-    """Every record of one input file, or of every input file in a folder (sorted by name)."""
-    path = Path(path)
+@dataclass(frozen=True)
+class Source:
+    """One input file, local or in S3; `open` gives its bytes as a stream."""
+
+    name: str  # path or s3:// URL, as recorded in the quarantine file
+    size: int
+    open: Callable[[], IO[bytes]]
+
+    def endswith(self, suffixes: tuple[str, ...]) -> bool:
+        return self.name.endswith(suffixes)
+
+
+# Listing inputs
+
+def list_sources(raw: str, base: Path, s3_endpoint_url: str | None = None) -> list[Source]:
+    """The files one entry of `data.ingest.paths` names, in a fixed (sorted) order.
+
+    An entry is a file, a folder (every file under it, recursively), a glob, or `s3://bucket/prefix`
+    (every object under the prefix). Files in a folder whatever their suffix are listed: one that
+    is not a known format is quarantined as `unsupported_format`, not skipped silently.
+    """
+    if raw.startswith("s3://"):
+        return _list_s3(raw, s3_endpoint_url)
+    path = Path(raw) if Path(raw).is_absolute() else base / raw
+    if GLOB_CHARS.search(raw):
+        anchor = Path(path.anchor)
+        matches = sorted(p for p in anchor.glob(str(path.relative_to(anchor))) if p.is_file())
+        if not matches:
+            raise FileNotFoundError(f"data.ingest.paths: no file matches {raw} (looked at {path})")
+        return [_local(p) for p in matches]
     if path.is_dir():
-        for child in sorted(path.iterdir()):
-            if child.is_file() and child.name.endswith(SOURCE_SUFFIXES):
-                yield from read_source(child, id_field, text_field)
-    elif path.name.endswith((".jsonl", ".jsonl.gz")):
-        yield from _read_jsonl_lines(path)
-    elif path.suffix == ".parquet":
-        yield from _read_parquet_rows(path)
-    elif path.suffix == ".txt":
-        text = path.read_text(encoding="utf-8", errors="replace")
-        yield SourceLine(1, {id_field: path.stem, text_field: text}, text)
-    else:
-        raise DataError(f"{path}: unsupported input format (expected one of {', '.join(SOURCE_SUFFIXES)})")
+        return [_local(p) for p in sorted(path.rglob("*"))
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+    if path.is_file():
+        if not path.name.endswith(SOURCE_SUFFIXES):
+            raise DataError(f"{path}: unsupported input format (expected one of {', '.join(SOURCE_SUFFIXES)})")
+        return [_local(path)]
+    raise FileNotFoundError(f"data.ingest.paths: input not found: {raw} (looked at {path})")
 
 
-def _read_jsonl_lines(path: Path) -> Iterator[SourceLine]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    # errors="replace": one bad byte should quarantine nothing more than its own line's text.
-    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
+def _local(path: Path) -> Source:
+    return Source(str(path), path.stat().st_size, lambda: open(path, "rb"))
+
+
+def s3_client(endpoint_url: str | None = None):
+    """A boto3 S3 client; credentials and region come from the environment or AWS config files,
+    the endpoint from `endpoint_url`, else AWS_ENDPOINT_URL(_S3), else AWS itself."""
+    try:
+        import boto3
+    except ImportError:
+        raise DataError("reading s3:// inputs needs boto3: pip install boto3") from None
+    return boto3.client("s3", endpoint_url=endpoint_url)
+
+
+def _list_s3(url: str, endpoint_url: str | None) -> list[Source]:
+    bucket, _, prefix = url[len("s3://"):].partition("/")
+    client = s3_client(endpoint_url)
+    sources = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            if item["Key"].endswith("/"):
+                continue
+            sources.append(Source(f"s3://{bucket}/{item['Key']}", item["Size"],
+                                  _s3_opener(client, bucket, item["Key"])))
+    if not sources:
+        raise FileNotFoundError(f"data.ingest.paths: no object under {url}")
+    return sorted(sources, key=lambda s: s.name)
+
+
+def _s3_opener(client, bucket: str, key: str) -> Callable[[], IO[bytes]]:
+    def open_object() -> IO[bytes]:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        return io.BufferedReader(_StreamReader(body), buffer_size=READ_CHUNK)
+    return open_object
+
+
+class _StreamReader(io.RawIOBase):
+    """botocore's streaming body as a raw stream, so the standard buffered reader (readline with
+    a limit, gzip) streams it: the object is never held in memory whole."""
+
+    def __init__(self, body):
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        chunk = self._body.read(len(buffer))
+        buffer[:len(chunk)] = chunk
+        return len(chunk)
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()
+
+
+# Reading records
+
+def read_source(source: Source, id_field: str = "id", text_field: str = "text",
+                max_record_bytes: int = 10_000_000) -> Iterator[SourceLine]:
+    """Every record of one input file. A file that cannot be read at all (not gzip, not Parquet,
+    an unknown format) yields one SourceLine with its problem instead of raising."""
+    try:
+        if source.endswith((".jsonl", ".jsonl.gz")):
+            yield from _read_jsonl_lines(source, max_record_bytes)
+        elif source.endswith((".parquet",)):
+            yield from _read_parquet_rows(source, max_record_bytes)
+        elif source.endswith((".csv",)):
+            yield from _read_csv_rows(source, max_record_bytes)
+        elif source.endswith((".txt",)):
+            yield _read_text_file(source, id_field, text_field, max_record_bytes)
+        else:
+            yield SourceLine(0, None, _excerpt(source.open, RAW_EXCERPT_BYTES), "unsupported_format")
+    except (OSError, EOFError, ValueError, csv.Error) as exc:
+        # Corrupt gzip or Parquet: the records read so far stand; the rest of the file is
+        # quarantined as one entry (its error says where it broke).
+        yield SourceLine(0, None, f"{type(exc).__name__}: {exc}"[:RAW_EXCERPT_BYTES], "unreadable_file")
+
+
+def _excerpt(open_source: Callable[[], IO[bytes]], size: int) -> str:
+    with open_source() as handle:
+        return handle.read(size).decode("utf-8", errors="backslashreplace")
+
+
+def _read_jsonl_lines(source: Source, max_record_bytes: int) -> Iterator[SourceLine]:
+    with source.open() as raw_handle:
+        handle = gzip.GzipFile(fileobj=raw_handle) if source.endswith((".gz",)) else raw_handle
+        number = 0
+        while True:
+            line = handle.readline(max_record_bytes + 1)
+            if not line:
+                return
+            number += 1
+            if len(line) > max_record_bytes and not line.endswith(b"\n"):
+                # Skip the rest of the line in chunks: a 50 MB line never sits in memory.
+                while (rest := handle.readline(READ_CHUNK)) and not rest.endswith(b"\n"):
+                    pass
+                yield SourceLine(number, None, line[:RAW_EXCERPT_BYTES].decode("utf-8", "backslashreplace"),
+                                 "too_large")
+                continue
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                yield SourceLine(number, None, line[:RAW_EXCERPT_BYTES].decode("utf-8", "backslashreplace"),
+                                 "invalid_utf8")
+                continue
+            try:
+                record = json.loads(text)
             except json.JSONDecodeError:
                 record = None
-            yield SourceLine(number, record if isinstance(record, dict) else None, line.rstrip("\n"))
+            yield SourceLine(number, record if isinstance(record, dict) else None, text.rstrip("\r\n"))
 
 
-def _read_parquet_rows(path: Path) -> Iterator[SourceLine]:
+def _read_parquet_rows(source: Source, max_record_bytes: int) -> Iterator[SourceLine]:
     import pyarrow.parquet as pq
 
-    number = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-        for record in batch.to_pylist():
-            number += 1
-            yield SourceLine(number, record, json.dumps(record, ensure_ascii=False, default=str))
+    with _seekable(source) as handle:
+        number = 0
+        for batch in pq.ParquetFile(handle).iter_batches(batch_size=1024):
+            for record in batch.to_pylist():
+                number += 1
+                raw = json.dumps(record, ensure_ascii=False, default=str)
+                if len(raw.encode("utf-8")) > max_record_bytes:
+                    yield SourceLine(number, None, raw[:RAW_EXCERPT_BYTES], "too_large")
+                else:
+                    yield SourceLine(number, record, raw)
 
+
+class _seekable:
+    """Parquet needs random access: a local file as is, an S3 object spooled to a temp file."""
+
+    def __init__(self, source: Source):
+        self.source = source
+        self.handle = None
+
+    def __enter__(self) -> IO[bytes]:
+        if not self.source.name.startswith("s3://"):
+            self.handle = self.source.open()
+            return self.handle
+        self.handle = tempfile.TemporaryFile()
+        with self.source.open() as body:
+            while chunk := body.read(READ_CHUNK):
+                self.handle.write(chunk)
+        self.handle.seek(0)
+        return self.handle
+
+    def __exit__(self, *exc_info) -> None:
+        self.handle.close()
+
+
+def _read_csv_rows(source: Source, max_record_bytes: int) -> Iterator[SourceLine]:
+    csv.field_size_limit(max(max_record_bytes, csv.field_size_limit()))
+    with source.open() as raw_handle:
+        text = io.TextIOWrapper(raw_handle, encoding="utf-8", errors="surrogateescape", newline="")
+        for number, row in enumerate(csv.DictReader(text), start=1):
+            raw = json.dumps(row, ensure_ascii=False)
+            if ESCAPED_BYTE.search(raw):
+                yield SourceLine(number, None, raw.encode("utf-8", "backslashreplace").decode()[:RAW_EXCERPT_BYTES],
+                                 "invalid_utf8")
+            elif len(raw) > max_record_bytes:
+                yield SourceLine(number, None, raw[:RAW_EXCERPT_BYTES], "too_large")
+            else:
+                yield SourceLine(number, row, raw)
+
+
+def _read_text_file(source: Source, id_field: str, text_field: str, max_record_bytes: int) -> SourceLine:
+    """A .txt file is one record: its id is the file name without the suffix."""
+    stem = source.name.rsplit("/", 1)[-1].removesuffix(".txt")
+    if source.size > max_record_bytes:
+        return SourceLine(1, None, _excerpt(source.open, RAW_EXCERPT_BYTES), "too_large")
+    with source.open() as handle:
+        data = handle.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return SourceLine(1, None, data[:RAW_EXCERPT_BYTES].decode("utf-8", "backslashreplace"), "invalid_utf8")
+    return SourceLine(1, {id_field: stem, text_field: text}, text[:RAW_EXCERPT_BYTES])
+
+
+# Writing records
 
 class JsonlWriter:
     """Append records as JSON lines; counts what it wrote."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, mode: str = "w"):
         self.path = Path(path)
         self.count = 0
-        self._handle = open(self.path, "w", encoding="utf-8")
+        self._handle = open(self.path, mode, encoding="utf-8")
 
     def write(self, record: dict) -> None:
         self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         self.count += 1
+
+    def flush(self) -> int:
+        """Flush to disk; returns the file's size, a point a resumed run can truncate back to."""
+        self._handle.flush()
+        return self._handle.tell()
 
     def __enter__(self) -> "JsonlWriter":
         return self
 
     def __exit__(self, *exc_info) -> None:
         self._handle.close()
+
+
+def export_records(records: Iterable[dict], path: Path, parquet_batch: int = 10_000) -> int:
+    """Write records to one file, JSONL, JSONL.gz or Parquet by its suffix, atomically (temp name,
+    rename). Returns how many it wrote."""
+    path = Path(path)
+    if not path.name.endswith(EXPORT_SUFFIXES):
+        raise DataError(f"{path}: export format must be one of {', '.join(EXPORT_SUFFIXES)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        count = (_export_parquet(records, Path(tmp), parquet_batch) if path.suffix == ".parquet"
+                 else _export_jsonl(records, Path(tmp), gz=path.name.endswith(".gz")))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
+
+
+def _export_jsonl(records: Iterable[dict], path: Path, gz: bool) -> int:
+    count = 0
+    # mtime=0: the same records give the same bytes, run after run.
+    with (gzip.GzipFile(path, "wb", mtime=0) if gz else open(path, "wb")) as handle:
+        for record in records:
+            handle.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+            count += 1
+    return count
+
+
+def _export_parquet(records: Iterable[dict], path: Path, batch_size: int) -> int:
+    """Batches of `batch_size` records; fields missing from some records become nulls. The schema
+    is the union of the fields seen in the first batch (later new fields are a DataError)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer, count, batch = None, 0, []
+
+    def flush() -> None:
+        nonlocal writer
+        table = pa.Table.from_pylist(batch, schema=writer.schema if writer else None)
+        if writer is None:
+            writer = pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+        batch.clear()
+
+    try:
+        for record in records:
+            if writer is not None and not set(record) <= set(writer.schema.names):
+                raise DataError(f"{path}: record {record.get('id')!r} has fields the Parquet schema lacks: "
+                                f"{sorted(set(record) - set(writer.schema.names))}")
+            batch.append(record)
+            count += 1
+            if len(batch) == batch_size:
+                flush()
+        if batch:
+            flush()
+        elif writer is None:
+            pq.write_table(pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}), path)
+    finally:
+        if writer is not None:
+            writer.close()
+    return count

@@ -9,6 +9,10 @@ it works, its output grows in `<output>.partial/`, and each finished shard leave
 marker there holding that shard's counts. Killed and run again, it skips the shards with markers
 and does the rest; the final folder is identical to an uninterrupted run's, because each shard's
 output depends on that shard alone. At the end `<output>.partial/` is renamed to `<output>`.
+
+Its three steps are public so another executor (a Prefect flow on a Dask or Ray cluster, see
+flows/curate.py) runs the same shards the same way: `plan_shards` lists the jobs, `run_shard`
+does one anywhere that sees the folders, `finish` merges the markers and publishes the output.
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
+import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol
 
-from core.atomic import DIR_MODE, atomic_write_text
+from core.atomic import DIR_MODE, FILE_MODE, atomic_write_text
 from core.stats import StageStats
 
 PART_PATTERN = "part-*.jsonl"
@@ -61,8 +68,10 @@ class PartWriter:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
-        self._handle = open(self._tmp, "w", encoding="utf-8")
+        # A unique temporary name: a worker orphaned by a killed run cannot clobber a rerun's file.
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        self._tmp = Path(tmp)
+        self._handle = open(fd, "w", encoding="utf-8")
         self.count = 0
 
     def write(self, record: dict) -> None:
@@ -71,6 +80,7 @@ class PartWriter:
 
     def commit(self) -> None:
         self._handle.close()
+        os.chmod(self._tmp, FILE_MODE)
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
@@ -104,20 +114,48 @@ class Processor(Protocol):
         """The record to keep (possibly changed), or the reason for dropping it."""
 
 
-def _run_shard(make_processor: Callable[[], Processor], source: Path, target: Path,
-               marker: Path, samples_per_reason: int) -> None:
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard of a stage: read `source`, write `target`, then leave `marker` with its counts."""
+
+    source: Path
+    target: Path
+    marker: Path
+    samples_per_reason: int = 3
+
+    @property
+    def done(self) -> bool:
+        return self.marker.is_file()
+
+
+def partial_dir(output_dir: Path) -> Path:
+    return Path(output_dir).with_name(Path(output_dir).name + ".partial")
+
+
+def plan_shards(input_dir: Path, output_dir: Path, samples_per_reason: int = 3) -> list[ShardJob]:
+    """One job per shard of input_dir, done or not (`job.done`: its marker is there from an
+    earlier, killed run). Any executor runs the jobs not done with `run_shard`, in any order and
+    anywhere that sees the same filesystem, then calls `finish`."""
+    work = partial_dir(output_dir)
+    (work / MARKERS_DIR).mkdir(parents=True, exist_ok=True)
+    return [ShardJob(part, work / part.name, work / MARKERS_DIR / f"{part.name}.json", samples_per_reason)
+            for part in list_parts(input_dir)]
+
+
+def run_shard(job: ShardJob, make_processor: Callable[[], Processor]) -> None:
+    """Process one shard: its part is written under a temporary name and renamed, then its marker."""
     processor = make_processor()
-    result = {"records_in": 0, "records_out": 0, "bytes_in": source.stat().st_size,
+    result = {"records_in": 0, "records_out": 0, "bytes_in": job.source.stat().st_size,
               "dropped": Counter(), "samples": {}}
-    writer = PartWriter(target)
+    writer = PartWriter(job.target)
     try:
-        for record in read_part(source):
+        for record in read_part(job.source):
             result["records_in"] += 1
             outcome = processor.process(record)
             if isinstance(outcome, str):
                 result["dropped"][outcome] += 1
                 samples = result["samples"].setdefault(outcome, [])
-                if len(samples) < samples_per_reason:
+                if len(samples) < job.samples_per_reason:
                     samples.append(record)
             else:
                 writer.write(outcome)
@@ -126,38 +164,29 @@ def _run_shard(make_processor: Callable[[], Processor], source: Path, target: Pa
     except BaseException:
         writer.abort()
         raise
-    result["bytes_out"] = target.stat().st_size
+    result["bytes_out"] = job.target.stat().st_size
     result["counters"] = dict(processor.counters)
     # The marker comes last: a shard counts as done only once its part is in place.
-    atomic_write_text(marker, json.dumps(result, ensure_ascii=False, default=dict))
+    atomic_write_text(job.marker, json.dumps(result, ensure_ascii=False, default=dict))
 
 
-def partial_dir(output_dir: Path) -> Path:
-    return Path(output_dir).with_name(Path(output_dir).name + ".partial")
-
-
-def map_shards(stage: str, make_processor: Callable[[], Processor], input_dir: Path, output_dir: Path,
-               workers: int = 1, samples_per_reason: int = 3) -> StageStats:
-    """Run `make_processor()` over every shard of input_dir into output_dir (same part names)."""
+def finish(stage: str, input_dir: Path, output_dir: Path, seconds: float = 0.0,
+           shards_resumed: int = 0) -> StageStats:
+    """Once every shard has its marker: merge their counts into the stage's stats, and rename
+    `<output>.partial/` to `<output>` (with the dropped-record samples and stats beside it)."""
     parts = list_parts(input_dir)
     work = partial_dir(output_dir)
-    (work / MARKERS_DIR).mkdir(parents=True, exist_ok=True)
-    todo = [p for p in parts if not (work / MARKERS_DIR / f"{p.name}.json").is_file()]
-    stats = StageStats(stage=stage)
-    with stats.timed():
-        jobs = [(make_processor, part, work / part.name, work / MARKERS_DIR / f"{part.name}.json",
-                 samples_per_reason) for part in todo]
-        if workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for future in [pool.submit(_run_shard, *job) for job in jobs]:
-                    future.result()
-        else:
-            for job in jobs:
-                _run_shard(*job)
-        samples = _merge_markers(stats, [work / MARKERS_DIR / f"{p.name}.json" for p in parts])
+    markers = [work / MARKERS_DIR / f"{p.name}.json" for p in parts]
+    missing = [m.name for m in markers if not m.is_file()]
+    if missing:
+        raise RuntimeError(f"{stage}: cannot finish, shards not done: {', '.join(missing[:5])}")
+    stats = StageStats(stage=stage, seconds=round(seconds, 4))
+    samples = _merge_markers(stats, markers)
     stats.extra["shards"] = len(parts)
-    stats.extra["shards_resumed"] = len(parts) - len(todo)
+    stats.extra["shards_resumed"] = shards_resumed
     shutil.rmtree(work / MARKERS_DIR)
+    for leftover in work.glob(".*.tmp"):  # written by a worker killed mid-shard
+        leftover.unlink()
     os.chmod(work, DIR_MODE)
     if Path(output_dir).exists():
         shutil.rmtree(output_dir)
@@ -165,6 +194,22 @@ def map_shards(stage: str, make_processor: Callable[[], Processor], input_dir: P
     write_samples(output_dir, samples)
     stats.write(output_dir)
     return stats
+
+
+def map_shards(stage: str, make_processor: Callable[[], Processor], input_dir: Path, output_dir: Path,
+               workers: int = 1, samples_per_reason: int = 3) -> StageStats:
+    """Run `make_processor()` over every shard of input_dir into output_dir (same part names)."""
+    started = time.perf_counter()
+    jobs = plan_shards(input_dir, output_dir, samples_per_reason)
+    todo = [job for job in jobs if not job.done]
+    if workers > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for future in [pool.submit(run_shard, job, make_processor) for job in todo]:
+                future.result()
+    else:
+        for job in todo:
+            run_shard(job, make_processor)
+    return finish(stage, input_dir, output_dir, time.perf_counter() - started, len(jobs) - len(todo))
 
 
 def _merge_markers(stats: StageStats, markers: list[Path]) -> dict[str, list[dict]]:

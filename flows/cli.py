@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -194,6 +195,53 @@ def lineage(model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSIO
     typer.echo(f"{version.name} version {version.version}")
     for key, value in sorted(version.lineage.items()):
         typer.echo(f"  {key:22} {value}")
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Run data curation stages on a file or folder of records.")
+app.add_typer(data_app, name="data")
+DATA_STAGES = ["ingest", "clean", "dedup", "anonymize", "validate"]
+InputArg = Annotated[str, typer.Argument(help="JSONL, JSONL.gz, Parquet, CSV or .txt: a file, folder, glob or s3://")]
+OutputArg = Annotated[str, typer.Argument(help="a .jsonl, .jsonl.gz or .parquet file, else a sharded folder")]
+WorkersOpt = Annotated[int, typer.Option("--workers", help="worker processes for sharded stages")]
+
+
+def _run_data(stages: list[str], input_: str, output: str, profile: str, overrides: list[str], workers: int) -> None:
+    from data.records import DataError
+
+    config = _load(profile, overrides).data
+    from flows.curate import curate_file
+    from data.validate import ValidationFailed
+
+    try:
+        results = curate_file(config, stages, input_, Path(output), workers)
+    except (ConfigError, FileNotFoundError, DataError, ValidationFailed) as exc:
+        _fail(f"error: {exc}", 1)
+    for stage, stats in results.items():
+        dropped = ", ".join(f"{k}={v}" for k, v in sorted(stats["dropped"].items())) or "none"
+        typer.echo(f"{stage}: {stats['records_in']} in, {stats['records_out']} out, dropped: {dropped}")
+    typer.echo(f"wrote {output} (stats: {output}.stats.json)")
+
+
+def _data_command(stage: str) -> None:
+    def command(input_: InputArg, output: OutputArg, profile: ProfileOpt = "demo", set_: SetOpt = None,
+                workers: WorkersOpt = os.cpu_count() or 1) -> None:
+        # --set is relative to this stage's section: --set min_chars=50 is data.<stage>.min_chars.
+        _run_data([stage], input_, output, profile, [f"data.{stage}.{o}" for o in set_ or []], workers)
+
+    command.__doc__ = f"Ingest INPUT, run {stage}, write OUTPUT and OUTPUT.stats.json."
+    data_app.command(name=stage)(command)
+
+
+for _stage in DATA_STAGES:
+    _data_command(_stage)
+
+
+@data_app.command(name="all")
+def data_all(input_: InputArg, output: OutputArg, profile: ProfileOpt = "demo", set_: SetOpt = None,
+             workers: WorkersOpt = os.cpu_count() or 1) -> None:
+    """Ingest INPUT, run clean, dedup, anonymize and validate, write OUTPUT and OUTPUT.stats.json."""
+    # --set stage.key=value, e.g. --set clean.min_chars=50.
+    _run_data(DATA_STAGES, input_, output, profile, [f"data.{o}" for o in set_ or []], workers)
 
 
 if __name__ == "__main__":

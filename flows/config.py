@@ -40,10 +40,11 @@ class PipelineConfig(BaseModel):
 
     def check_inputs(self) -> None:
         """Fail before any stage runs when an input path is missing."""
-        for raw in self.data.ingest.paths:
-            path = Path(raw) if Path(raw).is_absolute() else REPO_ROOT / raw
-            if not path.exists():
-                raise ConfigError(f"data.ingest.paths: input path not found: {raw}")
+        from data.ingest import missing_inputs
+
+        missing = missing_inputs(self.data.ingest.paths)
+        if missing:
+            raise ConfigError(f"data.ingest.paths: input path not found: {', '.join(missing)}")
         suite = REPO_ROOT / self.data.validate_.suite
         if not suite.is_file():
             raise ConfigError(f"data.validate.suite: suite file not found: {self.data.validate_.suite}")

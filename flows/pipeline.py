@@ -226,18 +226,23 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> dict:
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_yaml_dict(), sort_keys=False))
     write_params(config)
 
-    # Curate: each stage waits for the previous one; DVC skips what did not change.
-    stages = {stage: data_stage(stage) for stage in DATA_STAGES}
-    dataset_md5 = version_dataset()
-    # With this lock, `dvc checkout` + `dvc pull` bring back exactly this run's data.
-    shutil.copy2(REPO_ROOT / "dvc.lock", run_dir / "dvc.lock")
-
-    # One MLflow run spans the rest; tasks address it by id (MLflow's active run is per thread).
+    # One MLflow run spans the flow, a failed one included; tasks address it by id (MLflow's
+    # active run is per thread).
     mlflow.set_tracking_uri(state.mlflow_tracking_uri)
     client = mlflow.MlflowClient()
     experiment = registry.experiment_id(f"conveyor/{config.model_name}", state.mlflow_artifacts_uri)
     run_id = client.create_run(experiment, run_name=run_name).info.run_id
     try:
+        # Curate: each stage waits for the previous one; DVC skips what did not change.
+        stages = {}
+        try:
+            for stage in DATA_STAGES:
+                stages[stage] = data_stage(stage)
+        finally:
+            _log_validation_artifacts(client, run_id)
+        dataset_md5 = version_dataset()
+        # With this lock, `dvc checkout` + `dvc pull` bring back exactly this run's data.
+        shutil.copy2(REPO_ROOT / "dvc.lock", run_dir / "dvc.lock")
         lineage = {
             "dataset_dvc_md5": dataset_md5,
             "git_commit": git_commit(),
@@ -279,6 +284,17 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> dict:
 
     get_run_logger().info("\n%s", render_text(summary))
     return summary
+
+
+def _log_validation_artifacts(client, run_id: str) -> None:
+    """The Great Expectations result and Data Docs of the last validation, passed or failed."""
+    from data.validate import data_docs_dir, gx_result_path
+
+    output = DVC_DATA_DIR / DATA_STAGES["validate"]
+    if gx_result_path(output).is_file():
+        client.log_artifact(run_id, str(gx_result_path(output)), "validation")
+    if data_docs_dir(output).is_dir():
+        client.log_artifacts(run_id, str(data_docs_dir(output)), "validation/data-docs")
 
 
 def _log_run_start(client, run_id: str, config: PipelineConfig, stages: dict, lineage: dict,

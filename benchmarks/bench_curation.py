@@ -1,0 +1,86 @@
+"""Whole curation: docs/s and MB/s with 1 and 2 worker processes, and peak RSS on the demo
+corpus and on a 10x larger copy (target: under 1.5x the RSS for 10x the data).
+
+Runs the stage chain ingest -> clean -> dedup -> anonymize -> split as `python -m data STAGE`
+subprocesses (the commands dvc.yaml runs) and reads each child's peak RSS from os.wait4.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CORPUS = REPO_ROOT / "data" / "corpus" / "demo.jsonl.gz"
+CHAIN = [("ingest", None), ("clean", "ingest"), ("dedup", "clean"), ("anonymize", "dedup"), ("split", "anonymize")]
+
+
+def make_copies(source: Path, target: Path, copies: int) -> None:
+    """`copies` repetitions of the corpus, ids made unique (texts repeat: dedup drops them)."""
+    with gzip.open(target, "wt", encoding="utf-8") as out:
+        for copy in range(copies):
+            for line in gzip.open(source, "rt", encoding="utf-8"):
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    out.write(line)
+                    continue
+                if isinstance(record, dict) and copy:
+                    record["id"] = f"{record.get('id')}-copy{copy}"
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def run_chain(corpus: Path, workdir: Path, workers: int) -> dict:
+    params = workdir / "params.yaml"
+    params.write_text(yaml.safe_dump({"data": {"ingest": {"paths": [str(corpus)], "records_per_part": 500}}}))
+    stages, started = {}, time.perf_counter()
+    for stage, previous in CHAIN:
+        command = [sys.executable, "-m", "data", stage, "--output", str(workdir / stage), "--params", str(params),
+                   "--workers", str(workers)]
+        if previous:
+            command += ["--input", str(workdir / previous)]
+        stage_start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(process.pid, 0)
+        if status != 0:
+            raise RuntimeError(f"{stage} failed: {process.stderr.read().decode()[-2000:]}")
+        stages[stage] = {"seconds": round(time.perf_counter() - stage_start, 2),
+                         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}  # ru_maxrss is in KiB on Linux
+    seconds = time.perf_counter() - started
+    ingest = json.loads((workdir / "ingest.stats.json").read_text())
+    return {"workers": workers, "seconds": round(seconds, 2), "docs": ingest["records_in"],
+            "mb": round(ingest["bytes_out"] / 1e6, 2),
+            "docs_per_s": round(ingest["records_in"] / seconds, 1),
+            "mb_per_s": round(ingest["bytes_out"] / 1e6 / seconds, 2),
+            "peak_rss_mb": max(s["peak_rss_mb"] for s in stages.values()), "stages": stages}
+
+
+def run(quick: bool) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-curation-") as tmp:
+        tmp = Path(tmp)
+        big = tmp / "demo-x10.jsonl.gz"
+        make_copies(CORPUS, big, 3 if quick else 10)
+        runs = {}
+        for name, corpus, workers in [("1x_w1", CORPUS, 1), ("1x_w2", CORPUS, 2), ("big_w2", big, 2)]:
+            (tmp / name).mkdir()
+            runs[name] = run_chain(corpus, tmp / name, workers)
+    result = {
+        "bench": "curation", "quick": quick, "scale": 3 if quick else 10, "runs": runs,
+        "speedup_2_workers": round(runs["1x_w1"]["seconds"] / runs["1x_w2"]["seconds"], 2),
+        "rss_ratio_big_vs_1x": round(runs["big_w2"]["peak_rss_mb"] / runs["1x_w2"]["peak_rss_mb"], 2),
+    }
+    result["rss_target_met"] = result["rss_ratio_big_vs_1x"] < 1.5
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    run(quick="--quick" in sys.argv)

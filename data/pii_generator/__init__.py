@@ -1,0 +1,1 @@
+"""Labelled synthetic PII documents (see generate.py)."""

@@ -1,0 +1,194 @@
+"""The `curate` flow: the data stages as Prefect tasks, the per-record ones shard by shard.
+
+Clean and anonymize run one task per shard (`data.shards.run_shard`, the function `map_shards`
+uses), so the flow's task runner spreads them: worker processes on this machine by default, or a
+Dask or Ray cluster through prefect-dask / prefect-ray (a local one it starts, or one at an
+address). Ingest, dedup (one global pass), validate and split are one task each. Output is the
+same whatever the runner: each shard's output depends on that shard alone, and `finish` merges
+shards in name order. A killed run resumes from the shards whose markers exist.
+
+The pipeline flow still runs the data stages through `dvc repro` (so DVC skips what did not
+change); this flow is the scale-out path for corpora a single machine should not do alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import time
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.cache_policies import NO_CACHE
+
+from data.config import DataConfig
+from data.shards import finish, plan_shards, run_shard
+
+STAGES = ["ingest", "clean", "dedup", "anonymize", "validate", "split"]
+# Per-record stages -> their processor class ("module:Class", built with the stage's config in
+# each worker). Named, not imported: the stage modules stay free to change around them.
+PROCESSORS = {"clean": "data.clean:Cleaner", "anonymize": "data.anonymize:Anonymizer"}
+# Where each stage reads its records: validate checks anonymize's output and writes a report only.
+STAGE_INPUT = {"clean": "ingest", "dedup": "clean", "anonymize": "dedup", "validate": "anonymize",
+               "split": "anonymize"}
+Runner = Literal["process", "thread", "dask", "ray"]
+
+
+def stage_config(config: DataConfig, stage: str):
+    return getattr(config, "validate_" if stage == "validate" else stage)
+
+
+def processor_factory(stage: str, config: DataConfig):
+    module, _, name = PROCESSORS[stage].partition(":")
+    return partial(getattr(importlib.import_module(module), name), stage_config(config, stage))
+
+
+@task(task_run_name="{stage}-{job.source.name}", cache_policy=NO_CACHE)
+def shard_task(stage: str, job, make_processor) -> str:
+    run_shard(job, make_processor)
+    return job.source.name
+
+
+@task(task_run_name="{stage}", cache_policy=NO_CACHE)
+def stage_task(stage: str, config: DataConfig, input_dir: Path | None, output_dir: Path, workers: int) -> dict:
+    module = importlib.import_module(f"data.{stage}")
+    options = {"workers": workers} if "workers" in inspect.signature(module.run).parameters else {}
+    return module.run(stage_config(config, stage), input_dir, output_dir, **options).model_dump()
+
+
+def sharded_stage(stage: str, config: DataConfig, input_dir: Path, output_dir: Path) -> dict:
+    """Submit one task per shard not done yet, wait for all, then merge (in this process)."""
+    started = time.perf_counter()
+    jobs = plan_shards(input_dir, output_dir)
+    todo = [job for job in jobs if not job.done]
+    futures = shard_task.map(unmapped(stage), todo, unmapped(processor_factory(stage, config)))
+    for future in futures:
+        future.result()  # raises the first shard's failure; finished shards keep their markers
+    stats = finish(stage, input_dir, output_dir, time.perf_counter() - started, len(jobs) - len(todo))
+    return stats.model_dump()
+
+
+@flow(name="curate", log_prints=True)
+def curate(config: DataConfig = DataConfig(), workdir: Path = Path(".conveyor/curate"), workers: int = 2,
+           stages: list[str] = STAGES) -> dict[str, dict]:
+    """The data stages from `config.ingest.paths` into `workdir/<stage>`; per-stage stats."""
+    logger = get_run_logger()
+    workdir = Path(workdir)
+    results: dict[str, dict] = {}
+    for stage in stages:
+        input_dir = workdir / STAGE_INPUT[stage] if stage in STAGE_INPUT else None
+        output_dir = workdir / stage
+        if stage in PROCESSORS:
+            results[stage] = sharded_stage(stage, config, input_dir, output_dir)
+        else:
+            results[stage] = stage_task(stage, config, input_dir, output_dir, workers)
+        logger.info("%s: %d in, %d out, dropped %s", stage, results[stage]["records_in"],
+                    results[stage]["records_out"], results[stage]["dropped"] or "none")
+    return results
+
+
+def task_runner(runner: Runner, workers: int, address: str | None = None):
+    """Prefect's task runner for `runner`: `address` joins an existing Dask scheduler or Ray
+    cluster; without one, a local cluster of `workers` processes is started for the run."""
+    if runner == "process":
+        from prefect.task_runners import ProcessPoolTaskRunner
+
+        return ProcessPoolTaskRunner(max_workers=workers)
+    if runner == "thread":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if runner == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError:
+            raise ImportError("runner 'dask' needs prefect-dask: pip install prefect-dask") from None
+        if address:
+            return DaskTaskRunner(address=address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "processes": True, "threads_per_worker": 1,
+                                              "dashboard_address": "127.0.0.1:0", "host": "127.0.0.1"})
+    if runner == "ray":
+        try:
+            from prefect_ray import RayTaskRunner
+        except ImportError:
+            raise ImportError("runner 'ray' needs prefect-ray: pip install prefect-ray") from None
+        return RayTaskRunner(address=address, init_kwargs={"num_cpus": workers, "include_dashboard": False})
+    raise ValueError(f"unknown runner {runner!r}: expected process, thread, dask or ray")
+
+
+@contextmanager
+def shared_prefect_api(runner: Runner):
+    """Dask and Ray workers are separate processes that report task states to the Prefect API:
+    without a server (PREFECT_API_URL), each would start its own temporary one and never reach the
+    flow's. So start the temporary server here and export its URL for the workers to inherit."""
+    if runner not in ("dask", "ray") or os.environ.get("PREFECT_API_URL"):
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    server = SubprocessASGIServer()
+    server.start()
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            yield
+    finally:
+        del os.environ["PREFECT_API_URL"]
+        server.stop()
+
+
+def run_curate(config: DataConfig, workdir: Path, runner: Runner = "process", workers: int = 2,
+               address: str | None = None, stages: list[str] = STAGES) -> dict[str, dict]:
+    """Run the `curate` flow with the chosen task runner."""
+    with shared_prefect_api(runner):
+        return curate.with_options(task_runner=task_runner(runner, workers, address))(
+            config=config, workdir=Path(workdir), workers=workers, stages=stages)
+
+
+def curate_file(config: DataConfig, stages: list[str], source: str, output: Path, workers: int = 1) -> dict[str, dict]:
+    """`conveyor data`: ingest `source` (a file, folder, glob or s3:// URL of any ingestable
+    format), run `stages` in order with the plain stage functions, and export the records to
+    `output`: a JSONL, JSONL.gz or Parquet file by suffix, else a sharded folder. Beside it:
+    `<output>.stats.json` (per-stage stats) and `<output>.quarantine.jsonl` (ingest's rejects).
+    Intermediate folders live in a temporary folder beside `output`, removed at the end."""
+    import json
+    import shutil
+    import tempfile
+
+    from core.atomic import atomic_write_text
+    from data.records import EXPORT_SUFFIXES, QUARANTINE_FILE, export_records
+    from data.shards import read_records
+
+    output = Path(output).resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    config = config.model_copy(update={"ingest": config.ingest.model_copy(update={"paths": [str(source)]})})
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.work-") as tmp:
+        work = Path(tmp)
+        records_dir = None
+        for stage in ["ingest", *[s for s in stages if s != "ingest"]]:
+            module = importlib.import_module(f"data.{stage}")
+            options = {"workers": workers} if "workers" in inspect.signature(module.run).parameters else {}
+            stats = module.run(stage_config(config, stage), records_dir, work / stage, **options)
+            results[stage] = stats.model_dump()
+            if stage == "validate":  # a report, not records: the records are its input's
+                shutil.copy(work / stage / "report.json", output.with_name(output.name + ".validate-report.json"))
+            else:
+                records_dir = work / stage
+        quarantine = work / "ingest" / QUARANTINE_FILE
+        if quarantine.stat().st_size:
+            shutil.copy(quarantine, output.with_name(output.name + ".quarantine.jsonl"))
+        if output.name.endswith(EXPORT_SUFFIXES):
+            export_records(read_records(records_dir), output)
+        else:
+            (records_dir / QUARANTINE_FILE).unlink(missing_ok=True)
+            if output.exists():
+                shutil.rmtree(output)
+            records_dir.rename(output)
+    atomic_write_text(output.with_name(output.name + ".stats.json"), json.dumps(results, indent=2))
+    return results

@@ -1,0 +1,258 @@
+"""Anonymize: each detector on hand-made cases, the three modes, the allow-list, and the rule
+that no PII value (nor the pseudonym key) ever reaches the output, the stats or the logs."""
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from core.config import ConfigError
+from core.state import REPO_ROOT
+from data import anonymize, pii
+from data.config import AnonymizeConfig
+from data.pii_generator.generate import generate
+from data.shards import part_name, read_records
+
+STRUCTURED = ["EMAIL", "PHONE", "IP_ADDRESS", "CREDIT_CARD", "IBAN", "US_SSN", "URL_CREDENTIALS"]
+KEY = "test-key-0123456789-abcdef"
+PII_TEXT = ("Mail jane.doe@example.com or call (555) 123-4567, card 4111 1111 1111 1111, "
+            "IBAN DE89 3704 0044 0532 0130 00, SSN 078-05-1120, from 10.0.0.1 via "
+            "https://bob:hunter2pass@db.example.org/x.")
+PII_VALUES = ["jane.doe@example.com", "(555) 123-4567", "4111 1111 1111 1111", "DE89 3704 0044 0532 0130 00",
+              "078-05-1120", "10.0.0.1", "bob:hunter2pass", "hunter2pass", "Ada Lovelace"]
+
+
+def write_records(folder: Path, records: list[dict], per_part: int = 100) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(0, len(records), per_part):
+        lines = "".join(json.dumps(r) + "\n" for r in records[index:index + per_part])
+        (folder / part_name(index // per_part)).write_text(lines, encoding="utf-8")
+    return folder
+
+
+def redacted(text: str, entities=STRUCTURED) -> str:
+    return anonymize.anonymize_text(text, entities)[0]
+
+
+@pytest.fixture(scope="module")
+def with_ner():
+    """One spaCy load for the module."""
+    return anonymize.Anonymizer(AnonymizeConfig())
+
+
+# structured detectors
+
+@pytest.mark.parametrize("text, expected", [
+    ("write to jane.doe+news@mail.example.co.uk today", "write to <EMAIL> today"),
+    ("call (555) 123-4567 now", "call <PHONE> now"),
+    ("call 555-123-4567 now", "call <PHONE> now"),
+    ("call 555.123.4567 now", "call <PHONE> now"),
+    ("call +1 555 123 4567 now", "call <PHONE> now"),
+    ("call +44 20 7946 0958 now", "call <PHONE> now"),
+    ("call +41 44 803 99 21 now", "call <PHONE> now"),
+    ("call 0044 20 7946 0958 now", "call <PHONE> now"),
+    ("call +4915112345678 now", "call <PHONE> now"),
+    ("call +33 (0)4 17 94 64 04 now", "call <PHONE> now"),
+    ("Büro: 089 60 25 65-Office", "Büro: <PHONE>-Office"),
+    ("appelez le 02.64.62.52.37.", "appelez le <PHONE>."),
+    ("ring (03) 5371 4059 today", "ring <PHONE> today"),
+    ("from 192.168.10.254 again", "from <IP_ADDRESS> again"),
+    ("from 2001:db8::8a2e:370:7334 again", "from <IP_ADDRESS> again"),
+    ("card 4111 1111 1111 1111 ok", "card <CREDIT_CARD> ok"),
+    ("card 5500-0000-0000-0004 ok", "card <CREDIT_CARD> ok"),
+    ("card 378282246310005 ok", "card <CREDIT_CARD> ok"),
+    ("card 3782 822463 10005 ok", "card <CREDIT_CARD> ok"),
+    ("pay DE89 3704 0044 0532 0130 00 now", "pay <IBAN> now"),
+    ("pay GB82WEST12345698765432 now", "pay <IBAN> now"),
+    ("pay GB82 WEST 1234 5698 7654 32 TODAY", "pay <IBAN> TODAY"),
+    ("SSN 078-05-1120 on file", "SSN <US_SSN> on file"),
+    ("SSN 219 09 9999 on file", "SSN <US_SSN> on file"),
+    ("clone https://bob:s3cret@git.example.com/r.git", "clone https://<URL_CREDENTIALS>@git.example.com/r.git"),
+    ("postgres://app:p4ss@db:5432/x", "postgres://<URL_CREDENTIALS>@db:5432/x"),
+])
+def test_each_structured_entity_is_replaced(text, expected):
+    assert redacted(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "In 1851, 135 chapters; pages 120-135; 1,000,000 whales; on 2024-01-15 at 12:30:45.",
+    "Born 01.02.1984, paid 1 000 000 francs in 1999 and 2000; see chapter 0.5 and 3.14159.",
+    "card 4111 1111 1111 1112 fails the Luhn check",
+    "order 12345678901234 is just a number",
+    "version 1.2.3 and 256.1.1.1 are not addresses",
+    "the score was +3 to 2, and ISBN 0-19-285312-3",
+    "see https://example.com/docs on 12.03.2024",
+    "Room 0.12, tel. extension 0 12, call 12 34",
+])
+def test_ordinary_numbers_are_left_alone(text):
+    assert anonymize.anonymize_text(text, STRUCTURED) == (text, {})
+
+
+@pytest.mark.parametrize("entity, text", [
+    ("CREDIT_CARD", "card 4111 1111 1111 1112 and 5500000000000005 fail the Luhn check"),
+    ("IBAN", "IBAN DE88 3704 0044 0532 0130 00 has a wrong checksum, GB82WEST1234569876543 a wrong length"),
+    ("US_SSN", "SSN 000-12-3456, 666-12-3456, 912-34-5678 and 123-00-4567 are never issued"),
+    ("IP_ADDRESS", "999.1.2.3, 1.2.3 and 12:30:45 are no addresses"),
+    ("URL_CREDENTIALS", "ftp://anonymous@ftp.example.org/pub has a user but no password"),
+    ("PHONE", "+3 to 2, 0 12, 01.02.1984 and 1 000 000"),
+])
+def test_invalid_values_are_left_alone(entity, text):
+    assert anonymize.anonymize_text(text, [entity]) == (text, {})
+
+
+def test_only_configured_entities_are_touched():
+    text = "mail a@b.com or call 555-123-4567"
+    assert anonymize.anonymize_text(text, ["EMAIL"]) == ("mail <EMAIL> or call 555-123-4567", {"EMAIL": 1})
+
+
+def test_overlaps_resolve_to_the_most_specific_type():
+    # The password@host part looks like an e-mail; the credentials win and hide the user too.
+    spans = pii.PiiDetector(STRUCTURED).find("https://bob:s3cret@example.com/x")
+    assert [(s.entity, s.start, s.end) for s in spans] == [("URL_CREDENTIALS", 8, 18)]
+    assert pii.resolve_overlaps([pii.Span(0, 10, "PERSON"), pii.Span(2, 12, "PHONE"), pii.Span(11, 20, "PERSON")]) \
+        == [pii.Span(2, 12, "PHONE")]
+
+
+def test_config_knows_exactly_the_detectors_entities():
+    assert sorted(AnonymizeConfig().entities) == sorted(pii.ENTITIES)
+    with pytest.raises(ValueError, match="NAME"):
+        AnonymizeConfig(entities=["EMAIL", "NAME"])
+
+
+# NER
+
+def test_ner_finds_people_and_places(with_ner):
+    text, counts = with_ner.anonymize("Yesterday Ada Lovelace flew from London to Paris with Mr. Babbage.")
+    assert text == "Yesterday <PERSON> flew from <LOCATION> to <LOCATION> with Mr. <PERSON>."
+    assert counts == {"PERSON": 2, "LOCATION": 2}
+
+
+def test_person_cues_work_without_ner():
+    detector = pii.PiiDetector(["PERSON"], ner=False)
+    text = "Dear Dr. Szölösi, hi there. Hi Norea, my name is Ines Becker and"
+    assert [text[s.start:s.end] for s in detector.find(text)] == ["Szölösi", "Norea", "Ines Becker"]
+
+
+def test_long_records_are_chunked_without_losing_offsets(with_ner, monkeypatch):
+    monkeypatch.setattr(pii, "NER_CHUNK_CHARS", 60)
+    text = "The weather was fine that year.\n" * 5 + "Then Ada Lovelace wrote to jane@example.com.\n"
+    out, counts = with_ner.anonymize(text)
+    assert out.endswith("Then <PERSON> wrote to <EMAIL>.\n") and counts["PERSON"] == 1
+
+
+# modes
+
+def test_mask_keeps_layout_and_hides_every_letter_and_digit():
+    masker = anonymize.Anonymizer(AnonymizeConfig(mode="mask", ner=False))
+    assert masker.anonymize("mail jane.doe@example.com, call 555-123-4567.")[0] == \
+        "mail ****.***@*******.***, call ***-***-****."
+
+
+def test_pseudonyms_are_stable_keyed_and_typed(monkeypatch):
+    monkeypatch.setenv(anonymize.KEY_ENV, KEY)
+    config = AnonymizeConfig(mode="pseudonymize", ner=False)
+    first = anonymize.Anonymizer(config).anonymize("a JANE@example.com b (555) 123-4567")[0]
+    again = anonymize.Anonymizer(config).anonymize("c jane@example.com d 555.123.4567")[0]
+    assert re.fullmatch(r"a <EMAIL_[0-9a-f]{8}> b <PHONE_[0-9a-f]{8}>", first)
+    assert first.split()[1] == again.split()[1] and first.split()[3] == again.split()[3]
+    monkeypatch.setenv(anonymize.KEY_ENV, KEY[::-1])
+    other = anonymize.Anonymizer(config).anonymize("a JANE@example.com b (555) 123-4567")[0]
+    assert other.split()[1] != first.split()[1]
+
+
+@pytest.mark.parametrize("value", [None, "tooshortkey"])
+def test_missing_or_short_key_is_a_config_error_that_names_the_variable_only(tmp_path, monkeypatch, value):
+    if value is None:
+        monkeypatch.delenv(anonymize.KEY_ENV, raising=False)
+    else:
+        monkeypatch.setenv(anonymize.KEY_ENV, value)
+    records = write_records(tmp_path / "in", [{"id": "1", "text": "x@y.org"}])
+    with pytest.raises(ConfigError, match=anonymize.KEY_ENV) as error:
+        anonymize.run(AnonymizeConfig(mode="pseudonymize"), records, tmp_path / "out")
+    assert value is None or value not in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_pseudonyms_match_across_shards_and_workers_and_nothing_leaks(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv(anonymize.KEY_ENV, KEY)
+    records = [{"id": str(i), "text": f"record {i}: {PII_TEXT}"} for i in range(4)]
+    caplog.set_level(logging.DEBUG)
+    stats = anonymize.run(AnonymizeConfig(mode="pseudonymize", ner=False),
+                          write_records(tmp_path / "in", records, per_part=1), tmp_path / "out", workers=2)
+    texts = [r["text"] for r in read_records(tmp_path / "out")]
+    assert len({text.split(": ", 1)[1] for text in texts}) == 1  # same values, same pseudonyms, every shard
+    assert stats.extra["shards"] == 4 and stats.extra["records_with_pii"] == 4
+    assert {e: stats.extra[e] for e in STRUCTURED} == {e: 4 for e in STRUCTURED}
+    everything = "\n".join([*texts, (tmp_path / "out.stats.json").read_text(), caplog.text])
+    for secret in [KEY, *PII_VALUES[:-1]]:
+        assert secret not in everything
+
+
+@pytest.mark.parametrize("mode", ["redact", "mask", "pseudonymize"])
+def test_no_mode_leaves_what_the_gx_suite_looks_for(mode, monkeypatch):
+    monkeypatch.setenv(anonymize.KEY_ENV, KEY)
+    suite = yaml.safe_load((REPO_ROOT / "configs" / "gx" / "curated.yaml").read_text())
+    patterns = [re.compile(e["kwargs"]["regex"]) for e in suite
+                if e["type"] == "expect_column_values_to_not_match_regex" and e.get("severity", "fail") == "fail"]
+    assert patterns
+    anonymizer = anonymize.Anonymizer(AnonymizeConfig(mode=mode, ner=False))
+    texts = [PII_TEXT, *(doc.text for doc in generate(200, seed=5))]
+    for text in texts:
+        out = anonymizer.anonymize(text)[0]
+        assert not any(p.search(out) for p in patterns), out
+
+
+# allow-list, counts, stats
+
+def test_allow_listed_values_are_kept_and_counted():
+    anonymizer = anonymize.Anonymizer(AnonymizeConfig(allow_list=["Support@Example.com"], ner=False))
+    assert anonymizer.anonymize("write support@example.com or jane@example.com") == \
+        ("write support@example.com or <EMAIL>", {"EMAIL": 1, "allow_listed": 1})
+
+
+def test_stage_counts_entities_and_never_stores_values(tmp_path):
+    records = [{"id": "1", "text": "a@b.com and c@d.org, 10.0.0.1", "source": "x"},
+               {"id": "2", "text": "nothing to see"},
+               {"id": "3", "text": "card 4111111111111111, phone (555) 123-4567"}]
+    config = AnonymizeConfig(entities=["EMAIL", "PHONE", "IP_ADDRESS", "CREDIT_CARD"])
+    stats = anonymize.run(config, write_records(tmp_path / "in", records), tmp_path / "out")
+    out = list(read_records(tmp_path / "out"))
+    assert [r["text"] for r in out] == ["<EMAIL> and <EMAIL>, <IP_ADDRESS>", "nothing to see",
+                                        "card <CREDIT_CARD>, phone <PHONE>"]
+    assert out[0]["source"] == "x"
+    assert stats.extra == {"EMAIL": 2, "PHONE": 1, "IP_ADDRESS": 1, "CREDIT_CARD": 1, "records_with_pii": 2,
+                           "allow_listed": 0, "shards": 1, "shards_resumed": 0}
+    assert stats.records_out == 3 and stats.dropped == {}
+    written = "".join(p.read_text() for p in (tmp_path / "out").iterdir())
+    assert "a@b.com" not in written and "4111111111111111" not in written
+
+
+def test_stats_json_of_a_full_run_holds_no_pii(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    records = [{"id": "1", "text": f"Ada Lovelace wrote from London. {PII_TEXT}"}]
+    stats = anonymize.run(AnonymizeConfig(), write_records(tmp_path / "in", records), tmp_path / "out")
+    assert stats.extra["PERSON"] == 1 and stats.extra["LOCATION"] == 1
+    leaked = "\n".join([(tmp_path / "out.stats.json").read_text(), caplog.text,
+                        (tmp_path / "out.dropped-samples.jsonl").read_text(),
+                        *(r["text"] for r in read_records(tmp_path / "out"))])
+    for value in [*PII_VALUES, "London"]:
+        assert value not in leaked
+
+
+# the labelled generator
+
+def test_generator_is_deterministic_and_its_structured_gold_is_found():
+    docs = generate(300, seed=11)
+    assert [d.text for d in docs] == [d.text for d in generate(300, seed=11)]
+    assert [d.text for d in docs] != [d.text for d in generate(300, seed=12)]
+    detector = pii.PiiDetector(STRUCTURED)
+    missed = []
+    for doc in docs:
+        found = {(s.start, s.end, s.entity) for s in detector.find(doc.text)}
+        missed += [doc.text[s:e] for s, e, t in doc.spans if t in STRUCTURED and (s, e, t) not in found]
+    assert missed == []
+    entities = {t for d in docs for _, _, t in d.spans}
+    assert set(STRUCTURED) | {"PERSON", "LOCATION"} <= entities
