@@ -2,7 +2,8 @@
 corpus and on a 10x larger copy (target: under 1.5x the RSS for 10x the data).
 
 Runs the stage chain ingest -> clean -> dedup -> anonymize -> split as `python -m data STAGE`
-subprocesses (the commands dvc.yaml runs) and reads each child's peak RSS from os.wait4.
+subprocesses (the commands dvc.yaml runs) with configs/demo.yaml's data settings, and reads each
+child's peak RSS from os.wait4.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
 CORPUS = REPO_ROOT / "data" / "corpus" / "demo.jsonl.gz"
 CHAIN = [("ingest", None), ("clean", "ingest"), ("dedup", "clean"), ("anonymize", "dedup"), ("split", "anonymize")]
 
@@ -39,8 +41,12 @@ def make_copies(source: Path, target: Path, copies: int) -> None:
 
 
 def run_chain(corpus: Path, workdir: Path, workers: int) -> dict:
+    # The demo profile's curation settings (near-dup on, the structured PII types, no NER), on this corpus.
+    from flows.config import load_config
+
+    settings = load_config("demo", [f"data.ingest.paths=[{corpus}]"]).to_yaml_dict()
     params = workdir / "params.yaml"
-    params.write_text(yaml.safe_dump({"data": {"ingest": {"paths": [str(corpus)], "records_per_part": 500}}}))
+    params.write_text(yaml.safe_dump(settings))
     stages, started = {}, time.perf_counter()
     for stage, previous in CHAIN:
         command = [sys.executable, "-m", "data", stage, "--output", str(workdir / stage), "--params", str(params),

@@ -72,6 +72,40 @@ def params(profile: ProfileOpt = "demo", set_: SetOpt = None) -> None:
 
 
 @app.command()
+def train(
+    dataset: Annotated[Path, typer.Option(help="curated dataset folder (train.jsonl, validation.jsonl)")],
+    output: Annotated[Path, typer.Option(help="model folder to create; its checkpoints go beside it")],
+    profile: Annotated[str, typer.Option("--profile", "--config", "-p", help="profile name or YAML path")] = "demo",
+    set_: SetOpt = None,
+) -> None:
+    """Train alone on a curated dataset; resumes from OUTPUT's checkpoints when there are some."""
+    from flows.config import load_config
+
+    try:
+        config = load_config(profile, set_ or [])
+    except ConfigError as exc:
+        _fail(str(exc))
+    for name in ("train.jsonl", "validation.jsonl"):
+        if not (dataset / name).is_file():
+            _fail(f"--dataset: {dataset / name} not found (a curated dataset folder, e.g. .conveyor/data/curated)")
+    _activate()
+    import logging
+
+    import training
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # The tokenizer belongs to the run: trained once beside the output, reused when resuming.
+    tokenizer_dir = output.with_name(output.name + ".tokenizer")
+    if not (tokenizer_dir / "tokenizer.json").is_file():
+        training.train_tokenizer(config.training.tokenizer, dataset / "train.jsonl", tokenizer_dir)
+    try:
+        result = training.run(config.training, dataset, tokenizer_dir, output)
+    except training.TrainingFailed as exc:
+        _fail(str(exc), 1)
+    typer.echo(result.model_dump_json(indent=2))
+
+
+@app.command()
 def up(prefect_port: int = 4200, mlflow_port: int = 5000) -> None:
     """Start a Prefect server and an MLflow server on 127.0.0.1 (state under the state root)."""
     from flows import services
