@@ -2,15 +2,14 @@
 corpus and on a 10x larger copy (target: under 1.5x the RSS for 10x the data).
 
 Runs the stage chain ingest -> clean -> dedup -> anonymize -> split as `python -m data STAGE`
-subprocesses (the commands dvc.yaml runs) with configs/demo.yaml's data settings, and reads each
-child's peak RSS from os.wait4.
+subprocesses (the commands dvc.yaml runs) with configs/demo.yaml's data settings, and polls each
+stage's peak RSS (the stage and its worker processes).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,25 @@ def make_copies(source: Path, target: Path, copies: int) -> None:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+def peak_tree_rss(process: subprocess.Popen, interval: float = 0.02) -> int:
+    """Peak summed RSS of the stage and its worker processes, polled until it exits.
+
+    Not ru_maxrss from wait4: on Linux a child's high-water mark starts at its parent's RSS at
+    fork, so every stage would report this benchmark's own size.
+    """
+    import psutil
+
+    root, peak = psutil.Process(process.pid), 0
+    while process.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(interval)
+    return peak
+
+
 def run_chain(corpus: Path, workdir: Path, workers: int) -> dict:
     # The demo profile's curation settings (near-dup on, the structured PII types, no NER), on this corpus.
     from flows.config import load_config
@@ -55,11 +73,10 @@ def run_chain(corpus: Path, workdir: Path, workers: int) -> dict:
             command += ["--input", str(workdir / previous)]
         stage_start = time.perf_counter()
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(process.pid, 0)
-        if status != 0:
+        peak = peak_tree_rss(process)
+        if process.returncode != 0:
             raise RuntimeError(f"{stage} failed: {process.stderr.read().decode()[-2000:]}")
-        stages[stage] = {"seconds": round(time.perf_counter() - stage_start, 2),
-                         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}  # ru_maxrss is in KiB on Linux
+        stages[stage] = {"seconds": round(time.perf_counter() - stage_start, 2), "peak_rss_mb": round(peak / 1e6, 1)}
     seconds = time.perf_counter() - started
     ingest = json.loads((workdir / "ingest.stats.json").read_text())
     return {"workers": workers, "seconds": round(seconds, 2), "docs": ingest["records_in"],
