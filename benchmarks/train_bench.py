@@ -8,10 +8,10 @@
 
   plain_*    a plain PyTorch loop: fp32 weights, bf16 autocast, forward + float32 cross-entropy
              under one torch.compile, fused AdamW, grad clipping, LambdaLR; no per-step host sync.
-  trainer_*  Conveyor's trainer step as training/train.py runs it, built from that module's own
-             functions: build_model, param_groups + torch AdamW, deepspeed.initialize with
+  trainer_*  Conveyor's trainer step as training/train.py runs it, built by that module's
+             build_engine (build_model, param_groups + torch AdamW, deepspeed.initialize with
              deepspeed_config (ZeRO-2, bf16: bf16 weights, fp32 master weights in the optimizer),
-             the warmup-cosine LambdaLR, engine.compile() when compile is on, then per step
+             the warmup-cosine LambdaLR, engine.compile() when compile is on), then per step
              next_token_loss -> all_ranks_finite -> engine.backward -> engine.step -> loss.item()
              -> get_global_grad_norm. Only the data differs: random token blocks (held on the host
              and moved with .to(device) each step, as the trainer does) instead of packed text, so
@@ -183,27 +183,10 @@ def _init_dist():
 
 
 def _trainer_engine(config):
-    """training.train.train_rank's model and engine set-up, line for line."""
-    import deepspeed
-    import torch
+    """training.train's own engine set-up (build_engine), as train_rank calls it."""
+    from training.train import build_engine
 
-    from training.model import build_model, count_parameters
-    from training.train import deepspeed_config, param_groups, warmup_cosine
-
-    train = config.train
-    torch.manual_seed(train.seed)
-    model = build_model(config.model, VOCAB, 0, 0)
-    n = count_parameters(model)
-    if train.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    optimizer = torch.optim.AdamW(param_groups(model, train.weight_decay), lr=train.lr, betas=(0.9, 0.95))
-    engine, _, _, scheduler = deepspeed.initialize(
-        model=model, optimizer=optimizer, config=deepspeed_config(config),
-        lr_scheduler=lambda wrapped: torch.optim.lr_scheduler.LambdaLR(
-            wrapped, warmup_cosine(train.warmup_steps, train.max_steps, train.min_lr_ratio)))
-    if train.compile:
-        engine.compile()
-    return engine, scheduler, n
+    return build_engine(config, VOCAB, 0, 0)
 
 
 def _trainer_step(engine, scheduler, loss_fn, sync: bool = True):

@@ -196,6 +196,49 @@ def validation_loss(engine, blocks, config: TrainingConfig, rank: int, world_siz
     return (total[0] / total[1]).item()
 
 
+def build_engine(config: TrainingConfig, vocab_size: int, eos_token_id: int, pad_token_id: int):
+    """The model, optimizer and lr schedule wrapped by DeepSpeed: (engine, scheduler, parameters).
+    benchmarks/train_bench.py times this same engine."""
+    import deepspeed
+    import torch
+
+    from training.model import build_model, count_parameters
+
+    train = config.train
+    # Same seed on every rank: identical initial weights (DeepSpeed also broadcasts rank 0's).
+    torch.manual_seed(train.seed)
+    model = build_model(config.model, vocab_size, eos_token_id, pad_token_id)
+    num_parameters = count_parameters(model)
+    if train.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    # A torch optimizer rather than DeepSpeed's "AdamW" config type, which JIT-builds FusedAdam.
+    optimizer = torch.optim.AdamW(param_groups(model, train.weight_decay), lr=train.lr, betas=(0.9, 0.95))
+    engine, _, _, scheduler = deepspeed.initialize(
+        model=model, optimizer=optimizer, config=deepspeed_config(config),
+        # A callable: DeepSpeed builds the schedule on the optimizer it wraps for ZeRO.
+        lr_scheduler=lambda wrapped: torch.optim.lr_scheduler.LambdaLR(
+            wrapped, warmup_cosine(train.warmup_steps, train.max_steps, train.min_lr_ratio)))
+    if train.compile:
+        engine.compile()
+    return engine, scheduler, num_parameters
+
+
+class NonfiniteGuard:
+    """`on_nonfinite_loss` applied to a non-finite loss or gradients: raise naming the step, or
+    count a skipped batch and raise once more than `max_skipped_batches` were skipped."""
+
+    def __init__(self, policy: str, max_skipped: int):
+        self.policy, self.max_skipped, self.skipped = policy, max_skipped, 0
+
+    def __call__(self, what: str, step: int, lr: float, remedy: str) -> None:
+        if self.policy == "stop":
+            raise FloatingPointError(f"non-finite {what} at step {step} (lr {lr:.3g}): {remedy}")
+        self.skipped += 1
+        if self.skipped > self.max_skipped:
+            raise FloatingPointError(f"non-finite {what} at step {step}: skipped {self.skipped - 1} "
+                                     "batches already (max_skipped_batches)")
+
+
 class MlflowMetrics:
     """Metrics to the MLflow run the caller opened (MLFLOW_RUN_ID), never a new run."""
 
@@ -232,7 +275,6 @@ def train_rank(args: argparse.Namespace) -> None:
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from training.model import build_model, count_parameters
     from training.packing import batches, pack_blocks, rank_shard, tokenize_documents
 
     # A JIT build of the shared-memory collective op takes ~55 s on first use; gloo needs none.
@@ -261,21 +303,8 @@ def train_rank(args: argparse.Namespace) -> None:
     say(f"packed {len(train_blocks)} train and {len(validation_blocks)} validation blocks of "
         f"{block_len} tokens; {world_size} ranks")
 
-    # Same seed on every rank: identical initial weights (DeepSpeed also broadcasts rank 0's).
-    torch.manual_seed(train.seed)
-    model = build_model(config.model, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
-    num_parameters = count_parameters(model)
-    if train.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    # A torch optimizer rather than DeepSpeed's "AdamW" config type, which JIT-builds FusedAdam.
-    optimizer = torch.optim.AdamW(param_groups(model, train.weight_decay), lr=train.lr, betas=(0.9, 0.95))
-    engine, _, _, scheduler = deepspeed.initialize(
-        model=model, optimizer=optimizer, config=deepspeed_config(config),
-        # A callable: DeepSpeed builds the schedule on the optimizer it wraps for ZeRO.
-        lr_scheduler=lambda wrapped: torch.optim.lr_scheduler.LambdaLR(
-            wrapped, warmup_cosine(train.warmup_steps, train.max_steps, train.min_lr_ratio)))
-    if train.compile:
-        engine.compile()
+    engine, scheduler, num_parameters = build_engine(
+        config, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
     say(f"model: {num_parameters:,} parameters; ZeRO stage {train.zero_stage}, {train.precision}, "
         f"setup {time.perf_counter() - started:.1f}s")
 
@@ -324,7 +353,7 @@ def train_rank(args: argparse.Namespace) -> None:
         loop_started = interval_started = time.perf_counter()
         interval_losses: list[float] = []
         train_loss = float("nan")
-        skipped_batches = 0
+        nonfinite = NonfiniteGuard(train.on_nonfinite_loss, train.max_skipped_batches)
         best_val_loss, evaluations_without_improvement = math.inf, 0
         step = start_step
         try:
@@ -334,14 +363,9 @@ def train_rank(args: argparse.Namespace) -> None:
                 while accumulated < train.grad_accum_steps:
                     loss = next_token_loss(engine, next(train_batches).to(device))
                     if not all_ranks_finite(loss, device):
-                        if train.on_nonfinite_loss == "stop":
-                            raise FloatingPointError(f"non-finite training loss at step {step} (lr {lr:.3g}): "
-                                                     "lower training.train.lr, or set on_nonfinite_loss=skip")
-                        skipped_batches += 1
-                        if skipped_batches > train.max_skipped_batches:
-                            raise FloatingPointError(f"non-finite training loss at step {step}: skipped "
-                                                     f"{skipped_batches - 1} batches already (max_skipped_batches)")
-                        say(f"step {step}: non-finite loss, batch skipped ({skipped_batches})")
+                        nonfinite("training loss", step, lr,
+                                  "lower training.train.lr, or set on_nonfinite_loss=skip")
+                        say(f"step {step}: non-finite loss, batch skipped ({nonfinite.skipped})")
                         continue  # no backward: this batch leaves no gradient
                     engine.backward(loss)
                     engine.step()  # DeepSpeed steps optimizer and lr only at the accumulation boundary
@@ -351,13 +375,7 @@ def train_rank(args: argparse.Namespace) -> None:
                 # they keep doing so. Under fp16 that is the loss scaler at work; otherwise a fault.
                 grad_norm = _as_float(engine.get_global_grad_norm())
                 if train.precision != "fp16" and grad_norm is not None and not math.isfinite(grad_norm):
-                    if train.on_nonfinite_loss == "stop":
-                        raise FloatingPointError(f"non-finite gradients at step {step} (lr {lr:.3g}): the "
-                                                 "update was skipped; lower training.train.lr")
-                    skipped_batches += 1
-                    if skipped_batches > train.max_skipped_batches:
-                        raise FloatingPointError(f"non-finite gradients at step {step}: skipped "
-                                                 f"{skipped_batches - 1} batches already (max_skipped_batches)")
+                    nonfinite("gradients", step, lr, "the update was skipped; lower training.train.lr")
 
                 if step % train.log_every == 0 or step == train.max_steps:
                     # A collective: every rank reaches it at the same step.
@@ -417,7 +435,7 @@ def train_rank(args: argparse.Namespace) -> None:
             result = {
                 "steps": step,
                 "resumed_from_step": start_step,
-                "skipped_batches": skipped_batches,
+                "skipped_batches": nonfinite.skipped,
                 "final_train_loss": train_loss,
                 "val_loss": val_loss,
                 "tokens_seen": tokens_per_step * step,
