@@ -27,6 +27,15 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def replace_dir(built: Path, target: Path) -> None:
+    """Publish the finished folder `built` (a sibling of `target`) as `target` in one rename,
+    replacing an older `target`, so a reader never sees half of it."""
+    os.chmod(built, DIR_MODE)
+    if Path(target).exists():
+        shutil.rmtree(target)
+    os.replace(built, target)
+
+
 @contextmanager
 def atomic_dir(path: Path):
     """Yield a temporary sibling directory; on success it replaces `path` in one rename."""
@@ -38,7 +47,4 @@ def atomic_dir(path: Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    os.chmod(tmp, DIR_MODE)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    replace_dir(tmp, path)

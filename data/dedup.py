@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -79,7 +77,7 @@ def _count_lines(part: Path, target: Path, lowercase: bool) -> None:
         documents_with_line.update({line_key(line, lowercase) for line in record["text"].split("\n") if line.strip()})
     keys = np.fromiter(documents_with_line.keys(), dtype=np.uint64, count=len(documents_with_line))
     counts = np.fromiter(documents_with_line.values(), dtype=np.int64, count=len(documents_with_line))
-    with _complete_when_renamed(target) as tmp:
+    with atomic_dir(target) as tmp:  # the folder existing marks the shard done
         np.save(tmp / "keys.npy", keys)
         np.save(tmp / "counts.npy", counts)
 
@@ -87,7 +85,7 @@ def _count_lines(part: Path, target: Path, lowercase: bool) -> None:
 def _sign_part(part: Path, target: Path, config: DedupConfig, repeated: set[int]) -> None:
     texts = [remove_lines(record["text"], repeated, config.lowercase)[0] for record in read_part(part)]
     exact = np.frombuffer(b"".join(exact_key(text, config.lowercase) for text in texts), dtype=np.uint64)
-    with _complete_when_renamed(target) as tmp:
+    with atomic_dir(target) as tmp:  # the folder existing marks the shard done
         np.save(tmp / "exact.npy", exact.reshape(len(texts), 2))
         if config.near_dedup:
             hasher = MinHasher(config.num_perm, config.shingle_words, config.seed, config.lowercase)
@@ -96,21 +94,6 @@ def _sign_part(part: Path, target: Path, config: DedupConfig, repeated: set[int]
             # The shingle hashes themselves, to verify candidates by their true Jaccard similarity.
             np.save(tmp / "shingles.npy", shingles)
             np.save(tmp / "shingle_counts.npy", shingle_counts)
-
-
-@contextmanager
-def _complete_when_renamed(target: Path):
-    """Yield a temporary folder for a shard's map result, renamed to `target` once written:
-    the folder's existence is the shard's completion marker."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    os.replace(tmp, target)
 
 
 def _map_parts(function: Callable, parts: list[Path], folder: Path, workers: int) -> int:

@@ -19,11 +19,10 @@ whole corpus), which grows with the number of records, not their size.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
-from core.atomic import DIR_MODE, atomic_write_text
+from core.atomic import atomic_write_text, replace_dir
 from core.state import REPO_ROOT
 from core.stats import StageStats
 from data.config import IngestConfig
@@ -145,9 +144,6 @@ def run(config: IngestConfig, input_dir: Path | None, output_dir: Path) -> Stage
     stats.extra.update(quarantined=sum(stats.dropped.values()), sources=len(sources),
                        shards=len(list_parts(work)), shards_resumed=resumed_parts)
     shutil.rmtree(work / MARKERS_DIR)
-    os.chmod(work, DIR_MODE)
-    if Path(output_dir).exists():
-        shutil.rmtree(output_dir)
-    os.replace(work, output_dir)
+    replace_dir(work, output_dir)
     stats.write(output_dir)
     return stats

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol
 
-from core.atomic import DIR_MODE, FILE_MODE, atomic_write_text
+from core.atomic import FILE_MODE, atomic_write_text, replace_dir
 from core.stats import StageStats
 
 PART_PATTERN = "part-*.jsonl"
@@ -187,10 +187,7 @@ def finish(stage: str, input_dir: Path, output_dir: Path, seconds: float = 0.0,
     shutil.rmtree(work / MARKERS_DIR)
     for leftover in work.glob(".*.tmp"):  # written by a worker killed mid-shard
         leftover.unlink()
-    os.chmod(work, DIR_MODE)
-    if Path(output_dir).exists():
-        shutil.rmtree(output_dir)
-    os.replace(work, output_dir)
+    replace_dir(work, output_dir)
     write_samples(output_dir, samples)
     stats.write(output_dir)
     return stats

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from core.atomic import DIR_MODE, atomic_dir, atomic_write_text
+from core.atomic import atomic_dir, atomic_write_text, replace_dir
 from core.config import ConfigError
 from core.state import REPO_ROOT
 from core.stats import StageStats
@@ -150,14 +149,6 @@ def describe(report: dict, severity: str) -> str:
                      for e in report["expectations"] if not e["success"] and e["severity"] == severity)
 
 
-def publish_dir(built: Path, target: Path) -> None:
-    """Replace `target` with the folder `built` (a sibling), so a reader never sees half of it."""
-    os.chmod(built, DIR_MODE)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(built, target)
-
-
 def run(config: ValidateConfig, input_dir: Path, output_dir: Path) -> StageStats:
     import pandas as pd
 
@@ -177,7 +168,7 @@ def run(config: ValidateConfig, input_dir: Path, output_dir: Path) -> StageStats
             atomic_write_text(tmp / REPORT_FILE, json.dumps(report, indent=2, default=str))
         atomic_write_text(gx_result_path(output_dir), json.dumps(gx_result, indent=2, default=str))
         if config.data_docs:
-            publish_dir(docs_tmp, docs)
+            replace_dir(docs_tmp, docs)
         elif docs.exists():
             shutil.rmtree(docs)  # an older run's docs would describe other data
     finally:
