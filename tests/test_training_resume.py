@@ -1,7 +1,9 @@
 """Checkpoints and exact resume: a 2-rank run killed with SIGKILL after a checkpoint, started
-again on the same output, continues from that checkpoint and ends where an uninterrupted run ends."""
+again on the same output, continues from that checkpoint and ends where an uninterrupted run ends.
+A 2-rank checkpoint resumes on 1 rank through DeepSpeed's universal checkpoint."""
 
 import json
+import shutil
 import signal
 import subprocess
 import time
@@ -13,7 +15,7 @@ import training
 from text_fixtures import write_jsonl
 from training import train_tokenizer
 from training.config import ModelConfig, TokenizerConfig, TrainConfig, TrainingConfig
-from training.train import checkpoint_dir
+from training.train import checkpoint_dir, resume_grad_accum
 
 CONFIG = TrainingConfig(
     tokenizer=TokenizerConfig(vocab_size=512),
@@ -73,3 +75,39 @@ def test_sigkilled_run_resumes_from_its_checkpoint(dataset, tmp_path):
     assert resumed.val_loss == pytest.approx(reference.val_loss, rel=1e-5)
     kept = sorted(p.name for p in checkpoint_dir(output).iterdir() if p.name.startswith("step"))
     assert kept == ["step00000020", "step00000030"], "keep_checkpoints=2 keeps the newest two"
+
+
+def with_train(**changes) -> TrainingConfig:
+    return CONFIG.model_copy(update={"train": CONFIG.train.model_copy(update=changes)})
+
+
+@pytest.mark.slow
+def test_two_rank_checkpoint_resumes_on_one_rank(dataset, tmp_path):
+    data, tokenizer = dataset
+    reference = training.run(with_train(max_steps=20), data, tokenizer, tmp_path / "two-ranks")
+    # The 2-rank run's checkpoint at step 10, as if that run had stopped there.
+    shutil.copytree(checkpoint_dir(reference.model_dir), checkpoint_dir(tmp_path / "one-rank"))
+
+    resumed = training.run(with_train(max_steps=20, num_ranks=1), data, tokenizer, tmp_path / "one-rank")
+    assert resumed.resumed_from_step == 10 and resumed.world_size == 1
+    before, after = log_of(reference.model_dir), log_of(resumed.model_dir)
+    assert after[:2] == before[:2], "steps 5 and 10 are the 2-rank run's"
+    # The lr schedule goes on by step, and the global batch was kept (2 accumulation steps on 1 rank).
+    assert [e["lr"] for e in after] == pytest.approx([e["lr"] for e in before], rel=1e-9)
+    assert resumed.tokens_seen == reference.tokens_seen
+    # The trained weights and optimizer went on: the loss after the resume is the 2-rank run's
+    # (other blocks in other batches, so close rather than equal), below the loss at the
+    # checkpoint, far from a fresh model's ln(512) = 6.2.
+    print("loss at the checkpoint", before[1]["loss"], "after:", [(e["step"], e["loss"]) for e in after[2:]],
+          "2-rank run:", [(e["step"], e["loss"]) for e in before[2:]])
+    assert after[2]["loss"] == pytest.approx(before[2]["loss"], rel=0.02) and after[2]["loss"] < before[1]["loss"]
+    assert resumed.final_train_loss == pytest.approx(reference.final_train_loss, rel=0.02)
+    assert resumed.val_loss == pytest.approx(reference.val_loss, rel=0.02)
+    assert not (checkpoint_dir(resumed.model_dir) / "universal").exists(), "the converted copy is removed"
+
+
+def test_resume_keeps_the_global_batch_or_refuses():
+    header = {"dp_world_size": 2, "ds_config": {"gradient_accumulation_steps": 3}}
+    assert [resume_grad_accum(header, 4, ranks) for ranks in (1, 2, 3, 6)] == [6, 3, 2, 1]
+    with pytest.raises(RuntimeError, match=r"does not split over 4 ranks: resume on one of \[1, 2, 3, 6\] ranks"):
+        resume_grad_accum(header, 4, 4)

@@ -19,6 +19,8 @@ import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -32,6 +34,7 @@ TRAIN_LOG = "train_log.jsonl"
 RESULT_FILE = "result.json"
 CONFIG_FILE = "training_config.json"
 LATEST = "latest"  # DeepSpeed's pointer to the newest checkpoint tag
+UNIVERSAL = "universal"  # <checkpoints>/universal/<tag>: a checkpoint converted for another world size
 
 
 def checkpoint_dir(output: Path) -> Path:
@@ -44,6 +47,52 @@ def resume_fingerprint(config: TrainingConfig) -> dict:
     return {"model": config.model.model_dump(), "tokenizer": config.tokenizer.model_dump(),
             "seq_len": train.seq_len, "micro_batch_size": train.micro_batch_size,
             "grad_accum_steps": train.grad_accum_steps, "seed": train.seed}
+
+
+def read_checkpoint_header(tag_dir: Path) -> dict:
+    """Rank 0's model-states file of a checkpoint: our client state (step, fingerprint) and
+    DeepSpeed's dp_world_size and ds_config. Memory-mapped: the weights in it are not read."""
+    import torch
+
+    return torch.load(tag_dir / "mp_rank_00_model_states.pt", map_location="cpu", mmap=True, weights_only=False)
+
+
+def resume_grad_accum(header: dict, micro_batch_size: int, world_size: int) -> int:
+    """The gradient accumulation that keeps the checkpoint's global batch on `world_size` ranks.
+
+    A run's global batch (micro-batch x accumulation x ranks) is fixed when it starts. Resumed on
+    fewer or more ranks, accumulation makes up the difference, so an optimizer step still averages
+    as many blocks as before: the lr schedule (by step) means what it meant, step N has seen the
+    same number of tokens, and the data position (micro-batches skipped per rank) is the same
+    fraction of the epoch. A global batch that cannot be split over the new ranks is refused
+    rather than silently changed in the middle of a run.
+    """
+    global_batch = header["ds_config"]["gradient_accumulation_steps"] * header["dp_world_size"]  # micro-batches
+    grad_accum, remainder = divmod(global_batch, world_size)
+    if remainder:
+        fits = [n for n in range(1, global_batch + 1) if global_batch % n == 0]
+        raise RuntimeError(
+            f"the checkpoint's global batch of {global_batch} micro-batches of {micro_batch_size} "
+            f"({header['dp_world_size']} ranks x {header['ds_config']['gradient_accumulation_steps']} "
+            f"accumulation steps) does not split over {world_size} ranks: resume on one of {fits} ranks")
+    return grad_accum
+
+
+def convert_to_universal(checkpoints: Path, tag: str) -> Path:
+    """DeepSpeed's own converter (deepspeed.checkpoint.ds_to_universal) turns the ZeRO partitions
+    of `tag`, saved by another number of ranks, into per-parameter files any number of ranks can
+    load; returns the folder to load from. It is derived data: made again on each such resume."""
+    universal = checkpoints / UNIVERSAL
+    shutil.rmtree(universal, ignore_errors=True)  # a conversion a crash cut short
+    command = [sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal",
+               "--input_folder", str(checkpoints / tag), "--output_folder", str(universal / tag),
+               # The metadata tensor/pipeline parallelism would need; plain data parallelism needs none.
+               "--inject_missing_state"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"converting {checkpoints / tag} to a universal checkpoint failed:\n"
+                           + "\n".join((done.stdout + done.stderr).splitlines()[-20:]))
+    return universal
 
 
 def prune_checkpoints(directory: Path, keep: int) -> None:
@@ -95,7 +144,7 @@ def param_groups(model, weight_decay: float) -> list[dict]:
     ]
 
 
-def deepspeed_config(config: TrainingConfig) -> dict:
+def deepspeed_config(config: TrainingConfig, load_universal: bool = False) -> dict:
     train = config.train
     zero = {"stage": train.zero_stage}
     if train.offload_optimizer:
@@ -114,6 +163,8 @@ def deepspeed_config(config: TrainingConfig) -> dict:
         # fp16 keeps a dynamic loss scale: halved on overflow (that step is skipped), grown back later.
         "fp16": {"enabled": train.precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},
         "steps_per_print": 10**9,  # we log ourselves, rank 0 only
+        # A resume on another number of ranks loads a checkpoint convert_to_universal made.
+        "checkpoint": {"load_universal": load_universal},
     }
 
 
@@ -196,7 +247,8 @@ def validation_loss(engine, blocks, config: TrainingConfig, rank: int, world_siz
     return (total[0] / total[1]).item()
 
 
-def build_engine(config: TrainingConfig, vocab_size: int, eos_token_id: int, pad_token_id: int):
+def build_engine(config: TrainingConfig, vocab_size: int, eos_token_id: int, pad_token_id: int,
+                 load_universal: bool = False):
     """The model, optimizer and lr schedule wrapped by DeepSpeed: (engine, scheduler, parameters).
     benchmarks/train_bench.py times this same engine."""
     import deepspeed
@@ -214,7 +266,7 @@ def build_engine(config: TrainingConfig, vocab_size: int, eos_token_id: int, pad
     # A torch optimizer rather than DeepSpeed's "AdamW" config type, which JIT-builds FusedAdam.
     optimizer = torch.optim.AdamW(param_groups(model, train.weight_decay), lr=train.lr, betas=(0.9, 0.95))
     engine, _, _, scheduler = deepspeed.initialize(
-        model=model, optimizer=optimizer, config=deepspeed_config(config),
+        model=model, optimizer=optimizer, config=deepspeed_config(config, load_universal),
         # A callable: DeepSpeed builds the schedule on the optimizer it wraps for ZeRO.
         lr_scheduler=lambda wrapped: torch.optim.lr_scheduler.LambdaLR(
             wrapped, warmup_cosine(train.warmup_steps, train.max_steps, train.min_lr_ratio)))
@@ -303,20 +355,48 @@ def train_rank(args: argparse.Namespace) -> None:
     say(f"packed {len(train_blocks)} train and {len(validation_blocks)} validation blocks of "
         f"{block_len} tokens; {world_size} ranks")
 
+    checkpoints = checkpoint_dir(args.output)
+    # What a resume must match: the config as given (an accumulation adjusted below is not part of it).
+    fingerprint = resume_fingerprint(config)
+    resume_tag, universal = None, False
+    if train.resume and (checkpoints / LATEST).is_file():
+        resume_tag = (checkpoints / LATEST).read_text().strip()
+        header = read_checkpoint_header(checkpoints / resume_tag)
+        if header["fingerprint"] != fingerprint:
+            raise RuntimeError(f"the checkpoint in {checkpoints} was made with another model, data or batch "
+                               "config: delete it, or set training.train.resume=false")
+        grad_accum = resume_grad_accum(header, train.micro_batch_size, world_size)
+        if grad_accum != train.grad_accum_steps:
+            say(f"warning: the checkpoint was saved by {header['dp_world_size']} ranks; on {world_size} "
+                f"grad_accum_steps is {grad_accum} (not {train.grad_accum_steps}) to keep the run's global batch")
+            config = config.model_copy(update={"train": train.model_copy(update={"grad_accum_steps": grad_accum})})
+            train = config.train
+        # ZeRO partitions the optimizer state by rank: on another number of ranks it loads only
+        # through a universal checkpoint. (Unpartitioned state, ZeRO-0 in fp32, loads as it is.)
+        universal = (header["dp_world_size"] != world_size
+                     and any((checkpoints / resume_tag).glob("*zero_pp_rank_*optim_states.pt")))
+        if universal:
+            say(f"converting checkpoint {resume_tag} of {header['dp_world_size']} ranks to a universal one")
+            if rank == 0:
+                convert_to_universal(checkpoints, resume_tag)
+            dist.barrier()
+        del header
+
     engine, scheduler, num_parameters = build_engine(
-        config, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
+        config, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, load_universal=universal)
     say(f"model: {num_parameters:,} parameters; ZeRO stage {train.zero_stage}, {train.precision}, "
         f"setup {time.perf_counter() - started:.1f}s")
 
-    checkpoints = checkpoint_dir(args.output)
     start_step = 0
-    if train.resume and (checkpoints / LATEST).is_file():
-        _, client_state = engine.load_checkpoint(str(checkpoints))
-        if client_state["fingerprint"] != resume_fingerprint(config):
-            raise RuntimeError(f"the checkpoint in {checkpoints} was made with another model, data or batch "
-                               "config: delete it, or set training.train.resume=false")
+    if resume_tag:
+        _, client_state = engine.load_checkpoint(str(checkpoints / UNIVERSAL if universal else checkpoints),
+                                                 tag=resume_tag)
         start_step = client_state["step"]
         torch.set_rng_state(client_state["torch_rng_state"])
+        if universal:
+            dist.barrier()  # every rank has loaded it
+            if rank == 0:
+                shutil.rmtree(checkpoints / UNIVERSAL)
         say(f"resumed from step {start_step} ({checkpoints})")
     # The live log sits with the checkpoints, so that what was logged before an interruption
     # stays; the lines past the step we resume from are dropped (they will be logged again).
@@ -325,6 +405,11 @@ def train_rank(args: argparse.Namespace) -> None:
         checkpoints.mkdir(parents=True, exist_ok=True)
         kept = read_log(log_path, start_step)
         log_path.write_text("".join(line + "\n" for line in kept))
+    # The data position: each rank skips the micro-batches its share of start_step global batches
+    # took. On the checkpoint's number of ranks that is exactly where the interrupted run stopped.
+    # On another number (the global batch kept, see resume_grad_accum), it is the same fraction of
+    # the epoch, but the blocks are dealt to the ranks anew: until the epoch ends some blocks come
+    # twice and others not at all; later epochs are whole again.
     train_batches = batches(rank_shard(train_blocks, rank, world_size), train.micro_batch_size, train.seed,
                             skip=start_step * train.grad_accum_steps)
 
@@ -400,7 +485,7 @@ def train_rank(args: argparse.Namespace) -> None:
                 if train.checkpoint_every and step % train.checkpoint_every == 0 and step < train.max_steps:
                     # Every rank writes its partition; the step says where the data stream resumes.
                     engine.save_checkpoint(str(checkpoints), tag=f"step{step:08d}", client_state={
-                        "step": step, "fingerprint": resume_fingerprint(config),
+                        "step": step, "fingerprint": fingerprint,
                         "torch_rng_state": torch.get_rng_state()})
                     if rank == 0:
                         prune_checkpoints(checkpoints, train.keep_checkpoints)
