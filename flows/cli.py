@@ -77,6 +77,8 @@ def train(
     output: Annotated[Path, typer.Option(help="model folder to create; its checkpoints go beside it")],
     profile: Annotated[str, typer.Option("--profile", "--config", "-p", help="profile name or YAML path")] = "demo",
     set_: SetOpt = None,
+    node_rank: Annotated[int, typer.Option(
+        help="with training.train.hostfile: which of its hosts this is (0 = the first); run once per node")] = 0,
 ) -> None:
     """Train alone on a curated dataset; resumes from OUTPUT's checkpoints when there are some."""
     from flows.config import load_config
@@ -88,10 +90,14 @@ def train(
     for name in ("train.jsonl", "validation.jsonl"):
         if not (dataset / name).is_file():
             _fail(f"--dataset: {dataset / name} not found (a curated dataset folder, e.g. .conveyor/data/curated)")
+    import training
+
+    try:
+        training.launcher_args(config.training, node_rank)  # a bad hostfile fails here, not after the tokenizer
+    except training.HostfileError as exc:
+        _fail(str(exc))
     _activate()
     import logging
-
-    import training
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # The tokenizer belongs to the run: trained once beside the output, reused when resuming.
@@ -99,7 +105,7 @@ def train(
     if not (tokenizer_dir / "tokenizer.json").is_file():
         training.train_tokenizer(config.training.tokenizer, dataset / "train.jsonl", tokenizer_dir)
     try:
-        result = training.run(config.training, dataset, tokenizer_dir, output)
+        result = training.run(config.training, dataset, tokenizer_dir, output, node_rank=node_rank)
     except training.TrainingFailed as exc:
         _fail(str(exc), 1)
     typer.echo(result.model_dump_json(indent=2))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,8 @@ from training.tokenizer import train_tokenizer
 for _key, _value in TELEMETRY_OFF.items():
     os.environ.setdefault(_key, _value)
 
-__all__ = ["TrainResult", "TrainingFailed", "launch_command", "rank_env", "run", "train_tokenizer"]
+__all__ = ["HostfileError", "TrainResult", "TrainingFailed", "launch_command", "launcher_args",
+           "rank_env", "read_hostfile", "run", "train_tokenizer"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,10 @@ OUTPUT_TAIL_LINES = 40
 
 class TrainingFailed(RuntimeError):
     """The launcher or a rank exited non-zero; the message ends with the last lines they printed."""
+
+
+class HostfileError(ValueError):
+    """A hostfile that cannot be read, or a node rank it has no line for."""
 
 
 class TrainResult(BaseModel):
@@ -69,13 +75,54 @@ def rank_env(config: TrainingConfig, env: dict | None) -> dict[str, str]:
     return rank_env
 
 
-def launch_command(config: TrainingConfig, config_file: Path, dataset_dir: Path, tokenizer_dir: Path,
-                   output_dir: Path) -> list[str]:
-    """torchrun starting `num_ranks` processes of training.train on this node."""
-    return [
-        sys.executable, "-m", "torch.distributed.run",
+def read_hostfile(path: Path) -> list[tuple[str, int]]:
+    """(host, slots) per line of a hostfile in DeepSpeed's format (OpenMPI's too): `HOST slots=N`;
+    blank lines and `#` comments are skipped. The first host is node 0."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise HostfileError(f"hostfile {path}: {exc.strerror}") from exc
+    hosts: dict[str, int] = {}
+    for number, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = re.fullmatch(r"(\S+)\s+slots=([0-9]+)", line)
+        if not match or int(match[2]) < 1:
+            raise HostfileError(f"hostfile {path} line {number}: expected 'HOST slots=N' with N >= 1, got {line!r}")
+        if match[1] in hosts:
+            raise HostfileError(f"hostfile {path} line {number}: host {match[1]} is listed twice")
+        hosts[match[1]] = int(match[2])
+    if not hosts:
+        raise HostfileError(f"hostfile {path} lists no hosts")
+    return list(hosts.items())
+
+
+def launcher_args(config: TrainingConfig, node_rank: int = 0) -> list[str]:
+    """torchrun's arguments for this node: all ranks here, or this node's share of a hostfile's."""
+    train = config.train
+    if train.hostfile is None:
+        if node_rank:
+            raise HostfileError(f"node rank {node_rank} needs training.train.hostfile (the job's nodes)")
         # --standalone: a single-node rendezvous on a free local port it picks itself.
-        "--standalone", "--nproc_per_node", str(config.train.num_ranks),
+        return ["--standalone", "--nproc_per_node", str(train.num_ranks)]
+    hosts = read_hostfile(train.hostfile)
+    if not 0 <= node_rank < len(hosts):
+        raise HostfileError(f"node rank {node_rank} is not in {train.hostfile}: its {len(hosts)} hosts are "
+                            f"node ranks 0 to {len(hosts) - 1}")
+    # Static rendezvous: the hostfile fixes the nodes and --node_rank orders them, so node 0 (the
+    # first host) holds the rendezvous store and global rank 0, which writes the output. c10d's
+    # dynamic rendezvous would ignore --node_rank and rank the nodes by arrival.
+    return ["--nnodes", str(len(hosts)), "--node_rank", str(node_rank),
+            "--nproc_per_node", str(hosts[node_rank][1]), "--rdzv_backend", "static",
+            "--master_addr", hosts[0][0], "--master_port", str(train.master_port)]
+
+
+def launch_command(config: TrainingConfig, config_file: Path, dataset_dir: Path, tokenizer_dir: Path,
+                   output_dir: Path, node_rank: int = 0) -> list[str]:
+    """torchrun starting this node's processes of training.train."""
+    return [
+        sys.executable, "-m", "torch.distributed.run", *launcher_args(config, node_rank),
         "-m", "training.train",
         "--config", str(config_file),
         "--dataset", str(Path(dataset_dir).resolve()),
@@ -85,11 +132,12 @@ def launch_command(config: TrainingConfig, config_file: Path, dataset_dir: Path,
 
 
 def run(config: TrainingConfig, dataset_dir: Path, tokenizer_dir: Path, output_dir: Path,
-        env: dict | None = None) -> TrainResult:
+        env: dict | None = None, node_rank: int = 0) -> TrainResult:
     """Train a model on dataset_dir/train.jsonl into output_dir (an HF folder with conveyor.json).
 
     env is merged over this process's environment for the ranks; MLFLOW_RUN_ID there (with
-    MLFLOW_TRACKING_URI) makes rank 0 log train/* metrics to that run.
+    MLFLOW_TRACKING_URI) makes rank 0 log train/* metrics to that run. With a hostfile, this
+    process runs node `node_rank`'s ranks; output_dir must be on storage all nodes share.
     """
     output_dir = Path(output_dir).resolve()
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -97,8 +145,8 @@ def run(config: TrainingConfig, dataset_dir: Path, tokenizer_dir: Path, output_d
                                      suffix=".config.json") as config_file:
         config_file.write(config.model_dump_json())
         config_file.flush()
-        command = launch_command(config, Path(config_file.name), dataset_dir, tokenizer_dir, output_dir)
-        logger.info("launching %d training ranks: %s", config.train.num_ranks, " ".join(command))
+        command = launch_command(config, Path(config_file.name), dataset_dir, tokenizer_dir, output_dir, node_rank)
+        logger.info("launching training ranks: %s", " ".join(command))
         tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
         with subprocess.Popen(command, env=rank_env(config, env), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, bufsize=1) as process:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -50,6 +51,11 @@ class TrainConfig(_Frozen):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     zero_stage: Literal[0, 1, 2, 3] = 2
     num_ranks: int = Field(default=2, ge=1, description="processes on this node")
+    hostfile: Path | None = Field(default=None, description=(
+        "multi-node: a file of `HOST slots=N` lines (DeepSpeed's format); each node runs "
+        "`conveyor train --node-rank K` and starts its host's slots, not num_ranks, ranks"))
+    master_port: int = Field(default=29500, ge=1, le=65535,
+                             description="multi-node: the rendezvous port on the hostfile's first host")
     device: Literal["cpu", "cuda"] = "cpu"
     log_every: int = Field(default=10, ge=1)
     checkpoint_every: int = Field(default=0, ge=0, description="steps between DeepSpeed checkpoints; 0: none")
