@@ -105,7 +105,9 @@ def train(
     if not (tokenizer_dir / "tokenizer.json").is_file():
         training.train_tokenizer(config.training.tokenizer, dataset / "train.jsonl", tokenizer_dir)
     try:
-        result = training.run(config.training, dataset, tokenizer_dir, output, node_rank=node_rank)
+        # In a terminal, a progress bar instead of a line per log step (the train log keeps them all).
+        result = training.run(config.training, dataset, tokenizer_dir, output, node_rank=node_rank,
+                              progress=sys.stderr.isatty())
     except training.TrainingFailed as exc:
         _fail(str(exc), 1)
     typer.echo(result.model_dump_json(indent=2))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from text_fixtures import write_jsonl
-from training import train_tokenizer
+from training import StepBar, train_tokenizer
 from training.config import ModelConfig, TokenizerConfig, TrainConfig
 from training.model import build_model, count_parameters
 from training.packing import batches, pack_blocks, rank_shard
@@ -110,3 +110,15 @@ def test_fp16_is_refused_on_cpu():
     with pytest.raises(ValueError, match="fp16 needs device cuda"):
         TrainConfig(precision="fp16", device="cpu")
     TrainConfig(precision="fp16", device="cuda")
+
+
+def test_rank_zeros_step_lines_drive_the_progress_bar():
+    bar = StepBar()
+    assert not bar.show("packed 266 train and 28 validation blocks of 65 tokens; 2 ranks")
+    assert bar.show("step 15/20 loss 3.792 lr 0.001233 grad_norm 1.28 tokens_per_second 1.506e+04 seconds 0.17")
+    assert (bar.bar.n, bar.bar.total) == (15, 20) and bar.postfix == {"loss": "3.792", "tok/s": "1.506e+04"}
+    assert bar.show("step 15/20 val_loss 3.71 val_perplexity 40.85")
+    assert bar.postfix["val_loss"] == "3.71"
+    assert not bar.show("step 17: non-finite loss, batch skipped (1)"), "a warning stays a log line"
+    assert bar.show("step 20/20 loss 3.434 lr 0.0003295 grad_norm 1.211 tokens_per_second 1.19e+04 seconds 0.39")
+    assert bar.bar is None, "closed at the last step, before the final validation and save"

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from collections import deque
+from contextlib import nullcontext
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -26,7 +27,7 @@ from training.tokenizer import train_tokenizer
 for _key, _value in TELEMETRY_OFF.items():
     os.environ.setdefault(_key, _value)
 
-__all__ = ["HostfileError", "TrainResult", "TrainingFailed", "launch_command", "launcher_args",
+__all__ = ["HostfileError", "StepBar", "TrainResult", "TrainingFailed", "launch_command", "launcher_args",
            "rank_env", "read_hostfile", "run", "train_tokenizer"]
 
 logger = logging.getLogger(__name__)
@@ -131,13 +132,50 @@ def launch_command(config: TrainingConfig, config_file: Path, dataset_dir: Path,
     ]
 
 
+class StepBar:
+    """A terminal progress bar fed by rank 0's log lines (`step N/MAX loss .. tokens_per_second ..`):
+    step of max_steps, loss, tokens/s and tqdm's ETA in place of one logged line per log step."""
+
+    LINE = re.compile(r"step (\d+)/(\d+) (.*)")
+
+    def __init__(self):
+        self.bar, self.postfix = None, {}
+
+    def show(self, line: str) -> bool:
+        """Take a step line into the bar (True); anything else is not the bar's (False)."""
+        match = self.LINE.fullmatch(line)
+        if not match:
+            return False
+        step, fields = int(match[1]), match[3].split()
+        values = dict(zip(fields[::2], fields[1::2]))
+        self.postfix.update({name: values[key] for key, name in
+                             (("loss", "loss"), ("tokens_per_second", "tok/s"), ("val_loss", "val_loss"))
+                             if key in values})
+        if self.bar is None:
+            from tqdm import tqdm
+
+            # Starts at the first logged step (after a resume, too): the rate counts training only.
+            self.bar = tqdm(total=int(match[2]), initial=step, unit="step", dynamic_ncols=True)
+        self.bar.set_postfix(self.postfix, refresh=False)
+        self.bar.update(step - self.bar.n)  # draws the bar with the new postfix
+        if step == self.bar.total:
+            self.close()  # before the final validation and save, which are not steps
+        return True
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def run(config: TrainingConfig, dataset_dir: Path, tokenizer_dir: Path, output_dir: Path,
-        env: dict | None = None, node_rank: int = 0) -> TrainResult:
+        env: dict | None = None, node_rank: int = 0, progress: bool = False) -> TrainResult:
     """Train a model on dataset_dir/train.jsonl into output_dir (an HF folder with conveyor.json).
 
     env is merged over this process's environment for the ranks; MLFLOW_RUN_ID there (with
     MLFLOW_TRACKING_URI) makes rank 0 log train/* metrics to that run. With a hostfile, this
     process runs node `node_rank`'s ranks; output_dir must be on storage all nodes share.
+    progress (for a terminal): rank 0's step lines drive a progress bar instead of the log.
     """
     output_dir = Path(output_dir).resolve()
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -148,12 +186,19 @@ def run(config: TrainingConfig, dataset_dir: Path, tokenizer_dir: Path, output_d
         command = launch_command(config, Path(config_file.name), dataset_dir, tokenizer_dir, output_dir, node_rank)
         logger.info("launching training ranks: %s", " ".join(command))
         tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
-        with subprocess.Popen(command, env=rank_env(config, env), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, bufsize=1) as process:
+        bar = StepBar() if progress else None
+        if progress:
+            from tqdm.contrib.logging import logging_redirect_tqdm  # log lines go above the bar
+        with logging_redirect_tqdm() if progress else nullcontext(), subprocess.Popen(
+                command, env=rank_env(config, env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                bufsize=1) as process:
             for line in process.stdout:
                 line = line.rstrip()
                 tail.append(line)
-                logger.info("%s", line)
+                if not (bar and bar.show(line)):
+                    logger.info("%s", line)
+            if bar:
+                bar.close()
     if process.returncode != 0:
         raise TrainingFailed(f"training exited with code {process.returncode}; last output:\n" + "\n".join(tail))
     result = json.loads((output_dir / "result.json").read_text())
