@@ -102,7 +102,9 @@ class Anonymizer:
 
     def anonymize(self, text: str) -> tuple[str, Counter]:
         """The text with its PII replaced, and the count per entity type."""
-        spans = self.detector.find(text)
+        return self._replace(text, self.detector.find(text))
+
+    def _replace(self, text: str, spans: list[Span]) -> tuple[str, Counter]:
         if self.allowed:
             kept = [span for span in spans if text[span.start:span.end].strip().casefold() not in self.allowed]
             allowed, spans = len(spans) - len(kept), kept
@@ -114,10 +116,18 @@ class Anonymizer:
         return replace_spans(text, spans, self.replace), counts
 
     def process(self, record: dict) -> dict:
-        text, counts = self.anonymize(record["text"])
-        self.counters.update(counts)
-        self.counters["records_with_pii"] += bool(counts.keys() - {"allow_listed"})
-        return {**record, "text": text}
+        return self.process_many([record])[0]
+
+    def process_many(self, records: list[dict]) -> list[dict]:
+        """Records in a batch: spaCy's NER runs on the batch at once (data.shards.outcomes)."""
+        found = self.detector.find_many([record["text"] for record in records])
+        processed = []
+        for record, spans in zip(records, found):
+            text, counts = self._replace(record["text"], spans)
+            self.counters.update(counts)
+            self.counters["records_with_pii"] += bool(counts.keys() - {"allow_listed"})
+            processed.append({**record, "text": text})
+        return processed
 
 
 @lru_cache(maxsize=8)

@@ -113,6 +113,29 @@ class Processor(Protocol):
     def process(self, record: dict) -> dict | str:
         """The record to keep (possibly changed), or the reason for dropping it."""
 
+    # Optional: `process_many(records) -> outcomes`, the same for a list of records at once, used
+    # (with up to BATCH_RECORDS records) when a processor has it: spaCy is faster on batches.
+
+
+BATCH_RECORDS = 256
+
+
+def outcomes(processor: Processor, records: Iterator[dict]) -> Iterator[tuple[dict, dict | str]]:
+    """(record, outcome) for each record, through process_many in batches when there is one."""
+    process_many = getattr(processor, "process_many", None)
+    if process_many is None:
+        for record in records:
+            yield record, processor.process(record)
+        return
+    batch: list[dict] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) == BATCH_RECORDS:
+            yield from zip(batch, process_many(batch), strict=True)
+            batch = []
+    if batch:
+        yield from zip(batch, process_many(batch), strict=True)
+
 
 @dataclass(frozen=True)
 class ShardJob:
@@ -149,9 +172,8 @@ def run_shard(job: ShardJob, make_processor: Callable[[], Processor]) -> None:
               "dropped": Counter(), "samples": {}}
     writer = PartWriter(job.target)
     try:
-        for record in read_part(job.source):
+        for record, outcome in outcomes(processor, read_part(job.source)):
             result["records_in"] += 1
-            outcome = processor.process(record)
             if isinstance(outcome, str):
                 result["dropped"][outcome] += 1
                 samples = result["samples"].setdefault(outcome, [])

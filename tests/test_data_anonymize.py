@@ -136,6 +136,30 @@ def test_person_cues_work_without_ner():
     assert [text[s.start:s.end] for s in detector.find(text)] == ["Szölösi", "Norea", "Ines Becker"]
 
 
+def test_lexicon_names_work_without_ner():
+    detector = pii.PiiDetector(["PERSON"], ner=False)
+    text = ("Contact Dominika at the desk. Professor Rossi wrote to Cinzia Barese. The Kennedy Space Center "
+            "opened in June. We took Pedro's car; the IBAN field and ANNA stay.")
+    assert [text[s.start:s.end] for s in detector.find(text)] == ["Dominika", "Rossi", "Cinzia Barese", "Pedro"]
+
+
+def test_ner_keeps_a_lone_lexicon_name_it_reads_as_a_place(with_ner):
+    # "London" is a given name somewhere (it is in the lexicon), but here NER reads a city.
+    assert "london" in pii.lexicon("first")
+    text, counts = with_ner.anonymize("He moved to London last year and met Dominika there.")
+    assert text == "He moved to <LOCATION> last year and met <PERSON> there."
+
+
+def test_a_batch_gives_what_one_record_at_a_time_gives(with_ner):
+    records = [{"id": str(i), "text": text} for i, text in enumerate([
+        "Yesterday Ada Lovelace flew from London to Paris.", "", "Mail jane@example.com or call +44 20 7946 0958.",
+        "No personal data here at all.", "Dear Dr. Szölösi, hi there. " * 50])]
+    one_by_one = anonymize.Anonymizer(AnonymizeConfig())
+    batched = anonymize.Anonymizer(AnonymizeConfig())
+    assert batched.process_many(records) == [one_by_one.process(record) for record in records]
+    assert batched.counters == one_by_one.counters
+
+
 def test_long_records_are_chunked_without_losing_offsets(with_ner, monkeypatch):
     monkeypatch.setattr(pii, "NER_CHUNK_CHARS", 60)
     text = "The weather was fine that year.\n" * 5 + "Then Ada Lovelace wrote to jane@example.com.\n"

@@ -1,0 +1,67 @@
+"""Build `first_names.txt` and `last_names.txt`: names from Faker's person providers that are not
+English words.
+
+The anonymizer's name rule (data.pii.find_lexicon_names) marks a capitalised given name, or a
+capitalised word followed by a surname, as a PERSON when the names cannot be read as ordinary
+English words. The lists are built once and committed, so nothing is fetched or imported at run
+time:
+
+- names: the union of the `first_name*` (given) and `last_name*` (surname) lists of every locale in
+  Faker's person providers (Faker is MIT-licensed; its lists come from public name-frequency
+  sources per country), letters only (inner hyphens and apostrophes allowed), at least two
+  characters;
+- minus every name whose lower-case form is a word of SCOWL's American English word list
+  (Debian package `wamerican`, /usr/share/dict/words): "Will", "Mark", "Rose", "Amber", "Said"
+  are left to spaCy's NER, which reads them in context.
+
+The benchmark's names (data/pii_generator, from the Fake Name Generator) are not used here.
+
+    apt-get install wamerican && pip install faker==40.54.0
+    python data/lexicons/build_names.py
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from pathlib import Path
+
+HERE = Path(__file__).parent
+WORDS = Path("/usr/share/dict/words")
+NAME = re.compile(r"^[^\W\d_]+(?:[-'’][^\W\d_]+)*$")
+
+
+def faker_names(kind: str) -> set[str]:
+    """kind: "first" (given names) or "last" (surnames)."""
+    import faker
+    from faker.providers import person
+
+    names: set[str] = set()
+    for module in pkgutil.iter_modules(person.__path__):
+        provider = importlib.import_module(f"faker.providers.person.{module.name}").Provider
+        for attribute in dir(provider):
+            if attribute.startswith(f"{kind}_name") or attribute == f"{kind}_romanized_names":
+                value = getattr(provider, attribute)
+                if isinstance(value, dict):
+                    names.update(value)
+                elif isinstance(value, (list, tuple)):
+                    names.update(value)
+    print(f"faker {faker.VERSION}: {len(names)} {kind} names")
+    return {name for name in names if isinstance(name, str) and len(name) > 1 and NAME.match(name)}
+
+
+def main() -> None:
+    english = {line.strip().casefold() for line in WORDS.read_text(encoding="utf-8").splitlines()
+               if line[:1].islower()}
+    for kind, what in (("first", "Given names"), ("last", "Surnames")):
+        names = faker_names(kind)
+        kept = sorted({name.casefold() for name in names} - english)
+        header = (f"# {what} that are not English words: data/lexicons/build_names.py (Faker's person "
+                  "providers, MIT; minus SCOWL/wamerican words). One per line, case-folded.\n")
+        (HERE / f"{kind}_names.txt").write_text(header + "\n".join(kept) + "\n", encoding="utf-8")
+        print(f"{kind}_names.txt: {len(kept)} names ({len(names) - len(kept)} dropped as English words or duplicates)")
+
+
+if __name__ == "__main__":
+    main()
