@@ -11,11 +11,12 @@
   trainer_*  Conveyor's trainer step as training/train.py runs it, built by that module's
              build_engine (build_model, param_groups + torch AdamW, deepspeed.initialize with
              deepspeed_config (ZeRO-2, bf16: bf16 weights, fp32 master weights in the optimizer),
-             the warmup-cosine LambdaLR, engine.compile() when compile is on), then per step
-             next_token_loss -> all_ranks_finite -> engine.backward -> engine.step -> loss.item()
-             -> get_global_grad_norm. Only the data differs: random token blocks (held on the host
-             and moved with .to(device) each step, as the trainer does) instead of packed text, so
-             no 49152-token tokenizer has to be trained. One rank, as configs/gpu.yaml runs it.
+             the warmup-cosine LambdaLR, engine.compile() when compile is on), stepped by its
+             StepRunner with its loss_function (compiled too under compile): losses and non-finite
+             flags stay on the GPU, read every 10 steps as at log_every 10. Only the data differs:
+             random token blocks (held on the host and moved with .to(device) each step, as the
+             trainer does) instead of packed text, so no 49152-token tokenizer has to be trained.
+             One rank, as configs/gpu.yaml runs it.
   mem_*      a ~0.86B-parameter model under a capped GPU memory (torch.cuda.set_per_process_memory_fraction,
              --mem-cap-gib, default 12 GiB): ZeRO-2 without offload against ZeRO-3 with optimizer and
              parameter offload to CPU, activation checkpointing on in both. A capped-memory
@@ -64,12 +65,11 @@ GPU_VARIANTS = {
     "plain_compile_mb8": ("plain", dict(mb=8)),
     "trainer_mb8": ("trainer", dict(mb=8, compile=False)),
     "trainer_compile_mb8": ("trainer", dict(mb=8, compile=True)),
-    "trainer_compile_closs_mb8": ("trainer", dict(mb=8, compile=True, compiled_loss=True)),
     "mem_zero2_capped": ("mem", dict(zero_stage=2)),
     "mem_zero3_offload_capped": ("mem", dict(zero_stage=3, offload=True)),
-    "trainer_compile_closs_mb16": ("trainer", dict(mb=16, compile=True, compiled_loss=True)),
     "plain_compile_mb16": ("plain", dict(mb=16)),
-    "trainer_compile_nosync_mb8": ("trainer", dict(mb=8, compile=True, compiled_loss=True, sync=False)),
+    "trainer_compile_mb16": ("trainer", dict(mb=16, compile=True)),
+    "trainer_compile_zero1_mb16": ("trainer", dict(mb=16, compile=True, zero_stage=1)),
 }
 QUICK_GPU = ["plain_compile_mb8", "trainer_mb8", "trainer_compile_mb8"]
 
@@ -189,66 +189,42 @@ def _trainer_engine(config):
     return build_engine(config, VOCAB, 0, 0)
 
 
-def _trainer_step(engine, scheduler, loss_fn, sync: bool = True):
-    """training.train.train_rank's inner loop body at grad_accum_steps 1."""
-    import math
-
+def _trainer_step(engine, scheduler, config):
+    """training.train.train_rank's step: its StepRunner with its loss_function, the non-finite
+    check (`check`, at log steps in the trainer) every 10 steps, as log_every 10 does."""
     import torch
 
-    from training.train import _as_float, all_ranks_finite
+    from training.train import NonfiniteGuard, StepRunner, loss_function
 
     device = torch.device("cuda", 0)
-    losses = []
+    runner = StepRunner(engine, loss_function(config), config, device,
+                        NonfiniteGuard(config.train.on_nonfinite_loss, config.train.max_skipped_batches))
+    losses, count = [], [0]
 
     def step(batch):
-        scheduler.get_last_lr()
-        loss = loss_fn(engine, batch.to(device))
-        if sync and not all_ranks_finite(loss, device):
-            raise FloatingPointError("non-finite loss")
-        engine.backward(loss)
-        engine.step()
-        if sync:
-            losses.append(loss.item())
-            grad_norm = _as_float(engine.get_global_grad_norm())
-            if grad_norm is not None and not math.isfinite(grad_norm):
-                raise FloatingPointError("non-finite gradients")
+        count[0] += 1
+        lr = scheduler.get_last_lr()[0]
+        runner.step(count[0], lr, iter([batch]))
+        if count[0] % 10 == 0:
+            runner.check(lr)
+            losses.append(runner.take_mean_loss())
     return step, losses
 
 
-def _compiled_next_token_loss():
-    """next_token_loss with the float32 upcast and cross-entropy in one compiled kernel set."""
-    import torch
-    import torch.nn.functional as F
-
-    @torch.compile
-    def cross_entropy(logits, targets):
-        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-
-    def loss_fn(engine, block):
-        return cross_entropy(engine(input_ids=block[:, :-1]).logits, block[:, 1:])
-    return loss_fn
-
-
-def run_trainer(mb: int, compile: bool, warmup: int, steps: int, peak_tflops: float,
-                compiled_loss: bool = False, sync: bool = True) -> dict:
-    from training.train import next_token_loss
-
+def run_trainer(mb: int, compile: bool, warmup: int, steps: int, peak_tflops: float, zero_stage: int = 2) -> dict:
     _init_dist()
-    config = _configs(SMOLLM2, 2048, mb, compile=compile)
+    config = _configs(SMOLLM2, 2048, mb, compile=compile, zero_stage=zero_stage)
     engine, scheduler, n = _trainer_engine(config)
-    loss_fn = _compiled_next_token_loss() if compiled_loss else next_token_loss
-    step, losses = _trainer_step(engine, scheduler, loss_fn, sync=sync)
+    step, losses = _trainer_step(engine, scheduler, config)
     result = _time_steps(step, _host_batches(4, mb, 2048), warmup, steps)
-    result["setup"] = (f"DeepSpeed ZeRO-2 bf16, engine.compile() {'on' if compile else 'off'}"
-                       + (", compiled loss" if compiled_loss else "") + ("" if sync else ", no per-step host sync"))
+    result["setup"] = (f"DeepSpeed ZeRO-{zero_stage} bf16, engine.compile() and compiled loss {'on' if compile else 'off'}, "
+                       "training.train.StepRunner (host reads of loss/flags at log steps only)")
     result["last_losses"] = losses[-3:]
     return _finish(result, config, n, peak_tflops)
 
 
 def run_mem(zero_stage: int, offload: bool = False, cap_gib: float = 12.0, peak_tflops: float = 989.0) -> dict:
     import torch
-
-    from training.train import next_token_loss
 
     total = torch.cuda.get_device_properties(0).total_memory
     torch.cuda.set_per_process_memory_fraction(cap_gib * 2**30 / total, 0)
@@ -259,7 +235,7 @@ def run_mem(zero_stage: int, offload: bool = False, cap_gib: float = 12.0, peak_
               + ", bf16, mb 1, seq 1024, activation checkpointing"}
     try:
         engine, scheduler, n = _trainer_engine(config)
-        step, _ = _trainer_step(engine, scheduler, next_token_loss)
+        step, _ = _trainer_step(engine, scheduler, config)
         result.update(_time_steps(step, _host_batches(2, 1, 1024), 1, 2))
         result["fits"] = True
         return _finish(result, config, n, peak_tflops)
@@ -281,7 +257,7 @@ def run_variant(name: str, args) -> dict:
         return run_plain(settings["mb"], warmup, steps, args.peak_tflops)
     if kind == "trainer":
         return run_trainer(settings["mb"], settings["compile"], warmup, steps, args.peak_tflops,
-                           compiled_loss=settings.get("compiled_loss", False), sync=settings.get("sync", True))
+                           zero_stage=settings.get("zero_stage", 2))
     return run_mem(settings["zero_stage"], settings.get("offload", False), args.mem_cap_gib, args.peak_tflops)
 
 
