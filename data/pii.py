@@ -72,6 +72,7 @@ PERSON_CUE = re.compile(
     r"(?:\b(?:Dear|Hi|Hello|Hey|[Mm]y name is|[Nn]ame is|[Nn]ame:)[ \t]+(?:(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+)?"
     r"|\b(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+|\bMiss[ \t]+)"
     r"([^\W\d_][\w'’-]*(?:[ \t]+(?:[^\W\d_]\.|[^\W\d_][\w'’-]*)){0,2})")
+POSSESSIVE = ("'s", "’s")  # "Pedro's": the name ends before it
 LEXICON_DIR = Path(__file__).parent / "lexicons"
 # A capitalised word (letters, inner apostrophes/hyphens) and the whitespace-free gap to the next.
 WORD = re.compile(r"(?<![\w'’-])[^\W\d_][\w'’-]*")
@@ -197,7 +198,7 @@ def is_capitalised(word: str) -> bool:
 
 
 def without_possessive(word: str) -> str:
-    return word[:-2] if word.endswith(("'s", "’s")) else word
+    return word[:-2] if word.endswith(POSSESSIVE) else word
 
 
 def find_lexicon_names(text: str) -> Iterator[tuple[int, int, bool]]:
@@ -225,12 +226,12 @@ def find_lexicon_names(text: str) -> Iterator[tuple[int, int, bool]]:
         firm = False
         if without_possessive(token).casefold() in given:
             last = index
-            while (last - index < 2 and not token.endswith(("'s", "’s")) and joined(last)
+            while (last - index < 2 and not token.endswith(POSSESSIVE) and joined(last)
                    and name_word(last + 1) and words[last + 1].group(0).casefold() not in PLACE_OR_ORG_WORDS):
                 last += 1
                 token = words[last].group(0)
             firm = last > index
-        elif (name_word(index) and not token.endswith(("'s", "’s")) and joined(index)
+        elif (name_word(index) and not token.endswith(POSSESSIVE) and joined(index)
               and is_capitalised(words[index + 1].group(0))
               and without_possessive(words[index + 1].group(0)).casefold() in surnames):
             last = index + 1
@@ -323,7 +324,7 @@ def chunk_text(text: str, size: int) -> Iterator[tuple[int, str]]:
 
 def trim_entity(text: str, start: int, end: int) -> tuple[int, int]:
     """Drop a possessive 's and surrounding punctuation spaCy sometimes includes."""
-    if text.endswith(("'s", "’s"), start, end):
+    if text.endswith(POSSESSIVE, start, end):
         end -= 2
     while end > start and not text[end - 1].isalnum():
         end -= 1

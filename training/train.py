@@ -373,9 +373,7 @@ class StepRunner:
         # keep doing so. Under fp16 that is the loss scaler at work; otherwise a fault.
         self._grad_norm = self.engine.get_global_grad_norm()
         if self.train.precision != "fp16" and self._grad_norm is not None:
-            import torch
-
-            if self.deferred and isinstance(self._grad_norm, torch.Tensor):
+            if self.deferred and hasattr(self._grad_norm, "detach"):  # a tensor: stays on the device
                 self._remember("gradients", step, self._grad_norm.detach())
             elif not math.isfinite(float(self._grad_norm)):
                 self.guard("gradients", step, lr, "the update was skipped; lower training.train.lr")
@@ -383,7 +381,10 @@ class StepRunner:
     def check(self, lr: float) -> None:
         """Raise (policy stop) naming the first step with a non-finite loss or gradients."""
         if self.deferred:
-            bad = {what: int(first) for what, first in self._bad.items() if int(first)}
+            import torch
+
+            firsts = torch.stack(list(self._bad.values())).tolist()  # one host read for both
+            bad = {what: first for what, first in zip(self._bad, firsts) if first}
             if bad:
                 what = min(bad, key=bad.get)
                 self.guard(what, bad[what], lr, "lower training.train.lr, or set on_nonfinite_loss=skip")
