@@ -73,8 +73,8 @@ def main() -> int:
     run_seconds = time.perf_counter() - started
 
     log = [json.loads(line) for line in (result.model_dir / "train_log.jsonl").read_text().splitlines() if line]
-    model, train = config.model, config.train
-    flops_per_token = 6 * result.num_parameters + 12 * model.num_layers * model.hidden_size * train.seq_len
+    train = config.train
+    flops_per_token = result.flops_per_token  # training.train.flops_per_token of the model it trained
     peak = args.peak_tflops * 1e12
     # Steady state: the logged intervals after the first (which holds the warm-up steps).
     steady = statistics.median(entry["tokens_per_second"] for entry in log[1:]) if len(log) > 1 else None

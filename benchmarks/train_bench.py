@@ -9,8 +9,10 @@
   plain_*    a plain PyTorch loop: fp32 weights, bf16 autocast, forward + float32 cross-entropy
              under one torch.compile, fused AdamW, grad clipping, LambdaLR; no per-step host sync.
   trainer_*  Conveyor's trainer step as training/train.py runs it, built by that module's
-             build_engine (build_model, param_groups + torch AdamW, deepspeed.initialize with
-             deepspeed_config (ZeRO-2, bf16: bf16 weights, fp32 master weights in the optimizer),
+             build_engine (build_model, param_groups + torch AdamW (fused), deepspeed.initialize with
+             deepspeed_config (ZeRO-2 unless named, bf16: bf16 weights, fp32 master weights in
+             the optimizer; `autocast` rows: precision bf16-autocast, fp32 weights under
+             DeepSpeed's torch_autocast),
              the warmup-cosine LambdaLR, engine.compile() when compile is on), stepped by its
              StepRunner with its loss_function (compiled too under compile): losses and non-finite
              flags stay on the GPU, read every 10 steps as at log_every 10. Only the data differs:
@@ -70,6 +72,10 @@ GPU_VARIANTS = {
     "plain_compile_mb16": ("plain", dict(mb=16)),
     "trainer_compile_mb16": ("trainer", dict(mb=16, compile=True)),
     "trainer_compile_zero1_mb16": ("trainer", dict(mb=16, compile=True, zero_stage=1)),
+    # fp32 weights under DeepSpeed's torch_autocast, as the plain loop runs: without ZeRO the engine
+    # steps the fused torch AdamW itself and the trainer clips (StepRunner), keeping the norm on the GPU.
+    "trainer_autocast_zero0_mb16": ("trainer", dict(mb=16, compile=True, zero_stage=0, precision="bf16-autocast")),
+    "trainer_autocast_zero1_mb16": ("trainer", dict(mb=16, compile=True, zero_stage=1, precision="bf16-autocast")),
 }
 QUICK_GPU = ["plain_compile_mb8", "trainer_mb8", "trainer_compile_mb8"]
 
@@ -85,7 +91,8 @@ def _configs(model: dict, seq_len: int, mb: int, **train):
 
     return TrainingConfig(
         model=ModelConfig(**model),
-        train=TrainConfig(seq_len=seq_len, micro_batch_size=mb, precision="bf16", zero_stage=train.pop("zero_stage", 2),
+        train=TrainConfig(seq_len=seq_len, micro_batch_size=mb, precision=train.pop("precision", "bf16"),
+                          zero_stage=train.pop("zero_stage", 2),
                           num_ranks=1, device="cuda", max_steps=10_000, warmup_steps=10, lr=1e-3, **train))
 
 
@@ -125,7 +132,8 @@ def _finish(result: dict, config, num_parameters: int, peak_tflops: float) -> di
     from training.train import flops_per_token
 
     tokens = config.train.micro_batch_size * config.train.seq_len
-    fpt = flops_per_token(num_parameters, config)
+    model = config.model
+    fpt = flops_per_token(num_parameters, model.num_layers, model.hidden_size, config.train.seq_len)
     tps = tokens / result["step_s_median"]
     result.update(tokens_per_step=tokens, tokens_per_s=tps, mfu=tps * fpt / (peak_tflops * 1e12),
                   params=num_parameters, flops_per_token=fpt,
@@ -211,13 +219,14 @@ def _trainer_step(engine, scheduler, config):
     return step, losses
 
 
-def run_trainer(mb: int, compile: bool, warmup: int, steps: int, peak_tflops: float, zero_stage: int = 2) -> dict:
+def run_trainer(mb: int, compile: bool, warmup: int, steps: int, peak_tflops: float, zero_stage: int = 2,
+                precision: str = "bf16") -> dict:
     _init_dist()
-    config = _configs(SMOLLM2, 2048, mb, compile=compile, zero_stage=zero_stage)
+    config = _configs(SMOLLM2, 2048, mb, compile=compile, zero_stage=zero_stage, precision=precision)
     engine, scheduler, n = _trainer_engine(config)
     step, losses = _trainer_step(engine, scheduler, config)
     result = _time_steps(step, _host_batches(4, mb, 2048), warmup, steps)
-    result["setup"] = (f"DeepSpeed ZeRO-{zero_stage} bf16, engine.compile() and compiled loss {'on' if compile else 'off'}, "
+    result["setup"] = (f"DeepSpeed ZeRO-{zero_stage} {precision}, engine.compile() and compiled loss {'on' if compile else 'off'}, "
                        "training.train.StepRunner (host reads of loss/flags at log steps only)")
     result["last_losses"] = losses[-3:]
     return _finish(result, config, n, peak_tflops)
@@ -257,7 +266,7 @@ def run_variant(name: str, args) -> dict:
         return run_plain(settings["mb"], warmup, steps, args.peak_tflops)
     if kind == "trainer":
         return run_trainer(settings["mb"], settings["compile"], warmup, steps, args.peak_tflops,
-                           zero_stage=settings.get("zero_stage", 2))
+                           zero_stage=settings.get("zero_stage", 2), precision=settings.get("precision", "bf16"))
     return run_mem(settings["zero_stage"], settings.get("offload", False), args.mem_cap_gib, args.peak_tflops)
 
 

@@ -57,7 +57,7 @@ def render_text(summary: dict) -> str:
         f"Bento: {summary['bento']}",
         "",
         "Serve and query the champion:",
-        "  conveyor serve",
+        "  conveyor serve" + ("" if summary["profile"] == "demo" else f" --profile {summary['profile']}"),
         f"  curl -s -X POST http://{summary['serving']['host']}:{summary['serving']['port']}/generate "
         "-H 'Content-Type: application/json' "
         "-d '{\"prompt\": \"It is a truth universally acknowledged\", \"max_new_tokens\": 20}'",

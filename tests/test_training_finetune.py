@@ -75,6 +75,9 @@ def test_lora_trains_only_the_adapters_and_exports_a_plain_merged_model(base, tm
     assert result.trainable_parameters == sum(LORA.r * (m.in_features + m.out_features) for m in adapted.values())
     assert result.num_parameters == sum(p.numel() for p in base_model.parameters())  # the adapters merged away
     assert result.final_train_loss == result.final_train_loss and result.val_loss is not None  # not NaN
+    # MFU's count is of the checkpoint's shape (2 layers of 64; training.model's defaults are 4 of
+    # 128), and the frozen weights take no weight gradients: 4 FLOPs each, the adapters 6.
+    assert result.flops_per_token == 4 * result.num_parameters + 6 * result.trainable_parameters + 12 * 2 * 64 * 64
 
     # A plain HF folder: no adapter files, loads with transformers alone, same tokenizer as the base.
     model_dir = result.model_dir
@@ -102,6 +105,7 @@ def test_full_finetune_starts_from_the_checkpoint_and_trains_every_weight(base, 
     result = finetune(base_dir, dataset_dir, tmp_path, LoraConfig(), lr=3e-4)
 
     assert not result.lora and result.trainable_parameters == result.num_parameters
+    assert result.flops_per_token == 6 * result.num_parameters + 12 * 2 * 64 * 64
     log = [json.loads(line) for line in (result.model_dir / "train_log.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in log] == [3, 6]
     before, after = weights(base_dir), weights(result.model_dir)

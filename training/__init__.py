@@ -58,6 +58,7 @@ class TrainResult(BaseModel):
     seconds_per_step: float
     num_parameters: int
     trainable_parameters: int | None = None
+    flops_per_token: int | None = None  # training FLOPs per token, as MFU counts them
     init_from: str | None = None
     lora: bool = False
     world_size: int

@@ -115,7 +115,10 @@ class TrainConfig(_Frozen):
     weight_decay: float = Field(default=0.1, ge=0)
     grad_clip: float = Field(default=1.0, gt=0)
     seed: int = 0
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "bf16", "bf16-autocast", "fp16"] = Field(default="fp32", description=(
+        "bf16: bf16 weights, fp32 master copies in DeepSpeed's optimizer; bf16-autocast: fp32 weights, "
+        "matmuls in bf16 under torch.autocast (DeepSpeed's torch_autocast), gradients reduced in bf16; "
+        "fp16: fp16 weights with a dynamic loss scale (cuda only)"))
     zero_stage: Literal[0, 1, 2, 3] = 2
     num_ranks: int = Field(default=2, ge=1, description="processes on this node")
     hostfile: Path | None = Field(default=None, description=(

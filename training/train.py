@@ -145,6 +145,16 @@ def param_groups(model, weight_decay: float) -> list[dict]:
     ]
 
 
+def clips_itself(train) -> bool:
+    """Whether StepRunner clips the gradients rather than DeepSpeed. Without ZeRO and without
+    DeepSpeed's bf16/fp16 optimizer wrappers the engine clips fp32 gradients but keeps no norm;
+    clipping ourselves (at the accumulation boundary, after the all-reduce) gives the same update
+    and the norm to log and check, left on the device. Only under on_nonfinite_loss=stop: the
+    update of a non-finite norm is applied, and stop ends the run before anything is saved,
+    where skip would have to skip it (and DeepSpeed's clipping leaves that to the loss check)."""
+    return train.zero_stage == 0 and train.precision in ("fp32", "bf16-autocast") and train.on_nonfinite_loss == "stop"
+
+
 def deepspeed_config(config: TrainingConfig, load_universal: bool = False) -> dict:
     train = config.train
     zero = {"stage": train.zero_stage}
@@ -155,12 +165,15 @@ def deepspeed_config(config: TrainingConfig, load_universal: bool = False) -> di
     return {
         "train_micro_batch_size_per_gpu": train.micro_batch_size,
         "gradient_accumulation_steps": train.grad_accum_steps,
-        "gradient_clipping": train.grad_clip,
+        "gradient_clipping": 0.0 if clips_itself(train) else train.grad_clip,
         "zero_optimization": zero,
         # Offload works with our torch AdamW too; DeepSpeed would otherwise insist on its CPU Adam,
         # a JIT-compiled op.
         "zero_force_ds_cpu_optimizer": False,
         "bf16": {"enabled": train.precision == "bf16"},
+        # fp32 weights; the engine's forward runs under torch.autocast, and ZeRO reduces the
+        # gradients of Linear weights (the matmuls autocast runs in bf16) in bf16.
+        "torch_autocast": {"enabled": train.precision == "bf16-autocast", "dtype": "bfloat16"},
         # fp16 keeps a dynamic loss scale: halved on overflow (that step is skipped), grown back later.
         "fp16": {"enabled": train.precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},
         "steps_per_print": 10**9,  # we log ourselves, rank 0 only
@@ -169,10 +182,13 @@ def deepspeed_config(config: TrainingConfig, load_universal: bool = False) -> di
     }
 
 
-def flops_per_token(num_parameters: int, config: TrainingConfig) -> int:
-    """Training FLOPs per token: 6 per parameter (forward + backward) plus attention's 12 * L * H * S."""
-    model = config.model
-    return 6 * num_parameters + 12 * model.num_layers * model.hidden_size * config.train.seq_len
+def flops_per_token(num_parameters: int, num_layers: int, hidden_size: int, seq_len: int,
+                    lora_parameters: int = 0) -> int:
+    """Training FLOPs per token, counted as for MFU (no recomputation): 6 per weight (2 forward,
+    2 for the input gradients, 2 for the weight gradients) plus attention's 12 * L * H * S. Under
+    LoRA the frozen weights take no weight gradients (4 each) and the adapters take 6 each."""
+    per_weight = 4 * num_parameters + 6 * lora_parameters if lora_parameters else 6 * num_parameters
+    return per_weight + 12 * num_layers * hidden_size * seq_len
 
 
 def _as_float(value) -> float | None:
@@ -294,8 +310,12 @@ def build_engine(config: TrainingConfig, vocab_size: int, eos_token_id: int, pad
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.model.lora.enabled:
         model = apply_lora(model, config.model.lora)  # freezes all but the adapters: param_groups skips them
-    # A torch optimizer rather than DeepSpeed's "AdamW" config type, which JIT-builds FusedAdam.
-    optimizer = torch.optim.AdamW(param_groups(model, train.weight_decay), lr=train.lr, betas=(0.9, 0.95))
+    # A torch optimizer rather than DeepSpeed's "AdamW" config type, which JIT-builds FusedAdam;
+    # on the GPU torch's own fused kernel (the plain loop of benchmarks/train_bench.py uses it too).
+    # Offloaded optimizer state lives on the CPU, where torch's default loop is the tested one.
+    fused = True if train.device == "cuda" and not train.offload_optimizer else None
+    optimizer = torch.optim.AdamW(param_groups(model, train.weight_decay), lr=train.lr, betas=(0.9, 0.95),
+                                  fused=fused)
     engine, _, _, scheduler = deepspeed.initialize(
         model=model, optimizer=optimizer, config=deepspeed_config(config, load_universal),
         # A callable: DeepSpeed builds the schedule on the optimizer it wraps for ZeRO.
@@ -331,7 +351,8 @@ class StepRunner:
     (called at log, checkpoint and evaluation steps, and at the end) reads that once and raises
     naming the step, so no checkpoint or output is written after it. With `skip` each micro-batch's
     loss is checked before its backward (every rank takes the same branch): a skipped batch must
-    leave no gradient. DeepSpeed itself still reads the gradient norm on the host once a step.
+    leave no gradient. Under ZeRO, or DeepSpeed's bf16/fp16 optimizers, DeepSpeed itself still
+    reads the gradient norm on the host once a step; otherwise the norm is ours (clips_itself).
     """
 
     def __init__(self, engine, loss_fn, config: TrainingConfig, device, guard: NonfiniteGuard,
@@ -347,6 +368,9 @@ class StepRunner:
         self._bad = {"training loss": torch.zeros((), dtype=torch.int64, device=device),
                      "gradients": torch.zeros((), dtype=torch.int64, device=device)}
         self._grad_norm = None
+        # Without ZeRO in fp32 / bf16-autocast the gradients are clipped here (see clips_itself).
+        self._clipped = [p for p in engine.module.parameters() if p.requires_grad] if clips_itself(config.train) else None
+        self._clip_grad_norm = torch.nn.utils.clip_grad_norm_
 
     def _remember(self, what: str, step: int, value) -> None:
         import torch
@@ -364,14 +388,17 @@ class StepRunner:
                 self.guard("training loss", step, lr, "lower training.train.lr, or set on_nonfinite_loss=skip")
                 self.on_skip(step, self.guard.skipped)
                 continue  # no backward: this batch leaves no gradient
-            self.engine.backward(loss)
+            self.engine.backward(loss)  # at the accumulation boundary it also all-reduces the gradients
+            accumulated += 1
+            if self._clipped is not None and accumulated == self.train.grad_accum_steps:
+                self._grad_norm = self._clip_grad_norm(self._clipped, self.train.grad_clip)
             self.engine.step()  # DeepSpeed steps optimizer and lr only at the accumulation boundary
             self._loss_sum += loss.detach().float()
             self._micro_batches += 1
-            accumulated += 1
         # DeepSpeed skips an update whose gradients overflowed, silently and for as long as they
         # keep doing so. Under fp16 that is the loss scaler at work; otherwise a fault.
-        self._grad_norm = self.engine.get_global_grad_norm()
+        if self._clipped is None:
+            self._grad_norm = self.engine.get_global_grad_norm()
         if self.train.precision != "fp16" and self._grad_norm is not None:
             if self.deferred and hasattr(self._grad_norm, "detach"):  # a tensor: stays on the device
                 self._remember("gradients", step, self._grad_norm.detach())
@@ -530,7 +557,11 @@ def train_rank(args: argparse.Namespace) -> None:
     mlflow_run_id = os.environ.get("MLFLOW_RUN_ID")
     mlflow_metrics = MlflowMetrics(mlflow_run_id) if rank == 0 and mlflow_run_id else None
     tokens_per_step = train.micro_batch_size * train.grad_accum_steps * world_size * train.seq_len
-    model_flops_per_token = flops_per_token(num_parameters, config)
+    # The shape of the model as built or loaded: with init_from, the checkpoint's, not training.model's.
+    shape = engine.module.config
+    model_flops_per_token = flops_per_token(
+        num_parameters, shape.num_hidden_layers, shape.hidden_size, train.seq_len,
+        lora_parameters=trainable_parameters if config.model.lora.enabled else 0)
 
     def log_entry(entry: dict) -> None:
         """Rank 0: one line to the console, the train log and MLflow (`train/<key>`, `val/<key>`)."""
@@ -637,6 +668,7 @@ def train_rank(args: argparse.Namespace) -> None:
                 "seconds_per_step": loop_seconds / steps_run if steps_run else 0.0,
                 "num_parameters": num_parameters,
                 "trainable_parameters": trainable_parameters,
+                "flops_per_token": model_flops_per_token,
                 "init_from": config.model.init_from,
                 "lora": config.model.lora.enabled,
                 "world_size": world_size,
