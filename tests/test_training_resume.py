@@ -82,13 +82,15 @@ def with_train(**changes) -> TrainingConfig:
 
 
 @pytest.mark.slow
-def test_two_rank_checkpoint_resumes_on_one_rank(dataset, tmp_path):
+@pytest.mark.parametrize("zero_stage", [2, 3])  # at stage 3 the weights are partitioned too
+def test_two_rank_checkpoint_resumes_on_one_rank(dataset, tmp_path, zero_stage):
     data, tokenizer = dataset
-    reference = training.run(with_train(max_steps=20), data, tokenizer, tmp_path / "two-ranks")
+    reference = training.run(with_train(max_steps=20, zero_stage=zero_stage), data, tokenizer, tmp_path / "two-ranks")
     # The 2-rank run's checkpoint at step 10, as if that run had stopped there.
     shutil.copytree(checkpoint_dir(reference.model_dir), checkpoint_dir(tmp_path / "one-rank"))
 
-    resumed = training.run(with_train(max_steps=20, num_ranks=1), data, tokenizer, tmp_path / "one-rank")
+    resumed = training.run(with_train(max_steps=20, num_ranks=1, zero_stage=zero_stage), data, tokenizer,
+                           tmp_path / "one-rank")
     assert resumed.resumed_from_step == 10 and resumed.world_size == 1
     before, after = log_of(reference.model_dir), log_of(resumed.model_dir)
     assert after[:2] == before[:2], "steps 5 and 10 are the 2-rank run's"

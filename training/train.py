@@ -50,12 +50,20 @@ def resume_fingerprint(config: TrainingConfig) -> dict:
             "grad_accum_steps": train.grad_accum_steps, "seed": train.seed}
 
 
+# Rank 0's model-states file: below ZeRO-3 the one copy of the model, at ZeRO-3 rank 0's partition.
+MODEL_STATES_FILES = ("mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_model_states.pt")
+
+
 def read_checkpoint_header(tag_dir: Path) -> dict:
     """Rank 0's model-states file of a checkpoint: our client state (step, fingerprint) and
     DeepSpeed's dp_world_size and ds_config. Memory-mapped: the weights in it are not read."""
     import torch
 
-    return torch.load(tag_dir / "mp_rank_00_model_states.pt", map_location="cpu", mmap=True, weights_only=False)
+    for name in MODEL_STATES_FILES:
+        if (tag_dir / name).is_file():
+            return torch.load(tag_dir / name, map_location="cpu", mmap=True, weights_only=False)
+    raise RuntimeError(f"{tag_dir} holds none of {', '.join(MODEL_STATES_FILES)}: not a complete DeepSpeed "
+                       "checkpoint; delete it to start over")
 
 
 def resume_grad_accum(header: dict, micro_batch_size: int, world_size: int) -> int:
