@@ -76,6 +76,11 @@ GPU_VARIANTS = {
     # steps the fused torch AdamW itself and the trainer clips (StepRunner), keeping the norm on the GPU.
     "trainer_autocast_zero0_mb16": ("trainer", dict(mb=16, compile=True, zero_stage=0, precision="bf16-autocast")),
     "trainer_autocast_zero1_mb16": ("trainer", dict(mb=16, compile=True, zero_stage=1, precision="bf16-autocast")),
+    # The chunked loss (training.loss): the logits of 4096 tokens at a time, never the micro-batch's.
+    "trainer_autocast_zero0_chunked_mb16": ("trainer", dict(mb=16, compile=True, zero_stage=0, precision="bf16-autocast",
+                                                             chunked_loss_tokens=4096)),
+    "trainer_autocast_zero0_chunked_mb32": ("trainer", dict(mb=32, compile=True, zero_stage=0, precision="bf16-autocast",
+                                                             chunked_loss_tokens=4096)),
 }
 QUICK_GPU = ["plain_compile_mb8", "trainer_mb8", "trainer_compile_mb8"]
 
@@ -219,15 +224,17 @@ def _trainer_step(engine, scheduler, config):
     return step, losses
 
 
-def run_trainer(mb: int, compile: bool, warmup: int, steps: int, peak_tflops: float, zero_stage: int = 2,
-                precision: str = "bf16") -> dict:
+def run_trainer(mb: int, warmup: int, steps: int, peak_tflops: float, **train) -> dict:
+    """One trainer variant; `train`: TrainConfig settings (compile, zero_stage, precision, ...)."""
     _init_dist()
-    config = _configs(SMOLLM2, 2048, mb, compile=compile, zero_stage=zero_stage, precision=precision)
+    config = _configs(SMOLLM2, 2048, mb, **train)
+    zero_stage, precision, compile = config.train.zero_stage, config.train.precision, config.train.compile
     engine, scheduler, n = _trainer_engine(config)
     step, losses = _trainer_step(engine, scheduler, config)
     result = _time_steps(step, _host_batches(4, mb, 2048), warmup, steps)
     result["setup"] = (f"DeepSpeed ZeRO-{zero_stage} {precision}, engine.compile() and compiled loss {'on' if compile else 'off'}, "
-                       "training.train.StepRunner (host reads of loss/flags at log steps only)")
+                       "training.train.StepRunner (host reads of loss/flags at log steps only)"
+                       + (f", chunked loss {config.train.chunked_loss_tokens}" if config.train.chunked_loss_tokens else ""))
     result["last_losses"] = losses[-3:]
     return _finish(result, config, n, peak_tflops)
 
@@ -265,8 +272,8 @@ def run_variant(name: str, args) -> dict:
     if kind == "plain":
         return run_plain(settings["mb"], warmup, steps, args.peak_tflops)
     if kind == "trainer":
-        return run_trainer(settings["mb"], settings["compile"], warmup, steps, args.peak_tflops,
-                           zero_stage=settings.get("zero_stage", 2), precision=settings.get("precision", "bf16"))
+        train = {key: value for key, value in settings.items() if key != "mb"}
+        return run_trainer(settings["mb"], warmup, steps, args.peak_tflops, **train)
     return run_mem(settings["zero_stage"], settings.get("offload", False), args.mem_cap_gib, args.peak_tflops)
 
 

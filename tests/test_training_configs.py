@@ -1,7 +1,7 @@
 """The DeepSpeed settings of training.train, each trained for 10 steps on CPU (tiny model, gloo):
 ZeRO 0-3 and offload, precision (DeepSpeed's bf16, bf16-autocast), the gradient clipping the
-trainer does itself without ZeRO, activation checkpointing and compile. Where a setting must not
-change the arithmetic, the loss curve must match the plain run's."""
+trainer does itself without ZeRO, activation checkpointing, compile and the chunked loss. Where a
+setting must not change the arithmetic, the loss curve must match the plain run's."""
 
 import json
 
@@ -32,6 +32,9 @@ RUNS = {
     "bf16_zero2": dict(precision="bf16", zero_stage=2),  # bf16 weights, fp32 master copies
     "activation_checkpointing": dict(activation_checkpointing=True),
     "compile": dict(compile=True),
+    "chunked_loss": dict(chunked_loss_tokens=48),  # 4 x 64 tokens a micro-batch: 6 chunks, the last short
+    "chunked_loss_zero3_2_ranks": dict(chunked_loss_tokens=48, zero_stage=3, num_ranks=2),
+    "chunked_loss_compile_autocast": dict(chunked_loss_tokens=48, compile=True, precision="bf16-autocast", zero_stage=0),
     # Two ranks: each ZeRO stage partitions differently, the arithmetic is the same.
     "zero1_2_ranks": dict(zero_stage=1, num_ranks=2),
     "zero2_2_ranks": dict(zero_stage=2, num_ranks=2),
@@ -78,7 +81,8 @@ def losses(log):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["zero1_2_ranks", "zero3_2_ranks", "zero2_offload_2_ranks", "zero3_offload_2_ranks"])
+@pytest.mark.parametrize("name", ["zero1_2_ranks", "zero3_2_ranks", "zero2_offload_2_ranks", "zero3_offload_2_ranks",
+                                  "chunked_loss_zero3_2_ranks"])
 def test_zero_stages_and_offload_train_the_same_model(runs, name):
     reference, reference_log = runs("zero2_2_ranks")
     result, log = runs(name)
@@ -91,15 +95,17 @@ def test_zero_stages_and_offload_train_the_same_model(runs, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["activation_checkpointing", "compile"])
-def test_recomputation_and_compile_keep_the_arithmetic(runs, name):
-    _, plain = runs("fp32_zero0")
-    _, log = runs(name)
+@pytest.mark.parametrize("name", ["activation_checkpointing", "compile", "chunked_loss"])
+def test_recomputation_compile_and_chunked_loss_keep_the_arithmetic(runs, name):
+    plain_result, plain = runs("fp32_zero0")
+    result, log = runs(name)
     assert losses(log) == pytest.approx(losses(plain), abs=1e-3)
+    assert [e["grad_norm"] for e in log] == pytest.approx([e["grad_norm"] for e in plain], rel=1e-4)
+    assert result.val_loss == pytest.approx(plain_result.val_loss, abs=1e-4)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["autocast_zero0", "autocast_zero2", "bf16_zero2"])
+@pytest.mark.parametrize("name", ["autocast_zero0", "autocast_zero2", "bf16_zero2", "chunked_loss_compile_autocast"])
 def test_bf16_trains_close_to_fp32(runs, name):
     import torch
     from safetensors.torch import load_file

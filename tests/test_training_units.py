@@ -122,3 +122,28 @@ def test_rank_zeros_step_lines_drive_the_progress_bar():
     assert not bar.show("step 17: non-finite loss, batch skipped (1)"), "a warning stays a log line"
     assert bar.show("step 20/20 loss 3.434 lr 0.0003295 grad_norm 1.211 tokens_per_second 1.19e+04 seconds 0.39")
     assert bar.bar is None, "closed at the last step, before the final validation and save"
+
+
+def test_chunked_linear_cross_entropy_matches_the_plain_loss_and_gradients():
+    import torch.nn.functional as F
+
+    from training.loss import linear_cross_entropy
+
+    torch.manual_seed(0)
+    hidden = torch.randn(300, 32, requires_grad=True)
+    weight = torch.randn(1000, 32, requires_grad=True)
+    targets = torch.randint(0, 1000, (300,))
+    reference = F.cross_entropy(hidden @ weight.t(), targets)
+    reference_grads = torch.autograd.grad(3 * reference, (hidden, weight))
+
+    loss = linear_cross_entropy(hidden, weight, targets, chunk=64)  # 5 chunks, the last short
+    grads = torch.autograd.grad(3 * loss, (hidden, weight))  # the backward scales by the upstream gradient
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-6)
+    for got, expected in zip(grads, reference_grads):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+
+    # A frozen weight (LoRA's embedding) gets no gradient; the hidden states' is the same.
+    (frozen_grad,) = torch.autograd.grad(3 * linear_cross_entropy(hidden, weight.detach(), targets, 64), (hidden,))
+    torch.testing.assert_close(frozen_grad, reference_grads[0], rtol=1e-5, atol=1e-7)
+    with torch.no_grad():  # validation: the loss alone
+        assert linear_cross_entropy(hidden, weight, targets, 64).item() == pytest.approx(reference.item(), rel=1e-6)

@@ -140,6 +140,9 @@ class TrainConfig(_Frozen):
     max_skipped_batches: int = Field(default=10, ge=0, description="with skip: stop after this many")
     activation_checkpointing: bool = Field(default=False, description="recompute activations in backward")
     compile: bool = Field(default=False, description="torch.compile the model through DeepSpeed's engine.compile()")
+    chunked_loss_tokens: int = Field(default=0, ge=0, description=(
+        "compute the output projection and cross-entropy this many tokens at a time, gradients "
+        "included (training.loss), so a micro-batch's full logits never exist; 0: the plain loss"))
     offload_optimizer: bool = Field(default=False, description="ZeRO optimizer state in CPU memory (stage >= 1)")
     offload_params: bool = Field(default=False, description="ZeRO-3 parameters in CPU memory")
     peak_tflops: float = Field(default=989.0, gt=0, description="device peak for MFU (H100 bf16 dense: 989)")

@@ -235,10 +235,19 @@ def next_token_loss(engine, block):
     return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
 
 
+def chunked_next_token_loss(engine, block):
+    """next_token_loss computed inside the model's forward, chunk by chunk (training.loss), which
+    build_engine attached when chunked_loss_tokens is set; engine.compile() compiles it with the model."""
+    return engine(input_ids=block[:, :-1], targets=block[:, 1:])
+
+
 def loss_function(config: TrainingConfig):
     """The training loss: next_token_loss, or under `compile` the same with its float32 upcast and
     cross-entropy compiled too (engine.compile() compiles the model only; on an H100 the compiled
-    loss took the SmolLM2-shape step from 109k to 157k tokens/s with micro-batch 16)."""
+    loss took the SmolLM2-shape step from 109k to 157k tokens/s with micro-batch 16); or, with
+    chunked_loss_tokens, chunked_next_token_loss."""
+    if config.train.chunked_loss_tokens:
+        return chunked_next_token_loss
     if not config.train.compile:
         return next_token_loss
     import torch
@@ -273,6 +282,7 @@ def validation_loss(engine, blocks, config: TrainingConfig, rank: int, world_siz
 
     from training.packing import rank_shard
 
+    loss_fn = chunked_next_token_loss if config.train.chunked_loss_tokens else next_token_loss
     per_rank = min(len(blocks) // world_size, config.train.eval_batches * config.train.micro_batch_size)
     if per_rank == 0:
         return None
@@ -283,7 +293,7 @@ def validation_loss(engine, blocks, config: TrainingConfig, rank: int, world_siz
         for start in range(0, per_rank, config.train.micro_batch_size):
             block = shard[start:start + config.train.micro_batch_size].to(device)
             tokens = block[:, 1:].numel()
-            total += torch.tensor([next_token_loss(engine, block).item() * tokens, tokens],
+            total += torch.tensor([loss_fn(engine, block).item() * tokens, tokens],
                                   dtype=torch.float64, device=device)
     engine.train()
     dist.all_reduce(total)
@@ -316,6 +326,10 @@ def build_engine(config: TrainingConfig, vocab_size: int, eos_token_id: int, pad
     num_parameters = count_parameters(model)  # of the exported model: LoRA's adapters are merged away
     if train.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if train.chunked_loss_tokens:
+        from training.loss import attach_chunked_loss
+
+        attach_chunked_loss(model, train.chunked_loss_tokens)
     if config.model.lora.enabled:
         model = apply_lora(model, config.model.lora)  # freezes all but the adapters: param_groups skips them
     # A torch optimizer rather than DeepSpeed's "AdamW" config type, which JIT-builds FusedAdam;
