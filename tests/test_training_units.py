@@ -5,7 +5,7 @@ import torch
 
 from text_fixtures import write_jsonl
 from training import StepBar, train_tokenizer
-from training.config import ModelConfig, TokenizerConfig, TrainConfig
+from training.config import ModelConfig, TokenizerConfig, TrainConfig, TrainingConfig
 from training.model import build_model, count_parameters
 from training.packing import batches, pack_blocks, rank_shard
 from training.tokenizer import EOS_TOKEN, PAD_TOKEN
@@ -147,3 +147,18 @@ def test_chunked_linear_cross_entropy_matches_the_plain_loss_and_gradients():
     torch.testing.assert_close(frozen_grad, reference_grads[0], rtol=1e-5, atol=1e-7)
     with torch.no_grad():  # validation: the loss alone
         assert linear_cross_entropy(hidden, weight, targets, 64).item() == pytest.approx(reference.item(), rel=1e-6)
+
+
+def test_out_of_memory_advice_names_the_settings_not_yet_used():
+    from training.train import out_of_memory_advice
+
+    plain = TrainingConfig(train=TrainConfig(device="cuda", micro_batch_size=16, zero_stage=1))
+    advice = out_of_memory_advice(plain)
+    assert advice.startswith("out of GPU memory in training; try: lower training.train.micro_batch_size (now 16)")
+    for setting in ("chunked_loss_tokens=4096", "activation_checkpointing=true", "zero_stage to 3 (now 1)",
+                    "offload_optimizer=true"):
+        assert setting in advice
+    # Nothing left to suggest but a smaller micro-batch.
+    everything = TrainingConfig(train=TrainConfig(
+        device="cuda", zero_stage=3, chunked_loss_tokens=4096, activation_checkpointing=True, offload_optimizer=True))
+    assert "; or " not in out_of_memory_advice(everything, where="setting up the model and optimizer")

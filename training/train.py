@@ -214,17 +214,21 @@ def all_ranks_finite(loss, device) -> bool:
     return bool(flag.item())
 
 
-def out_of_memory_advice(config: TrainingConfig) -> str:
+def out_of_memory_advice(config: TrainingConfig, where: str = "training") -> str:
+    """What to change after a CUDA out-of-memory error, the cheapest first."""
     train = config.train
     options = [f"lower training.train.micro_batch_size (now {train.micro_batch_size}) and raise "
                f"grad_accum_steps (now {train.grad_accum_steps}) to keep the batch"]
+    if not train.chunked_loss_tokens:
+        options.append("set training.train.chunked_loss_tokens=4096 (the logits of a micro-batch are often "
+                       "most of the activation memory)")
     if not train.activation_checkpointing:
         options.append("set training.train.activation_checkpointing=true")
     if train.zero_stage < 3:
         options.append(f"raise training.train.zero_stage to 3 (now {train.zero_stage})")
     if not train.offload_optimizer:
         options.append("set training.train.offload_optimizer=true")
-    return "out of GPU memory; try: " + "; or ".join(options)
+    return f"out of GPU memory in {where}; try: " + "; or ".join(options)
 
 
 def next_token_loss(engine, block):
@@ -543,8 +547,11 @@ def train_rank(args: argparse.Namespace) -> None:
             dist.barrier()
         del header
 
-    engine, scheduler, num_parameters = build_engine(
-        config, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, load_universal=universal)
+    try:
+        engine, scheduler, num_parameters = build_engine(
+            config, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, load_universal=universal)
+    except torch.cuda.OutOfMemoryError as exc:  # weights, gradients and optimizer state did not fit
+        raise RuntimeError(out_of_memory_advice(config, where="setting up the model and optimizer")) from exc
     trainable_parameters = count_trainable_parameters(engine.module)
     say(f"model: {num_parameters:,} parameters ({trainable_parameters:,} trainable"
         f"{', LoRA' if config.model.lora.enabled else ''}; from {config.model.init_from or 'random init'}); "
