@@ -92,6 +92,14 @@ def test_zero_stages_and_offload_train_the_same_model(runs, name):
     assert [e["grad_norm"] for e in log] == pytest.approx([e["grad_norm"] for e in reference_log], rel=1e-4)
     assert result.val_loss == pytest.approx(reference.val_loss, abs=1e-3)
     assert log[-1]["loss"] < log[0]["loss"] - 0.5
+    # The exported folder holds the whole model, gathered from the partitions at ZeRO-3.
+    import torch
+    from safetensors.torch import load_file
+
+    exported, expected = load_file(result.model_dir / "model.safetensors"), load_file(reference.model_dir / "model.safetensors")
+    assert exported.keys() == expected.keys()
+    for key in expected:
+        torch.testing.assert_close(exported[key], expected[key], rtol=1e-3, atol=1e-5)
 
 
 @pytest.mark.slow

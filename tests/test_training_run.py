@@ -58,7 +58,8 @@ def test_two_rank_training_run(dataset, tmp_path, caplog):
 
     log = [json.loads(line) for line in (output_dir / "train_log.jsonl").read_text().splitlines()]
     assert [record["step"] for record in log] == [5, 10, 15, 20, 25, 30]
-    assert set(log[0]) == {"step", "loss", "lr", "grad_norm", "tokens_per_second", "seconds"}
+    assert set(log[0]) == {"step", "loss", "lr", "grad_norm", "tokens_per_second", "seconds", "peak_rss_gib"}
+    assert 0.2 < log[-1]["peak_rss_gib"] < 8 and result.peak_memory_bytes >= log[-1]["peak_rss_gib"] * 2**30 * 0.99
     assert log[-1]["loss"] < log[0]["loss"] - 1.0, log  # it learned
     assert result.final_train_loss == pytest.approx(log[-1]["loss"], abs=1e-3)
     assert "step 30/30" in caplog.text  # the ranks' output reached the logger
@@ -66,7 +67,8 @@ def test_two_rank_training_run(dataset, tmp_path, caplog):
     # Rank 0 logged into the caller's MLflow run rather than a new one.
     assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [5, 10, 15, 20, 25, 30]
     assert client.get_metric_history(run_id, "train/loss")[-1].value == pytest.approx(log[-1]["loss"])
-    assert {"train/lr", "train/grad_norm", "train/tokens_per_second"} <= set(client.get_run(run_id).data.metrics)
+    assert {"train/lr", "train/grad_norm", "train/tokens_per_second", "train/peak_rss_gib"} <= set(
+        client.get_run(run_id).data.metrics)
     assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1
 
     on_disk = json.loads((output_dir / "result.json").read_text())

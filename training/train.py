@@ -199,6 +199,13 @@ def flops_per_token(num_parameters: int, num_layers: int, hidden_size: int, seq_
     return per_weight + 12 * num_layers * hidden_size * seq_len
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _as_float(value) -> float | None:
     """DeepSpeed reports the grad norm as a float, a tensor, or None before the first step."""
     return None if value is None else float(value)
@@ -644,6 +651,8 @@ def train_rank(args: argparse.Namespace) -> None:
                     if train.device == "cuda":
                         entry["mfu"] = round(tokens_per_second * model_flops_per_token / (train.peak_tflops * 1e12), 4)
                         entry["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                    else:
+                        entry["peak_rss_gib"] = round(peak_rss_bytes() / 2**30, 3)
                     interval_steps, interval_started = 0, now
                     log_entry(entry)
 
@@ -702,8 +711,8 @@ def train_rank(args: argparse.Namespace) -> None:
                 "lora": config.model.lora.enabled,
                 "world_size": world_size,
                 "zero_stage": train.zero_stage,
-                # Rank 0's peak, from torch's allocator (None on CPU, where it is not tracked).
-                "peak_memory_bytes": torch.cuda.max_memory_allocated() if train.device == "cuda" else None,
+                # Rank 0's peak: on the GPU torch's allocator's, on the CPU the process's resident set.
+                "peak_memory_bytes": torch.cuda.max_memory_allocated() if train.device == "cuda" else peak_rss_bytes(),
             }
             shutil.copy2(log_path, work_dir / TRAIN_LOG)
             (work_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
