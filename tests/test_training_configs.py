@@ -10,20 +10,9 @@ import pytest
 import training
 from text_fixtures import write_jsonl
 from training import train_tokenizer
-from training.config import ModelConfig, TokenizerConfig, TrainConfig, TrainingConfig
+from training_fixtures import tiny_config
 
-
-def tiny(**train_overrides) -> TrainingConfig:
-    train = dict(seq_len=64, micro_batch_size=4, max_steps=10, lr=3e-3, warmup_steps=0,
-                 num_ranks=1, log_every=5, eval_batches=2)
-    return TrainingConfig(
-        tokenizer=TokenizerConfig(vocab_size=512),
-        model=ModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-                          intermediate_size=192, max_seq_len=128),
-        train=TrainConfig(**{**train, **train_overrides}),
-    )
-
-
+# name -> settings over tiny_config's, each trained for 10 steps unless it says otherwise.
 RUNS = {
     "fp32_zero0": dict(precision="fp32", zero_stage=0),  # the trainer clips (clips_itself)
     "fp32_zero0_deepspeed_clips": dict(precision="fp32", zero_stage=0, on_nonfinite_loss="skip"),
@@ -53,12 +42,12 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("precision")
     write_jsonl(root / "train.jsonl", 300, seed=1)
     write_jsonl(root / "validation.jsonl", 60, seed=2)
-    tokenizer = train_tokenizer(tiny().tokenizer, root / "train.jsonl", root / "tokenizer")
+    tokenizer = train_tokenizer(tiny_config().tokenizer, root / "train.jsonl", root / "tokenizer")
     done = {}
 
     def run(name):
         if name not in done:
-            result = training.run(tiny(**RUNS[name]), root, tokenizer, root / name)
+            result = training.run(tiny_config(**{"max_steps": 10, **RUNS[name]}), root, tokenizer, root / name)
             log = [json.loads(line) for line in (result.model_dir / "train_log.jsonl").read_text().splitlines()]
             done[name] = result, [entry for entry in log if "loss" in entry]
         return done[name]

@@ -7,18 +7,7 @@ import pytest
 import training
 from text_fixtures import write_jsonl
 from training import TrainingFailed, train_tokenizer
-from training.config import ModelConfig, TokenizerConfig, TrainConfig, TrainingConfig
-
-
-def tiny(**train_overrides) -> TrainingConfig:
-    train = dict(seq_len=64, micro_batch_size=4, max_steps=20, lr=3e-3, warmup_steps=0,
-                 num_ranks=1, log_every=5, eval_batches=2)
-    return TrainingConfig(
-        tokenizer=TokenizerConfig(vocab_size=512),
-        model=ModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-                          intermediate_size=192, max_seq_len=128),
-        train=TrainConfig(**{**train, **train_overrides}),
-    )
+from training_fixtures import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +15,7 @@ def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("curated")
     write_jsonl(root / "train.jsonl", 300, seed=1)
     write_jsonl(root / "validation.jsonl", 60, seed=2)
-    return root, train_tokenizer(tiny().tokenizer, root / "train.jsonl", root / "tokenizer")
+    return root, train_tokenizer(tiny_config().tokenizer, root / "train.jsonl", root / "tokenizer")
 
 
 # An absurd learning rate with no clipping to speak of: the gradients overflow within a few steps.
@@ -37,14 +26,14 @@ DIVERGING = dict(lr=1e6, grad_clip=1e9)
 def test_nonfinite_loss_stops_the_run_naming_the_step(dataset, tmp_path):
     data, tokenizer = dataset
     with pytest.raises(TrainingFailed, match=r"non-finite (training loss|gradients) at step \d+"):
-        training.run(tiny(**DIVERGING), data, tokenizer, tmp_path / "model")
+        training.run(tiny_config(**DIVERGING), data, tokenizer, tmp_path / "model")
     assert not (tmp_path / "model").exists()
 
 
 @pytest.mark.slow
 def test_skip_mode_skips_batches_up_to_its_limit(dataset, tmp_path):
     data, tokenizer = dataset
-    config = tiny(**DIVERGING, on_nonfinite_loss="skip", max_skipped_batches=3)
+    config = tiny_config(**DIVERGING, on_nonfinite_loss="skip", max_skipped_batches=3)
     with pytest.raises(TrainingFailed, match=r"skipped 3 batches already"):
         training.run(config, data, tokenizer, tmp_path / "model")
 
@@ -53,7 +42,7 @@ def test_skip_mode_skips_batches_up_to_its_limit(dataset, tmp_path):
 def test_early_stopping_and_periodic_validation(dataset, tmp_path):
     data, tokenizer = dataset
     # A learning rate too small to move the weights: validation never improves after the first look.
-    config = tiny(lr=1e-12, eval_every=5, early_stopping_patience=2)
+    config = tiny_config(lr=1e-12, eval_every=5, early_stopping_patience=2)
     result = training.run(config, data, tokenizer, tmp_path / "model")
     assert result.steps == 15  # evaluations at 5 (best), 10 and 15 (no better twice) -> stop
     log = [json.loads(line) for line in (result.model_dir / "train_log.jsonl").read_text().splitlines()]

@@ -1,0 +1,15 @@
+"""The tiny training config the single-rank trainer tests share (tests/ is on sys.path)."""
+
+from training.config import ModelConfig, TokenizerConfig, TrainConfig, TrainingConfig
+
+
+def tiny_config(**train_overrides) -> TrainingConfig:
+    """A 2-layer, 64-wide Llama on a 512-token vocabulary, one CPU rank, 20 steps logged every 5."""
+    train = dict(seq_len=64, micro_batch_size=4, max_steps=20, lr=3e-3, warmup_steps=0,
+                 num_ranks=1, log_every=5, eval_batches=2)
+    return TrainingConfig(
+        tokenizer=TokenizerConfig(vocab_size=512),
+        model=ModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                          intermediate_size=192, max_seq_len=128),
+        train=TrainConfig(**{**train, **train_overrides}),
+    )
