@@ -162,3 +162,35 @@ def test_out_of_memory_advice_names_the_settings_not_yet_used():
     everything = TrainingConfig(train=TrainConfig(
         device="cuda", zero_stage=3, chunked_loss_tokens=4096, activation_checkpointing=True, offload_optimizer=True))
     assert "; or " not in out_of_memory_advice(everything, where="setting up the model and optimizer")
+
+
+def test_chunked_loss_attaches_to_any_plain_causal_lm_and_refuses_the_rest():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from training.loss import attach_chunked_loss
+
+    torch.manual_seed(0)
+    # Not a Llama: GPT-2 names its decoder `transformer`; the loss is the one its logits give.
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100, n_positions=64)).eval()  # no dropout
+    ids = torch.randint(0, 100, (2, 17))
+    expected = torch.nn.functional.cross_entropy(gpt2(input_ids=ids[:, :-1]).logits.flatten(0, 1), ids[:, 1:].flatten())
+    attach_chunked_loss(gpt2, chunk=8)
+    assert gpt2(input_ids=ids[:, :-1], targets=ids[:, 1:]).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert gpt2(input_ids=ids[:, :-1]).logits.shape == (2, 16, 100)  # without targets: the model's own forward
+
+    soft_capped = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100))
+    soft_capped.config.final_logit_softcapping = 30.0
+    with pytest.raises(ValueError, match="final_logit_softcapping"):
+        attach_chunked_loss(soft_capped, chunk=8)
+
+
+def test_chunked_loss_refuses_lora_on_the_output_layer(tmp_path):
+    from pydantic import ValidationError
+
+    from training.config import LoraConfig
+
+    (tmp_path / "config.json").write_text("{}")  # enough for init_from to name a HF folder
+    lora = LoraConfig(enabled=True, target_modules=("q_proj", "lm_head"))
+    with pytest.raises(ValidationError, match="LoRA on lm_head"):
+        TrainingConfig(model=ModelConfig(init_from=str(tmp_path), lora=lora), train=TrainConfig(chunked_loss_tokens=8))
+    TrainingConfig(model=ModelConfig(init_from=str(tmp_path), lora=lora))  # without the chunked loss: fine

@@ -164,6 +164,15 @@ class TrainingConfig(_Frozen):
     train: TrainConfig = TrainConfig()
 
     @model_validator(mode="after")
+    def _chunked_loss_sees_the_head(self):
+        # The chunked loss multiplies by the output layer's weight itself: adapters there would be skipped.
+        lora = self.model.lora
+        if self.train.chunked_loss_tokens and lora.enabled and "lm_head" in lora.target_modules:
+            raise ValueError("train.chunked_loss_tokens cannot be used with LoRA on lm_head: "
+                             "drop lm_head from model.lora.target_modules, or set chunked_loss_tokens=0")
+        return self
+
+    @model_validator(mode="after")
     def _seq_fits(self):
         # A checkpoint's own limit is checked when it is loaded (training.model.load_pretrained).
         if self.model.init_from is None and self.train.seq_len > self.model.max_seq_len:

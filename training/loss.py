@@ -60,11 +60,18 @@ def linear_cross_entropy(hidden, weight, targets, chunk: int):
 
 
 def attach_chunked_loss(model, chunk: int) -> None:
-    """Let `model(input_ids=..., targets=...)` (a HF causal LM: `.model` the decoder, `.lm_head`
-    the projection) return linear_cross_entropy of its last hidden states, so the full logits are
-    never built. Without `targets` it is the model's own forward. The forward is replaced on this
-    instance only: the class, its state dict and what save_pretrained writes do not change, and a
-    peft wrapper applied afterwards passes `targets` through to it."""
+    """Let `model(input_ids=..., targets=...)` (a HF causal LM) return linear_cross_entropy of its
+    decoder's last hidden states and its output embedding, so the full logits are never built.
+    Without `targets` it is the model's own forward. The forward is replaced on this instance
+    only: the class, its state dict and what save_pretrained writes do not change, and a peft
+    wrapper applied afterwards passes `targets` through to it. A model whose logits are more than
+    that projection (a bias, a logit scale or soft-capping) is refused."""
+    head = model.get_output_embeddings()
+    changes_logits = [name for name in ("final_logit_softcapping", "logit_scale") if getattr(model.config, name, None)]
+    if head is None or getattr(head, "bias", None) is not None or changes_logits:
+        raise ValueError(f"training.train.chunked_loss_tokens: {type(model).__name__}'s logits are not a plain "
+                         f"projection of its hidden states ({', '.join(changes_logits) or 'output layer'}): "
+                         "set chunked_loss_tokens=0")
     original = model.forward
 
     def forward(input_ids=None, targets=None, **kwargs):
@@ -73,7 +80,7 @@ def attach_chunked_loss(model, chunk: int) -> None:
         # peft passes its whole signature on (labels=None, return_dict=None, ...): the decoder gets
         # what was actually given, and no labels.
         given = {key: value for key, value in kwargs.items() if value is not None and key != "labels"}
-        hidden = model.model(input_ids=input_ids, **given).last_hidden_state
-        return linear_cross_entropy(hidden.flatten(0, 1), model.lm_head.weight, targets.flatten(), chunk)
+        hidden = model.get_decoder()(input_ids=input_ids, **given).last_hidden_state
+        return linear_cross_entropy(hidden.flatten(0, 1), model.get_output_embeddings().weight, targets.flatten(), chunk)
 
     model.forward = forward
