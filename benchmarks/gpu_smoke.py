@@ -54,6 +54,7 @@ def main() -> int:
 
     import training
     from flows.config import load_config
+    from training.train import mfu
 
     config = load_config(args.profile, args.overrides).training
     print("training config:", config.model_dump_json(), flush=True)
@@ -75,7 +76,6 @@ def main() -> int:
     log = [json.loads(line) for line in (result.model_dir / "train_log.jsonl").read_text().splitlines() if line]
     train = config.train
     flops_per_token = result.flops_per_token  # training.train.flops_per_token of the model it trained
-    peak = args.peak_tflops * 1e12
     # Steady state: the logged intervals after the first (which holds the warm-up steps).
     steady = statistics.median(entry["tokens_per_second"] for entry in log[1:]) if len(log) > 1 else None
     summary = {
@@ -92,8 +92,8 @@ def main() -> int:
         "launch_to_result_seconds": run_seconds,
         "tokenizer_seconds": tokenizer_seconds,
         "flops_per_token": flops_per_token,
-        "mfu": result.tokens_per_second * flops_per_token / peak,
-        "mfu_steady": steady * flops_per_token / peak if steady else None,
+        "mfu": mfu(result.tokens_per_second, flops_per_token, args.peak_tflops),
+        "mfu_steady": mfu(steady, flops_per_token, args.peak_tflops) if steady else None,
         "loss_first_logged": log[0] if log else None,
         "loss_last_logged": log[-1] if log else None,
         "final_train_loss": result.final_train_loss,

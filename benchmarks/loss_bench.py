@@ -22,7 +22,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ def run_variant(name: str, tokens: int, gpu: bool, steps: int) -> dict:
     import torch.nn.functional as F
 
     from training.loss import linear_cross_entropy
+    from training.train import peak_memory_bytes
 
     device = "cuda" if gpu else "cpu"
     torch.manual_seed(0)
@@ -78,7 +78,7 @@ def run_variant(name: str, tokens: int, gpu: bool, steps: int) -> dict:
         if gpu:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
-    peak = torch.cuda.max_memory_allocated() if gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_memory_bytes(device)
     return {"variant": name, "tokens": tokens, "loss": float(loss), "step_s_median": statistics.median(times),
             "step_s_all": times, "extra_peak_gib": (peak - base) / 2**30}
 

@@ -134,15 +134,15 @@ def _time_steps(step, batches, warmup: int, steps: int) -> dict:
 def _finish(result: dict, config, num_parameters: int, peak_tflops: float) -> dict:
     import torch
 
-    from training.train import flops_per_token
+    from training.train import flops_per_token, mfu, peak_memory_bytes
 
     tokens = config.train.micro_batch_size * config.train.seq_len
     model = config.model
     fpt = flops_per_token(num_parameters, model.num_layers, model.hidden_size, config.train.seq_len)
     tps = tokens / result["step_s_median"]
-    result.update(tokens_per_step=tokens, tokens_per_s=tps, mfu=tps * fpt / (peak_tflops * 1e12),
+    result.update(tokens_per_step=tokens, tokens_per_s=tps, mfu=mfu(tps, fpt, peak_tflops),
                   params=num_parameters, flops_per_token=fpt,
-                  peak_alloc_gib=torch.cuda.max_memory_allocated() / 2**30,
+                  peak_alloc_gib=peak_memory_bytes("cuda") / 2**30,
                   peak_reserved_gib=torch.cuda.max_memory_reserved() / 2**30)
     return result
 
@@ -259,10 +259,11 @@ def run_mem(zero_stage: int, offload: bool = False, cap_gib: float = 12.0, peak_
         if "out of memory" not in str(exc).lower():
             raise
         from training.model import build_model, count_parameters
+        from training.train import peak_memory_bytes
 
         result.update(fits=False, error=str(exc).splitlines()[0][:300],
                       params=count_parameters(build_model(config.model, VOCAB, 0, 0)),
-                      peak_alloc_gib=torch.cuda.max_memory_allocated() / 2**30)
+                      peak_alloc_gib=peak_memory_bytes("cuda") / 2**30)
         return result
 
 

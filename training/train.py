@@ -199,11 +199,21 @@ def flops_per_token(num_parameters: int, num_layers: int, hidden_size: int, seq_
     return per_weight + 12 * num_layers * hidden_size * seq_len
 
 
-def peak_rss_bytes() -> int:
-    """This process's peak resident set size (Linux reports ru_maxrss in KiB)."""
+def peak_memory_bytes(device: str) -> int:
+    """This process's peak memory: on "cuda" torch's allocator peak, on "cpu" the peak resident
+    set size (Linux reports ru_maxrss in KiB)."""
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated()
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def mfu(tokens_per_second: float, flops_per_token: int, peak_tflops: float) -> float:
+    """Model FLOPs utilization: the training FLOPs a second done, as a fraction of the device's peak."""
+    return tokens_per_second * flops_per_token / (peak_tflops * 1e12)
 
 
 def _as_float(value) -> float | None:
@@ -238,12 +248,15 @@ def out_of_memory_advice(config: TrainingConfig, where: str = "training") -> str
     return f"out of GPU memory in {where}; try: " + "; or ".join(options)
 
 
-def next_token_loss(engine, block):
+def logits_loss(logits, targets):
+    """Mean cross-entropy of [batch, seq, vocab] logits, upcast to float32, against [batch, seq] targets."""
     import torch.nn.functional as F
 
-    inputs, targets = block[:, :-1], block[:, 1:]
-    logits = engine(input_ids=inputs).logits
     return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+
+
+def next_token_loss(engine, block):
+    return logits_loss(engine(input_ids=block[:, :-1]).logits, block[:, 1:])
 
 
 def chunked_next_token_loss(engine, block):
@@ -262,14 +275,11 @@ def loss_function(config: TrainingConfig):
     if not config.train.compile:
         return next_token_loss
     import torch
-    import torch.nn.functional as F
 
-    @torch.compile
-    def cross_entropy(logits, targets):
-        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+    compiled_loss = torch.compile(logits_loss)
 
     def compiled_next_token_loss(engine, block):
-        return cross_entropy(engine(input_ids=block[:, :-1]).logits, block[:, 1:])
+        return compiled_loss(engine(input_ids=block[:, :-1]).logits, block[:, 1:])
     return compiled_next_token_loss
 
 
@@ -406,10 +416,8 @@ class StepRunner:
         self._clip_grad_norm = torch.nn.utils.clip_grad_norm_
 
     def _remember(self, what: str, step: int, value) -> None:
-        import torch
-
         first = self._bad[what]
-        first.copy_(torch.where((first == 0) & ~torch.isfinite(value), first.new_full((), step), first))
+        first.copy_(first.new_full((), step).where((first == 0) & ~value.isfinite(), first))
 
     def step(self, step: int, lr: float, batches) -> None:
         accumulated = 0
@@ -649,10 +657,10 @@ def train_rank(args: argparse.Namespace) -> None:
                         "seconds": round(now - loop_started, 2),
                     }
                     if train.device == "cuda":
-                        entry["mfu"] = round(tokens_per_second * model_flops_per_token / (train.peak_tflops * 1e12), 4)
-                        entry["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                        entry["mfu"] = round(mfu(tokens_per_second, model_flops_per_token, train.peak_tflops), 4)
+                        entry["peak_memory_gib"] = round(peak_memory_bytes("cuda") / 2**30, 2)
                     else:
-                        entry["peak_rss_gib"] = round(peak_rss_bytes() / 2**30, 3)
+                        entry["peak_rss_gib"] = round(peak_memory_bytes("cpu") / 2**30, 3)
                     interval_steps, interval_started = 0, now
                     log_entry(entry)
 
@@ -711,8 +719,7 @@ def train_rank(args: argparse.Namespace) -> None:
                 "lora": config.model.lora.enabled,
                 "world_size": world_size,
                 "zero_stage": train.zero_stage,
-                # Rank 0's peak: on the GPU torch's allocator's, on the CPU the process's resident set.
-                "peak_memory_bytes": torch.cuda.max_memory_allocated() if train.device == "cuda" else peak_rss_bytes(),
+                "peak_memory_bytes": peak_memory_bytes(train.device),  # rank 0's
             }
             shutil.copy2(log_path, work_dir / TRAIN_LOG)
             (work_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
