@@ -1,12 +1,191 @@
+"""Compression recipes: named variants, each a chain of steps applied to the trained model or to
+another variant, as llm-compressor recipes are.
+
+    compression:
+      variants:
+        int8: [int8_weight_only]
+        wanda50: [{wanda: {sparsity: 0.5}}, {recover: {steps: 200}}]
+        wanda50-int8: [wanda50, int8]          # starts from wanda50's folder, then int8's steps
+        student: [{distill: {layers: 15, steps: 300}}]
+
+A chain's first item may name another variant: the new variant starts from that variant's model
+(its parent in the lineage). A variant named later in a chain stands for its steps. Everything a
+recipe can get wrong without looking at a model (an unknown step or variant, a cycle, a sparsity
+outside (0, 1), a step after quantization) fails here, when the config loads; what needs the
+model's shape (2:4 on a width that 4 does not divide, a student as deep as its teacher) fails in
+`compression.plan` before any work.
+"""
+
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+BASE = "base"  # the trained model every chain starts from, unless its first item names a variant
 
 
-class CompressionConfig(BaseModel):
+class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    methods: list[Literal["int8_dynamic"]] = Field(
-        default=["int8_dynamic"], description="variants derived from the trained model")
+
+class Int8WeightOnly(_Frozen):
+    """int8 weights per output channel, activations in float (torchao Int8WeightOnlyConfig)."""
+
+    kind: Literal["int8_weight_only"] = "int8_weight_only"
+
+
+class Int8Dynamic(_Frozen):
+    """int8 weights per channel and int8 activations quantized per token at run time (torchao
+    Int8DynamicActivationInt8WeightConfig). Per-token scales follow SmolLM2's outlier tokens
+    (inputs of down_proj up to ~2,700), which one per-tensor scale cannot."""
+
+    kind: Literal["int8_dynamic"] = "int8_dynamic"
+
+
+class Prune(_Frozen):
+    """Zero the least important weights of every decoder Linear layer (attention and MLP
+    projections; the embedding and a tied output layer are kept whole)."""
+
+    sparsity: float = Field(default=0.5, gt=0, lt=1, description="share of each layer's weights set to zero")
+    pattern: Literal["unstructured", "2:4"] = Field(default="unstructured", description=(
+        "unstructured: the lowest scores of each output row; 2:4: two of every four consecutive "
+        "weights of a row (sparsity is then 0.5), the layout sparse tensor cores run"))
+
+    @model_validator(mode="after")
+    def _two_of_four_is_half(self):
+        if self.pattern == "2:4" and self.sparsity != 0.5:
+            raise ValueError(f"pattern 2:4 zeroes exactly half the weights; sparsity {self.sparsity} "
+                             "cannot apply (leave it out, or set 0.5)")
+        return self
+
+
+class Magnitude(Prune):
+    """Score = |weight|."""
+
+    kind: Literal["magnitude"] = "magnitude"
+
+
+class Wanda(Prune):
+    """Score = |weight| x the L2 norm of its input feature over calibration text (Wanda, Sun et al.
+    2023), compared within each output row."""
+
+    kind: Literal["wanda"] = "wanda"
+    calibration_samples: int = Field(default=64, ge=1, description="blocks of the curated train split")
+    calibration_seq_len: int = Field(default=128, ge=8, description="tokens per calibration block")
+
+
+class Recover(_Frozen):
+    """Fine-tune a pruned model through the training stage (DeepSpeed), its zeros kept zero."""
+
+    kind: Literal["recover"] = "recover"
+    steps: int = Field(default=100, ge=1)
+    lr: float = Field(default=1e-4, gt=0)
+    lora: bool = Field(default=False, description="train LoRA adapters (merged and re-masked at export), not every weight")
+
+
+class Distill(_Frozen):
+    """A student with `layers` of the teacher's layers (evenly spaced, DistilBERT-style, first
+    and last kept), trained through the training stage on the teacher's logits."""
+
+    kind: Literal["distill"] = "distill"
+    layers: int = Field(ge=1, description="decoder layers of the student")
+    steps: int = Field(default=300, ge=1)
+    lr: float = Field(default=5e-4, gt=0)
+    temperature: float = Field(default=2.0, gt=0)
+    alpha: float = Field(default=0.5, ge=0, le=1, description="weight of the KD term; 1 - alpha weighs cross-entropy")
+
+
+Step = Annotated[Union[Int8WeightOnly, Int8Dynamic, Magnitude, Wanda, Recover, Distill], Field(discriminator="kind")]
+STEP_KINDS = ("int8_weight_only", "int8_dynamic", "magnitude", "wanda", "recover", "distill")
+QUANTIZE_KINDS = ("int8_weight_only", "int8_dynamic")
+_STEP = TypeAdapter(Step)
+
+
+class Recipe(_Frozen):
+    """A variant resolved: the variant it starts from, and every step it applies after that."""
+
+    parent: str
+    steps: tuple[Step, ...]
+
+    @property
+    def quantized(self) -> bool:
+        return any(step.kind in QUANTIZE_KINDS for step in self.steps)
+
+
+def _step(item: str | dict, where: str):
+    """A step from its YAML form: `name` (defaults) or `{name: {param: value}}`."""
+    if isinstance(item, str):
+        kind, params = item, {}
+    elif isinstance(item, dict) and len(item) == 1:
+        (kind, params), = item.items()
+        params = params or {}
+        if not isinstance(params, dict):
+            raise ValueError(f"{where}: the parameters of {kind!r} must be a mapping, got {params!r}")
+    else:
+        raise ValueError(f"{where}: a step is a name or a mapping of one name to its parameters, got {item!r}")
+    try:
+        return _STEP.validate_python({**params, "kind": kind})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or kind}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{where}: {kind}: {problems}") from None
+
+
+class CompressionConfig(_Frozen):
+    variants: dict[str, list[str | dict[str, dict | None]]] = Field(
+        default={"int8": ["int8_weight_only"]},
+        description=f"variant name -> chain of steps ({', '.join(STEP_KINDS)}) or other variants' names")
+
+    @model_validator(mode="after")
+    def _recipes_resolve(self):
+        self.recipes()  # every error a recipe holds, at load time
+        return self
+
+    def recipes(self) -> dict[str, Recipe]:
+        """Every variant resolved, parents before children (the order to build them in)."""
+        for name in self.variants:
+            if name == BASE or name in STEP_KINDS:
+                raise ValueError(f"compression.variants: {name!r} is reserved (the trained model, or a step's name)")
+            if not self.variants[name]:
+                raise ValueError(f"compression.variants.{name}: no steps")
+        resolved: dict[str, Recipe] = {}
+        visiting: list[str] = []
+
+        def resolve(name: str) -> Recipe:
+            if name in resolved:
+                return resolved[name]
+            if name in visiting:
+                raise ValueError("compression.variants: a cycle: " + " -> ".join(visiting[visiting.index(name):] + [name]))
+            visiting.append(name)
+            parent, steps = BASE, []
+            for position, item in enumerate(self.variants[name]):
+                where = f"compression.variants.{name}[{position}]"
+                if isinstance(item, str) and item in self.variants:
+                    referenced = resolve(item)
+                    if position == 0:
+                        parent = item
+                    else:  # its whole chain from the trained model, inlined
+                        steps += (*_chain_from_base(item, resolved),)
+                    if position == 0 and referenced.quantized and len(self.variants[name]) > 1:
+                        raise ValueError(f"{where}: {item} is quantized: nothing can be applied after quantization")
+                elif isinstance(item, str) and item not in STEP_KINDS:
+                    raise ValueError(f"{where}: unknown step or variant {item!r}; steps: {', '.join(STEP_KINDS)}; "
+                                     f"variants: {', '.join(self.variants)}")
+                else:
+                    steps.append(_step(item, where))
+            for before, after in zip(steps, steps[1:]):
+                if before.kind in QUANTIZE_KINDS:
+                    raise ValueError(f"compression.variants.{name}: {after.kind} after {before.kind}: quantization "
+                                     "must be the last step (a quantized model cannot be pruned or trained)")
+            visiting.pop()
+            resolved[name] = Recipe(parent=parent, steps=tuple(steps))
+            return resolved[name]
+
+        for name in self.variants:
+            resolve(name)
+        return resolved
+
+
+def _chain_from_base(name: str, resolved: dict[str, Recipe]) -> list:
+    recipe = resolved[name]
+    return ([] if recipe.parent == BASE else _chain_from_base(recipe.parent, resolved)) + list(recipe.steps)

@@ -2,22 +2,31 @@
 
 Formats
 - "hf": config.json + model.safetensors + tokenizer files; `from_pretrained` loads it as is.
-- "int8-dynamic": config.json + tokenizer files + `quantized.pt`, the state dict of the model
-  after `torch.ao.quantization.quantize_dynamic` on its Linear layers (a Linear tied to
-  the embedding stays float and tied). Loading rebuilds the
-  float architecture from config.json, applies the same quantization, then loads the weights.
+- "sparse-bitmask": config.json + tokenizer files + `model.safetensors` in which every matrix
+  with zeros worth compressing (a pruned model's) is stored as `<name>.bitmask` (the nonzero
+  positions, 8 per byte, row by row), `<name>.values` (the nonzero values in that order) and
+  `<name>.shape`: the layout of compressed-tensors' sparse-bitmask format, so 50% sparsity halves
+  those matrices on disk. Loading rebuilds the dense float model, zeros in place.
+- "torchao": config.json + tokenizer files + `quantized.pt`, the state dict of the model after
+  torchao's `quantize_` (manifest key "quantization": which config) on its decoder Linear layers
+  (the output layer stays float, tied to the embedding). Loading builds the float architecture
+  from config.json, quantizes it the same way, then assigns the stored quantized tensors.
+  torchao's tensor subclasses are registered as safe globals, so `weights_only` loading works.
 
-Every stage that loads a model (evaluation, serving) goes through `load_model`, so a new format
-is added here once.
+Every stage that loads a model (evaluation, serving, compression) goes through `load_model`, and
+every writer of a variant through `save_model`, so a new format is added here once.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 MANIFEST = "conveyor.json"
+WEIGHTS = "model.safetensors"
 QUANTIZED_WEIGHTS = "quantized.pt"
+FORMATS = ("hf", "sparse-bitmask", "torchao")
 
 
 def read_manifest(folder: Path) -> dict:
@@ -37,23 +46,120 @@ def folder_size_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
-def quantize_int8_dynamic(model):
-    """A quantized copy of `model`: every Linear to int8, except one tied to the embedding."""
-    import torch
-    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+def torchao_config(kind: str):
+    """The torchao config of a quantization step (compression.config's QUANTIZE_KINDS)."""
+    # torchao logs a warning per CUDA kernel library it cannot load (mxfp8, cutlass for sm90a):
+    # noise on a CPU machine, and nothing a user can act on.
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig
 
-    # A tied lm_head shares its weight with the embedding, which stays fp32 (quantize_dynamic only
-    # touches Linear). Quantizing the head would store a second, int8 copy of that matrix: a bigger
-    # file and a larger logit error than keeping it tied (measured: 252 KB vs 220 KB state dict,
-    # max |logit diff| 0.016 vs 0.011 on the tiny test Llama). The state dict then holds the shared
-    # tensor once, and `load_model` re-ties it by loading it into a model built with ties.
-    embedding = model.get_input_embeddings().weight
-    targets = {
-        name: default_dynamic_qconfig
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and module.weight is not embedding
-    }
-    return quantize_dynamic(model, targets, dtype=torch.qint8)
+    configs = {"int8_weight_only": Int8WeightOnlyConfig, "int8_dynamic": Int8DynamicActivationInt8WeightConfig}
+    if kind not in configs:
+        raise ValueError(f"unknown torchao quantization {kind!r}; known: {', '.join(configs)}")
+    return configs[kind]()
+
+
+def quantize(model, kind: str):
+    """Quantize the Linear layers of `model` in place with torchao, except an output layer tied
+    to the embedding: quantizing it would store a second, int8 copy of the embedding matrix (for
+    SmolLM2 28M of its 135M weights) instead of sharing it."""
+    import torch
+    from torchao.quantization import quantize_
+
+    config = torchao_config(kind)
+    tied_head = _tied_head(model)
+    quantize_(model, config, filter_fn=lambda module, fqn: isinstance(module, torch.nn.Linear) and module is not tied_head)
+    return model
+
+
+def _tied_head(model):
+    """The output layer when it shares its weight with the input embedding, else None."""
+    head = model.get_output_embeddings()
+    return head if head is not None and head.weight is model.get_input_embeddings().weight else None
+
+
+def _state_dict_without_tied_head(model) -> dict:
+    """The state dict with a tied output weight left out (it is the embedding): safetensors
+    refuses shared tensors, and `_load_into` ties it again."""
+    state = dict(model.state_dict())
+    head = _tied_head(model)
+    if head is not None:
+        head_name = next(name for name, module in model.named_modules() if module is head)
+        del state[f"{head_name}.weight"]
+    return state
+
+
+def _load_into(model, state: dict, assign: bool = False) -> None:
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=assign)
+    tied_head = [key for key in missing if model.config.tie_word_embeddings and key.startswith("lm_head.")]
+    if set(missing) - set(tied_head) or unexpected:
+        raise ValueError(f"weights do not fit the architecture: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    model.tie_weights()
+
+
+def sparse_encode(state: dict) -> dict:
+    """Matrices with enough zeros as bitmask + values + shape; the rest as they are. A matrix is
+    compressed where that is smaller: over 1 in 32 zeros for float32 (the mask costs 1 bit a weight)."""
+    import numpy as np
+    import torch
+
+    encoded = {}
+    for name, tensor in state.items():
+        tensor = tensor.contiguous()
+        if tensor.dim() == 2 and tensor.is_floating_point():
+            nonzero = tensor != 0
+            zeros = tensor.numel() - int(nonzero.sum())
+            if zeros * tensor.element_size() * 8 > tensor.numel():
+                encoded[f"{name}.bitmask"] = torch.from_numpy(np.packbits(nonzero.numpy(), axis=1))
+                encoded[f"{name}.values"] = tensor[nonzero]
+                encoded[f"{name}.shape"] = torch.tensor(tensor.shape, dtype=torch.int64)
+                continue
+        encoded[name] = tensor
+    return encoded
+
+
+def sparse_decode(encoded: dict) -> dict:
+    import numpy as np
+    import torch
+
+    state = {}
+    for name, tensor in encoded.items():
+        if name.endswith((".values", ".shape")):
+            continue
+        if name.endswith(".bitmask"):
+            base = name.removesuffix(".bitmask")
+            rows, columns = encoded[f"{base}.shape"].tolist()
+            mask = torch.from_numpy(np.unpackbits(tensor.numpy(), axis=1, count=columns).astype(bool))
+            values = encoded[f"{base}.values"]
+            dense = torch.zeros((rows, columns), dtype=values.dtype)
+            dense[mask] = values
+            state[base] = dense
+        else:
+            state[name] = tensor
+    return state
+
+
+def save_model(model, tokenizer, folder: Path, fmt: str, **manifest) -> None:
+    """Write `model` (float, pruned, or quantized by `quantize`) and its tokenizer in `fmt`."""
+    import torch
+
+    folder = Path(folder)
+    if fmt == "hf":
+        model.save_pretrained(folder, safe_serialization=True)
+    elif fmt == "sparse-bitmask":
+        from safetensors.torch import save_file
+
+        model.config.save_pretrained(folder)
+        save_file(sparse_encode(_state_dict_without_tied_head(model)), folder / WEIGHTS, metadata={"format": "pt"})
+    elif fmt == "torchao":
+        if "quantization" not in manifest:
+            raise ValueError("a torchao folder needs manifest['quantization'] (the config to load it with)")
+        model.config.save_pretrained(folder)
+        torch.save(model.state_dict(), folder / QUANTIZED_WEIGHTS)
+    else:
+        raise ValueError(f"unknown model format {fmt!r}; known: {', '.join(FORMATS)}")
+    tokenizer.save_pretrained(folder)
+    write_manifest(folder, fmt, **manifest)
 
 
 def load_model(folder: Path):
@@ -62,17 +168,28 @@ def load_model(folder: Path):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(folder)
-    fmt = read_manifest(folder)["format"]
+    # A plain HF folder (no conveyor.json), e.g. a user's own model given to `conveyor compress`.
+    plain = not (folder / MANIFEST).is_file() and (folder / "config.json").is_file()
+    manifest = {"format": "hf"} if plain else read_manifest(folder)
+    fmt = manifest["format"]
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if fmt == "hf":
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    elif fmt == "int8-dynamic":
-        config = AutoConfig.from_pretrained(folder)
-        model = quantize_int8_dynamic(AutoModelForCausalLM.from_config(config))
-        # weights_only: a served bento must not run pickled code; packed int8 params load fine.
+    elif fmt == "sparse-bitmask":
+        from safetensors.torch import load_file
+
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32)
+        _load_into(model, sparse_decode(load_file(folder / WEIGHTS)))
+    elif fmt == "torchao":
+        model = quantize(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32),
+                         manifest["quantization"])
+        # weights_only: a served bento must not run pickled code; torchao's tensors are safe globals.
         state = torch.load(folder / QUANTIZED_WEIGHTS, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        _load_into(model, state, assign=True)
+    elif fmt == "int8-dynamic":
+        raise ValueError(f"{folder}: format int8-dynamic (torch.ao quantize_dynamic) is no longer loaded: it cost "
+                         "SmolLM2 3x its perplexity; compress the model again (variant int8: [int8_weight_only])")
     else:
-        raise ValueError(f"{folder}: unknown model format {fmt!r}")
+        raise ValueError(f"{folder}: unknown model format {fmt!r}; known: {', '.join(FORMATS)}")
     model.eval()
     return model, tokenizer

@@ -21,6 +21,7 @@ LINEAGE_KEYS = (
     "prefect_flow_run_id",
     "mlflow_run_id",
     "parent_version",
+    "compression_steps",
     "variant",
     "profile",
 )

@@ -75,16 +75,9 @@ def summed_nll(model, token_ids: list[int], window: int) -> tuple[float, int]:
 
 
 def count_parameters(model) -> int:
-    """Logical parameter count: the same for a model and its int8 copy, tied weights once."""
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
-
-    count = sum(p.numel() for p in model.parameters())
-    for module in model.modules():
-        # Packed int8 weights are not nn.Parameters, so parameters() misses them.
-        if isinstance(module, DynamicQuantizedLinear):
-            bias = module.bias()
-            count += module.weight().numel() + (bias.numel() if bias is not None else 0)
-    return count
+    """Logical parameter count, tied weights once: the same for a model and its quantized or pruned
+    copies (torchao's quantized tensors report the shape of the weight they stand for)."""
+    return sum(p.numel() for p in model.parameters())
 
 
 def latency_ms_per_token(model, tokenizer, config: EvaluationConfig) -> float:

@@ -115,6 +115,41 @@ def train(
 
 
 @app.command()
+def compress(
+    model: Annotated[Path, typer.Option(help="model folder to compress (a Conveyor or plain HF causal-LM folder)")],
+    output: Annotated[Path, typer.Option(help="folder to create; one sub-folder per variant")],
+    dataset: Annotated[Optional[Path], typer.Option(help=(
+        "curated dataset folder (train.jsonl, validation.jsonl): calibration for wanda, data for recover "
+        "and distill"))] = None,
+    profile: ProfileOpt = "demo",
+    set_: SetOpt = None,
+) -> None:
+    """Build the profile's compression.variants from MODEL alone (as `conveyor train` trains alone)."""
+    from flows.config import load_config
+
+    try:
+        config = load_config(profile, set_ or [])
+    except ConfigError as exc:
+        _fail(str(exc))
+    if not (model / "config.json").is_file():
+        _fail(f"--model: {model} has no config.json: not a HF model folder")
+    if dataset is not None and not (dataset / "train.jsonl").is_file():
+        _fail(f"--dataset: {dataset / 'train.jsonl'} not found (a curated dataset folder, e.g. .conveyor/data/curated)")
+    _activate()
+    import logging
+
+    import compression
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        variants = compression.run(config.compression, model, output, dataset, config.training if dataset else None)
+    except compression.CompressionError as exc:
+        _fail(f"error: {exc}", 1)
+    typer.echo(compression.describe(variants))
+    typer.echo(f"wrote {len(variants)} variant(s) under {output} (stats: {output}.stats.json)")
+
+
+@app.command()
 def up(prefect_port: int = 4200, mlflow_port: int = 5000) -> None:
     """Start a Prefect server and an MLflow server on 127.0.0.1 (state under the state root)."""
     from flows import services

@@ -132,11 +132,12 @@ def train_model(config: PipelineConfig, tokenizer_dir: Path, run_dir: Path, mlfl
 
 
 @task
-def compress(config: PipelineConfig, base_dir: Path, run_dir: Path) -> dict[str, Path]:
+def compress(config: PipelineConfig, base_dir: Path, run_dir: Path) -> list[dict]:
+    """Every variant of compression.variants, parents first (the order to register them in)."""
     import compression
 
-    variants = compression.run(config.compression, base_dir, run_dir / "model")
-    return {v.name: Path(v.path) for v in variants}
+    variants = compression.run(config.compression, base_dir, run_dir / "model", CURATED_DIR, config.training)
+    return [variant.model_dump(mode="json") for variant in variants]
 
 
 @task(task_run_name="evaluate-{variant}")
@@ -147,20 +148,23 @@ def evaluate(config: PipelineConfig, variant: str, model_dir: Path, run_dir: Pat
 
 
 @task
-def register(config: PipelineConfig, variant_dirs: dict[str, Path], metrics: dict[str, dict],
-             lineage: dict[str, str], experiment_id: str, state: State) -> dict:
+def register(config: PipelineConfig, variant_dirs: dict[str, Path], variants: list[dict],
+             metrics: dict[str, dict], lineage: dict[str, str], experiment_id: str, state: State) -> dict:
     """Register every variant, then move `champion` or `challenger` per the promotion policy."""
     from core import registry
     from evaluation.promotion import decide
 
     champion = registry.get_by_alias(config.model_name, "champion")
     versions: dict[str, str] = {}
-    # The base model first: derived variants name its version as their parent.
-    for variant in sorted(variant_dirs, key=lambda v: v != "base"):
-        parent = versions.get("base") if variant != "base" else None
+    # variant_dirs lists parents before children: each names its parent's version (a pruned then
+    # quantized model points at the pruned one, which points at base).
+    built = {v["name"]: v for v in variants}
+    for variant in variant_dirs:
+        parent = versions[built[variant]["parent"]] if variant in built else None
+        steps = " -> ".join(r["step"] for r in built[variant]["steps"]) if variant in built else None
         registered = registry.register_variant(
             config.model_name, variant_dirs[variant], variant, metrics[variant],
-            {**lineage, "variant": variant, "parent_version": parent},
+            {**lineage, "variant": variant, "parent_version": parent, "compression_steps": steps},
             run_id=lineage["mlflow_run_id"], experiment_id=experiment_id,
         )
         versions[variant] = registered.version
@@ -257,9 +261,11 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> dict:
         tokenizer_dir = train_tokenizer(config, run_dir)
         train_result = train_model(config, tokenizer_dir, run_dir, run_id)
         variant_dirs = {"base": Path(train_result["model_dir"])}
-        variant_dirs.update(compress(config, variant_dirs["base"], run_dir))
+        variants = compress(config, variant_dirs["base"], run_dir)
+        variant_dirs.update({v["name"]: Path(v["path"]) for v in variants})
         metrics = {name: evaluate(config, name, path, run_dir) for name, path in variant_dirs.items()}
-        registry_result = register(config, variant_dirs, metrics, lineage, experiment, state)
+        tradeoff = _log_compression_report(client, run_id, variants, metrics, run_dir)
+        registry_result = register(config, variant_dirs, variants, metrics, lineage, experiment, state)
         bento_tag = package(config, registry_result, run_dir)
 
         summary = {
@@ -269,6 +275,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> dict:
             "stages": stages,
             "training": train_result,
             "variants": metrics,
+            "compression": {"variants": variants, "tradeoff_plot": str(tradeoff)},
             "registry": registry_result,
             "lineage": lineage,
             "bento": bento_tag,
@@ -285,6 +292,19 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> dict:
 
     get_run_logger().info("\n%s", render_text(summary))
     return summary
+
+
+def _log_compression_report(client, run_id: str, variants: list[dict], metrics: dict[str, dict],
+                            run_dir: Path) -> Path:
+    """The trade-off plot (perplexity vs size vs decode speed) and the per-step costs, to MLflow."""
+    from compression.report import tradeoff_plot
+
+    plot = tradeoff_plot(metrics, {v["name"]: v["parent"] for v in variants}, run_dir / "compression_tradeoff.png")
+    client.log_artifact(run_id, str(plot), "compression")
+    steps = run_dir / "compression_steps.json"
+    atomic_write_text(steps, json.dumps({v["name"]: v["steps"] for v in variants}, indent=2))
+    client.log_artifact(run_id, str(steps), "compression")
+    return plot
 
 
 def _log_validation_artifacts(client, run_id: str) -> None:

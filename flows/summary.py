@@ -17,6 +17,15 @@ def _size(num_bytes: float) -> str:
     return ""
 
 
+def _step_label(report: dict) -> str:
+    """A compression step as the summary shows it: its kind and what it reached."""
+    if "sparsity" in report:
+        return f"{report['step']} {report['sparsity']:.0%}"
+    if "steps" in report:
+        return f"{report['step']} {report['steps']} steps"
+    return report["step"]
+
+
 def render_text(summary: dict) -> str:
     out = [f"Conveyor run {summary['run']} (profile {summary['profile']}) in {summary['seconds']} s", ""]
 
@@ -40,13 +49,23 @@ def render_text(summary: dict) -> str:
     ]
 
     registry = summary["registry"]
+    base = summary["variants"]["base"]
+    chains = {v["name"]: v for v in summary.get("compression", {}).get("variants", [])}
     rows = []
     for variant, metrics in summary["variants"].items():
+        chain = chains.get(variant)
+        steps = " -> ".join(_step_label(r) for r in chain["steps"]) if chain else "trained"
         rows.append([
-            variant, registry["versions"].get(variant, "-"), f"{metrics['perplexity']:.2f}",
-            _size(metrics["size_bytes"]), f"{metrics['latency_ms_per_token']:.2f}",
+            variant, registry["versions"].get(variant, "-"), chain["parent"] if chain else "-", steps,
+            f"{metrics['perplexity']:.2f}", f"{100 * (metrics['perplexity'] / base['perplexity'] - 1):+.1f}%",
+            f"{_size(metrics['size_bytes'])} ({metrics['size_bytes'] / base['size_bytes']:.2f}x)",
+            f"{metrics['latency_ms_per_token']:.2f} ({base['latency_ms_per_token'] / metrics['latency_ms_per_token']:.2f}x)",
         ])
-    out += ["Model variants", *_table(["variant", "version", "val ppl", "size", "ms/token"], rows), ""]
+    out += ["Model variants (x: against base)",
+            *_table(["variant", "version", "from", "steps", "val ppl", "vs base", "size", "ms/token"], rows)]
+    if summary.get("compression", {}).get("tradeoff_plot"):
+        out += [f"trade-off plot: {summary['compression']['tradeoff_plot']} (MLflow: compression/)"]
+    out += [""]
 
     out += [
         f"Registry: {registry['model_name']} version {registry['version']} ({registry['chosen']}) "

@@ -67,10 +67,21 @@ def test_first_run_curates_trains_registers_with_lineage(checkout, two_runs):
     assert sum(stages["ingest"]["dropped"].values()) >= 1
     assert stages["dedup"]["dropped"].get("exact_duplicate", 0) >= 1
     assert stages["split"]["records_out"] == stages["anonymize"]["records_out"]
-    assert set(first["variants"]) == {"base", "int8_dynamic"}
+    assert set(first["variants"]) == {"base", "int8", "wanda50", "wanda50-int8"}
     for metrics in first["variants"].values():
         assert 1 < metrics["perplexity"] < 512  # below the vocabulary size: it learned something
-    assert first["variants"]["int8_dynamic"]["size_bytes"] < first["variants"]["base"]["size_bytes"]
+    sizes = {name: metrics["size_bytes"] for name, metrics in first["variants"].items()}
+    assert sizes["int8"] < sizes["wanda50"] < sizes["base"]
+    assert Path(first["compression"]["tradeoff_plot"]).stat().st_size > 10_000
+    # A chained variant's parent is the variant it was built from, in the registry too.
+    versions = first["registry"]["versions"]
+    chained = _registry(checkout, (
+        f"v = registry.get_version('conveyor-lm-test', '{versions['wanda50-int8']}')\n"
+        "print(json.dumps(v.lineage))\n"))
+    assert chained["parent_version"] == versions["wanda50"]
+    assert _registry(checkout, (
+        f"v = registry.get_version('conveyor-lm-test', '{versions['wanda50']}')\n"
+        "print(json.dumps(v.lineage))\n"))["parent_version"] == versions["base"]
 
     champion = _registry(checkout, (
         "v = registry.get_by_alias('conveyor-lm-test', 'champion')\n"

@@ -53,7 +53,7 @@ def test_eval_tokens_count_predictions_in_non_overlapping_windows(base_metrics):
 
 
 def test_int8_variant_counts_the_same_parameters_and_is_smaller(base_dir, dataset_dir, base_metrics, tmp_path):
-    [variant] = compress(CompressionConfig(), base_dir, tmp_path / "compressed")
+    [variant] = compress(CompressionConfig(variants={"int8": ["int8_weight_only"]}), base_dir, tmp_path / "compressed")
     int8 = run(CONFIG, variant.path, dataset_dir, tmp_path / "int8.json")
     print(f"\nbase {base_metrics}\nint8 {int8}")
     assert int8["num_parameters"] == base_metrics["num_parameters"]

@@ -1,0 +1,76 @@
+"""The steps that train: `recover` (fine-tune a pruned model, its zeros kept) and `distill` (a
+shallower student on the teacher's logits). Both run the training stage itself (DeepSpeed ranks
+under torchrun, checkpoints and resume, MLflow metrics) on a model folder: the profile's
+training config with the step's numbers, never a loop of our own."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from compression.config import Distill, Recover
+
+logger = logging.getLogger(__name__)
+
+
+def step_training_config(training, step: Recover | Distill, init_from: Path, teacher: Path | None = None):
+    """The profile's TrainingConfig (ranks, device, precision, batch) with this step's model,
+    steps, rate and loss. Validated anew: a combination the trainer refuses fails here."""
+    from training.config import TrainingConfig
+
+    raw = training.model_dump()
+    raw["model"]["init_from"] = str(init_from)
+    raw["model"]["lora"]["enabled"] = isinstance(step, Recover) and step.lora
+    train = raw["train"]
+    train.update(max_steps=step.steps, lr=step.lr, warmup_steps=min(train["warmup_steps"], step.steps // 10),
+                 resume=True, early_stopping_patience=0, eval_every=0)
+    if isinstance(step, Recover):
+        train["keep_zero_weights"] = True
+    else:
+        raw["distill"] = {"teacher": str(teacher), "temperature": step.temperature, "alpha": step.alpha}
+    return TrainingConfig.model_validate(raw)
+
+
+def student_of(teacher, layers: int):
+    """A copy of `teacher` keeping `layers` of its decoder layers, evenly spaced with the first and
+    the last among them (DistilBERT initializes its student from every other teacher layer)."""
+    import copy
+
+    import torch
+
+    depth = teacher.config.num_hidden_layers
+    keep = [0] if layers == 1 else [round(i * (depth - 1) / (layers - 1)) for i in range(layers)]
+    student = copy.deepcopy(teacher)
+    decoder = student.get_decoder()
+    decoder.layers = torch.nn.ModuleList(decoder.layers[i] for i in keep)
+    for position, layer in enumerate(decoder.layers):
+        layer.self_attn.layer_idx = position  # the KV cache is indexed by it
+    student.config.num_hidden_layers = layers
+    if getattr(student.config, "layer_types", None):
+        student.config.layer_types = [student.config.layer_types[i] for i in keep]
+    logger.info("student: layers %s of the teacher's %d", keep, depth)
+    return student
+
+
+def train_step(step: Recover | Distill, model_dir: Path, output: Path, dataset_dir: Path, training):
+    """Train from `model_dir` into `output`; return (output, report). A run interrupted here resumes
+    from its checkpoints beside `output` when the stage runs again."""
+    import training as training_stage
+    from core.models import load_model, save_model
+
+    teacher = None
+    init_from = model_dir
+    if isinstance(step, Distill):
+        teacher = model_dir
+        init_from = output.with_name(output.name + ".student")
+        if not (init_from / "config.json").is_file():
+            model, tokenizer = load_model(model_dir)
+            save_model(student_of(model, step.layers), tokenizer, init_from, "hf")
+    config = step_training_config(training, step, init_from, teacher)
+    if (output / "result.json").is_file():  # finished before the stage was interrupted
+        result = training_stage.TrainResult(model_dir=output, **json.loads((output / "result.json").read_text()))
+    else:
+        result = training_stage.run(config, dataset_dir, init_from, output)
+    return output, {"steps": result.steps, "tokens": result.tokens_seen, "final_train_loss": result.final_train_loss,
+                    "val_loss": result.val_loss}

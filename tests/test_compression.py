@@ -1,0 +1,199 @@
+"""The compression stage on a tiny random Llama: recipes, torchao int8, magnitude and Wanda pruning
+(per row and 2:4) stored as sparse bitmasks, chains of variants, and what never gets published."""
+
+import json
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+import compression.stage
+from compression import CompressionConfig, CompressionError, run
+from compression.config import Magnitude
+from compression.prune import keep_mask, prunable_layers
+from core.models import folder_size_bytes, load_model, read_manifest
+from core.stats import StageStats
+from model_fixtures import TRAINING_TEXT, make_tiny_model_folder
+
+PROMPT = "hello world, it was the best of times"
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    return make_tiny_model_folder(tmp_path_factory.mktemp("base") / "model")
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("curated")
+    for name in ("train.jsonl", "validation.jsonl"):
+        (folder / name).write_text("".join(json.dumps({"text": text}) + "\n" for text in TRAINING_TEXT))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def variants(base_dir, dataset_dir, tmp_path_factory):
+    """Every transform step, and a chain: a pruned model quantized, pointing at the pruned one."""
+    config = CompressionConfig(variants={
+        "int8": ["int8_weight_only"],
+        "int8-dyn": ["int8_dynamic"],
+        "mag50": [{"magnitude": {"sparsity": 0.5}}],
+        "wanda24": [{"wanda": {"pattern": "2:4", "calibration_samples": 4, "calibration_seq_len": 32}}],
+        "wanda24-int8": ["wanda24", "int8"],
+    })
+    from training.config import TrainingConfig
+
+    built = run(config, base_dir, tmp_path_factory.mktemp("compressed"), dataset_dir, TrainingConfig())
+    return {variant.name: variant for variant in built}
+
+
+def logits(folder, text=PROMPT):
+    model, tokenizer = load_model(folder)
+    ids = tokenizer(text, return_tensors="pt").input_ids
+    with torch.inference_mode():
+        return model(ids).logits
+
+
+def decoder_weights(folder) -> dict:
+    model, _ = load_model(folder)
+    return {name: layer.weight.detach().clone() for name, layer in prunable_layers(model).items()}
+
+
+# Recipes: every mistake a config can hold fails when it loads, naming the variant and step.
+@pytest.mark.parametrize("variants, message", [
+    ({"a": ["int9"]}, "unknown step or variant 'int9'"),
+    ({"a": ["b"]}, "unknown step or variant 'b'"),
+    ({"a": ["b", "int8_weight_only"], "b": ["a"]}, "a cycle: a -> b -> a"),
+    ({"a": ["a"]}, "a cycle: a -> a"),
+    ({"a": [{"wanda": {"sparsity": 1.0}}]}, "less than 1"),
+    ({"a": [{"magnitude": {"sparsity": 0}}]}, "greater than 0"),
+    ({"a": [{"wanda": {"pattern": "2:4", "sparsity": 0.3}}]}, "2:4 zeroes exactly half"),
+    ({"a": [{"wanda": {"sparsity": 0.5, "bogus": 1}}]}, "bogus"),
+    ({"a": ["int8_weight_only", "magnitude"]}, "quantization must be the last step"),
+    ({"q": ["int8_weight_only"], "a": ["q", "magnitude"]}, "nothing can be applied after quantization"),
+    ({"base": ["int8_weight_only"]}, "reserved"),
+    ({"a": []}, "no steps"),
+    ({"a": [{"distill": {}}]}, "layers"),
+])
+def test_bad_recipes_fail_when_the_config_loads(variants, message):
+    with pytest.raises(ValidationError, match=message):
+        CompressionConfig(variants=variants)
+
+
+def test_chains_resolve_parents_first_with_inlined_steps():
+    recipes = CompressionConfig(variants={
+        "both": ["pruned", "int8"], "int8": ["int8_weight_only"], "pruned": [{"wanda": {"sparsity": 0.4}}]}).recipes()
+    assert list(recipes).index("pruned") < list(recipes).index("both")
+    assert recipes["both"].parent == "pruned"
+    assert [step.kind for step in recipes["both"].steps] == ["int8_weight_only"]
+    assert recipes["pruned"].steps[0].sparsity == 0.4
+
+
+def test_shape_errors_fail_before_any_work(base_dir, dataset_dir, tmp_path):
+    from training.config import TrainingConfig
+
+    with pytest.raises(CompressionError, match="distill to 2 layers needs a teacher with more; it has 2"):
+        run(CompressionConfig(variants={"s": [{"distill": {"layers": 2}}]}), base_dir, tmp_path, dataset_dir,
+            TrainingConfig())
+    with pytest.raises(CompressionError, match="wanda needs a dataset"):
+        run(CompressionConfig(variants={"w": ["wanda"]}), base_dir, tmp_path)
+    odd = make_tiny_model_folder(tmp_path / "odd")
+    config = json.loads((odd / "config.json").read_text())
+    (odd / "config.json").write_text(json.dumps({**config, "intermediate_size": 130}))
+    with pytest.raises(CompressionError, match=r"2:4 pruning needs input widths divisible by 4: .*down_proj \(130\)"):
+        run(CompressionConfig(variants={"m": [{"magnitude": {"pattern": "2:4"}}]}), odd, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_int8_variants_are_torchao_folders_smaller_and_close(base_dir, variants):
+    from torchao.quantization import Int8Tensor
+
+    for name, kind in (("int8", "int8_weight_only"), ("int8-dyn", "int8_dynamic")):
+        variant = variants[name]
+        assert read_manifest(variant.path)["format"] == "torchao"
+        assert read_manifest(variant.path)["quantization"] == kind
+        model, _ = load_model(variant.path)
+        assert isinstance(model.model.layers[0].mlp.up_proj.weight, Int8Tensor)
+        # The tied output layer stays float and shares the embedding.
+        assert model.lm_head.weight is model.model.embed_tokens.weight
+        size, base_size = folder_size_bytes(variant.path), folder_size_bytes(base_dir)
+        diff = (logits(variant.path) - logits(base_dir)).abs().max().item()
+        print(f"\n{name}: {size} B vs {base_size} B; max |logit diff| {diff:.4f}")
+        assert size < 0.6 * base_size
+        assert diff < 0.05
+
+
+def test_magnitude_prunes_half_of_every_row_and_stores_it_compressed(base_dir, variants):
+    variant = variants["mag50"]
+    assert read_manifest(variant.path)["format"] == "sparse-bitmask"
+    before, after = decoder_weights(base_dir), decoder_weights(variant.path)
+    for name, weight in after.items():
+        zeros_per_row = (weight == 0).sum(dim=1)
+        assert (zeros_per_row == weight.shape[1] // 2).all(), name
+        # The kept weights are the row's largest in magnitude, unchanged.
+        kept = weight != 0
+        assert torch.equal(weight[kept], before[name][kept])
+        smallest_kept = before[name].abs().where(kept, torch.inf).min(dim=1).values
+        largest_pruned = before[name].abs().where(~kept, -torch.inf).max(dim=1).values
+        assert (largest_pruned <= smallest_kept).all(), name
+    size, base_size = folder_size_bytes(variant.path), folder_size_bytes(base_dir)
+    print(f"\nmag50: {size} B vs {base_size} B")
+    assert size < 0.8 * base_size  # the embedding (a third of this tiny model) stays dense
+
+
+def test_wanda_2_4_keeps_two_of_every_four(variants):
+    for name, weight in decoder_weights(variants["wanda24"].path).items():
+        groups = (weight != 0).reshape(weight.shape[0], -1, 4).sum(dim=2)
+        assert (groups <= 2).all() and (groups == 2).float().mean() > 0.99, name
+    steps = read_manifest(variants["wanda24"].path)["steps"]
+    assert steps[0]["step"] == "wanda" and steps[0]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert steps[0]["max_abs_logit_diff"] > 0
+
+
+def test_wanda_weighs_weights_by_their_input_norm():
+    weights = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    norms = torch.tensor([10.0, 1.0, 1.0, 1.0])  # the first input is loud
+    step = Magnitude(sparsity=0.5)
+    assert keep_mask(weights.abs(), step).tolist() == [[False, False, True, True]]
+    assert keep_mask(weights.abs() * norms, step).tolist() == [[True, False, False, True]]
+
+
+def test_a_chained_variant_points_at_its_parent(variants):
+    chained = variants["wanda24-int8"]
+    manifest = read_manifest(chained.path)
+    assert chained.parent == "wanda24" and manifest["parent"] == "wanda24"
+    assert manifest["format"] == "torchao" and [s["step"] for s in manifest["steps"]] == ["int8_weight_only"]
+    # Quantized from the pruned model: its logits are near the pruned model's.
+    assert (logits(chained.path) - logits(variants["wanda24"].path)).abs().max() < 0.05
+
+
+def test_stats_report_each_steps_cost(variants):
+    stats = StageStats.read(variants["int8"].path.parent)
+    assert stats.stage == "compression" and stats.records_out == 5
+    assert 0 < stats.extra["int8.size_ratio"] < 1
+    assert 0 < stats.extra["int8.0.int8_weight_only.max_abs_logit_diff"] < 0.05
+    assert stats.extra["mag50.0.magnitude.sparsity"] == pytest.approx(0.5)
+    assert not (variants["int8"].path.parent / compression.stage.WORK_DIR).exists()
+
+
+def test_failed_check_leaves_no_variant_folder(base_dir, tmp_path, monkeypatch):
+    def broken_generate(model, tokenizer, name):
+        raise CompressionError("cannot generate")
+
+    monkeypatch.setattr(compression.stage, "check_generates", broken_generate)
+    with pytest.raises(CompressionError, match="cannot generate"):
+        run(CompressionConfig(), base_dir, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] in ([], [compression.stage.WORK_DIR])
+    assert not (tmp_path / "int8").exists()
+
+
+def test_non_finite_logits_publish_nothing(base_dir, tmp_path, monkeypatch):
+    def poisoned(model, kind):
+        with torch.no_grad():
+            model.model.layers[0].mlp.up_proj.weight.fill_(float("nan"))
+        return model
+
+    monkeypatch.setattr(compression.stage, "quantize", poisoned)
+    with pytest.raises(CompressionError, match="int8_weight_only.*non-finite logits"):
+        run(CompressionConfig(), base_dir, tmp_path)
+    assert not (tmp_path / "int8").exists()
