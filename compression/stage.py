@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from compression.config import BASE, QUANTIZE_KINDS, CompressionConfig, Distill, Recipe, Recover, Wanda
 from core.atomic import atomic_dir
-from core.models import folder_size_bytes, load_model, quantize, save_model
+from core.models import folder_size_bytes, load_model, model_format, quantize, save_model
 from core.stats import StageStats
 
 # Logits of the reloaded folder must equal those of the in-memory model: anything else means the
@@ -116,7 +116,9 @@ def run(config: CompressionConfig, model_dir: Path, output_root: Path, dataset_d
 
 def build_variant(name: str, recipe: Recipe, source: Path, output: Path, work: Path, dataset_dir, training) -> Variant:
     model, tokenizer = load_model(source)
-    saved = source  # a folder holding `model` as it is now; None once a step changed it
+    # A plain HF folder holding `model` as it is now, which training steps start from; None once a
+    # step changed the model, or when the parent is stored in another format.
+    saved = source if model_format(source) == "hf" else None
     reports = []
     for index, step in enumerate(recipe.steps):
         started = time.perf_counter()

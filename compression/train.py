@@ -72,5 +72,10 @@ def train_step(step: Recover | Distill, model_dir: Path, output: Path, dataset_d
         result = training_stage.TrainResult(model_dir=output, **json.loads((output / "result.json").read_text()))
     else:
         result = training_stage.run(config, dataset_dir, init_from, output)
-    return output, {"steps": result.steps, "tokens": result.tokens_seen, "final_train_loss": result.final_train_loss,
-                    "val_loss": result.val_loss}
+    report = {"steps": result.steps, "tokens": result.tokens_seen, "final_train_loss": result.final_train_loss,
+              "val_loss": result.val_loss}
+    if isinstance(step, Distill):
+        from transformers import AutoConfig
+
+        report["teacher_layers"] = AutoConfig.from_pretrained(model_dir).num_hidden_layers
+    return output, report

@@ -36,6 +36,15 @@ def read_manifest(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def model_format(folder: Path) -> str:
+    """The folder's format; a plain HF folder without conveyor.json (a user's own model given to
+    `conveyor compress`) is "hf"."""
+    folder = Path(folder)
+    if not (folder / MANIFEST).is_file() and (folder / "config.json").is_file():
+        return "hf"
+    return read_manifest(folder)["format"]
+
+
 def write_manifest(folder: Path, fmt: str, **extra) -> None:
     from core.atomic import atomic_write_text
 
@@ -168,10 +177,7 @@ def load_model(folder: Path):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(folder)
-    # A plain HF folder (no conveyor.json), e.g. a user's own model given to `conveyor compress`.
-    plain = not (folder / MANIFEST).is_file() and (folder / "config.json").is_file()
-    manifest = {"format": "hf"} if plain else read_manifest(folder)
-    fmt = manifest["format"]
+    fmt = model_format(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if fmt == "hf":
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
@@ -182,7 +188,7 @@ def load_model(folder: Path):
         _load_into(model, sparse_decode(load_file(folder / WEIGHTS)))
     elif fmt == "torchao":
         model = quantize(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32),
-                         manifest["quantization"])
+                         read_manifest(folder)["quantization"])
         # weights_only: a served bento must not run pickled code; torchao's tensors are safe globals.
         state = torch.load(folder / QUANTIZED_WEIGHTS, map_location="cpu", weights_only=True)
         _load_into(model, state, assign=True)

@@ -197,3 +197,54 @@ def test_non_finite_logits_publish_nothing(base_dir, tmp_path, monkeypatch):
     with pytest.raises(CompressionError, match="int8_weight_only.*non-finite logits"):
         run(CompressionConfig(), base_dir, tmp_path)
     assert not (tmp_path / "int8").exists()
+
+
+@pytest.fixture(scope="module")
+def trained_variants(base_dir, dataset_dir, tmp_path_factory):
+    """The steps that train, through the training stage (2 CPU ranks): a pruned model recovered
+    from its parent, and a one-layer student distilled from the two-layer model."""
+    from training.config import TrainConfig, TrainingConfig
+
+    config = CompressionConfig(variants={
+        "pruned": [{"wanda": {"sparsity": 0.5, "calibration_samples": 4, "calibration_seq_len": 32}}],
+        "recovered": ["pruned", {"recover": {"steps": 4, "lr": 3e-3}}],
+        "student": [{"distill": {"layers": 1, "steps": 4, "lr": 3e-3}}],
+    })
+    training = TrainingConfig(train=TrainConfig(seq_len=32, micro_batch_size=2, num_ranks=2, warmup_steps=0,
+                                                log_every=2, eval_batches=1))
+    built = run(config, base_dir, tmp_path_factory.mktemp("trained"), dataset_dir, training)
+    return {variant.name: variant for variant in built}
+
+
+def test_recover_trains_the_kept_weights_and_keeps_the_zeros(trained_variants):
+    pruned, recovered = decoder_weights(trained_variants["pruned"].path), decoder_weights(trained_variants["recovered"].path)
+    changed = 0
+    for name, weight in recovered.items():
+        assert torch.equal(weight == 0, pruned[name] == 0), f"{name}: the sparsity pattern moved"
+        changed += int((weight != pruned[name]).sum())
+    assert changed > 0.5 * sum(int((w != 0).sum()) for w in pruned.values())
+    manifest = read_manifest(trained_variants["recovered"].path)
+    assert manifest["format"] == "sparse-bitmask" and manifest["parent"] == "pruned"
+    [report] = manifest["steps"]
+    assert report["step"] == "recover" and report["steps"] == 4 and report["tokens"] == 4 * 2 * 2 * 32
+
+
+def test_distill_builds_a_shallower_student_trained_on_the_teacher(base_dir, trained_variants):
+    from transformers import AutoConfig
+
+    student = trained_variants["student"]
+    assert AutoConfig.from_pretrained(student.path).num_hidden_layers == 1
+    assert folder_size_bytes(student.path) < folder_size_bytes(base_dir)
+    [report] = student.steps
+    assert report["step"] == "distill" and report["steps"] == 4 and report["teacher_layers"] == 2
+    assert report["val_loss"] > 0
+
+
+def test_training_refuses_a_folder_it_cannot_read_whole(variants):
+    """from_pretrained would fill the weights a sparse-bitmask folder stores under other names with
+    random ones; the trainer refuses it instead (compression saves a plain folder to train from)."""
+    from training.config import ModelConfig
+    from training.model import load_pretrained
+
+    with pytest.raises(ValueError, match=r"lacks \d+ weights of the model"):
+        load_pretrained(ModelConfig(init_from=str(variants["mag50"].path)))

@@ -61,6 +61,7 @@ class TrainResult(BaseModel):
     flops_per_token: int | None = None  # training FLOPs per token, as MFU counts them
     init_from: str | None = None
     lora: bool = False
+    distill: dict | None = None  # {teacher, temperature, alpha} of a distilled run
     world_size: int
     zero_stage: int
     peak_memory_bytes: int | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PACKAGE_PREFIX = "pkg:"
 
@@ -141,8 +141,11 @@ class TrainConfig(_Frozen):
     activation_checkpointing: bool = Field(default=False, description="recompute activations in backward")
     compile: bool = Field(default=False, description="torch.compile the model through DeepSpeed's engine.compile()")
     chunked_loss_tokens: int = Field(default=0, ge=0, description=(
-        "compute the output projection and cross-entropy this many tokens at a time, gradients "
-        "included (training.loss), so a micro-batch's full logits never exist; 0: the plain loss"))
+        "compute the output projection and cross-entropy (or distillation loss) this many tokens at a "
+        "time, gradients included (training.loss), so a micro-batch's full logits never exist; 0: the plain loss"))
+    keep_zero_weights: bool = Field(default=False, description=(
+        "weights that are exactly zero when training starts, as in a pruned model, stay zero: they get "
+        "no gradient and the exported model has them zero"))
     offload_optimizer: bool = Field(default=False, description="ZeRO optimizer state in CPU memory (stage >= 1)")
     offload_params: bool = Field(default=False, description="ZeRO-3 parameters in CPU memory")
     peak_tflops: float = Field(default=989.0, gt=0, description="device peak for MFU (H100 bf16 dense: 989)")
@@ -158,10 +161,29 @@ class TrainConfig(_Frozen):
         return self
 
 
+class DistillConfig(_Frozen):
+    """Knowledge distillation: the model trains on a mix of the teacher's next-token distribution
+    (softened by `temperature`) and the plain next-token cross-entropy. The teacher must share the
+    model's vocabulary (its tokenizer, in practice)."""
+
+    teacher: str = Field(min_length=1, description="a local HF model folder")
+    temperature: float = Field(default=2.0, gt=0, description="both models' logits are divided by it")
+    alpha: float = Field(default=0.5, ge=0, le=1, description=(
+        "weight of the distillation term; 1 - alpha weighs the plain next-token cross-entropy"))
+
+    @field_validator("teacher")
+    @classmethod
+    def _hf_folder(cls, teacher: str) -> str:
+        if not (Path(teacher).expanduser() / "config.json").is_file():
+            raise ValueError(f"{teacher} is not a HF model folder (no config.json there)")
+        return teacher
+
+
 class TrainingConfig(_Frozen):
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    distill: DistillConfig | None = None
 
     @model_validator(mode="after")
     def _chunked_loss_sees_the_head(self):

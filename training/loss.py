@@ -8,6 +8,10 @@ so only one chunk's logits ever exist; the backward pass only scales the saved g
 matmuls are the same three as without chunking (logits, and the two gradients), so the FLOPs do
 not change.
 
+The distillation loss (training.train.distillation_loss) is fused the same way: the teacher's
+hidden states come in computed (without gradients) and its logits are made a chunk at a time
+from its own output weight, so neither model's full logits exist.
+
 Only what training.train needs: mean over all tokens, no ignore index (packed blocks have no
 padding), no label smoothing. Imported only where torch already is.
 """
@@ -59,28 +63,87 @@ def linear_cross_entropy(hidden, weight, targets, chunk: int):
     return total / hidden.shape[0]
 
 
-def attach_chunked_loss(model, chunk: int) -> None:
-    """Let `model(input_ids=..., targets=...)` (a HF causal LM) return linear_cross_entropy of its
-    decoder's last hidden states and its output embedding, so the full logits are never built.
-    Without `targets` it is the model's own forward. The forward is replaced on this instance
-    only: the class, its state dict and what save_pretrained writes do not change, and a peft
-    wrapper applied afterwards passes `targets` through to it. A model whose logits are more than
-    that projection (a bias, a logit scale or soft-capping) is refused."""
+class _LinearDistillation(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, teacher_hidden, teacher_weight, targets, chunk: int, temperature: float,
+                alpha: float, weight_needs_grad: bool):
+        count = hidden.shape[0]
+        soft_total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        hard_total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad_hidden = torch.empty_like(hidden)
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if weight_needs_grad else None
+        for start in range(0, count, chunk):
+            piece, piece_targets = hidden[start:start + chunk], targets[start:start + chunk, None]
+            logits = (piece @ weight.t()).float()
+            teacher_log_probs = ((teacher_hidden[start:start + chunk] @ teacher_weight.t()).float()
+                                 / temperature).log_softmax(dim=-1)
+            teacher_probs = teacher_log_probs.exp()
+            student_log_probs = (logits / temperature).log_softmax(dim=-1)
+            soft_total += (teacher_probs * (teacher_log_probs - student_log_probs)).sum()
+            log_norm = torch.logsumexp(logits, dim=-1, keepdim=True)
+            hard_total += (log_norm - logits.gather(1, piece_targets)).sum()
+            # d(mean loss)/d(logits), built in the softened log-probabilities' memory: the KL term's
+            # T^2 times the 1/T of the softened logits is alpha * T * (softmax(logits / T) - teacher's),
+            # the cross-entropy's (1 - alpha) * (softmax - one_hot(target)).
+            grad_logits = student_log_probs.exp_().sub_(teacher_probs).mul_(alpha * temperature)
+            grad_logits += logits.sub_(log_norm).exp_().mul_(1 - alpha)
+            grad_logits.scatter_add_(1, piece_targets, torch.full_like(log_norm, alpha - 1))
+            grad_logits = grad_logits.div_(count).to(piece.dtype)
+            grad_hidden[start:start + chunk] = grad_logits @ weight
+            if grad_weight is not None:
+                grad_weight += grad_logits.t() @ piece
+        ctx.save_for_backward(grad_hidden, None if grad_weight is None else grad_weight.to(weight.dtype))
+        return (alpha * temperature ** 2 * soft_total + (1 - alpha) * hard_total) / count
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        return (grad_hidden * grad_output, None if grad_weight is None else grad_weight * grad_output,
+                None, None, None, None, None, None, None)
+
+
+def linear_distillation_loss(hidden, weight, teacher_hidden, teacher_weight, targets, chunk: int,
+                             temperature: float, alpha: float):
+    """training.train.distillation_loss of the student's logits hidden @ weight.T (hidden [tokens, H],
+    weight [V, H]) and the teacher's teacher_hidden @ teacher_weight.T (no gradients), `chunk`
+    tokens at a time. Only for training: validation's loss is the plain cross-entropy."""
+    return _LinearDistillation.apply(hidden, weight, teacher_hidden, teacher_weight, targets, chunk, temperature,
+                                     alpha, weight.requires_grad)
+
+
+def check_plain_projection(model, what: str) -> None:
+    """Refuse a model whose logits are more than a projection of its hidden states by its output
+    layer's weight (a bias, a logit scale or soft-capping): the chunked losses would miss it."""
     head = model.get_output_embeddings()
     changes_logits = [name for name in ("final_logit_softcapping", "logit_scale") if getattr(model.config, name, None)]
     if head is None or getattr(head, "bias", None) is not None or changes_logits:
-        raise ValueError(f"training.train.chunked_loss_tokens: {type(model).__name__}'s logits are not a plain "
-                         f"projection of its hidden states ({', '.join(changes_logits) or 'output layer'}): "
-                         "set chunked_loss_tokens=0")
+        raise ValueError(f"{what}: {type(model).__name__}'s logits are not a plain projection of its hidden "
+                         f"states ({', '.join(changes_logits) or 'output layer'}): set chunked_loss_tokens=0")
+
+
+def attach_chunked_loss(model, chunk: int) -> None:
+    """Let `model(input_ids=..., targets=...)` (a HF causal LM) return linear_cross_entropy of its
+    decoder's last hidden states and its output embedding, so the full logits are never built;
+    given a teacher's last hidden states and output weight too (`teacher_hidden`, `teacher_weight`,
+    `temperature`, `alpha`), linear_distillation_loss. Without `targets` it is the model's own
+    forward. The forward is replaced on this instance only: the class, its state dict and what
+    save_pretrained writes do not change, and a peft wrapper applied afterwards passes these
+    arguments through to it. A model whose logits are more than that projection is refused."""
+    check_plain_projection(model, "training.train.chunked_loss_tokens")
     original = model.forward
 
-    def forward(input_ids=None, targets=None, **kwargs):
+    def forward(input_ids=None, targets=None, teacher_hidden=None, teacher_weight=None, temperature=None,
+                alpha=None, **kwargs):
         if targets is None:
             return original(input_ids=input_ids, **kwargs)
         # peft passes its whole signature on (labels=None, return_dict=None, ...): the decoder gets
         # what was actually given, and no labels.
         given = {key: value for key, value in kwargs.items() if value is not None and key != "labels"}
-        hidden = model.get_decoder()(input_ids=input_ids, **given).last_hidden_state
-        return linear_cross_entropy(hidden.flatten(0, 1), model.get_output_embeddings().weight, targets.flatten(), chunk)
+        hidden = model.get_decoder()(input_ids=input_ids, **given).last_hidden_state.flatten(0, 1)
+        weight = model.get_output_embeddings().weight
+        if teacher_hidden is None:
+            return linear_cross_entropy(hidden, weight, targets.flatten(), chunk)
+        return linear_distillation_loss(hidden, weight, teacher_hidden.flatten(0, 1), teacher_weight,
+                                        targets.flatten(), chunk, temperature, alpha)
 
     model.forward = forward

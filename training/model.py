@@ -1,9 +1,12 @@
 """A Llama-architecture causal LM built from ModelConfig's numbers (weights start random), or
-loaded from the checkpoint at `init_from`; optionally wrapped with LoRA adapters (peft)."""
+loaded from the checkpoint at `init_from`; optionally wrapped with LoRA adapters (peft). And the
+teacher a distilled model learns from (DistillConfig)."""
 
 from __future__ import annotations
 
-from training.config import LoraConfig, ModelConfig, checkpoint_location
+from pathlib import Path
+
+from training.config import DistillConfig, LoraConfig, ModelConfig, checkpoint_location
 
 
 def build_model(config: ModelConfig, vocab_size: int, eos_token_id: int, pad_token_id: int):
@@ -34,8 +37,14 @@ def load_pretrained(config: ModelConfig):
     from transformers import AutoModelForCausalLM
 
     folder, gguf_file = checkpoint_location(config.init_from)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32,
-                                                 attn_implementation="sdpa")
+    model, loading = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32,
+                                                          attn_implementation="sdpa", output_loading_info=True)
+    # from_pretrained initializes a weight the checkpoint lacks at random and only logs it: a folder
+    # in another layout (a Conveyor sparse-bitmask or torchao folder) would train from noise.
+    if loading["missing_keys"]:
+        missing = sorted(loading["missing_keys"])
+        raise ValueError(f"model.init_from: {config.init_from} lacks {len(missing)} weights of the model "
+                         f"(e.g. {missing[0]}): not a plain HF checkpoint of this architecture")
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is not None:
         # transformers keeps blocks packed only where a GGUF matmul kernel is installed: those
@@ -48,6 +57,23 @@ def load_pretrained(config: ModelConfig):
         # What is left of the quantizer would make save_pretrained refuse ("not serializable").
         quantizer.remove_quantization_config(model)
     return model
+
+
+def load_teacher(config: DistillConfig, vocab_size: int, device):
+    """The distillation teacher, in float32 on this rank's device, for inference only: every rank
+    holds a whole copy, outside DeepSpeed (it has no gradients or optimizer state to partition)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    folder = Path(config.teacher).expanduser()
+    teacher_vocab_size = AutoConfig.from_pretrained(folder).vocab_size
+    if teacher_vocab_size != vocab_size:
+        raise ValueError(f"distill.teacher {config.teacher} has a vocabulary of {teacher_vocab_size} tokens, the "
+                         f"model {vocab_size}: distillation compares their next-token distributions token by "
+                         "token, so both need the same tokenizer")
+    teacher = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="sdpa")
+    teacher.requires_grad_(False)
+    return teacher.eval().to(device)
 
 
 def apply_lora(model, config: LoraConfig):

