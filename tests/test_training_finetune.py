@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 import training
-from text_fixtures import write_jsonl
-from training.config import LoraConfig, ModelConfig, TokenizerConfig, TrainConfig, TrainingConfig
+from training_fixtures import dataset_and_tokenizer
+from training.config import LoraConfig, ModelConfig, TrainConfig, TrainingConfig
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # a checkpoint is a local folder; nothing may reach for a hub
 
@@ -22,17 +22,11 @@ LORA = LoraConfig(enabled=True, r=4, alpha=8)
 def base(tmp_path_factory):
     """(dataset_dir, base_dir): a curated dataset and a tiny random Llama + its tokenizer as a HF folder."""
     import torch
-    from transformers import AutoTokenizer
 
     from training.model import build_model
 
     root = tmp_path_factory.mktemp("finetune")
-    dataset_dir = root / "data"
-    dataset_dir.mkdir()
-    write_jsonl(dataset_dir / "train.jsonl", 200, seed=1)
-    write_jsonl(dataset_dir / "validation.jsonl", 30, seed=2)
-    tokenizer = AutoTokenizer.from_pretrained(
-        training.train_tokenizer(TokenizerConfig(vocab_size=512), dataset_dir / "train.jsonl", root / "tok"))
+    dataset_dir, tokenizer = dataset_and_tokenizer(root)
     # Another seed than the trainer's: a model the trainer built itself would not equal this one.
     torch.manual_seed(123)
     model = build_model(TINY_SHAPE, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)

