@@ -2,6 +2,7 @@
 (per row and 2:4) stored as sparse bitmasks, chains of variants, and what never gets published."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -248,3 +249,11 @@ def test_training_refuses_a_folder_it_cannot_read_whole(variants):
 
     with pytest.raises(ValueError, match=r"lacks \d+ weights of the model"):
         load_pretrained(ModelConfig(init_from=str(variants["mag50"].path)))
+
+
+@pytest.mark.parametrize("profile", sorted(p.stem for p in (Path(__file__).parent.parent / "configs").glob("*.yaml")))
+def test_every_shipped_profile_loads_and_its_recipes_resolve(profile):
+    from flows.config import load_config
+
+    config = load_config(profile)
+    assert config.compression.recipes()
