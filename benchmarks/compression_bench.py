@@ -36,6 +36,7 @@ TRAIN_SOURCES = ("austen/", "moby_dick")
 
 RECIPES = {
     "int8": ["int8_weight_only"],
+    "int8-decoder-only": [{"int8_weight_only": {"embeddings": False}}],
     "int8-dynamic": ["int8_dynamic"],
     "magnitude50": [{"magnitude": {"sparsity": 0.5}}],
     "wanda50": [{"wanda": {"sparsity": 0.5}}],

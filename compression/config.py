@@ -30,9 +30,12 @@ class _Frozen(BaseModel):
 
 
 class Int8WeightOnly(_Frozen):
-    """int8 weights per output channel, activations in float (torchao Int8WeightOnlyConfig)."""
+    """int8 weights per output channel (torchao's per-row scales), run by PyTorch's int8 CPU kernel
+    with bfloat16 activations (core/int8.py)."""
 
     kind: Literal["int8_weight_only"] = "int8_weight_only"
+    embeddings: bool = Field(default=True, description="the input embedding and output layer in int8 too (for "
+                             "SmolLM2 a fifth of its weights, and the largest matrix read per decoded token)")
 
 
 class Int8Dynamic(_Frozen):

@@ -7,6 +7,11 @@ Formats
   positions, 8 per byte, row by row), `<name>.values` (the nonzero values in that order) and
   `<name>.shape`: the layout of compressed-tensors' sparse-bitmask format, so 50% sparsity halves
   those matrices on disk. Loading rebuilds the dense float model, zeros in place.
+- "int8": config.json + tokenizer files + `model.safetensors` in which every Linear layer of the
+  decoder (and, with manifest "embeddings": true, the input embedding and the output layer, one
+  matrix when tied) is `<name>.qdata` (int8) and `<name>.scale` (float32 per output row), the rest
+  float: the int8 weight-only layers of core/int8.py, quantized by torchao, run by PyTorch's
+  int8 CPU kernel (why, with numbers: core/int8.py).
 - "torchao": config.json + tokenizer files + `quantized.pt`, the state dict of the model after
   torchao's `quantize_` (manifest key "quantization": which config) on its decoder Linear layers
   (the output layer stays float, tied to the embedding). Loading builds the float architecture
@@ -32,7 +37,7 @@ for _noisy in ("torchao", "torch.utils._pytree"):
 MANIFEST = "conveyor.json"
 WEIGHTS = "model.safetensors"
 QUANTIZED_WEIGHTS = "quantized.pt"
-FORMATS = ("hf", "sparse-bitmask", "torchao")
+FORMATS = ("hf", "sparse-bitmask", "int8", "torchao")
 
 
 def read_manifest(folder: Path) -> dict:
@@ -61,24 +66,29 @@ def folder_size_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
-def torchao_config(kind: str):
-    """The torchao config of a quantization step (compression.config's QUANTIZE_KINDS)."""
-    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig
-
-    configs = {"int8_weight_only": Int8WeightOnlyConfig, "int8_dynamic": Int8DynamicActivationInt8WeightConfig}
-    if kind not in configs:
-        raise ValueError(f"unknown torchao quantization {kind!r}; known: {', '.join(configs)}")
-    return configs[kind]()
+QUANTIZED_FORMATS = {"int8_weight_only": "int8", "int8_dynamic": "torchao"}
 
 
-def quantize(model, kind: str):
-    """Quantize the Linear layers of `model` in place with torchao, except an output layer tied
-    to the embedding: quantizing it would store a second, int8 copy of the embedding matrix (for
+def quantize(model, kind: str, embeddings: bool = False):
+    """Quantize `model` in place (compression.config's QUANTIZE_KINDS); the format that stores it
+    is QUANTIZED_FORMATS[kind].
+
+    int8_weight_only: core/int8.py's layers, on the decoder's Linear layers and, with
+    `embeddings`, on the embedding and output layer too. int8_dynamic: torchao's
+    Int8DynamicActivationInt8WeightConfig on the Linear layers except an output layer tied to the
+    embedding: quantizing that would store a second, int8 copy of the embedding matrix (for
     SmolLM2 28M of its 135M weights) instead of sharing it."""
     import torch
-    from torchao.quantization import quantize_
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
-    config = torchao_config(kind)
+    if kind == "int8_weight_only":
+        from core.int8 import quantize_model
+
+        quantize_model(model, embeddings=embeddings)
+        return model
+    if kind != "int8_dynamic":
+        raise ValueError(f"unknown quantization {kind!r}; known: {', '.join(QUANTIZED_FORMATS)}")
+    config = Int8DynamicActivationInt8WeightConfig()
     tied_head = _tied_head(model)
     quantize_(model, config, filter_fn=lambda module, fqn: isinstance(module, torch.nn.Linear) and module is not tied_head)
     return model
@@ -163,6 +173,15 @@ def save_model(model, tokenizer, folder: Path, fmt: str, **manifest) -> None:
 
         model.config.save_pretrained(folder)
         save_file(sparse_encode(_state_dict_without_tied_head(model)), folder / WEIGHTS, metadata={"format": "pt"})
+    elif fmt == "int8":
+        from safetensors.torch import save_file
+
+        from core.int8 import shared_keys
+
+        model.config.save_pretrained(folder)
+        repeats = set(shared_keys(model))
+        state = {key: tensor.contiguous() for key, tensor in model.state_dict().items() if key not in repeats}
+        save_file(state, folder / WEIGHTS, metadata={"format": "pt"})
     elif fmt == "torchao":
         if "quantization" not in manifest:
             raise ValueError("a torchao folder needs manifest['quantization'] (the config to load it with)")
@@ -189,9 +208,24 @@ def load_model(folder: Path):
 
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32)
         _load_into(model, sparse_decode(load_file(folder / WEIGHTS)))
+    elif fmt == "int8":
+        from safetensors.torch import load_file
+
+        from core.int8 import shared_keys
+
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32)
+        quantize(model, "int8_weight_only", embeddings=read_manifest(folder).get("embeddings", False))
+        missing, unexpected = model.load_state_dict(load_file(folder / WEIGHTS), strict=False)
+        if set(missing) - set(shared_keys(model)) or unexpected:  # a shared tensor is filled through its twin
+            raise ValueError(f"{folder}: weights do not fit the architecture: missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]}")
     elif fmt == "torchao":
+        kind = read_manifest(folder)["quantization"]
+        if QUANTIZED_FORMATS.get(kind) != "torchao":
+            raise ValueError(f"{folder}: a torchao folder of {kind} is no longer loaded (int8 weight-only is now the "
+                             "faster int8 format); compress the model again")
         model = quantize(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32),
-                         read_manifest(folder)["quantization"])
+                         kind)
         # weights_only: a served bento must not run pickled code; torchao's tensors are safe globals.
         state = torch.load(folder / QUANTIZED_WEIGHTS, map_location="cpu", weights_only=True)
         _load_into(model, state, assign=True)

@@ -106,22 +106,45 @@ def test_shape_errors_fail_before_any_work(base_dir, dataset_dir, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_int8_variants_are_torchao_folders_smaller_and_close(base_dir, variants):
+def test_int8_variants_are_smaller_and_close(base_dir, variants):
     from torchao.quantization import Int8Tensor
 
-    for name, kind in (("int8", "int8_weight_only"), ("int8-dyn", "int8_dynamic")):
+    from core.int8 import Int8Embedding, Int8Linear
+
+    for name, fmt, kind in (("int8", "int8", "int8_weight_only"), ("int8-dyn", "torchao", "int8_dynamic")):
         variant = variants[name]
-        assert read_manifest(variant.path)["format"] == "torchao"
+        assert read_manifest(variant.path)["format"] == fmt
         assert read_manifest(variant.path)["quantization"] == kind
-        model, _ = load_model(variant.path)
-        assert isinstance(model.model.layers[0].mlp.up_proj.weight, Int8Tensor)
-        # The tied output layer stays float and shares the embedding.
-        assert model.lm_head.weight is model.model.embed_tokens.weight
         size, base_size = folder_size_bytes(variant.path), folder_size_bytes(base_dir)
         diff = (logits(variant.path) - logits(base_dir)).abs().max().item()
         print(f"\n{name}: {size} B vs {base_size} B; max |logit diff| {diff:.4f}")
-        assert size < 0.6 * base_size
         assert diff < 0.05
+    weight_only, _ = load_model(variants["int8"].path)
+    assert isinstance(weight_only.model.layers[0].mlp.up_proj, Int8Linear)
+    # The embedding is int8 as well, one matrix with the tied output layer: a quarter of the size.
+    assert isinstance(weight_only.model.embed_tokens, Int8Embedding)
+    assert weight_only.lm_head.qdata is weight_only.model.embed_tokens.qdata
+    weights = (variants["int8"].path / "model.safetensors").stat().st_size
+    assert weights < 0.3 * (base_dir / "model.safetensors").stat().st_size
+    dynamic, _ = load_model(variants["int8-dyn"].path)
+    assert isinstance(dynamic.model.layers[0].mlp.up_proj.weight, Int8Tensor)
+    # torchao's tied output layer stays float and shares the embedding.
+    assert dynamic.lm_head.weight is dynamic.model.embed_tokens.weight
+    assert folder_size_bytes(variants["int8-dyn"].path) < 0.6 * folder_size_bytes(base_dir)
+
+
+def test_int8_layers_match_the_float_product_they_stand_for():
+    from core.int8 import Int8Linear, quantize_rows
+
+    torch.manual_seed(0)
+    weight, bias, x = torch.randn(96, 64), torch.randn(96), torch.randn(3, 5, 64)
+    layer = Int8Linear(*quantize_rows(weight), bias)
+    qdata, scale = quantize_rows(weight)
+    assert qdata.dtype == torch.int8 and (qdata.float() * scale[:, None] - weight).abs().max() <= scale.max() / 2 + 1e-6
+    expected = torch.nn.functional.linear(x, weight, bias)
+    error = (layer(x) - expected).norm() / expected.norm()
+    assert layer(x).shape == (3, 5, 96) and layer(x).dtype == torch.float32
+    assert error < 0.01, error  # int8 weights and bfloat16 activations: under 1% of the product
 
 
 def test_magnitude_prunes_half_of_every_row_and_stores_it_compressed(base_dir, variants):
@@ -163,7 +186,7 @@ def test_a_chained_variant_points_at_its_parent(variants):
     chained = variants["wanda24-int8"]
     manifest = read_manifest(chained.path)
     assert chained.parent == "wanda24" and manifest["parent"] == "wanda24"
-    assert manifest["format"] == "torchao" and [s["step"] for s in manifest["steps"]] == ["int8_weight_only"]
+    assert manifest["format"] == "int8" and [s["step"] for s in manifest["steps"]] == ["int8_weight_only"]
     # Quantized from the pruned model: its logits are near the pruned model's.
     assert (logits(chained.path) - logits(variants["wanda24"].path)).abs().max() < 0.05
 
@@ -189,7 +212,7 @@ def test_failed_check_leaves_no_variant_folder(base_dir, tmp_path, monkeypatch):
 
 
 def test_non_finite_logits_publish_nothing(base_dir, tmp_path, monkeypatch):
-    def poisoned(model, kind):
+    def poisoned(model, kind, **options):
         with torch.no_grad():
             model.model.layers[0].mlp.up_proj.weight.fill_(float("nan"))
         return model
