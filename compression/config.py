@@ -112,8 +112,13 @@ class Recipe(_Frozen):
     steps: tuple[Step, ...]
 
     @property
+    def quantization(self) -> Step | None:
+        """The quantization step (always the last), or None."""
+        return next((step for step in self.steps if step.kind in QUANTIZE_KINDS), None)
+
+    @property
     def quantized(self) -> bool:
-        return any(step.kind in QUANTIZE_KINDS for step in self.steps)
+        return self.quantization is not None
 
 
 def _step(item: str | dict, where: str):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from compression.config import BASE, QUANTIZE_KINDS, CompressionConfig, Distill, Int8WeightOnly, Recipe, Recover, Wanda
+from compression.config import BASE, QUANTIZE_KINDS, CompressionConfig, Distill, Recipe, Recover, Wanda
 from core.atomic import atomic_dir
 from core.models import folder_size_bytes, load_model, model_format, quantize, save_model
 from core.stats import StageStats
@@ -124,7 +124,7 @@ def build_variant(name: str, recipe: Recipe, source: Path, output: Path, work: P
         started = time.perf_counter()
         before = probe_logits(model, tokenizer)
         if step.kind in QUANTIZE_KINDS:
-            quantize(model, step.kind, **({"embeddings": step.embeddings} if isinstance(step, Int8WeightOnly) else {}))
+            quantize(model, step.kind, **step.model_dump(exclude={"kind"}))
             report = {}
         elif step.kind in ("magnitude", "wanda"):
             from compression.prune import prune
@@ -153,10 +153,11 @@ def build_variant(name: str, recipe: Recipe, source: Path, output: Path, work: P
         reports.append(report)
         saved = trained if step.kind in ("recover", "distill") else None
     fmt = storage_format(model, recipe)
-    quantization = next((s for s in recipe.steps if s.kind in QUANTIZE_KINDS), None)
+    quantization = recipe.quantization
+    # The manifest names the quantization and its options: what load_model needs to rebuild it.
     publish(model, tokenizer, output, fmt, name=name, parent=recipe.parent, steps=reports,
-            recipe=[step.model_dump() for step in recipe.steps], quantization=quantization and quantization.kind,
-            embeddings=getattr(quantization, "embeddings", None))
+            recipe=[step.model_dump() for step in recipe.steps],
+            **({"quantization": quantization.kind, **quantization.model_dump(exclude={"kind"})} if quantization else {}))
     return Variant(name=name, path=output, parent=recipe.parent, format=fmt, steps=reports)
 
 
@@ -164,7 +165,7 @@ def storage_format(model, recipe: Recipe) -> str:
     if recipe.quantized:
         from core.models import QUANTIZED_FORMATS
 
-        return QUANTIZED_FORMATS[next(s.kind for s in recipe.steps if s.kind in QUANTIZE_KINDS)]
+        return QUANTIZED_FORMATS[recipe.quantization.kind]
     from compression.prune import prunable_layers
 
     layers = prunable_layers(model).values()

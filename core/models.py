@@ -78,9 +78,6 @@ def quantize(model, kind: str, embeddings: bool = False):
     Int8DynamicActivationInt8WeightConfig on the Linear layers except an output layer tied to the
     embedding: quantizing that would store a second, int8 copy of the embedding matrix (for
     SmolLM2 28M of its 135M weights) instead of sharing it."""
-    import torch
-    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
-
     if kind == "int8_weight_only":
         from core.int8 import quantize_model
 
@@ -88,6 +85,9 @@ def quantize(model, kind: str, embeddings: bool = False):
         return model
     if kind != "int8_dynamic":
         raise ValueError(f"unknown quantization {kind!r}; known: {', '.join(QUANTIZED_FORMATS)}")
+    import torch
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
     config = Int8DynamicActivationInt8WeightConfig()
     tied_head = _tied_head(model)
     quantize_(model, config, filter_fn=lambda module, fqn: isinstance(module, torch.nn.Linear) and module is not tied_head)
