@@ -38,14 +38,18 @@ RECIPES = {
     "int8": ["int8_weight_only"],
     "int8-decoder-only": [{"int8_weight_only": {"embeddings": False}}],
     "int8-dynamic": ["int8_dynamic"],
+    "int4": ["int4_weight_only"],
+    "int4-g32": [{"int4_weight_only": {"group_size": 32}}],
     "magnitude50": [{"magnitude": {"sparsity": 0.5}}],
     "wanda50": [{"wanda": {"sparsity": 0.5}}],
     "wanda24": [{"wanda": {"pattern": "2:4"}}],
     "wanda50-int8": ["wanda50", "int8"],
 }
 TRAIN_RECIPES = {
-    "wanda50-recovered": [{"wanda": {"sparsity": 0.5}}, {"recover": {"steps": 100, "lr": 1e-4}}],
-    "wanda24-recovered": [{"wanda": {"pattern": "2:4"}}, {"recover": {"steps": 100, "lr": 1e-4}}],
+    "wanda50-recovered": [{"wanda": {"sparsity": 0.5}}, {"recover": {"steps": 250, "lr": 2e-4}}],
+    # The same recovery on the dense model's logits instead of the text's next tokens.
+    "wanda50-recovered-kd": [{"wanda": {"sparsity": 0.5}}, {"recover": {"steps": 250, "lr": 2e-4, "alpha": 1.0}}],
+    "wanda24-recovered": [{"wanda": {"pattern": "2:4"}}, {"recover": {"steps": 250, "lr": 2e-4}}],
     "student15": [{"distill": {"layers": 15, "steps": 100, "lr": 5e-4}}],
     # The twin the student must beat: the same student, steps and tokens on cross-entropy alone.
     "student15-ce": [{"distill": {"layers": 15, "steps": 100, "lr": 5e-4, "alpha": 0.0}}],

@@ -12,8 +12,8 @@ A chain's first item may name another variant: the new variant starts from that 
 (its parent in the lineage). A variant named later in a chain stands for its steps. Everything a
 recipe can get wrong without looking at a model (an unknown step or variant, a cycle, a sparsity
 outside (0, 1), a step after quantization) fails here, when the config loads; what needs the
-model's shape (2:4 on a width that 4 does not divide, a student as deep as its teacher) fails in
-`compression.plan` before any work.
+model's shape (2:4 on a width that 4 does not divide, an int4 group size that does not divide a
+width, a student as deep as its teacher) fails in `compression.plan` before any work.
 """
 
 from __future__ import annotations
@@ -44,6 +44,19 @@ class Int8Dynamic(_Frozen):
     (inputs of down_proj up to ~2,700), which one per-tensor scale cannot."""
 
     kind: Literal["int8_dynamic"] = "int8_dynamic"
+
+
+class Int4WeightOnly(_Frozen):
+    """int4 weights in groups along each row, a bfloat16 scale and zero point per group (chosen by
+    HQQ, no calibration data, or min/max), run by PyTorch's int4 CPU kernel with bfloat16
+    activations (core/int4.py); the embedding and output layer in int8 with `embeddings`."""
+
+    kind: Literal["int4_weight_only"] = "int4_weight_only"
+    group_size: Literal[32, 64, 128] = Field(default=64, description="weights per scale and zero point; must "
+                                             "divide every layer's input width")
+    algorithm: Literal["hqq", "tinygemm"] = Field(default="hqq", description="how each group's scale and zero "
+                                                  "are chosen: HQQ's optimization, or the group's min and max")
+    embeddings: bool = Field(default=True, description="the input embedding and output layer in int8 (else float)")
 
 
 class Prune(_Frozen):
@@ -85,6 +98,10 @@ class Recover(_Frozen):
     steps: int = Field(default=100, ge=1)
     lr: float = Field(default=1e-4, gt=0)
     lora: bool = Field(default=False, description="train LoRA adapters (merged and re-masked at export), not every weight")
+    alpha: float = Field(default=0.0, ge=0, le=1, description=(
+        "weight of a distillation term on the logits of the model the variant starts from (the dense model, "
+        "before pruning); 1 - alpha weighs cross-entropy on the train split"))
+    temperature: float = Field(default=1.0, gt=0, description="softens both distributions of the distillation term")
 
 
 class Distill(_Frozen):
@@ -99,9 +116,10 @@ class Distill(_Frozen):
     alpha: float = Field(default=0.5, ge=0, le=1, description="weight of the KD term; 1 - alpha weighs cross-entropy")
 
 
-Step = Annotated[Union[Int8WeightOnly, Int8Dynamic, Magnitude, Wanda, Recover, Distill], Field(discriminator="kind")]
-STEP_KINDS = ("int8_weight_only", "int8_dynamic", "magnitude", "wanda", "recover", "distill")
-QUANTIZE_KINDS = ("int8_weight_only", "int8_dynamic")
+Step = Annotated[Union[Int8WeightOnly, Int8Dynamic, Int4WeightOnly, Magnitude, Wanda, Recover, Distill],
+                 Field(discriminator="kind")]
+STEP_KINDS = ("int8_weight_only", "int8_dynamic", "int4_weight_only", "magnitude", "wanda", "recover", "distill")
+QUANTIZE_KINDS = ("int8_weight_only", "int8_dynamic", "int4_weight_only")
 _STEP = TypeAdapter(Step)
 
 

@@ -6,6 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def step_label(report: dict) -> str:
+    """A step's report as summaries show it: its kind and what it reached or ran."""
+    if "sparsity" in report:
+        return f"{report['step']} {report['sparsity']:.0%}"
+    if "steps" in report:
+        return f"{report['step']} {report['steps']} steps" + (f" (KD {report['kd_alpha']:g})" if "kd_alpha" in report else "")
+    return report["step"]
+
+
 def tradeoff_plot(metrics: dict[str, dict], parents: dict[str, str], output: Path) -> Path:
     """metrics: variant -> evaluation metrics (perplexity, size_bytes, latency_ms_per_token), base
     included; parents: variant -> the variant it was built from. Writes a PNG; returns its path."""
@@ -13,7 +22,6 @@ def tradeoff_plot(metrics: dict[str, dict], parents: dict[str, str], output: Pat
 
     matplotlib.use("Agg")  # no display: a file only
     import matplotlib.pyplot as plt
-
 
     figure, axes = plt.subplots(figsize=(7, 4.5), dpi=110)
     speed = {name: 1000 / m["latency_ms_per_token"] for name, m in metrics.items()}  # tokens/s

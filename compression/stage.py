@@ -49,8 +49,8 @@ class Variant(BaseModel):
 
 def plan(config: CompressionConfig, model_dir: Path, needs_data: bool) -> dict[str, Recipe]:
     """The recipes, checked against the model's shape before any work: a 2:4 step needs layer
-    widths divisible by 4, a student fewer layers than its teacher; steps that calibrate or train
-    need the dataset."""
+    widths divisible by 4, int4 widths divisible by its group size, a student fewer layers than
+    its teacher; steps that calibrate or train need the dataset."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -67,6 +67,10 @@ def plan(config: CompressionConfig, model_dir: Path, needs_data: bool) -> dict[s
             try:
                 if step.kind in ("magnitude", "wanda"):
                     check_shapes(skeleton, step)
+                elif step.kind == "int4_weight_only":
+                    from core.int4 import check_group_size
+
+                    check_group_size(skeleton, step.group_size)
             except ValueError as exc:
                 raise CompressionError(f"compression.variants.{name}: {exc}") from None
             if isinstance(step, Distill):
@@ -119,6 +123,12 @@ def build_variant(name: str, recipe: Recipe, source: Path, output: Path, work: P
     # A plain HF folder holding `model` as it is now, which training steps start from; None once a
     # step changed the model, or when the parent is stored in another format.
     saved = source if model_format(source) == "hf" else None
+    # The model the chain starts from, which a recover step with alpha > 0 distills from.
+    teacher = saved
+    if teacher is None and any(isinstance(step, Recover) and step.alpha > 0 for step in recipe.steps):
+        teacher = work / "teacher"
+        shutil.rmtree(teacher, ignore_errors=True)
+        save_model(model, tokenizer, teacher, "hf")
     reports = []
     for index, step in enumerate(recipe.steps):
         started = time.perf_counter()
@@ -138,7 +148,7 @@ def build_variant(name: str, recipe: Recipe, source: Path, output: Path, work: P
                 saved = work / f"{index}-input"
                 shutil.rmtree(saved, ignore_errors=True)
                 save_model(model, tokenizer, saved, "hf")
-            trained, report = train_step(step, saved, work / f"{index}-{step.kind}", dataset_dir, training)
+            trained, report = train_step(step, saved, work / f"{index}-{step.kind}", dataset_dir, training, teacher)
             model, tokenizer = load_model(trained)
         after = probe_logits(model, tokenizer)
         if not bool(after.isfinite().all()):
@@ -232,9 +242,10 @@ def calibration_blocks(dataset_dir: Path, tokenizer, step: Wanda) -> list:
 
 def describe(variants: list[Variant]) -> str:
     """One line per variant: its chain and what each step cost."""
+    from compression.report import step_label
+
     lines = []
     for variant in variants:
-        steps = " -> ".join(f"{r['step']}" + (f" ({r['sparsity']:.0%} zeros)" if "sparsity" in r else "")
-                            for r in variant.steps)
+        steps = " -> ".join(step_label(report) for report in variant.steps)
         lines.append(f"{variant.name}: {variant.parent} -> {steps} [{variant.format}]")
     return "\n".join(lines)

@@ -27,7 +27,7 @@ def step_training_config(training, step: Recover | Distill, init_from: Path, tea
                  resume=True, early_stopping_patience=0, eval_every=0)
     if isinstance(step, Recover):
         train["keep_zero_weights"] = True
-    else:
+    if step.alpha > 0 or isinstance(step, Distill):
         raw["distill"] = {"teacher": str(teacher), "temperature": step.temperature, "alpha": step.alpha}
     return TrainingConfig.model_validate(raw)
 
@@ -53,13 +53,14 @@ def student_of(teacher, layers: int):
     return student
 
 
-def train_step(step: Recover | Distill, model_dir: Path, output: Path, dataset_dir: Path, training):
+def train_step(step: Recover | Distill, model_dir: Path, output: Path, dataset_dir: Path, training,
+               teacher: Path | None = None):
     """Train from `model_dir` into `output`; return (output, report). A run interrupted here resumes
-    from its checkpoints beside `output` when the stage runs again."""
+    from its checkpoints beside `output` when the stage runs again. teacher: the HF folder a
+    recover step with alpha > 0 distills from (a distill step's teacher is `model_dir` itself)."""
     import training as training_stage
     from core.models import load_model, save_model
 
-    teacher = None
     init_from = model_dir
     if isinstance(step, Distill):
         teacher = model_dir
@@ -74,6 +75,8 @@ def train_step(step: Recover | Distill, model_dir: Path, output: Path, dataset_d
         result = training_stage.run(config, dataset_dir, init_from, output)
     report = {"steps": result.steps, "tokens": result.tokens_seen, "final_train_loss": result.final_train_loss,
               "val_loss": result.val_loss}
+    if result.distill:  # as the trainer ran it
+        report.update(kd_alpha=result.distill["alpha"], kd_temperature=result.distill["temperature"])
     if isinstance(step, Distill):
         from transformers import AutoConfig
 

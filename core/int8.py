@@ -7,7 +7,7 @@ every call, so SmolLM2 decoded only 1.3x faster than in fp32, and quantizing the
 layer that way made it slower than fp32. PyTorch's `_weight_int8pack_mm` (the CPU kernel gpt-fast
 uses) reads the int8 weights as they are, with bfloat16 activations: on our 2-core AMD EPYC
 (AVX-512 BF16) it runs SmolLM2's batch-1 products 1.2-2.6x and its output layer 9.8x faster than
-fp32, and 512-row prefill products 1.0-1.6x (`python benchmarks/int8_kernels.py`, 2026-12-02).
+fp32, and 512-row prefill products 1.0-1.6x (`python benchmarks/quant_kernels.py`, 2026-12-02).
 Its cost: the activations entering a quantized layer, and its output, are rounded to bfloat16
 (0.24% relative error per product; for the whole model +0.4% perplexity, README's compression
 benchmark).
@@ -70,16 +70,21 @@ class Int8Embedding(nn.Module):
 
 def quantize_model(model, embeddings: bool = True) -> None:
     """Replace, in place, every Linear layer of `model` except its output layer by an Int8Linear;
-    with `embeddings`, the input embedding and the output layer as well (one shared int8 matrix
-    when they are tied)."""
-    embed, head = model.get_input_embeddings(), model.get_output_embeddings()
-    tied = head is not None and head.weight is embed.weight
+    with `embeddings`, the input embedding and the output layer as well (quantize_embeddings)."""
+    head = model.get_output_embeddings()
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.Linear) and module is not head:
             parent, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent), child, Int8Linear(*quantize_rows(module.weight), module.bias))
-    if not embeddings:
-        return
+    if embeddings:
+        quantize_embeddings(model)
+
+
+def quantize_embeddings(model) -> None:
+    """The input embedding and the output layer in int8, in place: one shared int8 matrix when
+    they are tied, as the float model shares one weight."""
+    embed, head = model.get_input_embeddings(), model.get_output_embeddings()
+    tied = head is not None and head.weight is embed.weight
     quantized = Int8Embedding(*quantize_rows(embed.weight), embed.padding_idx)
     model.set_input_embeddings(quantized)
     if head is not None:

@@ -12,6 +12,10 @@ Formats
   matrix when tied) is `<name>.qdata` (int8) and `<name>.scale` (float32 per output row), the rest
   float: the int8 weight-only layers of core/int8.py, quantized by torchao, run by PyTorch's
   int8 CPU kernel (why, with numbers: core/int8.py).
+- "int4": as "int8", with every decoder Linear layer stored as `<name>.qweight` (4-bit values,
+  two a byte) and `<name>.scale_and_zero` (bfloat16, per group of manifest "group_size" inputs):
+  core/int4.py's layers, run by PyTorch's int4 CPU kernel; embedding and output layer int8 with
+  manifest "embeddings": true.
 - "torchao": config.json + tokenizer files + `quantized.pt`, the state dict of the model after
   torchao's `quantize_` (manifest key "quantization": which config) on its decoder Linear layers
   (the output layer stays float, tied to the embedding). Loading builds the float architecture
@@ -37,7 +41,7 @@ for _noisy in ("torchao", "torch.utils._pytree"):
 MANIFEST = "conveyor.json"
 WEIGHTS = "model.safetensors"
 QUANTIZED_WEIGHTS = "quantized.pt"
-FORMATS = ("hf", "sparse-bitmask", "int8", "torchao")
+FORMATS = ("hf", "sparse-bitmask", "int8", "int4", "torchao")
 
 
 def read_manifest(folder: Path) -> dict:
@@ -66,22 +70,29 @@ def folder_size_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
-QUANTIZED_FORMATS = {"int8_weight_only": "int8", "int8_dynamic": "torchao"}
+QUANTIZED_FORMATS = {"int8_weight_only": "int8", "int4_weight_only": "int4", "int8_dynamic": "torchao"}
 
 
-def quantize(model, kind: str, embeddings: bool = False):
-    """Quantize `model` in place (compression.config's QUANTIZE_KINDS); the format that stores it
-    is QUANTIZED_FORMATS[kind].
+def quantize(model, kind: str, **options):
+    """Quantize `model` in place (compression.config's QUANTIZE_KINDS, `options` those of its
+    step); the format that stores it is QUANTIZED_FORMATS[kind].
 
     int8_weight_only: core/int8.py's layers, on the decoder's Linear layers and, with
-    `embeddings`, on the embedding and output layer too. int8_dynamic: torchao's
+    `embeddings`, on the embedding and output layer too. int4_weight_only: core/int4.py's, with
+    `group_size`, `algorithm` and `embeddings` (int8); `empty=True` builds its layers' shapes
+    only, for a folder's weights to be loaded into. int8_dynamic: torchao's
     Int8DynamicActivationInt8WeightConfig on the Linear layers except an output layer tied to the
     embedding: quantizing that would store a second, int8 copy of the embedding matrix (for
     SmolLM2 28M of its 135M weights) instead of sharing it."""
     if kind == "int8_weight_only":
         from core.int8 import quantize_model
 
-        quantize_model(model, embeddings=embeddings)
+        quantize_model(model, embeddings=options.get("embeddings", False))
+        return model
+    if kind == "int4_weight_only":
+        from core.int4 import quantize_model
+
+        quantize_model(model, **options)
         return model
     if kind != "int8_dynamic":
         raise ValueError(f"unknown quantization {kind!r}; known: {', '.join(QUANTIZED_FORMATS)}")
@@ -173,7 +184,7 @@ def save_model(model, tokenizer, folder: Path, fmt: str, **manifest) -> None:
 
         model.config.save_pretrained(folder)
         save_file(sparse_encode(_state_dict_without_tied_head(model)), folder / WEIGHTS, metadata={"format": "pt"})
-    elif fmt == "int8":
+    elif fmt in ("int8", "int4"):
         from safetensors.torch import save_file
 
         from core.int8 import shared_keys
@@ -208,13 +219,18 @@ def load_model(folder: Path):
 
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32)
         _load_into(model, sparse_decode(load_file(folder / WEIGHTS)))
-    elif fmt == "int8":
+    elif fmt in ("int8", "int4"):
         from safetensors.torch import load_file
 
         from core.int8 import shared_keys
 
+        manifest = read_manifest(folder)
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32)
-        quantize(model, "int8_weight_only", embeddings=read_manifest(folder).get("embeddings", False))
+        if fmt == "int8":
+            quantize(model, "int8_weight_only", embeddings=manifest.get("embeddings", False))
+        else:
+            quantize(model, "int4_weight_only", group_size=manifest["group_size"],
+                     embeddings=manifest.get("embeddings", False), empty=True)
         missing, unexpected = model.load_state_dict(load_file(folder / WEIGHTS), strict=False)
         if set(missing) - set(shared_keys(model)) or unexpected:  # a shared tensor is filled through its twin
             raise ValueError(f"{folder}: weights do not fit the architecture: missing {missing[:3]}, "

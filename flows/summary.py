@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from compression.report import step_label
+
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
@@ -15,15 +17,6 @@ def _size(num_bytes: float) -> str:
             return f"{num_bytes:.1f} {unit}"
         num_bytes /= 1024
     return ""
-
-
-def _step_label(report: dict) -> str:
-    """A compression step as the summary shows it: its kind and what it reached."""
-    if "sparsity" in report:
-        return f"{report['step']} {report['sparsity']:.0%}"
-    if "steps" in report:
-        return f"{report['step']} {report['steps']} steps"
-    return report["step"]
 
 
 def render_text(summary: dict) -> str:
@@ -54,7 +47,7 @@ def render_text(summary: dict) -> str:
     rows = []
     for variant, metrics in summary["variants"].items():
         chain = chains.get(variant)
-        steps = " -> ".join(_step_label(r) for r in chain["steps"]) if chain else "trained"
+        steps = " -> ".join(step_label(r) for r in chain["steps"]) if chain else "trained"
         rows.append([
             variant, registry["versions"].get(variant, "-"), chain["parent"] if chain else "-", steps,
             f"{metrics['perplexity']:.2f}", f"{100 * (metrics['perplexity'] / base['perplexity'] - 1):+.1f}%",

@@ -38,6 +38,7 @@ def variants(base_dir, dataset_dir, tmp_path_factory):
     config = CompressionConfig(variants={
         "int8": ["int8_weight_only"],
         "int8-dyn": ["int8_dynamic"],
+        "int4": [{"int4_weight_only": {"group_size": 32}}],
         "mag50": [{"magnitude": {"sparsity": 0.5}}],
         "wanda24": [{"wanda": {"pattern": "2:4", "calibration_samples": 4, "calibration_seq_len": 32}}],
         "wanda24-int8": ["wanda24", "int8"],
@@ -75,6 +76,7 @@ def decoder_weights(folder) -> dict:
     ({"base": ["int8_weight_only"]}, "reserved"),
     ({"a": []}, "no steps"),
     ({"a": [{"distill": {}}]}, "layers"),
+    ({"a": [{"int4_weight_only": {"group_size": 48}}]}, "group_size: Input should be 32, 64 or 128"),
 ])
 def test_bad_recipes_fail_when_the_config_loads(variants, message):
     with pytest.raises(ValidationError, match=message):
@@ -103,6 +105,8 @@ def test_shape_errors_fail_before_any_work(base_dir, dataset_dir, tmp_path):
     (odd / "config.json").write_text(json.dumps({**config, "intermediate_size": 130}))
     with pytest.raises(CompressionError, match=r"2:4 pruning needs input widths divisible by 4: .*down_proj \(130\)"):
         run(CompressionConfig(variants={"m": [{"magnitude": {"pattern": "2:4"}}]}), odd, tmp_path / "out")
+    with pytest.raises(CompressionError, match=r"int4 group_size 128 must divide every input width: .*q_proj \(64\)"):
+        run(CompressionConfig(variants={"q": [{"int4_weight_only": {"group_size": 128}}]}), base_dir, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -145,6 +149,53 @@ def test_int8_layers_match_the_float_product_they_stand_for():
     error = (layer(x) - expected).norm() / expected.norm()
     assert layer(x).shape == (3, 5, 96) and layer(x).dtype == torch.float32
     assert error < 0.01, error  # int8 weights and bfloat16 activations: under 1% of the product
+
+
+def test_int4_variant_is_the_smallest_and_close(base_dir, variants):
+    from core.int4 import Int4Linear
+    from core.int8 import Int8Embedding
+
+    manifest = read_manifest(variants["int4"].path)
+    assert (manifest["format"], manifest["quantization"], manifest["group_size"], manifest["algorithm"]) == \
+        ("int4", "int4_weight_only", 32, "hqq")
+    model, _ = load_model(variants["int4"].path)
+    assert isinstance(model.model.layers[0].mlp.down_proj, Int4Linear)
+    assert isinstance(model.model.embed_tokens, Int8Embedding) and model.lm_head.qdata is model.model.embed_tokens.qdata
+    # The decoder's bytes: 4 bits a weight plus two bfloat16 numbers a group of 32 (0.625 bytes a
+    # weight) against int8's byte a weight.
+    from safetensors import safe_open
+
+    decoder_bytes = {}
+    for name in ("int4", "int8"):
+        with safe_open(variants[name].path / "model.safetensors", "pt") as stored:
+            decoder_bytes[name] = sum(stored.get_tensor(key).nbytes for key in stored.keys() if ".layers." in key)
+    assert decoder_bytes["int4"] < 0.65 * decoder_bytes["int8"], decoder_bytes
+    diff = (logits(variants["int4"].path) - logits(base_dir)).abs().max().item()
+    assert diff < 0.1, diff
+
+
+def test_int4_layers_match_the_float_product_they_stand_for():
+    from core.int4 import Int4Linear, pack_nibbles, unpack_nibbles
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 96)
+    x = torch.randn(3, 5, 64)
+    values = torch.randint(0, 16, (96, 64), dtype=torch.uint8)
+    assert torch.equal(unpack_nibbles(pack_nibbles(values)), values)
+    for algorithm in ("hqq", "tinygemm"):
+        layer = Int4Linear.from_float(linear, 32, algorithm)
+        with torch.inference_mode():
+            dequantized = layer(torch.eye(64)).t() - linear.bias[:, None]  # the matrix the layer stands for
+            expected = torch.nn.functional.linear(x, dequantized, linear.bias)
+            error = ((layer(x) - expected).norm() / expected.norm()).item()
+            weight_error = ((dequantized - linear.weight).norm() / linear.weight.norm()).item()
+        assert layer(x).shape == (3, 5, 96) and error < 0.01, error  # bfloat16 activations: under 1%
+        assert weight_error < 0.1, (algorithm, weight_error)  # 16 levels per group of 32: under 10%
+        # Loading stored weights into an empty layer packs them anew for the kernel.
+        empty = Int4Linear.empty(linear, 32)
+        empty(x)
+        empty.load_state_dict(layer.state_dict())
+        assert torch.equal(empty(x), layer(x))
 
 
 def test_magnitude_prunes_half_of_every_row_and_stores_it_compressed(base_dir, variants):
@@ -193,7 +244,7 @@ def test_a_chained_variant_points_at_its_parent(variants):
 
 def test_stats_report_each_steps_cost(variants):
     stats = StageStats.read(variants["int8"].path.parent)
-    assert stats.stage == "compression" and stats.records_out == 5
+    assert stats.stage == "compression" and stats.records_out == 6
     assert 0 < stats.extra["int8.size_ratio"] < 1
     assert 0 < stats.extra["int8.0.int8_weight_only.max_abs_logit_diff"] < 0.05
     assert stats.extra["mag50.0.magnitude.sparsity"] == pytest.approx(0.5)
@@ -232,12 +283,28 @@ def trained_variants(base_dir, dataset_dir, tmp_path_factory):
     config = CompressionConfig(variants={
         "pruned": [{"wanda": {"sparsity": 0.5, "calibration_samples": 4, "calibration_seq_len": 32}}],
         "recovered": ["pruned", {"recover": {"steps": 4, "lr": 3e-3}}],
+        # pruned and recovered in one chain, distilling from the dense model it started from
+        "recovered-kd": [{"wanda": {"sparsity": 0.5, "calibration_samples": 4, "calibration_seq_len": 32}},
+                         {"recover": {"steps": 4, "lr": 3e-3, "alpha": 1.0}}],
         "student": [{"distill": {"layers": 1, "steps": 4, "lr": 3e-3}}],
     })
     training = TrainingConfig(train=TrainConfig(seq_len=32, micro_batch_size=2, num_ranks=2, warmup_steps=0,
                                                 log_every=2, eval_batches=1))
-    built = run(config, base_dir, tmp_path_factory.mktemp("trained"), dataset_dir, training)
-    return {variant.name: variant for variant in built}
+    import compression.train
+
+    teachers = {}
+
+    def train_step(step, model_dir, output, dataset_dir, training, teacher=None):  # the real one, its teacher noted
+        teachers[output] = teacher
+        return real_train_step(step, model_dir, output, dataset_dir, training, teacher)
+
+    real_train_step = compression.train.train_step
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compression.train, "train_step", train_step)
+        output = tmp_path_factory.mktemp("trained")
+        built = {variant.name: variant for variant in run(config, base_dir, output, dataset_dir, training)}
+    built["teachers"] = {Path(out).relative_to(output / ".work").parts[0]: teacher for out, teacher in teachers.items()}
+    return built
 
 
 def test_recover_trains_the_kept_weights_and_keeps_the_zeros(trained_variants):
@@ -251,6 +318,15 @@ def test_recover_trains_the_kept_weights_and_keeps_the_zeros(trained_variants):
     assert manifest["format"] == "sparse-bitmask" and manifest["parent"] == "pruned"
     [report] = manifest["steps"]
     assert report["step"] == "recover" and report["steps"] == 4 and report["tokens"] == 4 * 2 * 2 * 32
+
+
+def test_recover_with_alpha_distills_from_the_dense_model(base_dir, trained_variants):
+    """alpha > 0: the pruned model trains on the logits of the model its chain started from (the
+    dense base here), and the trainer ran it so."""
+    assert trained_variants["teachers"]["recovered-kd"] == base_dir
+    pruned_step, recover_step = trained_variants["recovered-kd"].steps
+    assert recover_step["kd_alpha"] == 1.0 and recover_step["kd_temperature"] == 1.0  # the trainer's own record
+    assert "kd_alpha" not in trained_variants["recovered"].steps[0]
 
 
 def test_distill_builds_a_shallower_student_trained_on_the_teacher(base_dir, trained_variants):
