@@ -52,7 +52,7 @@ class Int4WeightOnly(_Frozen):
     activations (core/int4.py); the embedding and output layer in int8 with `embeddings`."""
 
     kind: Literal["int4_weight_only"] = "int4_weight_only"
-    group_size: Literal[32, 64, 128] = Field(default=64, description="weights per scale and zero point; must "
+    group_size: Literal[32, 64, 128] = Field(default=32, description="weights per scale and zero point; must "
                                              "divide every layer's input width")
     algorithm: Literal["hqq", "tinygemm"] = Field(default="hqq", description="how each group's scale and zero "
                                                   "are chosen: HQQ's optimization, or the group's min and max")
