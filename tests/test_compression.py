@@ -174,6 +174,15 @@ def test_int4_variant_is_the_smallest_and_close(base_dir, variants):
     assert diff < 0.1, diff
 
 
+def test_int4_after_pruning_warns_that_the_zeros_are_lost(base_dir, variants, tmp_path, caplog):
+    recipe = CompressionConfig(variants={"q": ["int4_weight_only"]})
+    with caplog.at_level("WARNING", logger="compression.stage"):
+        run(recipe, base_dir, tmp_path / "dense")
+        assert "int4 after pruning" not in caplog.text
+        run(recipe, variants["mag50"].path, tmp_path / "pruned")
+    assert "q: int4 after pruning" in caplog.text and "int8_weight_only keeps them" in caplog.text
+
+
 def test_int4_layers_match_the_float_product_they_stand_for():
     from core.int4 import Int4Linear, pack_nibbles, unpack_nibbles
 
