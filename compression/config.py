@@ -59,6 +59,22 @@ class Int4WeightOnly(_Frozen):
     embeddings: bool = Field(default=True, description="the input embedding and output layer in int8 (else float)")
 
 
+class SmoothQuant(_Frozen):
+    """int8 weights and int8 activations, calibrated (SmoothQuant, Xiao et al. 2022, through torchao's
+    SmoothQuantConfig): each input channel's activation range is divided by a factor its weight
+    column absorbs, moving outliers (SmolLM2's down_proj inputs reach ~2,700) from the activations,
+    which one scale per tensor cannot follow, into the weights, which have a scale per row."""
+
+    kind: Literal["smoothquant"] = "smoothquant"
+    alpha: float = Field(default=0.5, ge=0, le=1, description="migration strength: 0 leaves the activations as "
+                         "they are, 1 moves their whole range into the weights")
+    activations: Literal["per_tensor", "per_token"] = Field(default="per_tensor", description=(
+        "per_tensor: one static scale per layer from the calibration text; per_token: a scale per token at "
+        "run time"))
+    calibration_samples: int = Field(default=64, ge=1, description="blocks of the curated train split")
+    calibration_seq_len: int = Field(default=128, ge=8, description="tokens per calibration block")
+
+
 class Prune(_Frozen):
     """Zero the least important weights of every decoder Linear layer (attention and MLP
     projections; the embedding and a tied output layer are kept whole)."""
@@ -116,10 +132,12 @@ class Distill(_Frozen):
     alpha: float = Field(default=0.5, ge=0, le=1, description="weight of the KD term; 1 - alpha weighs cross-entropy")
 
 
-Step = Annotated[Union[Int8WeightOnly, Int8Dynamic, Int4WeightOnly, Magnitude, Wanda, Recover, Distill],
+Step = Annotated[Union[Int8WeightOnly, Int8Dynamic, Int4WeightOnly, SmoothQuant, Magnitude, Wanda, Recover, Distill],
                  Field(discriminator="kind")]
-STEP_KINDS = ("int8_weight_only", "int8_dynamic", "int4_weight_only", "magnitude", "wanda", "recover", "distill")
-QUANTIZE_KINDS = ("int8_weight_only", "int8_dynamic", "int4_weight_only")
+STEP_KINDS = ("int8_weight_only", "int8_dynamic", "int4_weight_only", "smoothquant", "magnitude", "wanda", "recover",
+              "distill")
+QUANTIZE_KINDS = ("int8_weight_only", "int8_dynamic", "int4_weight_only", "smoothquant")
+CALIBRATED_KINDS = ("wanda", "smoothquant")  # steps that read calibration text
 _STEP = TypeAdapter(Step)
 
 

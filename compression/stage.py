@@ -17,7 +17,17 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from compression.config import BASE, QUANTIZE_KINDS, CompressionConfig, Distill, Recipe, Recover, Wanda
+from compression.config import (
+    BASE,
+    CALIBRATED_KINDS,
+    QUANTIZE_KINDS,
+    CompressionConfig,
+    Distill,
+    Recipe,
+    Recover,
+    SmoothQuant,
+    Wanda,
+)
 from core.atomic import atomic_dir
 from core.models import folder_size_bytes, load_model, model_format, quantize, save_model
 from core.stats import StageStats
@@ -47,10 +57,11 @@ class Variant(BaseModel):
     steps: list[dict]
 
 
-def plan(config: CompressionConfig, model_dir: Path, needs_data: bool) -> dict[str, Recipe]:
+def plan(config: CompressionConfig, model_dir: Path, has_data: bool, has_training: bool = True) -> dict[str, Recipe]:
     """The recipes, checked against the model's shape before any work: a 2:4 step needs layer
     widths divisible by 4, int4 widths divisible by its group size, a student fewer layers than
-    its teacher; steps that calibrate or train need the dataset."""
+    its teacher; steps that calibrate or train need the dataset, and those that train a training
+    config."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -78,9 +89,12 @@ def plan(config: CompressionConfig, model_dir: Path, needs_data: bool) -> dict[s
                     raise CompressionError(f"compression.variants.{name}: distill to {step.layers} layers needs a "
                                            f"teacher with more; it has {layers}")
                 layers = step.layers
-            if isinstance(step, (Wanda, Recover, Distill)) and not needs_data:
+            if isinstance(step, (Wanda, SmoothQuant, Recover, Distill)) and not has_data:
                 raise CompressionError(f"compression.variants.{name}: {step.kind} needs a dataset "
                                        "(train.jsonl of a curated split: --dataset)")
+            if isinstance(step, (Recover, Distill)) and not has_training:
+                raise CompressionError(f"compression.variants.{name}: {step.kind} needs a training config "
+                                       "(the profile's `training`)")
         depth[name] = layers
     return recipes
 
@@ -92,7 +106,7 @@ def run(config: CompressionConfig, model_dir: Path, output_root: Path, dataset_d
     dataset_dir: a curated split (train.jsonl, validation.jsonl) for calibration and training
     steps; training: the TrainingConfig whose ranks, device and precision those steps use."""
     model_dir, output_root = Path(model_dir), Path(output_root)
-    recipes = plan(config, model_dir, needs_data=dataset_dir is not None and training is not None)
+    recipes = plan(config, model_dir, has_data=dataset_dir is not None, has_training=training is not None)
     base_size = folder_size_bytes(model_dir)
     stats = StageStats(stage="compression", records_in=1, bytes_in=base_size)
     variants = []
@@ -138,12 +152,15 @@ def build_variant(name: str, recipe: Recipe, source: Path, output: Path, work: P
                 logger.warning("%s: int4 after pruning: an asymmetric 4-bit grid has no exact zero, so the pruned "
                                "weights become small nonzero ones (Wanda 50%% -> int4 measured +27%% perplexity, "
                                "-> int8 +0.4%%); int8_weight_only keeps them", name)
-            quantize(model, step.kind, **step.model_dump(exclude={"kind"}))
+            options = step.model_dump(exclude={"kind", "calibration_samples", "calibration_seq_len"})
+            if step.kind in CALIBRATED_KINDS:
+                options["calibration_blocks"] = calibration_blocks(dataset_dir, tokenizer, step)
+            quantize(model, step.kind, **options)
             report = {}
         elif step.kind in ("magnitude", "wanda"):
             from compression.prune import prune
 
-            blocks = calibration_blocks(dataset_dir, tokenizer, step) if isinstance(step, Wanda) else None
+            blocks = calibration_blocks(dataset_dir, tokenizer, step) if step.kind in CALIBRATED_KINDS else None
             report = prune(model, step, blocks)
         else:
             from compression.train import train_step
@@ -224,7 +241,7 @@ def check_generates(model, tokenizer, name: str) -> None:
         raise CompressionError(f"variant {name}: generated {output.shape[1] - ids.shape[1]} tokens instead of 2")
 
 
-def calibration_blocks(dataset_dir: Path, tokenizer, step: Wanda) -> list:
+def calibration_blocks(dataset_dir: Path, tokenizer, step: Wanda | SmoothQuant) -> list:
     """`calibration_samples` blocks of `calibration_seq_len` tokens from the curated train split:
     its documents in order, joined by EOS as training packs them."""
     import torch
@@ -240,11 +257,11 @@ def calibration_blocks(dataset_dir: Path, tokenizer, step: Wanda) -> list:
     blocks = [torch.tensor([ids[start:start + step.calibration_seq_len]])
               for start in range(0, len(ids) - step.calibration_seq_len + 1, step.calibration_seq_len)]
     if not blocks:
-        raise CompressionError(f"wanda: {dataset_dir}/train.jsonl has fewer than {step.calibration_seq_len} tokens "
+        raise CompressionError(f"{step.kind}: {dataset_dir}/train.jsonl has fewer than {step.calibration_seq_len} tokens "
                                "to calibrate on")
     if len(blocks) < step.calibration_samples:
-        logger.warning("wanda: calibrating on %d blocks, not %d: the train split is that short",
-                       len(blocks), step.calibration_samples)
+        logger.warning("%s: calibrating on %d blocks, not %d: the train split is that short",
+                       step.kind, len(blocks), step.calibration_samples)
     return blocks[:step.calibration_samples]
 
 

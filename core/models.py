@@ -17,7 +17,8 @@ Formats
   core/int4.py's layers, run by PyTorch's int4 CPU kernel; embedding and output layer int8 with
   manifest "embeddings": true.
 - "torchao": config.json + tokenizer files + `quantized.pt`, the state dict of the model after
-  torchao's `quantize_` (manifest key "quantization": which config) on its decoder Linear layers
+  torchao's `quantize_` (manifest key "quantization": int8_dynamic, or smoothquant with its
+  "alpha" and "activations") on its decoder Linear layers
   (the output layer stays float, tied to the embedding). Loading builds the float architecture
   from config.json, quantizes it the same way, then assigns the stored quantized tensors.
   torchao's tensor subclasses are registered as safe globals, so `weights_only` loading works.
@@ -70,7 +71,8 @@ def folder_size_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
-QUANTIZED_FORMATS = {"int8_weight_only": "int8", "int4_weight_only": "int4", "int8_dynamic": "torchao"}
+QUANTIZED_FORMATS = {"int8_weight_only": "int8", "int4_weight_only": "int4", "int8_dynamic": "torchao",
+                     "smoothquant": "torchao"}
 
 
 def quantize(model, kind: str, **options):
@@ -80,7 +82,9 @@ def quantize(model, kind: str, **options):
     int8_weight_only: core/int8.py's layers, on the decoder's Linear layers and, with
     `embeddings`, on the embedding and output layer too. int4_weight_only: core/int4.py's, with
     `group_size`, `algorithm` and `embeddings` (int8); `empty=True` builds its layers' shapes
-    only, for a folder's weights to be loaded into. int8_dynamic: torchao's
+    only, for a folder's weights to be loaded into. smoothquant: torchao's SmoothQuantConfig with
+    `alpha` and `activations` over int8 weights, calibrated on `calibration_blocks` (without them:
+    the quantized layers' structure, for a folder's weights). int8_dynamic: torchao's
     Int8DynamicActivationInt8WeightConfig on the Linear layers except an output layer tied to the
     embedding: quantizing that would store a second, int8 copy of the embedding matrix (for
     SmolLM2 28M of its 135M weights) instead of sharing it."""
@@ -94,15 +98,46 @@ def quantize(model, kind: str, **options):
 
         quantize_model(model, **options)
         return model
-    if kind != "int8_dynamic":
+    if kind not in ("int8_dynamic", "smoothquant"):
         raise ValueError(f"unknown quantization {kind!r}; known: {', '.join(QUANTIZED_FORMATS)}")
     import torch
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
-    config = Int8DynamicActivationInt8WeightConfig()
     tied_head = _tied_head(model)
-    quantize_(model, config, filter_fn=lambda module, fqn: isinstance(module, torch.nn.Linear) and module is not tied_head)
+
+    def linear(module, _name):
+        return isinstance(module, torch.nn.Linear) and module is not tied_head
+
+    if kind == "int8_dynamic":
+        quantize_(model, Int8DynamicActivationInt8WeightConfig(), filter_fn=linear)
+        return model
+    _smoothquant(model, linear, **options)
     return model
+
+
+def _smoothquant(model, linear, alpha: float, activations: str, calibration_blocks=None) -> None:
+    import torch
+    from torchao.prototype.smoothquant import SmoothQuantConfig
+    from torchao.quantization import (
+        Int8DynamicActivationInt8WeightConfig,
+        Int8StaticActivationInt8WeightConfig,
+        quantize_,
+    )
+    from torchao.quantization.granularity import PerRow, PerTensor
+
+    def config(step: str) -> SmoothQuantConfig:
+        base = (Int8DynamicActivationInt8WeightConfig() if activations == "per_token"
+                else Int8StaticActivationInt8WeightConfig(granularity=[PerTensor(), PerRow()]))
+        return SmoothQuantConfig(base, step=step, alpha=alpha)
+
+    if calibration_blocks is None:  # load_model: the layers' structure; the stored tensors replace theirs
+        quantize_(model, config("prepare_for_loading"), filter_fn=linear)
+        return
+    quantize_(model, config("prepare"), filter_fn=linear)  # observers record each input channel's range
+    with torch.inference_mode():
+        for block in calibration_blocks:
+            model(input_ids=block)
+    quantize_(model, config("convert"), filter_fn=lambda module, _name: hasattr(module, "obs"))
 
 
 def _tied_head(model):
@@ -236,12 +271,14 @@ def load_model(folder: Path):
             raise ValueError(f"{folder}: weights do not fit the architecture: missing {missing[:3]}, "
                              f"unexpected {unexpected[:3]}")
     elif fmt == "torchao":
-        kind = read_manifest(folder)["quantization"]
+        manifest = read_manifest(folder)
+        kind = manifest["quantization"]
         if QUANTIZED_FORMATS.get(kind) != "torchao":
             raise ValueError(f"{folder}: a torchao folder of {kind} is no longer loaded (int8 weight-only is now the "
                              "faster int8 format); compress the model again")
+        options = {key: manifest[key] for key in ("alpha", "activations") if kind == "smoothquant"}
         model = quantize(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32),
-                         kind)
+                         kind, **options)
         # weights_only: a served bento must not run pickled code; torchao's tensors are safe globals.
         state = torch.load(folder / QUANTIZED_WEIGHTS, map_location="cpu", weights_only=True)
         _load_into(model, state, assign=True)

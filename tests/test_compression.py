@@ -39,6 +39,7 @@ def variants(base_dir, dataset_dir, tmp_path_factory):
         "int8": ["int8_weight_only"],
         "int8-dyn": ["int8_dynamic"],
         "int4": [{"int4_weight_only": {"group_size": 32}}],
+        "smooth": [{"smoothquant": {"calibration_samples": 4, "calibration_seq_len": 32}}],
         "mag50": [{"magnitude": {"sparsity": 0.5}}],
         "wanda24": [{"wanda": {"pattern": "2:4", "calibration_samples": 4, "calibration_seq_len": 32}}],
         "wanda24-int8": ["wanda24", "int8"],
@@ -77,6 +78,8 @@ def decoder_weights(folder) -> dict:
     ({"a": []}, "no steps"),
     ({"a": [{"distill": {}}]}, "layers"),
     ({"a": [{"int4_weight_only": {"group_size": 48}}]}, "group_size: Input should be 32, 64 or 128"),
+    ({"a": [{"smoothquant": {"alpha": 1.5}}]}, "alpha: Input should be less than or equal to 1"),
+    ({"a": [{"smoothquant": {"activations": "per_channel"}}]}, "activations: Input should be 'per_tensor' or 'per_token'"),
 ])
 def test_bad_recipes_fail_when_the_config_loads(variants, message):
     with pytest.raises(ValidationError, match=message):
@@ -100,6 +103,8 @@ def test_shape_errors_fail_before_any_work(base_dir, dataset_dir, tmp_path):
             TrainingConfig())
     with pytest.raises(CompressionError, match="wanda needs a dataset"):
         run(CompressionConfig(variants={"w": ["wanda"]}), base_dir, tmp_path)
+    with pytest.raises(CompressionError, match="smoothquant needs a dataset"):
+        run(CompressionConfig(variants={"s": ["smoothquant"]}), base_dir, tmp_path)
     odd = make_tiny_model_folder(tmp_path / "odd")
     config = json.loads((odd / "config.json").read_text())
     (odd / "config.json").write_text(json.dumps({**config, "intermediate_size": 130}))
@@ -172,6 +177,39 @@ def test_int4_variant_is_the_smallest_and_close(base_dir, variants):
     assert decoder_bytes["int4"] < 0.65 * decoder_bytes["int8"], decoder_bytes
     diff = (logits(variants["int4"].path) - logits(base_dir)).abs().max().item()
     assert diff < 0.1, diff
+
+
+def test_smoothquant_stores_calibrated_int8_activations(base_dir, variants):
+    from torchao.quantization import Int8Tensor
+
+    manifest = read_manifest(variants["smooth"].path)
+    assert (manifest["format"], manifest["quantization"], manifest["alpha"], manifest["activations"]) == \
+        ("torchao", "smoothquant", 0.5, "per_tensor")
+    model, _ = load_model(variants["smooth"].path)
+    weight = model.model.layers[0].self_attn.q_proj.weight
+    assert isinstance(weight, Int8Tensor) and weight.act_pre_scale is not None  # the smoothing factors
+    assert weight.act_quant_scale.numel() == 1  # one static activation scale for the layer
+    assert model.lm_head.weight is model.model.embed_tokens.weight  # the tied output layer stays float, shared
+    # Static scales from the calibration text clip what exceeds its range elsewhere: looser than int8's 0.05.
+    assert (logits(variants["smooth"].path) - logits(base_dir)).abs().max() < 0.15
+
+
+def test_smoothing_rescues_per_tensor_activations_from_an_outlier_channel(dataset_dir, tmp_path):
+    """One input channel of layer 0's attention 100x the others (as SmolLM2's down_proj inputs
+    are): a single int8 scale for the whole tensor then rounds the other channels away, unless
+    SmoothQuant first moves the outlier into the weights."""
+    from safetensors.torch import load_file, save_file
+
+    folder = make_tiny_model_folder(tmp_path / "outlier")
+    state = load_file(folder / "model.safetensors")
+    state["model.layers.0.input_layernorm.weight"][5] = 100.0
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    blocks = {"calibration_samples": 4, "calibration_seq_len": 32}
+    built = {v.name: v.path for v in run(CompressionConfig(variants={
+        "smoothed": [{"smoothquant": {"alpha": 0.5, **blocks}}],
+        "unsmoothed": [{"smoothquant": {"alpha": 0.0, **blocks}}]}), folder, tmp_path / "out", dataset_dir, None)}
+    errors = {name: (logits(path) - logits(folder)).abs().max().item() for name, path in built.items()}
+    assert errors["smoothed"] < 0.5 * errors["unsmoothed"], errors
 
 
 def test_int4_after_pruning_warns_that_the_zeros_are_lost(base_dir, variants, tmp_path, caplog):
@@ -253,7 +291,7 @@ def test_a_chained_variant_points_at_its_parent(variants):
 
 def test_stats_report_each_steps_cost(variants):
     stats = StageStats.read(variants["int8"].path.parent)
-    assert stats.stage == "compression" and stats.records_out == 6
+    assert stats.stage == "compression" and stats.records_out == 7
     assert 0 < stats.extra["int8.size_ratio"] < 1
     assert 0 < stats.extra["int8.0.int8_weight_only.max_abs_logit_diff"] < 0.05
     assert stats.extra["mag50.0.magnitude.sparsity"] == pytest.approx(0.5)
