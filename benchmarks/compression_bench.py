@@ -39,7 +39,11 @@ RECIPES = {
     "int8-decoder-only": [{"int8_weight_only": {"embeddings": False}}],
     "int8-dynamic": ["int8_dynamic"],
     "int4": ["int4_weight_only"],
-    "int4-g32": [{"int4_weight_only": {"group_size": 32}}],
+    "int4-g64": [{"int4_weight_only": {"group_size": 64}}],
+    "smoothquant": ["smoothquant"],  # static per-tensor int8 activations
+    "smoothquant-token": [{"smoothquant": {"activations": "per_token"}}],
+    # per-tensor activations without smoothing: what SmoothQuant's migration is worth
+    "int8-per-tensor": [{"smoothquant": {"alpha": 0.0}}],
     "magnitude50": [{"magnitude": {"sparsity": 0.5}}],
     "wanda50": [{"wanda": {"sparsity": 0.5}}],
     "wanda24": [{"wanda": {"pattern": "2:4"}}],
