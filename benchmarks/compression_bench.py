@@ -40,8 +40,9 @@ RECIPES = {
     "int8-dynamic": ["int8_dynamic"],
     "int4": ["int4_weight_only"],
     "int4-g64": [{"int4_weight_only": {"group_size": 64}}],
-    "smoothquant": ["smoothquant"],  # static per-tensor int8 activations
-    "smoothquant-token": [{"smoothquant": {"activations": "per_token"}}],
+    "smoothquant-tensor": ["smoothquant"],  # static per-tensor int8 activations, alpha 0.9
+    "smoothquant-tensor-a50": [{"smoothquant": {"alpha": 0.5}}],
+    "smoothquant-token": [{"smoothquant": {"activations": "per_token", "alpha": 0.5}}],
     # per-tensor activations without smoothing: what SmoothQuant's migration is worth
     "int8-per-tensor": [{"smoothquant": {"alpha": 0.0}}],
     "magnitude50": [{"magnitude": {"sparsity": 0.5}}],

@@ -66,8 +66,9 @@ class SmoothQuant(_Frozen):
     which one scale per tensor cannot follow, into the weights, which have a scale per row."""
 
     kind: Literal["smoothquant"] = "smoothquant"
-    alpha: float = Field(default=0.5, ge=0, le=1, description="migration strength: 0 leaves the activations as "
-                         "they are, 1 moves their whole range into the weights")
+    alpha: float = Field(default=0.9, ge=0, le=1, description="migration strength: 0 leaves the activations as "
+                         "they are, 1 moves their whole range into the weights (SmolLM2, per_tensor: 0.5 +27.8% "
+                         "perplexity, 0.75 +3.5%, 0.9 +2.4%)")
     activations: Literal["per_tensor", "per_token"] = Field(default="per_tensor", description=(
         "per_tensor: one static scale per layer from the calibration text; per_token: a scale per token at "
         "run time"))
