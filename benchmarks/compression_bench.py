@@ -51,7 +51,7 @@ RECIPES = {
     "wanda50-int8": ["wanda50", "int8"],
 }
 TRAIN_RECIPES = {
-    "wanda50-recovered": [{"wanda": {"sparsity": 0.5}}, {"recover": {"steps": 250, "lr": 2e-4}}],
+    "wanda50-recovered": [{"wanda": {"sparsity": 0.5}}, {"recover": {"steps": 500, "lr": 2e-4}}],
     # The same recovery on the dense model's logits instead of the text's next tokens.
     "wanda50-recovered-kd": [{"wanda": {"sparsity": 0.5}}, {"recover": {"steps": 250, "lr": 2e-4, "alpha": 1.0}}],
     "wanda24-recovered": [{"wanda": {"pattern": "2:4"}}, {"recover": {"steps": 250, "lr": 2e-4}}],
