@@ -149,6 +149,8 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated variant names")
     parser.add_argument("--set", action="append", default=[], help="override a recipe, e.g. "
                         "'student15=[{\"distill\": {\"layers\": 15, \"steps\": 50}}]' (JSON)")
+    parser.add_argument("--training-set", action="append", default=[], help="override of the demo profile for "
+                        "the steps that train, e.g. training.train.device=cuda training.train.num_ranks=1")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--eval-tokens", type=int, default=16384)
     parser.add_argument("--window", type=int, default=512)
@@ -175,7 +177,7 @@ def main() -> None:
             wanted |= {item for item in recipes[name] if isinstance(item, str) and item in recipes}
         recipes = {name: chain for name, chain in recipes.items() if name in wanted}
     base, dataset = prepare(args.work)
-    training = load_config("demo").training
+    training = load_config("demo", args.training_set).training
     results = {"fp32": {**measure(base, args), "build_seconds": 0.0}}
     print(f"fp32: {results['fp32']}", flush=True)
     started = time.perf_counter()
