@@ -21,11 +21,9 @@ def prunable_layers(model) -> dict:
     """name -> Linear for the attention and MLP projections of the decoder: the layers holding
     most of the weights. The embedding and the output layer stay whole (tied to the embedding in
     SmolLM2, and every token's logit goes through it)."""
-    import torch
+    from core.models import decoder_linears
 
-    head = model.get_output_embeddings()
-    return {name: module for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and module is not head}
+    return decoder_linears(model)
 
 
 def check_shapes(model, step: Prune) -> None:

@@ -98,27 +98,26 @@ class Int4Linear(nn.Module):
 
 def check_group_size(model, group_size: int) -> None:
     """Every layer int4 would quantize must have an input width divisible by the group size."""
-    head = model.get_output_embeddings()
-    odd = [f"{name} ({module.in_features})" for name, module in model.named_modules()
-           if isinstance(module, nn.Linear) and module is not head and module.in_features % group_size]
+    from core.models import decoder_linears
+
+    odd = [f"{name} ({module.in_features})" for name, module in decoder_linears(model).items()
+           if module.in_features % group_size]
     if odd:
         raise ValueError(f"int4 group_size {group_size} must divide every input width: {', '.join(odd[:3])}"
                          f"{' and more' if len(odd) > 3 else ''} do not (choose from {GROUP_SIZES})")
 
 
-def quantize_model(model, group_size: int = 64, algorithm: str = "hqq", embeddings: bool = True,
+def quantize_model(model, group_size: int, algorithm: str = "hqq", embeddings: bool = True,
                    empty: bool = False) -> None:
     """Replace, in place, every Linear layer of `model` except its output layer by an Int4Linear;
     with `embeddings`, the input embedding and output layer by int8 ones (core/int8.py). empty:
     the layers' shapes only, for load_model to fill from a folder."""
     from core.int8 import quantize_embeddings
+    from core.models import decoder_linears, replace_module
 
     check_group_size(model, group_size)
-    head = model.get_output_embeddings()
-    for name, module in list(model.named_modules()):
-        if isinstance(module, nn.Linear) and module is not head:
-            parent, _, child = name.rpartition(".")
-            layer = Int4Linear.empty(module, group_size) if empty else Int4Linear.from_float(module, group_size, algorithm)
-            setattr(model.get_submodule(parent), child, layer)
+    for name, module in decoder_linears(model).items():
+        replace_module(model, name, Int4Linear.empty(module, group_size) if empty
+                       else Int4Linear.from_float(module, group_size, algorithm))
     if embeddings:
         quantize_embeddings(model)

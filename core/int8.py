@@ -71,11 +71,10 @@ class Int8Embedding(nn.Module):
 def quantize_model(model, embeddings: bool = True) -> None:
     """Replace, in place, every Linear layer of `model` except its output layer by an Int8Linear;
     with `embeddings`, the input embedding and the output layer as well (quantize_embeddings)."""
-    head = model.get_output_embeddings()
-    for name, module in list(model.named_modules()):
-        if isinstance(module, nn.Linear) and module is not head:
-            parent, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent), child, Int8Linear(*quantize_rows(module.weight), module.bias))
+    from core.models import decoder_linears, replace_module
+
+    for name, module in decoder_linears(model).items():
+        replace_module(model, name, Int8Linear(*quantize_rows(module.weight), module.bias))
     if embeddings:
         quantize_embeddings(model)
 

@@ -71,6 +71,21 @@ def folder_size_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
+def decoder_linears(model) -> dict:
+    """name -> Linear for every Linear layer except the output layer: the attention and MLP
+    projections that pruning and the weight-only quantizations act on."""
+    import torch
+
+    head = model.get_output_embeddings()
+    return {name: module for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and module is not head}
+
+
+def replace_module(model, name: str, module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, module)
+
+
 QUANTIZED_FORMATS = {"int8_weight_only": "int8", "int4_weight_only": "int4", "int8_dynamic": "torchao",
                      "smoothquant": "torchao"}
 
