@@ -67,8 +67,12 @@ def write_manifest(folder: Path, fmt: str, **extra) -> None:
     atomic_write_text(Path(folder) / MANIFEST, json.dumps({"format": fmt, **extra}, indent=2))
 
 
+# The model card and its picture (evaluation/card.py) travel in the folder but are not the model.
+DOCUMENTATION_FILES = {"README.md", "loss_curve.png"}
+
+
 def folder_size_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and p.name not in DOCUMENTATION_FILES)
 
 
 def decoder_linears(model) -> dict:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import statistics
 import time
 from pathlib import Path
 
 from core.atomic import atomic_write_text
 from core.models import folder_size_bytes, load_model
 from evaluation.config import EvaluationConfig
+from evaluation.tasks import REFERENCE_TEXT
 
 VALIDATION_FILE = "validation.jsonl"
 DEFAULT_WINDOW_TOKENS = 256
@@ -20,24 +20,65 @@ logger = logging.getLogger(__name__)
 
 
 def run(config: EvaluationConfig, model_dir: Path, dataset_dir: Path, output_path: Path) -> dict:
-    """Measure the model in `model_dir` on `dataset_dir/validation.jsonl`; write and return the metrics."""
+    """Measure the model in `model_dir`; write and return the metrics (one flat dict).
+
+    quality: perplexity on `dataset_dir/validation.jsonl` (this run's data, this model's tokens),
+    bits per byte on the shipped reference text (comparable across tokenizers and runs), task
+    accuracy through lm-evaluation-harness ("<task>/acc", "<task>/acc_stderr", ...);
+    speed and memory: see evaluation.speed; size on disk.
+    """
+    from evaluation.speed import measure_in_child
+    from evaluation.tasks import run_tasks
+
     start = time.perf_counter()
     model, tokenizer = load_model(model_dir)
-    token_ids = validation_token_ids(Path(dataset_dir) / VALIDATION_FILE, tokenizer, config.max_eval_tokens)
     window = getattr(model.config, "max_position_embeddings", None) or DEFAULT_WINDOW_TOKENS
+    token_ids = validation_token_ids(Path(dataset_dir) / VALIDATION_FILE, tokenizer, config.max_eval_tokens)
     total_nll, scored_tokens = summed_nll(model, token_ids, window)
     val_loss = total_nll / scored_tokens
     metrics = {
         "perplexity": math.exp(val_loss),
         "val_loss": val_loss,
         "eval_tokens": scored_tokens,
-        "size_bytes": folder_size_bytes(model_dir),
-        "num_parameters": count_parameters(model),
-        "latency_ms_per_token": latency_ms_per_token(model, tokenizer, config),
+        "bits_per_byte": bits_per_byte(model, tokenizer, reference_text(config), window),
     }
+    timings = {"quality": time.perf_counter() - start}
+    for task, results in run_tasks(model, tokenizer, config.tasks, limit=config.task_limit,
+                                   batch_size=config.task_batch_size).items():
+        metrics.update({f"{task}/{name}": value for name, value in results.items()})
+    timings["tasks"] = time.perf_counter() - start - timings["quality"]
+    metrics["num_parameters"] = count_parameters(model)
+    del model
+    metrics.update(measure_in_child(model_dir, config, REFERENCE_TEXT))
+    metrics["size_bytes"] = folder_size_bytes(model_dir)
+    metrics["eval_seconds"] = round(time.perf_counter() - start, 1)
     atomic_write_text(Path(output_path), json.dumps(metrics, indent=2))
-    logger.info("evaluated %s in %.1f s: %s", model_dir, time.perf_counter() - start, metrics)
+    logger.info("evaluated %s in %.1f s (tasks %.1f s): %s", model_dir, metrics["eval_seconds"], timings["tasks"],
+                metrics)
     return metrics
+
+
+def reference_text(config: EvaluationConfig) -> str:
+    text = REFERENCE_TEXT.read_text(encoding="utf-8")
+    if config.reference_max_bytes is not None:
+        text = text.encode()[:config.reference_max_bytes].decode(errors="ignore")
+    return text
+
+
+def bits_per_byte(model, tokenizer, text: str, window: int) -> float:
+    """Summed NLL of every token of `text` (the first one after an EOS, each window starting on
+    the previous window's last token) in bits, over the text's UTF-8 bytes."""
+    import torch
+    import torch.nn.functional as F
+
+    ids = [tokenizer.eos_token_id] + tokenizer(text, add_special_tokens=False).input_ids
+    total = 0.0
+    with torch.inference_mode():
+        for begin in range(0, len(ids) - 1, window - 1):
+            chunk = torch.tensor([ids[begin:begin + window]])
+            logits = model(chunk).logits[0, :-1]
+            total += F.cross_entropy(logits.float(), chunk[0, 1:], reduction="sum").item()
+    return total / math.log(2) / len(text.encode("utf-8"))
 
 
 def validation_token_ids(path: Path, tokenizer, max_tokens: int) -> list[int]:
@@ -78,25 +119,3 @@ def count_parameters(model) -> int:
     """Logical parameter count, tied weights once: the same for a model and its quantized or pruned
     copies (torchao's quantized tensors report the shape of the weight they stand for)."""
     return sum(p.numel() for p in model.parameters())
-
-
-def latency_ms_per_token(model, tokenizer, config: EvaluationConfig) -> float:
-    """Median over repeats of greedy decoding time per new token, after one warm-up run."""
-    import torch
-
-    ids = tokenizer(config.latency_prompt, return_tensors="pt", add_special_tokens=False).input_ids
-    n = config.latency_new_tokens
-
-    def timed_generate() -> float:
-        start = time.perf_counter()
-        with torch.inference_mode():
-            # min_new_tokens: an early EOS would make a model look faster than it is.
-            output = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
-                                    min_new_tokens=n, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        elapsed = time.perf_counter() - start
-        if output.shape[1] != ids.shape[1] + n:
-            raise RuntimeError(f"generate made {output.shape[1] - ids.shape[1]} tokens, not {n}")
-        return 1000 * elapsed / n
-
-    timed_generate()
-    return statistics.median(timed_generate() for _ in range(config.latency_repeats))

@@ -275,6 +275,125 @@ def lineage(model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSIO
         typer.echo(f"  {key:22} {value}")
 
 
+def _registry_session():
+    import mlflow
+
+    state = _activate()
+    mlflow.set_tracking_uri(state.mlflow_tracking_uri)
+    return state
+
+
+def _package_after_move(model: str, profile: str, state) -> None:
+    """Rebuild the Bento around the champion the move left, so `conveyor serve` serves it."""
+    from flows.config import load_config
+    from serving.package import package_champion
+
+    config = load_config(profile)
+    if config.model_name != model:
+        typer.echo(f"not packaging: profile {profile!r} serves {config.model_name}, not {model} "
+                   f"(give --profile, or --no-package)")
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=state.root) as work:
+        bento = package_champion(model, config.serving, Path(work) / "champion")
+    typer.echo(f"built bento {bento}: `conveyor serve" + ("" if profile == "demo" else f" --profile {profile}")
+               + "` serves it")
+
+
+PackageOpt = Annotated[bool, typer.Option("--package/--no-package",
+                                          help="rebuild the Bento around the new champion (default: yes)")]
+
+
+@app.command()
+def promote(
+    model: Annotated[str, typer.Argument(help="registered model name")],
+    version: Annotated[str, typer.Argument(help="the version to make champion")],
+    reason: Annotated[str, typer.Option("--reason", help="why: kept in the history")],
+    profile: ProfileOpt = "demo",
+    package: PackageOpt = True,
+) -> None:
+    """Make VERSION the champion of MODEL by hand (recorded in the registry's history, with who and why)."""
+    from core import registry
+
+    state = _registry_session()
+    try:
+        move = registry.promote(model, version, reason)
+    except registry.ReleaseError as exc:
+        _fail(f"error: {exc}", 1)
+    typer.echo(f"{model}@champion: version {move.previous_version or '(none)'} -> {move.version} ({move.actor})")
+    if package:
+        _package_after_move(model, profile, state)
+
+
+@app.command()
+def rollback(
+    model: Annotated[str, typer.Argument(help="registered model name")],
+    reason: Annotated[str, typer.Option("--reason", help="why: kept in the history")] = "",
+    profile: ProfileOpt = "demo",
+    package: PackageOpt = True,
+) -> None:
+    """Put MODEL's previous champion back (a second rollback goes one further back)."""
+    from core import registry
+
+    state = _registry_session()
+    try:
+        move = registry.rollback(model, reason)
+    except registry.ReleaseError as exc:
+        _fail(f"error: {exc}", 1)
+    typer.echo(f"{model}@champion: version {move.previous_version} -> {move.version} (rolled back by {move.actor})")
+    if package:
+        _package_after_move(model, profile, state)
+
+
+@app.command()
+def history(
+    model: Annotated[str, typer.Argument(help="registered model name")],
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per move")] = False,
+) -> None:
+    """Every alias move of MODEL: when, who, from which version to which, why, the gate's evidence."""
+    import json
+
+    from core import registry
+
+    _registry_session()
+    moves = registry.history(model)
+    if not moves:
+        _fail(f"no recorded alias moves for {model}", 1)
+    for move in moves:
+        if as_json:
+            typer.echo(json.dumps(move.__dict__, default=str))
+            continue
+        typer.echo(f"{move.time}  {move.alias:10} v{move.previous_version or '-'} -> v{move.version}  "
+                   f"{move.action:8} by {move.actor}")
+        typer.echo(f"    why: {move.reason}")
+        for check in move.evidence.get("gates", []):
+            from evaluation.promotion import GateCheck
+
+            typer.echo(f"    {'ok    ' if check['passed'] else 'FAILED'} {GateCheck.model_validate(check).describe()}")
+
+
+@app.command()
+def card(model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSION")]) -> None:
+    """Print the model card of a registered version."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    _registry_session()
+    name, sep, rest = model.partition("@") if "@" in model else model.partition("/")
+    if not sep or not rest:
+        _fail("give NAME@ALIAS or NAME/VERSION")
+    uri = f"models:/{name}@{rest}" if "@" in model else f"models:/{name}/{rest}"
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        try:
+            path = mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/README.md", dst_path=work)
+        except (MlflowException, OSError):
+            _fail(f"no card for {model}: no such registered version, or it was registered before cards existed", 1)
+        typer.echo(Path(path).read_text(encoding="utf-8"))
+
+
 data_app = typer.Typer(no_args_is_help=True, help="Run data curation stages on a file or folder of records.")
 app.add_typer(data_app, name="data")
 DATA_STAGES = ["ingest", "clean", "dedup", "anonymize", "validate"]

@@ -148,30 +148,79 @@ def evaluate(config: PipelineConfig, variant: str, model_dir: Path, run_dir: Pat
 
 
 @task
-def register(config: PipelineConfig, variant_dirs: dict[str, Path], variants: list[dict],
-             metrics: dict[str, dict], lineage: dict[str, str], experiment_id: str, state: State) -> dict:
-    """Register every variant, then move `champion` or `challenger` per the promotion policy."""
+def evaluate_champion(config: PipelineConfig, data_key: str, state: State, run_dir: Path) -> dict | None:
+    """The current champion's metrics on this run's evaluation data, so challenger and champion are
+    compared on the same text; cached by model version and data key (a champion is measured once per
+    dataset, not once per run)."""
     from core import registry
-    from evaluation.promotion import decide
 
     champion = registry.get_by_alias(config.model_name, "champion")
+    if champion is None:
+        return None
+    cache = state.root / "eval_cache" / f"{config.model_name}-v{champion.version}-{data_key[:16]}.json"
+    if cache.is_file():
+        get_run_logger().info("champion v%s: metrics on this data from the cache (%s)", champion.version, cache)
+        metrics = json.loads(cache.read_text())
+    else:
+        folder = registry.download(config.model_name, "champion", run_dir / "champion-eval")
+        import evaluation
+
+        metrics = evaluation.run(config.evaluation, folder, CURATED_DIR, cache)
+        shutil.rmtree(run_dir / "champion-eval", ignore_errors=True)
+    return {"version": champion.version, "variant": champion.lineage.get("variant"), "metrics": metrics}
+
+
+def evaluation_data_key(config: PipelineConfig, dataset_md5: str) -> str:
+    """What the champion's cached metrics depend on: the curated data, the task sets and reference
+    text shipped in evaluation/tasks/, and how evaluation measures."""
+    digest = hashlib.sha256(f"{dataset_md5}\n{config.evaluation.model_dump_json()}".encode())
+    for path in sorted((REPO_ROOT / "evaluation" / "tasks").glob("*")):
+        if path.is_file() and path.suffix in {".jsonl", ".txt", ".yaml"}:
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+@task
+def register(config: PipelineConfig, variant_dirs: dict[str, Path], variants: list[dict], metrics: dict[str, dict],
+             champion: dict | None, card_context: dict, experiment_id: str) -> dict:
+    """Decide, write every variant's card, register every variant, then move `champion` or
+    `challenger` per the promotion gate (the move and its evidence go to the audit history)."""
+    from core import registry
+    from evaluation import card
+    from evaluation.promotion import decide
+
+    decision = decide(metrics, champion["metrics"] if champion else None, config.promotion)
+    lineage = card_context["run"]["lineage"]
     versions: dict[str, str] = {}
     # variant_dirs lists parents before children: each names its parent's version (a pruned then
     # quantized model points at the pruned one, which points at base).
     built = {v["name"]: v for v in variants}
+    loss_curve = card.loss_curve(variant_dirs["base"] / "train_log.jsonl",
+                                 Path(card_context["run"]["dir"]) / card.LOSS_CURVE_FILE)
     for variant in variant_dirs:
+        if loss_curve:
+            shutil.copy2(loss_curve, variant_dirs[variant] / card.LOSS_CURVE_FILE)
+        card.write(variant_dirs[variant], card.render(
+            model_name=config.model_name, variant=variant, fmt=_format(variant_dirs[variant]), metrics=metrics[variant],
+            run=card_context["run"], decision=decision.model_dump(), champion=champion,
+            bounds={k: b.model_dump() for k, b in config.promotion.gates.items()}, chain=built.get(variant),
+            training=card_context["training"], training_config=config.training.model_dump(mode="json"),
+            stages=card_context["stages"], loss_curve_file=card.LOSS_CURVE_FILE if loss_curve else None))
         parent = versions[built[variant]["parent"]] if variant in built else None
         steps = " -> ".join(r["step"] for r in built[variant]["steps"]) if variant in built else None
         registered = registry.register_variant(
             config.model_name, variant_dirs[variant], variant, metrics[variant],
-            {**lineage, "variant": variant, "parent_version": parent, "compression_steps": steps},
+            {**lineage, "variant": variant, "parent_version": parent, "compression_steps": steps,
+             "decision": (f"{decision.alias}: {decision.reason}" if variant == decision.chosen
+                          else f"not chosen ({decision.chosen} was)")},
             run_id=lineage["mlflow_run_id"], experiment_id=experiment_id,
         )
         versions[variant] = registered.version
-    decision = decide(metrics, champion.metrics if champion else None, config.promotion)
     version = versions[decision.chosen]
-    registry.set_alias(config.model_name, decision.alias, version, decision.reason,
-                       state.root / "registry" / "alias_history.jsonl")
+    evidence = {"gates": [check.model_dump() for check in decision.gates],
+                "champion": {"version": champion["version"]} if champion else None,
+                "mlflow_run_id": lineage["mlflow_run_id"], "variant": decision.chosen}
+    registry.set_alias(config.model_name, decision.alias, version, decision.reason, action="gate", evidence=evidence)
     current = registry.get_by_alias(config.model_name, "champion")
     return {
         "model_name": config.model_name,
@@ -180,24 +229,24 @@ def register(config: PipelineConfig, variant_dirs: dict[str, Path], variants: li
         "alias": decision.alias,
         "version": version,
         "reason": decision.reason,
+        "failed_bounds": [check.describe() for check in decision.failed],
         "champion_version": current.version if current else None,
+        "previous_champion": champion,
     }
+
+
+def _format(folder: Path) -> str:
+    from core.models import model_format
+
+    return model_format(folder)
 
 
 @task(retries=1)
 def package(config: PipelineConfig, registry_result: dict, run_dir: Path) -> str:
     """Build a Bento from the registry's champion (whichever run produced it)."""
-    from core import registry
-    from serving.package import build_bento, import_model
+    from serving.package import package_champion
 
-    champion = registry.get_by_alias(config.model_name, "champion")
-    folder = registry.download(config.model_name, "champion", run_dir / "champion")
-    labels = {"registered_model": config.model_name, "version": champion.version,
-              "variant": champion.lineage.get("variant", "unknown")}
-    model_tag = import_model(folder, config.serving.bento_name, labels=labels,
-                             metadata={"lineage": champion.lineage, "metrics": champion.metrics,
-                                       "max_new_tokens_limit": config.serving.max_new_tokens_limit})
-    return build_bento(config.serving.bento_name, model_tag)
+    return package_champion(config.model_name, config.serving, run_dir / "champion")
 
 
 def _mlflow_params(config: PipelineConfig) -> dict[str, str]:
@@ -264,8 +313,12 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> dict:
         variants = compress(config, variant_dirs["base"], run_dir)
         variant_dirs.update({v["name"]: Path(v["path"]) for v in variants})
         metrics = {name: evaluate(config, name, path, run_dir) for name, path in variant_dirs.items()}
+        champion = evaluate_champion(config, evaluation_data_key(config, dataset_md5), state, run_dir)
+        _log_evaluation(client, run_id, metrics, champion, run_dir)
         tradeoff = _log_compression_report(client, run_id, variants, metrics, run_dir)
-        registry_result = register(config, variant_dirs, variants, metrics, lineage, experiment, state)
+        card_context = {"run": {"name": run_name, "profile": config.profile, "lineage": lineage, "dir": str(run_dir)},
+                        "training": train_result, "stages": stages}
+        registry_result = register(config, variant_dirs, variants, metrics, champion, card_context, experiment)
         bento_tag = package(config, registry_result, run_dir)
 
         summary = {
@@ -292,6 +345,19 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> dict:
 
     get_run_logger().info("\n%s", render_text(summary))
     return summary
+
+
+def _log_evaluation(client, run_id: str, metrics: dict[str, dict], champion: dict | None, run_dir: Path) -> None:
+    """One metrics file for every variant (and the champion on the same data), and the comparison as
+    an MLflow table, which the run's page in the UI shows."""
+    rows = {name: m for name, m in metrics.items()}
+    if champion:
+        rows[f"champion v{champion['version']}"] = champion["metrics"]
+    atomic_write_text(run_dir / "metrics.json", json.dumps(rows, indent=2))
+    client.log_artifact(run_id, str(run_dir / "metrics.json"), "evaluation")
+    columns = sorted({key for m in rows.values() for key in m})
+    client.log_table(run_id, data={"model": list(rows), **{key: [m.get(key) for m in rows.values()] for key in columns}},
+                     artifact_file="evaluation/comparison.json")
 
 
 def _log_compression_report(client, run_id: str, variants: list[dict], metrics: dict[str, dict],

@@ -19,6 +19,12 @@ def _size(num_bytes: float) -> str:
     return ""
 
 
+def _accuracy(metrics: dict, task: str) -> str:
+    if f"{task}/acc" not in metrics:
+        return "-"
+    return f"{metrics[f'{task}/acc']:.3f} +- {metrics.get(f'{task}/acc_stderr', float('nan')):.3f}"
+
+
 def render_text(summary: dict) -> str:
     out = [f"Conveyor run {summary['run']} (profile {summary['profile']}) in {summary['seconds']} s", ""]
 
@@ -45,17 +51,29 @@ def render_text(summary: dict) -> str:
     base = summary["variants"]["base"]
     chains = {v["name"]: v for v in summary.get("compression", {}).get("variants", [])}
     rows = []
-    for variant, metrics in summary["variants"].items():
+    champion = registry.get("previous_champion")
+    models = dict(summary["variants"])
+    if champion:
+        models[f"champion v{champion['version']}"] = champion["metrics"]
+    for variant, metrics in models.items():
         chain = chains.get(variant)
-        steps = " -> ".join(step_label(r) for r in chain["steps"]) if chain else "trained"
+        if variant in summary["variants"]:
+            steps = " -> ".join(step_label(r) for r in chain["steps"]) if chain else "trained"
+            version, parent = registry["versions"].get(variant, "-"), chain["parent"] if chain else "-"
+        else:
+            steps, version, parent = "current champion, same data", champion["version"], "-"
         rows.append([
-            variant, registry["versions"].get(variant, "-"), chain["parent"] if chain else "-", steps,
-            f"{metrics['perplexity']:.2f}", f"{100 * (metrics['perplexity'] / base['perplexity'] - 1):+.1f}%",
+            variant, version, parent, steps,
+            f"{metrics['bits_per_byte']:.4f}", f"{100 * (metrics['bits_per_byte'] / base['bits_per_byte'] - 1):+.1f}%",
+            _accuracy(metrics, "conveyor_cloze"), _accuracy(metrics, "conveyor_nextsentence"),
             f"{_size(metrics['size_bytes'])} ({metrics['size_bytes'] / base['size_bytes']:.2f}x)",
-            f"{metrics['latency_ms_per_token']:.2f} ({base['latency_ms_per_token'] / metrics['latency_ms_per_token']:.2f}x)",
+            f"{metrics['decode_tokens_per_s_b1']:.1f} ({metrics['decode_tokens_per_s_b1'] / base['decode_tokens_per_s_b1']:.2f}x)",
+            f"{metrics['ttft_ms_b1']:.0f}",
+            _size(metrics["peak_memory_bytes"]),
         ])
-    out += ["Model variants (x: against base)",
-            *_table(["variant", "version", "from", "steps", "val ppl", "vs base", "size", "ms/token"], rows)]
+    out += ["Model variants (x: against base; bits/byte on the reference text, accuracy +- one standard error)",
+            *_table(["variant", "version", "from", "steps", "bits/byte", "vs base", "cloze acc", "next-sent acc",
+                     "size", "decode tok/s", "ttft ms", "peak mem"], rows)]
     if summary.get("compression", {}).get("tradeoff_plot"):
         out += [f"trade-off plot: {summary['compression']['tradeoff_plot']} (MLflow: compression/)"]
     out += [""]
@@ -68,6 +86,7 @@ def render_text(summary: dict) -> str:
         f"  dataset (DVC md5) {summary['lineage']['dataset_dvc_md5']}, git {summary['lineage']['git_commit'][:12]}",
         f"Bento: {summary['bento']}",
         "",
+        f"Its card: conveyor card {registry['model_name']}@champion; its history: conveyor history {registry['model_name']}",
         "Serve and query the champion:",
         "  conveyor serve" + ("" if summary["profile"] == "demo" else f" --profile {summary['profile']}"),
         f"  curl -s -X POST http://{summary['serving']['host']}:{summary['serving']['port']}/generate "

@@ -67,3 +67,21 @@ def build_bento(bento_name: str, model_tag: str, version: str | None = None) -> 
 
 def serve_command(bento_tag: str, host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", host, "--port", str(port)]
+
+
+def package_champion(model_name: str, serving, work_dir: Path) -> str:
+    """Download the registry's champion of `model_name` and build the Bento that serves it (what
+    `conveyor serve` then serves); returns the bento tag. Used by the pipeline and by
+    `conveyor promote` / `conveyor rollback`, so a moved alias is what the next serve starts."""
+    from core import registry
+
+    champion = registry.get_by_alias(model_name, "champion")
+    if champion is None:
+        raise RuntimeError(f"{model_name} has no champion to package")
+    folder = registry.download(model_name, "champion", Path(work_dir))
+    labels = {"registered_model": model_name, "version": champion.version,
+              "variant": champion.lineage.get("variant", "unknown")}
+    model_tag = import_model(folder, serving.bento_name, labels=labels,
+                             metadata={"lineage": champion.lineage, "metrics": champion.metrics,
+                                       "max_new_tokens_limit": serving.max_new_tokens_limit})
+    return build_bento(serving.bento_name, model_tag)

@@ -17,6 +17,8 @@ from typing import Annotated
 import bentoml
 import torch
 from bentoml.exceptions import InvalidArgument
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
 from pydantic import Field
 
 from core.models import load_model, read_manifest
@@ -31,7 +33,13 @@ def model_tag_to_serve() -> str:
     return getattr(bento_args, "model_tag", None) or os.environ.get("CONVEYOR_BENTO_MODEL", "conveyor-lm:latest")
 
 
+# Plain GET routes beside the BentoML APIs (which are POST): the model card.
+routes = FastAPI()
+CARD_FILE = "README.md"  # evaluation/card.py writes it into every registered model folder
+
+
 @bentoml.service(traffic={"timeout": 120}, labels={"project": "conveyor"})
+@bentoml.asgi_app(routes, path="/")
 class ConveyorLM:
     model_ref = bentoml.models.BentoModel(model_tag_to_serve())
 
@@ -43,8 +51,17 @@ class ConveyorLM:
         # The packaging step may put the serving config's limit in the model's metadata.
         self.max_new_tokens_limit = int(stored.info.metadata.get("max_new_tokens_limit",
                                                                  ServingConfig().max_new_tokens_limit))
+        card = stored.path_of(CARD_FILE)
+        self.card = open(card, encoding="utf-8").read() if os.path.isfile(card) else None
         logger.info("serving %s (format %s, context %d tokens, max_new_tokens <= %d)", self.model_tag,
                     read_manifest(stored.path)["format"], self.context_tokens, self.max_new_tokens_limit)
+
+    @routes.get("/card", response_class=PlainTextResponse)
+    def model_card(self) -> PlainTextResponse:
+        """The served model's card (Markdown with its YAML metadata block)."""
+        if self.card is None:
+            return PlainTextResponse("this model has no card (registered before cards existed)\n", status_code=404)
+        return PlainTextResponse(self.card, media_type="text/markdown; charset=utf-8")
 
     @bentoml.api
     def generate(

@@ -52,9 +52,10 @@ def _registry(checkout: Path, code: str) -> dict:
 
 @pytest.fixture(scope="module")
 def two_runs(checkout: Path) -> list[dict]:
+    """The second run trains 2 steps instead of 30: a worse model the gate must keep out."""
     first = run_conveyor(checkout, "run", "--profile", "test")
     assert "Registry:" in first.stdout + first.stderr  # the summary, logged by the flow
-    run_conveyor(checkout, "run", "--profile", "test")
+    run_conveyor(checkout, "run", "--profile", "test", "--set", "training.train.max_steps=2")
     return _summaries(checkout)
 
 
@@ -89,9 +90,9 @@ def test_first_run_curates_trains_registers_with_lineage(checkout, two_runs):
     lineage = champion["lineage"]
     for key in ("dataset_dvc_md5", "git_commit", "config_sha256", "prefect_flow_run_id", "mlflow_run_id", "variant"):
         assert lineage.get(key), f"lineage tag {key} missing: {lineage}"
-    # Either run may hold the champion (the second is as good as the first); find the one that
-    # registered it and check the tags against what that run recorded.
-    origin = next(s for s in two_runs if champion["version"] in s["registry"]["versions"].values())
+    # The first run's candidate is the champion (the second one's is worse).
+    origin = two_runs[0]
+    assert champion["version"] == origin["registry"]["version"]
     for key in ("dataset_dvc_md5", "config_sha256", "prefect_flow_run_id", "mlflow_run_id"):
         assert lineage[key] == origin["lineage"][key]
     assert lineage["git_commit"] == git(checkout, "rev-parse", "HEAD").strip()
@@ -111,6 +112,49 @@ def test_second_run_skips_unchanged_data_stages(two_runs):
     assert [s for s, stats in second.items() if stats["skipped"]] == [
         "clean", "dedup", "anonymize", "validate", "split"]
     assert two_runs[1]["lineage"]["dataset_dvc_md5"] == two_runs[0]["lineage"]["dataset_dvc_md5"]
+
+
+def test_worse_second_run_is_a_challenger_and_the_card_and_history_say_why(checkout, two_runs):
+    first, second = two_runs
+    for metrics in first["variants"].values():
+        assert 0 < metrics["bits_per_byte"] < 8 and 0 <= metrics["conveyor_nextsentence/acc"] <= 1
+        assert metrics["conveyor_nextsentence/n"] == 40
+        assert metrics["decode_tokens_per_s_b8"] > 0 and metrics["peak_memory_bytes"] > 0
+    assert first["registry"]["alias"] == "champion"
+    # The champion was measured again on the second run's data before the decision.
+    assert second["registry"]["previous_champion"]["version"] == first["registry"]["version"]
+    assert second["registry"]["alias"] == "challenger"
+    assert second["registry"]["champion_version"] == first["registry"]["version"]
+    assert any(bound.startswith("bits_per_byte") for bound in second["registry"]["failed_bounds"])
+
+    card = run_conveyor(checkout, "card", "conveyor-lm-test@challenger").stdout
+    assert card.startswith("---\n") and "model-index:" in card
+    assert "**challenger**" in card and "FAILED" in card and "bits_per_byte" in card
+    assert f"champion v{first['registry']['version']} (same data)" in card
+    history = run_conveyor(checkout, "history", "conveyor-lm-test").stdout
+    assert "challenger" in history and "FAILED bits_per_byte" in history
+
+
+def test_forced_promotion_then_rollback_restores_the_first_champion(checkout, two_runs):
+    first, second = (run["registry"]["version"] for run in two_runs)
+    forced = run_conveyor(checkout, "promote", "conveyor-lm-test", second, "--reason", "e2e: forced",
+                          "--profile", "test")
+    assert f"-> {second}" in forced.stdout and "built bento" in forced.stdout
+    back = run_conveyor(checkout, "rollback", "conveyor-lm-test", "--profile", "test")
+    assert f"{second} -> {first}" in back.stdout
+    served = _registry(checkout, (
+        "State.from_env().activate()  # BENTOML_HOME under the state root, as the CLI sets it\n"
+        "import bentoml\n"
+        "bento = bentoml.get('conveyor-lm-test:latest')\n"
+        "model = bentoml.models.get(bento.info.args['model_tag'])\n"
+        "print(json.dumps({'version': model.info.labels['version'],"
+        " 'champion': registry.get_by_alias('conveyor-lm-test', 'champion').version}))\n"))
+    assert served == {"version": first, "champion": first}
+    history = run_conveyor(checkout, "history", "conveyor-lm-test", "--json").stdout.splitlines()
+    moves = [json.loads(line) for line in history]
+    assert [(m["action"], m["previous_version"], m["version"]) for m in moves[-2:]] == [
+        ("promote", first, second), ("rollback", second, first)]
+    assert moves[-2]["reason"] == "e2e: forced" and "@" in moves[-2]["actor"]
 
 
 def test_lineage_command(checkout, two_runs):

@@ -2,56 +2,48 @@ import math
 
 import pytest
 
-from evaluation.config import PromotionConfig
-from evaluation.promotion import Decision, decide
+from evaluation.config import Bound, PromotionConfig
+from evaluation.promotion import check_gates, decide
 
-FIVE_PERCENT = PromotionConfig(max_perplexity_increase=0.05)
+# Selection within 5% of the run's best bits per byte; gate: at most 5% worse than the champion.
+FIVE_PERCENT = PromotionConfig(selection_tolerance=0.05, gates={
+    "bits_per_byte": Bound(max_relative_regression=0.05), "conveyor_cloze/acc": None,
+    "conveyor_nextsentence/acc": None})
 
 
-def m(perplexity, size_bytes):
-    return {"perplexity": perplexity, "size_bytes": size_bytes}
+def m(bpb, size_bytes, **extra):
+    return {"bits_per_byte": bpb, "size_bytes": size_bytes, **extra}
 
 
 CASES = [
     # (case, candidates, champion, config, expected chosen, expected alias)
     ("first run: smallest eligible becomes champion",
-     {"base": m(100.0, 400), "int8_dynamic": m(103.0, 200)}, None, FIVE_PERCENT, "int8_dynamic", "champion"),
+     {"base": m(1.00, 400), "int8": m(1.03, 200)}, None, FIVE_PERCENT, "int8", "champion"),
     ("small variant too much worse than the run's best: base",
-     {"base": m(100.0, 400), "int8_dynamic": m(106.0, 200)}, None, FIVE_PERCENT, "base", "champion"),
+     {"base": m(1.00, 400), "int8": m(1.06, 200)}, None, FIVE_PERCENT, "base", "champion"),
     ("exactly at the run tolerance is eligible",
-     {"base": m(100.0, 400), "int8_dynamic": m(105.0, 200)}, None, FIVE_PERCENT, "int8_dynamic", "champion"),
-    ("best perplexity need not be the base",
-     {"base": m(101.0, 400), "int8_dynamic": m(100.0, 200)}, None, FIVE_PERCENT, "int8_dynamic", "champion"),
+     {"base": m(1.00, 400), "int8": m(1.05, 200)}, None, FIVE_PERCENT, "int8", "champion"),
+    ("best need not be the base",
+     {"base": m(1.01, 400), "int8": m(1.00, 200)}, None, FIVE_PERCENT, "int8", "champion"),
     ("smallest among several eligible",
-     {"base": m(100.0, 400), "a": m(102.0, 300), "b": m(104.0, 100), "c": m(110.0, 50)},
-     None, FIVE_PERCENT, "b", "champion"),
-    ("single candidate",
-     {"base": m(100.0, 400)}, None, FIVE_PERCENT, "base", "champion"),
-    ("equal sizes: better perplexity wins",
-     {"x": m(104.0, 200), "y": m(100.0, 200)}, None, FIVE_PERCENT, "y", "champion"),
-    ("equal sizes and perplexities: name breaks the tie",
-     {"y": m(100.0, 200), "x": m(100.0, 200)}, None, FIVE_PERCENT, "x", "champion"),
-    ("zero tolerance: only the best is eligible",
-     {"base": m(100.0, 400), "int8_dynamic": m(100.1, 200)}, None,
-     PromotionConfig(max_perplexity_increase=0.0), "base", "champion"),
+     {"base": m(1.00, 400), "a": m(1.02, 300), "b": m(1.04, 100), "c": m(1.10, 50)}, None, FIVE_PERCENT, "b",
+     "champion"),
+    ("equal sizes: better quality wins",
+     {"x": m(1.04, 200), "y": m(1.00, 200)}, None, FIVE_PERCENT, "y", "champion"),
+    ("equal sizes and quality: name breaks the tie",
+     {"y": m(1.00, 200), "x": m(1.00, 200)}, None, FIVE_PERCENT, "x", "champion"),
     ("better than the champion",
-     {"base": m(90.0, 400), "int8_dynamic": m(92.0, 200)}, m(100.0, 300), FIVE_PERCENT, "int8_dynamic", "champion"),
-    ("slightly worse than the champion, within tolerance",
-     {"base": m(100.0, 400), "int8_dynamic": m(104.0, 200)}, m(100.0, 300), FIVE_PERCENT, "int8_dynamic", "champion"),
-    ("exactly at the champion tolerance is promoted",
-     {"base": m(105.0, 400)}, m(100.0, 300), FIVE_PERCENT, "base", "champion"),
+     {"base": m(0.90, 400), "int8": m(0.92, 200)}, m(1.00, 300), FIVE_PERCENT, "int8", "champion"),
+    ("exactly at the champion bound is promoted",
+     {"base": m(1.05, 400)}, m(1.00, 300), FIVE_PERCENT, "base", "champion"),
     ("too much worse than the champion: challenger",
-     {"base": m(106.0, 400), "int8_dynamic": m(107.0, 200)}, m(100.0, 300), FIVE_PERCENT, "int8_dynamic",
-     "challenger"),
-    ("the champion test uses the candidate, not the run's best",
-     {"base": m(104.0, 400), "int8_dynamic": m(106.0, 200)}, m(100.0, 300), FIVE_PERCENT, "int8_dynamic",
-     "challenger"),
+     {"base": m(1.06, 400), "int8": m(1.07, 200)}, m(1.00, 300), FIVE_PERCENT, "int8", "challenger"),
     ("NaN variant is never eligible",
-     {"base": m(100.0, 400), "broken": m(math.nan, 10)}, None, FIVE_PERCENT, "base", "champion"),
+     {"base": m(1.00, 400), "broken": m(math.nan, 10)}, None, FIVE_PERCENT, "base", "champion"),
     ("infinite variant does not widen the window",
-     {"base": m(100.0, 400), "broken": m(math.inf, 10)}, None, FIVE_PERCENT, "base", "champion"),
-    ("champion with a non-finite perplexity is replaced",
-     {"base": m(100.0, 400)}, m(math.nan, 300), FIVE_PERCENT, "base", "champion"),
+     {"base": m(1.00, 400), "broken": m(math.inf, 10)}, None, FIVE_PERCENT, "base", "champion"),
+    ("champion with a non-finite value: the relative bound is not checked",
+     {"base": m(1.00, 400)}, m(math.nan, 300), FIVE_PERCENT, "base", "champion"),
 ]
 
 
@@ -62,18 +54,70 @@ def test_promotion_rule(case, candidates, champion, config, chosen, alias):
 
 
 def test_candidate_order_does_not_matter():
-    candidates = {"a": m(100.0, 300), "b": m(102.0, 200), "c": m(103.0, 200)}
+    candidates = {"a": m(1.00, 300), "b": m(1.02, 200), "c": m(1.03, 200)}
     reversed_candidates = dict(reversed(list(candidates.items())))
     assert decide(candidates, None, FIVE_PERCENT) == decide(reversed_candidates, None, FIVE_PERCENT)
 
 
-def test_reason_states_the_numbers():
-    decision = decide({"base": m(106.0, 400), "int8_dynamic": m(107.0, 200)}, m(100.0, 300), FIVE_PERCENT)
-    assert decision == Decision(chosen="int8_dynamic", alias="challenger", reason=decision.reason)
-    for number in ("200 bytes", "106.000", "107.000", "105.000", "100.000", "5%"):
-        assert number in decision.reason, (number, decision.reason)
+def test_failed_bound_says_which_and_by_how_much():
+    decision = decide({"base": m(1.20, 400)}, m(1.00, 300), FIVE_PERCENT)
+    assert decision.alias == "challenger"
+    [failed] = decision.failed
+    assert (failed.metric, failed.bound) == ("bits_per_byte", "max_relative_regression")
+    assert failed.limit == pytest.approx(1.05) and failed.missed_by == pytest.approx(0.15)
+    for text in ("bits_per_byte", "1.2", "1.05", "champion 1", "5%", "FAILED by 0.15", "the champion stays"):
+        assert text in decision.reason, (text, decision.reason)
+
+
+def test_accuracy_bounds_are_absolute_points_and_higher_is_better():
+    config = PromotionConfig(gates={"bits_per_byte": None, "conveyor_nextsentence/acc": None,
+                                    "conveyor_cloze/acc": Bound(threshold=0.3, max_regression=0.05)})
+    champion = {"conveyor_cloze/acc": 0.50}
+    ok = check_gates({"conveyor_cloze/acc": 0.46}, champion, config)
+    assert [c.passed for c in ok] == [True, True]
+    worse = check_gates({"conveyor_cloze/acc": 0.44}, champion, config)
+    assert [(c.bound, c.passed) for c in worse] == [("threshold", True), ("max_regression", False)]
+    assert worse[1].missed_by == pytest.approx(0.01)
+    low = check_gates({"conveyor_cloze/acc": 0.2}, None, config)  # no champion: only the absolute bound
+    assert [(c.bound, c.passed) for c in low] == [("threshold", False)]
+
+
+def test_absolute_threshold_fails_even_the_first_run():
+    config = PromotionConfig(gates={"size_bytes": Bound(threshold=100)})
+    decision = decide({"base": m(1.0, 400, **{"conveyor_cloze/acc": 0.5, "conveyor_nextsentence/acc": 0.5})},
+                      None, config)
+    assert decision.alias == "challenger" and "size_bytes" in decision.reason and "no champion is set" in decision.reason
+
+
+def test_selection_prefers_variants_that_pass_the_absolute_bounds():
+    config = PromotionConfig(selection_tolerance=0.1, gates={"peak_memory_bytes": Bound(threshold=1000)})
+    candidates = {"base": m(1.00, 400, peak_memory_bytes=900), "int4": m(1.05, 100, peak_memory_bytes=5000)}
+    assert decide(candidates, None, config).chosen == "base"
+
+
+def test_missing_metric_fails_its_bound():
+    [check] = check_gates({}, None, PromotionConfig(gates={"bits_per_byte": Bound(threshold=2.0)}))
+    assert not check.passed and "not measured" in check.describe()
+
+
+def test_negative_regression_demands_an_improvement():
+    config = PromotionConfig(gates={"bits_per_byte": Bound(max_regression=-0.01)})
+    assert decide({"base": m(0.995, 1)}, m(1.0, 1), config).alias == "challenger"
+    assert decide({"base": m(0.985, 1)}, m(1.0, 1), config).alias == "champion"
+
+
+def test_profile_gates_merge_over_the_defaults_and_null_removes_one():
+    config = PromotionConfig.model_validate({"gates": {"size_bytes": {"threshold": 5}, "conveyor_cloze/acc": None}})
+    assert set(config.gates) == {"bits_per_byte", "conveyor_nextsentence/acc", "size_bytes"}
+
+
+def test_unknown_metric_needs_its_direction():
+    with pytest.raises(ValueError, match="greater_is_better"):
+        PromotionConfig(gates={"toxicity": Bound(threshold=0.1)})
+    config = PromotionConfig(gates={"toxicity": Bound(threshold=0.1, greater_is_better=False)})
+    assert not config.direction("toxicity")
 
 
 def test_no_finite_candidate_is_an_error():
-    with pytest.raises(ValueError, match="finite perplexity"):
+    with pytest.raises(ValueError, match="finite bits_per_byte"):
         decide({"broken": m(math.nan, 10)}, None, FIVE_PERCENT)

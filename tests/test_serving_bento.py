@@ -75,6 +75,7 @@ def test_built_bento_serves_generate(bentoml_home, tmp_path):
     from serving.package import build_bento, import_model
 
     model_dir = make_tiny_model_folder(tmp_path / "model")
+    (model_dir / "README.md").write_text("---\nlibrary_name: transformers\n---\n# the tiny model's card\n")
     model_tag = import_model(model_dir, "conveyor-lm-test", labels={"alias": "champion"},
                              metadata={"max_new_tokens_limit": 8, "lineage": {"parent_version": None}})
     assert (bentoml_home / "models" / model_tag.replace(":", "/") / "conveyor.json").is_file()
@@ -110,6 +111,12 @@ def test_built_bento_serves_generate(bentoml_home, tmp_path):
 
         status, body = post_json(f"http://127.0.0.1:{port}/generate", {"prompt": "hi", "max_new_tokens": 0})
         assert status == 400, body
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/card", timeout=10) as response:
+            assert response.status == 200 and response.headers["Content-Type"].startswith("text/markdown")
+            assert "# the tiny model's card" in response.read().decode()
+        status, body = post_json(f"http://127.0.0.1:{port}/generate", {"prompt": "hello", "max_new_tokens": 2})
+        assert status == 200, body  # the mounted routes leave the BentoML API alone
     finally:
         # bentoml serve runs workers in its own session: stop the whole group it leads.
         os.killpg(server.pid, signal.SIGTERM)

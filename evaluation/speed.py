@@ -1,0 +1,86 @@
+"""Speed as a user feels it: time to first token and decode tokens/s at each batch size, and the
+peak memory of a process that loads the model and generates.
+
+`measure_in_child` runs `python -m evaluation.speed` so the peak resident memory is this model's
+alone (a process that evaluated five variants before never gives memory back to the OS).
+Prompts are equal-length slices of the reference text, so a batch needs no padding.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from evaluation.config import EvaluationConfig
+
+RESULT_PREFIX = "speed-result: "
+
+
+def prompts(tokenizer, text: str, count: int, length: int) -> list[list[int]]:
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    if len(ids) < count * length:
+        raise ValueError(f"the reference text has {len(ids)} tokens, fewer than {count} prompts of {length}")
+    return [ids[i * length:(i + 1) * length] for i in range(count)]
+
+
+def measure(model_dir: Path, config: EvaluationConfig, text: str) -> dict[str, float]:
+    """ttft_ms_b{B} (median milliseconds to the first new token of every sequence of a batch of B)
+    and decode_tokens_per_s_b{B} (new tokens of the whole batch per second after the first)."""
+    import torch
+
+    from core.models import load_model
+
+    model, tokenizer = load_model(model_dir)
+    n = config.speed_new_tokens
+    results: dict[str, float] = {}
+    for batch in config.speed_batch_sizes:
+        ids = torch.tensor(prompts(tokenizer, text, batch, config.speed_prompt_tokens))
+
+        def generate(new_tokens: int) -> float:
+            start = time.perf_counter()
+            with torch.inference_mode():
+                # min_new_tokens: an early EOS would make a model look faster than it is.
+                output = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                                        min_new_tokens=new_tokens, do_sample=False,
+                                        pad_token_id=tokenizer.pad_token_id)
+            elapsed = time.perf_counter() - start
+            if output.shape[1] != ids.shape[1] + new_tokens:
+                raise RuntimeError(f"generate made {output.shape[1] - ids.shape[1]} tokens, not {new_tokens}")
+            return elapsed
+
+        generate(n)  # warm-up: first-call allocations and kernel selection
+        first = statistics.median(generate(1) for _ in range(config.speed_repeats))
+        whole = statistics.median(generate(n) for _ in range(config.speed_repeats))
+        results[f"ttft_ms_b{batch}"] = 1000 * first
+        results[f"decode_tokens_per_s_b{batch}"] = batch * (n - 1) / max(whole - first, 1e-9)
+    return results
+
+
+def peak_memory_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+
+
+def measure_in_child(model_dir: Path, config: EvaluationConfig, reference: Path) -> dict[str, float]:
+    command = [sys.executable, "-m", "evaluation.speed", str(model_dir), str(reference), config.model_dump_json()]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    lines = [line for line in result.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if result.returncode != 0 or not lines:
+        raise RuntimeError(f"speed measurement of {model_dir} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return json.loads(lines[-1][len(RESULT_PREFIX):])
+
+
+def main() -> None:
+    model_dir, reference, config = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    results = measure(model_dir, EvaluationConfig.model_validate_json(config), reference.read_text(encoding="utf-8"))
+    results["peak_memory_bytes"] = peak_memory_bytes()
+    print(RESULT_PREFIX + json.dumps(results), flush=True)
+
+
+if __name__ == "__main__":
+    main()
