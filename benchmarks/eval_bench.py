@@ -1,6 +1,6 @@
 """What each model can do, measured exactly as the pipeline's evaluation stage measures it.
 
-    python benchmarks/eval_bench.py --dataset DEMO_CLONE/.conveyor/data/curated --limit 100 \\
+    python benchmarks/eval_bench.py --dataset DEMO_CLONE/.conveyor/data/curated [--limit 200] \\
         smollm2=.conveyor/bench/compression/fp32 base=DEMO_RUN/model/base int8=DEMO_RUN/model/int8 ...
 
 Each NAME=FOLDER is a model folder (any format core.models loads). Prints one row per model (bits
@@ -25,7 +25,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="NAME=FOLDER")
     parser.add_argument("--dataset", type=Path, required=True, help="curated dataset folder (validation.jsonl)")
-    parser.add_argument("--limit", type=int, default=200, help="items per task")
+    parser.add_argument("--profile", default="demo", help="whose evaluation settings to use")
+    parser.add_argument("--limit", type=int, default=None, help="items per task (default: the profile's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -33,10 +34,12 @@ def main() -> None:
     import torch
 
     import evaluation
-    from evaluation.config import EvaluationConfig
+    from flows.config import load_config
 
     torch.set_num_threads(args.threads)
-    config = EvaluationConfig(task_limit=args.limit, max_eval_tokens=8000)
+    config = load_config(args.profile).evaluation
+    if args.limit:
+        config = config.model_copy(update={"task_limit": args.limit})
     results = {}
     with tempfile.TemporaryDirectory() as work:
         for item in args.models:
@@ -57,7 +60,7 @@ def main() -> None:
     if args.out:
         args.out.write_text(json.dumps({"date": datetime.date.today().isoformat(),
                                         "machine": platform.processor() or platform.machine(),
-                                        "threads": args.threads, "limit": args.limit, "results": results}, indent=2))
+                                        "threads": args.threads, "evaluation": config.model_dump(), "results": results}, indent=2))
 
 
 if __name__ == "__main__":

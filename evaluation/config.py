@@ -13,6 +13,8 @@ class EvaluationConfig(_Frozen):
     """What `evaluation.run` measures for every variant (and for the current champion)."""
 
     max_eval_tokens: int = Field(default=20_000, ge=64, description="validation tokens scored for perplexity")
+    eval_window_tokens: int = Field(default=1024, ge=16, description="context window for perplexity and bits "
+                                    "per byte (the model's own when smaller)")
     # Task accuracy through lm-evaluation-harness, on the task sets shipped in evaluation/tasks/.
     tasks: list[Literal["conveyor_cloze", "conveyor_nextsentence"]] = ["conveyor_cloze", "conveyor_nextsentence"]
     task_limit: int | None = Field(default=None, ge=1, description="first N items of each task; None: all")
