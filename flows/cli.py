@@ -301,6 +301,21 @@ def _package_after_move(model: str, profile: str, state) -> None:
                + "` serves it")
 
 
+def _move_champion(model: str, profile: str, package: bool, how: str, move) -> None:
+    """Run `move(registry)`, say what moved, then (with --package) rebuild the Bento around it."""
+    from core import registry
+
+    state = _registry_session()
+    try:
+        moved = move(registry)
+    except registry.ReleaseError as exc:
+        _fail(f"error: {exc}", 1)
+    typer.echo(f"{model}@champion: version {moved.previous_version or '(none)'} -> {moved.version} "
+               f"({how} by {moved.actor})")
+    if package:
+        _package_after_move(model, profile, state)
+
+
 PackageOpt = Annotated[bool, typer.Option("--package/--no-package",
                                           help="rebuild the Bento around the new champion (default: yes)")]
 
@@ -314,16 +329,7 @@ def promote(
     package: PackageOpt = True,
 ) -> None:
     """Make VERSION the champion of MODEL by hand (recorded in the registry's history, with who and why)."""
-    from core import registry
-
-    state = _registry_session()
-    try:
-        move = registry.promote(model, version, reason)
-    except registry.ReleaseError as exc:
-        _fail(f"error: {exc}", 1)
-    typer.echo(f"{model}@champion: version {move.previous_version or '(none)'} -> {move.version} ({move.actor})")
-    if package:
-        _package_after_move(model, profile, state)
+    _move_champion(model, profile, package, "promoted", lambda registry: registry.promote(model, version, reason))
 
 
 @app.command()
@@ -334,16 +340,7 @@ def rollback(
     package: PackageOpt = True,
 ) -> None:
     """Put MODEL's previous champion back (a second rollback goes one further back)."""
-    from core import registry
-
-    state = _registry_session()
-    try:
-        move = registry.rollback(model, reason)
-    except registry.ReleaseError as exc:
-        _fail(f"error: {exc}", 1)
-    typer.echo(f"{model}@champion: version {move.previous_version} -> {move.version} (rolled back by {move.actor})")
-    if package:
-        _package_after_move(model, profile, state)
+    _move_champion(model, profile, package, "rolled back", lambda registry: registry.rollback(model, reason))
 
 
 @app.command()

@@ -186,6 +186,7 @@ def register(config: PipelineConfig, variant_dirs: dict[str, Path], variants: li
     """Decide, write every variant's card, register every variant, then move `champion` or
     `challenger` per the promotion gate (the move and its evidence go to the audit history)."""
     from core import registry
+    from core.models import model_format
     from evaluation import card
     from evaluation.promotion import decide
 
@@ -201,7 +202,8 @@ def register(config: PipelineConfig, variant_dirs: dict[str, Path], variants: li
         if loss_curve:
             shutil.copy2(loss_curve, variant_dirs[variant] / card.LOSS_CURVE_FILE)
         card.write(variant_dirs[variant], card.render(
-            model_name=config.model_name, variant=variant, fmt=_format(variant_dirs[variant]), metrics=metrics[variant],
+            model_name=config.model_name, variant=variant, fmt=model_format(variant_dirs[variant]),
+            metrics=metrics[variant],
             run=card_context["run"], decision=decision.model_dump(), champion=champion,
             bounds={k: b.model_dump() for k, b in config.promotion.gates.items()}, chain=built.get(variant),
             training=card_context["training"], training_config=config.training.model_dump(mode="json"),
@@ -233,12 +235,6 @@ def register(config: PipelineConfig, variant_dirs: dict[str, Path], variants: li
         "champion_version": current.version if current else None,
         "previous_champion": champion,
     }
-
-
-def _format(folder: Path) -> str:
-    from core.models import model_format
-
-    return model_format(folder)
 
 
 @task(retries=1)
