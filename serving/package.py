@@ -83,5 +83,5 @@ def package_champion(model_name: str, serving, work_dir: Path) -> str:
               "variant": champion.lineage.get("variant", "unknown")}
     model_tag = import_model(folder, serving.bento_name, labels=labels,
                              metadata={"lineage": champion.lineage, "metrics": champion.metrics,
-                                       "max_new_tokens_limit": serving.max_new_tokens_limit})
+                                       "serving": serving.runtime()})
     return build_bento(serving.bento_name, model_tag)

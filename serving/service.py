@@ -1,31 +1,42 @@
-"""The BentoML service: text generation from one Conveyor model folder, with guardrails.
+"""The BentoML service: one Conveyor model folder behind serving.api's HTTP API.
+
+BentoML gives the process, the model store, the bento (build, containerize) and the health
+probes; the routes are a FastAPI app mounted at `/` (serving.api), the engine is transformers'
+continuous batching (serving.engine), and `serving.api.Gate` wraps every route in API-key
+checks.
 
 Which BentoML model it serves is fixed when the bento is built: `serving.package.build_bento`
 passes the tag as the bento argument `model_tag`, which `bentoml build` records in bento.yaml and
 `bentoml serve <bento>` restores, so the served bento never depends on the serving environment.
 Run from the source tree (`bentoml serve serving.service:ConveyorLM`), the tag comes from
-`--arg model_tag=...` or CONVEYOR_BENTO_MODEL.
+`--arg model_tag=...` or CONVEYOR_BENTO_MODEL. The serving settings come from the model's metadata
+(written by the packaging step from the profile); the environment names the key file
+(CONVEYOR_API_KEYS) and the request log (CONVEYOR_REQUEST_LOG).
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import time
-from typing import Annotated
 
-import bentoml
-import torch
-from bentoml.exceptions import InvalidArgument
-from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
-from pydantic import Field
+# Before torch loads: the engine thread takes the cores for itself (serving/engine.py says why).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from core.models import load_model, read_manifest
-from serving.config import ServingConfig
+import asyncio  # noqa: E402
+import logging  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import bentoml  # noqa: E402
+
+from serving import api  # noqa: E402
+from serving.config import ServingConfig  # noqa: E402
 
 # A child of the "bentoml" logger, so records go wherever `bentoml serve` sends its own.
 logger = logging.getLogger("bentoml.conveyor")
+
+KEYS_ENV = "CONVEYOR_API_KEYS"
+REQUEST_LOG_ENV = "CONVEYOR_REQUEST_LOG"
+CARD_FILE = "README.md"  # evaluation/card.py writes it into every registered model folder
 
 
 def model_tag_to_serve() -> str:
@@ -33,67 +44,108 @@ def model_tag_to_serve() -> str:
     return getattr(bento_args, "model_tag", None) or os.environ.get("CONVEYOR_BENTO_MODEL", "conveyor-lm:latest")
 
 
-# Plain GET routes beside the BentoML APIs (which are POST): the model card.
-routes = FastAPI()
-CARD_FILE = "README.md"  # evaluation/card.py writes it into every registered model folder
+def serving_config(metadata: dict) -> ServingConfig:
+    """The profile's settings stored at packaging; models packaged before only stored the limit."""
+    stored = metadata.get("serving") or {}
+    if not stored and "max_new_tokens_limit" in metadata:
+        stored = {"max_new_tokens_limit": int(metadata["max_new_tokens_limit"])}
+    return ServingConfig(**stored)
 
 
-@bentoml.service(traffic={"timeout": 120}, labels={"project": "conveyor"})
-@bentoml.asgi_app(routes, path="/")
+def default_request_log() -> Path:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return Path(BentoMLContainer.bentoml_home.get()) / "logs" / "conveyor-requests.jsonl"
+
+
+@bentoml.service(
+    # serving.api enforces each request's own timeout; this one only bounds a stuck stream.
+    traffic={"timeout": 3600},
+    # BentoML's HTTP metrics label every path (unbounded); serving.observe serves /metrics instead.
+    metrics={"enabled": False},
+    labels={"project": "conveyor"},
+)
+@bentoml.asgi_app(api.app, path="/")
 class ConveyorLM:
     model_ref = bentoml.models.BentoModel(model_tag_to_serve())
 
     def __init__(self) -> None:
+        from core.models import load_model, read_manifest
+        from serving.auth import Authenticator, RateLimiter
+        from serving.engine import Engine
+        from serving.guard import Guard
+        from serving.observe import Metrics, RequestLog
+
         stored = self.model_ref
-        self.model, self.tokenizer = load_model(stored.path)
-        self.model_tag = str(stored.tag)
-        self.context_tokens = self.model.config.max_position_embeddings
-        # The packaging step may put the serving config's limit in the model's metadata.
-        self.max_new_tokens_limit = int(stored.info.metadata.get("max_new_tokens_limit",
-                                                                 ServingConfig().max_new_tokens_limit))
+        metadata = stored.info.metadata
+        config = serving_config(metadata)
+        model, tokenizer = load_model(stored.path)
+        labels = stored.info.labels
+        name = labels.get("registered_model", stored.tag.name)
+        version = str(labels.get("version", stored.tag.version))
         card = stored.path_of(CARD_FILE)
-        self.card = open(card, encoding="utf-8").read() if os.path.isfile(card) else None
-        logger.info("serving %s (format %s, context %d tokens, max_new_tokens <= %d)", self.model_tag,
-                    read_manifest(stored.path)["format"], self.context_tokens, self.max_new_tokens_limit)
 
-    @routes.get("/card", response_class=PlainTextResponse)
-    def model_card(self) -> PlainTextResponse:
-        """The served model's card (Markdown with its YAML metadata block)."""
-        if self.card is None:
-            return PlainTextResponse("this model has no card (registered before cards existed)\n", status_code=404)
-        return PlainTextResponse(self.card, media_type="text/markdown; charset=utf-8")
+        auth = None
+        if config.auth == "api_key":
+            keys = os.environ.get(KEYS_ENV)
+            auth = Authenticator(Path(keys) if keys else None)
+            if auth.key_count() == 0:
+                logger.warning("no API key in %s: every request gets 401 until `conveyor keys add` creates one",
+                               keys or f"${KEYS_ENV} (unset)")
+        else:
+            logger.warning("auth: none: this server answers anyone who can reach its port")
+        log_path = Path(os.environ.get(REQUEST_LOG_ENV) or default_request_log())
+        self.server = api.Server(
+            engine=Engine(model, tokenizer, config), tokenizer=tokenizer, config=config,
+            guard=Guard(config.guard), auth=auth, limiter=RateLimiter(config.rate_limit_per_minute),
+            metrics=Metrics(name, version, labels.get("variant", "unknown")),
+            log=RequestLog(log_path, config.request_log_max_bytes),
+            model_name=name, model_tag=str(stored.tag), version=version,
+            context_tokens=model.config.max_position_embeddings,
+            card=open(card, encoding="utf-8").read() if os.path.isfile(card) else None,
+        )
+        self.server.engine.start()
+        self._warm_up()
+        api.install(self.server)
+        logger.info("serving %s (format %s, context %d tokens, prompt <= %d tokens, max_tokens <= %d, "
+                    "batch <= %d, auth %s, request log %s)", stored.tag, read_manifest(stored.path)["format"],
+                    model.config.max_position_embeddings, config.max_prompt_tokens, config.max_new_tokens_limit,
+                    config.max_batch_requests, config.auth, log_path)
 
-    @bentoml.api
-    def generate(
-        self,
-        prompt: str,
-        max_new_tokens: Annotated[int, Field(ge=1)] = 32,
-        temperature: Annotated[float, Field(ge=0.0, le=5.0)] = 0.0,
-    ) -> dict:
-        if not prompt.strip():
-            # InvalidArgument is answered as HTTP 400 with this message.
-            raise InvalidArgument("prompt is empty")
-        start = time.perf_counter()
-        new_tokens = min(max_new_tokens, self.max_new_tokens_limit, self.context_tokens - 1)
-        prompt_ids = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids
-        # Keep the end of a long prompt: it is what the continuation follows from.
-        truncated = prompt_ids.shape[1] > self.context_tokens - new_tokens
-        prompt_ids = prompt_ids[:, -(self.context_tokens - new_tokens):]
-        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-        with torch.inference_mode():
-            output = self.model.generate(
-                prompt_ids,
-                attention_mask=torch.ones_like(prompt_ids),
-                max_new_tokens=new_tokens,
-                pad_token_id=self.tokenizer.pad_token_id,
-                **sampling,
-            )
-        generated = output[0, prompt_ids.shape[1]:]
-        # Lengths and timing only: prompts and outputs may hold personal data.
-        logger.info("generate prompt_tokens=%d truncated=%s new_tokens=%d latency_ms=%.1f",
-                    prompt_ids.shape[1], truncated, len(generated), 1000 * (time.perf_counter() - start))
-        return {
-            "text": self.tokenizer.decode(generated, skip_special_tokens=True),
-            "model": self.model_tag,
-            "new_tokens": len(generated),
-        }
+    def __is_ready__(self) -> bool:
+        """Ready once the model is loaded and a warm-up generation went through the engine."""
+        return self.server.ready and self.server.engine.is_running()
+
+    def _warm_up(self) -> None:
+        """One short generation before the first request (it pays for the engine's set-up). In a
+        thread with its own event loop: __init__ may run inside BentoML's."""
+        engine, ids = self.server.engine, self.server.tokenizer("Hello", add_special_tokens=False).input_ids or [0]
+
+        async def generate():
+            engine.admit()
+            async for _ in engine.stream(ids, 2):
+                pass
+
+        failure = []
+        thread = threading.Thread(target=lambda: _run(generate(), failure))
+        thread.start()
+        thread.join()
+        if failure:
+            raise RuntimeError(f"warm-up generation failed: {failure[0]}")
+        self.server.ready = True
+        logger.info("warm-up generation done: ready")
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        self.server.engine.stop()
+        self.server.log.close()
+
+
+def _run(coroutine, failure: list) -> None:
+    try:
+        asyncio.run(coroutine)
+    except Exception as exc:  # reported by the caller
+        failure.append(exc)
+
+
+ConveyorLM.add_asgi_middleware(api.Gate)
