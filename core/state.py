@@ -63,6 +63,15 @@ class State:
         return self.root / "services"
 
     @property
+    def api_keys(self) -> Path:
+        """The serving API keys (hashed): `conveyor keys`, read by the server (serving/auth.py)."""
+        return Path(os.environ.get("CONVEYOR_API_KEYS") or self.root / "serving" / "api_keys.json")
+
+    @property
+    def request_log(self) -> Path:
+        return Path(os.environ.get("CONVEYOR_REQUEST_LOG") or self.root / "serving" / "requests.jsonl")
+
+    @property
     def mlflow_tracking_uri(self) -> str:
         return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
@@ -78,6 +87,8 @@ class State:
             PREFECT_HOME=str(self.prefect_home),
             MLFLOW_TRACKING_URI=self.mlflow_tracking_uri,
             BENTOML_HOME=str(self.bentoml_home),
+            CONVEYOR_API_KEYS=str(self.api_keys),
+            CONVEYOR_REQUEST_LOG=str(self.request_log),
             # Stage packages log through the stdlib; this makes Prefect show their lines too.
             PREFECT_LOGGING_EXTRA_LOGGERS="data,training,compression,evaluation,serving,core",
         )

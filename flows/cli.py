@@ -208,17 +208,86 @@ def deploy(profile: ProfileOpt = "demo", set_: SetOpt = None,
 
 @app.command()
 def serve(profile: ProfileOpt = "demo", port: Optional[int] = None, host: Optional[str] = None) -> None:
-    """Serve the latest Bento of the champion with BentoML (foreground)."""
+    """Serve the latest Bento of the champion with BentoML (foreground), behind API keys."""
     from flows.config import load_config
 
-    config = load_config(profile)
-    _activate()
+    try:
+        config = load_config(profile)
+    except ConfigError as exc:
+        _fail(str(exc))
+    state = _activate()
     from serving.package import serve_command
 
+    if config.serving.auth == "none":
+        typer.secho("auth: none in this profile: anyone who can reach the port can generate", fg=typer.colors.YELLOW)
+    else:
+        from serving.auth import KeyFile, KeyFileError
+
+        try:
+            keys = KeyFile(state.api_keys)
+            if not keys.active():
+                # As Jupyter prints its token: the first serve makes a key and shows it once.
+                entry, key = keys.add("created by conveyor serve")
+                typer.echo(f"created API key {entry.id}; it is shown once (`conveyor keys` manages keys):\n"
+                           f"  export CONVEYOR_API_KEY={key}")
+        except KeyFileError as exc:
+            _fail(str(exc))
     command = serve_command(f"{config.serving.bento_name}:latest", host or config.serving.host,
                             port or config.serving.port)
     typer.echo(" ".join(command))
     os.execvp(command[0], command)
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of the served model (stored hashed).")
+app.add_typer(keys_app, name="keys")
+
+
+def _key_file():
+    from core.state import State
+    from serving.auth import KeyFile
+
+    return KeyFile(State.from_env().api_keys)
+
+
+@keys_app.command("add")
+def keys_add(name: Annotated[str, typer.Option(help="what the key is for")] = "") -> None:
+    """Create a key and print it once (only its hash is kept)."""
+    from serving.auth import KeyFileError
+
+    try:
+        entry, key = _key_file().add(name)
+    except KeyFileError as exc:
+        _fail(str(exc))
+    typer.echo(f"key {entry.id} created; it is shown once, keep it:\n{key}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Key ids, names, creation and revocation times (never the keys)."""
+    from serving.auth import KeyFileError
+
+    keyfile = _key_file()
+    try:
+        keys = keyfile.load()
+    except KeyFileError as exc:
+        _fail(str(exc))
+    if not keys:
+        typer.echo(f"no keys in {keyfile.path}; `conveyor keys add` creates one")
+    for key in keys:
+        state = f"revoked {key.revoked}" if key.revoked else "active"
+        typer.echo(f"{key.id}  {state:<34} created {key.created}  {key.name}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the id `conveyor keys list` shows")]) -> None:
+    """Revoke a key: a running server refuses it from its next request."""
+    from serving.auth import KeyFileError
+
+    try:
+        entry = _key_file().revoke(key_id)
+    except KeyFileError as exc:
+        _fail(str(exc))
+    typer.echo(f"key {entry.id} revoked at {entry.revoked}")
 
 
 @app.command()

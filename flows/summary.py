@@ -87,10 +87,10 @@ def render_text(summary: dict) -> str:
         f"Bento: {summary['bento']}",
         "",
         f"Its card: conveyor card {registry['model_name']}@champion; its history: conveyor history {registry['model_name']}",
-        "Serve and query the champion:",
+        "Serve and query the champion (the first serve creates an API key and prints it once):",
         "  conveyor serve" + ("" if summary["profile"] == "demo" else f" --profile {summary['profile']}"),
-        f"  curl -s -X POST http://{summary['serving']['host']}:{summary['serving']['port']}/generate "
-        "-H 'Content-Type: application/json' "
-        "-d '{\"prompt\": \"It is a truth universally acknowledged\", \"max_new_tokens\": 20}'",
+        f"  curl -s http://{summary['serving']['host']}:{summary['serving']['port']}/v1/completions "
+        "-H \"Authorization: Bearer $CONVEYOR_API_KEY\" -H 'Content-Type: application/json' "
+        "-d '{\"prompt\": \"It is a truth universally acknowledged\", \"max_tokens\": 20, \"temperature\": 0}'",
     ]
     return "\n".join(out)

@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.engine import Delta, EngineFailed, Overloaded, Timings
@@ -63,7 +63,7 @@ class _Body(BaseModel):
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)] = 1.0
     top_p: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 1.0
-    stream: bool = False
+    stream: StrictBool = False
     stop: str | list[str] | None = None
     n: Annotated[int, Field(ge=1, le=1)] = 1  # one choice per request
     logprobs: None | Literal[False] | int = None
@@ -212,10 +212,7 @@ def _check_text(text: str, what: str) -> None:
 
 
 async def _tokenize(server: Server, text: str) -> list[int]:
-    # Characters first: no tokenizer call on a prompt that cannot fit (a 20 MB prompt is refused here).
     limit = server.config.max_prompt_tokens
-    if len(text) > limit * 16:
-        raise ApiError(413, f"the prompt is longer than {limit} tokens", "prompt_too_long", param="prompt")
     ids = (await asyncio.to_thread(server.tokenizer, text, add_special_tokens=False)).input_ids
     if len(ids) > limit:
         raise ApiError(413, f"the prompt has {len(ids)} tokens; this server takes at most {limit}",
@@ -241,6 +238,11 @@ def _check_model(server: Server, body: _Body) -> None:
 
 
 async def _prepare(server: Server, route: str, prompt: str, body: _Body, default_tokens: int) -> Job:
+    # Characters first: neither the guard nor the tokenizer sees a prompt that cannot fit (no
+    # tokenizer has more than 16 characters per token on average).
+    limit = server.config.max_prompt_tokens
+    if len(prompt) > limit * 16:
+        raise ApiError(413, f"the prompt is longer than {limit} tokens", "prompt_too_long", param="prompt")
     _check_text(prompt, "the prompt")
     for stop in body.stop or []:
         _check_text(stop, "stop")

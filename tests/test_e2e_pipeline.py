@@ -169,6 +169,8 @@ def test_built_bento_serves_generate(checkout, two_runs):
     port = free_port()
     env = checkout_env(checkout)
     env["BENTOML_HOME"] = str(checkout / ".conveyor" / "bentoml")
+    env["CONVEYOR_API_KEYS"] = str(checkout / ".conveyor" / "serving" / "api_keys.json")
+    key = run_conveyor(checkout, "keys", "add", "--name", "e2e").stdout.strip().splitlines()[-1]
     server = subprocess.Popen([str(Path(sys.executable).parent / "bentoml"), "serve", bento, "--host", "127.0.0.1",
                                "--port", str(port)], cwd=checkout, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, start_new_session=True)
@@ -187,10 +189,14 @@ def test_built_bento_serves_generate(checkout, two_runs):
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/generate",
             data=json.dumps({"prompt": "It is a truth", "max_new_tokens": 8}).encode(),
-            headers={"Content-Type": "application/json"})
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
         with urllib.request.urlopen(request, timeout=60) as response:
             body = json.loads(response.read())
         assert isinstance(body["text"], str) and body["text"]
+        request.remove_header("Authorization")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=60)
+        assert refused.value.code == 401
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)

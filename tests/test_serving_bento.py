@@ -23,9 +23,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def post_json(url: str, payload: dict) -> tuple[int, dict | list]:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+def post_json(url: str, payload: dict, key: str | None = None) -> tuple[int, dict | list]:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -56,7 +56,8 @@ def test_serve_command_targets_the_bento():
 def test_bentofile_ships_only_sources_and_does_not_lock():
     bentofile = yaml.safe_load(BENTOFILE.read_text())
     assert bentofile["service"] == "serving.service:ConveyorLM"
-    assert bentofile["include"] == ["serving/*.py", "core/*.py"]
+    assert bentofile["include"] == ["serving/*.py", "serving/*.txt", "core/*.py", "data/__init__.py", "data/pii.py",
+                                    "data/lexicons/*.txt"]
     assert bentofile["python"]["lock_packages"] is False
     assert "torch==2.13.0" in bentofile["python"]["packages"]
 
@@ -76,6 +77,7 @@ def test_built_bento_serves_generate(bentoml_home, tmp_path):
 
     model_dir = make_tiny_model_folder(tmp_path / "model")
     (model_dir / "README.md").write_text("---\nlibrary_name: transformers\n---\n# the tiny model's card\n")
+    # A model packaged before the serving block existed stored only the limit: still honoured.
     model_tag = import_model(model_dir, "conveyor-lm-test", labels={"alias": "champion"},
                              metadata={"max_new_tokens_limit": 8, "lineage": {"parent_version": None}})
     assert (bentoml_home / "models" / model_tag.replace(":", "/") / "conveyor.json").is_file()
@@ -85,12 +87,17 @@ def test_built_bento_serves_generate(bentoml_home, tmp_path):
     build_s = time.perf_counter() - start
     bento_dir = bentoml_home / "bentos" / bento_tag.replace(":", "/")
     shipped = sorted(str(p.relative_to(bento_dir / "src")) for p in (bento_dir / "src").rglob("*") if p.is_file())
-    assert all(p.startswith(("serving/", "core/")) or p == "bentofile.yaml" for p in shipped), shipped
+    assert all(p.startswith(("serving/", "core/", "data/")) or p == "bentofile.yaml" for p in shipped), shipped
+    assert "data/pii.py" in shipped and "data/lexicons/first_names.txt" in shipped
     assert yaml.safe_load((bento_dir / "bento.yaml").read_text())["args"] == {"model_tag": model_tag}
 
     port = free_port()
     # A different CONVEYOR_BENTO_MODEL at serve time: the bento must still serve its own model.
-    env = {**os.environ, "CONVEYOR_BENTO_MODEL": "not-this-model:latest"}
+    from serving.auth import KeyFile
+
+    _entry, key = KeyFile(tmp_path / "keys.json").add("test")
+    env = {**os.environ, "CONVEYOR_BENTO_MODEL": "not-this-model:latest", "CONVEYOR_API_KEYS": str(tmp_path / "keys.json"),
+           "CONVEYOR_REQUEST_LOG": str(tmp_path / "requests.jsonl")}
     start = time.perf_counter()
     server = subprocess.Popen(serve_command(bento_tag, "127.0.0.1", port), env=env, cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -99,23 +106,24 @@ def test_built_bento_serves_generate(bentoml_home, tmp_path):
         ready_s = time.perf_counter() - start
         print(f"\nbento build {build_s:.1f} s, server ready {ready_s:.1f} s")
 
-        status, body = post_json(f"http://127.0.0.1:{port}/generate", {"prompt": "hello", "max_new_tokens": 5})
+        status, body = post_json(f"http://127.0.0.1:{port}/generate", {"prompt": "hello", "max_new_tokens": 5}, key)
         assert status == 200, body
         assert isinstance(body["text"], str) and body["new_tokens"] == 5 and body["model"] == model_tag
 
-        status, body = post_json(f"http://127.0.0.1:{port}/generate", {"prompt": "hi", "max_new_tokens": 100})
+        status, body = post_json(f"http://127.0.0.1:{port}/generate", {"prompt": "hi", "max_new_tokens": 100}, key)
         assert status == 200 and body["new_tokens"] == 8, body  # capped by the model's metadata
 
-        status, body = post_json(f"http://127.0.0.1:{port}/generate", {"prompt": "   "})
+        status, body = post_json(f"http://127.0.0.1:{port}/generate", {"prompt": "   "}, key)
         assert 400 <= status < 500 and "prompt is empty" in json.dumps(body)
 
-        status, body = post_json(f"http://127.0.0.1:{port}/generate", {"prompt": "hi", "max_new_tokens": 0})
+        status, body = post_json(f"http://127.0.0.1:{port}/generate", {"prompt": "hi", "max_new_tokens": 0}, key)
         assert status == 400, body
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/card", timeout=10) as response:
+        card_request = urllib.request.Request(f"http://127.0.0.1:{port}/card", headers={"Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(card_request, timeout=10) as response:
             assert response.status == 200 and response.headers["Content-Type"].startswith("text/markdown")
             assert "# the tiny model's card" in response.read().decode()
-        status, body = post_json(f"http://127.0.0.1:{port}/generate", {"prompt": "hello", "max_new_tokens": 2})
+        status, body = post_json(f"http://127.0.0.1:{port}/generate", {"prompt": "hello", "max_new_tokens": 2}, key)
         assert status == 200, body  # the mounted routes leave the BentoML API alone
     finally:
         # bentoml serve runs workers in its own session: stop the whole group it leads.
