@@ -127,6 +127,16 @@ class GenerateBody(BaseModel):
 
 # -- the served model's state ---------------------------------------------------------------------
 @dataclass
+class Shadow:
+    """The challenger beside the champion: a share of requests also runs on it, unseen."""
+
+    engine: object
+    metrics: object
+    version: str
+    share: float
+
+
+@dataclass
 class Server:
     """Everything a request needs; built once per worker by serving.service."""
 
@@ -145,6 +155,8 @@ class Server:
     card: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     ready: bool = False
+    shadow: Shadow | None = None
+    background: set = field(default_factory=set)  # shadow tasks, kept referenced until done
 
 
 app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
@@ -285,6 +297,52 @@ async def _deltas(server: Server, job: Job):
         raise ApiError(500, str(failed), "engine_error", kind="server_error") from None
 
 
+def _maybe_shadow(server: Server, request: Request, job: Job) -> None:
+    """Send a sampled share of jobs to the challenger too; its answer goes nowhere but the metrics
+    and the request log (under its version), so a promotion can cite serving evidence."""
+    import random
+
+    shadow = server.shadow
+    if shadow is None or random.random() >= shadow.share:
+        return
+    try:
+        shadow.engine.admit()
+    except Overloaded:
+        shadow.metrics.reject("overloaded")
+        return
+    twin = Job(job.route, job.prompt_ids, job.max_tokens, job.temperature, job.top_p, job.stop, Hits())
+    key_id = getattr(request.state, "key_id", None)
+
+    async def run():
+        status, pieces = 200, []
+        try:
+            async with asyncio.timeout(server.config.request_timeout_s):
+                async for delta in shadow.engine.stream(twin.prompt_ids, twin.max_tokens, twin.temperature,
+                                                        twin.top_p, twin.stop, twin.timings):
+                    twin.new_tokens, twin.finish_reason = delta.tokens, delta.finish_reason
+                    pieces.append(delta.text)
+            try:
+                server.guard.check_completion("".join(pieces), twin.hits)
+            except Refused:
+                twin.finish_reason = "content_filter"
+        except TimeoutError:
+            status = 504
+        except EngineFailed:
+            status = 500
+        shadow.metrics.generation(len(twin.prompt_ids), twin.new_tokens, twin.timings)
+        shadow.metrics.guard_hits(twin.hits)
+        t = twin.timings
+        server.log.write(route=twin.route, status=status, key=key_id, model=server.model_name, version=shadow.version,
+                         shadow=True, prompt_tokens=len(twin.prompt_ids), new_tokens=twin.new_tokens,
+                         finish=twin.finish_reason, ttft_ms=_ms(t.ttft_s),
+                         e2e_ms=_ms(None if t.finished is None else t.finished - t.submitted),
+                         guard=twin.hits.summary() or None)
+
+    task = asyncio.ensure_future(run())
+    server.background.add(task)
+    task.add_done_callback(server.background.discard)
+
+
 def _admit(server: Server) -> None:
     try:
         server.engine.admit()
@@ -301,7 +359,8 @@ def _finish(server: Server, request: Request, job: Job, status: int) -> None:
     server.metrics.guard_hits(job.hits)
     t = job.timings
     server.log.write(
-        route=job.route, status=status, key=getattr(request.state, "key_id", None), model=server.model_tag,
+        route=job.route, status=status, key=getattr(request.state, "key_id", None), model=server.model_name,
+        version=server.version,
         prompt_tokens=len(job.prompt_ids), max_tokens=job.max_tokens, new_tokens=job.new_tokens,
         finish=job.finish_reason, temperature=job.temperature, stream=getattr(request.state, "stream", False),
         queue_ms=_ms(t.queue_s), ttft_ms=_ms(t.ttft_s),
@@ -317,6 +376,7 @@ def _ms(seconds: float | None) -> float | None:
 async def _complete(server: Server, request: Request, job: Job) -> str:
     """Run a job to the end (not streamed), cancelling it if the client goes away."""
     _admit(server)
+    _maybe_shadow(server, request, job)
     status = 500
     pieces: list[str] = []
 
@@ -356,6 +416,7 @@ async def _disconnected(request: Request) -> None:
 def _stream(server: Server, request: Request, job: Job, chunk) -> StreamingResponse:
     """Server-sent events: one `data: {...}` per delta, then `data: [DONE]`."""
     _admit(server)
+    _maybe_shadow(server, request, job)
     request.state.stream = True
 
     async def events():

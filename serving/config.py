@@ -31,6 +31,10 @@ class GuardConfig(_Frozen):
     blocklist_input: GuardAction = "block"
     blocklist_output: GuardAction = "redact"
     blocklist: list[str] = Field(default=[], description="extra terms, beside serving/blocklist.txt")
+    stream_holdback_chars: int = Field(
+        default=48, ge=0, le=1000,
+        description="characters of a streamed completion kept back while an output check may still match "
+                    "them (a card number split across tokens); only when an output check redacts or blocks")
     max_repeated_ngram_share: float = Field(
         default=0.5, gt=0, le=1,
         description="a prompt whose most frequent 3-word sequence covers more than this share of its words "
@@ -64,6 +68,11 @@ class ServingConfig(_Frozen):
     prefill_chunk_tokens: int = Field(default=256, ge=16, description="prompt tokens per step (chunked prefill)")
     threads: int | None = Field(default=None, ge=1, description="torch threads of the engine; default all cores")
     guard: GuardConfig = GuardConfig()
+    shadow_share: float = Field(
+        default=0.0, ge=0, le=1,
+        description="share of requests also run on the challenger (packaged beside the champion when one "
+                    "exists); its answers are never returned, its latency and guard outcomes are recorded "
+                    "under its version")
     request_log_max_bytes: int = Field(default=20_000_000, ge=10_000, description="rotate the JSONL log beyond")
 
     @model_validator(mode="after")

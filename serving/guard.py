@@ -6,9 +6,11 @@ Each check has an action per direction (serving.config.GuardConfig): `block` ref
 Personal data is found by the anonymize stage's detectors (data.pii.PiiDetector, the same rules
 the corpus went through). What leaves this module is counts per check, never the text.
 
-A streamed completion is checked as it grows: `OutputFilter` holds back the last `HOLD` characters
-(and any match still open at the boundary), so a phone number or an e-mail address split across
-tokens is redacted before any of it is sent.
+A streamed completion is checked as it grows: `OutputFilter` holds back the last
+`stream_holdback_chars` characters (and any match still open at the boundary), so a phone number
+or an e-mail address split across tokens is redacted before any of it is sent. It costs time to
+first token (the first piece leaves once that many characters exist), so it applies only when an
+output check redacts or blocks.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from data.pii import PiiDetector, Span
 from serving.config import GuardConfig
 
 BLOCKLIST_FILE = Path(__file__).with_name("blocklist.txt")
-HOLD = 48  # characters of a stream kept back until the text after them is known
 
 
 class Refused(Exception):
@@ -132,6 +133,8 @@ class OutputFilter:
 
     def __init__(self, guard: Guard, hits: Hits):
         self.guard, self.hits = guard, hits
+        acting = {guard.config.pii_output, guard.config.blocklist_output} & {"redact", "block"}
+        self.hold = guard.config.stream_holdback_chars if acting else 0
         self.text = ""
         self.sent = 0  # characters of self.text already passed on
         self.counted: set[tuple[str, int, int]] = set()
@@ -164,7 +167,7 @@ class OutputFilter:
 
     def feed(self, delta: str) -> str:
         self.text += delta
-        return self._release(len(self.text) - HOLD)
+        return self._release(len(self.text) - self.hold)
 
     def finish(self) -> str:
         return self._release(len(self.text))

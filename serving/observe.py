@@ -29,9 +29,14 @@ def route_label(path: str) -> str:
 
 
 class Metrics:
-    def __init__(self, model: str, version: str, variant: str):
-        self.registry = CollectorRegistry()
+    def __init__(self, model: str, version: str, variant: str, registry: CollectorRegistry | None = None):
+        """A second Metrics on the same registry (the shadow's) shares the metric families."""
         self.labels = {"model": model, "version": version, "variant": variant}
+        if registry is not None:
+            self.registry = registry
+            self.__dict__.update({k: v for k, v in registry._conveyor_families.items()})
+            return
+        self.registry = CollectorRegistry()
         r, m = self.registry, MODEL_LABELS
         self.requests = Counter("conveyor_requests", "HTTP requests by route and status", (*m, "route", "status"),
                                 registry=r)
@@ -54,6 +59,7 @@ class Metrics:
                              registry=r)
         self.rejected = Counter("conveyor_rejected", "requests refused before generation, by reason",
                                 (*m, "reason"), registry=r)
+        r._conveyor_families = {k: v for k, v in self.__dict__.items() if k not in ("registry", "labels")}
 
     def request(self, route: str, status: int) -> None:
         self.requests.labels(**self.labels, route=route_label(route), status=str(status)).inc()

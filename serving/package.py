@@ -41,7 +41,7 @@ def without_none(value):
     return value
 
 
-def build_bento(bento_name: str, model_tag: str, version: str | None = None) -> str:
+def build_bento(bento_name: str, model_tag: str, version: str | None = None, shadow_tag: str | None = None) -> str:
     """Build the serving bento around BentoML model `model_tag`; return the bento tag.
 
     The tag goes in as the bento argument `model_tag`: bento.yaml records it and `bentoml serve`
@@ -53,6 +53,8 @@ def build_bento(bento_name: str, model_tag: str, version: str | None = None) -> 
         "--bentofile", str(BENTOFILE), "--name", bento_name,
         "--arg", f"model_tag={model_tag}", "--output", "tag",
     ]
+    if shadow_tag:
+        command += ["--arg", f"shadow_tag={shadow_tag}"]
     if version:
         command += ["--version", version]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
@@ -78,10 +80,22 @@ def package_champion(model_name: str, serving, work_dir: Path) -> str:
     champion = registry.get_by_alias(model_name, "champion")
     if champion is None:
         raise RuntimeError(f"{model_name} has no champion to package")
-    folder = registry.download(model_name, "champion", Path(work_dir))
-    labels = {"registered_model": model_name, "version": champion.version,
-              "variant": champion.lineage.get("variant", "unknown")}
-    model_tag = import_model(folder, serving.bento_name, labels=labels,
-                             metadata={"lineage": champion.lineage, "metrics": champion.metrics,
-                                       "serving": serving.runtime()})
-    return build_bento(serving.bento_name, model_tag)
+    model_tag = _import_version(model_name, "champion", champion, serving, Path(work_dir))
+    shadow_tag = None
+    if serving.shadow_share > 0:
+        challenger = registry.get_by_alias(model_name, "challenger")
+        if challenger is not None and challenger.version != champion.version:
+            shadow_tag = _import_version(model_name, "challenger", challenger, serving, Path(work_dir))
+            logger.info("version %s (challenger) shadows %s of the requests", challenger.version, serving.shadow_share)
+    return build_bento(serving.bento_name, model_tag, shadow_tag=shadow_tag)
+
+
+def _import_version(model_name: str, alias: str, registered, serving, work_dir: Path) -> str:
+    from core import registry
+
+    folder = registry.download(model_name, alias, work_dir / alias)
+    labels = {"registered_model": model_name, "version": registered.version,
+              "variant": registered.lineage.get("variant", "unknown")}
+    return import_model(folder, serving.bento_name, labels=labels,
+                        metadata={"lineage": registered.lineage, "metrics": registered.metrics,
+                                  "serving": serving.runtime()})

@@ -44,6 +44,12 @@ def model_tag_to_serve() -> str:
     return getattr(bento_args, "model_tag", None) or os.environ.get("CONVEYOR_BENTO_MODEL", "conveyor-lm:latest")
 
 
+def shadow_tag_to_serve() -> str | None:
+    """The challenger packaged beside the champion (serving.shadow_share > 0), if any."""
+    bento_args = bentoml.use_arguments()
+    return getattr(bento_args, "shadow_tag", None) or os.environ.get("CONVEYOR_SHADOW_MODEL") or None
+
+
 def serving_config(metadata: dict) -> ServingConfig:
     """The profile's settings stored at packaging; models packaged before only stored the limit."""
     stored = metadata.get("serving") or {}
@@ -68,6 +74,7 @@ def default_request_log() -> Path:
 @bentoml.asgi_app(api.app, path="/")
 class ConveyorLM:
     model_ref = bentoml.models.BentoModel(model_tag_to_serve())
+    shadow_ref = bentoml.models.BentoModel(shadow_tag_to_serve()) if shadow_tag_to_serve() else None
 
     def __init__(self) -> None:
         from core.models import load_model, read_manifest
@@ -105,12 +112,32 @@ class ConveyorLM:
             card=open(card, encoding="utf-8").read() if os.path.isfile(card) else None,
         )
         self.server.engine.start()
+        if self.shadow_ref is not None and config.shadow_share > 0:
+            self.server.shadow = self._load_shadow(config)
         self._warm_up()
         api.install(self.server)
         logger.info("serving %s (format %s, context %d tokens, prompt <= %d tokens, max_tokens <= %d, "
                     "batch <= %d, auth %s, request log %s)", stored.tag, read_manifest(stored.path)["format"],
                     model.config.max_position_embeddings, config.max_prompt_tokens, config.max_new_tokens_limit,
                     config.max_batch_requests, config.auth, log_path)
+
+    def _load_shadow(self, config: ServingConfig) -> "api.Shadow":
+        from core.models import load_model
+        from serving.engine import Engine
+        from serving.observe import Metrics
+
+        stored = self.shadow_ref
+        labels = stored.info.labels
+        model, _tokenizer = load_model(stored.path)
+        version = str(labels.get("version", stored.tag.version))
+        engine = Engine(model, self.server.tokenizer, config)
+        engine.start()
+        logger.info("shadow: version %s (%s) answers %.0f%% of the requests unseen", version, stored.tag,
+                    100 * config.shadow_share)
+        # The same registry as the champion's metrics, told apart by the version label.
+        metrics = Metrics(labels.get("registered_model", stored.tag.name), version, labels.get("variant", "unknown"),
+                          registry=self.server.metrics.registry)
+        return api.Shadow(engine=engine, metrics=metrics, version=version, share=config.shadow_share)
 
     def __is_ready__(self) -> bool:
         """Ready once the model is loaded and a warm-up generation went through the engine."""
@@ -138,6 +165,8 @@ class ConveyorLM:
     @bentoml.on_shutdown
     def shutdown(self) -> None:
         self.server.engine.stop()
+        if self.server.shadow is not None:
+            self.server.shadow.engine.stop()
         self.server.log.close()
 
 

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from model_fixtures import make_tiny_model_folder
-from serving_support import served
+from serving.local import served
 
 pytestmark = pytest.mark.slow
 
@@ -252,7 +252,7 @@ def test_hostile_input_gets_clear_4xx_and_never_reaches_a_log(server):
     records = [json.loads(line) for line in server.request_log.read_text().splitlines()]
     assert records and all(set(r) <= {"ts", "route", "status", "key", "model", "prompt_tokens", "max_tokens",
                                       "new_tokens", "finish", "temperature", "stream", "queue_ms", "ttft_ms",
-                                      "e2e_ms", "guard"} for r in records)
+                                      "e2e_ms", "guard", "version"} for r in records)
     assert {r["key"] for r in records} == {server.key.split("_")[1]}
     assert any(r["status"] == 499 for r in records)  # the departed streams are logged as such
 
@@ -288,3 +288,39 @@ def test_auth_none_serves_anyone_and_says_so(model_dir, tmp_path):
         status, _h, body = open_server.request("POST", "/v1/completions", {"prompt": "hello", "max_tokens": 16},
                                                key=None)
         assert status == 504 and body["error"]["code"] == "timeout"
+
+
+def test_shadow_challenger_answers_unseen_and_is_measured_under_its_version(model_dir, tmp_path):
+    import torch
+
+    from core.models import load_model, save_model
+
+    model, tokenizer = load_model(model_dir)
+    torch.manual_seed(7)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    challenger = tmp_path / "challenger"
+    save_model(model, tokenizer, challenger, "hf")
+    expected = reference(model_dir, "It was the best of times", 6)
+    assert reference(challenger, "It was the best of times", 6) != expected  # the two models differ
+    with served(tmp_path, model_dir, serving={**SERVING, "shadow_share": 1.0}, shadow_dir=challenger) as shadowed:
+        for stream in (False, True, False):
+            status, _h, body = shadowed.request("POST", "/v1/completions", {
+                "prompt": "It was the best of times", "max_tokens": 6, "temperature": 0, "stream": stream})
+            assert status == 200
+            if not stream:
+                assert body["choices"][0]["text"] == expected  # the champion's answer, never the shadow's
+        deadline = time.monotonic() + 15
+        while True:
+            records = [json.loads(line) for line in shadowed.request_log.read_text().splitlines()]
+            if sum(1 for r in records if r.get("shadow")) == 3:
+                break
+            assert time.monotonic() < deadline, records
+            time.sleep(0.2)
+        assert {r["version"] for r in records if r.get("shadow")} == {"2"}
+        assert {r["version"] for r in records if not r.get("shadow")} == {"1"}
+        page = shadowed.request("GET", "/metrics")[2]
+        for version in ("1", "2"):
+            assert re.search(rf'conveyor_request_seconds_count{{.*version="{version}".*}} 3\.0', page), version
+        assert "shadow: version 2" in shadowed.server_output()

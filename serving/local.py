@@ -1,4 +1,5 @@
-"""A real BentoML server on a free port, serving a model folder from the source tree.
+"""A real BentoML server on a free port, serving a model folder from the source tree (for tests
+and benchmarks/serve_bench.py).
 
 `served(tmp_path, model_dir, serving={...})` imports the folder into a BentoML store under
 tmp_path, creates an API key (unless auth is "none"), starts `bentoml serve
@@ -104,11 +105,16 @@ def wait_until_ready(url: str, server: subprocess.Popen, output: Path, timeout_s
 
 @contextlib.contextmanager
 def served(tmp_path: Path, model_dir: Path, serving: dict | None = None, env: dict | None = None,
-           labels: dict | None = None):
+           labels: dict | None = None, shadow_dir: Path | None = None):
+    """`shadow_dir`: a second folder served as the challenger in shadow (version "2")."""
     from serving.auth import KeyFile
 
     home = tmp_path / "bentoml"
     tag = import_folder(home, model_dir, "conveyor-lm-test", serving, labels)
+    if shadow_dir is not None:
+        env = {**(env or {}), "CONVEYOR_SHADOW_MODEL": import_folder(
+            home, shadow_dir, "conveyor-lm-test", serving,
+            {"registered_model": "conveyor-test", "version": "2", "variant": "challenger"})}
     keys_file = tmp_path / "api_keys.json"
     key = None
     if (serving or {}).get("auth", "api_key") == "api_key":
