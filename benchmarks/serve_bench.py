@@ -4,6 +4,7 @@ plain HF `generate` on the same folder, in the same script.
     python benchmarks/serve_bench.py                    # SmolLM2-135M-Instruct fp32 (~6 min)
     python benchmarks/serve_bench.py --model DIR        # any Conveyor model folder (a demo champion)
     python benchmarks/serve_bench.py --clients 8 --requests 4 --new-tokens 32
+    python benchmarks/serve_bench.py --device cuda --threads 8      # on a GPU machine
 
 Baseline (in this process, --threads torch threads, before the server starts): naive sequential
 `generate` for every request, one after another, and a padded static batch of 8 for reference.
@@ -11,9 +12,10 @@ Server (its own process, started here from the source tree, one API key): single
 latency (median of 5), then N concurrent clients (8 and 32) each sending --requests streamed
 greedy requests back to back (prompts of 16-40 tokens cut from held-out text, --new-tokens
 tokens, `ignore_eos` is not an OpenAI field, so requests that hit end-of-sequence early count
-the tokens they produced). Reported: aggregate generated tokens/s over the wall time, p50/p95
-end-to-end latency, p50/p95 time to first token (first SSE chunk), and whether every served
-greedy text equals `generate`'s. Targets (issue 10, 2-core CPU): aggregate >= 3x naive
+the tokens they produced), --repeats times. Reported (medians over the repeats): aggregate
+generated tokens/s over the wall time, p50/p95 end-to-end latency, p50/p95 time to first token
+(first non-empty SSE chunk: it includes the output guard's stream holdback, see the README), and
+whether every served greedy text (every request of every repeat) equals `generate`'s. Targets (issue 10, 2-core CPU): aggregate >= 3x naive
 sequential under 8 clients, p95 <= 2x single-request latency, same greedy outputs.
 """
 
@@ -55,25 +57,28 @@ def prompts_from_text(tokenizer, count: int, seed: int = 0) -> list[str]:
     return prompts
 
 
-def baseline(folder: Path, prompts: list[str], new_tokens: int, threads: int) -> dict:
+def baseline(folder: Path, prompts: list[str], new_tokens: int, threads: int, device: str) -> dict:
     import torch
 
     from core.models import load_model
 
     torch.set_num_threads(threads)
     model, tokenizer = load_model(folder)
+    if device == "cuda":  # as the server places it (serving.service.place)
+        model = model.to(device="cuda", dtype=torch.bfloat16)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     texts, latencies = [], []
     with torch.inference_mode():
-        warm = tokenizer(prompts[0], return_tensors="pt", add_special_tokens=False).input_ids
+        warm = tokenizer(prompts[0], return_tensors="pt", add_special_tokens=False).input_ids.to(model.device)
         model.generate(warm, attention_mask=torch.ones_like(warm), max_new_tokens=4, do_sample=False, pad_token_id=pad)
         start = time.perf_counter()
         generated = 0
         for prompt in prompts:
-            ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+            ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids.to(model.device)
             t0 = time.perf_counter()
             out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False,
                                  pad_token_id=pad)
+            out = out.cpu()
             latencies.append(time.perf_counter() - t0)
             new = out[0, ids.shape[1]:]
             generated += len(new)
@@ -83,13 +88,14 @@ def baseline(folder: Path, prompts: list[str], new_tokens: int, threads: int) ->
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        batch = tokenizer(prompts[:8], return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = tokenizer(prompts[:8], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         t0 = time.perf_counter()
         out = model.generate(**batch, max_new_tokens=new_tokens, do_sample=False, pad_token_id=pad)
         static_s = time.perf_counter() - t0
         static_tokens = int(sum(len(row[batch.input_ids.shape[1]:]) for row in out))
     return {"texts": texts, "sequential_tokens_per_s": generated / sequential_s,
             "sequential_latency_p50_s": statistics.median(latencies),
+            "ms_per_token_batch1": 1000 * sequential_s / generated,
             "static_batch8_tokens_per_s": static_tokens / static_s}
 
 
@@ -138,6 +144,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--repeats", type=int, default=3, help="load tests per client count (medians reported)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / ".conveyor" / "bench" / "serve.json")
     args = parser.parse_args()
 
@@ -153,7 +161,7 @@ def main() -> None:
     prompts = prompts_from_text(tokenizer, max(client_counts) * args.requests)
 
     print(f"baseline: sequential generate of {len(prompts[:32])} prompts x {args.new_tokens} tokens ...", flush=True)
-    base = baseline(folder, prompts[:32], args.new_tokens, args.threads)
+    base = baseline(folder, prompts[:32], args.new_tokens, args.threads, args.device)
     reference = dict(zip(prompts[:32], base.pop("texts")))
 
     import openai
@@ -162,20 +170,30 @@ def main() -> None:
 
     settings = {"max_new_tokens_limit": max(args.new_tokens, 64), "max_batch_requests": 32,
                 "max_waiting_requests": 128, "threads": args.threads, "rate_limit_per_minute": 100_000,
-                "kv_cache_tokens": 8192}
+                "kv_cache_tokens": 8192, "device": args.device}
     with tempfile.TemporaryDirectory() as tmp, served(Path(tmp), folder, serving=settings) as server:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.key, max_retries=0, timeout=600)
         client.served_model = "conveyor-test"
         stream_one(client, prompts[0], 4)  # warm-up
         singles = [stream_one(client, prompts[i], args.new_tokens) for i in range(5)]
         single = {"latency_p50_s": statistics.median(r["latency_s"] for r in singles),
+                  "ms_per_token_batch1": 1000 * statistics.median(
+                      r["latency_s"] / max(1, len(tokenizer(r["text"], add_special_tokens=False).input_ids))
+                      for r in singles),
                   "ttft_p50_s": statistics.median(r["ttft_s"] for r in singles)}
-        loads = [load_test(client, tokenizer, prompts, c, args.requests, args.new_tokens) for c in client_counts]
+        loads = []
+        for clients in client_counts:
+            runs = [load_test(client, tokenizer, prompts, clients, args.requests, args.new_tokens)
+                    for _ in range(args.repeats)]
+            merged = {key: statistics.median(run[key] for run in runs) for key in runs[0] if key != "results"}
+            merged["runs"] = [{k: round(v, 3) for k, v in run.items() if k != "results"} for run in runs]
+            merged["results"] = [item for run in runs for item in run["results"]]
+            loads.append(merged)
 
-    served_texts = {r["prompt"]: r["text"] for load in loads for r in load["results"]}
-    served_texts.update({r["prompt"]: r["text"] for r in singles})
-    compared = [p for p in reference if p in served_texts]
-    mismatched = [p for p in compared if served_texts[p] != reference[p]]
+    served = [(r["prompt"], r["text"]) for load in loads for r in load["results"]] + \
+        [(r["prompt"], r["text"]) for r in singles]
+    compared = [(p, t) for p, t in served if p in reference]
+    mismatched = [p for p, t in compared if t != reference[p]]
     for load in loads:
         load.pop("results")
         load["x_sequential"] = load["tokens_per_s"] / base["sequential_tokens_per_s"]
@@ -191,7 +209,8 @@ def main() -> None:
     print(f"\nnaive sequential generate: {base['sequential_tokens_per_s']:.1f} tok/s, "
           f"latency p50 {base['sequential_latency_p50_s']:.2f} s; static batch 8: "
           f"{base['static_batch8_tokens_per_s']:.1f} tok/s")
-    print(f"served, one request: latency p50 {single['latency_p50_s']:.2f} s, TTFT p50 {single['ttft_p50_s']*1000:.0f} ms")
+    print(f"served, one request: latency p50 {single['latency_p50_s']:.2f} s, TTFT p50 {single['ttft_p50_s']*1000:.0f} ms, "
+          f"{single['ms_per_token_batch1']:.1f} ms per token (naive generate {base['ms_per_token_batch1']:.1f})")
     print("| clients | requests | tok/s | x sequential | p50 s | p95 s | p95 / single | TTFT p50 ms | TTFT p95 ms |")
     print("|---|---|---|---|---|---|---|---|---|")
     for load in loads:

@@ -157,6 +157,8 @@ def build_variant(name: str, recipe: Recipe, source: Path, output: Path, work: P
                 options["calibration_blocks"] = calibration_blocks(dataset_dir, tokenizer, step)
             quantize(model, step.kind, **options)
             report = {}
+        elif step.kind == "bf16_weights":
+            report = {"rounded_tensors": round_to_bf16(model)}
         elif step.kind in ("magnitude", "wanda"):
             from compression.prune import prune
 
@@ -185,9 +187,10 @@ def build_variant(name: str, recipe: Recipe, source: Path, output: Path, work: P
         saved = trained if step.kind in ("recover", "distill") else None
     fmt = storage_format(model, recipe)
     quantization = recipe.quantization
+    storage_dtype = "bfloat16" if any(step.kind == "bf16_weights" for step in recipe.steps) else None
     # The manifest names the quantization and its options: what load_model needs to rebuild it.
     publish(model, tokenizer, output, fmt, name=name, parent=recipe.parent, steps=reports,
-            recipe=[step.model_dump() for step in recipe.steps],
+            recipe=[step.model_dump() for step in recipe.steps], storage_dtype=storage_dtype,
             **({"quantization": quantization.kind, **quantization.model_dump(exclude={"kind"})} if quantization else {}))
     return Variant(name=name, path=output, parent=recipe.parent, format=fmt, steps=reports)
 
@@ -198,6 +201,20 @@ def storage_format(model, recipe: Recipe) -> str:
 
         return QUANTIZED_FORMATS[recipe.quantization.kind]
     return "sparse-bitmask" if decoder_sparsity(model) >= SPARSE_STORAGE_MIN else "hf"
+
+
+def round_to_bf16(model) -> int:
+    """Round every float parameter to the nearest bfloat16, in place (kept in float32 tensors, so
+    the model computes as before); the folder then stores them in bfloat16 without loss."""
+    import torch
+
+    rounded = 0
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.is_floating_point():
+                parameter.copy_(parameter.to(torch.bfloat16).to(parameter.dtype))
+                rounded += 1
+    return rounded
 
 
 def decoder_sparsity(model) -> float:

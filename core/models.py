@@ -184,15 +184,18 @@ def _load_into(model, state: dict, assign: bool = False) -> None:
     model.tie_weights()
 
 
-def sparse_encode(state: dict) -> dict:
+def sparse_encode(state: dict, storage_dtype=None) -> dict:
     """Matrices with enough zeros as bitmask + values + shape; the rest as they are. A matrix is
-    compressed where that is smaller: over 1 in 32 zeros for float32 (the mask costs 1 bit a weight)."""
+    compressed where that is smaller: over 1 in 32 zeros for float32 (the mask costs 1 bit a weight).
+    `storage_dtype` (bfloat16): float tensors stored in it (weights already rounded to it)."""
     import numpy as np
     import torch
 
     encoded = {}
     for name, tensor in state.items():
         tensor = tensor.contiguous()
+        if storage_dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(storage_dtype)
         if tensor.dim() == 2 and tensor.is_floating_point():
             nonzero = tensor != 0
             zeros = tensor.numel() - int(nonzero.sum())
@@ -231,13 +234,20 @@ def save_model(model, tokenizer, folder: Path, fmt: str, **manifest) -> None:
     import torch
 
     folder = Path(folder)
+    # bf16_weights (compression): weights rounded to bfloat16, stored in it; loaded back as float32.
+    storage_dtype = {"bfloat16": torch.bfloat16, None: None}[manifest.get("storage_dtype")]
     if fmt == "hf":
-        model.save_pretrained(folder, safe_serialization=True)
+        state = None
+        if storage_dtype is not None:
+            state = {key: value.to(storage_dtype) if value.is_floating_point() else value
+                     for key, value in _state_dict_without_tied_head(model).items()}
+        model.save_pretrained(folder, safe_serialization=True, state_dict=state)
     elif fmt == "sparse-bitmask":
         from safetensors.torch import save_file
 
         model.config.save_pretrained(folder)
-        save_file(sparse_encode(_state_dict_without_tied_head(model)), folder / WEIGHTS, metadata={"format": "pt"})
+        save_file(sparse_encode(_state_dict_without_tied_head(model), storage_dtype), folder / WEIGHTS,
+                  metadata={"format": "pt"})
     elif fmt in ("int8", "int4"):
         from safetensors.torch import save_file
 

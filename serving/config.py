@@ -67,6 +67,8 @@ class ServingConfig(_Frozen):
     kv_cache_tokens: int = Field(default=16384, ge=256, description="KV cache size in tokens, all requests")
     prefill_chunk_tokens: int = Field(default=256, ge=16, description="prompt tokens per step (chunked prefill)")
     threads: int | None = Field(default=None, ge=1, description="torch threads of the engine; default all cores")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="auto: the GPU when torch sees one (weights in bf16 for float formats)")
     guard: GuardConfig = GuardConfig()
     shadow_share: float = Field(
         default=0.0, ge=0, le=1,

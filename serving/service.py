@@ -58,6 +58,27 @@ def serving_config(metadata: dict) -> ServingConfig:
     return ServingConfig(**stored)
 
 
+def place(model, fmt: str, config: ServingConfig):
+    """On the GPU when there is one (config.device auto) or it is asked for: float formats in bf16
+    (the engine then uses flash attention if installed, CUDA graphs where transformers decides).
+    int4 stays on CPU: its packed layout is torchao's CPU one."""
+    import torch
+
+    wanted = config.device
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted == "cpu":
+        return model
+    if not torch.cuda.is_available():
+        raise RuntimeError("serving.device is cuda but torch sees no GPU")
+    if fmt == "int4":
+        logger.warning("int4 weights use torchao's CPU layout: serving this model on CPU")
+        return model
+    if fmt in ("hf", "sparse-bitmask"):
+        return model.to(device="cuda", dtype=torch.bfloat16)
+    return model.to("cuda")
+
+
 def default_request_log() -> Path:
     from bentoml._internal.configuration.containers import BentoMLContainer
 
@@ -87,6 +108,7 @@ class ConveyorLM:
         metadata = stored.info.metadata
         config = serving_config(metadata)
         model, tokenizer = load_model(stored.path)
+        model = place(model, read_manifest(stored.path)["format"], config)
         labels = stored.info.labels
         name = labels.get("registered_model", stored.tag.name)
         version = str(labels.get("version", stored.tag.version))
@@ -122,13 +144,14 @@ class ConveyorLM:
                     config.max_batch_requests, config.auth, log_path)
 
     def _load_shadow(self, config: ServingConfig) -> "api.Shadow":
-        from core.models import load_model
+        from core.models import load_model, read_manifest
         from serving.engine import Engine
         from serving.observe import Metrics
 
         stored = self.shadow_ref
         labels = stored.info.labels
         model, _tokenizer = load_model(stored.path)
+        model = place(model, read_manifest(stored.path)["format"], config)
         version = str(labels.get("version", stored.tag.version))
         engine = Engine(model, self.server.tokenizer, config)
         engine.start()

@@ -404,3 +404,29 @@ def test_every_shipped_profile_loads_and_its_recipes_resolve(profile):
 
     config = load_config(profile)
     assert config.compression.recipes()
+
+
+def test_bf16_weights_halve_the_stored_floats_and_load_back_exactly(base_dir, dataset_dir, tmp_path):
+    from training.config import TrainingConfig
+
+    config = CompressionConfig(variants={
+        "mag50": [{"magnitude": {"sparsity": 0.5}}],
+        "mag50-bf16": ["mag50", "bf16_weights"],
+        "bf16": ["bf16_weights"],
+    })
+    built = {v.name: v for v in run(config, base_dir, tmp_path / "out", dataset_dir, TrainingConfig())}
+    assert built["mag50-bf16"].format == "sparse-bitmask" and built["bf16"].format == "hf"
+    assert read_manifest(built["bf16"].path)["storage_dtype"] == "bfloat16"
+    # The floats take half the bytes (the bitmask does not shrink; the tokenizer files are left out).
+    def weights(folder):
+        return (folder / "model.safetensors").stat().st_size
+
+    assert weights(built["mag50-bf16"].path) < 0.6 * weights(built["mag50"].path)
+    assert weights(built["bf16"].path) < 0.55 * weights(base_dir)
+    model, _ = load_model(built["mag50-bf16"].path)
+    weights = [p for p in model.parameters() if p.dim() == 2]
+    assert all(p.dtype == torch.float32 for p in weights)  # computes in float32
+    assert all(torch.equal(p, p.to(torch.bfloat16).float()) for p in weights)  # on the bfloat16 grid
+    assert (logits(built["bf16"].path) - logits(base_dir)).abs().max() < 0.05
+    with pytest.raises(ValidationError, match="after bf16_weights"):
+        CompressionConfig(variants={"x": ["bf16_weights", {"magnitude": {"sparsity": 0.5}}]})

@@ -239,3 +239,40 @@ def test_request_log_lines_hold_no_text(tmp_path):
     log.close()
     record = json.loads((tmp_path / "requests.jsonl").read_text())
     assert record["key"] == "ab12cd34" and "guard" not in record
+
+
+@pytest.fixture(scope="module")
+def variant_dirs(tiny, tmp_path_factory):
+    """Every format the compression stage writes, of the tiny model."""
+    from compression import CompressionConfig, run
+    from model_fixtures import TRAINING_TEXT
+    from training.config import TrainingConfig
+
+    dataset = tmp_path_factory.mktemp("curated")
+    for name in ("train.jsonl", "validation.jsonl"):
+        (dataset / name).write_text("".join(json.dumps({"text": text}) + "\n" for text in TRAINING_TEXT))
+    config = CompressionConfig(variants={
+        "int8": ["int8_weight_only"],
+        "int8-dyn": ["int8_dynamic"],
+        "int4": [{"int4_weight_only": {"group_size": 32}}],
+        "wanda24": [{"wanda": {"pattern": "2:4", "calibration_samples": 4, "calibration_seq_len": 32}}],
+    })
+    built = run(config, tiny, tmp_path_factory.mktemp("compressed"), dataset, TrainingConfig())
+    return {variant.name: variant.path for variant in built}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["int8", "int8-dyn", "int4", "wanda24"])
+def test_every_compressed_format_is_served_with_generates_greedy_text(variant_dirs, variant):
+    from core.models import read_manifest
+
+    folder = variant_dirs[variant]
+    expected = _reference(folder, PROMPTS[:4], 8)
+    engine, tokenizer = _engine(folder)
+    try:
+        async def all_at_once():
+            return await asyncio.gather(*[_generate(engine, tokenizer, p, 8) for p in PROMPTS[:4]])
+
+        assert [text for text, _ in asyncio.run(all_at_once())] == expected, read_manifest(folder)["format"]
+    finally:
+        engine.stop()
