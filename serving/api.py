@@ -350,11 +350,11 @@ def _admit(server: Server) -> None:
         server.metrics.reject("overloaded")
         raise ApiError(429, str(busy), "overloaded", kind="rate_limit_error",
                        headers={"Retry-After": str(busy.retry_after_s)}) from None
-    server.metrics.load(server.engine.active, min(server.engine.active, server.config.max_batch_requests))
+    server.metrics.load(server.engine.active, server.engine.running())
 
 
 def _finish(server: Server, request: Request, job: Job, status: int) -> None:
-    server.metrics.load(server.engine.active, min(server.engine.active, server.config.max_batch_requests))
+    server.metrics.load(server.engine.active, server.engine.running())
     server.metrics.generation(len(job.prompt_ids), job.new_tokens, job.timings)
     server.metrics.guard_hits(job.hits)
     t = job.timings
@@ -531,6 +531,9 @@ async def metrics(request: Request) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     server = _server(request)
+    server.metrics.load(server.engine.active, server.engine.running())  # as of this scrape
+    if server.shadow is not None:
+        server.shadow.metrics.load(server.shadow.engine.active, server.shadow.engine.running())
     return Response(generate_latest(server.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -162,6 +162,16 @@ class Engine:
     def is_running(self) -> bool:
         return bool(self._managers) and all(m.is_running() for m in self._managers.values())
 
+    def running(self) -> int:
+        """Requests in a batch now (prefilling or decoding), from transformers' scheduler; the
+        rest of `active` waits (for a batch slot or KV pages)."""
+        count = 0
+        for manager in list(self._managers.values()):
+            processor = getattr(manager, "batch_processor", None)
+            scheduler = getattr(processor, "scheduler", None)
+            count += len(getattr(scheduler, "active_requests", ()))
+        return min(count, self.active)
+
     @property
     def capacity(self) -> int:
         return self.config.max_batch_requests + self.config.max_waiting_requests
