@@ -31,6 +31,11 @@ class GuardConfig(_Frozen):
     blocklist_input: GuardAction = "block"
     blocklist_output: GuardAction = "redact"
     blocklist: list[str] = Field(default=[], description="extra terms, beside serving/blocklist.txt")
+    classifier_input: Literal["block", "log", "off"] = Field(
+        default="log", description="offensive-language classifier (alt-profanity-check) on the prompt")
+    classifier_output: Literal["block", "log", "off"] = Field(
+        default="block", description="... and on the completion (a stream ends with finish_reason content_filter)")
+    classifier_threshold: float = Field(default=0.9, gt=0, lt=1, description="probability from which text counts")
     stream_holdback_chars: int = Field(
         default=48, ge=0, le=1000,
         description="characters of a streamed completion kept back while an output check may still match "

@@ -137,7 +137,11 @@ def test_guardrails_block_and_count_without_text(server):
     status, _h, _b = server.request("POST", "/v1/completions",
                                     {"prompt": f"mail {SECRET_EMAIL} card {SECRET_CARD}", "max_tokens": 4})
     assert status == 200  # pii_input: log (counted, not refused)
+    status, _h, _b = server.request("POST", "/v1/completions",
+                                    {"prompt": "you are a worthless fucking idiot", "max_tokens": 4})
+    assert status == 200  # classifier_input: log
     page = server.request("GET", "/metrics")[2]
+    assert re.search(r'conveyor_guard_hits_total\{action="log",check="classifier",direction="input".*\} 1\.0', page)
     assert re.search(r'conveyor_guard_hits_total\{action="log",check="pii",direction="input".*\} [1-9]', page)
     assert re.search(r'conveyor_guard_hits_total\{action="block",check="blocklist",direction="input".*\} [1-9]', page)
 

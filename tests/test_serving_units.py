@@ -276,3 +276,24 @@ def test_every_compressed_format_is_served_with_generates_greedy_text(variant_di
         assert [text for text, _ in asyncio.run(all_at_once())] == expected, read_manifest(folder)["format"]
     finally:
         engine.stop()
+
+
+def test_offensive_language_classifier_blocks_or_logs_by_direction():
+    guard = Guard(GuardConfig(classifier_input="log", classifier_output="block"))
+    hits = Hits()
+    rude = "you are a worthless fucking idiot"
+    assert guard.check_prompt(rude, hits) == rude and hits.summary() == {"classifier.input.log": 1}
+    assert guard.check_prompt("The whale swam past the ship at dawn.", Hits()) is not None
+    with pytest.raises(Refused) as refused:
+        guard.check_completion(f"Sure. {rude}.", Hits())
+    assert refused.value.code == "classifier_output" and "idiot" not in str(refused.value)
+    # Streamed: stopped before the offensive words leave, counted once.
+    hits = Hits()
+    stream = guard.output_filter(hits)
+    sent = ""
+    with pytest.raises(Refused):
+        for word in f"Call me Ishmael. {rude} and more words".split(" "):
+            sent += stream.feed(word + " ")
+        sent += stream.finish()
+    assert "fucking" not in sent and hits.summary() == {"classifier.output.block": 1}
+    assert Guard(GuardConfig(classifier_output="off")).check_completion(rude, Hits()) == rude
