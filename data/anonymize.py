@@ -141,12 +141,34 @@ def anonymize_text(text: str, entities: list[str]) -> tuple[str, dict[str, int]]
     return replace_spans(text, spans, redact), dict(Counter(span.entity for span in spans))
 
 
+def not_looked_for(config: AnonymizeConfig) -> list[str]:
+    """Entity types this config does not detect: left out of `entities`, or (LOCATION) needing
+    NER with NER off. PERSON without NER is still looked for (lexicon and cues), less well."""
+    from data.pii import ENTITIES, NER_ENTITIES
+
+    missing = [entity for entity in ENTITIES if entity not in config.entities]
+    if not config.ner:
+        missing += [entity for entity in sorted(NER_ENTITIES) if entity in config.entities and entity != "PERSON"]
+    return missing
+
+
 def run(config: AnonymizeConfig, input_dir: Path, output_dir: Path, workers: int = 1) -> StageStats:
     if config.mode == "pseudonymize":
         pseudonym_key()  # fail before any shard when the key is missing
     logger.info("anonymize: mode=%s, entities=%s, ner=%s, %d allow-listed values", config.mode,
                 ",".join(config.entities), config.ner, len(config.allow_list))
+    skipped = not_looked_for(config)
+    if skipped:
+        # Never silent: a profile for public-domain fiction is wrong for a team's own mail.
+        logger.warning("anonymize: NOT looking for %s (anonymize.entities / anonymize.ner of this config): such "
+                       "values pass through unchanged", ", ".join(skipped))
     stats = map_shards("anonymize", partial(Anonymizer, config), input_dir, output_dir, workers)
+    if skipped:
+        stats.extra["not_looked_for"] = ",".join(skipped)
+    if not config.ner and "PERSON" in config.entities:
+        stats.extra["person_detection"] = "lexicon and cues only (ner off)"
+    if skipped or not config.ner:
+        stats.write(output_dir)
     found = {entity: stats.extra.get(entity, 0) for entity in config.entities}
     logger.info("anonymize: replaced %s in %s records", found, stats.extra.get("records_with_pii", 0))
     return stats

@@ -45,6 +45,23 @@ class Span(NamedTuple):
 
 
 EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+# Written to dodge scrapers: "name (at) host.com", "name [at] host.com", "name @ host.com",
+# "name AT host DOT com", "tom dot hadley at gmail dot com"; and percent-encoded in URLs (%40).
+_LABEL = r"[A-Za-z0-9][A-Za-z0-9_%+-]*"
+_DOT = r"(?:\.|\s*[(\[{<]dot[)\]}>]\s*|\s+(?:dot|DOT)\s+)"
+EMAIL_MARKED_AT = re.compile(
+    rf"(?<![\w.%+-]){_LABEL}(?:{_DOT}{_LABEL})*(?:\s*[(\[{{<](?:at|AT)[)\]}}>]\s*|\s+@\s*|\s*@\s+|%40)"
+    rf"[A-Za-z0-9-]+(?:{_DOT}[A-Za-z0-9-]+)*{_DOT}[A-Za-z]{{2,}}\b")
+# A bare " at " needs the domain spelled with " dot " too ("we met at example.com" is no address).
+EMAIL_WORD_AT = re.compile(
+    rf"(?<![\w.%+-]){_LABEL}(?:{_DOT}{_LABEL})*\s+(?:at|AT)\s+[A-Za-z0-9-]+(?:\s+(?:dot|DOT)\s+[A-Za-z0-9-]+)*"
+    rf"\s+(?:dot|DOT)\s+[A-Za-z]{{2,}}\b")
+# Mail headers carry addresses without a domain suffix (user@host) and UUCP bang paths.
+HEADER_LINE = re.compile(r"(?im)^(?:from|to|cc|bcc|reply-to|sender|return-path|x-sender)[ \t]*:(.*)$")
+DOTLESS_EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?![\w.@-])")
+# host!user after a cue to write ("mail me at fjordhost!kjetil"); a news Path: header is servers.
+BANG_EMAIL = re.compile(r"(?i:\b(?:mail|e-mail|email|write|reach|contact)(?:\s+(?:me|us|him|her))?\s+(?:at|to|via)\s+)"
+                        r"([a-z][\w.-]*(?:![a-z][\w.-]*)+)")
 # scheme://user:password@host: the span is `user:password`.
 URL_CREDENTIALS = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://([^\s:/?#@]+:[^\s/?#@]+)@[\w.-]")
 # 13-19 digits, contiguous or in the groups cards are printed in (4-4-4-4[-3], Amex 4-6-5).
@@ -52,11 +69,21 @@ CARD_CANDIDATE = re.compile(
     r"(?<![\d+-])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{5})(?![\d-])")
 # Country code, check digits, then the BBAN: contiguous or in groups of four.
 IBAN_CANDIDATE = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])")
+# Written in lower case ("gb82 west 1234 ..."): the same shape, checked upper-cased (mod 97).
+IBAN_LOWER = re.compile(r"(?<![A-Za-z0-9])[a-z]{2}\d{2}(?: ?[a-z0-9]{4}){2,7}(?: ?[a-z0-9]{1,3})?(?![A-Za-z0-9])")
 SSN_CANDIDATE = re.compile(r"(?<![\w-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\w-])")
+# Nine digits in a row are an SSN only after its label: "ssn=219099998", "SSN: 219099998".
+SSN_LABELLED = re.compile(r"(?i:\b(?:ssn|social[ _]security(?:[ _](?:number|no\.?|#))?)\s*(?:[:=#]|is|no\.?)?\s*)"
+                          r"(\d{9})(?!\d)")
 IPV4_CANDIDATE = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?!\.?\d)")
 IPV6_CANDIDATE = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 # A phone may end a word like "-Fax" or a sentence, but not run into more digits.
 PHONE_END = r"(?!\w|[.-]\d)"
+# A phone number percent-encoded in a URL: %2B14155550199 (a plus sign and 8-15 digits).
+ENCODED_PHONE = re.compile(r"%2B\d{8,15}(?!\d)", re.IGNORECASE)
+# Names passed in query strings and form fields: name=Dana+Whitfield, &last_name=Ricci.
+QUERY_NAME = re.compile(r"(?i:[?&;](?:full_?|first_?|last_?|given_?|family_?|user_?|customer_?|sur)?name=)"
+                        r"([^&#\s\"';]+)")
 # US style: (555) 123-4567, 555-123-4567, 555.123.4567, optionally with a 1 or +1 country code.
 US_PHONE = re.compile(r"(?<![\w+(.-])(?:\+?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}" + PHONE_END)
 # International: +CC or 00CC, then digit groups: +44 20 7946 0958, 0033 4 17 94 64 04, +4915112345678.
@@ -159,17 +186,78 @@ def always(candidate: str) -> bool:
 
 
 def find_iban(text: str) -> Iterator[tuple[int, int]]:
-    for match in IBAN_CANDIDATE.finditer(text):
+    for match in [*IBAN_CANDIDATE.finditer(text), *IBAN_LOWER.finditer(text)]:
         # A grouped IBAN may run into a following capitalised word or number: drop trailing groups
         # until the checksum holds.
         start, candidate = match.start(), match.group(0)
         while len(candidate.replace(" ", "")) >= 15:
-            if is_iban(candidate):
+            if is_iban(candidate.upper()):
                 yield start, start + len(candidate)
                 break
             if " " not in candidate:
                 break
             candidate = candidate.rsplit(" ", 1)[0]
+
+
+def find_header_emails(text: str) -> Iterator[tuple[int, int]]:
+    """user@host without a domain suffix, on address header lines (From:, Reply-To:, ...)."""
+    for line in HEADER_LINE.finditer(text):
+        for match in DOTLESS_EMAIL.finditer(line.group(1)):
+            yield line.start(1) + match.start(), line.start(1) + match.end()
+
+
+# Display names on address headers: `From: Priya Raman <...>`, `"Okafor, Chinedu" <...>`,
+# `user@host (Kjetil Aasen)`.
+HEADER_NAME = re.compile(r"""^[ \t]*(?:"([^"<>@\n]{2,60})"|([^"<>@,\n(]{2,60}?))[ \t]*<[^<>\n]+>""")
+HEADER_COMMENT_NAME = re.compile(r"@[\w.!-]+[ \t]+\(([^()@\n]{2,60})\)")
+
+
+def find_header_names(text: str) -> Iterator[tuple[int, int]]:
+    for line in HEADER_LINE.finditer(text):
+        body, offset = line.group(1), line.start(1)
+        match = HEADER_NAME.match(body)
+        if match:
+            group = 1 if match.group(1) else 2
+            start, end = match.span(group)
+            name = body[start:end].strip()
+            if name and any(char.isalpha() for char in name) and "@" not in name:
+                start += len(body[start:end]) - len(body[start:end].lstrip())
+                yield offset + start, offset + start + len(name)
+        for comment in HEADER_COMMENT_NAME.finditer(body):
+            yield offset + comment.start(1), offset + comment.end(1)
+
+
+def find_query_names(text: str) -> Iterator[tuple[int, int]]:
+    """name=Dana+Whitfield in URLs and form posts (the value, + and %20 included)."""
+    for match in QUERY_NAME.finditer(text):
+        value = match.group(1)
+        if any(char.isalpha() for char in value) and not value.isdigit():
+            yield match.span(1)
+
+
+# A lower-case given name at the start of a greeting or as a sign-off line ("hi anna,",
+# "cheers,\ntom"): the lexicon says it is a name, the position says it is one here.
+GREETING_NAME = re.compile(r"(?im)^[ \t]*(?:hi|hello|hey|dear|morning|evening)[ \t]+([a-z][\w'’-]+)[ \t]*[,!:]")
+SIGN_OFF_NAME = re.compile(r"(?im)^[ \t]*(?:cheers|thanks|thank you|best|regards|kind regards|best regards|love|"
+                           r"yours|cordially|br|ta)[ \t]*,[ \t]*\n[ \t]*([a-z][\w'’-]+)[ \t]*$")
+
+
+INTRODUCED_NAME = re.compile(r"(?i:\bmy name is|\bi am|\bi'm|\bthis is)[ \t]+([a-z][\w'’-]+)(?:[ \t]+([a-z][\w'’-]+))?")
+
+
+def find_lowercase_names(text: str) -> Iterator[tuple[int, int]]:
+    given, surnames = lexicon("first"), lexicon("last")
+    for pattern in (GREETING_NAME, SIGN_OFF_NAME):
+        for match in pattern.finditer(text):
+            if match.group(1).casefold() in given and match.group(1).casefold() not in NOT_NAMES:
+                yield match.span(1)
+    for match in INTRODUCED_NAME.finditer(text):  # "my name is olivia grant"
+        first, last = match.group(1), match.group(2)
+        if first.islower() and first in given:
+            # The next word is the surname unless it is a word that goes on the sentence.
+            surname = last and last.islower() and (last in surnames or last in given or last not in NOT_SURNAMES | {
+                "my", "me", "here", "but", "so", "please", "this", "that", "calling", "writing", "again", "too"})
+            yield match.start(1), match.end(2) if surname else match.end(1)
 
 
 def find_cued_names(text: str) -> Iterator[tuple[int, int]]:
@@ -256,21 +344,48 @@ def finder(pattern: re.Pattern, accept: Callable[[str], bool], group: int = 0):
     return find
 
 
+EXTENSION = re.compile(r"[ \t]*(?:,[ \t]*)?(?:ext\.?|extension|x|#)[ \t]*\d{1,6}\b", re.IGNORECASE)
+
+
+def with_extension(find):
+    """A phone number's span runs over its extension: "555-0132 ext. 214", "555.0143 x77"."""
+    def extended(text: str) -> Iterator[tuple[int, int]]:
+        for start, end in find(text):
+            match = EXTENSION.match(text, end)
+            yield start, match.end() if match else end
+    return extended
+
+
+# Message identifiers look like addresses and are not anyone's: Message-ID, In-Reply-To, References.
+ID_HEADER_LINE = re.compile(r"(?im)^(?:message-id|in-reply-to|references|content-id)[ \t]*:.*$")
+
+
+def not_in_id_headers(find):
+    def filtered(text: str) -> Iterator[tuple[int, int]]:
+        lines = [m.span() for m in ID_HEADER_LINE.finditer(text)] if ":" in text else []
+        for start, end in find(text):
+            if not any(a <= start < b for a, b in lines):
+                yield start, end
+    return filtered
+
+
 RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
     "URL_CREDENTIALS": [finder(URL_CREDENTIALS, always, group=1)],
-    "EMAIL": [finder(EMAIL, always)],
+    "EMAIL": [not_in_id_headers(finder(EMAIL, always)), finder(EMAIL_MARKED_AT, always),
+              finder(EMAIL_WORD_AT, always), find_header_emails, finder(BANG_EMAIL, always, group=1)],
     "IBAN": [find_iban],
     "CREDIT_CARD": [finder(CARD_CANDIDATE, is_card_number)],
-    "US_SSN": [finder(SSN_CANDIDATE, is_ssn)],
+    "US_SSN": [finder(SSN_CANDIDATE, is_ssn), finder(SSN_LABELLED, lambda v: is_ssn(f"{v[:3]}-{v[3:5]}-{v[5:]}"), group=1)],
     "IP_ADDRESS": [finder(IPV4_CANDIDATE, is_ip_address), finder(IPV6_CANDIDATE, is_ip_address)],
-    "PHONE": [finder(INTERNATIONAL_PHONE, is_international_phone), finder(US_PHONE, always),
-              finder(NATIONAL_PHONE, is_national_phone)],
-    "PERSON": [find_cued_names],
+    "PHONE": [with_extension(finder(INTERNATIONAL_PHONE, is_international_phone)),
+              with_extension(finder(US_PHONE, always)), with_extension(finder(NATIONAL_PHONE, is_national_phone)),
+              finder(ENCODED_PHONE, always)],
+    "PERSON": [find_cued_names, find_header_names, find_query_names, find_lowercase_names],
 }
 # Cheap tests that skip a detector's regexes on texts that cannot hold its entity.
 NEEDS: dict[str, Callable[[str], bool]] = {
     "URL_CREDENTIALS": lambda text: "://" in text,
-    "EMAIL": lambda text: "@" in text,
+    "EMAIL": lambda text: "@" in text or "at" in text.casefold() or "%40" in text,
     "IP_ADDRESS": lambda text: "." in text or ":" in text,
 }
 
@@ -367,7 +482,10 @@ class PiiDetector:
         return [self._combine(text, ner) for text, ner in zip(texts, ner_spans)]
 
     def _combine(self, text: str, ner: list[Span]) -> list[Span]:
-        spans = [span for span in ner if span.entity in self.entities]
+        # A name or a place holds no digits: spaCy's small model reads room numbers ("B-204"),
+        # clock times and hashes in logs as places and people.
+        spans = [span for span in ner if span.entity in self.entities
+                 and not any(char.isdigit() for char in text[span.start:span.end])]
         for entity, finders, needs in self.rules:
             if needs is None or needs(text):
                 for find in finders:

@@ -468,10 +468,21 @@ OutputArg = Annotated[str, typer.Argument(help="a .jsonl, .jsonl.gz or .parquet 
 WorkersOpt = Annotated[int, typer.Option("--workers", help="worker processes for sharded stages")]
 
 
-def _run_data(stages: list[str], input_: str, output: str, profile: str, overrides: list[str], workers: int) -> None:
-    from data.records import DataError
+DataProfileOpt = Annotated[Optional[str], typer.Option(
+    "--profile", "-p", help="take the data settings of a profile; default: the stages' own (every PII type, NER on)")]
 
-    config = _load(profile, overrides).data
+
+def _run_data(stages: list[str], input_: str, output: str, profile: str | None, overrides: list[str],
+              workers: int) -> None:
+    from data.records import DataError
+    from flows.config import load_data_config
+
+    try:
+        config = load_data_config(profile, overrides)
+    except ConfigError as exc:
+        _fail(str(exc))
+    if profile is None:
+        typer.echo("no --profile: the data stages' own defaults (every PII type, NER on)")
     from flows.curate import curate_file
     from data.validate import ValidationFailed
 
@@ -482,11 +493,15 @@ def _run_data(stages: list[str], input_: str, output: str, profile: str, overrid
     for stage, stats in results.items():
         dropped = ", ".join(f"{k}={v}" for k, v in sorted(stats["dropped"].items())) or "none"
         typer.echo(f"{stage}: {stats['records_in']} in, {stats['records_out']} out, dropped: {dropped}")
+        unchecked = stats.get("extra", {}).get("not_looked_for")
+        if unchecked:
+            typer.secho(f"{stage}: did NOT look for {unchecked.replace(',', ', ')} (this profile's settings): "
+                        "such values passed through unchanged", fg=typer.colors.YELLOW)
     typer.echo(f"wrote {output} (stats: {output}.stats.json)")
 
 
 def _data_command(stage: str) -> None:
-    def command(input_: InputArg, output: OutputArg, profile: ProfileOpt = "demo", set_: SetOpt = None,
+    def command(input_: InputArg, output: OutputArg, profile: DataProfileOpt = None, set_: SetOpt = None,
                 workers: WorkersOpt = os.cpu_count() or 1) -> None:
         # --set is relative to this stage's section: --set min_chars=50 is data.<stage>.min_chars.
         _run_data([stage], input_, output, profile, [f"data.{stage}.{o}" for o in set_ or []], workers)
@@ -500,7 +515,7 @@ for _stage in DATA_STAGES:
 
 
 @data_app.command(name="all")
-def data_all(input_: InputArg, output: OutputArg, profile: ProfileOpt = "demo", set_: SetOpt = None,
+def data_all(input_: InputArg, output: OutputArg, profile: DataProfileOpt = None, set_: SetOpt = None,
              workers: WorkersOpt = os.cpu_count() or 1) -> None:
     """Ingest INPUT, run clean, dedup, anonymize and validate, write OUTPUT and OUTPUT.stats.json."""
     # --set stage.key=value, e.g. --set clean.min_chars=50.

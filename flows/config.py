@@ -60,6 +60,21 @@ def profile_path(profile: str) -> Path:
     return CONFIGS_DIR / f"{profile}.yaml"
 
 
+def load_data_config(profile: str | None, overrides: list[str] | None = None) -> DataConfig:
+    """The data section of a profile; without one, the stages' own defaults (every PII type, NER on):
+    `conveyor data` on a user's files must not inherit the demo's choices for public-domain fiction."""
+    if profile is not None:
+        return load_config(profile, overrides).data
+    raw = apply_overrides({"data": {}}, overrides or [])
+    unknown = sorted(set(raw) - {"data"})
+    if unknown:
+        raise ConfigError(f"--set: only data settings apply here, not {', '.join(unknown)}")
+    try:
+        return DataConfig.model_validate(raw["data"])
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
 def load_config(profile: str = "demo", overrides: list[str] | None = None) -> PipelineConfig:
     raw = load_yaml(profile_path(profile))
     raw.setdefault("profile", Path(profile).stem)

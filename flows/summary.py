@@ -34,6 +34,10 @@ def render_text(summary: dict) -> str:
         status = "skipped (unchanged, DVC)" if stats["skipped"] else f"ran {stats['seconds']:.1f} s"
         rows.append([stage, stats["records_in"], stats["records_out"], dropped, status])
     out += ["Data stages", *_table(["stage", "in", "out", "dropped", "status"], rows), ""]
+    unchecked = summary["stages"].get("anonymize", {}).get("extra", {}).get("not_looked_for")
+    if unchecked:
+        out += [f"anonymize did NOT look for {unchecked.replace(',', ', ')} (this profile's anonymize.entities / "
+                "anonymize.ner): such values passed through unchanged", ""]
     skipped = [s for s, stats in summary["stages"].items() if stats["skipped"]]
     if skipped:
         out += [f"DVC skipped {len(skipped)} unchanged stage(s): {', '.join(skipped)}", ""]

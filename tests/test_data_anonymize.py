@@ -77,6 +77,58 @@ def test_each_structured_entity_is_replaced(text, expected):
     assert redacted(text) == expected
 
 
+@pytest.mark.parametrize("text, expected", [
+    # addresses written to dodge scrapers, percent-encoded, in headers without a domain, UUCP
+    ("write to jane (at) example.org today", "write to <EMAIL> today"),
+    ("write to jane[at]example.org today", "write to <EMAIL> today"),
+    ("write to jane @ example.org today", "write to <EMAIL> today"),
+    ("write to rafael.ortega AT example DOT es today", "write to <EMAIL> today"),
+    ("write to tom dot hadley at gmail dot com today", "write to <EMAIL> today"),
+    ("GET /reset?email=hannah.wei%40example.com&x=1", "GET /reset?email=<EMAIL>&x=1"),
+    ("From: kjetil@fjordhost (Kjetil)", "From: <EMAIL> (Kjetil)"),
+    ("if you want the log, mail me at fjordhost!kjetil please", "if you want the log, mail me at <EMAIL> please"),
+    # phones with extensions and percent-encoded; SSNs after their label; IBANs in lower case
+    ("call (415) 555-0132 ext. 214 today", "call <PHONE> today"),
+    ("call 202.555.0143 x77 today", "call <PHONE> today"),
+    ("/checkout?phone=%2B14155550199&a=b", "/checkout?phone=<PHONE>&a=b"),
+    ("her ssn=219099998 was wrong", "her ssn=<US_SSN> was wrong"),
+    ("SSN: 219099998.", "SSN: <US_SSN>."),
+    ("pay gb82 west 1234 5698 7654 32 now", "pay <IBAN> now"),
+    ("pay nl91abna0417164300 now", "pay <IBAN> now"),
+])
+def test_forms_real_text_holds_are_replaced(text, expected):
+    assert redacted(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "we met at example.com and talked about the release",
+    "Message-ID: <20250311.8841.a3f9@mx2.example.org>",
+    "Path: news.example.net!feeder.example.org!not-for-mail",
+    "Wow!great news, the build 1.24.3 passed",
+    "ISBN 978-0-306-40615-7, order 1002-3391-2288, tracking 1Z999AA10123456784",
+    "uuid 7d44c6a2-18e5-4e0c-bd3b-5a4fd1f0c9a1 sha 9c1185a5c5e9fc54612808977ee8f548b2258d31",
+    "PO number 4500012345, serial 123456789, invoice INV-2024-00931 dated 2025-03-11",
+])
+def test_look_alikes_are_left_alone(text):
+    assert anonymize.anonymize_text(text, STRUCTURED) == (text, {})
+
+
+def test_names_in_headers_queries_and_lower_case_are_found_without_ner():
+    detector = pii.PiiDetector(["PERSON", "EMAIL"], ner=False)
+
+    def people(text):
+        return [text[s.start:s.end] for s in detector.find(text) if s.entity == "PERSON"]
+
+    assert people("From: Priya Raman <priya.raman@example.com>\nTo: x@y.example") == ["Priya Raman"]
+    assert people('Reply-To: "Okafor, Chinedu" <c.okafor@example.ng>') == ["Okafor, Chinedu"]
+    assert people("From: kjetil@fjordhost (Kjetil Aasen)") == ["Kjetil Aasen"]
+    assert people("POST /checkout?name=Dana+Whitfield&x=1") == ["Dana+Whitfield"]
+    assert people("hi anna,\nthe wire should go out today") == ["anna"]
+    assert people("see you then.\ncheers,\nsara") == ["sara"]
+    assert people("User: my name is olivia grant and my card was declined") == ["olivia grant"]
+    assert people("hi team,\nthe build is green\nthanks,\nall") == []
+
+
 @pytest.mark.parametrize("text", [
     "In 1851, 135 chapters; pages 120-135; 1,000,000 whales; on 2024-01-15 at 12:30:45.",
     "Born 01.02.1984, paid 1 000 000 francs in 1999 and 2000; see chapter 0.5 and 3.14159.",
@@ -248,7 +300,9 @@ def test_stage_counts_entities_and_never_stores_values(tmp_path):
                                         "card <CREDIT_CARD>, phone <PHONE>"]
     assert out[0]["source"] == "x"
     assert stats.extra == {"EMAIL": 2, "PHONE": 1, "IP_ADDRESS": 1, "CREDIT_CARD": 1, "records_with_pii": 2,
-                           "allow_listed": 0, "shards": 1, "shards_resumed": 0}
+                           "allow_listed": 0, "shards": 1, "shards_resumed": 0,
+                           # the types this config leaves out, recorded (never silent)
+                           "not_looked_for": "URL_CREDENTIALS,IBAN,US_SSN,PERSON,LOCATION"}
     assert stats.records_out == 3 and stats.dropped == {}
     written = "".join(p.read_text() for p in (tmp_path / "out").iterdir())
     assert "a@b.com" not in written and "4111111111111111" not in written
@@ -280,3 +334,35 @@ def test_generator_is_deterministic_and_its_structured_gold_is_found():
     assert missed == []
     entities = {t for d in docs for _, _, t in d.spans}
     assert set(STRUCTURED) | {"PERSON", "LOCATION"} <= entities
+
+
+def test_conveyor_data_without_a_profile_looks_for_everything_and_a_profile_that_skips_says_so(tmp_path):
+    """The demo profile (public-domain fiction) turns names and places off; a user's own data run
+    without --profile must not inherit that silently."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from core.stats import StageStats
+    from flows.cli import app
+
+    source = tmp_path / "mail.jsonl"
+    text = ("Dear Margaret Thornton, thank you for the invoice. Write to m.thornton@example.org or call "
+            "+44 20 7946 0958. I will be in Manchester next week. Kind regards, Daniel")
+    source.write_text(json.dumps({"id": "1", "text": text}) + "\n")
+    runner = CliRunner()
+
+    done = runner.invoke(app, ["data", "anonymize", str(source), str(tmp_path / "default.jsonl")])
+    assert done.exit_code == 0, done.output
+    assert "own defaults (every PII type, NER on)" in done.output
+    cleaned = json.loads((tmp_path / "default.jsonl").read_text())["text"]
+    assert "Thornton" not in cleaned and "Manchester" not in cleaned and "example.org" not in cleaned
+    stats = StageStats.model_validate(json.loads((tmp_path / "default.jsonl.stats.json").read_text())["anonymize"])
+    assert "not_looked_for" not in stats.extra
+
+    done = runner.invoke(app, ["data", "anonymize", str(source), str(tmp_path / "demo.jsonl"), "--profile", "demo"])
+    assert done.exit_code == 0, done.output
+    assert "did NOT look for" in done.output and "LOCATION" in done.output
+    stats = StageStats.model_validate(json.loads((tmp_path / "demo.jsonl.stats.json").read_text())["anonymize"])
+    assert "LOCATION" in stats.extra["not_looked_for"].split(",")
+    assert "Manchester" in json.loads((tmp_path / "demo.jsonl").read_text())["text"]  # as the warning says
