@@ -506,13 +506,15 @@ async def generate(body: GenerateBody, request: Request):
     server = _server(request)
     if not body.prompt.strip():
         raise ApiError(400, "prompt is empty", "empty_prompt", param="prompt")
-    # Capped, not refused (its contract before the OpenAI routes); the prompt keeps its end.
+    # Capped, not refused (its contract before the OpenAI routes); a long prompt keeps its end.
     new_tokens = min(body.max_new_tokens, server.config.max_new_tokens_limit, server.context_tokens // 2)
     capped = _Body(max_tokens=new_tokens, temperature=body.temperature)
-    ids = server.tokenizer(body.prompt, add_special_tokens=False).input_ids if len(body.prompt) < 1_000_000 else []
-    if len(ids) + new_tokens > server.context_tokens:
-        body.prompt = server.tokenizer.decode(ids[-(server.context_tokens - new_tokens):])
-    job = await _prepare(server, "/generate", body.prompt, capped, default_tokens=new_tokens)
+    room = min(server.context_tokens - new_tokens, server.config.max_prompt_tokens)
+    prompt = body.prompt[-room * 16:]  # no tokenizer has more than 16 characters a token on average
+    ids = (await asyncio.to_thread(server.tokenizer, prompt, add_special_tokens=False)).input_ids
+    if len(ids) > room:
+        prompt = server.tokenizer.decode(ids[-room:])
+    job = await _prepare(server, "/generate", prompt, capped, default_tokens=new_tokens)
     text = await _complete(server, request, job)
     return {"text": text, "model": server.model_tag, "new_tokens": job.new_tokens}
 

@@ -328,3 +328,11 @@ def test_shadow_challenger_answers_unseen_and_is_measured_under_its_version(mode
         for version in ("1", "2"):
             assert re.search(rf'conveyor_request_seconds_count{{.*version="{version}".*}} 3\.0', page), version
         assert "shadow: version 2" in shadowed.server_output()
+
+
+def test_generate_keeps_the_end_of_a_long_prompt(server):
+    long_prompt = " ".join(f"w{i}" for i in range(3000))  # far beyond max_prompt_tokens (64)
+    status, _h, body = server.request("POST", "/generate", {"prompt": long_prompt, "max_new_tokens": 4})
+    assert status == 200 and body["new_tokens"] == 4
+    records = [json.loads(line) for line in server.request_log.read_text().splitlines()]
+    assert records[-1]["route"] == "/generate" and records[-1]["prompt_tokens"] <= 64

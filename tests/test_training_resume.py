@@ -15,7 +15,7 @@ import training
 from text_fixtures import write_jsonl
 from training import train_tokenizer
 from training.config import ModelConfig, TokenizerConfig, TrainConfig, TrainingConfig
-from training.train import checkpoint_dir, resume_grad_accum
+from training.train import COMPLETE, checkpoint_dir, newest_complete_checkpoint, resume_grad_accum
 
 CONFIG = TrainingConfig(
     tokenizer=TokenizerConfig(vocab_size=512),
@@ -49,9 +49,13 @@ def test_sigkilled_run_resumes_from_its_checkpoint(dataset, tmp_path):
     process = subprocess.Popen(training.launch_command(CONFIG, config_file, data, tokenizer, output),
                                env=training.rank_env(CONFIG, None), start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    latest = checkpoint_dir(output) / "latest"
+    # A checkpoint is complete once rank 0 marks it, after every rank saved (DeepSpeed's `latest`
+    # comes earlier: a kill between the two must resume from the previous complete one).
+    def complete():
+        return sorted(checkpoint_dir(output).glob(f"step*/{COMPLETE}"))
+
     deadline = time.monotonic() + 240
-    while not latest.is_file():
+    while not complete():
         assert process.poll() is None, "training ended before its first checkpoint"
         assert time.monotonic() < deadline, "no checkpoint in time"
         time.sleep(0.02)
@@ -63,7 +67,7 @@ def test_sigkilled_run_resumes_from_its_checkpoint(dataset, tmp_path):
     process.wait()
     psutil.wait_procs(ranks, timeout=10)
     assert not output.exists(), "a killed run must leave no output that looks whole"
-    checkpointed_step = int(latest.read_text().strip().removeprefix("step"))
+    checkpointed_step = int(complete()[-1].parent.name.removeprefix("step"))
     assert checkpointed_step in (10, 20, 30)
 
     resumed = training.run(CONFIG, data, tokenizer, output)
@@ -75,6 +79,29 @@ def test_sigkilled_run_resumes_from_its_checkpoint(dataset, tmp_path):
     assert resumed.val_loss == pytest.approx(reference.val_loss, rel=1e-5)
     kept = sorted(p.name for p in checkpoint_dir(output).iterdir() if p.name.startswith("step"))
     assert kept == ["step00000020", "step00000030"], "keep_checkpoints=2 keeps the newest two"
+
+
+def test_resume_skips_a_checkpoint_whose_ranks_did_not_all_finish(tmp_path):
+    checkpoints = tmp_path / "model.checkpoints"
+    for tag in ("step00000010", "step00000020"):
+        (checkpoints / tag).mkdir(parents=True)
+    (checkpoints / "step00000010" / COMPLETE).touch()
+    (checkpoints / "latest").write_text("step00000020")  # DeepSpeed's pointer, written before rank 1 finished
+    assert newest_complete_checkpoint(checkpoints) == "step00000010"
+    (checkpoints / "step00000020" / COMPLETE).touch()
+    assert newest_complete_checkpoint(checkpoints) == "step00000020"
+    # Made before the marker existed: `latest` counts when every rank's partition is there.
+    import torch
+
+    legacy = tmp_path / "old.checkpoints"
+    (legacy / "step00000010").mkdir(parents=True)
+    (legacy / "latest").write_text("step00000010")
+    torch.save({"dp_world_size": 2}, legacy / "step00000010" / "mp_rank_00_model_states.pt")
+    (legacy / "step00000010" / "zero_pp_rank_0_mp_rank_00_optim_states.pt").touch()
+    assert newest_complete_checkpoint(legacy) is None  # rank 1's partition is missing
+    (legacy / "step00000010" / "zero_pp_rank_1_mp_rank_00_optim_states.pt").touch()
+    assert newest_complete_checkpoint(legacy) == "step00000010"
+    assert newest_complete_checkpoint(tmp_path / "none") is None
 
 
 def with_train(**changes) -> TrainingConfig:

@@ -39,6 +39,10 @@ TRAIN_LOG = "train_log.jsonl"
 RESULT_FILE = "result.json"
 CONFIG_FILE = "training_config.json"
 LATEST = "latest"  # DeepSpeed's pointer to the newest checkpoint tag
+# Written by rank 0 once every rank has saved its part of a checkpoint. DeepSpeed writes `latest`
+# as soon as rank 0 is done, so a kill at that moment left a `latest` naming a checkpoint whose
+# other ranks' files were missing (seen in CI: resume failed on rank 1's optimizer state).
+COMPLETE = "conveyor_complete"
 UNIVERSAL = "universal"  # <checkpoints>/universal/<tag>: a checkpoint converted for another world size
 
 
@@ -109,6 +113,23 @@ def convert_to_universal(checkpoints: Path, tag: str) -> Path:
         raise RuntimeError(f"converting {checkpoints / tag} to a universal checkpoint failed:\n"
                            + "\n".join((done.stdout + done.stderr).splitlines()[-20:]))
     return universal
+
+
+def newest_complete_checkpoint(checkpoints: Path) -> str | None:
+    """The newest checkpoint tag every rank finished writing; before markers existed, `latest`."""
+    tags = sorted(p.name for p in checkpoints.glob("step*") if p.is_dir() and (p / COMPLETE).is_file())
+    if tags:
+        return tags[-1]
+    if not (checkpoints / LATEST).is_file():
+        return None
+    # A run checkpointed before the marker existed: trust `latest` if every rank's file is there.
+    tag = (checkpoints / LATEST).read_text().strip()
+    try:
+        ranks = read_checkpoint_header(checkpoints / tag)["dp_world_size"]
+    except (RuntimeError, OSError, KeyError):
+        return None
+    partitions = list((checkpoints / tag).glob("*optim_states.pt"))
+    return tag if not partitions or len(partitions) >= ranks else None
 
 
 def prune_checkpoints(directory: Path, keep: int) -> None:
@@ -621,8 +642,9 @@ def train_rank(args: argparse.Namespace) -> None:
     # What a resume must match: the config as given (an accumulation adjusted below is not part of it).
     fingerprint = resume_fingerprint(config)
     resume_tag, universal = None, False
-    if train.resume and (checkpoints / LATEST).is_file():
-        resume_tag = (checkpoints / LATEST).read_text().strip()
+    if train.resume and checkpoints.is_dir():
+        resume_tag = newest_complete_checkpoint(checkpoints)
+    if resume_tag:
         header = read_checkpoint_header(checkpoints / resume_tag)
         if header["fingerprint"] != fingerprint:
             raise RuntimeError(f"the checkpoint in {checkpoints} was made with another model, data or batch "
@@ -764,7 +786,9 @@ def train_rank(args: argparse.Namespace) -> None:
                     engine.save_checkpoint(str(checkpoints), tag=f"step{step:08d}", client_state={
                         "step": step, "fingerprint": fingerprint,
                         "torch_rng_state": torch.get_rng_state()})
+                    dist.barrier()  # every rank's files are written: only now is it a checkpoint
                     if rank == 0:
+                        (checkpoints / f"step{step:08d}" / COMPLETE).touch()
                         prune_checkpoints(checkpoints, train.keep_checkpoints)
 
                 if eval_step:
