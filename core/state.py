@@ -89,6 +89,9 @@ class State:
             BENTOML_HOME=str(self.bentoml_home),
             CONVEYOR_API_KEYS=str(self.api_keys),
             CONVEYOR_REQUEST_LOG=str(self.request_log),
+            # Prefect's temporary API (no server running) gets 20 s to start by default; on a busy
+            # 2-core machine its first start (database migrations) took longer and failed a CI run.
+            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
             # Stage packages log through the stdlib; this makes Prefect show their lines too.
             PREFECT_LOGGING_EXTRA_LOGGERS="data,training,compression,evaluation,serving,core",
         )
