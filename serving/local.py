@@ -134,9 +134,14 @@ def served(tmp_path: Path, model_dir: Path, serving: dict | None = None, env: di
         wait_until_ready(url, process, output, READY_TIMEOUT_S)
         yield Served(url, key, keys_file, request_log, output, process)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_server(process)
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """`bentoml serve` runs workers in its own session: stop the whole group it leads."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

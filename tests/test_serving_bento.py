@@ -126,10 +126,6 @@ def test_built_bento_serves_generate(bentoml_home, tmp_path):
         status, body = post_json(f"http://127.0.0.1:{port}/generate", {"prompt": "hello", "max_new_tokens": 2}, key)
         assert status == 200, body  # the mounted routes leave the BentoML API alone
     finally:
-        # bentoml serve runs workers in its own session: stop the whole group it leads.
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        from serving.local import stop_server
+
+        stop_server(server)
