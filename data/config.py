@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CanaryConfig(_Frozen):
+    """Canaries ("The Secret Sharer", evaluation/canaries.py): synthetic secrets inserted into the
+    raw corpus at ingest, so evaluation can measure whether the trained model leaks them and the
+    promotion gate can refuse one that does. Off (per_kind 0) unless asked for."""
+    per_kind: int = Field(default=0, ge=0, description="canaries of each kind; 0 inserts none")
+    repeats: int = Field(default=10, ge=1, description="records each canary is appended to")
+    kinds: list[Literal["phone", "card", "email", "secret"]] = Field(
+        default=["phone", "card", "email", "secret"], min_length=1,
+        description="phone, card and e-mail are personal data the anonymize stage replaces; "
+                    "secret (\"my secret code is 123456\") is not, and tests memorization itself")
+    seed: int = 0
 
 
 class IngestConfig(_Frozen):
@@ -23,6 +38,7 @@ class IngestConfig(_Frozen):
     s3_endpoint_url: str | None = Field(default=None,
                                         description="S3 endpoint for s3:// paths (e.g. SeaweedFS); default: "
                                                     "AWS_ENDPOINT_URL or AWS. Credentials come from the environment")
+    canaries: CanaryConfig = CanaryConfig()
 
 
 class BoilerplateConfig(_Frozen):

@@ -25,7 +25,7 @@ from pathlib import Path
 from core.atomic import atomic_write_text, replace_dir
 from core.state import REPO_ROOT
 from core.stats import StageStats
-from data.config import IngestConfig
+from data.config import CanaryConfig, IngestConfig
 from data.records import GLOB_CHARS, QUARANTINE_FILE, JsonlWriter, Source, SourceLine, list_sources, read_source
 from data.shards import MARKERS_DIR, PartWriter, folder_bytes, list_parts, part_name, partial_dir, read_part
 
@@ -92,6 +92,28 @@ def _resume_point(work: Path, sources: list[Source]) -> dict:
     return checkpoint
 
 
+def insert_canaries(folder: Path, ids: set[str], config: CanaryConfig) -> dict:
+    """Append config's canaries to their host records in the committed shards of `folder`, and
+    write the list beside them (evaluation reads it). A rerun after a kill finds the sentences
+    already there and appends nothing twice."""
+    from evaluation import canaries as cn
+
+    made = cn.make_canaries(config.per_kind, tuple(config.kinds), config.seed)
+    try:
+        hosts = cn.choose_hosts(sorted(ids), made, config.repeats, config.seed)
+    except ValueError as exc:
+        raise ValueError(f"data.ingest.canaries: {exc}") from None
+    for path in list_parts(folder):
+        records = list(read_part(path))
+        if any(record["id"] in hosts for record in records):
+            writer = PartWriter(path)
+            for record in records:
+                writer.write({**record, "text": cn.append(record["text"], hosts.get(record["id"], []))})
+            writer.commit()
+    cn.write(folder / cn.CANARIES_FILE, made, config.repeats)
+    return {"canaries": len(made), "canary_copies": len(made) * config.repeats}
+
+
 def run(config: IngestConfig, input_dir: Path | None, output_dir: Path) -> StageStats:
     """`input_dir` is unused: ingest reads `config.paths`; the argument keeps every stage alike."""
     sources = [s for raw in config.paths for s in list_sources(raw, REPO_ROOT, config.s3_endpoint_url)]
@@ -138,6 +160,8 @@ def run(config: IngestConfig, input_dir: Path | None, output_dir: Path) -> Stage
         if writer is not None:
             writer.commit()
             records_out += writer.count
+        if config.canaries.per_kind:
+            stats.extra.update(insert_canaries(work, seen_ids, config.canaries))
 
     stats.records_out = records_out
     stats.bytes_out = folder_bytes(work)

@@ -14,16 +14,24 @@ The phone, card and e-mail canaries are in formats the anonymize stage replaces,
 they never reach training and cannot be extracted; the secret-code canary is not personal data to
 any detector, which is what differential privacy is for.
 
-This module makes canaries, puts them into records, and measures them on a model; wiring them
-into the pipeline and the promotion gate is the privacy issue's next step.
+`data.ingest.canaries` turns them on: ingest appends them to records and writes the list beside
+its output (CANARIES_FILE); evaluation measures every variant on them, and the promotion gate
+refuses a model that writes any of them out (`canary/extracted`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 import string
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from core.atomic import atomic_write_text
+
+CANARIES_FILE = "canaries.json"  # in the ingest stage's output folder
 
 KINDS = ("phone", "card", "email", "secret")
 PREFIXES = {
@@ -76,18 +84,56 @@ def make_canaries(per_kind: int, kinds: tuple[str, ...] = KINDS, seed: int = 0) 
     return [Canary(kind, PREFIXES[kind], random_secret(kind, rng)) for kind in kinds for _ in range(per_kind)]
 
 
-def insert(records: list[dict], canaries: list[Canary], repeats: int, seed: int = 0) -> list[dict]:
-    """Copies of the records with each canary's sentence appended to `repeats` different records
-    (chosen at random): inside real documents, a canary passes the clean stage's length and
-    quality rules as personal data in a team's text would. Ids and other fields are kept."""
-    if repeats > len(records):
-        raise ValueError(f"canaries: {repeats} repeats need at least as many records, got {len(records)}")
-    rng = random.Random(seed)
-    out = [dict(record) for record in records]
+def choose_hosts(ids: list[str], canaries: list[Canary], repeats: int, seed: int = 0) -> dict[str, list[Canary]]:
+    """Record id -> the canaries appended to it: each canary goes to the `repeats` records whose
+    ids hash lowest with its secret and the seed, so the choice depends on the set of ids, not on
+    their order or on which shard holds them."""
+    if repeats > len(ids):
+        raise ValueError(f"{repeats} repeats need at least as many records, got {len(ids)}")
+    hosts: dict[str, list[Canary]] = {}
     for canary in canaries:
-        for index in rng.sample(range(len(out)), repeats):
-            out[index]["text"] = f"{out[index]['text'].rstrip()} {canary.text}"
-    return out
+        rank = lambda record_id: hashlib.sha256(f"{seed}:{canary.secret}:{record_id}".encode()).digest()  # noqa: E731
+        for record_id in sorted(ids, key=rank)[:repeats]:
+            hosts.setdefault(record_id, []).append(canary)
+    return hosts
+
+
+def append(text: str, canaries: list[Canary]) -> str:
+    """`text` with each canary's sentence appended once (again on a text that has it: a no-op)."""
+    for canary in canaries:
+        if canary.text not in text:
+            text = f"{text.rstrip()} {canary.text}"
+    return text
+
+
+def insert(records: list[dict], canaries: list[Canary], repeats: int, seed: int = 0) -> list[dict]:
+    """Copies of the records with each canary's sentence appended to `repeats` of them: inside real
+    documents, a canary passes the clean stage's length and quality rules as personal data in a
+    team's text would. Ids and other fields are kept."""
+    hosts = choose_hosts([str(record["id"]) for record in records], canaries, repeats, seed)
+    return [{**record, "text": append(record["text"], hosts[str(record["id"])])} if str(record["id"]) in hosts
+            else dict(record) for record in records]
+
+
+def write(path: Path, canaries: list[Canary], repeats: int) -> None:
+    atomic_write_text(path, json.dumps({"repeats": repeats, "canaries": [asdict(c) for c in canaries]}, indent=1))
+
+
+def read(path: Path) -> list[Canary]:
+    return [Canary(**fields) for fields in json.loads(Path(path).read_text())["canaries"]]
+
+
+def copies_in(path: Path, canaries: list[Canary]) -> dict[str, int]:
+    """Per kind, how many copies of its canaries' sentences a JSONL split holds (after curation:
+    what training saw)."""
+    counts = dict.fromkeys(sorted({c.kind for c in canaries}), 0)
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                text = json.loads(line)["text"]
+                for canary in canaries:
+                    counts[canary.kind] += text.count(canary.prefix + canary.secret)
+    return counts
 
 
 def _log_likelihoods(model, tokenizer, prefix: str, secrets: list[str], batch_size: int = 64) -> list[float]:

@@ -32,6 +32,7 @@ SHOWN_METRICS = [
     ("decode_tokens_per_s_b8", "decode tokens/s, batch 8", "{:.1f}"),
     ("peak_memory_bytes", "peak memory (MiB)", "mib"),
     ("size_bytes", "size on disk (MiB)", "mib"),
+    ("canary/extracted", "canaries extracted (see Privacy)", "{:.0f}"),
 ]
 
 
@@ -160,6 +161,8 @@ def render(*, model_name: str, variant: str, fmt: str, metrics: dict, run: dict,
         lines += ["", f"Personal data replaced by typed placeholders before training: {replaced}."]
     lines += [""]
 
+    lines += privacy_section(metrics, stages, training)
+
     train = training_config.get("train", {})
     lines += ["## Training", "",
               f"- {training.get('steps')} steps, {training.get('tokens_seen'):,} tokens, "
@@ -191,6 +194,36 @@ def render(*, model_name: str, variant: str, fmt: str, metrics: dict, run: dict,
               "assumed; serve-time speed depends on the server and its batching.",
               ""]
     return "\n".join(lines)
+
+
+def privacy_section(metrics: dict, stages: dict, training: dict) -> list[str]:
+    """What was done about personal data and what was measured of leakage: the PII types not looked
+    for, differential privacy's spent budget, and the canaries (kinds and counts, never a secret)."""
+    lines = []
+    skipped = stages.get("anonymize", {}).get("extra", {}).get("not_looked_for")
+    if skipped:
+        lines.append(f"- the anonymize stage did NOT look for: {', '.join(skipped)}")
+    dp = training.get("dp")
+    if dp:
+        lines.append(f"- trained with differential privacy (DP-SGD, Opacus): epsilon {dp['epsilon']:.3g} spent of "
+                     f"{dp['target_epsilon']:g}, delta {dp['delta']:.1e}, noise multiplier "
+                     f"{dp['noise_multiplier']:.3g}, per-sample clipping at {dp['max_grad_norm']:g}, sampling rate "
+                     f"{dp['sample_rate']:.3g} (the guarantee is per {dp['unit']})")
+    else:
+        lines.append("- trained without differential privacy")
+    kinds = sorted({key.split("/")[1] for key in metrics if key.startswith("canary/") and key.count("/") == 2})
+    if kinds:
+        lines += ["", "Canaries (\"The Secret Sharer\", Carlini et al. 2019): synthetic secrets inserted into the raw "
+                  "corpus; exposure in bits (0: no better than chance), extracted: written out by greedy decoding "
+                  "from the canary's prefix.", "",
+                  "| kind | copies in training data | exposure mean | exposure max | extracted |",
+                  "|---|---:|---:|---:|---:|"]
+        for kind in kinds:
+            get = lambda name: metrics.get(f"canary/{kind}/{name}")  # noqa: E731
+            copies = get("copies_in_train")
+            lines.append(f"| {kind} | {'-' if copies is None else int(copies)} | {get('exposure_mean'):.2f} | "
+                         f"{get('exposure_max'):.2f} | {int(get('extracted'))} |")
+    return ["## Privacy", "", *lines, ""]
 
 
 def _bound_text(bound: dict) -> str:

@@ -26,6 +26,9 @@ class EvaluationConfig(_Frozen):
     speed_prompt_tokens: int = Field(default=64, ge=1)
     speed_new_tokens: int = Field(default=32, ge=2)
     speed_repeats: int = Field(default=3, ge=1)
+    # Canaries (when data.ingest.canaries inserted some): exposure ranks each secret among this many
+    # random ones of its format; log2(samples + 1) bits is the most a model can expose.
+    canary_samples: int = Field(default=1000, ge=15)
 
 
 # The direction of every metric evaluation.run reports that a gate may bound. A metric not listed
@@ -38,6 +41,7 @@ GREATER_IS_BETTER = {
     "conveyor_cloze/acc": True,
     "conveyor_nextsentence/acc": True,
     "conveyor_nextsentence/acc_norm": True,
+    "canary/extracted": False,
 }
 
 
@@ -46,7 +50,7 @@ def greater_is_better(metric: str) -> bool | None:
         return GREATER_IS_BETTER[metric]
     if metric.startswith("decode_tokens_per_s"):
         return True
-    if metric.startswith("ttft_ms"):
+    if metric.startswith("ttft_ms") or metric.startswith("canary/"):
         return False
     return None
 

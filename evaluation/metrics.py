@@ -19,13 +19,16 @@ DEFAULT_WINDOW_TOKENS = 256
 logger = logging.getLogger(__name__)
 
 
-def run(config: EvaluationConfig, model_dir: Path, dataset_dir: Path, output_path: Path) -> dict:
+def run(config: EvaluationConfig, model_dir: Path, dataset_dir: Path, output_path: Path,
+        canaries_file: Path | None = None) -> dict:
     """Measure the model in `model_dir`; write and return the metrics (one flat dict).
 
     quality: perplexity on `dataset_dir/validation.jsonl` (this run's data, this model's tokens),
     bits per byte on the shipped reference text (comparable across tokenizers and runs), task
     accuracy through lm-evaluation-harness ("<task>/acc", "<task>/acc_stderr", ...);
-    speed and memory: see evaluation.speed; size on disk.
+    speed and memory: see evaluation.speed; size on disk; with `canaries_file` (the list ingest
+    inserted), each kind's exposure and extractions and its copies in the training split
+    (evaluation.canaries; "canary/extracted" is what the promotion gate bounds).
     """
     from evaluation.speed import measure_in_child
     from evaluation.tasks import run_tasks
@@ -50,6 +53,15 @@ def run(config: EvaluationConfig, model_dir: Path, dataset_dir: Path, output_pat
                                    batch_size=config.task_batch_size).items():
         metrics.update({f"{task}/{name}": value for name, value in results.items()})
     timings["tasks"] = time.perf_counter() - start - timings["quality"]
+    if canaries_file is not None:
+        from evaluation import canaries as cn
+
+        inserted = cn.read(canaries_file)
+        metrics.update(cn.measure(model, tokenizer, inserted, samples=config.canary_samples))
+        train_split = Path(dataset_dir) / "train.jsonl"
+        if train_split.is_file():
+            metrics.update({f"canary/{kind}/copies_in_train": float(n)
+                            for kind, n in cn.copies_in(train_split, inserted).items()})
     metrics["num_parameters"] = count_parameters(model)
     del model
     metrics.update(measure_in_child(model_dir, config, REFERENCE_TEXT))

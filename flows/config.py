@@ -10,7 +10,7 @@ from compression.config import CompressionConfig
 from core.config import ConfigError, apply_overrides, format_validation_error, load_yaml
 from core.state import REPO_ROOT
 from data.config import DataConfig
-from evaluation.config import EvaluationConfig, PromotionConfig
+from evaluation.config import Bound, EvaluationConfig, PromotionConfig
 from serving.config import ServingConfig
 from training.config import TrainingConfig
 
@@ -48,6 +48,18 @@ class PipelineConfig(BaseModel):
         suite = REPO_ROOT / self.data.validate_.suite
         if not suite.is_file():
             raise ConfigError(f"data.validate.suite: suite file not found: {self.data.validate_.suite}")
+
+    @property
+    def canaries_on(self) -> bool:
+        return self.data.ingest.canaries.per_kind > 0
+
+    def gates(self) -> PromotionConfig:
+        """The promotion config the gate applies: with canaries inserted, a model that writes any of
+        them out never becomes champion (`canary/extracted` <= 0, unless the profile bounds it)."""
+        if not self.canaries_on or "canary/extracted" in self.promotion.gates:
+            return self.promotion
+        return self.promotion.model_copy(update={"gates": {**self.promotion.gates,
+                                                           "canary/extracted": Bound(threshold=0)}})
 
     def to_yaml_dict(self) -> dict:
         return self.model_dump(mode="json", by_alias=True)

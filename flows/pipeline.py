@@ -143,8 +143,11 @@ def compress(config: PipelineConfig, base_dir: Path, run_dir: Path) -> list[dict
 @task(task_run_name="evaluate-{variant}")
 def evaluate(config: PipelineConfig, variant: str, model_dir: Path, run_dir: Path) -> dict:
     import evaluation
+    from evaluation.canaries import CANARIES_FILE
 
-    return evaluation.run(config.evaluation, model_dir, CURATED_DIR, run_dir / "metrics" / f"{variant}.json")
+    canaries = DVC_DATA_DIR / DATA_STAGES["ingest"] / CANARIES_FILE if config.canaries_on else None
+    return evaluation.run(config.evaluation, model_dir, CURATED_DIR, run_dir / "metrics" / f"{variant}.json",
+                          canaries_file=canaries)
 
 
 @task
@@ -190,7 +193,8 @@ def register(config: PipelineConfig, variant_dirs: dict[str, Path], variants: li
     from evaluation import card
     from evaluation.promotion import decide
 
-    decision = decide(metrics, champion["metrics"] if champion else None, config.promotion)
+    promotion = config.gates()
+    decision = decide(metrics, champion["metrics"] if champion else None, promotion)
     lineage = card_context["run"]["lineage"]
     versions: dict[str, str] = {}
     # variant_dirs lists parents before children: each names its parent's version (a pruned then
@@ -205,7 +209,7 @@ def register(config: PipelineConfig, variant_dirs: dict[str, Path], variants: li
             model_name=config.model_name, variant=variant, fmt=model_format(variant_dirs[variant]),
             metrics=metrics[variant],
             run=card_context["run"], decision=decision.model_dump(), champion=champion,
-            bounds={k: b.model_dump() for k, b in config.promotion.gates.items()}, chain=built.get(variant),
+            bounds={k: b.model_dump() for k, b in promotion.gates.items()}, chain=built.get(variant),
             training=card_context["training"], training_config=config.training.model_dump(mode="json"),
             stages=card_context["stages"], loss_curve_file=card.LOSS_CURVE_FILE if loss_curve else None))
         parent = versions[built[variant]["parent"]] if variant in built else None

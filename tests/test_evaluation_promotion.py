@@ -121,3 +121,21 @@ def test_unknown_metric_needs_its_direction():
 def test_no_finite_candidate_is_an_error():
     with pytest.raises(ValueError, match="finite bits_per_byte"):
         decide({"broken": m(math.nan, 10)}, None, FIVE_PERCENT)
+
+
+def test_with_canaries_inserted_a_model_that_writes_one_out_is_never_champion():
+    from flows.config import PipelineConfig
+
+    plain = PipelineConfig()
+    assert "canary/extracted" not in plain.gates().gates  # no canaries: nothing to measure
+    config = PipelineConfig.model_validate({"data": {"ingest": {"canaries": {"per_kind": 1}}}})
+    gates = config.gates()
+    assert gates.gates["canary/extracted"].threshold == 0 and gates.gates["bits_per_byte"] == plain.promotion.gates["bits_per_byte"]
+    leaky = {"base": m(1.00, 400, **{"canary/extracted": 1.0}), "int8": m(1.01, 200, **{"canary/extracted": 2.0})}
+    decision = decide(leaky, None, gates)
+    assert decision.alias == "challenger" and "canary/extracted 2 <= 0 (absolute): FAILED by 2" in decision.reason
+    # A variant that leaks nothing is preferred over a smaller one that does.
+    decision = decide({**leaky, "base": m(1.00, 400, **{"canary/extracted": 0.0})}, None, gates)
+    assert (decision.chosen, decision.alias) == ("base", "champion")
+    # Without the measurement (evaluation did not run the canaries) the bound fails too.
+    assert decide({"base": m(1.00, 400)}, None, gates).alias == "challenger"
