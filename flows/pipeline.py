@@ -309,6 +309,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> dict:
 
         tokenizer_dir = train_tokenizer(config, run_dir)
         train_result = train_model(config, tokenizer_dir, run_dir, run_id)
+        lineage["differential_privacy"] = _log_privacy(client, run_id, train_result.get("dp"))
         variant_dirs = {"base": Path(train_result["model_dir"])}
         variants = compress(config, variant_dirs["base"], run_dir)
         variant_dirs.update({v["name"]: Path(v["path"]) for v in variants})
@@ -345,6 +346,16 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> dict:
 
     get_run_logger().info("\n%s", render_text(summary))
     return summary
+
+
+def _log_privacy(client, run_id: str, dp: dict | None) -> str:
+    """The privacy budget a DP run spent, as a metric and a tag of the run; the lineage line."""
+    if not dp:
+        return "off"
+    client.log_metric(run_id, "dp/epsilon", dp["epsilon"])
+    line = f"DP-SGD epsilon {dp['epsilon']:.3g} (target {dp['target_epsilon']:g}), delta {dp['delta']:g}"
+    client.set_tag(run_id, "conveyor.differential_privacy", line)
+    return line
 
 
 def _log_evaluation(client, run_id: str, metrics: dict[str, dict], champion: dict | None, run_dir: Path) -> None:

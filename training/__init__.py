@@ -62,6 +62,7 @@ class TrainResult(BaseModel):
     init_from: str | None = None
     lora: bool = False
     distill: dict | None = None  # {teacher, temperature, alpha} of a distilled run
+    dp: dict | None = None  # differential privacy: epsilon spent, delta, noise multiplier... (training.privacy)
     world_size: int
     zero_stage: int
     peak_memory_bytes: int | None = None

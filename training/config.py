@@ -179,11 +179,67 @@ class DistillConfig(_Frozen):
         return teacher
 
 
+class DPConfig(_Frozen):
+    """Differentially private fine-tuning (DP-SGD through Opacus, Abadi et al. 2016): every
+    example's gradient is clipped to `max_grad_norm`, Gaussian noise of std noise_multiplier x
+    max_grad_norm is added to their sum, and an RDP accountant tracks the privacy spent.
+
+    The unit of privacy is one training block (train.seq_len + 1 packed tokens): a document that
+    spans k blocks, or text repeated in k documents, is protected at about k x epsilon (group
+    privacy). Each step's batch is a Poisson sample of the blocks (each taken with probability
+    micro_batch_size / blocks), as the accounting assumes, so batch sizes vary around
+    micro_batch_size."""
+
+    target_epsilon: float = Field(default=8.0, gt=0, description=(
+        "the privacy budget for the whole run; the noise multiplier is chosen to spend it in max_steps"))
+    delta: float = Field(default=1e-5, gt=0, lt=1, description=(
+        "the probability the guarantee fails; must be below 1 / number of training blocks"))
+    max_grad_norm: float = Field(default=1.0, gt=0, description="per-example gradient clipping bound")
+    noise_multiplier: float | None = Field(default=None, gt=0, description=(
+        "set it to fix the noise instead of target_epsilon (the epsilon spent is still reported)"))
+
+
 class TrainingConfig(_Frozen):
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     distill: DistillConfig | None = None
+    dp: DPConfig | None = Field(default=None, description="differential privacy (DP-SGD); None trains without")
+
+    @model_validator(mode="after")
+    def _dp_fits(self):
+        """DP-SGD needs every example's own gradient, clipped before anything sums them; the settings
+        that sum, shard or skip gradients elsewhere cannot keep that guarantee."""
+        if self.dp is None:
+            return self
+        train, problems = self.train, []
+        if not self.model.lora.enabled:
+            problems.append("model.lora.enabled must be true (DP-SGD here trains LoRA adapters: per-example "
+                            "gradients of every weight would cost the model's size per example)")
+        if train.zero_stage != 0:
+            problems.append(f"train.zero_stage must be 0, not {train.zero_stage} (ZeRO partitions and reduces "
+                            "gradients before the per-example clipping could see them)")
+        if train.num_ranks != 1 or train.hostfile is not None:
+            problems.append("train.num_ranks must be 1 and train.hostfile unset (several ranks would all-reduce "
+                            "unclipped gradients and each add its own noise)")
+        if train.grad_accum_steps != 1:
+            problems.append("train.grad_accum_steps must be 1 (each step's Poisson batch is one micro-batch; "
+                            "raise micro_batch_size for a larger batch)")
+        if train.precision not in ("fp32", "bf16-autocast"):
+            problems.append(f"train.precision must be fp32 or bf16-autocast, not {train.precision}")
+        for name, on in (("activation_checkpointing", train.activation_checkpointing), ("compile", train.compile),
+                         ("chunked_loss_tokens", bool(train.chunked_loss_tokens)),
+                         ("offload_optimizer", train.offload_optimizer)):
+            if on:
+                problems.append(f"train.{name} must be off (Opacus' per-example gradient hooks need the plain "
+                                "forward and backward)")
+        if train.on_nonfinite_loss != "stop":
+            problems.append("train.on_nonfinite_loss must be stop (a skipped batch would break the accounting)")
+        if self.distill is not None:
+            problems.append("distill must be unset (the teacher saw the same data without any privacy)")
+        if problems:
+            raise ValueError("dp (differential privacy) cannot run with this config: " + "; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _chunked_loss_sees_the_head(self):

@@ -201,7 +201,8 @@ def deepspeed_config(config: TrainingConfig, load_universal: bool = False) -> di
     return {
         "train_micro_batch_size_per_gpu": train.micro_batch_size,
         "gradient_accumulation_steps": train.grad_accum_steps,
-        "gradient_clipping": 0.0 if clips_itself(train) else train.grad_clip,
+        # Under DP the DPOptimizer clips every example's gradient; nothing clips their noisy mean.
+        "gradient_clipping": 0.0 if clips_itself(train) or config.dp else train.grad_clip,
         "zero_optimization": zero,
         # Offload works with our torch AdamW too; DeepSpeed would otherwise insist on its CPU Adam,
         # a JIT-compiled op.
@@ -406,12 +407,14 @@ def zero_weight_masks(model) -> dict:
 
 
 def build_engine(config: TrainingConfig, vocab_size: int, eos_token_id: int, pad_token_id: int,
-                 load_universal: bool = False, held_zeros: dict | None = None):
+                 load_universal: bool = False, held_zeros: dict | None = None, privacy=None):
     """The model, optimizer and lr schedule wrapped by DeepSpeed: (engine, scheduler, parameters).
     benchmarks/train_bench.py times this same engine.
 
     With keep_zero_weights, the dict `held_zeros` (when given) receives zero_weight_masks of the
-    model as built or loaded, named as in the exported model, for the export to check or apply."""
+    model as built or loaded, named as in the exported model, for the export to check or apply.
+    With `privacy` (training.privacy.Privacy) the model and optimizer DeepSpeed wraps are Opacus'
+    (per-example gradients, clipped and noised in the optimizer's step)."""
     import deepspeed
     import torch
 
@@ -462,6 +465,8 @@ def build_engine(config: TrainingConfig, vocab_size: int, eos_token_id: int, pad
     fused = True if train.device == "cuda" and not train.offload_optimizer else None
     optimizer = torch.optim.AdamW(param_groups(model, train.weight_decay), lr=train.lr, betas=(0.9, 0.95),
                                   fused=fused)
+    if privacy is not None:
+        model, optimizer = privacy.wrap(model, optimizer)
     engine, _, _, scheduler = deepspeed.initialize(
         model=model, optimizer=optimizer, config=deepspeed_config(config, load_universal),
         # A callable: DeepSpeed builds the schedule on the optimizer it wraps for ZeRO.
@@ -502,11 +507,11 @@ class StepRunner:
     """
 
     def __init__(self, engine, loss_fn, config: TrainingConfig, device, guard: NonfiniteGuard,
-                 on_skip: Callable[[int, int], None] = lambda step, skipped: None):
+                 on_skip: Callable[[int, int], None] = lambda step, skipped: None, privacy=None):
         import torch
 
         self.engine, self.loss_fn, self.train, self.device, self.guard = engine, loss_fn, config.train, device, guard
-        self.on_skip = on_skip
+        self.on_skip, self.privacy = on_skip, privacy
         self.deferred = config.train.on_nonfinite_loss == "stop"
         self._loss_sum = torch.zeros((), device=device)
         self._micro_batches = 0
@@ -514,8 +519,10 @@ class StepRunner:
         self._bad = {"training loss": torch.zeros((), dtype=torch.int64, device=device),
                      "gradients": torch.zeros((), dtype=torch.int64, device=device)}
         self._grad_norm = None
-        # Without ZeRO in fp32 / bf16-autocast the gradients are clipped here (see clips_itself).
-        self._clipped = [p for p in engine.module.parameters() if p.requires_grad] if clips_itself(config.train) else None
+        # Without ZeRO in fp32 / bf16-autocast the gradients are clipped here (see clips_itself); under
+        # DP, Opacus clips each example's, and the batch's unclipped norm is not ours to read or log.
+        self._clipped = ([p for p in engine.module.parameters() if p.requires_grad]
+                         if clips_itself(config.train) and privacy is None else None)
         self._clip_grad_norm = torch.nn.utils.clip_grad_norm_
 
     def _remember(self, what: str, step: int, value) -> None:
@@ -525,7 +532,14 @@ class StepRunner:
     def step(self, step: int, lr: float, batches) -> None:
         accumulated = 0
         while accumulated < self.train.grad_accum_steps:
-            loss = self.loss_fn(self.engine, next(batches).to(self.device, non_blocking=True))
+            block = next(batches)
+            if self.privacy is not None and not len(block):  # a Poisson batch can be empty
+                self.privacy.empty_batch()
+                self.engine.step()
+                self.privacy.clear()
+                accumulated += 1
+                continue
+            loss = self.loss_fn(self.engine, block.to(self.device, non_blocking=True))
             if self.deferred:
                 self._remember("training loss", step, loss.detach())
             elif not all_ranks_finite(loss, self.device):
@@ -537,6 +551,8 @@ class StepRunner:
             if self._clipped is not None and accumulated == self.train.grad_accum_steps:
                 self._grad_norm = self._clip_grad_norm(self._clipped, self.train.grad_clip)
             self.engine.step()  # DeepSpeed steps optimizer and lr only at the accumulation boundary
+            if self.privacy is not None:
+                self.privacy.clear()
             self._loss_sum += loss.detach().float()
             self._micro_batches += 1
         # DeepSpeed skips an update whose gradients overflowed, silently and for as long as they
@@ -666,12 +682,22 @@ def train_rank(args: argparse.Namespace) -> None:
             dist.barrier()
         del header
 
+    privacy = None
+    if config.dp is not None:
+        from training.privacy import Privacy
+
+        privacy = Privacy(config.dp, len(train_blocks), train.micro_batch_size, train.max_steps)
+        say(f"differential privacy: noise multiplier {privacy.noise_multiplier:.3g}, clipping at "
+            f"{config.dp.max_grad_norm:g}, sampling rate {privacy.sample_rate:.3g}, for epsilon "
+            f"{config.dp.target_epsilon:g} at delta {config.dp.delta:g} over {train.max_steps} steps")
     held_zeros = {}
     try:
         engine, scheduler, num_parameters = build_engine(
             config, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, load_universal=universal,
-            held_zeros=held_zeros)
-        teacher = load_teacher(config.distill, engine.module.config.vocab_size, device) if config.distill else None
+            held_zeros=held_zeros, privacy=privacy)
+        # Under DP, Opacus' GradSampleModule wraps the (peft) model.
+        model_module = engine.module._module if privacy else engine.module
+        teacher = load_teacher(config.distill, model_module.config.vocab_size, device) if config.distill else None
     except torch.cuda.OutOfMemoryError as exc:  # weights, gradients and optimizer state did not fit
         raise RuntimeError(out_of_memory_advice(config, where="setting up the model and optimizer")) from exc
     trainable_parameters = count_trainable_parameters(engine.module)
@@ -714,12 +740,16 @@ def train_rank(args: argparse.Namespace) -> None:
     # twice and others not at all; later epochs are whole again.
     train_batches = batches(rank_shard(train_blocks, rank, world_size), train.micro_batch_size, train.seed,
                             skip=start_step * train.grad_accum_steps)
+    if privacy is not None:  # one rank, one micro-batch a step (TrainingConfig checks)
+        from training.privacy import poisson_batches
+
+        train_batches = poisson_batches(train_blocks, privacy.sample_rate, train.seed, skip=start_step)
 
     mlflow_run_id = os.environ.get("MLFLOW_RUN_ID")
     mlflow_metrics = MlflowMetrics(mlflow_run_id) if rank == 0 and mlflow_run_id else None
     tokens_per_step = train.micro_batch_size * train.grad_accum_steps * world_size * train.seq_len
     # The shape of the model as built or loaded: with init_from, the checkpoint's, not training.model's.
-    shape = engine.module.config
+    shape = model_module.config
     model_flops_per_token = flops_per_token(
         num_parameters, shape.num_hidden_layers, shape.hidden_size, train.seq_len,
         lora_parameters=trainable_parameters if config.model.lora.enabled else 0)
@@ -746,7 +776,8 @@ def train_rank(args: argparse.Namespace) -> None:
         train_loss = float("nan")
         nonfinite = NonfiniteGuard(train.on_nonfinite_loss, train.max_skipped_batches)
         runner = StepRunner(engine, loss_function(config, teacher), config, device, nonfinite,
-                            on_skip=lambda step, skipped: say(f"step {step}: non-finite loss, batch skipped ({skipped})"))
+                            on_skip=lambda step, skipped: say(f"step {step}: non-finite loss, batch skipped ({skipped})"),
+                            privacy=privacy)
         best_val_loss, evaluations_without_improvement = math.inf, 0
         step = start_step
         try:
@@ -778,6 +809,8 @@ def train_rank(args: argparse.Namespace) -> None:
                         entry["peak_memory_gib"] = round(peak_memory_bytes("cuda") / 2**30, 2)
                     else:
                         entry["peak_rss_gib"] = round(peak_memory_bytes("cpu") / 2**30, 3)
+                    if privacy is not None:
+                        entry["epsilon"] = round(privacy.epsilon(step), 4)
                     interval_steps, interval_started = 0, now
                     log_entry(entry)
 
@@ -816,7 +849,7 @@ def train_rank(args: argparse.Namespace) -> None:
         with deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None):
             if rank == 0:
                 # A plain HF model either way: compression, evaluation and serving never see peft.
-                model = engine.module.merge_and_unload() if config.model.lora.enabled else engine.module
+                model = model_module.merge_and_unload() if config.model.lora.enabled else model_module
                 if config.model.lora.enabled:
                     with torch.no_grad():  # the merged low-rank update filled the held zeros in
                         for name, mask in held_zeros.items():
@@ -847,6 +880,7 @@ def train_rank(args: argparse.Namespace) -> None:
                 "init_from": config.model.init_from,
                 "lora": config.model.lora.enabled,
                 "distill": config.distill.model_dump() if config.distill else None,
+                "dp": privacy.report(step) if privacy else None,
                 "world_size": world_size,
                 "zero_stage": train.zero_stage,
                 "peak_memory_bytes": peak_memory_bytes(train.device),  # rank 0's
@@ -861,9 +895,10 @@ def train_rank(args: argparse.Namespace) -> None:
         StageStats(
             stage="train", records_in=len(train_blocks), seconds=round(time.perf_counter() - started, 4),
             extra={"validation_blocks": len(validation_blocks),
-                   **{key: value for key, value in result.items() if value is not None and key != "distill"},
+                   **{key: value for key, value in result.items() if value is not None and key not in ("distill", "dp")},
                    # Stats hold flat values only.
-                   **{f"distill_{key}": value for key, value in (result["distill"] or {}).items()}},
+                   **{f"distill_{key}": value for key, value in (result["distill"] or {}).items()},
+                   **{f"dp_{key}": value for key, value in (result["dp"] or {}).items()}},
         ).write(args.output)
     dist.barrier()  # the others exit only once rank 0 has renamed the output into place
     say(f"saved {args.output}")
