@@ -119,7 +119,10 @@ TITLES = frozenset({"mr", "mrs", "ms", "mx", "dr", "prof", "professor", "sir", "
 # Given names in some country that are dates in English text.
 NOT_GIVEN_NAMES = frozenset({"january", "february", "march", "april", "may", "june", "july", "august",
                              "september", "october", "november", "december", "monday", "tuesday",
-                             "wednesday", "thursday", "friday", "saturday", "sunday"})
+                             "wednesday", "thursday", "friday", "saturday", "sunday",
+                             # and their abbreviations, as logs and mail headers write dates
+                             "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
+                             "mon", "tue", "tues", "wed", "thu", "thur", "thurs", "fri", "sat", "sun"})
 NOT_NAMES = frozenset({"sir", "madam", "team", "all", "there", "everyone", "customer", "friend", "friends"})
 DATE_LIKE = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}[./-]\d{1,2}[./-]\d{1,2}")
 
@@ -162,10 +165,12 @@ def is_ip_address(candidate: str) -> bool:
     if ":" in candidate and not any(char.isdigit() for char in candidate):
         return False
     try:
-        ipaddress.ip_address(candidate)
+        address = ipaddress.ip_address(candidate)
     except ValueError:
         return False
-    return True
+    # 0.0.0.0 (bind to all), loopback, broadcast and multicast name no one's machine.
+    return not (address.is_unspecified or address.is_loopback or address.is_multicast
+                or address == ipaddress.ip_address("255.255.255.255"))
 
 
 def is_international_phone(candidate: str) -> bool:
@@ -255,6 +260,57 @@ def find_lowercase_names(text: str) -> Iterator[tuple[int, int]]:
             surname = last and last.islower() and (last in surnames or last in given or last not in NOT_SURNAMES | {
                 "my", "me", "here", "but", "so", "please", "this", "that", "calling", "writing", "again", "too"})
             yield match.start(1), match.end(2) if surname else match.end(1)
+
+
+# A chat log's speaker: "<sara> ..." or "<mike_t> ..." at the start of a line (IRC, Slack exports).
+CHAT_HANDLE = re.compile(r"(?m)^[ \t]*(?:\[[\d:. -]{4,20}\][ \t]*)?<[@+%]?([^\W\d][\w.-]{1,23})>")
+# A title and a name in lower case, as typed in tickets and chat: "mrs p. nakamura", "dr okafor".
+TITLED_LOWERCASE = re.compile(r"\b(?:mrs?|ms|mx|miss|dr|prof)\.?[ \t]+((?:[a-z]\.[ \t]*)?[a-z][a-z'’-]{2,})\b")
+# Name words that are also common English words: a found "Grant" or "Will" is not looked for again
+# in lower case.
+COMMON_WORDS = frozenset({
+    "will", "may", "mark", "bill", "rose", "grant", "hope", "joy", "faith", "grace", "summer", "art", "pat",
+    "sue", "don", "ray", "dean", "jack", "frank", "earl", "guy", "max", "sky", "dawn", "eve", "rich", "long",
+    "young", "white", "black", "brown", "green", "gray", "grey", "king", "hill", "wood", "moss", "lane",
+    "love", "page", "case", "cook", "baker", "miller", "smith", "price", "hunt", "little", "new", "day",
+    "just", "call", "about", "can", "the", "and", "for", "you", "our", "log", "build", "fix", "hall", "well",
+    "son", "lee", "chase", "drew", "gene", "hunter", "carter", "major", "noble", "sterling", "august"})
+EMAIL_LOCAL_END = re.compile(r"@|\s*[(\[{<]at[)\]}>]\s*|\s+(?:at|AT)\s+")
+
+
+def find_chat_handles(text: str) -> Iterator[tuple[int, int]]:
+    for match in CHAT_HANDLE.finditer(text):
+        yield match.span(1)
+
+
+def find_titled_lowercase_names(text: str) -> Iterator[tuple[int, int]]:
+    for match in TITLED_LOWERCASE.finditer(text):
+        if match.group(1).split()[-1] not in NOT_SURNAMES:
+            yield match.span(1)
+
+
+def name_seeds(text: str, spans: list[Span]) -> set[str]:
+    """Case-folded words to look for again: the words of every PERSON span (a chat handle's
+    letters, "mike" of "mike_t", included), and the given names an e-mail address's local part
+    holds ("sara" of sara.lindholm@...)."""
+    given, seeds = lexicon("first"), set()
+    for span in spans:
+        chunk = text[span.start:span.end]
+        if span.entity == "PERSON":
+            seeds |= {w.casefold() for w in re.findall(r"[^\W\d_]{3,}", chunk)}
+        elif span.entity == "EMAIL":
+            local = EMAIL_LOCAL_END.split(chunk, maxsplit=1)[0]
+            seeds |= {w.casefold() for w in re.findall(r"[^\W\d_]{3,}", local) if w.casefold() in given}
+    return seeds - COMMON_WORDS - NOT_NAMES - NOT_GIVEN_NAMES - TITLES - {"dot"}
+
+
+def find_repeated_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
+    """Every other occurrence in the text of a name found once, in any case ("Olivia" after "my
+    name is olivia grant", "tom" signing the mail of "Tom Hadley", "mike" of "<mike_t>"); names
+    that are also common words (COMMON_WORDS) are left out."""
+    for seed in name_seeds(text, spans):
+        for match in re.finditer(rf"(?<![\w'’-]){re.escape(seed)}(?![\w’-]|'(?!s\b))", text, re.IGNORECASE):
+            yield match.span()
 
 
 def find_cued_names(text: str) -> Iterator[tuple[int, int]]:
@@ -494,4 +550,8 @@ class PiiDetector:
             for start, end, firm in find_lexicon_names(text):
                 if firm or not any(o.start < end and start < o.end for o in others):
                     spans.append(Span(start, end, "PERSON"))
+            for find in (find_chat_handles, find_titled_lowercase_names):
+                spans.extend(Span(start, end, "PERSON") for start, end in find(text))
+            # A name found once is a name wherever else the text has it.
+            spans.extend(Span(start, end, "PERSON") for start, end in find_repeated_names(text, spans))
         return resolve_overlaps(spans)

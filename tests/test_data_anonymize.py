@@ -108,9 +108,15 @@ def test_forms_real_text_holds_are_replaced(text, expected):
     "ISBN 978-0-306-40615-7, order 1002-3391-2288, tracking 1Z999AA10123456784",
     "uuid 7d44c6a2-18e5-4e0c-bd3b-5a4fd1f0c9a1 sha 9c1185a5c5e9fc54612808977ee8f548b2258d31",
     "PO number 4500012345, serial 123456789, invoice INV-2024-00931 dated 2025-03-11",
+    "server: {host: 0.0.0.0, port: 8443}, health check on 127.0.0.1, broadcast 255.255.255.255",
 ])
 def test_look_alikes_are_left_alone(text):
     assert anonymize.anonymize_text(text, STRUCTURED) == (text, {})
+
+
+def test_month_and_day_abbreviations_in_logs_are_not_names():
+    detector = pii.PiiDetector(["PERSON"], ner=False)
+    assert detector.find("Jun 03 11:20:45 web-02 sshd[20311]: Accepted publickey\nDate: Tue, 4 Mar 2025") == []
 
 
 def test_names_in_headers_queries_and_lower_case_are_found_without_ner():
@@ -127,6 +133,26 @@ def test_names_in_headers_queries_and_lower_case_are_found_without_ner():
     assert people("see you then.\ncheers,\nsara") == ["sara"]
     assert people("User: my name is olivia grant and my card was declined") == ["olivia grant"]
     assert people("hi team,\nthe build is green\nthanks,\nall") == []
+
+
+def test_a_name_found_once_is_found_wherever_else_the_text_has_it():
+    detector = pii.PiiDetector(["PERSON", "EMAIL"], ner=False)
+
+    def people(text):
+        return [text[s.start:s.end] for s in detector.find(text) if s.entity == "PERSON"]
+
+    # Chat speakers, and their names in lower case elsewhere in the log.
+    assert people("<mike_t> anyone?\n<sara> mike just mail me the log") == ["mike_t", "sara", "mike"]
+    assert people("[09:14] <@ingrid> ok") == ["ingrid"]
+    # A title before a name typed in lower case.
+    assert people("caller: mrs p. nakamura, wants a callback") == ["p. nakamura"]
+    # The name of a signature or an introduction, again in another case.
+    assert people("From: Priya Raman <pr@example.com>\n\nok, priya calls back at 3") == ["Priya Raman", "priya"]
+    assert people("User: my name is olivia grant\nBot: Sorry Olivia, grant access first.") == [
+        "olivia grant", "Olivia"]  # "grant" is a common word: not looked for again
+    # A given name in an e-mail address's local part, written elsewhere.
+    assert people("Ask our host, Beatriz, at beatriz@casa.example.pt") == ["Beatriz"]
+    assert people("Write to support@shop.example for help with support tickets") == []
 
 
 @pytest.mark.parametrize("text", [
