@@ -27,7 +27,7 @@ demo: install
 	$(BIN)/conveyor run --profile demo
 
 test: install
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs --durations=30
 
 up: install
 	$(BIN)/conveyor up

@@ -44,9 +44,14 @@ def checkout_env(checkout: Path) -> dict[str, str]:
     return env
 
 
+CLI_OUTPUT_LOG = ".cli-output.log"  # in the checkout, beside (not in) its state root
+
+
 def run_conveyor(checkout: Path, *args: str, check: bool = True, timeout: float = 1200) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=checkout, env=checkout_env(checkout),
                             capture_output=True, text=True, timeout=timeout)
+    with open(checkout / CLI_OUTPUT_LOG, "a", encoding="utf-8") as log:  # what a user saw, for the leak test
+        log.write(f"$ conveyor {' '.join(args)}\n{result.stdout}\n{result.stderr}\n")
     if check and result.returncode != 0:
         pytest.fail(f"conveyor {' '.join(args)} failed ({result.returncode}):\n"
                     f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -16,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from checkout_support import checkout_env, free_port, git, make_checkout, run_conveyor
+from checkout_support import CLI_OUTPUT_LOG, checkout_env, free_port, git, make_checkout, run_conveyor
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
+FIXTURE_EMAIL = "KaseyYoung@superrito.com"  # one of the raw fixture's addresses
 
 
 
@@ -71,6 +73,10 @@ def test_first_run_curates_trains_registers_with_lineage(checkout, two_runs):
     assert set(first["variants"]) == {"base", "int8", "wanda50", "wanda50-int8"}
     for metrics in first["variants"].values():
         assert 1 < metrics["perplexity"] < 512  # below the vocabulary size: it learned something
+        # The profile's canaries are personal data: anonymize replaced every copy, none came out.
+        assert metrics["canary/extracted"] == 0 and metrics["canary/phone/copies_in_train"] == 0
+        assert metrics["canary/email/copies_in_train"] == metrics["canary/card/copies_in_train"] == 0
+    assert stages["ingest"]["extra"]["canary_copies"] == 15
     sizes = {name: metrics["size_bytes"] for name, metrics in first["variants"].items()}
     assert sizes["int8"] < sizes["wanda50"] < sizes["base"]
     assert Path(first["compression"]["tradeoff_plot"]).stat().st_size > 10_000
@@ -188,7 +194,8 @@ def test_built_bento_serves_generate(checkout, two_runs):
             time.sleep(1)
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/generate",
-            data=json.dumps({"prompt": "It is a truth", "max_new_tokens": 8}).encode(),
+            # Personal data in a prompt: the request log keeps its length, never its text.
+            data=json.dumps({"prompt": f"Write to {FIXTURE_EMAIL}: It is a truth", "max_new_tokens": 8}).encode(),
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
         with urllib.request.urlopen(request, timeout=60) as response:
             body = json.loads(response.read())
@@ -202,6 +209,74 @@ def test_built_bento_serves_generate(checkout, two_runs):
         server.wait(timeout=30)
 
 
+def personal_values(checkout: Path) -> set[str]:
+    """What the leak search looks for: the raw fixture's e-mail addresses and Luhn-valid card
+    numbers (as written and as bare digits), and the personal-data canaries ingest inserted."""
+    from stdnum import luhn
+
+    from evaluation import canaries as cn
+
+    raw = (checkout / "tests" / "fixtures" / "tiny.jsonl").read_text()
+    values = set(re.findall(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+", raw))
+    for number in re.findall(r"\b\d[\d -]{11,21}\d\b", raw):
+        digits = re.sub(r"\D", "", number)
+        if 13 <= len(digits) <= 19 and luhn.is_valid(digits):
+            values |= {number, digits}
+    for canary in cn.read(checkout / ".conveyor" / "data" / "ingest" / cn.CANARIES_FILE):
+        values.add(canary.secret)
+        if canary.kind != "email":
+            values.add(re.sub(r"\D", "", canary.secret))
+    return values
+
+
+def allowed_raw_data(state: Path) -> tuple[list[Path], set[str]]:
+    """Where the raw data may be: the stage outputs before anonymize and their quarantines (ingest's
+    quarantine.jsonl inside, the samples of dropped records beside: data/shards.samples_path),
+    and DVC's cached copies of them (by md5, from dvc.lock)."""
+    import yaml
+
+    from data.shards import samples_path
+
+    folders = [state / "data" / stage for stage in ("ingest", "clean", "dedup")]
+    folders += [samples_path(folder) for folder in folders]
+    lock = yaml.safe_load((state.parent / "dvc.lock").read_text())["stages"]
+    md5s = set()
+    for stage in ("ingest", "clean", "dedup"):
+        for out in lock[stage]["outs"]:
+            if not out["md5"].endswith(".dir"):
+                continue  # the stage's stats (a DVC metric): scanned like everything else
+            md5s.add(out["md5"].removesuffix(".dir"))
+            manifest = next(state.glob(f"dvc/cache/files/md5/{out['md5'][:2]}/{out['md5'][2:]}"), None)
+            if manifest is not None:
+                md5s |= {entry["md5"] for entry in json.loads(manifest.read_text())}
+    return folders, md5s
+
+
+def test_nothing_personal_reaches_logs_registry_artifacts_or_outputs(checkout, two_runs):
+    """After two pipeline runs, a promotion, a rollback and a served request: no personal value of
+    the raw corpus, nor a personal-data canary, is in any file of the state root (MLflow's database
+    and artifacts, cards, Prefect's database and logs, stats, run folders, the DVC remote, the
+    Bento store, the request log) nor in anything the CLI printed, except the raw data's own copies."""
+    values = personal_values(checkout)
+    assert len(values) >= 10 and FIXTURE_EMAIL in values
+    pattern = re.compile(b"|".join(re.escape(v.encode()) for v in sorted(values, key=len, reverse=True)))
+    state = checkout / ".conveyor"
+    folders, cached = allowed_raw_data(state)
+    leaks, scanned = [], 0
+    for path in [*state.rglob("*"), checkout / CLI_OUTPUT_LOG]:
+        if not path.is_file() or any(path.is_relative_to(f) or path.is_relative_to(f.with_name(f.name + ".partial"))
+                                     for f in folders):
+            continue
+        if path.is_relative_to(state / "dvc" / "cache") and path.parent.name + path.name.removesuffix(".dir") in cached:
+            continue
+        scanned += 1
+        found = pattern.search(path.read_bytes())
+        if found:
+            leaks.append(f"{path.relative_to(checkout)}: a value of {len(found.group())} characters")
+    assert scanned > 100
+    assert not leaks, "personal data outside the raw data:\n" + "\n".join(leaks)
+
+
 def test_validation_failure_stops_before_training(checkout, two_runs):
     """Anonymizing no e-mails leaves them in the text: Great Expectations fails the flow, and
     nothing new is trained or registered."""
@@ -213,6 +288,7 @@ def test_validation_failure_stops_before_training(checkout, two_runs):
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "expect_column_values_to_not_match_regex" in output
+    assert FIXTURE_EMAIL not in output  # the failure counts what it found, never shows it
     after = _registry(checkout, (
         "c = mlflow.MlflowClient()\n"
         "print(json.dumps({'n': len(c.search_model_versions(\"name='conveyor-lm-test'\"))}))\n"))
