@@ -168,9 +168,8 @@ def is_ip_address(candidate: str) -> bool:
         address = ipaddress.ip_address(candidate)
     except ValueError:
         return False
-    # 0.0.0.0 (bind to all), loopback, broadcast and multicast name no one's machine.
-    return not (address.is_unspecified or address.is_loopback or address.is_multicast
-                or address == ipaddress.ip_address("255.255.255.255"))
+    # 0.0.0.0 (bind to all), loopback and broadcast, as configs and docs write them, name no one's machine.
+    return not (address.is_unspecified or address.is_loopback or address == ipaddress.ip_address("255.255.255.255"))
 
 
 def is_international_phone(candidate: str) -> bool:
