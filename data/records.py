@@ -98,24 +98,61 @@ def s3_client(endpoint_url: str | None = None):
     return boto3.client("s3", endpoint_url=endpoint_url)
 
 
+def s3_problem(exc: Exception, url: str, endpoint_url: str | None) -> str | None:
+    """One line saying what to do about a botocore error reading `url`; None for other errors."""
+    from botocore import exceptions as boto
+
+    where = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
+    bucket = url[len("s3://"):].partition("/")[0]
+    if isinstance(exc, (boto.EndpointConnectionError, boto.ConnectTimeoutError, boto.ReadTimeoutError)):
+        return (f"cannot reach the S3 endpoint {where} for {url}: start the server, or fix "
+                "data.ingest.s3_endpoint_url / AWS_ENDPOINT_URL")
+    if isinstance(exc, (boto.NoCredentialsError, boto.PartialCredentialsError)):
+        return (f"no S3 credentials for {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(or AWS_PROFILE)")
+    if isinstance(exc, boto.ClientError):
+        code = exc.response.get("Error", {}).get("Code", "?")
+        if code == "NoSuchBucket":
+            return f"no bucket {bucket!r} at {where}: create it, or fix data.ingest.paths"
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "ExpiredToken"):
+            return (f"S3 at {where} refused the credentials for {url} ({code}): check AWS_ACCESS_KEY_ID / "
+                    "AWS_SECRET_ACCESS_KEY and the bucket's permissions")
+        return f"S3 at {where} answered {code} for {url}"
+    if isinstance(exc, boto.BotoCoreError):
+        return f"S3 error for {url} at {where}: {exc}"
+    return None
+
+
 def _list_s3(url: str, endpoint_url: str | None) -> list[Source]:
     bucket, _, prefix = url[len("s3://"):].partition("/")
     client = s3_client(endpoint_url)
     sources = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            if item["Key"].endswith("/"):
-                continue
-            sources.append(Source(f"s3://{bucket}/{item['Key']}", item["Size"],
-                                  _s3_opener(client, bucket, item["Key"])))
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if item["Key"].endswith("/"):
+                    continue
+                sources.append(Source(f"s3://{bucket}/{item['Key']}", item["Size"],
+                                      _s3_opener(client, bucket, item["Key"], endpoint_url)))
+    except Exception as exc:
+        message = s3_problem(exc, url, endpoint_url)
+        if message is None:
+            raise
+        raise DataError(message) from None
     if not sources:
         raise FileNotFoundError(f"data.ingest.paths: no object under {url}")
     return sorted(sources, key=lambda s: s.name)
 
 
-def _s3_opener(client, bucket: str, key: str) -> Callable[[], IO[bytes]]:
+def _s3_opener(client, bucket: str, key: str, endpoint_url: str | None = None) -> Callable[[], IO[bytes]]:
     def open_object() -> IO[bytes]:
-        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        except Exception as exc:
+            message = s3_problem(exc, f"s3://{bucket}/{key}", endpoint_url)
+            if message is None:
+                raise
+            raise DataError(message) from None
         return io.BufferedReader(_StreamReader(body), buffer_size=READ_CHUNK)
     return open_object
 

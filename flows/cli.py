@@ -218,6 +218,14 @@ def serve(profile: ProfileOpt = "demo", port: Optional[int] = None, host: Option
     state = _activate()
     from serving.package import serve_command
 
+    bento = f"{config.serving.bento_name}:latest"
+    import bentoml
+
+    try:
+        bentoml.get(bento)
+    except bentoml.exceptions.NotFound:
+        _fail(f"nothing to serve yet: no Bento {bento} in {state.bentoml_home} (profile {config.profile!r}); "
+              f"run the pipeline first: conveyor run --profile {config.profile}", 1)
     if config.serving.auth == "none":
         typer.secho("auth: none in this profile: anyone who can reach the port can generate", fg=typer.colors.YELLOW)
     else:
@@ -232,7 +240,7 @@ def serve(profile: ProfileOpt = "demo", port: Optional[int] = None, host: Option
                            f"  export CONVEYOR_API_KEY={key}")
         except KeyFileError as exc:
             _fail(str(exc))
-    command = serve_command(f"{config.serving.bento_name}:latest", host or config.serving.host,
+    command = serve_command(bento, host or config.serving.host,
                             port or config.serving.port)
     typer.echo(" ".join(command))
     os.execvp(command[0], command)
@@ -311,6 +319,7 @@ def status(profile: ProfileOpt = "demo") -> None:
 
     mlflow.set_tracking_uri(state.mlflow_tracking_uri)
     typer.echo(f"{'registry':12} {state.mlflow_tracking_uri}")
+    typer.echo(f"{'model':12} {config.model_name} (profile {config.profile}; --profile picks another)")
     for alias in ("champion", "challenger"):
         version = registry.get_by_alias(config.model_name, alias)
         if version is None:
@@ -333,12 +342,18 @@ def lineage(model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSIO
         name, alias = model.split("@", 1)
         version = registry.get_by_alias(name, alias)
     elif "/" in model:
+        from mlflow.exceptions import MlflowException
+
         name, number = model.split("/", 1)
-        version = registry.get_version(name, number)
+        try:
+            version = registry.get_version(name, number)
+        except MlflowException:  # no such model or version
+            version = None
     else:
         _fail("give NAME@ALIAS or NAME/VERSION")
     if version is None:
-        _fail(f"no registered version for {model}", 1)
+        _fail(f"no registered version for {model} in {state.mlflow_tracking_uri} (`conveyor history "
+              f"{model.split('@')[0].split('/')[0]}` lists its versions)", 1)
     typer.echo(f"{version.name} version {version.version}")
     for key, value in sorted(version.lineage.items()):
         typer.echo(f"  {key:22} {value}")

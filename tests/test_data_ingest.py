@@ -14,7 +14,7 @@ import pytest
 
 from data import ingest
 from data.config import IngestConfig
-from data.records import QUARANTINE_FILE
+from data.records import QUARANTINE_FILE, DataError
 from data.shards import list_parts, partial_dir, read_records
 
 RECORDS = [{"id": f"d{i}", "text": f"document {i} " * (i % 5 + 1), "lang": "en"} for i in range(120)]
@@ -145,3 +145,32 @@ def test_ingest_streams_from_s3(seaweedfs, tmp_path, monkeypatch):
                        None, tmp_path / "out")
     assert list(read_records(tmp_path / "out")) == RECORDS
     assert stats.extra["sources"] == 3 and len(list_parts(tmp_path / "out")) == 4
+
+    # What goes wrong with S3 is one line saying what to do, never a botocore traceback.
+    def refused(url: str, endpoint: str) -> str:
+        with pytest.raises(DataError) as failed:
+            ingest.run(IngestConfig(paths=[url], s3_endpoint_url=endpoint), None, tmp_path / "refused")
+        return str(failed.value)
+
+    assert refused("s3://nope/raw/", endpoint) == (f"no bucket 'nope' at {endpoint}: create it, or fix "
+                                                   "data.ingest.paths")
+    # `weed mini` takes any key; what S3 with IAM answers to a wrong one, as botocore raises it:
+    from botocore.exceptions import ClientError
+
+    from data.records import s3_problem
+
+    wrong_key = ClientError({"Error": {"Code": "SignatureDoesNotMatch", "Message": "..."}}, "ListObjectsV2")
+    assert s3_problem(wrong_key, "s3://corpus/raw/", endpoint).startswith(
+        f"S3 at {endpoint} refused the credentials for s3://corpus/raw/ (SignatureDoesNotMatch)")
+    for key in credentials:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    import boto3
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it keeps the credentials it first found
+    assert refused("s3://corpus/raw/", endpoint).startswith("no S3 credentials for s3://corpus/raw/")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "conveyor")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "conveyor-secret")
+    down = f"http://127.0.0.1:{free_port()}"
+    assert refused("s3://corpus/raw/", down).startswith(f"cannot reach the S3 endpoint {down} for s3://corpus/raw/")
