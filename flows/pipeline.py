@@ -43,6 +43,18 @@ class StageFailed(RuntimeError):
     pass
 
 
+def stage_logs_to_prefect() -> None:
+    """The stage packages log INFO lines (training's loss lines among them) through the stdlib.
+    PREFECT_LOGGING_EXTRA_LOGGERS (State.service_env) gives their loggers Prefect's API handler, but
+    leaves their level to the root logger's WARNING: without this, the UI would show warnings only."""
+    import logging
+
+    for name in filter(None, os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "").split(",")):
+        stage_logger = logging.getLogger(name.strip())
+        if stage_logger.level == logging.NOTSET or stage_logger.level > logging.INFO:
+            stage_logger.setLevel(logging.INFO)
+
+
 def _child_env() -> dict[str, str]:
     """The environment for subprocesses: this interpreter's bin first, so dvc.yaml's `python`
     is the one Conveyor runs in even when the venv is not activated."""
@@ -273,6 +285,7 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> dict:
     started = time.perf_counter()
     state = State.from_env()
     state.activate()
+    stage_logs_to_prefect()
     config.check_inputs()
     run_name = f"{time.strftime('%Y%m%d-%H%M%S')}-{flow_run.get_name() or 'local'}"
     run_dir = state.runs / run_name

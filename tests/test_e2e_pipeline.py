@@ -112,6 +112,19 @@ def test_first_run_curates_trains_registers_with_lineage(checkout, two_runs):
     assert any(p.name == md5[2:] + ".dir" or p.name == md5[2:] for p in remote.rglob("*")), "dataset not pushed"
 
 
+def test_the_prefect_ui_shows_the_stages_info_lines(checkout, two_runs):
+    """Prefect's database (what its UI reads) holds the training stage's loss lines and
+    evaluation's lines for the first run, not only warnings."""
+    import sqlite3
+
+    flow_run = two_runs[0]["lineage"]["prefect_flow_run_id"]
+    with sqlite3.connect(next((checkout / ".conveyor" / "prefect").glob("*.db"))) as db:
+        rows = db.execute("SELECT name, level, message FROM log WHERE flow_run_id = ?", (flow_run,)).fetchall()
+    training = [message for name, level, message in rows if name == "training" and level == 20]
+    assert any("step 30/30" in message and "loss" in message for message in training), rows[-20:]
+    assert any(name.startswith("evaluation") and level == 20 for name, level, _ in rows)
+
+
 def test_second_run_skips_unchanged_data_stages(two_runs):
     second = two_runs[1]["stages"]
     # ingest always re-reads its inputs; every later stage is unchanged and skipped by DVC.

@@ -195,9 +195,13 @@ def run(config: TrainingConfig, dataset_dir: Path, tokenizer_dir: Path, output_d
         bar = StepBar() if progress else None
         if progress:
             from tqdm.contrib.logging import logging_redirect_tqdm  # log lines go above the bar
+        from core.process import dies_with_this_process
+
+        # If this process is killed, torchrun gets SIGTERM and stops the ranks (each of which also
+        # dies with torchrun: training.train).
         with logging_redirect_tqdm() if progress else nullcontext(), subprocess.Popen(
                 command, env=rank_env(config, env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                bufsize=1) as process:
+                bufsize=1, preexec_fn=dies_with_this_process()) as process:
             for line in process.stdout:
                 line = line.rstrip()
                 tail.append(line)

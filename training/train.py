@@ -614,6 +614,11 @@ def main() -> None:
 
 
 def train_rank(args: argparse.Namespace) -> None:
+    from core.process import die_with_parent
+
+    # torchrun starts each rank in a session of its own: without this a killed launcher leaves
+    # its ranks hanging (in init_process_group, or training on with nobody reading their output).
+    die_with_parent(os.getppid())
     check_inputs(args)
     config = TrainingConfig.model_validate_json(args.config.read_text())
     train = config.train
