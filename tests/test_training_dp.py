@@ -103,3 +103,11 @@ def test_dp_lowers_canary_exposure_at_equal_steps_and_reports_the_epsilon_spent(
     # The plain run ranks its canaries first of 256 (8 bits, the most); DP keeps them near chance.
     assert exposure["plain"] >= 6.0, exposure
     assert exposure["dp"] <= 3.0, exposure
+
+
+def test_noise_to_signal_says_when_the_updates_would_be_mostly_noise():
+    from training.privacy import Privacy
+
+    privacy = Privacy(DPConfig(noise_multiplier=1.0, delta=1e-6), blocks=10_000, batch_size=100, steps=100)
+    assert privacy.noise_to_signal(10_000) == pytest.approx(1.0)  # sqrt(10^4) / 100
+    assert privacy.noise_to_signal(1_000_000) == pytest.approx(10.0)

@@ -52,6 +52,12 @@ class Privacy:
                                      expected_batch_size=self.batch_size, loss_reduction="mean")
         return model, self.optimizer
 
+    def noise_to_signal(self, trainable_parameters: int) -> float:
+        """Expected norm of the noise in one step's mean gradient over the most its signal can be
+        (the clipping bound): noise_multiplier x sqrt(parameters) / batch size. Far above 1, the
+        updates are mostly noise and the model barely learns."""
+        return self.noise_multiplier * trainable_parameters ** 0.5 / self.batch_size
+
     def empty_batch(self) -> None:
         """A Poisson sample took no block: the step still adds noise (to a zero sum), as Opacus does."""
         for param in self.optimizer.params:

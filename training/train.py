@@ -706,6 +706,13 @@ def train_rank(args: argparse.Namespace) -> None:
     except torch.cuda.OutOfMemoryError as exc:  # weights, gradients and optimizer state did not fit
         raise RuntimeError(out_of_memory_advice(config, where="setting up the model and optimizer")) from exc
     trainable_parameters = count_trainable_parameters(engine.module)
+    if privacy is not None:
+        ratio = privacy.noise_to_signal(trainable_parameters)
+        if ratio > 10:
+            say(f"warning: differential privacy's noise will swamp the updates (noise norm {ratio:.0f}x the "
+                f"clipped gradient's at most, over {trainable_parameters:,} trainable parameters and batches of "
+                f"{train.micro_batch_size}): raise micro_batch_size, lower model.lora.r or target fewer modules, "
+                "or allow a larger dp.target_epsilon")
     say(f"model: {num_parameters:,} parameters ({trainable_parameters:,} trainable"
         f"{', LoRA' if config.model.lora.enabled else ''}; from {config.model.init_from or 'random init'}); "
         f"ZeRO stage {train.zero_stage}, {train.precision}, setup {time.perf_counter() - started:.1f}s")
