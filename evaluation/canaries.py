@@ -22,6 +22,7 @@ refuses a model that writes any of them out (`canary/extracted`).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import math
 import random
@@ -93,7 +94,7 @@ def choose_hosts(ids: list[str], canaries: list[Canary], repeats: int, seed: int
     hosts: dict[str, list[Canary]] = {}
     for canary in canaries:
         rank = lambda record_id: hashlib.sha256(f"{seed}:{canary.secret}:{record_id}".encode()).digest()  # noqa: E731
-        for record_id in sorted(ids, key=rank)[:repeats]:
+        for record_id in heapq.nsmallest(repeats, ids, key=rank):  # not a full sort per canary
             hosts.setdefault(record_id, []).append(canary)
     return hosts
 
