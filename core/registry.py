@@ -123,7 +123,7 @@ class AliasMove:
     alias: str
     version: str
     previous_version: str | None
-    action: str  # "gate" (a pipeline run's decision), "promote" or "rollback" (by hand)
+    action: str  # "gate" (a pipeline run's decision), "promote" or "rollback" (by hand), "recover"
     actor: str  # user@host
     reason: str
     evidence: dict
@@ -216,7 +216,7 @@ def champion_lineup(model_name: str) -> list[str]:
     for move in history(model_name):
         if move.alias != "champion":
             continue
-        if move.action == "rollback":
+        if move.action in ("rollback", "recover"):  # recover: a dead run's move put back
             while stack and stack[-1] != move.version:
                 stack.pop()
             if not stack:

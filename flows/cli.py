@@ -50,14 +50,22 @@ def _activate():
 
 
 @app.command()
-def run(profile: ProfileOpt = "demo", set_: SetOpt = None) -> None:
-    """Run the whole pipeline once (Prefect's temporary local API unless `conveyor up` is running)."""
+def run(profile: ProfileOpt = "demo", set_: SetOpt = None,
+        force: Annotated[bool, typer.Option("--force", help="train and register even when config, code and "
+                                                             "data are those of a completed run")] = False) -> None:
+    """Run the whole pipeline once (Prefect's temporary local API unless `conveyor up` is running).
+    A run that was killed is continued by the next run of the same config: training from its last
+    checkpoint, finished stages kept."""
     config = _load(profile, set_)
-    _activate()
+    state = _activate()
+    from contextlib import nullcontext
+
     from flows.pipeline import pipeline
+    from flows.services import temporary_prefect_api
 
     # The flow logs its summary (so UI-triggered runs show it too); no second copy here.
-    pipeline(config)
+    with nullcontext() if os.environ.get("PREFECT_API_URL") else temporary_prefect_api(state):
+        pipeline(config, force=force)
 
 
 @app.command()

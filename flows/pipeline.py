@@ -64,8 +64,11 @@ def _child_env() -> dict[str, str]:
 
 
 def _run_logged(cmd: list[str], logger) -> tuple[int, list[str]]:
-    process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=_child_env(), text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    from core.process import dies_with_this_process
+
+    # A killed run takes its DVC stage with it (a stage left running would race the next run).
+    process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=_child_env(), text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, preexec_fn=dies_with_this_process())
     lines = []
     for line in process.stdout:
         line = line.rstrip()
@@ -88,16 +91,17 @@ def config_sha256(config: PipelineConfig) -> str:
 
 
 def git_commit() -> str:
-    """HEAD's commit, suffixed `-dirty` when tracked files differ from it."""
+    """HEAD's commit; when tracked files differ from it, suffixed `-dirty.<hash of the diff>`, so
+    two runs of the same uncommitted code have the same key and runs of different edits do not."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                               text=True, check=True).stdout.strip()
         # dvc.lock is written by the run itself; a team that commits it must not look dirty.
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":!dvc.lock"], cwd=REPO_ROOT, capture_output=True, text=True).stdout
+        diff = subprocess.run(["git", "diff", "HEAD", "--", ".", ":!dvc.lock"], cwd=REPO_ROOT,
+                              capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return f"{head}-dirty" if dirty.strip() else head
+    return f"{head}-dirty.{hashlib.sha256(diff).hexdigest()[:12]}" if diff.strip() else head
 
 
 @task(task_run_name="data-{stage}")
@@ -126,20 +130,34 @@ def version_dataset() -> str:
     return md5
 
 
+# A run that continues a killed one (flows.runs.adopt) finds some outputs already whole in its
+# folder: each step below returns those instead of doing the work again. Every output is written
+# atomically (a temporary name, then a rename), so "exists" means "finished".
+
+
 @task
 def train_tokenizer(config: PipelineConfig, run_dir: Path) -> Path:
     """Trained on the curated split, or the checkpoint's own when training.model.init_from is set."""
     from training import prepare_tokenizer
 
+    if (run_dir / "tokenizer").is_dir():
+        get_run_logger().info("tokenizer: kept from the interrupted run (%s)", run_dir / "tokenizer")
+        return run_dir / "tokenizer"
     return prepare_tokenizer(config.training, CURATED_DIR / "train.jsonl", run_dir / "tokenizer")
 
 
 @task
 def train_model(config: PipelineConfig, tokenizer_dir: Path, run_dir: Path, mlflow_run_id: str) -> dict:
+    """Training; from the last checkpoint of an interrupted run when there is one (the trainer
+    resumes from `<output>.checkpoints/` by itself), not at all when its model is whole."""
     import training
 
-    result = training.run(config.training, CURATED_DIR, tokenizer_dir, run_dir / "model" / "base",
-                          env={"MLFLOW_RUN_ID": mlflow_run_id})
+    output = run_dir / "model" / "base"
+    if (output / "result.json").is_file():
+        get_run_logger().info("training: the interrupted run's model is complete (%s); not trained again", output)
+        return training.TrainResult(model_dir=output, **json.loads((output / "result.json").read_text())
+                                    ).model_dump(mode="json")
+    result = training.run(config.training, CURATED_DIR, tokenizer_dir, output, env={"MLFLOW_RUN_ID": mlflow_run_id})
     return result.model_dump(mode="json")
 
 
@@ -148,8 +166,15 @@ def compress(config: PipelineConfig, base_dir: Path, run_dir: Path) -> list[dict
     """Every variant of compression.variants, parents first (the order to register them in)."""
     import compression
 
+    done = run_dir / "compression_variants.json"
+    if done.is_file():
+        get_run_logger().info("compression: the interrupted run's variants are complete; not built again")
+        # Built in the interrupted run's folder, now this one's (flows.runs.adopt moved them).
+        return [{**v, "path": str(run_dir / "model" / v["name"])} for v in json.loads(done.read_text())]
     variants = compression.run(config.compression, base_dir, run_dir / "model", CURATED_DIR, config.training)
-    return [variant.model_dump(mode="json") for variant in variants]
+    built = [variant.model_dump(mode="json") for variant in variants]
+    atomic_write_text(done, json.dumps(built, indent=2))
+    return built
 
 
 @task(task_run_name="evaluate-{variant}")
@@ -157,9 +182,12 @@ def evaluate(config: PipelineConfig, variant: str, model_dir: Path, run_dir: Pat
     import evaluation
     from evaluation.canaries import CANARIES_FILE
 
+    output = run_dir / "metrics" / f"{variant}.json"
+    if output.is_file():
+        get_run_logger().info("evaluate %s: measured by the interrupted run; kept", variant)
+        return json.loads(output.read_text())
     canaries = DVC_DATA_DIR / DATA_STAGES["ingest"] / CANARIES_FILE if config.canaries_on else None
-    return evaluation.run(config.evaluation, model_dir, CURATED_DIR, run_dir / "metrics" / f"{variant}.json",
-                          canaries_file=canaries)
+    return evaluation.run(config.evaluation, model_dir, CURATED_DIR, output, canaries_file=canaries)
 
 
 @task
@@ -276,17 +304,25 @@ def _mlflow_params(config: PipelineConfig) -> dict[str, str]:
 
 
 @flow(name="pipeline", log_prints=True)
-def pipeline(config: PipelineConfig = PipelineConfig()) -> dict:
-    """Corpus to served model. `config` is the whole pipeline config (a form in the Prefect UI)."""
+def pipeline(config: PipelineConfig = PipelineConfig(), force: bool = False) -> dict:
+    """Corpus to served model. `config` is the whole pipeline config (a form in the Prefect UI).
+
+    When the curated data, the config and the code are those of a completed run whose versions are
+    still registered, nothing is trained or registered (the run says so); `force` trains anyway. A
+    run killed before it finished is ended (flows.runs.recover) and continued by the next run of
+    the same config, code and data."""
     import mlflow
 
     from core import registry
+    from flows import runs
 
     started = time.perf_counter()
     state = State.from_env()
     state.activate()
     stage_logs_to_prefect()
     config.check_inputs()
+    mlflow.set_tracking_uri(state.mlflow_tracking_uri)
+    runs.recover(state.runs)  # runs whose process died: Crashed / KILLED, unfinished versions removed
     run_name = f"{time.strftime('%Y%m%d-%H%M%S')}-{flow_run.get_name() or 'local'}"
     run_dir = state.runs / run_name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -295,10 +331,12 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> dict:
 
     # One MLflow run spans the flow, a failed one included; tasks address it by id (MLflow's
     # active run is per thread).
-    mlflow.set_tracking_uri(state.mlflow_tracking_uri)
     client = mlflow.MlflowClient()
     experiment = registry.experiment_id(f"conveyor/{config.model_name}", state.mlflow_artifacts_uri)
     run_id = client.create_run(experiment, run_name=run_name).info.run_id
+    ledger = runs.RunLedger.start(run_dir, run_name, config.model_name, mlflow_run_id=run_id,
+                                  prefect_flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None,
+                                  key={"config_sha256": config_sha256(config), "git_commit": git_commit()})
     try:
         # Curate: each stage waits for the previous one; DVC skips what did not change.
         stages = {}
@@ -308,12 +346,20 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> dict:
         finally:
             _log_validation_artifacts(client, run_id)
         dataset_md5 = version_dataset()
+        ledger.update(key={**ledger.record.key, "dataset_dvc_md5": dataset_md5})
+        previous = None if force else runs.unchanged_since(state.runs, ledger.record.key, run_dir)
+        if previous is not None:
+            return _unchanged(client, run_id, ledger, previous, stages)
+        adopted = runs.adoptable(state.runs, ledger.record.key, run_dir)
+        committed = None
+        if adopted is not None:
+            committed = _adopt(client, run_id, ledger, *adopted)
         # With this lock, `dvc checkout` + `dvc pull` bring back exactly this run's data.
         shutil.copy2(REPO_ROOT / "dvc.lock", run_dir / "dvc.lock")
         lineage = {
             "dataset_dvc_md5": dataset_md5,
-            "git_commit": git_commit(),
-            "config_sha256": config_sha256(config),
+            "git_commit": ledger.record.key["git_commit"],
+            "config_sha256": ledger.record.key["config_sha256"],
             "prefect_flow_run_id": str(flow_run.get_id()),
             "mlflow_run_id": run_id,
             "profile": config.profile,
@@ -332,7 +378,12 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> dict:
         tradeoff = _log_compression_report(client, run_id, variants, metrics, run_dir)
         card_context = {"run": {"name": run_name, "profile": config.profile, "lineage": lineage, "dir": str(run_dir)},
                         "training": train_result, "stages": stages}
-        registry_result = register(config, variant_dirs, variants, metrics, champion, card_context, experiment)
+        if committed is None:
+            registry_result = register(config, variant_dirs, variants, metrics, champion, card_context, experiment)
+            # The alias moved: from here on these versions are this run's result, kept even if it dies.
+            ledger.update(committed=True, registry=registry_result)
+        else:
+            registry_result = committed  # the interrupted run registered them; not again
         bento_tag = package(config, registry_result, run_dir)
 
         summary = {
@@ -347,18 +398,52 @@ def pipeline(config: PipelineConfig = PipelineConfig()) -> dict:
             "lineage": lineage,
             "bento": bento_tag,
             "serving": {"host": config.serving.host, "port": config.serving.port},
+            "resumed_from": ledger.record.resumed_from,
             "seconds": round(time.perf_counter() - started, 1),
         }
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
         client.log_artifact(run_id, str(run_dir / "summary.json"))
-    except BaseException:
+    except BaseException as exc:
         client.set_terminated(run_id, "FAILED")
+        # Versions registered by a run that did not get to move its alias are not a result.
+        removed = [] if ledger.record.committed else runs.undo_registration(ledger.record)
+        ledger.finish("failed", note=f"{type(exc).__name__}" + (f"; removed versions {removed}" if removed else ""))
         raise
     client.set_terminated(run_id, "FINISHED")
+    ledger.finish("completed")
     from flows.summary import render_text
 
     get_run_logger().info("\n%s", render_text(summary))
     return summary
+
+
+def _unchanged(client, run_id: str, ledger, previous: tuple[Path, dict], stages: dict) -> dict:
+    """Same config, code and data as a completed run: say so, register nothing, build nothing."""
+    run_dir, summary = previous
+    registry_result = summary.get("registry") or {}
+    message = (f"nothing changed since run {run_dir.name} (same config, code and curated data "
+               f"{ledger.record.key['dataset_dvc_md5']}): no new version, no new Bento (that run registered "
+               f"{registry_result.get('model_name')} v{registry_result.get('version')} as "
+               f"{registry_result.get('alias')}). `conveyor run --force` trains anyway.")
+    get_run_logger().info("%s", message)
+    client.set_tag(run_id, "conveyor.unchanged_since", run_dir.name)
+    client.set_terminated(run_id, "FINISHED")
+    ledger.finish("unchanged", note=message)
+    return {**summary, "stages": stages, "unchanged_since": run_dir.name, "message": message}
+
+
+def _adopt(client, run_id: str, ledger, source: Path, record) -> dict | None:
+    """Continue the killed run in `source`: take over its finished outputs and checkpoints. Returns
+    its registry result when it had already committed (then this run registers nothing)."""
+    from flows import runs
+
+    moved = runs.adopt(source, ledger.run_dir)
+    record.model_copy(update={"status": "adopted", "note": f"continued by run {ledger.run_dir.name}"}).write(source)
+    ledger.update(resumed_from=source.name)
+    client.set_tag(run_id, "conveyor.resumed_from", f"{source.name} (MLflow run {record.mlflow_run_id})")
+    get_run_logger().info("continuing run %s (%s, same config, code and data): took over %s",
+                          source.name, record.status, ", ".join(moved) or "nothing")
+    return record.registry if record.committed else None
 
 
 def _log_privacy(client, run_id: str, dp: dict | None) -> str:

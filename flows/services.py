@@ -17,6 +17,7 @@ import time
 import socket
 import urllib.parse
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -266,3 +267,63 @@ def stop_all(state: State) -> list[str]:
         if stop(state, name):
             stopped.append(name)
     return stopped
+
+
+@contextmanager
+def temporary_prefect_api(state: State, timeout_s: float = 120):
+    """Prefect's API for one `conveyor run` when no server is up: what Prefect's own temporary server
+    does (uvicorn on Prefect's app factory, the UI off), but started here so that it dies with this
+    process: Prefect's own is left running, orphaned, when the CLI is SIGKILLed. Sets
+    PREFECT_API_URL for the block; the database is the state root's, as with Prefect's."""
+    from core.process import dies_with_this_process
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, **state.service_env(), "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1"}
+    command = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+               "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+                               preexec_fn=dies_with_this_process())
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not _healthy(f"{url}/api/health"):
+            if process.poll() is not None:
+                raise RuntimeError(f"Prefect's API server exited with code {process.returncode} while starting")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Prefect's API server did not answer within {timeout_s:.0f} s")
+            time.sleep(0.2)
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        previous = os.environ.get("PREFECT_API_URL")
+        os.environ["PREFECT_API_URL"] = f"{url}/api"  # for child processes
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: f"{url}/api"}):  # for this one
+                yield f"{url}/api"
+        finally:
+            if previous is None:
+                os.environ.pop("PREFECT_API_URL", None)
+            else:
+                os.environ["PREFECT_API_URL"] = previous
+    finally:
+        _flush_to_prefect()
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _flush_to_prefect() -> None:
+    """Send the log lines and events Prefect still queues, while its API is there to take them."""
+    import sys as _sys
+
+    if "prefect" not in _sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    EventsWorker.drain_all(timeout=5)

@@ -314,3 +314,70 @@ def test_invalid_config_and_missing_input_fail_before_any_stage(checkout):
     assert bad.returncode == 2 and "training.train.lr" in bad.stderr
     missing = run_conveyor(checkout, "run", "--profile", "test", "--set", "data.ingest.paths=[nope.jsonl]", check=False)
     assert missing.returncode == 2 and "nope.jsonl" in missing.stderr
+
+
+def _versions(checkout: Path) -> list[dict]:
+    return _registry(checkout, (
+        "c = mlflow.MlflowClient()\n"
+        "print(json.dumps([{'version': str(v.version), 'run': v.tags.get('conveyor.mlflow_run_id')}\n"
+        "                  for v in c.search_model_versions(\"name='conveyor-lm-test'\")]))\n"))
+
+
+def test_a_rerun_with_nothing_changed_registers_and_builds_nothing(checkout, two_runs):
+    before = _versions(checkout)
+    result = run_conveyor(checkout, "run", "--profile", "test")
+    assert f"nothing changed since run {two_runs[0]['run']}" in result.stdout + result.stderr
+    assert _versions(checkout) == before
+
+
+def test_a_run_killed_in_training_is_ended_and_the_next_run_continues_it(checkout, two_runs, tmp_path):
+    """SIGKILL of `conveyor run` after its first checkpoint: every process it started dies with it;
+    the next run of the same config marks it Crashed (Prefect) and KILLED (MLflow), takes over its
+    folder and trains on from the checkpoint; nothing is left Running."""
+    import signal
+    import sqlite3
+
+    import psutil
+
+    args = ["run", "--profile", "test", "--set", "training.train.max_steps=300",
+            "--set", "training.train.checkpoint_every=50"]
+    runs_root = checkout / ".conveyor" / "runs"
+    before = set(runs_root.iterdir())
+    with open(tmp_path / "killed.log", "w") as log:
+        cli = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], cwd=checkout, env=checkout_env(checkout),
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not any(path.parents[3] not in before
+                  for path in runs_root.glob("*/model/base.checkpoints/step*/conveyor_complete")):
+        assert cli.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
+        time.sleep(0.05)
+    family = psutil.Process(cli.pid).children(recursive=True)
+    assert any("training.train" in " ".join(p.cmdline()) for p in family)
+    os.kill(cli.pid, signal.SIGKILL)
+    cli.wait()
+    _, alive = psutil.wait_procs(family, timeout=30)
+    assert not alive, f"left running after the kill: {[' '.join(p.cmdline()[:4]) for p in alive]}"
+    killed = next(path for path in runs_root.iterdir() if path not in before)
+    record = json.loads((killed / "run.json").read_text())
+    assert record["status"] == "running"  # nobody has looked yet
+
+    result = run_conveyor(checkout, *args)
+    output = result.stdout + result.stderr
+    assert f"run {killed.name} crashed" in output and f"continuing run {killed.name}" in output
+    summary = _summaries(checkout)[-1]
+    assert summary["resumed_from"] == killed.name
+    assert summary["training"]["resumed_from_step"] >= 50 and summary["training"]["steps"] == 300
+    assert json.loads((killed / "run.json").read_text())["status"] == "adopted"
+
+    with sqlite3.connect(next((checkout / ".conveyor" / "prefect").glob("*.db"))) as db:
+        states = dict(db.execute("SELECT id, state_type FROM flow_run").fetchall())
+    assert states[record["prefect_flow_run_id"]] == "CRASHED"
+    assert "RUNNING" not in states.values() and "PENDING" not in states.values()
+    mlflow_runs = _registry(checkout, (
+        "c = mlflow.MlflowClient()\n"
+        "e = [x.experiment_id for x in c.search_experiments()]\n"
+        "print(json.dumps({r.info.run_id: r.info.status for r in c.search_runs(e, max_results=1000)}))\n"))
+    assert mlflow_runs[record["mlflow_run_id"]] == "KILLED"
+    assert "RUNNING" not in mlflow_runs.values()
+    assert not [v for v in _versions(checkout) if v["run"] == record["mlflow_run_id"]]
