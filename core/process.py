@@ -35,3 +35,17 @@ def dies_with_this_process():
     """A Popen `preexec_fn`: the child gets SIGTERM when this process exits."""
     parent = os.getpid()
     return lambda: die_with_parent(parent)
+
+
+def stop_process(process, timeout_s: float = 30) -> None:
+    """SIGTERM a Popen child (torchrun passes it on to its ranks), SIGKILL after `timeout_s`."""
+    import subprocess
+
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

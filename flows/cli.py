@@ -64,8 +64,13 @@ def run(profile: ProfileOpt = "demo", set_: SetOpt = None,
     from flows.services import temporary_prefect_api
 
     # The flow logs its summary (so UI-triggered runs show it too); no second copy here.
-    with nullcontext() if os.environ.get("PREFECT_API_URL") else temporary_prefect_api(state):
-        pipeline(config, force=force)
+    from prefect.exceptions import CancelledRun
+
+    try:
+        with nullcontext() if os.environ.get("PREFECT_API_URL") else temporary_prefect_api(state):
+            pipeline(config, force=force)
+    except CancelledRun:
+        _fail("the run was cancelled in Prefect; `conveyor run` with the same config continues it", 1)
 
 
 @app.command()
@@ -185,8 +190,13 @@ def down() -> None:
 
 @app.command()
 def deploy(profile: ProfileOpt = "demo", set_: SetOpt = None,
-           foreground: bool = typer.Option(False, help="serve in this terminal instead of the background")) -> None:
-    """Register pipeline/manual and pipeline/scheduled-retrain on the Prefect server and serve them."""
+           foreground: bool = typer.Option(False, help="serve in this terminal instead of the background"),
+           wait: bool = typer.Option(True, help="wait for runs of the deployments being replaced to finish "
+                                                "(--no-wait: refuse while one is under way)"),
+           wait_timeout: float = typer.Option(7200, help="seconds to wait for them")) -> None:
+    """Register pipeline/manual and pipeline/scheduled-retrain on the Prefect server and serve them.
+    Replacing them stops the process serving them, which would kill a run under way: deploy waits
+    for such runs first."""
     from flows import services
     from flows.deploy import DEPLOYMENTS
 
@@ -194,6 +204,18 @@ def deploy(profile: ProfileOpt = "demo", set_: SetOpt = None,
     state = _activate()
     if "PREFECT_API_URL" not in os.environ:
         _fail("no Prefect server: run `conveyor up` first (or set PREFECT_API_URL)")
+    if "deployments" in services.running(state):
+        from flows import runs
+
+        runs.recover(state.runs)  # a run whose process died is not one to wait for
+        active = services.active_flow_runs(DEPLOYMENTS)
+        if active and not wait:
+            _fail(f"{'; '.join(active)} of {' / '.join(DEPLOYMENTS)} is under way, and replacing the "
+                  "deployments would kill it: wait for it, or run `conveyor deploy` without --no-wait", 1)
+        try:
+            services.wait_for_flow_runs(DEPLOYMENTS, wait_timeout, say=typer.echo)
+        except RuntimeError as exc:
+            _fail(f"not replacing the deployments: {exc}", 1)
     command = [sys.executable, "-m", "flows.deploy", "--profile", profile]
     for override in set_ or []:
         command += ["--set", override]
@@ -202,8 +224,13 @@ def deploy(profile: ProfileOpt = "demo", set_: SetOpt = None,
     # A new deploy replaces the one being served (its profile or overrides may differ).
     if services.stop(state, "deployments"):
         typer.echo("stopped the deployments served before")
+    from flows.deploy import HEARTBEAT_SECONDS
+
+    # The flow runs it starts beat, so that Prefect marks one whose machine died Crashed
+    # (flows.deploy.ensure_zombie_automation).
     record = services.start_process(state, "deployments", command,
-                                    {k: os.environ[k] for k in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")})
+                                    {**{k: os.environ[k] for k in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")},
+                                     "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)})
     try:
         seconds = services.wait_for_deployments(os.environ["PREFECT_API_URL"], DEPLOYMENTS, record["pid"])
     except RuntimeError as exc:
@@ -321,6 +348,15 @@ def status(profile: ProfileOpt = "demo") -> None:
     for name in ("prefect", "mlflow", "deployments"):
         record = up.get(name)
         typer.echo(f"{name:12} {'up ' + (record['url'] or '') + ' pid ' + str(record['pid']) if record else 'down'}")
+    from flows import runs
+
+    for run_dir, record in runs.records(state.runs)[-5:]:  # the newest runs
+        status = record.status
+        if status == "running" and not runs.owner_alive(record):
+            status = "died (its process is gone; the next `conveyor run` ends it as Crashed and continues it)"
+        elif record.resumed_from:
+            status += f" (continued {record.resumed_from})"
+        typer.echo(f"{'run':12} {record.run_name}: {status}")
     import mlflow
 
     from core import registry

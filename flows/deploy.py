@@ -36,6 +36,47 @@ def build_deployments(profile: str, overrides: list[str]):
     return manual, scheduled
 
 
+ZOMBIE_AUTOMATION = "conveyor: crash flow runs that stopped beating"
+HEARTBEAT_SECONDS = 30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the process serving the deployments
+
+
+def ensure_zombie_automation() -> bool:
+    """Prefect's own answer to a flow run whose machine died (docs: "detect zombie flows"): flow runs
+    of deployments beat every HEARTBEAT_SECONDS; when one goes quiet for 3 beats without ending, this
+    automation sets it Crashed. (A `conveyor run` from a terminal is covered by flows.runs.recover.)
+    Returns whether it was created now."""
+    from datetime import timedelta
+
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    try:
+        Automation.read(name=ZOMBIE_AUTOMATION)
+        return False
+    except ValueError:  # not there yet
+        pass
+    Automation(
+        name=ZOMBIE_AUTOMATION,
+        description="Marks a flow run Crashed when its heartbeats stop before it ends (Conveyor deploy).",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
+                    "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=3 * HEARTBEAT_SECONDS),
+        ),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED,
+                                    message=f"no heartbeat for {3 * HEARTBEAT_SECONDS} s: its process or machine died")],
+    ).create()
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="demo")
@@ -46,6 +87,7 @@ def main() -> None:
     from core.state import State
 
     State.from_env().activate()
+    ensure_zombie_automation()
     # One run at a time: runs share the DVC workspace (.conveyor/data, dvc.lock), so a scheduled
     # run that fires during a manual one waits for it.
     serve(*build_deployments(args.profile, args.overrides), limit=1)

@@ -64,17 +64,21 @@ def _child_env() -> dict[str, str]:
 
 
 def _run_logged(cmd: list[str], logger) -> tuple[int, list[str]]:
-    from core.process import dies_with_this_process
+    from core.process import dies_with_this_process, stop_process
 
     # A killed run takes its DVC stage with it (a stage left running would race the next run).
     process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=_child_env(), text=True, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, preexec_fn=dies_with_this_process())
     lines = []
-    for line in process.stdout:
-        line = line.rstrip()
-        if line:
-            lines.append(line)
-            logger.info(line)
+    try:
+        for line in process.stdout:
+            line = line.rstrip()
+            if line:
+                lines.append(line)
+                logger.info(line)
+    except BaseException:
+        stop_process(process)
+        raise
     return process.wait(), lines
 
 
@@ -336,7 +340,8 @@ def pipeline(config: PipelineConfig = PipelineConfig(), force: bool = False) -> 
     run_id = client.create_run(experiment, run_name=run_name).info.run_id
     ledger = runs.RunLedger.start(run_dir, run_name, config.model_name, mlflow_run_id=run_id,
                                   prefect_flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None,
-                                  key={"config_sha256": config_sha256(config), "git_commit": git_commit()})
+                                  key={"config_sha256": config_sha256(config), "git_commit": git_commit()},
+                                  prefect_api=os.environ.get("PREFECT_API_URL"))
     try:
         # Curate: each stage waits for the previous one; DVC skips what did not change.
         stages = {}
@@ -404,10 +409,16 @@ def pipeline(config: PipelineConfig = PipelineConfig(), force: bool = False) -> 
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
         client.log_artifact(run_id, str(run_dir / "summary.json"))
     except BaseException as exc:
-        client.set_terminated(run_id, "FAILED")
+        client.set_terminated(run_id, "KILLED" if ledger.cancelled else "FAILED")
         # Versions registered by a run that did not get to move its alias are not a result.
         removed = [] if ledger.record.committed else runs.undo_registration(ledger.record)
-        ledger.finish("failed", note=f"{type(exc).__name__}" + (f"; removed versions {removed}" if removed else ""))
+        note = f"{type(exc).__name__}" + (f"; removed versions {removed}" if removed else "")
+        if ledger.cancelled and isinstance(exc, KeyboardInterrupt):
+            from prefect.states import Cancelled
+
+            ledger.finish("cancelled", note="cancel requested in Prefect" + note[len("KeyboardInterrupt"):])
+            return Cancelled(message="cancelled on request; `conveyor run` with the same config continues it")
+        ledger.finish("failed", note=note)
         raise
     client.set_terminated(run_id, "FINISHED")
     ledger.finish("completed")

@@ -19,6 +19,7 @@ notice a dead process) and with a server, where Prefect's own heartbeats also ma
 
 from __future__ import annotations
 
+import _thread
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from core.atomic import atomic_write_text
 logger = logging.getLogger(__name__)
 
 RECORD_FILE = "run.json"
-HEARTBEAT_SECONDS = 30.0
+HEARTBEAT_SECONDS = float(os.environ.get("CONVEYOR_HEARTBEAT_SECONDS", "30"))
 # A run on another host (a work pool, a shared state root) is taken for dead when its heartbeat is
 # this old; on this host the pid decides at once.
 STALE_SECONDS = 600.0
@@ -60,6 +61,7 @@ class RunRecord(BaseModel):
     committed: bool = False  # the alias moved: its registry versions are its result
     registry: dict | None = None  # the register step's result, once committed
     resumed_from: str | None = None  # the run folder this one adopted
+    prefect_api: str | None = None  # the API its flow run is on (a temporary one's address changes)
     note: str | None = None  # why it ended as it did
 
     @classmethod
@@ -102,6 +104,7 @@ class RunLedger:
     def __init__(self, run_dir: Path, record: RunRecord):
         self.run_dir = Path(run_dir)
         self.record = record
+        self.cancelled = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -135,6 +138,29 @@ class RunLedger:
                 self.save()
             except OSError as exc:  # a full disk must not kill the run; the next beat tries again
                 logger.warning("run record %s not updated: %s", self.run_dir / RECORD_FILE, exc)
+            if self._cancel_requested():
+                # `prefect flow-run cancel` (or the UI's Cancel) on a run no worker watches, such as
+                # `conveyor run`'s: stop the run as Ctrl-C would; the flow ends it as Cancelled.
+                logger.warning("run %s: cancel requested in Prefect; stopping", self.record.run_name)
+                self.cancelled = True
+                self._stop.set()
+                _thread.interrupt_main()
+
+    def _cancel_requested(self) -> bool:
+        if not (self.record.prefect_flow_run_id and self.record.prefect_api):
+            return False
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.objects import StateType
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        try:  # settings are per context, and a new thread starts from the defaults: name the API
+            with temporary_settings(updates={PREFECT_API_URL: self.record.prefect_api}), \
+                    get_client(sync_client=True) as client:
+                state = client.read_flow_run(self.record.prefect_flow_run_id).state
+        except Exception as exc:  # noqa: BLE001 - the API away for a moment: ask again next beat
+            logger.debug("flow run state not read: %s", exc)
+            return False
+        return state is not None and state.type == StateType.CANCELLING
 
 
 def records(runs_root: Path) -> list[tuple[Path, RunRecord]]:

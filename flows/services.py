@@ -327,3 +327,42 @@ def _flush_to_prefect() -> None:
 
     APILogHandler().flush()
     EventsWorker.drain_all(timeout=5)
+
+
+ACTIVE_STATES = ("PENDING", "RUNNING", "CANCELLING")
+
+
+def active_flow_runs(deployments: list[str]) -> list[str]:
+    """One line for each flow run of `deployments` ("flow/deployment") that is under way."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterName, FlowFilter, FlowFilterName,
+                                                FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType)
+    from prefect.client.schemas.objects import StateType
+
+    flows = sorted({name.split("/", 1)[0] for name in deployments})
+    names = sorted({name.split("/", 1)[1] for name in deployments})
+    with get_client(sync_client=True) as client:
+        found = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=flows)),
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=names)),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                type=FlowRunFilterStateType(any_=[StateType(s) for s in ACTIVE_STATES]))))
+    return [f"flow run {run.name} ({run.state.name if run.state else '?'} since "
+            f"{run.start_time or run.expected_start_time:%Y-%m-%d %H:%M:%S} UTC)" for run in found]
+
+
+def wait_for_flow_runs(deployments: list[str], timeout_s: float, poll_s: float = 5.0, say=print) -> None:
+    """Return once no flow run of `deployments` is under way; RuntimeError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    said = set()
+    while True:
+        active = active_flow_runs(deployments)
+        if not active:
+            return
+        for line in active:
+            if line not in said:
+                say(f"waiting for {line} to finish before replacing its deployment")
+                said.add(line)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"still running after {timeout_s:.0f} s: {'; '.join(active)}")
+        time.sleep(poll_s)

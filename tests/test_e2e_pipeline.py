@@ -381,3 +381,43 @@ def test_a_run_killed_in_training_is_ended_and_the_next_run_continues_it(checkou
     assert mlflow_runs[record["mlflow_run_id"]] == "KILLED"
     assert "RUNNING" not in mlflow_runs.values()
     assert not [v for v in _versions(checkout) if v["run"] == record["mlflow_run_id"]]
+
+
+def test_cancelling_a_terminal_run_in_prefect_stops_it_as_cancelled(checkout, two_runs, tmp_path):
+    """`conveyor run` has no worker watching for a cancel: its heartbeat does, stops training and
+    ends the flow run Cancelled (not stuck in Cancelling), the MLflow run KILLED."""
+    import sqlite3
+
+    import psutil
+
+    args = ["run", "--profile", "test", "--set", "training.train.max_steps=100000",
+            "--set", "training.train.log_every=1000"]
+    runs_root = checkout / ".conveyor" / "runs"
+    before = set(runs_root.iterdir())
+    env = {**checkout_env(checkout), "CONVEYOR_HEARTBEAT_SECONDS": "1"}
+    with open(tmp_path / "cancelled.log", "w") as log:
+        cli = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], cwd=checkout, env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not any("training.train" in " ".join(p.cmdline()) for p in psutil.Process(cli.pid).children(recursive=True)):
+        assert cli.poll() is None, (tmp_path / "cancelled.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "training did not start within 10 minutes"
+        time.sleep(0.2)
+    family = psutil.Process(cli.pid).children(recursive=True)
+    run_dir = next(path for path in runs_root.iterdir() if path not in before)
+    record = json.loads((run_dir / "run.json").read_text())
+    request = urllib.request.Request(
+        f"{record['prefect_api']}/flow_runs/{record['prefect_flow_run_id']}/set_state", method="POST",
+        data=json.dumps({"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True}).encode(),
+        headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=30).close()
+    assert cli.wait(timeout=120) == 1
+    output = (tmp_path / "cancelled.log").read_text()
+    assert "cancelled in Prefect" in output and "Traceback" not in output
+    _, alive = psutil.wait_procs(family, timeout=30)
+    assert not alive, f"left running: {[' '.join(p.cmdline()[:4]) for p in alive]}"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "cancelled"
+    with sqlite3.connect(next((checkout / ".conveyor" / "prefect").glob("*.db"))) as db:
+        state = db.execute("SELECT state_type FROM flow_run WHERE id = ?", (record["prefect_flow_run_id"],)).fetchone()
+    assert state == ("CANCELLED",)
+    assert _registry(checkout, f"print(json.dumps(mlflow.MlflowClient().get_run('{record['mlflow_run_id']}').info.status))\n") == "KILLED"

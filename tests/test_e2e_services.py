@@ -10,6 +10,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -51,6 +52,13 @@ def _get(url: str) -> dict | list:
         return json.loads(response.read())
 
 
+def _post(url: str, body: dict) -> dict | list:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
 def _service_pids(checkout: Path) -> list[int]:
     return [json.loads(p.read_text())["pid"] for p in (checkout / ".conveyor" / "services").glob("*.json")]
 
@@ -87,17 +95,39 @@ def services(checkout: Path):
 
 
 @pytest.fixture(scope="module")
-def manual_run(checkout: Path, services) -> dict:
-    """`prefect deployment run 'pipeline/manual' --watch`, as a user types it; the flow run."""
+def run_during_redeploy(checkout: Path, services) -> dict:
+    """`prefect deployment run 'pipeline/manual' --watch`, as a user types it; while that run is
+    under way, `conveyor deploy --no-wait` (refused) and `conveyor deploy` (waits for it)."""
     env = {**checkout_env(checkout), "PREFECT_API_URL": services["api"],
            "PREFECT_HOME": str(checkout / ".conveyor" / "prefect")}
-    result = subprocess.run([str(Path(sys.executable).parent / "prefect"), "deployment", "run", "pipeline/manual",
-                             "--watch", "--watch-timeout", "600"],
-                            cwd=checkout, env=env, capture_output=True, text=True, timeout=660)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-6000:]
+    watch = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "deployment", "run", "pipeline/manual",
+                              "--watch", "--watch-timeout", "600"],
+                             cwd=checkout, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not _post(f"{services['api']}/flow_runs/filter",
+                    {"flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}}}):
+        assert watch.poll() is None and time.monotonic() < deadline, "the manual run did not start"
+        time.sleep(1)
+    redeploy = ["deploy", "--profile", "test", "--set", f"schedule.cron={CRON}"]
+    refused = run_conveyor(checkout, *redeploy, "--no-wait", check=False)
+    waited = run_conveyor(checkout, *redeploy)
+    output, _ = watch.communicate(timeout=660)
+    assert watch.returncode == 0, output[-6000:]
     run_id = next(line.split("UUID:")[1].strip() for line in output.splitlines() if "UUID:" in line)
-    return _get(f"{services['api']}/flow_runs/{run_id}")
+    return {"flow_run": _get(f"{services['api']}/flow_runs/{run_id}"), "refused": refused, "waited": waited}
+
+
+@pytest.fixture(scope="module")
+def manual_run(run_during_redeploy) -> dict:
+    return run_during_redeploy["flow_run"]
+
+
+def test_deploy_refuses_or_waits_while_a_run_of_its_deployments_is_under_way(run_during_redeploy):
+    """Replacing the served deployments stops the process running their flow runs: not mid-run."""
+    refused, waited = run_during_redeploy["refused"], run_during_redeploy["waited"]
+    assert refused.returncode == 1 and "under way" in refused.stderr and "Traceback" not in refused.stderr
+    assert "waiting for flow run" in waited.stdout and "registered in" in waited.stdout
+    assert run_during_redeploy["flow_run"]["state"]["type"] == "COMPLETED"
 
 
 def test_manual_deployment_run_completes(manual_run):
@@ -105,6 +135,17 @@ def test_manual_deployment_run_completes(manual_run):
     # The deployment's parameters (the test profile's config) reached the flow.
     assert manual_run["parameters"]["config"]["profile"] == "test"
     assert manual_run["parameters"]["config"]["model_name"] == MODEL
+
+
+def test_deploy_installs_prefects_zombie_detection(services, manual_run):
+    """Flow runs of the deployments beat; Prefect's automation crashes one that goes quiet."""
+    automations = _post(f"{services['api']}/automations/filter", {})
+    zombie = [a for a in automations if a["name"].startswith("conveyor: crash flow runs")]
+    assert len(zombie) == 1 and zombie[0]["enabled"]  # the second deploy did not add another
+    assert zombie[0]["trigger"]["posture"] == "Proactive"
+    assert zombie[0]["actions"][0]["state"] == "CRASHED"
+    events = _post(f"{services['api']}/events/filter", {"filter": {"event": {"name": ["prefect.flow-run.heartbeat"]}}})
+    assert any(e["resource"]["prefect.resource.id"] == f"prefect.flow-run.{manual_run['id']}" for e in events["events"])
 
 
 def test_scheduled_retrain_has_the_configured_cron(services):

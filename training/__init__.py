@@ -195,20 +195,25 @@ def run(config: TrainingConfig, dataset_dir: Path, tokenizer_dir: Path, output_d
         bar = StepBar() if progress else None
         if progress:
             from tqdm.contrib.logging import logging_redirect_tqdm  # log lines go above the bar
-        from core.process import dies_with_this_process
+        from core.process import dies_with_this_process, stop_process
 
         # If this process is killed, torchrun gets SIGTERM and stops the ranks (each of which also
         # dies with torchrun: training.train).
         with logging_redirect_tqdm() if progress else nullcontext(), subprocess.Popen(
                 command, env=rank_env(config, env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                 bufsize=1, preexec_fn=dies_with_this_process()) as process:
-            for line in process.stdout:
-                line = line.rstrip()
-                tail.append(line)
-                if not (bar and bar.show(line)):
-                    logger.info("%s", line)
-            if bar:
-                bar.close()
+            try:
+                for line in process.stdout:
+                    line = line.rstrip()
+                    tail.append(line)
+                    if not (bar and bar.show(line)):
+                        logger.info("%s", line)
+            except BaseException:  # Ctrl-C, a cancelled flow run: the ranks stop now, not at our exit
+                stop_process(process)
+                raise
+            finally:
+                if bar:
+                    bar.close()
     if process.returncode != 0:
         raise TrainingFailed(f"training exited with code {process.returncode}; last output:\n" + "\n".join(tail))
     result = json.loads((output_dir / "result.json").read_text())
