@@ -425,7 +425,46 @@ def pipeline(config: PipelineConfig = PipelineConfig(), force: bool = False) -> 
     from flows.summary import render_text
 
     get_run_logger().info("\n%s", render_text(summary))
+    _publish_prefect_artifacts(summary, experiment, state)
     return summary
+
+
+def _publish_prefect_artifacts(summary: dict, experiment_id: str, state: State) -> None:
+    """What the flow run's Artifacts tab shows: the variants table, the champion decision, and links
+    to the MLflow run and the registered version (when MLflow is a server the browser can open)."""
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+    registry_result, lineage = summary["registry"], summary["lineage"]
+    key = re.sub(r"[^a-z0-9-]+", "-", registry_result["model_name"].lower()).strip("-")
+    rows = []
+    for variant, metrics in summary["variants"].items():
+        rows.append({"variant": variant, "version": registry_result["versions"].get(variant, "-"),
+                     **{name: round(metrics[name], 4) for name in ("bits_per_byte", "perplexity", "size_bytes",
+                                                                   "decode_tokens_per_s_b1", "ttft_ms_b1")
+                        if isinstance(metrics.get(name), (int, float))}})
+    create_table_artifact(rows, key=f"{key}-variants",
+                          description=f"Variants of run {summary['run']} (registered as versions of "
+                                      f"{registry_result['model_name']})")
+    tracking = state.mlflow_tracking_uri
+    web = tracking.rstrip("/") if tracking.startswith(("http://", "https://")) else None
+    run_link = f"{web}/#/experiments/{experiment_id}/runs/{lineage['mlflow_run_id']}" if web else None
+    version_link = (f"{web}/#/models/{registry_result['model_name']}/versions/{registry_result['version']}"
+                    if web else None)
+    failed = "".join(f"\n- bound not met: {bound}" for bound in registry_result["failed_bounds"])
+    run_ref = f"[{lineage['mlflow_run_id']}]({run_link})" if run_link else lineage["mlflow_run_id"]
+    create_markdown_artifact(
+        f"## {registry_result['model_name']} v{registry_result['version']} ({registry_result['chosen']}) "
+        f"-> `{registry_result['alias']}`\n\n{registry_result['reason']}{failed}\n\n"
+        f"- champion now: v{registry_result['champion_version']}\n"
+        f"- MLflow run: {run_ref}\n"
+        f"- model card: `conveyor card {registry_result['model_name']}/{registry_result['version']}`"
+        + (f" ([registry page]({version_link}))" if version_link else "") + "\n"
+        f"- Bento: `{summary['bento']}` (`conveyor serve --profile {summary['profile']}`)\n"
+        f"- data: DVC `{lineage['dataset_dvc_md5']}`, git `{lineage['git_commit'][:12]}`\n",
+        key=f"{key}-decision", description="The promotion gate's decision and where to look next")
+    if run_link:
+        create_link_artifact(run_link, link_text=f"MLflow run {summary['run']}", key=f"{key}-mlflow-run",
+                             description="This flow run's MLflow run: params, metrics, the loss curve, artifacts")
 
 
 def _unchanged(client, run_id: str, ledger, previous: tuple[Path, dict], stages: dict) -> dict:

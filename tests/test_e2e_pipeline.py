@@ -123,6 +123,15 @@ def test_the_prefect_ui_shows_the_stages_info_lines(checkout, two_runs):
     training = [message for name, level, message in rows if name == "training" and level == 20]
     assert any("step 30/30" in message and "loss" in message for message in training), rows[-20:]
     assert any(name.startswith("evaluation") and level == 20 for name, level, _ in rows)
+    # Its Artifacts tab: the variants table and the gate's decision.
+    with sqlite3.connect(next((checkout / ".conveyor" / "prefect").glob("*.db"))) as db:
+        artifacts = dict(db.execute("SELECT key, type FROM artifact WHERE flow_run_id = ?", (flow_run,)).fetchall())
+        table = json.loads(db.execute("SELECT data FROM artifact WHERE key = 'conveyor-lm-test-variants' "
+                                      "AND flow_run_id = ?", (flow_run,)).fetchone()[0])
+    assert artifacts.get("conveyor-lm-test-variants") == "table"
+    assert artifacts.get("conveyor-lm-test-decision") == "markdown"
+    table = json.loads(table) if isinstance(table, str) else table
+    assert {row["variant"] for row in table} == {"base", "int8", "wanda50", "wanda50-int8"}
 
 
 def test_second_run_skips_unchanged_data_stages(two_runs):

@@ -148,6 +148,18 @@ def test_deploy_installs_prefects_zombie_detection(services, manual_run):
     assert any(e["resource"]["prefect.resource.id"] == f"prefect.flow-run.{manual_run['id']}" for e in events["events"])
 
 
+def test_the_flow_run_publishes_its_results_and_links_to_mlflow(services, manual_run):
+    artifacts = {a["key"]: a for a in _post(f"{services['api']}/artifacts/filter",
+                                             {"artifacts": {"flow_run_id": {"any_": [manual_run["id"]]}}})}
+    assert artifacts[f"{MODEL}-variants"]["type"] == "table"
+    assert "champion" in artifacts[f"{MODEL}-decision"]["data"] or "challenger" in artifacts[f"{MODEL}-decision"]["data"]
+    link = artifacts[f"{MODEL}-mlflow-run"]["data"]  # a markdown link: [text](url)
+    link = link[link.index("](") + 2:-1]
+    assert link.startswith(services["mlflow_url"] + "/#/experiments/")
+    with urllib.request.urlopen(link.split("#")[0], timeout=30) as response:  # the MLflow UI answers
+        assert response.status == 200
+
+
 def test_scheduled_retrain_has_the_configured_cron(services):
     deployment = _get(f"{services['api']}/deployments/name/pipeline/scheduled-retrain")
     assert [s["schedule"]["cron"] for s in deployment["schedules"]] == [CRON]
