@@ -74,6 +74,33 @@ def run(profile: ProfileOpt = "demo", set_: SetOpt = None,
 
 
 @app.command()
+def drift(profile: ProfileOpt = "demo", set_: SetOpt = None) -> None:
+    """Is it time to retrain? New data and served prompts against the champion's; past the thresholds, emit the retrain event."""
+    config = _load(profile, set_)
+    state = _activate()
+    from contextlib import nullcontext
+
+    from flows.drift import DriftError, drift as drift_flow
+    from flows.services import temporary_prefect_api
+
+    server = bool(os.environ.get("PREFECT_API_URL"))
+    try:
+        with nullcontext() if server else temporary_prefect_api(state):
+            result = drift_flow(config)
+    except DriftError as exc:
+        _fail(str(exc), 1)
+    typer.echo(result["line"])
+    for reason in result["reasons"]:
+        typer.echo(f"  - {reason}")
+    typer.echo(f"report: {result['report_html'] or result['output']}")
+    if result["drifted"]:
+        typer.echo("emitted conveyor.drift.detected: " + (
+            "the pipeline/scheduled-retrain deployment's trigger starts retraining" if server else
+            "no Prefect server is up, so nothing listens; retrain with `conveyor run`, or run `conveyor up` "
+            "and `conveyor deploy` to retrain on drift by itself"))
+
+
+@app.command()
 def params(profile: ProfileOpt = "demo", set_: SetOpt = None) -> None:
     """Write the resolved config to .conveyor/params.yaml, so `dvc repro` runs the data stages."""
     from flows.pipeline import write_params
@@ -194,7 +221,8 @@ def deploy(profile: ProfileOpt = "demo", set_: SetOpt = None,
            wait: bool = typer.Option(True, help="wait for runs of the deployments being replaced to finish "
                                                 "(--no-wait: refuse while one is under way)"),
            wait_timeout: float = typer.Option(7200, help="seconds to wait for them")) -> None:
-    """Register pipeline/manual and pipeline/scheduled-retrain on the Prefect server and serve them.
+    """Register and serve pipeline/manual, pipeline/scheduled-retrain (cron, and on drift) and drift/check.
+
     Replacing them stops the process serving them, which would kill a run under way: deploy waits
     for such runs first."""
     from flows import services

@@ -11,6 +11,7 @@ from core.config import ConfigError, apply_overrides, format_validation_error, l
 from core.state import REPO_ROOT
 from data.config import DataConfig
 from evaluation.config import Bound, EvaluationConfig, PromotionConfig
+from evaluation.drift import DriftConfig
 from serving.config import ServingConfig
 from training.config import TrainingConfig
 
@@ -22,6 +23,8 @@ class ScheduleConfig(BaseModel):
 
     cron: str = Field(default="0 3 * * 0", description="retraining schedule of the scheduled-retrain deployment")
     timezone: str = "UTC"
+    drift_cron: str | None = Field(default=None, description="schedule of the drift/check deployment (None: "
+                                   "on demand); a drift it finds starts pipeline/scheduled-retrain")
 
 
 class PipelineConfig(BaseModel):
@@ -37,6 +40,7 @@ class PipelineConfig(BaseModel):
     promotion: PromotionConfig = PromotionConfig()
     serving: ServingConfig = ServingConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    drift: DriftConfig = DriftConfig()
 
     def check_inputs(self) -> None:
         """Fail before any stage runs when an input path is missing."""

@@ -13,12 +13,14 @@ import argparse
 
 from flows.config import load_config
 
-DEPLOYMENTS = ["pipeline/manual", "pipeline/scheduled-retrain"]  # flow/deployment
+DEPLOYMENTS = ["pipeline/manual", "pipeline/scheduled-retrain", "drift/check"]  # flow/deployment
 
 
 def build_deployments(profile: str, overrides: list[str]):
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
     from prefect.schedules import Cron
 
+    from flows.drift import DRIFT_EVENT, drift, model_resource
     from flows.pipeline import pipeline
 
     config = load_config(profile, overrides)
@@ -27,13 +29,27 @@ def build_deployments(profile: str, overrides: list[str]):
         name="manual", parameters=parameters, tags=["conveyor", config.profile],
         description=f"Corpus to served model, profile {config.profile}. Edit the config in the form.",
     )
+    # A drift found by drift/check (or `conveyor drift` against this server) retrains at once; the
+    # run's `trigger` parameter names the event.
+    on_drift = DeploymentEventTrigger(
+        name=f"retrain {config.model_name} on drift", expect={DRIFT_EVENT},
+        match={"prefect.resource.id": model_resource(config.model_name)["prefect.resource.id"]},
+        parameters={"trigger": "{{ event.event }} {{ event.id }}: {{ event.payload.summary }}"},
+    )
     scheduled = pipeline.to_deployment(
         name="scheduled-retrain", parameters=parameters,
-        schedule=Cron(config.schedule.cron, timezone=config.schedule.timezone),
+        schedule=Cron(config.schedule.cron, timezone=config.schedule.timezone), triggers=[on_drift],
         tags=["conveyor", config.profile, "scheduled"],
-        description=f"Retraining on cron {config.schedule.cron!r} ({config.schedule.timezone}).",
+        description=f"Retraining on cron {config.schedule.cron!r} ({config.schedule.timezone}) and on "
+                    f"{DRIFT_EVENT} for {config.model_name}.",
     )
-    return manual, scheduled
+    check = drift.to_deployment(
+        name="check", parameters=parameters, tags=["conveyor", config.profile, "drift"],
+        schedule=Cron(config.schedule.drift_cron, timezone=config.schedule.timezone) if config.schedule.drift_cron
+        else None,
+        description="New data and traffic against the champion's; past the thresholds, starts retraining.",
+    )
+    return manual, scheduled, check
 
 
 ZOMBIE_AUTOMATION = "conveyor: crash flow runs that stopped beating"

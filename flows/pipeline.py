@@ -308,8 +308,9 @@ def _mlflow_params(config: PipelineConfig) -> dict[str, str]:
 
 
 @flow(name="pipeline", log_prints=True)
-def pipeline(config: PipelineConfig = PipelineConfig(), force: bool = False) -> dict:
-    """Corpus to served model. `config` is the whole pipeline config (a form in the Prefect UI).
+def pipeline(config: PipelineConfig = PipelineConfig(), force: bool = False, trigger: str = "") -> dict:
+    """Corpus to served model. `config` is the whole pipeline config (a form in the Prefect UI);
+    `trigger`: what started the run when an event did (the drift event, set by the deployment trigger).
 
     When the curated data, the config and the code are those of a completed run whose versions are
     still registered, nothing is trained or registered (the run says so); `force` trains anyway. A
@@ -342,6 +343,9 @@ def pipeline(config: PipelineConfig = PipelineConfig(), force: bool = False) -> 
                                   prefect_flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None,
                                   key={"config_sha256": config_sha256(config), "git_commit": git_commit()},
                                   prefect_api=os.environ.get("PREFECT_API_URL"))
+    if trigger:
+        get_run_logger().info("started by %s", trigger)
+        client.set_tag(run_id, "conveyor.trigger", trigger[:5000])
     try:
         # Curate: each stage waits for the previous one; DVC skips what did not change.
         stages = {}

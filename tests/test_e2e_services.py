@@ -160,6 +160,39 @@ def test_the_flow_run_publishes_its_results_and_links_to_mlflow(services, manual
         assert response.status == 200
 
 
+@pytest.fixture(scope="module")
+def drift_run(checkout: Path, services, manual_run) -> dict:
+    """`conveyor drift` after log lines land beside the corpus (the quality filter drops them, so the
+    clean stage's drop share jumps): the drift event, then the retraining it starts."""
+    import random
+
+    rng = random.Random(1)
+    logs = checkout / "incoming-logs.jsonl"
+    logs.write_text("".join(json.dumps({"id": f"log-{i}", "text": "\n".join(
+        f"2026-11-{rng.randint(1, 28):02d} ERROR worker-{rng.randint(1, 64)} job {rng.randint(1000, 99999)} failed "
+        f"after {rng.randint(1, 900)} ms" for _ in range(rng.randint(4, 20)))}) + "\n" for i in range(80)))
+    result = run_conveyor(checkout, "drift", "--profile", "test", "--set",
+                          f"data.ingest.paths=[tests/fixtures/tiny.jsonl,{logs.name}]")
+    deadline = time.monotonic() + 180
+    while True:
+        retrains = _post(f"{services['api']}/flow_runs/filter",
+                         {"deployments": {"name": {"any_": ["scheduled-retrain"]}}})
+        started = [run for run in retrains if run["parameters"].get("trigger")]
+        if started or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    return {"cli": result, "retrains": started}
+
+
+def test_drift_emits_the_event_and_the_trigger_starts_retraining_with_it(drift_run):
+    output = drift_run["cli"].stdout
+    assert "drift: clean drops" in output and "trigger starts retraining" in output, output[-3000:]
+    assert len(drift_run["retrains"]) == 1, "the deployment trigger started no retraining"
+    trigger = drift_run["retrains"][0]["parameters"]["trigger"]
+    assert trigger.startswith("conveyor.drift.detected ") and "clean drops" in trigger
+    assert drift_run["retrains"][0]["parameters"]["config"]["profile"] == "test"  # the deployment's own config
+
+
 def test_scheduled_retrain_has_the_configured_cron(services):
     deployment = _get(f"{services['api']}/deployments/name/pipeline/scheduled-retrain")
     assert [s["schedule"]["cron"] for s in deployment["schedules"]] == [CRON]
