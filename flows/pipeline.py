@@ -521,6 +521,25 @@ def _log_evaluation(client, run_id: str, metrics: dict[str, dict], champion: dic
     columns = sorted({key for m in rows.values() for key in m})
     client.log_table(run_id, data={"model": list(rows), **{key: [m.get(key) for m in rows.values()] for key in columns}},
                      artifact_file="evaluation/comparison.json")
+    _log_variant_runs(client, run_id, metrics)
+
+
+def _log_variant_runs(client, run_id: str, metrics: dict[str, dict]) -> None:
+    """One child run per variant, its metrics under the same names (`bits_per_byte`, ...), so MLflow's
+    runs table and compare view line the variants up column by column (the parent run keeps them as
+    `<variant>/<metric>` too)."""
+    from mlflow.entities import Metric
+
+    parent = client.get_run(run_id)
+    now = int(time.time() * 1000)
+    for variant, values in metrics.items():
+        child = client.create_run(parent.info.experiment_id, run_name=f"{parent.info.run_name}/{variant}",
+                                  tags={"mlflow.parentRunId": run_id, "conveyor.variant": variant})
+        numeric = [Metric(key, float(value), now, 0) for key, value in values.items()
+                   if isinstance(value, (int, float)) and not isinstance(value, bool)]
+        for start in range(0, len(numeric), 1000):  # MLflow takes at most 1,000 metrics a batch
+            client.log_batch(child.info.run_id, metrics=numeric[start:start + 1000])
+        client.set_terminated(child.info.run_id, "FINISHED")
 
 
 def _log_compression_report(client, run_id: str, variants: list[dict], metrics: dict[str, dict],

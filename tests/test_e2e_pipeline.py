@@ -134,6 +134,23 @@ def test_the_prefect_ui_shows_the_stages_info_lines(checkout, two_runs):
     assert {row["variant"] for row in table} == {"base", "int8", "wanda50", "wanda50-int8"}
 
 
+def test_mlflow_shows_the_validation_curve_and_lines_the_variants_up(checkout, two_runs):
+    """val/loss at every evaluation (eval_every 10 in the test profile), and one child run per variant
+    with the same metric names, which MLflow's compare view puts side by side."""
+    run_id = two_runs[0]["lineage"]["mlflow_run_id"]
+    found = _registry(checkout, (
+        "c = mlflow.MlflowClient()\n"
+        f"run = c.get_run('{run_id}')\n"
+        f"curve = [m.step for m in c.get_metric_history('{run_id}', 'val/loss')]\n"
+        f"kids = c.search_runs([run.info.experiment_id], \"tags.mlflow.parentRunId = '{run_id}'\")\n"
+        "print(json.dumps({'curve': curve, 'kids': {k.data.tags['conveyor.variant']: sorted(k.data.metrics)\n"
+        "                                          for k in kids}}))\n"))
+    assert found["curve"] == [10, 20, 30]
+    assert set(found["kids"]) == {"base", "int8", "wanda50", "wanda50-int8"}
+    names = {variant: set(metrics) for variant, metrics in found["kids"].items()}
+    assert {"bits_per_byte", "perplexity", "size_bytes"} <= names["base"] and names["base"] == names["int8"]
+
+
 def test_second_run_skips_unchanged_data_stages(two_runs):
     second = two_runs[1]["stages"]
     # ingest always re-reads its inputs; every later stage is unchanged and skipped by DVC.

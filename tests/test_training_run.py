@@ -67,6 +67,9 @@ def test_two_rank_training_run(dataset, tmp_path, caplog):
     # Rank 0 logged into the caller's MLflow run rather than a new one.
     assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [5, 10, 15, 20, 25, 30]
     assert client.get_metric_history(run_id, "train/loss")[-1].value == pytest.approx(log[-1]["loss"])
+    # The final validation loss is the last point of the validation curve.
+    assert [(m.step, round(m.value, 6)) for m in client.get_metric_history(run_id, "val/loss")] == [
+        (30, round(result.val_loss, 6))]
     assert {"train/lr", "train/grad_norm", "train/tokens_per_second", "train/peak_rss_gib"} <= set(
         client.get_run(run_id).data.metrics)
     assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1

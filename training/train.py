@@ -791,6 +791,7 @@ def train_rank(args: argparse.Namespace) -> None:
                             on_skip=lambda step, skipped: say(f"step {step}: non-finite loss, batch skipped ({skipped})"),
                             privacy=privacy)
         best_val_loss, evaluations_without_improvement = math.inf, 0
+        last_val_step = None  # the step of the last validation loss logged
         step = start_step
         try:
             for step in range(start_step + 1, train.max_steps + 1):
@@ -840,6 +841,7 @@ def train_rank(args: argparse.Namespace) -> None:
                     val = validation_loss(engine, validation_blocks, config, rank, world_size, device)
                     if val is not None:
                         log_entry({"step": step, "val_loss": round(val, 4), "val_perplexity": round(math.exp(val), 2)})
+                        last_val_step = step
                         if val < best_val_loss:
                             best_val_loss, evaluations_without_improvement = val, 0
                         else:
@@ -855,6 +857,9 @@ def train_rank(args: argparse.Namespace) -> None:
 
         val_loss = validation_loss(engine, validation_blocks, config, rank, world_size, device)
         say(f"validation loss {val_loss}")
+        if rank == 0 and mlflow_metrics and val_loss is not None and last_val_step != step:
+            # The last point of the validation curve in MLflow (the train log keeps periodic ones).
+            mlflow_metrics.log(step, {"val/loss": float(val_loss), "val/perplexity": math.exp(val_loss)})
 
         # Below ZeRO-3 every rank holds the whole model and this is a no-op; at stage 3 it
         # gathers the partitioned weights so rank 0 can save them.
