@@ -190,19 +190,41 @@ def compress(
 
 
 @app.command()
-def up(prefect_port: int = 4200, mlflow_port: int = 5000) -> None:
+def up(prefect_port: int = 4200, mlflow_port: int = 5000,
+       backend: Annotated[str, typer.Option(help="sqlite: the servers on the embedded SQLite files; postgres: "
+                                                 "a local PostgreSQL holding MLflow's and Prefect's databases")] = "sqlite",
+       postgres_port: int = 5432) -> None:
     """Start a Prefect server and an MLflow server on 127.0.0.1 (state under the state root)."""
     from flows import services
 
+    if backend not in ("sqlite", "postgres"):
+        _fail(f"--backend: sqlite or postgres, not {backend!r}")
     state = _activate()
-    for service in (services.prefect_service(state, prefect_port), services.mlflow_service(state, mlflow_port)):
+
+    def start(service) -> dict:
         typer.echo(f"starting {service.name} ...")
         try:
             record = services.start(state, service)
         except RuntimeError as exc:
             _fail(str(exc), 1)
         how = "already running" if record.get("already_running") else f"healthy in {record['seconds']} s"
-        typer.echo(f"  {service.name} UI: {record['url']}  ({how}, pid {record['pid']}, log {record['log']})")
+        label = "database" if service.name == "postgres" else "UI"
+        typer.echo(f"  {service.name} {label}: {record['url']}  ({how}, pid {record['pid']}, log {record['log']})")
+        return record
+
+    mlflow_store = prefect_database = None
+    if backend == "postgres":
+        try:
+            database = start(services.postgres_service(state, postgres_port))
+            created = services.create_databases(database["url"], postgres_port)
+        except RuntimeError as exc:
+            _fail(str(exc), 1)
+        if created:
+            typer.echo(f"  created databases {', '.join(created)}")
+        mlflow_store = f"{database['url']}/mlflow"
+        prefect_database = f"postgresql+asyncpg://{database['url'].removeprefix('postgresql://')}/prefect"
+    start(services.prefect_service(state, prefect_port, prefect_database))
+    start(services.mlflow_service(state, mlflow_port, mlflow_store))
 
 
 @app.command()
@@ -373,8 +395,10 @@ def status(profile: ProfileOpt = "demo") -> None:
         _fail(str(exc))
     state = _activate()
     up = running(state)
-    for name in ("prefect", "mlflow", "deployments"):
+    for name in ("postgres", "prefect", "mlflow", "deployments"):
         record = up.get(name)
+        if name == "postgres" and record is None:
+            continue  # only `conveyor up --backend postgres` starts one
         typer.echo(f"{name:12} {'up ' + (record['url'] or '') + ' pid ' + str(record['pid']) if record else 'down'}")
     from flows import runs
 

@@ -36,7 +36,8 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)  # extra environment of the server itself
 
 
-def prefect_service(state: State, port: int) -> Service:
+def prefect_service(state: State, port: int, database_url: str | None = None) -> Service:
+    """database_url: Prefect's database as SQLAlchemy names it (default: SQLite under PREFECT_HOME)."""
     url = f"http://127.0.0.1:{port}"
     cmd = [_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     # The UI asks /ui-settings for its API address, which defaults to PREFECT_API_URL or else
@@ -44,14 +45,95 @@ def prefect_service(state: State, port: int) -> Service:
     # 4200 and show "Something went wrong". Pin all of them to this server.
     env = {"PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
            "PREFECT_API_URL": f"{url}/api", "PREFECT_SERVER_UI_API_URL": f"{url}/api"}
+    if database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     return Service("prefect", cmd, url, f"{url}/api/health", "PREFECT_API_URL", f"{url}/api", env=env)
 
 
-def mlflow_service(state: State, port: int) -> Service:
+# PostgreSQL for `conveyor up --backend postgres`: one local cluster under the state root holding the
+# MLflow and Prefect databases, what a team's shared server would hold. Local only (127.0.0.1, trust
+# authentication for the `conveyor` role): a team points MLFLOW_TRACKING_URI / PREFECT_API_URL at its
+# own servers instead.
+PG_ROLE = "conveyor"
+PG_DATABASES = ("mlflow", "prefect")
+
+
+def postgres_bindir() -> Path:
+    """Where initdb and postgres are: `pg_config --bindir`, else Debian's /usr/lib/postgresql/<v>/bin."""
+    import shutil
+
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        found = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip()
+        if found and (Path(found) / "initdb").is_file():
+            return Path(found)
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    if not candidates:
+        raise RuntimeError("PostgreSQL is not installed: `apt-get install postgresql` (Debian/Ubuntu), "
+                           "or point MLFLOW_TRACKING_URI / PREFECT_API_URL at your team's servers")
+    return candidates[-1].parent
+
+
+def _as_postgres_user(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run it as the `postgres` system user."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+def postgres_service(state: State, port: int) -> Service:
+    data = state.root / "postgres"
+    bindir = postgres_bindir()
+    if not (data / "PG_VERSION").is_file():
+        data.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            _check_reachable_by_postgres(data)
+            shutil_chown(data, "postgres")
+        result = subprocess.run(_as_postgres_user([str(bindir / "initdb"), "-D", str(data), "-U", PG_ROLE,
+                                                   "--auth=trust", "-E", "UTF8", "--no-instructions"]),
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"initdb failed: {result.stderr.strip()[-500:]}")
+    command = _as_postgres_user([str(bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
+                                 "-k", str(data)])
+    url = f"postgresql://{PG_ROLE}@127.0.0.1:{port}"
+    return Service("postgres", command, url, f"tcp://127.0.0.1:{port}", None, None)
+
+
+def shutil_chown(path: Path, user: str) -> None:
+    import shutil
+
+    shutil.chown(path, user=user, group=user)
+
+
+def _check_reachable_by_postgres(path: Path) -> None:
+    """The `postgres` user must be able to walk down to the cluster's folder."""
+    for parent in reversed(path.parents):
+        if parent == Path("/"):
+            continue
+        if not parent.stat().st_mode & 0o001:
+            raise RuntimeError(f"PostgreSQL runs as user postgres, which cannot enter {parent} "
+                               f"(chmod o+x {parent}, or set CONVEYOR_STATE_DIR to a folder it can reach)")
+
+
+def create_databases(service_url: str, port: int) -> list[str]:
+    """The MLflow and Prefect databases, created when missing; returns those created now."""
+    created = []
+    bindir = postgres_bindir()
+    for name in PG_DATABASES:
+        result = subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", PG_ROLE, name],
+                                capture_output=True, text=True)
+        if result.returncode == 0:
+            created.append(name)
+        elif "already exists" not in result.stderr:
+            raise RuntimeError(f"createdb {name} failed: {result.stderr.strip()[-300:]}")
+    return created
+
+
+def mlflow_service(state: State, port: int, backend_store_uri: str | None = None) -> Service:
+    """backend_store_uri: the tracking and registry database (default: the embedded mode's SQLite file)."""
     url = f"http://127.0.0.1:{port}"
     cmd = [
         _bin("mlflow"), "server",
-        "--backend-store-uri", f"sqlite:///{state.mlflow_dir / 'mlflow.db'}",
+        "--backend-store-uri", backend_store_uri or f"sqlite:///{state.mlflow_dir / 'mlflow.db'}",
         "--artifacts-destination", str(state.mlflow_dir / "artifacts"),
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]
@@ -116,6 +198,8 @@ def _port_in_use(url: str) -> bool:
 
 
 def _healthy(url: str) -> bool:
+    if url.startswith("tcp://"):  # a database: healthy when it accepts connections
+        return _port_in_use(url)
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200
@@ -262,8 +346,8 @@ def stop(state: State, name: str) -> bool:
 
 def stop_all(state: State) -> list[str]:
     stopped = []
-    # Deployments first: they talk to the Prefect server.
-    for name in sorted(running(state), key=lambda name: name != "deployments"):
+    # Deployments first: they talk to the Prefect server; the database the servers use last.
+    for name in sorted(running(state), key=lambda name: (name != "deployments", name == "postgres")):
         if stop(state, name):
             stopped.append(name)
     return stopped

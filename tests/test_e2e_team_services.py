@@ -1,0 +1,76 @@
+"""`conveyor up --backend postgres`: a real PostgreSQL (Debian's package) holding MLflow's tracking
+and registry database and Prefect's database, started and stopped by the CLI in a fresh copy of the
+checkout; a model version registered through the MLflow server lands in PostgreSQL, so does a flow
+Prefect records, and `down` leaves nothing running."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from checkout_support import checkout_env, free_port, make_checkout, run_conveyor
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+
+def _psql(port: int, database: str, query: str) -> str:
+    from flows.services import PG_ROLE, postgres_bindir
+
+    return subprocess.run([str(postgres_bindir() / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", PG_ROLE,
+                           "-d", database, "-At", "-c", query], capture_output=True, text=True, check=True).stdout
+
+
+def test_up_with_postgres_keeps_mlflow_and_prefect_in_postgres(tmp_path_factory):
+    checkout = make_checkout(tmp_path_factory.mktemp("checkout"))
+    if os.geteuid() == 0:  # PostgreSQL then runs as user postgres, which must reach the state root
+        for folder in [checkout, *checkout.parents]:
+            folder.chmod(folder.stat().st_mode | 0o001)
+    ports = {"postgres": free_port(), "prefect": free_port(), "mlflow": free_port()}
+    try:
+        up = run_conveyor(checkout, "up", "--backend", "postgres", "--postgres-port", str(ports["postgres"]),
+                          "--prefect-port", str(ports["prefect"]), "--mlflow-port", str(ports["mlflow"]))
+        assert "created databases mlflow, prefect" in up.stdout and up.stdout.count("healthy in") == 3, up.stdout
+
+        # A version registered through the MLflow server, as the pipeline does it.
+        script = (
+            "import json, sys, mlflow\n"
+            "sys.path.insert(0, 'tests')\n"
+            "from model_fixtures import make_tiny_model_folder\n"
+            "from pathlib import Path\n"
+            "from core import registry\n"
+            "folder = make_tiny_model_folder(Path('.conveyor/probe-model'))\n"
+            "exp = registry.experiment_id('conveyor/pg-probe', None)\n"
+            "run = mlflow.MlflowClient().create_run(exp).info.run_id\n"
+            "v = registry.register_variant('pg-probe', folder, 'base', {'bits_per_byte': 1.5}, {'variant': 'base'},\n"
+            "                              run_id=run, experiment_id=exp)\n"
+            "registry.set_alias('pg-probe', 'champion', v.version, 'probe')\n"
+            "print(json.dumps({'version': v.version, 'champion': registry.get_by_alias('pg-probe', 'champion').version}))\n")
+        env = {**checkout_env(checkout), "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ports['mlflow']}"}
+        result = subprocess.run([sys.executable, "-c", script], cwd=checkout, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert json.loads(result.stdout.strip().splitlines()[-1]) == {"version": "1", "champion": "1"}
+        assert _psql(ports["postgres"], "mlflow", "SELECT name, version FROM model_versions").split() == ["pg-probe|1"]
+        assert "champion" in _psql(ports["postgres"], "mlflow", "SELECT alias FROM registered_model_aliases")
+        # Prefect's server keeps its records there too.
+        probe = subprocess.run([sys.executable, "-c", "from prefect import flow\n"
+                                "@flow(name='pg-probe')\ndef probe():\n    return 1\nprobe()\n"],
+                               cwd=checkout, env={**checkout_env(checkout),
+                                                  "PREFECT_API_URL": f"http://127.0.0.1:{ports['prefect']}/api"},
+                               capture_output=True, text=True)
+        assert probe.returncode == 0, probe.stderr[-3000:]
+        assert _psql(ports["postgres"], "prefect", "SELECT name FROM flow").split() == ["pg-probe"]
+        assert _psql(ports["postgres"], "prefect", "SELECT state_type FROM flow_run").split() == ["COMPLETED"]
+        status = run_conveyor(checkout, "status", "--profile", "test")
+        assert "postgres" in status.stdout
+    finally:
+        down = subprocess.run([sys.executable, "-m", "flows.cli", "down"], cwd=checkout, env=checkout_env(checkout),
+                              capture_output=True, text=True, timeout=120)
+    assert "postgres" in down.stdout
+    left = [p for p in psutil.process_iter(["cmdline"]) if str(checkout) in " ".join(p.info["cmdline"] or [])]
+    assert not left, [" ".join(p.info["cmdline"])[:200] for p in left]
