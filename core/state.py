@@ -76,7 +76,11 @@ class State:
         return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
-    def mlflow_artifacts_uri(self) -> str:
+    def mlflow_artifacts_uri(self) -> str | None:
+        """Where new experiments keep artifacts: a folder under the state root, or (None) wherever the
+        tracking server puts them, when `conveyor up --backend postgres` gave it an S3 bucket."""
+        if os.environ.get("CONVEYOR_MLFLOW_ARTIFACTS") == "server":
+            return None
         return (self.mlflow_dir / "artifacts").as_uri()
 
     def service_env(self) -> dict[str, str]:

