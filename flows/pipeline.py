@@ -181,7 +181,10 @@ def compress(config: PipelineConfig, base_dir: Path, run_dir: Path) -> list[dict
     return built
 
 
-@task(task_run_name="evaluate-{variant}")
+# log_prints off: the flow's print capture (log_prints) would take the disassembly that dill (under
+# lm-eval's datasets) prints into a swapped sys.stdout to read a function's globals, and log it line
+# by line as "159 0 RESUME ..." instead of leaving it to dill.
+@task(task_run_name="evaluate-{variant}", log_prints=False)
 def evaluate(config: PipelineConfig, variant: str, model_dir: Path, run_dir: Path) -> dict:
     import evaluation
     from evaluation.canaries import CANARIES_FILE
@@ -194,7 +197,7 @@ def evaluate(config: PipelineConfig, variant: str, model_dir: Path, run_dir: Pat
     return evaluation.run(config.evaluation, model_dir, CURATED_DIR, output, canaries_file=canaries)
 
 
-@task
+@task(log_prints=False)
 def evaluate_champion(config: PipelineConfig, data_key: str, state: State, run_dir: Path) -> dict | None:
     """The current champion's metrics on this run's evaluation data, so challenger and champion are
     compared on the same text; cached by model version and data key (a champion is measured once per
