@@ -448,11 +448,9 @@ def temporary_prefect_api(state: State, timeout_s: float = 120):
     does (uvicorn on Prefect's app factory, the UI off), but started here so that it dies with this
     process: Prefect's own is left running, orphaned, when the CLI is SIGKILLed. Sets
     PREFECT_API_URL for the block; the database is the state root's, as with Prefect's."""
-    from core.process import dies_with_this_process
+    from core.process import dies_with_this_process, stop_process
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, **state.service_env(), "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1"}
     command = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
@@ -481,12 +479,7 @@ def temporary_prefect_api(state: State, timeout_s: float = 120):
                 os.environ["PREFECT_API_URL"] = previous
     finally:
         _flush_to_prefect()
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout_s=10)
 
 
 def _flush_to_prefect() -> None:
