@@ -80,11 +80,12 @@ def drift(profile: ProfileOpt = "demo", set_: SetOpt = None) -> None:
     state = _activate()
     from contextlib import nullcontext
 
-    from flows.drift import DriftError, drift as drift_flow
+    from flows.drift import DriftError, champion_reference, drift as drift_flow
     from flows.services import temporary_prefect_api
 
     server = bool(os.environ.get("PREFECT_API_URL"))
     try:
+        champion_reference(config, state)
         with nullcontext() if server else temporary_prefect_api(state):
             result = drift_flow(config)
     except DriftError as exc:

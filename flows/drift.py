@@ -56,6 +56,22 @@ def dvc_cache_file(dir_md5: str, relpath: str) -> Path:
     return path(entry["md5"])
 
 
+def champion_reference(config: PipelineConfig, state: State):
+    """The champion's registry entry and its training data (train.jsonl in the DVC cache), or a
+    DriftError saying what to do. `conveyor drift` asks first, so a user sees that one line
+    rather than a failed flow run's traceback."""
+    import mlflow
+
+    from core import registry
+
+    mlflow.set_tracking_uri(state.mlflow_tracking_uri)
+    champion = registry.get_by_alias(config.model_name, "champion")
+    if champion is None:
+        raise DriftError(f"{config.model_name} has no champion to compare with: run the pipeline first "
+                         f"(`conveyor run --profile {config.profile}`)")
+    return champion, dvc_cache_file(champion.lineage["dataset_dvc_md5"], "train.jsonl")
+
+
 @flow(name="drift", log_prints=True)
 def drift(config: PipelineConfig = PipelineConfig()) -> dict:
     """Compare new data and traffic with the champion's; emit `conveyor.drift.detected` past the thresholds."""
@@ -72,12 +88,7 @@ def drift(config: PipelineConfig = PipelineConfig()) -> dict:
     stage_logs_to_prefect()
     config.check_inputs()
     write_params(config)
-    mlflow.set_tracking_uri(state.mlflow_tracking_uri)
-    champion = registry.get_by_alias(config.model_name, "champion")
-    if champion is None:
-        raise DriftError(f"{config.model_name} has no champion to compare with: run the pipeline first "
-                         f"(`conveyor run --profile {config.profile}`)")
-    reference = dvc_cache_file(champion.lineage["dataset_dvc_md5"], "train.jsonl")
+    champion, reference = champion_reference(config, state)
     stages = {stage: data_stage(stage) for stage in DATA_STAGES}
     client = mlflow.MlflowClient()
     champion_metrics = client.get_run(champion.lineage["mlflow_run_id"]).data.metrics

@@ -43,3 +43,12 @@ def test_unknown_model_version_or_profile_is_one_line(tmp_path, args, expected):
 def test_status_names_the_model_and_profile_it_looked_up(tmp_path):
     code, out, _ = conveyor(tmp_path, "status")
     assert code == 0 and "conveyor-lm (profile demo; --profile picks another)" in out
+
+
+def test_drift_before_any_run_says_to_run_the_pipeline(tmp_path):
+    """Checked before the flow starts: a failed flow run would print Prefect's traceback first."""
+    code, out, err = conveyor(tmp_path, "drift", "--profile", "test")
+    assert code == 1 and no_traceback(out + err), out + err
+    lines = [line for line in err.splitlines() if line.strip() and "mlflow.store.db.utils" not in line]
+    assert lines == ["conveyor-lm-test has no champion to compare with: run the pipeline first "
+                     "(`conveyor run --profile test`)"], err
