@@ -46,6 +46,11 @@ class RegisteredVersion:
         return {k[len(METRIC_PREFIX):]: float(v) for k, v in self.tags.items() if k.startswith(METRIC_PREFIX)}
 
 
+# MLflow 3's UI opens an experiment on the view of its kind; "finetuning" is one of the kinds it
+# maps to the machine-learning (training runs) view rather than the GenAI traces view.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "finetuning"}
+
+
 def experiment_id(name: str, artifact_location: str) -> str:
     """The experiment's id, created with its artifacts under the state root if it is new."""
     import mlflow
@@ -53,8 +58,10 @@ def experiment_id(name: str, artifact_location: str) -> str:
     client = mlflow.MlflowClient()
     existing = client.get_experiment_by_name(name)
     if existing is not None:
+        if "mlflow.experimentKind" not in existing.tags:  # made before Conveyor set the kind
+            client.set_experiment_tag(existing.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
         return existing.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location)
+    return client.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_KIND)
 
 
 def register_variant(
