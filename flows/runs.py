@@ -23,6 +23,7 @@ import _thread
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -116,6 +117,7 @@ class RunLedger:
                            model_name=model_name, **fields)
         ledger = cls(run_dir, record)
         ledger.save()
+        _make_interruptible()
         ledger._thread = threading.Thread(target=ledger._beat, name="conveyor-heartbeat", daemon=True)
         ledger._thread.start()
         return ledger
@@ -161,6 +163,16 @@ class RunLedger:
             logger.debug("flow run state not read: %s", exc)
             return False
         return state is not None and state.type == StateType.CANCELLING
+
+
+def _make_interruptible() -> None:
+    """A cancel reaches the run as `_thread.interrupt_main()`, which does nothing while SIGINT is
+    ignored: the state a process started in the background by a non-interactive shell (`cmd &` in a
+    script, nohup under it) inherits, and then the cancel was never seen. Give SIGINT Python's
+    handler for the run (only the main thread may; a flow run always starts in it)."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def records(runs_root: Path) -> list[tuple[Path, RunRecord]]:

@@ -414,7 +414,9 @@ def test_a_run_killed_in_training_is_ended_and_the_next_run_continues_it(checkou
 
 def test_cancelling_a_terminal_run_in_prefect_stops_it_as_cancelled(checkout, two_runs, tmp_path):
     """`conveyor run` has no worker watching for a cancel: its heartbeat does, stops training and
-    ends the flow run Cancelled (not stuck in Cancelling), the MLflow run KILLED."""
+    ends the flow run Cancelled (not stuck in Cancelling), the MLflow run KILLED. Started with SIGINT
+    ignored, as `conveyor run ... &` in a script is: the cancel must still arrive."""
+    import signal
     import sqlite3
 
     import psutil
@@ -426,7 +428,8 @@ def test_cancelling_a_terminal_run_in_prefect_stops_it_as_cancelled(checkout, tw
     env = {**checkout_env(checkout), "CONVEYOR_HEARTBEAT_SECONDS": "1"}
     with open(tmp_path / "cancelled.log", "w") as log:
         cli = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], cwd=checkout, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline = time.monotonic() + 600
     while not any("training.train" in " ".join(p.cmdline()) for p in psutil.Process(cli.pid).children(recursive=True)):
         assert cli.poll() is None, (tmp_path / "cancelled.log").read_text()[-3000:]
@@ -440,7 +443,12 @@ def test_cancelling_a_terminal_run_in_prefect_stops_it_as_cancelled(checkout, tw
         data=json.dumps({"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True}).encode(),
         headers={"Content-Type": "application/json"})
     urllib.request.urlopen(request, timeout=30).close()
-    assert cli.wait(timeout=120) == 1
+    try:
+        assert cli.wait(timeout=120) == 1
+    except subprocess.TimeoutExpired:
+        os.killpg(cli.pid, signal.SIGKILL)  # not left training 100,000 steps behind the other tests
+        pytest.fail("the cancel did not stop the run within 120 s:\n"
+                    + (tmp_path / "cancelled.log").read_text()[-3000:])
     output = (tmp_path / "cancelled.log").read_text()
     assert "cancelled in Prefect" in output and "Traceback" not in output
     _, alive = psutil.wait_procs(family, timeout=30)

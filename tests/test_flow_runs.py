@@ -128,3 +128,23 @@ def test_the_newest_interrupted_run_with_the_same_key_is_adopted(tmp_path):
     assert runs.adopt(source, new) == ["model"]
     assert (new / "model" / "base.checkpoints").is_dir() and not (source / "model").exists()
     assert runs.adoptable(root, {**KEY, "git_commit": "changed"}, exclude=new) is None
+
+
+def test_a_run_started_with_sigint_ignored_still_sees_a_cancel(tmp_path):
+    """A cancel interrupts the main thread (`_thread.interrupt_main`), which does nothing while SIGINT
+    is ignored, as it is for `conveyor run ... &` in a script: the ledger gives SIGINT its handler."""
+    import signal
+
+    script = (
+        "import _thread, sys, time\n"
+        "from flows import runs\n"
+        f"ledger = runs.RunLedger.start({str(tmp_path / 'run')!r}, 'r', 'm')\n"
+        "try:\n"
+        "    _thread.interrupt_main()\n"
+        "    time.sleep(20)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert result.stdout.strip() == "interrupted", result.stderr[-2000:]
