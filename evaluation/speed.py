@@ -1,8 +1,13 @@
 """Speed as a user feels it: time to first token and decode tokens/s at each batch size, and the
 peak memory of a process that loads the model and generates.
 
-`measure_in_child` runs `python -m evaluation.speed` so the peak resident memory is this model's
-alone (a process that evaluated five variants before never gives memory back to the OS).
+`measure_in_child` measures in a child process so the peak resident memory is this model's alone
+(a process that evaluated five variants before never gives memory back to the OS). The children
+fork from one multiprocessing fork server per process, which imports torch, transformers and the
+model code once: a fresh `python -m evaluation.speed` per variant spent ~7 of its ~8 s importing. A forked
+child's VmHWM starts afresh like an exec'd one's, and the server is a fresh process itself, so the
+peak is still the model's (with torch and transformers loaded, as in any process that serves it).
+`python -m evaluation.speed MODEL_DIR REFERENCE CONFIG_JSON` measures one folder from a shell.
 Prompts are equal-length slices of the reference text, so a batch needs no padding.
 """
 
@@ -10,7 +15,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -73,13 +77,57 @@ def peak_memory_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux, bytes on macOS
 
 
+_FORK_SERVER: list = []  # the multiprocessing context, once made
+
+
+def _fork_server():
+    if not _FORK_SERVER:
+        import multiprocessing
+
+        context = multiprocessing.get_context("forkserver")
+        # Imported once in the server; each child forks with them loaded. transformers loads a
+        # model's classes and the generation code on first use (~1,900 modules, ~7 s): name them.
+        # (The preload list is the module-wide fork server's: nothing else in Conveyor starts one.
+        # A module that does not import is skipped by the server.)
+        context.set_forkserver_preload([
+            "evaluation._fork_server_quiet", "torch", "transformers", "transformers.models.auto.modeling_auto",
+            "transformers.models.llama.modeling_llama", "transformers.generation.utils", "safetensors.torch",
+            "torchao.quantization", "core.models", "core.int8", "evaluation.speed"])
+        _FORK_SERVER.append(context)
+    return _FORK_SERVER[0]
+
+
+def _measure_child(model_dir: str, reference: str, config_json: str, connection) -> None:
+    import traceback
+
+    try:
+        results = measure(Path(model_dir), EvaluationConfig.model_validate_json(config_json),
+                          Path(reference).read_text(encoding="utf-8"))
+        results["peak_memory_bytes"] = peak_memory_bytes()
+        connection.send(("ok", results))
+    except BaseException:  # noqa: BLE001 - the parent raises it with the child's traceback
+        connection.send(("error", traceback.format_exc()[-3000:]))
+    finally:
+        connection.close()
+
+
 def measure_in_child(model_dir: Path, config: EvaluationConfig, reference: Path) -> dict[str, float]:
-    command = [sys.executable, "-m", "evaluation.speed", str(model_dir), str(reference), config.model_dump_json()]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
-    lines = [line for line in result.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    if result.returncode != 0 or not lines:
-        raise RuntimeError(f"speed measurement of {model_dir} failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    return json.loads(lines[-1][len(RESULT_PREFIX):])
+    context = _fork_server()
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_measure_child, name="conveyor-speed", daemon=True,
+                            args=(str(model_dir), str(reference), config.model_dump_json(), sender))
+    child.start()
+    sender.close()
+    try:
+        status, payload = receiver.recv()
+    except EOFError:  # died without a word: killed (out of memory?)
+        status, payload = "error", "the measuring process died"
+    finally:
+        receiver.close()
+        child.join()
+    if status != "ok":
+        raise RuntimeError(f"speed measurement of {model_dir} failed (exit code {child.exitcode}):\n{payload}")
+    return payload
 
 
 def main() -> None:
