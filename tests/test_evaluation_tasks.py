@@ -188,6 +188,19 @@ def test_run_tasks_reports_accuracies_with_stderr(tiny):
     assert scores["conveyor_cloze"]["perplexity"] > 1
 
 
+def test_context_truncations_are_one_line_not_one_per_request(tiny, caplog):
+    """The tiny model's short context makes lm-eval cut most passages; a warning each flooded the
+    run log (and Prefect's)."""
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        run_tasks(*tiny, ["conveyor_nextsentence"], limit=10, batch_size=4)
+    messages = [record.getMessage() for record in caplog.records]
+    assert not [m for m in messages if "exceeds model's maximum length" in m]
+    cut = [m for m in messages if m.startswith("lm-eval cut ")]
+    assert len(cut) == 1 and int(cut[0].split()[2]) > 1, messages
+
+
 def test_run_tasks_agrees_with_the_model_scored_directly(tiny, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the task files are found from any working directory
     scores = run_tasks(*tiny, list(TASKS), limit=10)

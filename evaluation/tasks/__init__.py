@@ -36,9 +36,28 @@ EXPECTED_WARNINGS = ("`pretrained` model kwarg is not of type `str`", "Passed an
                      "Custom kwargs can be passed to `--metadata`")
 
 
+# ... and one per request whose passage does not fit the model's context, which a small model's
+# short context makes hundreds of per run (1,677 lines in a test-profile pipeline run, each sent to
+# Prefect's log): counted, and said once (run_tasks).
+TRUNCATION_WARNING = "exceeds model's maximum length"
+logger = logging.getLogger(__name__)
+
+
 def _drop_expected_warnings(record: logging.LogRecord) -> bool:
     message = record.getMessage()
     return not any(expected in message for expected in EXPECTED_WARNINGS)
+
+
+class _CountTruncations(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if TRUNCATION_WARNING in record.getMessage():
+            self.count += 1
+            return False
+        return True
 
 
 def load_docs(data_file: str, **_metadata):
@@ -89,18 +108,26 @@ def run_tasks(model, tokenizer, tasks: list[str], limit: int | None = None,
     for name in ("lm_eval.models.huggingface", "lm_eval.api.task"):
         if _drop_expected_warnings not in logging.getLogger(name).filters:
             logging.getLogger(name).addFilter(_drop_expected_warnings)
-    with _environment(OFFLINE):
-        import lm_eval
-        from lm_eval.tasks import TaskManager
+    truncations = _CountTruncations()
+    logging.getLogger("lm_eval.models.huggingface").addFilter(truncations)
+    try:
+        with _environment(OFFLINE):
+            import lm_eval
+            from lm_eval.tasks import TaskManager
 
-        results = lm_eval.simple_evaluate(
-            model=_hflm(model, tokenizer, batch_size),
-            tasks=list(tasks),
-            task_manager=TaskManager(include_path=str(TASK_DIR), include_defaults=False),
-            limit=limit,
-            # Zero-shot and deterministic: leave the caller's random, numpy and torch seeds alone.
-            random_seed=None, numpy_random_seed=None, torch_random_seed=None, fewshot_random_seed=None,
-        )
+            results = lm_eval.simple_evaluate(
+                model=_hflm(model, tokenizer, batch_size),
+                tasks=list(tasks),
+                task_manager=TaskManager(include_path=str(TASK_DIR), include_defaults=False),
+                limit=limit,
+                # Zero-shot and deterministic: leave the caller's random, numpy and torch seeds alone.
+                random_seed=None, numpy_random_seed=None, torch_random_seed=None, fewshot_random_seed=None,
+            )
+    finally:
+        logging.getLogger("lm_eval.models.huggingface").removeFilter(truncations)
+    if truncations.count:
+        logger.warning("lm-eval cut %d of its requests from the left to fit the model's context of %s tokens",
+                       truncations.count, getattr(model.config, "max_position_embeddings", "?"))
     scores = {}
     for task in tasks:
         metrics = {name.removesuffix(",none"): value for name, value in results["results"][task].items()
