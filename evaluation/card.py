@@ -205,10 +205,9 @@ def privacy_section(metrics: dict, stages: dict, training: dict) -> list[str]:
         lines.append(f"- the anonymize stage did NOT look for: {', '.join(skipped)}")
     dp = training.get("dp")
     if dp:
-        lines.append(f"- trained with differential privacy (DP-SGD, Opacus): epsilon {dp['epsilon']:.3g} spent of "
-                     f"{dp['target_epsilon']:g}, delta {dp['delta']:.1e}, noise multiplier "
-                     f"{dp['noise_multiplier']:.3g}, per-sample clipping at {dp['max_grad_norm']:g}, sampling rate "
-                     f"{dp['sample_rate']:.3g} (the guarantee is per {dp['unit']})")
+        from training.privacy import describe
+
+        lines.append(f"- trained with differential privacy (Opacus): {describe(dp, detail=True)}")
     else:
         lines.append("- trained without differential privacy")
     kinds = sorted({key.split("/")[1] for key in metrics if key.startswith("canary/") and key.count("/") == 2})

@@ -508,7 +508,9 @@ def _log_privacy(client, run_id: str, dp: dict | None) -> str:
     if not dp:
         return "off"
     client.log_metric(run_id, "dp/epsilon", dp["epsilon"])
-    line = f"DP-SGD epsilon {dp['epsilon']:.3g} (target {dp['target_epsilon']:g}), delta {dp['delta']:g}"
+    from training.privacy import describe
+
+    line = describe(dp)
     client.set_tag(run_id, "conveyor.differential_privacy", line)
     return line
 

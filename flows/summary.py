@@ -51,9 +51,9 @@ def render_text(summary: dict) -> str:
         "",
     ]
     if training.get("dp"):
-        dp = training["dp"]
-        out[-1:] = [f"Differential privacy: epsilon {dp['epsilon']:.3g} spent (target {dp['target_epsilon']:g}), "
-                    f"delta {dp['delta']:g}, noise multiplier {dp['noise_multiplier']:.3g}", ""]
+        from training.privacy import describe
+
+        out[-1:] = [f"Differential privacy: {describe(training['dp'])}", ""]
     leaked = {name: m["canary/extracted"] for name, m in summary["variants"].items() if "canary/extracted" in m}
     if leaked:
         out += [f"Canaries extracted: {', '.join(f'{name} {int(n)}' for name, n in leaked.items())} "

@@ -82,6 +82,18 @@ class Privacy:
                 "accountant": ACCOUNTANT, "unit": "training block"}
 
 
+def describe(report: dict, detail: bool = False) -> str:
+    """`Privacy.report` as one line, the same wherever it is shown (run summary, MLflow tag, card);
+    `detail` adds how the budget was spent."""
+    line = (f"DP-SGD epsilon {report['epsilon']:.3g} spent of {report['target_epsilon']:g}, "
+            f"delta {report['delta']:.1e}")
+    if detail:
+        line += (f", noise multiplier {report['noise_multiplier']:.3g}, per-sample clipping at "
+                 f"{report['max_grad_norm']:g}, sampling rate {report['sample_rate']:.3g} "
+                 f"(the guarantee is per {report['unit']})")
+    return line
+
+
 def poisson_batches(blocks, sample_rate: float, seed: int, skip: int = 0) -> Iterator:
     """Batches forever, step k's holding each block with probability `sample_rate`, independently
     (Poisson sampling, which the RDP accounting of subsampled Gaussian noise assumes). Step k's draw
