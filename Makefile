@@ -26,8 +26,13 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/conveyor run --profile demo
 
+# Two pytest workers (pytest-xdist), a test file each at a time (--dist loadfile: an end-to-end
+# file's module fixtures stay in one process). Much of the suite waits on servers and child
+# processes: on 2 cores one worker took 43-48 min, two take 24 (issue 12's note).
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest -q -rs --durations=30
+	$(BIN)/python -m pytest -q -rs --durations=30 -n $(TEST_WORKERS) --dist loadfile
 
 up: install
 	$(BIN)/conveyor up
