@@ -454,7 +454,9 @@ def _publish_prefect_artifacts(summary: dict, experiment_id: str, state: State) 
                                       f"{registry_result['model_name']})")
     tracking = state.mlflow_tracking_uri
     web = tracking.rstrip("/") if tracking.startswith(("http://", "https://")) else None
-    run_link = f"{web}/#/experiments/{experiment_id}/runs/{lineage['mlflow_run_id']}" if web else None
+    # workflowType: MLflow 3's UI opens in its GenAI mode unless told; this is a training run.
+    run_link = (f"{web}/#/experiments/{experiment_id}/runs/{lineage['mlflow_run_id']}?workflowType=machine_learning"
+                if web else None)
     version_link = (f"{web}/#/models/{registry_result['model_name']}/versions/{registry_result['version']}"
                     if web else None)
     failed = "".join(f"\n- bound not met: {bound}" for bound in registry_result["failed_bounds"])

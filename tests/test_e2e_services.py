@@ -155,7 +155,7 @@ def test_the_flow_run_publishes_its_results_and_links_to_mlflow(services, manual
     assert "champion" in artifacts[f"{MODEL}-decision"]["data"] or "challenger" in artifacts[f"{MODEL}-decision"]["data"]
     link = artifacts[f"{MODEL}-mlflow-run"]["data"]  # a markdown link: [text](url)
     link = link[link.index("](") + 2:-1]
-    assert link.startswith(services["mlflow_url"] + "/#/experiments/")
+    assert link.startswith(services["mlflow_url"] + "/#/experiments/") and link.endswith("?workflowType=machine_learning")
     with urllib.request.urlopen(link.split("#")[0], timeout=30) as response:  # the MLflow UI answers
         assert response.status == 200
 
