@@ -63,7 +63,15 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _run_logged(cmd: list[str], logger) -> tuple[int, list[str]]:
+# DVC's advice after every stage that ran (5 lines, in the terminal and in each Prefect task's
+# log): each run keeps its dvc.lock in its run folder, and version_dataset pushes.
+DVC_ADVICE = ("To track the changes with git, run:", "git add ", "To enable auto staging, run:",
+              "dvc config core.autostage true", "Use `dvc push` to send your updates to remote storage.")
+
+
+def _run_logged(cmd: list[str], logger, drop: tuple[str, ...] = ()) -> tuple[int, list[str]]:
+    """Run `cmd`, logging each line of its output but those starting with one of `drop`; returns
+    the exit code and every line."""
     from core.process import dies_with_this_process, stop_process
 
     # A killed run takes its DVC stage with it (a stage left running would race the next run).
@@ -75,7 +83,8 @@ def _run_logged(cmd: list[str], logger) -> tuple[int, list[str]]:
             line = line.rstrip()
             if line:
                 lines.append(line)
-                logger.info(line)
+                if not (drop and line.lstrip().startswith(drop)):
+                    logger.info(line)
     except BaseException:
         stop_process(process)
         raise
@@ -112,7 +121,7 @@ def git_commit() -> str:
 def data_stage(stage: str) -> dict:
     """`dvc repro --single-item <stage>`; returns the stage's stats and whether DVC skipped it."""
     logger = get_run_logger()
-    code, lines = _run_logged([sys.executable, "-m", "dvc", "repro", "--single-item", stage], logger)
+    code, lines = _run_logged([sys.executable, "-m", "dvc", "repro", "--single-item", stage], logger, DVC_ADVICE)
     if code != 0:
         tail = "\n".join(lines[-15:])
         raise StageFailed(f"data stage {stage!r} failed (dvc repro exit {code}):\n{tail}")

@@ -124,6 +124,8 @@ def test_the_prefect_ui_shows_the_stages_info_lines(checkout, two_runs):
     assert any("step 30/30" in message and "loss" in message for message in training), rows[-20:]
     assert any(name.startswith("evaluation") and level == 20 for name, level, _ in rows)
     assert not [message for _, _, message in rows if "LOAD_GLOBAL" in message]  # no bytecode from dill
+    assert not [message for _, _, message in rows if "autostage" in message]  # nor DVC's git advice
+    assert any(message.startswith("anonymize: ") for _, _, message in rows)  # the stages' own lines stay
     # Its Artifacts tab: the variants table and the gate's decision.
     with sqlite3.connect(next((checkout / ".conveyor" / "prefect").glob("*.db"))) as db:
         artifacts = dict(db.execute("SELECT key, type FROM artifact WHERE flow_run_id = ?", (flow_run,)).fetchall())
