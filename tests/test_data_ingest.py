@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from data import ingest
 from data.config import IngestConfig
 from data.records import QUARANTINE_FILE, DataError
 from data.shards import list_parts, partial_dir, read_records
+from flows.services import free_port
 
 RECORDS = [{"id": f"d{i}", "text": f"document {i} " * (i % 5 + 1), "lang": "en"} for i in range(120)]
 
@@ -55,12 +55,6 @@ def test_a_crashed_ingest_resumes_to_the_uninterrupted_output(tmp_path, monkeypa
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "reference" / name).read_bytes()
     assert (resumed.records_in, resumed.records_out, resumed.dropped) == \
         (reference.records_in, reference.records_out, reference.dropped)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -11,16 +10,11 @@ import pytest
 import yaml
 
 from core.state import REPO_ROOT
+from flows.services import free_port
 from model_fixtures import make_tiny_model_folder
 from serving.package import BENTOFILE, serve_command
 
 READY_TIMEOUT_S = 60
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def post_json(url: str, payload: dict, key: str | None = None) -> tuple[int, dict | list]:

@@ -1,7 +1,6 @@
 """Multi-node training from a hostfile: the torchrun command for one node, hostfile errors, and a
 real 2-node job on this machine (two launchers on 127.0.0.1, one CPU rank each, gloo)."""
 
-import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +9,7 @@ import pytest
 
 import training
 from core.state import REPO_ROOT
+from flows.services import free_port
 from text_fixtures import write_jsonl
 from training import HostfileError, launcher_args, read_hostfile, train_tokenizer
 from training.config import ModelConfig, TokenizerConfig, TrainConfig, TrainingConfig
@@ -73,12 +73,6 @@ def test_train_command_names_a_bad_hostfile(tmp_path):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "line 1: expected 'HOST slots=N'" in done.stderr
     assert not (tmp_path / "m.tokenizer").exists(), "it fails before any work"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
