@@ -130,7 +130,8 @@ class AliasMove:
     alias: str
     version: str
     previous_version: str | None
-    action: str  # "gate" (a pipeline run's decision), "promote" or "rollback" (by hand), "recover"
+    action: str  # "gate" (a pipeline run's decision), "promote" or "rollback" (by hand), "recover",
+    # "canary-finish" (a rollout decided; the alias stays), "rollback" also for a failed canary
     actor: str  # user@host
     reason: str
     evidence: dict
@@ -268,7 +269,7 @@ def promote(model_name: str, version: str, reason: str) -> AliasMove:
     return set_alias(model_name, "champion", str(version), reason, action="promote")
 
 
-def rollback(model_name: str, reason: str = "") -> AliasMove:
+def rollback(model_name: str, reason: str = "", evidence: dict | None = None) -> AliasMove:
     """Champion back to the previous champion."""
     lineup = champion_lineup(model_name)
     if not lineup:
@@ -279,12 +280,13 @@ def rollback(model_name: str, reason: str = "") -> AliasMove:
     target = lineup[-2]
     check_servable(model_name, target)
     return set_alias(model_name, "champion", target, reason or f"rollback from version {lineup[-1]}",
-                     action="rollback", evidence={"from": lineup[-1], "lineup": lineup})
+                     action="rollback", evidence={"from": lineup[-1], "lineup": lineup, **(evidence or {})})
 
 
 def download(model_name: str, alias: str, destination: Path) -> Path:
+    """The files of `model_name`@`alias` (or of version `alias` when it is a number)."""
     import mlflow
 
     destination.mkdir(parents=True, exist_ok=True)
-    return Path(mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{model_name}@{alias}", dst_path=str(destination)))
+    ref = f"{model_name}/{alias}" if str(alias).isdigit() else f"{model_name}@{alias}"
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{ref}", dst_path=str(destination)))

@@ -529,6 +529,27 @@ def rollback(
 
 
 @app.command()
+def canary(profile: ProfileOpt = "demo", package: PackageOpt = True) -> None:
+    """Apply the served canary's decision to the registry: roll the champion back, or record the rollout finished."""
+    from core import registry
+    from serving.canary import apply_decisions
+
+    config = _load(profile, None)
+    state = _registry_session()
+    try:
+        lines, rebuild = apply_decisions(config.model_name, state.request_log.parent)
+    except registry.ReleaseError as exc:
+        _fail(f"error: {exc}", 1)
+    if not lines:
+        _fail(f"no canary decision for {config.model_name} in {state.request_log.parent}: the server decides once "
+              "each version has answered serving.canary.min_requests requests", 1)
+    for line in lines:
+        typer.echo(line)
+    if package and rebuild:
+        _package_after_move(config.model_name, profile, state)
+
+
+@app.command()
 def history(
     model: Annotated[str, typer.Argument(help="registered model name")],
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per move")] = False,

@@ -340,6 +340,7 @@ def pipeline(config: PipelineConfig = PipelineConfig(), force: bool = False, tri
     config.check_inputs()
     mlflow.set_tracking_uri(state.mlflow_tracking_uri)
     runs.recover(state.runs)  # runs whose process died: Crashed / KILLED, unfinished versions removed
+    _apply_canary_decisions(config.model_name, state)
     run_name = f"{time.strftime('%Y%m%d-%H%M%S')}-{flow_run.get_name() or 'local'}"
     run_dir = state.runs / run_name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -443,6 +444,21 @@ def pipeline(config: PipelineConfig = PipelineConfig(), force: bool = False, tri
     get_run_logger().info("\n%s", render_text(summary))
     _publish_prefect_artifacts(summary, experiment, state)
     return summary
+
+
+def _apply_canary_decisions(model_name: str, state: State) -> None:
+    """A rollout the server decided since the last run goes to the registry first, so this run's gate
+    compares with the champion that is serving (serving.canary)."""
+    from core import registry
+    from serving.canary import apply_decisions
+
+    try:
+        lines, _rebuild = apply_decisions(model_name, state.request_log.parent)
+    except registry.ReleaseError as exc:
+        get_run_logger().warning("canary decision not applied: %s (`conveyor canary` says more)", exc)
+        return
+    for line in lines:
+        get_run_logger().info("%s", line)
 
 
 def _publish_prefect_artifacts(summary: dict, experiment_id: str, state: State) -> None:

@@ -137,6 +137,27 @@ class Shadow:
 
 
 @dataclass
+class Lane:
+    """A model answering requests: the champion's engine, or the stable version's during a canary."""
+
+    engine: object
+    metrics: object
+    version: str
+
+
+@dataclass
+class Canary:
+    """A new champion (the server's own model) rolling out beside the stable version (the previous
+    champion): until `judge` decides, the new one answers `share` of the requests (serving.canary)."""
+
+    stable: Lane
+    share: float
+    judge: object  # serving.canary.Judge
+    decision_path: object  # Path of the decision file
+    decided: str | None = None  # "finish" or "rollback" once decided
+
+
+@dataclass
 class Server:
     """Everything a request needs; built once per worker by serving.service."""
 
@@ -156,7 +177,23 @@ class Server:
     created: int = field(default_factory=lambda: int(time.time()))
     ready: bool = False
     shadow: Shadow | None = None
+    canary: Canary | None = None
     background: set = field(default_factory=set)  # shadow tasks, kept referenced until done
+
+    def own_lane(self) -> Lane:
+        return Lane(self.engine, self.metrics, self.version)
+
+    def lane(self) -> Lane:
+        """Who answers the next request: the champion, or during a canary the stable version for
+        the share that is not the canary's, or everything once the judge decided."""
+        import random
+
+        canary = self.canary
+        if canary is None or canary.decided == "finish":
+            return self.own_lane()
+        if canary.decided == "rollback" or random.random() >= canary.share:
+            return canary.stable
+        return self.own_lane()
 
 
 app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
@@ -214,6 +251,7 @@ class Job:
     timings: Timings = field(default_factory=Timings)
     new_tokens: int = 0
     finish_reason: str | None = None
+    lane: Lane | None = None  # set at admission
 
 
 def _check_text(text: str, what: str) -> None:
@@ -276,8 +314,8 @@ async def _deltas(server: Server, job: Job):
     output = server.guard.output_filter(job.hits)
     try:
         async with asyncio.timeout(server.config.request_timeout_s):
-            async for delta in server.engine.stream(job.prompt_ids, job.max_tokens, job.temperature, job.top_p,
-                                                    job.stop, job.timings):
+            async for delta in job.lane.engine.stream(job.prompt_ids, job.max_tokens, job.temperature, job.top_p,
+                                                      job.stop, job.timings):
                 job.new_tokens = delta.tokens
                 try:
                     text = output.feed(delta.text)
@@ -343,30 +381,52 @@ def _maybe_shadow(server: Server, request: Request, job: Job) -> None:
     task.add_done_callback(server.background.discard)
 
 
-def _admit(server: Server) -> None:
+def _admit(server: Server, job: Job) -> None:
+    lane = job.lane = server.lane()
     try:
-        server.engine.admit()
+        lane.engine.admit()
     except Overloaded as busy:
-        server.metrics.reject("overloaded")
+        lane.metrics.reject("overloaded")
         raise ApiError(429, str(busy), "overloaded", kind="rate_limit_error",
                        headers={"Retry-After": str(busy.retry_after_s)}) from None
-    server.metrics.load(server.engine.active, server.engine.running())
+    lane.metrics.load(lane.engine.active, lane.engine.running())
 
 
 def _finish(server: Server, request: Request, job: Job, status: int) -> None:
-    server.metrics.load(server.engine.active, server.engine.running())
-    server.metrics.generation(len(job.prompt_ids), job.new_tokens, job.timings)
-    server.metrics.guard_hits(job.hits)
+    lane = job.lane
+    lane.metrics.load(lane.engine.active, lane.engine.running())
+    lane.metrics.generation(len(job.prompt_ids), job.new_tokens, job.timings)
+    lane.metrics.guard_hits(job.hits)
     t = job.timings
+    e2e_ms = _ms(None if t.finished is None else t.finished - t.submitted)
     server.log.write(
         route=job.route, status=status, key=getattr(request.state, "key_id", None), model=server.model_name,
-        version=server.version,
+        version=lane.version, canary=True if server.canary is not None else None,
         prompt_tokens=len(job.prompt_ids), max_tokens=job.max_tokens, new_tokens=job.new_tokens,
         finish=job.finish_reason, temperature=job.temperature, stream=getattr(request.state, "stream", False),
-        queue_ms=_ms(t.queue_s), ttft_ms=_ms(t.ttft_s),
-        e2e_ms=_ms(None if t.finished is None else t.finished - t.submitted),
+        queue_ms=_ms(t.queue_s), ttft_ms=_ms(t.ttft_s), e2e_ms=e2e_ms,
         guard=job.hits.summary() or None,
     )
+    if server.canary is not None and status != 499:  # a client that went away says nothing of the model
+        _judge(server, lane, status, e2e_ms, job)
+
+
+def _judge(server: Server, lane: Lane, status: int, e2e_ms: float | None, job: Job) -> None:
+    """Feed the canary's judge; apply its decision the moment there is one."""
+    from serving.canary import write_decision
+
+    canary = server.canary
+    guarded = job.finish_reason == "content_filter" or any(
+        direction == "output" and action in ("block", "redact") for _check, direction, action in job.hits.counts)
+    decision = canary.judge.observe(lane.version, status, e2e_ms, job.new_tokens, guarded)
+    if decision is None:
+        return
+    canary.decided = decision.action
+    try:
+        write_decision(canary.decision_path, decision)
+    except OSError as exc:  # the decision holds in this process; `conveyor canary` needs the file
+        logger.error("canary decision not written to %s: %s", canary.decision_path, exc)
+    logger.warning("%s; `conveyor canary` applies it to the registry", decision.line())
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -375,7 +435,7 @@ def _ms(seconds: float | None) -> float | None:
 
 async def _complete(server: Server, request: Request, job: Job) -> str:
     """Run a job to the end (not streamed), cancelling it if the client goes away."""
-    _admit(server)
+    _admit(server, job)
     _maybe_shadow(server, request, job)
     status = 500
     pieces: list[str] = []
@@ -415,7 +475,7 @@ async def _disconnected(request: Request) -> None:
 
 def _stream(server: Server, request: Request, job: Job, chunk) -> StreamingResponse:
     """Server-sent events: one `data: {...}` per delta, then `data: [DONE]`."""
-    _admit(server)
+    _admit(server, job)
     _maybe_shadow(server, request, job)
     request.state.stream = True
 
@@ -536,6 +596,9 @@ async def metrics(request: Request) -> Response:
     server.metrics.load(server.engine.active, server.engine.running())  # as of this scrape
     if server.shadow is not None:
         server.shadow.metrics.load(server.shadow.engine.active, server.shadow.engine.running())
+    if server.canary is not None:
+        stable = server.canary.stable
+        stable.metrics.load(stable.engine.active, stable.engine.running())
     return Response(generate_latest(server.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

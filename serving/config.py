@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from serving.canary import CanaryConfig
+
 GuardAction = Literal["block", "redact", "log", "off"]
 
 
@@ -80,6 +82,10 @@ class ServingConfig(_Frozen):
         description="share of requests also run on the challenger (packaged beside the champion when one "
                     "exists); its answers are never returned, its latency and guard outcomes are recorded "
                     "under its version")
+    canary: CanaryConfig = Field(
+        default=CanaryConfig(),
+        description="rollout of a new champion: it answers canary.share of the requests beside the previous "
+                    "champion until serving.canary decides to finish or roll back")
     request_log_max_bytes: int = Field(default=20_000_000, ge=10_000, description="rotate the JSONL log beyond")
 
     @model_validator(mode="after")

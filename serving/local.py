@@ -105,8 +105,9 @@ def wait_until_ready(url: str, server: subprocess.Popen, output: Path, timeout_s
 
 @contextlib.contextmanager
 def served(tmp_path: Path, model_dir: Path, serving: dict | None = None, env: dict | None = None,
-           labels: dict | None = None, shadow_dir: Path | None = None):
-    """`shadow_dir`: a second folder served as the challenger in shadow (version "2")."""
+           labels: dict | None = None, shadow_dir: Path | None = None, stable_dir: Path | None = None):
+    """`shadow_dir`: a second folder served as the challenger in shadow (version "2"). `stable_dir`: a
+    second folder served as the previous champion (version "0") beside `model_dir`, the canary."""
     from serving.auth import KeyFile
 
     home = tmp_path / "bentoml"
@@ -115,6 +116,10 @@ def served(tmp_path: Path, model_dir: Path, serving: dict | None = None, env: di
         env = {**(env or {}), "CONVEYOR_SHADOW_MODEL": import_folder(
             home, shadow_dir, "conveyor-lm-test", serving,
             {"registered_model": "conveyor-test", "version": "2", "variant": "challenger"})}
+    if stable_dir is not None:
+        env = {**(env or {}), "CONVEYOR_STABLE_MODEL": import_folder(
+            home, stable_dir, "conveyor-lm-test", serving,
+            {"registered_model": "conveyor-test", "version": "0", "variant": "base"})}
     keys_file = tmp_path / "api_keys.json"
     key = None
     if (serving or {}).get("auth", "api_key") == "api_key":

@@ -41,7 +41,8 @@ def without_none(value):
     return value
 
 
-def build_bento(bento_name: str, model_tag: str, version: str | None = None, shadow_tag: str | None = None) -> str:
+def build_bento(bento_name: str, model_tag: str, version: str | None = None, shadow_tag: str | None = None,
+                stable_tag: str | None = None) -> str:
     """Build the serving bento around BentoML model `model_tag`; return the bento tag.
 
     The tag goes in as the bento argument `model_tag`: bento.yaml records it and `bentoml serve`
@@ -55,6 +56,8 @@ def build_bento(bento_name: str, model_tag: str, version: str | None = None, sha
     ]
     if shadow_tag:
         command += ["--arg", f"shadow_tag={shadow_tag}"]
+    if stable_tag:
+        command += ["--arg", f"stable_tag={stable_tag}"]
     if version:
         command += ["--version", version]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
@@ -87,10 +90,32 @@ def package_champion(model_name: str, serving, work_dir: Path) -> str:
         if challenger is not None and challenger.version != champion.version:
             shadow_tag = _import_version(model_name, "challenger", challenger, serving, Path(work_dir))
             logger.info("version %s (challenger) shadows %s of the requests", challenger.version, serving.shadow_share)
-    return build_bento(serving.bento_name, model_tag, shadow_tag=shadow_tag)
+    stable_tag = None
+    stable = canary_stable_version(model_name) if serving.canary.share > 0 else None
+    if stable is not None:
+        stable_tag = _import_version(model_name, stable, registry.get_version(model_name, stable), serving,
+                                     Path(work_dir))
+        logger.info("canary: version %s answers %s of the requests beside version %s until serving.canary decides",
+                    champion.version, serving.canary.share, stable)
+    return build_bento(serving.bento_name, model_tag, shadow_tag=shadow_tag, stable_tag=stable_tag)
+
+
+def canary_stable_version(model_name: str) -> str | None:
+    """The previous champion, when the champion's last move made a new one (a gate or a promotion)
+    whose rollout has not been decided yet; otherwise None (no canary)."""
+    from core import registry
+
+    moves = [move for move in registry.history(model_name) if move.alias == "champion"]
+    if not moves or moves[-1].action not in ("gate", "promote") or moves[-1].previous_version is None:
+        return None
+    current = registry.get_by_alias(model_name, "champion")
+    if current is None or current.version != moves[-1].version or moves[-1].previous_version == current.version:
+        return None
+    return moves[-1].previous_version
 
 
 def _import_version(model_name: str, alias: str, registered, serving, work_dir: Path) -> str:
+    """`alias`: an alias of the registry, or a version number."""
     from core import registry
 
     folder = registry.download(model_name, alias, work_dir / alias)

@@ -50,6 +50,12 @@ def shadow_tag_to_serve() -> str | None:
     return getattr(bento_args, "shadow_tag", None) or os.environ.get("CONVEYOR_SHADOW_MODEL") or None
 
 
+def stable_tag_to_serve() -> str | None:
+    """The previous champion packaged beside a new one for a canary rollout (serving.canary.share > 0)."""
+    bento_args = bentoml.use_arguments()
+    return getattr(bento_args, "stable_tag", None) or os.environ.get("CONVEYOR_STABLE_MODEL") or None
+
+
 def serving_config(metadata: dict) -> ServingConfig:
     """The profile's settings stored at packaging; models packaged before only stored the limit."""
     stored = metadata.get("serving") or {}
@@ -96,6 +102,7 @@ def default_request_log() -> Path:
 class ConveyorLM:
     model_ref = bentoml.models.BentoModel(model_tag_to_serve())
     shadow_ref = bentoml.models.BentoModel(shadow_tag_to_serve()) if shadow_tag_to_serve() else None
+    stable_ref = bentoml.models.BentoModel(stable_tag_to_serve()) if stable_tag_to_serve() else None
 
     def __init__(self) -> None:
         from core.models import load_model, read_manifest
@@ -136,6 +143,8 @@ class ConveyorLM:
         self.server.engine.start()
         if self.shadow_ref is not None and config.shadow_share > 0:
             self.server.shadow = self._load_shadow(config)
+        if self.stable_ref is not None and config.canary.share > 0:
+            self.server.canary = self._load_canary(config, log_path)
         self._warm_up()
         api.install(self.server)
         logger.info("serving %s (format %s, context %d tokens, prompt <= %d tokens, max_tokens <= %d, "
@@ -161,6 +170,36 @@ class ConveyorLM:
         metrics = Metrics(labels.get("registered_model", stored.tag.name), version, labels.get("variant", "unknown"),
                           registry=self.server.metrics.registry)
         return api.Shadow(engine=engine, metrics=metrics, version=version, share=config.shadow_share)
+
+    def _load_canary(self, config: ServingConfig, log_path: Path) -> "api.Canary":
+        """The previous champion as the stable lane; a decision already on file (a restarted server)
+        holds from the start."""
+        from core.models import load_model, read_manifest
+        from serving.canary import DECISION_FILE, Judge, read_decision
+        from serving.engine import Engine
+        from serving.observe import Metrics
+
+        stored = self.stable_ref
+        labels = stored.info.labels
+        model, _tokenizer = load_model(stored.path)
+        model = place(model, read_manifest(stored.path)["format"], config)
+        version = str(labels.get("version", stored.tag.version))
+        engine = Engine(model, self.server.tokenizer, config)
+        engine.start()
+        metrics = Metrics(labels.get("registered_model", stored.tag.name), version, labels.get("variant", "unknown"),
+                          registry=self.server.metrics.registry)
+        name, canary_version = self.server.model_name, self.server.version
+        path = log_path.parent / DECISION_FILE.format(model=name, version=canary_version)
+        canary = api.Canary(stable=api.Lane(engine, metrics, version), share=config.canary.share,
+                            judge=Judge(config.canary, name, canary_version, version), decision_path=path)
+        decided = read_decision(path)
+        if decided is not None:
+            canary.decided = decided.action
+            logger.warning("%s (decided before this start)", decided.line())
+        else:
+            logger.info("canary: version %s answers %.0f%% of the requests, version %s the rest, until %d each "
+                        "decide it", canary_version, 100 * config.canary.share, version, config.canary.min_requests)
+        return canary
 
     def __is_ready__(self) -> bool:
         """Ready once the model is loaded and a warm-up generation went through the engine."""
@@ -190,6 +229,8 @@ class ConveyorLM:
         self.server.engine.stop()
         if self.server.shadow is not None:
             self.server.shadow.engine.stop()
+        if self.server.canary is not None:
+            self.server.canary.stable.engine.stop()
         self.server.log.close()
 
 

@@ -336,3 +336,28 @@ def test_generate_keeps_the_end_of_a_long_prompt(server):
     assert status == 200 and body["new_tokens"] == 4
     records = [json.loads(line) for line in server.request_log.read_text().splitlines()]
     assert records[-1]["route"] == "/generate" and records[-1]["prompt_tokens"] <= 64
+
+
+def test_a_canary_slower_than_the_stable_version_is_rolled_back_in_the_server(model_dir, tmp_path):
+    """Version 1 (the new champion) answers half the requests beside version 0 (the previous one)
+    until each answered 4; a latency bound it cannot meet (p95 per token under 1% of the stable
+    version's) rolls it back: from then on version 0 answers everything, the decision is on file."""
+    from serving.canary import DECISION_FILE, read_decision
+
+    canary = {"share": 0.5, "min_requests": 4, "max_latency_ratio": 0.01}
+    with served(tmp_path, model_dir, serving={**SERVING, "canary": canary}, stable_dir=model_dir) as rolling:
+        for _ in range(40):
+            status, _h, _body = rolling.request("POST", "/v1/completions", {
+                "prompt": "It was the best of times", "max_tokens": 4, "temperature": 0})
+            assert status == 200
+            path = rolling.request_log.parent / DECISION_FILE.format(model="conveyor-test", version="1")
+            if path.exists():
+                break
+        decision = read_decision(path)
+        assert decision.action == "rollback" and decision.stable_version == "0" and "p95" in decision.reasons[0]
+        before = len(rolling.request_log.read_text().splitlines())
+        for _ in range(6):
+            assert rolling.request("POST", "/v1/completions", {"prompt": "Hello", "max_tokens": 2})[0] == 200
+        after = [json.loads(line) for line in rolling.request_log.read_text().splitlines()[before:]]
+        assert {r["version"] for r in after} == {"0"}
+        assert "canary of conveyor-test version 1 rolled back" in rolling.server_output()
