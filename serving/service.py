@@ -152,45 +152,39 @@ class ConveyorLM:
                     model.config.max_position_embeddings, config.max_prompt_tokens, config.max_new_tokens_limit,
                     config.max_batch_requests, config.auth, log_path)
 
-    def _load_shadow(self, config: ServingConfig) -> "api.Shadow":
+    def _second_lane(self, stored, config: ServingConfig) -> "api.Lane":
+        """Another BentoML model beside the served one (a shadow, or a canary's stable version): its own
+        engine, its metrics on the champion's registry, told apart by the version label."""
         from core.models import load_model, read_manifest
         from serving.engine import Engine
         from serving.observe import Metrics
 
-        stored = self.shadow_ref
         labels = stored.info.labels
         model, _tokenizer = load_model(stored.path)
         model = place(model, read_manifest(stored.path)["format"], config)
         version = str(labels.get("version", stored.tag.version))
         engine = Engine(model, self.server.tokenizer, config)
         engine.start()
-        logger.info("shadow: version %s (%s) answers %.0f%% of the requests unseen", version, stored.tag,
-                    100 * config.shadow_share)
-        # The same registry as the champion's metrics, told apart by the version label.
         metrics = Metrics(labels.get("registered_model", stored.tag.name), version, labels.get("variant", "unknown"),
                           registry=self.server.metrics.registry)
-        return api.Shadow(engine=engine, metrics=metrics, version=version, share=config.shadow_share)
+        return api.Lane(engine, metrics, version)
+
+    def _load_shadow(self, config: ServingConfig) -> "api.Shadow":
+        lane = self._second_lane(self.shadow_ref, config)
+        logger.info("shadow: version %s (%s) answers %.0f%% of the requests unseen", lane.version, self.shadow_ref.tag,
+                    100 * config.shadow_share)
+        return api.Shadow(engine=lane.engine, metrics=lane.metrics, version=lane.version, share=config.shadow_share)
 
     def _load_canary(self, config: ServingConfig, log_path: Path) -> "api.Canary":
         """The previous champion as the stable lane; a decision already on file (a restarted server)
         holds from the start."""
-        from core.models import load_model, read_manifest
         from serving.canary import DECISION_FILE, Judge, read_decision
-        from serving.engine import Engine
-        from serving.observe import Metrics
 
-        stored = self.stable_ref
-        labels = stored.info.labels
-        model, _tokenizer = load_model(stored.path)
-        model = place(model, read_manifest(stored.path)["format"], config)
-        version = str(labels.get("version", stored.tag.version))
-        engine = Engine(model, self.server.tokenizer, config)
-        engine.start()
-        metrics = Metrics(labels.get("registered_model", stored.tag.name), version, labels.get("variant", "unknown"),
-                          registry=self.server.metrics.registry)
+        stable = self._second_lane(self.stable_ref, config)
+        version = stable.version
         name, canary_version = self.server.model_name, self.server.version
         path = log_path.parent / DECISION_FILE.format(model=name, version=canary_version)
-        canary = api.Canary(stable=api.Lane(engine, metrics, version), share=config.canary.share,
+        canary = api.Canary(stable=stable, share=config.canary.share,
                             judge=Judge(config.canary, name, canary_version, version), decision_path=path)
         decided = read_decision(path)
         if decided is not None:
