@@ -244,56 +244,75 @@ def down() -> None:
 
 @app.command()
 def deploy(profile: ProfileOpt = "demo", set_: SetOpt = None,
-           foreground: bool = typer.Option(False, help="serve in this terminal instead of the background"),
-           wait: bool = typer.Option(True, help="wait for runs of the deployments being replaced to finish "
-                                                "(--no-wait: refuse while one is under way)"),
-           wait_timeout: float = typer.Option(7200, help="seconds to wait for them")) -> None:
-    """Register and serve pipeline/manual, pipeline/scheduled-retrain (cron, and on drift) and drift/check.
+           pool: str = typer.Option("conveyor", help="the Prefect process work pool to put them on"),
+           worker: bool = typer.Option(True, help="start a worker for the pool on this machine "
+                                                  "(--no-worker: only register; `conveyor worker` runs one)")) -> None:
+    """Register pipeline/manual, pipeline/scheduled-retrain (cron, and on drift) and drift/check on a
+    Prefect process work pool, and start a worker for it on this machine.
 
-    Replacing them stops the process serving them, which would kill a run under way: deploy waits
-    for such runs first."""
-    from flows import services
-    from flows.deploy import DEPLOYMENTS
+    Each flow run is its own process started by a worker: deploying again updates the deployments
+    and leaves runs under way alone. `conveyor worker` on another machine adds a worker there."""
+    import time
+
+    from flows import deploy as deployments
 
     config = _load(profile, set_)
     state = _activate()
     if "PREFECT_API_URL" not in os.environ:
         _fail("no Prefect server: run `conveyor up` first (or set PREFECT_API_URL)")
-    if "deployments" in services.running(state):
-        from flows import runs
-
-        runs.recover(state.runs)  # a run whose process died is not one to wait for
-        active = services.active_flow_runs(DEPLOYMENTS)
-        if active and not wait:
-            _fail(f"{'; '.join(active)} of {' / '.join(DEPLOYMENTS)} is under way, and replacing the "
-                  "deployments would kill it: wait for it, or run `conveyor deploy` without --no-wait", 1)
-        try:
-            services.wait_for_flow_runs(DEPLOYMENTS, wait_timeout, say=typer.echo)
-        except RuntimeError as exc:
-            _fail(f"not replacing the deployments: {exc}", 1)
-    command = [sys.executable, "-m", "flows.deploy", "--profile", profile]
-    for override in set_ or []:
-        command += ["--set", override]
-    if foreground:
-        os.execv(sys.executable, command)
-    # A new deploy replaces the one being served (its profile or overrides may differ).
-    if services.stop(state, "deployments"):
-        typer.echo("stopped the deployments served before")
-    from flows.deploy import HEARTBEAT_SECONDS
-
-    # The flow runs it starts beat, so that Prefect marks one whose machine died Crashed
-    # (flows.deploy.ensure_zombie_automation).
-    record = services.start_process(state, "deployments", command,
-                                    {**{k: os.environ[k] for k in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")},
-                                     "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)})
+    started = time.monotonic()
     try:
-        seconds = services.wait_for_deployments(os.environ["PREFECT_API_URL"], DEPLOYMENTS, record["pid"])
+        names = deployments.register(profile, set_ or [], pool)
     except RuntimeError as exc:
-        services.stop(state, "deployments")
-        _fail(f"{exc}; see {record['log']}", 1)
-    typer.echo(f"serving deployments {' and '.join(DEPLOYMENTS)} (registered in {seconds} s; "
-               f"cron {config.schedule.cron!r} {config.schedule.timezone}); pid {record['pid']}, log {record['log']}")
+        _fail(str(exc), 1)
+    typer.echo(f"deployed {' and '.join(names)} on work pool {pool!r} in {time.monotonic() - started:.1f} s "
+               f"(cron {config.schedule.cron!r} {config.schedule.timezone})")
+    if worker:
+        _start_worker(state, pool)
     typer.echo("trigger one: prefect deployment run 'pipeline/manual' --watch")
+
+
+def _start_worker(state, pool: str) -> None:
+    from flows import deploy as deployments
+    from flows import services
+
+    record = services.running(state).get("worker")
+    if record is not None:
+        where = "" if record.get("pool") == pool else f" (for pool {record.get('pool')!r}; `conveyor worker --pool {pool}` adds one)"
+        typer.echo(f"worker on this machine already running: pid {record['pid']}{where}")
+        return
+    command = deployments.worker_command(pool)
+    record = services.start_process(state, "worker", command, deployments.worker_env(), pool=pool)
+    try:
+        seconds = services.wait_for_worker(os.environ["PREFECT_API_URL"], pool, command[command.index("--name") + 1],
+                                           record["pid"])
+    except RuntimeError as exc:
+        services.stop(state, "worker")
+        _fail(f"{exc}; see {record['log']}", 1)
+    typer.echo(f"worker on this machine polls pool {pool!r} (online in {seconds} s; one run at a time); "
+               f"pid {record['pid']}, log {record['log']}")
+
+
+@app.command()
+def worker(pool: str = typer.Option("conveyor", help="the Prefect work pool to take runs from"),
+           background: bool = typer.Option(False, help="run in the background (`conveyor down` stops it)")) -> None:
+    """Take pipeline runs from the work pool on this machine (one at a time), e.g. on a second GPU box.
+
+    Needs this project checked out and installed here, PREFECT_API_URL pointing at the team's Prefect
+    server and MLFLOW_TRACKING_URI at its MLflow server (both set for you where `conveyor up` runs)."""
+    from flows import deploy as deployments
+
+    state = _activate()
+    if "PREFECT_API_URL" not in os.environ:
+        _fail("no Prefect server: set PREFECT_API_URL to the team's (http://HOST:4200/api), or run `conveyor up`")
+    if "MLFLOW_TRACKING_URI" not in os.environ:
+        typer.echo("note: MLFLOW_TRACKING_URI is not set: runs on this worker record to this machine's MLflow "
+                   f"({state.mlflow_tracking_uri}), not the team's", err=True)
+    if background:
+        _start_worker(state, pool)
+        return
+    command = deployments.worker_command(pool)
+    os.execve(command[0], command, {**os.environ, **state.service_env(), **deployments.worker_env()})
 
 
 @app.command()
@@ -400,7 +419,7 @@ def status(profile: ProfileOpt = "demo") -> None:
         _fail(str(exc))
     state = _activate()
     up = running(state)
-    for name in ("postgres", "s3", "prefect", "mlflow", "deployments"):
+    for name in ("postgres", "s3", "prefect", "mlflow", "worker"):
         record = up.get(name)
         if name in ("postgres", "s3") and record is None:
             continue  # only `conveyor up --backend postgres` starts them

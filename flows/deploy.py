@@ -1,33 +1,42 @@
-"""Deployments of the pipeline flow, served by this process until it is stopped.
+"""Deployments of the pipeline flow on a Prefect work pool, run by process workers.
 
 `pipeline/manual` runs on demand (the Prefect UI shows its parameter, the whole pipeline config,
-as a form); `pipeline/scheduled-retrain` runs on the profile's cron. `conveyor deploy` starts this
-module in the background against the Prefect server that `conveyor up` started.
-
-    python -m flows.deploy --profile demo [--set key=value ...]
+as a form); `pipeline/scheduled-retrain` runs on the profile's cron and on drift; `drift/check`
+compares new data and traffic with the champion's. `conveyor deploy` registers them on the
+process work pool `conveyor` and starts a worker on this machine; `conveyor worker` on another
+machine (with a checkout of the project and the same PREFECT_API_URL) adds one there. A flow run
+is a fresh process that imports `flows.pipeline` in the worker's checkout, so replacing the
+deployments never stops a run under way.
 """
 
 from __future__ import annotations
 
-import argparse
-
-from flows.config import load_config
-
 DEPLOYMENTS = ["pipeline/manual", "pipeline/scheduled-retrain", "drift/check"]  # flow/deployment
+WORK_POOL = "conveyor"
+# One run at a time per worker: runs on one machine share its DVC workspace (.conveyor/data,
+# dvc.lock), so a scheduled run that fires during a manual one waits for it.
+WORKER_LIMIT = 1
+HEARTBEAT_SECONDS = 30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the flow runs the workers start
 
 
 def build_deployments(profile: str, overrides: list[str]):
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
     from prefect.schedules import Cron
+    from prefect.types.entrypoint import EntrypointType
 
+    from flows.config import load_config
     from flows.drift import DRIFT_EVENT, drift, model_resource
     from flows.pipeline import pipeline
 
     config = load_config(profile, overrides)
     parameters = {"config": config.to_yaml_dict()}
+    # Imported by module path on the worker (flows.pipeline.pipeline), from its own checkout: no
+    # path of this machine in the deployment. Flow runs beat, so that Prefect can tell a dead one.
+    common = {"entrypoint_type": EntrypointType.MODULE_PATH,
+              "job_variables": {"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}}}
     manual = pipeline.to_deployment(
         name="manual", parameters=parameters, tags=["conveyor", config.profile],
-        description=f"Corpus to served model, profile {config.profile}. Edit the config in the form.",
+        description=f"Corpus to served model, profile {config.profile}. Edit the config in the form.", **common,
     )
     # A drift found by drift/check (or `conveyor drift` against this server) retrains at once; the
     # run's `trigger` parameter names the event.
@@ -41,19 +50,51 @@ def build_deployments(profile: str, overrides: list[str]):
         schedule=Cron(config.schedule.cron, timezone=config.schedule.timezone), triggers=[on_drift],
         tags=["conveyor", config.profile, "scheduled"],
         description=f"Retraining on cron {config.schedule.cron!r} ({config.schedule.timezone}) and on "
-                    f"{DRIFT_EVENT} for {config.model_name}.",
+                    f"{DRIFT_EVENT} for {config.model_name}.", **common,
     )
     check = drift.to_deployment(
         name="check", parameters=parameters, tags=["conveyor", config.profile, "drift"],
         schedule=Cron(config.schedule.drift_cron, timezone=config.schedule.timezone) if config.schedule.drift_cron
         else None,
-        description="New data and traffic against the champion's; past the thresholds, starts retraining.",
+        description="New data and traffic against the champion's; past the thresholds, starts retraining.", **common,
     )
     return manual, scheduled, check
 
 
+def ensure_work_pool(name: str = WORK_POOL) -> bool:
+    """The process work pool the deployments go to; returns whether it was created now."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            pool = client.read_work_pool(name)
+        except ObjectNotFound:
+            pass
+        else:
+            if pool.type != "process":
+                raise RuntimeError(f"work pool {name!r} is of type {pool.type!r}; Conveyor's runs need a "
+                                   "process pool: pass --pool with another name")
+            return False
+        try:
+            client.create_work_pool(WorkPoolCreate(name=name, type="process",
+                                                   description="Conveyor's pipeline runs (conveyor worker)"))
+        except ObjectAlreadyExists:  # created meanwhile by a worker starting
+            return False
+    return True
+
+
+def register(profile: str, overrides: list[str], pool: str = WORK_POOL) -> list[str]:
+    """Register (or update) the deployments on `pool`; returns their flow/deployment names."""
+    ensure_work_pool(pool)
+    ensure_zombie_automation()
+    for deployment in build_deployments(profile, overrides):
+        deployment.apply(work_pool_name=pool)
+    return list(DEPLOYMENTS)
+
+
 ZOMBIE_AUTOMATION = "conveyor: crash flow runs that stopped beating"
-HEARTBEAT_SECONDS = 30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the process serving the deployments
 
 
 def ensure_zombie_automation() -> bool:
@@ -93,21 +134,20 @@ def ensure_zombie_automation() -> bool:
     return True
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="demo")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    args = parser.parse_args()
-    from prefect import serve
+def worker_command(pool: str = WORK_POOL, limit: int = WORKER_LIMIT) -> list[str]:
+    """`prefect worker start` for this machine, named after it (the Prefect UI lists a pool's workers)."""
+    import socket
+    import sys
+    import uuid
+    from pathlib import Path
 
-    from core.state import State
-
-    State.from_env().activate()
-    ensure_zombie_automation()
-    # One run at a time: runs share the DVC workspace (.conveyor/data, dvc.lock), so a scheduled
-    # run that fires during a manual one waits for it.
-    serve(*build_deployments(args.profile, args.overrides), limit=1)
+    return [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", pool, "--type", "process",
+            "--limit", str(limit), "--name", f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"]
 
 
-if __name__ == "__main__":
-    main()
+def worker_env() -> dict[str, str]:
+    """What a worker passes on to its flow runs, besides its own environment."""
+    import os
+
+    env = {k: os.environ[k] for k in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI") if k in os.environ}
+    return {**env, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS), "PREFECT_WORKER_QUERY_SECONDS": "5"}

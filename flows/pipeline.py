@@ -426,16 +426,17 @@ def pipeline(config: PipelineConfig = PipelineConfig(), force: bool = False, tri
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
         client.log_artifact(run_id, str(run_dir / "summary.json"))
     except BaseException as exc:
-        client.set_terminated(run_id, "KILLED" if ledger.cancelled else "FAILED")
+        cancelled = ledger.stopped_by_cancel(exc)
+        client.set_terminated(run_id, "KILLED" if cancelled else "FAILED")
         # Versions registered by a run that did not get to move its alias are not a result.
         removed = [] if ledger.record.committed else runs.undo_registration(ledger.record)
-        note = f"{type(exc).__name__}" + (f"; removed versions {removed}" if removed else "")
-        if ledger.cancelled and isinstance(exc, KeyboardInterrupt):
+        if cancelled:
             from prefect.states import Cancelled
 
-            ledger.finish("cancelled", note="cancel requested in Prefect" + note[len("KeyboardInterrupt"):])
+            ledger.finish("cancelled", note="cancel requested in Prefect" +
+                          (f"; removed versions {removed}" if removed else ""))
             return Cancelled(message="cancelled on request; `conveyor run` with the same config continues it")
-        ledger.finish("failed", note=note)
+        ledger.finish("failed", note=f"{type(exc).__name__}" + (f"; removed versions {removed}" if removed else ""))
         raise
     client.set_terminated(run_id, "FINISHED")
     ledger.finish("completed")

@@ -148,7 +148,18 @@ class RunLedger:
                 self._stop.set()
                 _thread.interrupt_main()
 
-    def _cancel_requested(self) -> bool:
+    def stopped_by_cancel(self, exc: BaseException) -> bool:
+        """Whether `exc`, which ends the run, is a cancel: the heartbeat's interrupt, or the SIGTERM
+        (Prefect's TerminationSignal) with which a worker stops a flow run cancelled in Prefect."""
+        if self.cancelled:
+            return True
+        from prefect.exceptions import TerminationSignal
+
+        if isinstance(exc, TerminationSignal) and self._cancel_requested(("CANCELLING", "CANCELLED")):
+            self.cancelled = True
+        return self.cancelled
+
+    def _cancel_requested(self, states: tuple[str, ...] = ("CANCELLING",)) -> bool:
         if not (self.record.prefect_flow_run_id and self.record.prefect_api):
             return False
         from prefect.client.orchestration import get_client
@@ -162,7 +173,7 @@ class RunLedger:
         except Exception as exc:  # noqa: BLE001 - the API away for a moment: ask again next beat
             logger.debug("flow run state not read: %s", exc)
             return False
-        return state is not None and state.type == StateType.CANCELLING
+        return state is not None and state.type in [StateType(s) for s in states]
 
 
 def _make_interruptible() -> None:

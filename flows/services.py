@@ -19,7 +19,6 @@ import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 from core.state import REPO_ROOT, State
@@ -335,8 +334,9 @@ def start(state: State, service: Service, extra_env: dict[str, str] | None = Non
     return {**record, "seconds": round(time.monotonic() - started, 1)}
 
 
-def start_process(state: State, name: str, command: list[str], extra_env: dict[str, str]) -> dict:
-    """Start a long-running background process that has no health endpoint (deployments)."""
+def start_process(state: State, name: str, command: list[str], extra_env: dict[str, str], **fields) -> dict:
+    """Start a long-running background process that has no health endpoint (a worker); `fields` go
+    into its record."""
     up = running(state)
     if name in up:
         return up[name]
@@ -347,33 +347,30 @@ def start_process(state: State, name: str, command: list[str], extra_env: dict[s
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
     record = {"name": name, "pid": process.pid, "url": None, "log": str(log_path),
-              "env_var": None, "env_value": None}
+              "env_var": None, "env_value": None, **fields}
     _record_path(state, name).write_text(json.dumps(record, indent=2))
     return record
 
 
-def wait_for_deployments(api_url: str, names: list[str], pid: int, timeout_s: float = 120) -> float:
-    """Wait until process `pid` (the one serving them) has registered every deployment in `names`
-    ("flow/deployment") with the Prefect API, i.e. each was updated after we started waiting (a
-    previous `deploy` leaves them in the database); return the seconds it took."""
-    started, since = time.monotonic(), datetime.now(timezone.utc)
-    pending = list(names)
-    while pending:
+def wait_for_worker(api_url: str, pool: str, name: str, pid: int, timeout_s: float = 120) -> float:
+    """Wait until the worker process `pid` has reported to the Prefect API as `name`, online in
+    work pool `pool`; return the seconds it took."""
+    started = time.monotonic()
+    url = f"{api_url.rstrip('/')}/work_pools/{urllib.parse.quote(pool)}/workers/filter"
+    while True:
         if not _alive(pid) or _zombie(pid):
-            raise RuntimeError("the deployments process exited before registering its deployments")
+            raise RuntimeError("the worker exited before it came online")
         if time.monotonic() - started > timeout_s:
-            raise RuntimeError(f"deployments {pending} not registered after {timeout_s:.0f} s")
-        url = f"{api_url.rstrip('/')}/deployments/name/{urllib.parse.quote(pending[0])}"
+            raise RuntimeError(f"the worker did not come online in pool {pool!r} within {timeout_s:.0f} s")
+        request = urllib.request.Request(url, data=b"{}", method="POST", headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                updated = datetime.fromisoformat(json.loads(response.read())["updated"])
-            if updated >= since:
-                pending.pop(0)
-                continue
-        except (OSError, KeyError, ValueError):
+            with urllib.request.urlopen(request, timeout=5) as response:
+                workers = json.loads(response.read())
+            if any(w["name"] == name and w.get("status") == "ONLINE" for w in workers):
+                return round(time.monotonic() - started, 1)
+        except (OSError, ValueError):
             pass
         time.sleep(0.5)
-    return round(time.monotonic() - started, 1)
 
 
 def _zombie(pid: int) -> bool:
@@ -444,8 +441,8 @@ def stop(state: State, name: str) -> bool:
 
 def stop_all(state: State) -> list[str]:
     stopped = []
-    # Deployments first: they talk to the Prefect server; the database the servers use last.
-    for name in sorted(running(state), key=lambda name: (name != "deployments", name in ("postgres", "s3"))):
+    # The worker first: it talks to the Prefect server; the database the servers use last.
+    for name in sorted(running(state), key=lambda name: (name != "worker", name in ("postgres", "s3"))):
         if stop(state, name):
             stopped.append(name)
     return stopped
@@ -502,42 +499,3 @@ def _flush_to_prefect() -> None:
 
     APILogHandler().flush()
     EventsWorker.drain_all(timeout=5)
-
-
-ACTIVE_STATES = ("PENDING", "RUNNING", "CANCELLING")
-
-
-def active_flow_runs(deployments: list[str]) -> list[str]:
-    """One line for each flow run of `deployments` ("flow/deployment") that is under way."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterName, FlowFilter, FlowFilterName,
-                                                FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType)
-    from prefect.client.schemas.objects import StateType
-
-    flows = sorted({name.split("/", 1)[0] for name in deployments})
-    names = sorted({name.split("/", 1)[1] for name in deployments})
-    with get_client(sync_client=True) as client:
-        found = client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=flows)),
-            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=names)),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                type=FlowRunFilterStateType(any_=[StateType(s) for s in ACTIVE_STATES]))))
-    return [f"flow run {run.name} ({run.state.name if run.state else '?'} since "
-            f"{run.start_time or run.expected_start_time:%Y-%m-%d %H:%M:%S} UTC)" for run in found]
-
-
-def wait_for_flow_runs(deployments: list[str], timeout_s: float, poll_s: float = 5.0, say=print) -> None:
-    """Return once no flow run of `deployments` is under way; RuntimeError after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    said = set()
-    while True:
-        active = active_flow_runs(deployments)
-        if not active:
-            return
-        for line in active:
-            if line not in said:
-                say(f"waiting for {line} to finish before replacing its deployment")
-                said.add(line)
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"still running after {timeout_s:.0f} s: {'; '.join(active)}")
-        time.sleep(poll_s)

@@ -1,7 +1,8 @@
-"""`conveyor up`, `deploy`, a deployment run, `status`, `down`, in a fresh copy of the checkout,
-through the real CLI: a Prefect server and an MLflow server on free 127.0.0.1 ports, the two
-deployments served in the background, `prefect deployment run pipeline/manual --watch` on the
-tiny profile, the model registered through the MLflow server, and nothing left after `down`.
+"""`conveyor up`, `deploy`, `worker`, a deployment run, `status`, `down`, in a fresh copy of the
+checkout, through the real CLI: a Prefect server and an MLflow server on free 127.0.0.1 ports, the
+deployments on a process work pool with a worker in the background, a second worker as another
+machine would start it, `prefect deployment run pipeline/manual --watch` on the tiny profile, the
+model registered through the MLflow server, and nothing left after `down`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from checkout_support import checkout_env, free_port, make_checkout, run_conveyo
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 CRON = "15 4 * * 1"  # given with --set, so the test sees it travel from the config to the schedule
+FIRST_CRON = "45 3 * * 2"  # the first deploy's; the one during the run replaces it
 MODEL = "conveyor-lm-test"  # model_name in configs/test.yaml
 CONFIG_SECTIONS = {"data", "training", "compression", "evaluation", "promotion", "serving", "schedule"}
 
@@ -85,49 +87,84 @@ def services(checkout: Path):
     try:
         up = run_conveyor(checkout, "up", "--prefect-port", str(ports["prefect"]), "--mlflow-port", str(ports["mlflow"]))
         assert "healthy in" in up.stdout
-        deploy = run_conveyor(checkout, "deploy", "--profile", "test", "--set", f"schedule.cron={CRON}")
-        assert "registered in" in deploy.stdout
+        deploy = run_conveyor(checkout, "deploy", "--profile", "test", "--set", f"schedule.cron={FIRST_CRON}")
+        assert "on work pool 'conveyor'" in deploy.stdout and "worker on this machine polls" in deploy.stdout
         yield {**ports, "api": f"http://127.0.0.1:{ports['prefect']}/api",
-               "mlflow_url": f"http://127.0.0.1:{ports['mlflow']}"}
+               "mlflow_url": f"http://127.0.0.1:{ports['mlflow']}", "deploy": deploy}
     finally:
         subprocess.run([sys.executable, "-m", "flows.cli", "down"], cwd=checkout, env=checkout_env(checkout),
                        capture_output=True, timeout=120)
 
 
+def _online_workers(api: str) -> list[str]:
+    return [w["name"] for w in _post(f"{api}/work_pools/conveyor/workers/filter", {}) if w["status"] == "ONLINE"]
+
+
 @pytest.fixture(scope="module")
-def run_during_redeploy(checkout: Path, services) -> dict:
-    """`prefect deployment run 'pipeline/manual' --watch`, as a user types it; while that run is
-    under way, `conveyor deploy --no-wait` (refused) and `conveyor deploy` (waits for it)."""
+def second_worker(checkout: Path, services) -> dict:
+    """`conveyor worker`, as a second machine runs it (foreground, pointed at the server): it comes
+    online in the pool beside deploy's; stopped again before runs start (it shares this checkout)."""
+    env = {**checkout_env(checkout), "PREFECT_API_URL": services["api"]}
+    before = _online_workers(services["api"])
+    worker = subprocess.Popen([sys.executable, "-m", "flows.cli", "worker"], cwd=checkout, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(online := _online_workers(services["api"])) < 2:
+            assert worker.poll() is None, worker.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "the second worker did not come online"
+            time.sleep(1)
+    finally:
+        worker.terminate()
+        output, _ = worker.communicate(timeout=60)
+    return {"before": before, "online": online, "output": output}
+
+
+def test_a_second_machine_adds_a_worker_to_the_pool(services, second_worker):
+    assert len(second_worker["before"]) == 1 and len(second_worker["online"]) == 2
+    assert second_worker["before"][0].startswith(socket.gethostname() + "-")
+    assert f"Worker '{second_worker['online'][0]}' started" in second_worker["output"] or \
+        f"Worker '{second_worker['online'][1]}' started" in second_worker["output"]
+    pool = _get(f"{services['api']}/work_pools/conveyor")
+    assert pool["type"] == "process"
+
+
+@pytest.fixture(scope="module")
+def run_during_redeploy(checkout: Path, services, second_worker) -> dict:
+    """`prefect deployment run 'pipeline/manual' --watch`, as a user types it; while the worker runs
+    it, `conveyor deploy` with another cron: the deployments change, the run goes on."""
     env = {**checkout_env(checkout), "PREFECT_API_URL": services["api"],
            "PREFECT_HOME": str(checkout / ".conveyor" / "prefect")}
     watch = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "deployment", "run", "pipeline/manual",
                               "--watch", "--watch-timeout", "600"],
                              cwd=checkout, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
-    while not _post(f"{services['api']}/flow_runs/filter",
-                    {"flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}}}):
+    while not (running := _post(f"{services['api']}/flow_runs/filter",
+                                {"flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}}})):
         assert watch.poll() is None and time.monotonic() < deadline, "the manual run did not start"
         time.sleep(1)
-    redeploy = ["deploy", "--profile", "test", "--set", f"schedule.cron={CRON}"]
-    refused = run_conveyor(checkout, *redeploy, "--no-wait", check=False)
-    waited = run_conveyor(checkout, *redeploy)
+    redeploy = run_conveyor(checkout, "deploy", "--profile", "test", "--set", f"schedule.cron={CRON}")
+    still = _get(f"{services['api']}/flow_runs/{running[0]['id']}")["state"]["type"]
     output, _ = watch.communicate(timeout=660)
     assert watch.returncode == 0, output[-6000:]
     run_id = next(line.split("UUID:")[1].strip() for line in output.splitlines() if "UUID:" in line)
-    return {"flow_run": _get(f"{services['api']}/flow_runs/{run_id}"), "refused": refused, "waited": waited}
+    return {"flow_run": _get(f"{services['api']}/flow_runs/{run_id}"), "redeploy": redeploy,
+            "state_after_redeploy": still}
+
+
+def test_deploying_again_during_a_run_updates_the_deployments_and_leaves_the_run_alone(run_during_redeploy, services):
+    redeploy = run_during_redeploy["redeploy"]
+    assert "on work pool 'conveyor'" in redeploy.stdout and "worker on this machine already running" in redeploy.stdout
+    assert run_during_redeploy["state_after_redeploy"] == "RUNNING"
+    assert run_during_redeploy["flow_run"]["state"]["type"] == "COMPLETED"
+    assert run_during_redeploy["flow_run"]["work_pool_name"] == "conveyor"
+    scheduled = _get(f"{services['api']}/deployments/name/pipeline/scheduled-retrain")
+    assert [s["schedule"]["cron"] for s in scheduled["schedules"]] == [CRON]  # the second deploy's
 
 
 @pytest.fixture(scope="module")
 def manual_run(run_during_redeploy) -> dict:
     return run_during_redeploy["flow_run"]
-
-
-def test_deploy_refuses_or_waits_while_a_run_of_its_deployments_is_under_way(run_during_redeploy):
-    """Replacing the served deployments stops the process running their flow runs: not mid-run."""
-    refused, waited = run_during_redeploy["refused"], run_during_redeploy["waited"]
-    assert refused.returncode == 1 and "under way" in refused.stderr and "Traceback" not in refused.stderr
-    assert "waiting for flow run" in waited.stdout and "registered in" in waited.stdout
-    assert run_during_redeploy["flow_run"]["state"]["type"] == "COMPLETED"
 
 
 def test_manual_deployment_run_completes(manual_run):
@@ -193,6 +230,47 @@ def test_drift_emits_the_event_and_the_trigger_starts_retraining_with_it(drift_r
     assert drift_run["retrains"][0]["parameters"]["config"]["profile"] == "test"  # the deployment's own config
 
 
+@pytest.fixture(scope="module")
+def cancelled_retrain(checkout: Path, services, drift_run) -> dict:
+    """Cancel (as the UI's Cancel button does) the retraining the drift started, once its worker
+    runs it: the worker stops the flow run's process, whose children die with it."""
+    run = drift_run["retrains"][0]
+    deadline = time.monotonic() + 300
+    while _get(f"{services['api']}/flow_runs/{run['id']}")["state"]["type"] != "RUNNING":
+        assert time.monotonic() < deadline, "the retraining did not start"
+        time.sleep(1)
+    while not [p for p in psutil.process_iter() if _cmdline_has(p, "training.train")]:
+        assert time.monotonic() < deadline, "the retraining never reached training"
+        time.sleep(1)
+    _post(f"{services['api']}/flow_runs/{run['id']}/set_state",
+          {"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True})
+    while (state := _get(f"{services['api']}/flow_runs/{run['id']}")["state"])["type"] != "CANCELLED":
+        assert time.monotonic() < deadline, f"the cancel did not end the run: {state}"
+        time.sleep(1)
+    time.sleep(5)
+    left = [" ".join(p.cmdline()[:5]) for p in psutil.process_iter()
+            if _cmdline_has(p, "training.train") or _cmdline_has(p, "prefect.engine")]
+    records = [json.loads(p.read_text()) for p in (checkout / ".conveyor" / "runs").glob("*/run.json")]
+    return {"state": state, "left": left, "record": next(r for r in records if r.get("prefect_flow_run_id") == run["id"])}
+
+
+def _mlflow_run_status(mlflow_url: str, run_id: str) -> str:
+    return _get(f"{mlflow_url}/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]["info"]["status"]
+
+
+def _cmdline_has(process, text: str) -> bool:
+    try:
+        return text in " ".join(process.cmdline())
+    except psutil.Error:
+        return False
+
+
+def test_a_cancelled_deployment_run_stops_with_its_processes(services, cancelled_retrain):
+    assert cancelled_retrain["left"] == []
+    assert cancelled_retrain["record"]["status"] == "cancelled"  # continued by the next run of its config
+    assert _mlflow_run_status(services["mlflow_url"], cancelled_retrain["record"]["mlflow_run_id"]) == "KILLED"
+
+
 def test_scheduled_retrain_has_the_configured_cron(services):
     deployment = _get(f"{services['api']}/deployments/name/pipeline/scheduled-retrain")
     assert [s["schedule"]["cron"] for s in deployment["schedules"]] == [CRON]
@@ -238,7 +316,7 @@ def test_model_registered_through_the_mlflow_server(checkout, services, manual_r
 
 def test_status_lists_services_and_champion(checkout, services, manual_run):
     out = run_conveyor(checkout, "status", "--profile", "test").stdout
-    for name in ("prefect", "mlflow", "deployments"):
+    for name in ("prefect", "mlflow", "worker"):
         assert any(line.startswith(name) and " up " in line for line in out.splitlines()), out
     assert services["mlflow_url"] in out
     assert f"champion     {MODEL} v" in out
@@ -248,7 +326,7 @@ def test_down_stops_everything(checkout, services):
     pids = _service_pids(checkout)
     assert len(pids) == 3
     out = run_conveyor(checkout, "down").stdout
-    assert "deployments" in out and "prefect" in out and "mlflow" in out
+    assert "worker" in out and "prefect" in out and "mlflow" in out
     assert not _port_open(services["prefect"]) and not _port_open(services["mlflow"])
     assert _left_behind(checkout, pids) == []
     assert "nothing was running" in run_conveyor(checkout, "down").stdout
