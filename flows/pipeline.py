@@ -528,7 +528,11 @@ def _adopt(client, run_id: str, ledger, source: Path, record) -> dict | None:
     client.set_tag(run_id, "conveyor.resumed_from", f"{source.name} (MLflow run {record.mlflow_run_id})")
     get_run_logger().info("continuing run %s (%s, same config, code and data): took over %s",
                           source.name, record.status, ", ".join(moved) or "nothing")
-    return record.registry if record.committed else None
+    if not record.committed:
+        return None
+    get_run_logger().info("registration: run %s had committed its versions before it stopped; not registered again",
+                          source.name)
+    return record.registry
 
 
 def _log_privacy(client, run_id: str, dp: dict | None) -> str:

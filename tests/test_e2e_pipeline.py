@@ -460,3 +460,102 @@ def test_cancelling_a_terminal_run_in_prefect_stops_it_as_cancelled(checkout, tw
         state = db.execute("SELECT state_type FROM flow_run WHERE id = ?", (record["prefect_flow_run_id"],)).fetchone()
     assert state == ("CANCELLED",)
     assert _registry(checkout, f"print(json.dumps(mlflow.MlflowClient().get_run('{record['mlflow_run_id']}').info.status))\n") == "KILLED"
+
+
+# Where each `conveyor run --force` of the chain below is SIGKILLed: the first moment its folder
+# shows the stage under way. Each run continues the one before, so each gets one stage further.
+KILL_POINTS = [
+    ("training", lambda run: any("training.train" in c for c in run["children"])),
+    ("compression", lambda run: (run["dir"] / "model" / "base" / "result.json").is_file()),
+    ("evaluation", lambda run: (run["dir"] / "compression_variants.json").is_file()),
+    ("registration", lambda run: len(list((run["dir"] / "metrics").glob("*.json"))) == 4),
+    ("packaging", lambda run: json.loads((run["dir"] / "run.json").read_text()).get("committed", False)),
+]
+# What the next run says about the part it took over from a run killed in that stage (flows/pipeline.py).
+CONTINUED = {"compression": "training: the interrupted run's model is complete",
+             "evaluation": "compression: the interrupted run's variants are complete",
+             "registration": "evaluate base: measured by the interrupted run; kept",
+             "packaging": "had committed its versions before it stopped; not registered again"}
+
+
+def _kill_at(checkout: Path, args: list[str], stage: str, until, log_path: Path) -> dict:
+    """Start `conveyor <args>`, SIGKILL it once `until(run)` holds; every process it started must
+    die with it. Returns the killed run's folder and its output."""
+    import signal
+
+    import psutil
+
+    runs_root = checkout / ".conveyor" / "runs"
+    before = set(runs_root.iterdir())
+    with open(log_path, "w") as log:
+        cli = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], cwd=checkout, env=checkout_env(checkout),
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 600
+    run = {"dir": None, "children": []}
+    while True:
+        assert cli.poll() is None, f"the run ended before reaching {stage}:\n" + log_path.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"{stage} not reached within 10 minutes"
+        try:
+            run["dir"] = run["dir"] or next((p for p in runs_root.iterdir() if p not in before), None)
+            run["children"] = [" ".join(p.cmdline()) for p in psutil.Process(cli.pid).children(recursive=True)]
+            if run["dir"] is not None and (run["dir"] / "run.json").is_file() and until(run):
+                break
+        except (psutil.Error, OSError, ValueError):
+            pass  # a child or a file that went away (or is being written) while looking
+        time.sleep(0.05)
+    family = psutil.Process(cli.pid).children(recursive=True)
+    os.kill(cli.pid, signal.SIGKILL)
+    cli.wait()
+    _, alive = psutil.wait_procs(family, timeout=30)
+    assert not alive, f"left running after the kill in {stage}: {[' '.join(p.cmdline()[:4]) for p in alive]}"
+    return {"stage": stage, "dir": run["dir"], "output": log_path.read_text()}
+
+
+def test_a_run_killed_at_each_stage_is_continued_to_the_uninterrupted_result(checkout, two_runs, tmp_path):
+    """The test profile again (`--force`: the same config, code and data as the first run), killed
+    in training, compression, evaluation, registration and packaging in turn, each run continuing
+    the one before: the last one completes with the first, uninterrupted run's quality metrics; the
+    killed runs end Crashed / KILLED, none left Running; only the run that committed registered."""
+    import sqlite3
+
+    args = ["run", "--profile", "test", "--force"]
+    killed = []
+    for stage, until in KILL_POINTS:
+        killed.append(_kill_at(checkout, args, stage, until, tmp_path / f"killed-in-{stage}.log"))
+        if len(killed) > 1:  # this run continued the one killed before it, from where that one stopped
+            previous, output = killed[-2], killed[-1]["output"]
+            assert f"continuing run {previous['dir'].name}" in output, output[-3000:]
+            assert CONTINUED.get(previous["stage"], "continuing run") in output, output[-3000:]
+    result = run_conveyor(checkout, *args)
+    output = result.stdout + result.stderr
+    assert f"continuing run {killed[-1]['dir'].name}" in output and CONTINUED["packaging"] in output
+    summary = _summaries(checkout)[-1]
+    assert summary["resumed_from"] == killed[-1]["dir"].name
+
+    first = two_runs[0]["variants"]
+    assert set(summary["variants"]) == set(first)
+    for variant, metrics in first.items():
+        quality = {k: v for k, v in metrics.items() if k in ("perplexity", "bits_per_byte") or k.endswith("/acc")}
+        assert len(quality) >= 3
+        assert {k: summary["variants"][variant][k] for k in quality} == pytest.approx(quality, rel=1e-6), variant
+
+    records = [json.loads((k["dir"] / "run.json").read_text()) for k in killed]
+    assert [r["status"] for r in records] == ["adopted"] * len(killed)
+    with sqlite3.connect(next((checkout / ".conveyor" / "prefect").glob("*.db"))) as db:
+        states = dict(db.execute("SELECT id, state_type FROM flow_run").fetchall())
+    assert {states[r["prefect_flow_run_id"]] for r in records} == {"CRASHED"}
+    assert "RUNNING" not in states.values() and "PENDING" not in states.values()
+    mlflow_runs = _registry(checkout, (
+        "c = mlflow.MlflowClient()\n"
+        "e = [x.experiment_id for x in c.search_experiments()]\n"
+        "print(json.dumps({r.info.run_id: r.info.status for r in c.search_runs(e, max_results=1000)}))\n"))
+    assert {mlflow_runs[r["mlflow_run_id"]] for r in records} == {"KILLED"}
+    assert "RUNNING" not in mlflow_runs.values()
+    # The run killed in packaging had committed its registration: its versions are the result, and
+    # the last run registered none of its own. Those killed before the commit left none.
+    by_run = {}
+    for version in _versions(checkout):
+        by_run.setdefault(version["run"], []).append(version["version"])
+    assert len(by_run.get(records[-1]["mlflow_run_id"], [])) == 4
+    assert not any(by_run.get(r["mlflow_run_id"]) for r in records[:-1])
+    assert summary["registry"] == records[-1]["registry"]
