@@ -47,8 +47,10 @@ def checkout_env(checkout: Path) -> dict[str, str]:
 CLI_OUTPUT_LOG = ".cli-output.log"  # in the checkout, beside (not in) its state root
 
 
-def run_conveyor(checkout: Path, *args: str, check: bool = True, timeout: float = 1200) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=checkout, env=checkout_env(checkout),
+def run_conveyor(checkout: Path, *args: str, check: bool = True, timeout: float = 1200,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=checkout,
+                            env={**checkout_env(checkout), **(env or {})},
                             capture_output=True, text=True, timeout=timeout)
     with open(checkout / CLI_OUTPUT_LOG, "a", encoding="utf-8") as log:  # what a user saw, for the leak test
         log.write(f"$ conveyor {' '.join(args)}\n{result.stdout}\n{result.stderr}\n")

@@ -17,7 +17,7 @@ import pytest
 
 from checkout_support import checkout_env, free_port, make_checkout, run_conveyor
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 
 def _psql(port: int, database: str, query: str) -> str:
@@ -27,16 +27,67 @@ def _psql(port: int, database: str, query: str) -> str:
                            "-d", database, "-At", "-c", query], capture_output=True, text=True, check=True).stdout
 
 
-def _bucket(port: int) -> list[str]:
+def _s3(port: int):
     import boto3
 
+    from flows.services import S3_CREDENTIALS
+
+    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                        aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+
+
+def _bucket(port: int) -> list[str]:
+    from flows.services import S3_BUCKET
+
+    return [item["Key"] for page in _s3(port).get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET)
+            for item in page.get("Contents", [])]
+
+
+def _retrain_from_a_growing_prefix(checkout: Path, ports: dict) -> None:
+    """`conveyor deploy` with data.ingest.paths an s3:// prefix; `pipeline/scheduled-retrain` run
+    three times by the worker (as its cron would): it trains; nothing new landed, so it says so and
+    registers nothing; a new part landed, so it trains and registers again."""
     from flows.services import S3_BUCKET, S3_CREDENTIALS
 
-    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                          aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
-    return [item["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET)
-            for item in page.get("Contents", [])]
+    lines = (Path(__file__).parent / "fixtures" / "tiny.jsonl").read_text().splitlines(keepends=True)
+    s3 = _s3(ports["s3"])
+    s3.put_object(Bucket=S3_BUCKET, Key="incoming/part-000.jsonl", Body="".join(lines[:240]).encode())
+    # What a user sets for data on S3; the worker's runs inherit it.
+    env = {**S3_CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1"}
+    settings = [f"data.ingest.paths=[s3://{S3_BUCKET}/incoming/]",
+                f"data.ingest.s3_endpoint_url=http://127.0.0.1:{ports['s3']}",
+                "training.train.max_steps=5", "compression.variants={}"]
+    deploy = run_conveyor(checkout, "deploy", "--profile", "test", *[a for s in settings for a in ("--set", s)], env=env)
+    assert "worker on this machine polls" in deploy.stdout, deploy.stdout
+
+    def scheduled_run() -> dict:
+        watch = subprocess.run([str(Path(sys.executable).parent / "prefect"), "deployment", "run",
+                                "pipeline/scheduled-retrain", "--watch", "--watch-timeout", "600"],
+                               cwd=checkout, env={**checkout_env(checkout), **env,
+                                                  "PREFECT_API_URL": f"http://127.0.0.1:{ports['prefect']}/api"},
+                               capture_output=True, text=True, timeout=660)
+        assert watch.returncode == 0, (watch.stdout + watch.stderr)[-4000:]
+        flow_run_id = next(line.split("UUID:")[1].strip() for line in watch.stdout.splitlines() if "UUID:" in line)
+        records = [json.loads(p.read_text()) for p in (checkout / ".conveyor" / "runs").glob("*/run.json")]
+        return next(r for r in records if r.get("prefect_flow_run_id") == flow_run_id)
+
+    def versions() -> list[str]:
+        return _psql(ports["postgres"], "mlflow",
+                     "SELECT version FROM model_versions WHERE name = 'conveyor-lm-test' ORDER BY version").split()
+
+    first = scheduled_run()
+    assert first["status"] == "completed" and versions() == ["1"]
+    unchanged = scheduled_run()
+    assert unchanged["status"] == "unchanged" and versions() == ["1"]
+    assert unchanged["key"]["dataset_dvc_md5"] == first["key"]["dataset_dvc_md5"]
+    s3.put_object(Bucket=S3_BUCKET, Key="incoming/part-001.jsonl", Body="".join(lines[240:]).encode())
+    grown = scheduled_run()
+    assert grown["status"] == "completed" and versions() == ["1", "2"]
+    assert grown["key"]["dataset_dvc_md5"] != first["key"]["dataset_dvc_md5"]
+    # Each snapshot is a DVC version in the S3 remote.
+    remote = [key for key in _bucket(ports["s3"]) if key.startswith("dvc/")]
+    assert any(key.endswith(".dir") for key in remote), remote
 
 
 def test_up_with_postgres_keeps_mlflow_and_prefect_in_postgres(tmp_path_factory):
@@ -91,6 +142,7 @@ def test_up_with_postgres_keeps_mlflow_and_prefect_in_postgres(tmp_path_factory)
                                  capture_output=True, text=True)
             assert dvc.returncode == 0, dvc.stderr[-2000:]
         assert any(key.startswith("dvc/") for key in _bucket(ports["s3"]))
+        _retrain_from_a_growing_prefix(checkout, ports)
         status = run_conveyor(checkout, "status", "--profile", "test")
         assert "postgres" in status.stdout and "s3" in status.stdout
     finally:
