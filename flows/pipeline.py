@@ -340,7 +340,7 @@ def pipeline(config: PipelineConfig = PipelineConfig(), force: bool = False, tri
     config.check_inputs()
     mlflow.set_tracking_uri(state.mlflow_tracking_uri)
     runs.recover(state.runs)  # runs whose process died: Crashed / KILLED, unfinished versions removed
-    _apply_canary_decisions(config.model_name, state)
+    rebuild_bento = _apply_canary_decisions(config.model_name, state)
     run_name = f"{time.strftime('%Y%m%d-%H%M%S')}-{flow_run.get_name() or 'local'}"
     run_dir = state.runs / run_name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -371,6 +371,9 @@ def pipeline(config: PipelineConfig = PipelineConfig(), force: bool = False, tri
         ledger.update(key={**ledger.record.key, "dataset_dvc_md5": dataset_md5})
         previous = None if force else runs.unchanged_since(state.runs, ledger.record.key, run_dir)
         if previous is not None:
+            if rebuild_bento:  # nothing to train, but the Bento must stop routing to a decided canary
+                get_run_logger().info("Bento %s built around the champion: its canary was decided",
+                                      package(config, {}, run_dir))
             return _unchanged(client, run_id, ledger, previous, stages)
         adopted = runs.adoptable(state.runs, ledger.record.key, run_dir)
         committed = None
@@ -447,19 +450,21 @@ def pipeline(config: PipelineConfig = PipelineConfig(), force: bool = False, tri
     return summary
 
 
-def _apply_canary_decisions(model_name: str, state: State) -> None:
+def _apply_canary_decisions(model_name: str, state: State) -> bool:
     """A rollout the server decided since the last run goes to the registry first, so this run's gate
-    compares with the champion that is serving (serving.canary)."""
+    compares with the champion that is serving (serving.canary). Returns whether the champion's Bento
+    must be built again (it still routes a share to the decided rollout)."""
     from core import registry
     from serving.canary import apply_decisions
 
     try:
-        lines, _rebuild = apply_decisions(model_name, state.request_log.parent)
+        lines, rebuild = apply_decisions(model_name, state.request_log.parent)
     except registry.ReleaseError as exc:
         get_run_logger().warning("canary decision not applied: %s (`conveyor canary` says more)", exc)
-        return
+        return False
     for line in lines:
         get_run_logger().info("%s", line)
+    return rebuild
 
 
 def _publish_prefect_artifacts(summary: dict, experiment_id: str, state: State) -> None:

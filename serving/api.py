@@ -145,16 +145,37 @@ class Lane:
     version: str
 
 
+DECISION_POLL_SECONDS = 2.0
+
+
 @dataclass
 class Canary:
     """A new champion (the server's own model) rolling out beside the stable version (the previous
-    champion): until `judge` decides, the new one answers `share` of the requests (serving.canary)."""
+    champion): until `judge` decides, the new one answers `share` of the requests (serving.canary).
+
+    Each replica of the server judges the requests it answered; the first to decide writes the
+    decision file (beside the request log, which replicas share), and the others take it from
+    there within DECISION_POLL_SECONDS, so all of them route the same way."""
 
     stable: Lane
     share: float
     judge: object  # serving.canary.Judge
     decision_path: object  # Path of the decision file
-    decided: str | None = None  # "finish" or "rollback" once decided
+    _checked: float = 0.0
+
+    def action(self) -> str | None:
+        """"finish" or "rollback" once decided, here or by another replica; None until then."""
+        judge = self.judge
+        if judge.decision is None and time.monotonic() - self._checked >= DECISION_POLL_SECONDS:
+            from serving.canary import read_decision
+
+            self._checked = time.monotonic()
+            try:
+                if judge.adopt(read_decision(self.decision_path)):
+                    logger.warning("%s (decided by another replica)", judge.decision.line())
+            except (OSError, ValueError, TypeError) as exc:  # half-written elsewhere: next time
+                logger.debug("canary decision file not read: %s", exc)
+        return None if judge.decision is None else judge.decision.action
 
 
 @dataclass
@@ -189,9 +210,10 @@ class Server:
         import random
 
         canary = self.canary
-        if canary is None or canary.decided == "finish":
+        action = None if canary is None else canary.action()
+        if canary is None or action == "finish":
             return self.own_lane()
-        if canary.decided == "rollback" or random.random() >= canary.share:
+        if action == "rollback" or random.random() >= canary.share:
             return canary.stable
         return self.own_lane()
 
@@ -421,7 +443,6 @@ def _judge(server: Server, lane: Lane, status: int, e2e_ms: float | None, job: J
     decision = canary.judge.observe(lane.version, status, e2e_ms, job.new_tokens, guarded)
     if decision is None:
         return
-    canary.decided = decision.action
     try:
         write_decision(canary.decision_path, decision)
     except OSError as exc:  # the decision holds in this process; `conveyor canary` needs the file

@@ -102,6 +102,15 @@ class Judge:
         self.decision: Decision | None = None
         self._lock = threading.Lock()
 
+    def adopt(self, decision: Decision | None) -> bool:
+        """Take a decision made elsewhere (another replica of this server, or before a restart) if
+        none was made here; returns whether it was taken."""
+        with self._lock:
+            if decision is None or self.decision is not None:
+                return False
+            self.decision = decision
+            return True
+
     def observe(self, version: str, status: int, e2e_ms: float | None, new_tokens: int,
                 guarded: bool) -> Decision | None:
         """Count one answered request; the decision, the first time there is one."""

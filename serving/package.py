@@ -114,11 +114,11 @@ def canary_stable_version(model_name: str) -> str | None:
     return moves[-1].previous_version
 
 
-def _import_version(model_name: str, alias: str, registered, serving, work_dir: Path) -> str:
-    """`alias`: an alias of the registry, or a version number."""
+def _import_version(model_name: str, ref: str, registered, serving, work_dir: Path) -> str:
+    """`ref`: an alias of the registry, or a version number."""
     from core import registry
 
-    folder = registry.download(model_name, alias, work_dir / alias)
+    folder = registry.download(model_name, ref, work_dir / ref)
     labels = {"registered_model": model_name, "version": registered.version,
               "variant": registered.lineage.get("variant", "unknown")}
     return import_model(folder, serving.bento_name, labels=labels,

@@ -186,10 +186,8 @@ class ConveyorLM:
         path = log_path.parent / DECISION_FILE.format(model=name, version=canary_version)
         canary = api.Canary(stable=stable, share=config.canary.share,
                             judge=Judge(config.canary, name, canary_version, version), decision_path=path)
-        decided = read_decision(path)
-        if decided is not None:
-            canary.decided = decided.action
-            logger.warning("%s (decided before this start)", decided.line())
+        if canary.judge.adopt(read_decision(path)):
+            logger.warning("%s (decided before this start)", canary.judge.decision.line())
         else:
             logger.info("canary: version %s answers %.0f%% of the requests, version %s the rest, until %d each "
                         "decide it", canary_version, 100 * config.canary.share, version, config.canary.min_requests)

@@ -60,6 +60,30 @@ def test_the_decision_file_round_trips(tmp_path):
     assert read_decision(tmp_path / "none.json") is None
 
 
+def test_a_replica_routes_by_the_decision_another_replica_made(tmp_path, monkeypatch):
+    """Two replicas of one server, each judging its own requests, sharing the decision file: once
+    one rolls back, the other sends every request to the stable version too."""
+    from serving import api
+
+    monkeypatch.setattr(api, "DECISION_POLL_SECONDS", 0.0)
+    path = tmp_path / "conveyor-canary-m-v2.json"
+
+    def replica():
+        stable = api.Lane(engine=None, metrics=None, version="1")
+        canary = api.Canary(stable=stable, share=0.5, judge=Judge(CONFIG, "m", "2", "1"), decision_path=path)
+        return api.Server(engine=None, tokenizer=None, config=None, guard=None, auth=None, limiter=None,
+                          metrics=None, log=None, model_name="m", model_tag="t", version="2", context_tokens=64,
+                          canary=canary)
+
+    deciding, other = replica(), replica()
+    assert {other.lane().version for _ in range(200)} == {"1", "2"}  # undecided: both answer
+    feed(deciding.canary.judge, "1", 20)
+    write_decision(path, feed(deciding.canary.judge, "2", 20, status=500))
+    assert {deciding.lane().version for _ in range(50)} == {"1"}
+    assert {other.lane().version for _ in range(50)} == {"1"}
+    assert other.canary.judge.observe("2", 500, 1.0, 1, False) is None  # it does not decide again
+
+
 def test_conveyor_canary_rolls_the_registry_back_or_records_the_finish(tmp_path):
     """The server's decision file, applied by `conveyor canary`: a rollback puts the previous
     champion back (recorded with the decision as evidence); a finish keeps the champion and records
