@@ -7,7 +7,7 @@
 3. the whole curation chain with 1 and 2 workers, and peak RSS at 1x and 10x data (bench_curation.py)
 
 Each part prints its own table; this driver adds the machine and date and can save all results as
-JSON. Results are written down in the README's benchmark section with the command that made them.
+JSON. Results are written down in benchmarks/README.md with the command that made them.
 """
 
 from __future__ import annotations

@@ -50,8 +50,8 @@ def main() -> None:
     def acc(m, task):
         return f"{m[f'{task}/acc']:.3f} ± {m[f'{task}/acc_stderr']:.3f}"
 
-    print(f"\n| model | bits/byte | cloze acc | next-sentence acc | acc_norm | decode tok/s b1 | b8 | ttft ms b1 "
-          f"| peak MiB | size MiB | eval s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| model | bits/byte | cloze acc | next-sentence acc | acc_norm | decode tok/s b1 | b8 | ttft ms b1 "
+          "| peak MiB | size MiB | eval s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, m in results.items():
         print(f"| {name} | {m['bits_per_byte']:.4f} | {acc(m, 'conveyor_cloze')} | {acc(m, 'conveyor_nextsentence')} "
               f"| {m['conveyor_nextsentence/acc_norm']:.3f} | {m['decode_tokens_per_s_b1']:.1f} "

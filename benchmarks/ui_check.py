@@ -41,7 +41,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from checkout_support import checkout_env, free_port, make_checkout  # noqa: E402
+from checkout_support import checkout_env, make_checkout  # noqa: E402
+from flows.services import free_port  # noqa: E402
 
 
 class _Text(HTMLParser):

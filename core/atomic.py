@@ -13,6 +13,13 @@ FILE_MODE = 0o644
 DIR_MODE = 0o755
 
 
+def beside(output: Path, suffix: str) -> Path:
+    """A path next to `output`, named after it: `<output><suffix>` (its stats, its work folder,
+    its quarantine, its report), outside it so that the output's own hash holds the data alone."""
+    output = Path(output)
+    return output.with_name(output.name + suffix)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

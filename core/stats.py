@@ -9,15 +9,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from core.atomic import atomic_write_text
+from core.atomic import atomic_write_text, beside
 
 
 
 def stats_path(output: Path) -> Path:
     """Where a stage's stats live: beside its output folder, not in it. Timings differ on every
     run; inside the output they would change its hash and make DVC re-run every later stage."""
-    output = Path(output)
-    return output.parent / f"{output.name}.stats.json"
+    return beside(output, ".stats.json")
 
 
 class StageStats(BaseModel):

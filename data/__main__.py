@@ -9,8 +9,6 @@ fails validation) print one clear message and exit 1.
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import os
 import sys
 from pathlib import Path
@@ -19,18 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from core.config import ConfigError, apply_overrides, format_validation_error, load_yaml
 from core.stats import StageStats
-from data.config import AnonymizeConfig, CleanConfig, DedupConfig, IngestConfig, SplitConfig, ValidateConfig
 from data.records import DataError
-
-# Stage name (also its section under `data:` and its module in this package) -> config model.
-STAGES: dict[str, type[BaseModel]] = {
-    "ingest": IngestConfig,
-    "clean": CleanConfig,
-    "dedup": DedupConfig,
-    "anonymize": AnonymizeConfig,
-    "validate": ValidateConfig,
-    "split": SplitConfig,
-}
+from data.stages import STAGES
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,7 +39,7 @@ def stage_config(stage: str, params: Path, overrides: list[str]) -> BaseModel:
     if not isinstance(section, dict):
         raise ConfigError(f"{params}: data.{stage} must be a mapping")
     try:
-        return STAGES[stage].model_validate(apply_overrides(dict(section), overrides))
+        return STAGES[stage].config_model.model_validate(apply_overrides(dict(section), overrides))
     except ValidationError as exc:
         raise ConfigError(f"data.{stage}: {format_validation_error(exc)}") from None
 
@@ -69,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         config = stage_config(args.stage, args.params, args.overrides)
-        stage = importlib.import_module(f"data.{args.stage}")
-        options = {"workers": args.workers} if "workers" in inspect.signature(stage.run).parameters else {}
-        stats = stage.run(config, args.input, args.output, **options)
+        stats = STAGES[args.stage].run(config, args.input, args.output, args.workers)
     except (ConfigError, FileNotFoundError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -35,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-from core.atomic import atomic_dir, atomic_write_text
+from core.atomic import atomic_dir, atomic_write_text, beside
 from core.stats import StageStats
 from data.config import DedupConfig
 from data.minhash import MinHasher, band_keys, implied_threshold, jaccard
@@ -66,7 +66,7 @@ def remove_lines(text: str, repeated: set[int], lowercase: bool) -> tuple[str, i
 
 
 def work_dir(output_dir: Path) -> Path:
-    return Path(output_dir).with_name(Path(output_dir).name + ".work")
+    return beside(output_dir, ".work")
 
 
 # map and reduce: which records are duplicates

@@ -114,8 +114,9 @@ def insert_canaries(folder: Path, ids: set[str], config: CanaryConfig) -> dict:
     return {"canaries": len(made), "canary_copies": len(made) * config.repeats}
 
 
-def run(config: IngestConfig, input_dir: Path | None, output_dir: Path) -> StageStats:
-    """`input_dir` is unused: ingest reads `config.paths`; the argument keeps every stage alike."""
+def run(config: IngestConfig, input_dir: Path | None, output_dir: Path, workers: int = 1) -> StageStats:
+    """`input_dir` and `workers` are unused: ingest reads `config.paths` in one pass; the arguments
+    keep every stage alike (data.stages)."""
     sources = [s for raw in config.paths for s in list_sources(raw, REPO_ROOT, config.s3_endpoint_url)]
     work = partial_dir(output_dir)
     state = _resume_point(work, sources)

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol
 
-from core.atomic import FILE_MODE, atomic_write_text, replace_dir
+from core.atomic import FILE_MODE, atomic_write_text, beside, replace_dir
 from core.stats import StageStats
+from data.records import JsonlWriter
 
 PART_PATTERN = "part-*.jsonl"
 MARKERS_DIR = ".done"
@@ -63,8 +64,8 @@ def folder_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in list_parts(folder))
 
 
-class PartWriter:
-    """Writes one shard under a temporary name; `commit` renames it into place."""
+class PartWriter(JsonlWriter):
+    """A JsonlWriter to a temporary name; `commit` renames it into place."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -73,10 +74,6 @@ class PartWriter:
         self._tmp = Path(tmp)
         self._handle = open(fd, "w", encoding="utf-8")
         self.count = 0
-
-    def write(self, record: dict) -> None:
-        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.count += 1
 
     def commit(self) -> None:
         self._handle.close()
@@ -152,7 +149,7 @@ class ShardJob:
 
 
 def partial_dir(output_dir: Path) -> Path:
-    return Path(output_dir).with_name(Path(output_dir).name + ".partial")
+    return beside(output_dir, ".partial")
 
 
 def plan_shards(input_dir: Path, output_dir: Path, samples_per_reason: int = 3) -> list[ShardJob]:

@@ -42,7 +42,8 @@ def forced_assignments(input_dir: Path, config: SplitConfig) -> tuple[str | None
     return to_validation, to_train
 
 
-def run(config: SplitConfig, input_dir: Path, output_dir: Path) -> StageStats:
+def run(config: SplitConfig, input_dir: Path, output_dir: Path, workers: int = 1) -> StageStats:
+    """`workers` is unused (one streaming pass); it keeps every stage alike (data.stages)."""
     stats = StageStats(stage="split", bytes_in=folder_bytes(input_dir))
     with atomic_dir(output_dir) as tmp:
         with stats.timed(), JsonlWriter(tmp / TRAIN_FILE) as train, JsonlWriter(tmp / VALIDATION_FILE) as validation:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from core.atomic import atomic_dir, atomic_write_text, replace_dir
+from core.atomic import atomic_dir, atomic_write_text, beside, replace_dir
 from core.config import ConfigError
 from core.state import REPO_ROOT
 from core.stats import StageStats
@@ -53,12 +53,12 @@ class ValidationFailed(DataError):
 
 def gx_result_path(output_dir: Path) -> Path:
     """GX's full validation result, beside the output folder."""
-    return Path(output_dir).with_name(Path(output_dir).name + ".gx-result.json")
+    return beside(output_dir, ".gx-result.json")
 
 
 def data_docs_dir(output_dir: Path) -> Path:
     """GX's Data Docs site (open index.html), beside the output folder."""
-    return Path(output_dir).with_name(Path(output_dir).name + ".data-docs")
+    return beside(output_dir, ".data-docs")
 
 
 def load_suite(config: ValidateConfig) -> list[dict]:
@@ -149,7 +149,8 @@ def describe(report: dict, severity: str) -> str:
                      for e in report["expectations"] if not e["success"] and e["severity"] == severity)
 
 
-def run(config: ValidateConfig, input_dir: Path, output_dir: Path) -> StageStats:
+def run(config: ValidateConfig, input_dir: Path, output_dir: Path, workers: int = 1) -> StageStats:
+    """`workers` is unused (one pass over the records, in GX); it keeps every stage alike (data.stages)."""
     import pandas as pd
 
     expectations = load_suite(config)

@@ -143,7 +143,9 @@ def train(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # The tokenizer belongs to the run: made once beside the output (trained, or the checkpoint's
     # with training.model.init_from), reused when resuming.
-    tokenizer_dir = output.with_name(output.name + ".tokenizer")
+    from core.atomic import beside
+
+    tokenizer_dir = beside(output, ".tokenizer")
     if not (tokenizer_dir / "tokenizer.json").is_file():
         training.prepare_tokenizer(config.training, dataset / "train.jsonl", tokenizer_dir)
     try:
@@ -618,7 +620,6 @@ def card(model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSION")
 
 data_app = typer.Typer(no_args_is_help=True, help="Run data curation stages on a file or folder of records.")
 app.add_typer(data_app, name="data")
-DATA_STAGES = ["ingest", "clean", "dedup", "anonymize", "validate"]
 InputArg = Annotated[str, typer.Argument(help="JSONL, JSONL.gz, Parquet, CSV or .txt: a file, folder, glob or s3://")]
 OutputArg = Annotated[str, typer.Argument(help="a .jsonl, .jsonl.gz or .parquet file, else a sharded folder")]
 WorkersOpt = Annotated[int, typer.Option("--workers", help="worker processes for sharded stages")]
@@ -666,7 +667,13 @@ def _data_command(stage: str) -> None:
     data_app.command(name=stage)(command)
 
 
-for _stage in DATA_STAGES:
+def _curation_stages() -> list[str]:
+    from data.stages import CURATION
+
+    return CURATION
+
+
+for _stage in _curation_stages():
     _data_command(_stage)
 
 
@@ -675,7 +682,7 @@ def data_all(input_: InputArg, output: OutputArg, profile: DataProfileOpt = None
              workers: WorkersOpt = os.cpu_count() or 1) -> None:
     """Ingest INPUT, run clean, dedup, anonymize and validate, write OUTPUT and OUTPUT.stats.json."""
     # --set stage.key=value, e.g. --set clean.min_chars=50.
-    _run_data(DATA_STAGES, input_, output, profile, [f"data.{o}" for o in set_ or []], workers)
+    _run_data(_curation_stages(), input_, output, profile, [f"data.{o}" for o in set_ or []], workers)
 
 
 if __name__ == "__main__":

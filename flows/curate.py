@@ -14,7 +14,6 @@ change); this flow is the scale-out path for corpora a single machine should not
 from __future__ import annotations
 
 import importlib
-import inspect
 import os
 import time
 from contextlib import contextmanager
@@ -27,24 +26,16 @@ from prefect.cache_policies import NO_CACHE
 
 from data.config import DataConfig
 from data.shards import finish, plan_shards, run_shard
+from data.stages import STAGES
 
-STAGES = ["ingest", "clean", "dedup", "anonymize", "validate", "split"]
-# Per-record stages -> their processor class ("module:Class", built with the stage's config in
-# each worker). Named, not imported: the stage modules stay free to change around them.
-PROCESSORS = {"clean": "data.clean:Cleaner", "anonymize": "data.anonymize:Anonymizer"}
-# Where each stage reads its records: validate checks anonymize's output and writes a report only.
-STAGE_INPUT = {"clean": "ingest", "dedup": "clean", "anonymize": "dedup", "validate": "anonymize",
-               "split": "anonymize"}
 Runner = Literal["process", "thread", "dask", "ray"]
 
 
-def stage_config(config: DataConfig, stage: str):
-    return getattr(config, "validate_" if stage == "validate" else stage)
-
-
 def processor_factory(stage: str, config: DataConfig):
-    module, _, name = PROCESSORS[stage].partition(":")
-    return partial(getattr(importlib.import_module(module), name), stage_config(config, stage))
+    """The stage's processor class with its config bound, to build in each worker (named in
+    data.stages, imported here: the stage modules stay free to change around it)."""
+    module, _, name = STAGES[stage].processor.partition(":")
+    return partial(getattr(importlib.import_module(module), name), STAGES[stage].config_of(config))
 
 
 @task(task_run_name="{stage}-{job.source.name}", cache_policy=NO_CACHE)
@@ -55,9 +46,7 @@ def shard_task(stage: str, job, make_processor) -> str:
 
 @task(task_run_name="{stage}", cache_policy=NO_CACHE)
 def stage_task(stage: str, config: DataConfig, input_dir: Path | None, output_dir: Path, workers: int) -> dict:
-    module = importlib.import_module(f"data.{stage}")
-    options = {"workers": workers} if "workers" in inspect.signature(module.run).parameters else {}
-    return module.run(stage_config(config, stage), input_dir, output_dir, **options).model_dump()
+    return STAGES[stage].run(STAGES[stage].config_of(config), input_dir, output_dir, workers).model_dump()
 
 
 def sharded_stage(stage: str, config: DataConfig, input_dir: Path, output_dir: Path) -> dict:
@@ -74,15 +63,16 @@ def sharded_stage(stage: str, config: DataConfig, input_dir: Path, output_dir: P
 
 @flow(name="curate", log_prints=True)
 def curate(config: DataConfig = DataConfig(), workdir: Path = Path(".conveyor/curate"), workers: int = 2,
-           stages: list[str] = STAGES) -> dict[str, dict]:
+           stages: list[str] = list(STAGES)) -> dict[str, dict]:
     """The data stages from `config.ingest.paths` into `workdir/<stage>`; per-stage stats."""
     logger = get_run_logger()
     workdir = Path(workdir)
     results: dict[str, dict] = {}
     for stage in stages:
-        input_dir = workdir / STAGE_INPUT[stage] if stage in STAGE_INPUT else None
+        source = STAGES[stage].input
+        input_dir = workdir / source if source else None
         output_dir = workdir / stage
-        if stage in PROCESSORS:
+        if STAGES[stage].processor:
             results[stage] = sharded_stage(stage, config, input_dir, output_dir)
         else:
             results[stage] = stage_task(stage, config, input_dir, output_dir, workers)
@@ -143,7 +133,7 @@ def shared_prefect_api(runner: Runner):
 
 
 def run_curate(config: DataConfig, workdir: Path, runner: Runner = "process", workers: int = 2,
-               address: str | None = None, stages: list[str] = STAGES) -> dict[str, dict]:
+               address: str | None = None, stages: list[str] = list(STAGES)) -> dict[str, dict]:
     """Run the `curate` flow with the chosen task runner."""
     with shared_prefect_api(runner):
         return curate.with_options(task_runner=task_runner(runner, workers, address))(
@@ -160,7 +150,8 @@ def curate_file(config: DataConfig, stages: list[str], source: str, output: Path
     import shutil
     import tempfile
 
-    from core.atomic import atomic_write_text
+    from core.atomic import atomic_write_text, beside
+    from core.stats import stats_path
     from data.records import EXPORT_SUFFIXES, QUARANTINE_FILE, export_records
     from data.shards import read_records
 
@@ -172,17 +163,15 @@ def curate_file(config: DataConfig, stages: list[str], source: str, output: Path
         work = Path(tmp)
         records_dir = None
         for stage in ["ingest", *[s for s in stages if s != "ingest"]]:
-            module = importlib.import_module(f"data.{stage}")
-            options = {"workers": workers} if "workers" in inspect.signature(module.run).parameters else {}
-            stats = module.run(stage_config(config, stage), records_dir, work / stage, **options)
+            stats = STAGES[stage].run(STAGES[stage].config_of(config), records_dir, work / stage, workers)
             results[stage] = stats.model_dump()
-            if stage == "validate":  # a report, not records: the records are its input's
-                shutil.copy(work / stage / "report.json", output.with_name(output.name + ".validate-report.json"))
+            if not STAGES[stage].records:  # validate: a report; the records are its input's
+                shutil.copy(work / stage / "report.json", beside(output, ".validate-report.json"))
             else:
                 records_dir = work / stage
         quarantine = work / "ingest" / QUARANTINE_FILE
         if quarantine.stat().st_size:
-            shutil.copy(quarantine, output.with_name(output.name + ".quarantine.jsonl"))
+            shutil.copy(quarantine, beside(output, ".quarantine.jsonl"))
         if output.name.endswith(EXPORT_SUFFIXES):
             export_records(read_records(records_dir), output)
         else:
@@ -190,5 +179,5 @@ def curate_file(config: DataConfig, stages: list[str], source: str, output: Path
             if output.exists():
                 shutil.rmtree(output)
             records_dir.rename(output)
-    atomic_write_text(output.with_name(output.name + ".stats.json"), json.dumps(results, indent=2))
+    atomic_write_text(stats_path(output), json.dumps(results, indent=2))
     return results

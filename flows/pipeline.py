@@ -24,18 +24,11 @@ from prefect.runtime import flow_run
 from core.atomic import atomic_write_text
 from core.state import DVC_DATA_DIR, DVC_PARAMS_FILE, REPO_ROOT, State
 from core.stats import StageStats
+from data.stages import STAGES
 from flows.config import PipelineConfig
 
-# DVC stage name -> its output folder under DVC_DATA_DIR (dvc.yaml).
-DATA_STAGES = {
-    "ingest": "ingest",
-    "clean": "clean",
-    "dedup": "dedup",
-    "anonymize": "anonymize",
-    "validate": "validate",
-    "split": "curated",
-}
-CURATED_DIR = DVC_DATA_DIR / "curated"
+DATA_STAGES = list(STAGES)  # dvc.yaml's stages, in order
+CURATED_DIR = DVC_DATA_DIR / STAGES["split"].output
 SKIPPED_BY_DVC = re.compile(r"Stage '(?P<stage>[\w-]+)' (didn't change|is cached)")
 
 
@@ -126,7 +119,7 @@ def data_stage(stage: str) -> dict:
         tail = "\n".join(lines[-15:])
         raise StageFailed(f"data stage {stage!r} failed (dvc repro exit {code}):\n{tail}")
     skipped = any(m and m["stage"] == stage for m in map(SKIPPED_BY_DVC.search, lines))
-    stats = StageStats.read(DVC_DATA_DIR / DATA_STAGES[stage])  # <output>.stats.json
+    stats = StageStats.read(DVC_DATA_DIR / STAGES[stage].output)  # <output>.stats.json
     return {"skipped": skipped, **stats.model_dump()}
 
 
@@ -202,7 +195,7 @@ def evaluate(config: PipelineConfig, variant: str, model_dir: Path, run_dir: Pat
     if output.is_file():
         get_run_logger().info("evaluate %s: measured by the interrupted run; kept", variant)
         return json.loads(output.read_text())
-    canaries = DVC_DATA_DIR / DATA_STAGES["ingest"] / CANARIES_FILE if config.canaries_on else None
+    canaries = DVC_DATA_DIR / STAGES["ingest"].output / CANARIES_FILE if config.canaries_on else None
     return evaluation.run(config.evaluation, model_dir, CURATED_DIR, output, canaries_file=canaries)
 
 
@@ -601,7 +594,7 @@ def _log_validation_artifacts(client, run_id: str) -> None:
     """The Great Expectations result and Data Docs of the last validation, passed or failed."""
     from data.validate import data_docs_dir, gx_result_path
 
-    output = DVC_DATA_DIR / DATA_STAGES["validate"]
+    output = DVC_DATA_DIR / STAGES["validate"].output
     if gx_result_path(output).is_file():
         client.log_artifact(run_id, str(gx_result_path(output)), "validation")
     if data_docs_dir(output).is_dir():

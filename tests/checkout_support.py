@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from core.state import REPO_ROOT, TELEMETRY_OFF
-from flows.services import free_port  # noqa: F401 - the e2e tests' free port
 
 
 def git(cwd: Path, *args: str) -> str:

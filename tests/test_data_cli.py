@@ -10,8 +10,7 @@ import yaml
 from core.state import REPO_ROOT
 from core.stats import StageStats
 from data.shards import read_part
-
-DATA_STAGES = ["ingest", "clean", "dedup", "anonymize", "validate", "split"]
+from data.stages import STAGES
 
 
 def run_data(*args: str, cwd=REPO_ROOT) -> subprocess.CompletedProcess:
@@ -24,7 +23,7 @@ def test_dvc_commands_run_the_whole_chain_on_the_tiny_fixture(tmp_path):
     state.mkdir()
     shutil.copy(REPO_ROOT / "configs" / "test.yaml", state / "params.yaml")
     dvc_stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
-    assert list(dvc_stages) == DATA_STAGES
+    assert list(dvc_stages) == list(STAGES)
     for name, stage in dvc_stages.items():
         command = stage["cmd"].replace(".conveyor/", f"{state}/").split()
         assert command[:3] == ["python", "-m", "data"]
@@ -45,6 +44,22 @@ def test_dvc_commands_run_the_whole_chain_on_the_tiny_fixture(tmp_path):
     assert len(train) == split.extra["train_records"] and len(validation) == split.extra["validation_records"] >= 1
     assert split.records_in == anonymize.records_out == len(train) + len(validation)
     assert all(len(r["text"]) >= 100 for r in train + validation)
+
+
+def test_dvc_yaml_follows_the_stage_registry():
+    """data.stages is the one list of stages; dvc.yaml must say the same: order, command, the
+    folder each reads and writes, its params section, its stats as a metric."""
+    dvc_stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    assert list(dvc_stages) == list(STAGES)
+    for name, stage in STAGES.items():
+        block, out = dvc_stages[name], f".conveyor/data/{stage.output}"
+        source = f".conveyor/data/{STAGES[stage.input].output}" if stage.input else None
+        assert block["cmd"] == (f"python -m data {name}" + (f" --input {source}" if source else "")
+                                + f" --output {out} --params .conveyor/params.yaml"), name
+        assert f"data/{name}.py" in block["deps"] and (source is None or source in block["deps"]), name
+        assert block["params"] == [{".conveyor/params.yaml": [f"data.{name}"]}], name
+        assert block["outs"] == [out] and block["metrics"] == [f"{out}.stats.json"], name
+        assert stage.config_model.__name__.lower().startswith(name), name
 
 
 def test_cli_set_overrides_the_stage_section(tmp_path):

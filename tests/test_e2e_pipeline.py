@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from checkout_support import CLI_OUTPUT_LOG, checkout_env, free_port, git, make_checkout, run_conveyor
+from checkout_support import CLI_OUTPUT_LOG, checkout_env, git, make_checkout, run_conveyor
+from flows.services import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 FIXTURE_EMAIL = "KaseyYoung@superrito.com"  # one of the raw fixture's addresses

@@ -15,7 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from checkout_support import checkout_env, free_port, make_checkout, run_conveyor
+from checkout_support import checkout_env, make_checkout, run_conveyor
+from flows.services import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 import training
 from evaluation import canaries as cn
 from training.config import DPConfig, LoraConfig, ModelConfig, TrainConfig, TrainingConfig
-from training_fixtures import dataset_and_tokenizer
+from training_fixtures import TINY_MODEL, dataset_and_tokenizer
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -60,8 +60,7 @@ def canary_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("dp")
     dataset_dir, tokenizer = dataset_and_tokenizer(root)
     torch.manual_seed(123)
-    model = build_model(ModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-                                    intermediate_size=192, max_seq_len=128),
+    model = build_model(TINY_MODEL,
                         len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
     model.save_pretrained(root / "base")
     tokenizer.save_pretrained(root / "base")

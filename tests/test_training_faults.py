@@ -53,7 +53,6 @@ def test_early_stopping_and_periodic_validation(dataset, tmp_path):
 def test_killing_the_process_that_runs_training_stops_the_launcher_and_every_rank(dataset, tmp_path):
     """SIGKILL of the pipeline's process (here a Python child calling training.run): torchrun and
     its ranks (in sessions of their own) exit too, instead of hanging on as orphans."""
-    import signal
     import subprocess
     import sys
     import time

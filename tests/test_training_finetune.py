@@ -8,13 +8,11 @@ import pytest
 from pydantic import ValidationError
 
 import training
-from training_fixtures import dataset_and_tokenizer
+from training_fixtures import TINY_MODEL, dataset_and_tokenizer
 from training.config import LoraConfig, ModelConfig, TrainConfig, TrainingConfig
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # a checkpoint is a local folder; nothing may reach for a hub
 
-TINY_SHAPE = ModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=192,
-                         max_seq_len=128)
 LORA = LoraConfig(enabled=True, r=4, alpha=8)
 
 
@@ -29,7 +27,7 @@ def base(tmp_path_factory):
     dataset_dir, tokenizer = dataset_and_tokenizer(root)
     # Another seed than the trainer's: a model the trainer built itself would not equal this one.
     torch.manual_seed(123)
-    model = build_model(TINY_SHAPE, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
+    model = build_model(TINY_MODEL, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
     base_dir = root / "base"
     model.save_pretrained(base_dir)
     tokenizer.save_pretrained(base_dir)

@@ -12,14 +12,14 @@ from core.state import REPO_ROOT
 from flows.services import free_port
 from text_fixtures import write_jsonl
 from training import HostfileError, launcher_args, read_hostfile, train_tokenizer
-from training.config import ModelConfig, TokenizerConfig, TrainConfig, TrainingConfig
+from training_fixtures import TINY_MODEL
+from training.config import TokenizerConfig, TrainConfig, TrainingConfig
 
 
 def config_with(**train) -> TrainingConfig:
     return TrainingConfig(
         tokenizer=TokenizerConfig(vocab_size=512),
-        model=ModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-                          intermediate_size=192, max_seq_len=128),
+        model=TINY_MODEL,
         train=TrainConfig(seq_len=64, micro_batch_size=4, max_steps=10, warmup_steps=2, log_every=5,
                           eval_batches=2, **train))
 

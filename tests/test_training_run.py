@@ -8,12 +8,12 @@ import pytest
 import training
 from text_fixtures import write_jsonl
 from training import TrainingFailed, train_tokenizer
-from training.config import ModelConfig, TokenizerConfig, TrainConfig, TrainingConfig
+from training_fixtures import TINY_MODEL
+from training.config import TokenizerConfig, TrainConfig, TrainingConfig
 
 TINY = TrainingConfig(
     tokenizer=TokenizerConfig(vocab_size=512),
-    model=ModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-                      intermediate_size=192, max_seq_len=128),
+    model=TINY_MODEL,
     train=TrainConfig(seq_len=64, micro_batch_size=4, max_steps=30, lr=3e-3, warmup_steps=5,
                       num_ranks=2, log_every=5, eval_batches=2),
 )

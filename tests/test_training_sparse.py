@@ -8,13 +8,11 @@ import pytest
 import torch
 
 import training
-from training_fixtures import dataset_and_tokenizer
+from training_fixtures import TINY_MODEL, dataset_and_tokenizer
 from training.config import LoraConfig, ModelConfig, TrainConfig, TrainingConfig
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # a checkpoint is a local folder; nothing may reach for a hub
 
-TINY_SHAPE = ModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=192,
-                         max_seq_len=128)
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -28,7 +26,7 @@ def pruned(tmp_path_factory):
     root = tmp_path_factory.mktemp("sparse")
     dataset_dir, tokenizer = dataset_and_tokenizer(root)
     torch.manual_seed(123)
-    model = build_model(TINY_SHAPE, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
+    model = build_model(TINY_MODEL, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
     with torch.no_grad():
         for layer in model.model.layers:
             for module in layer.modules():
@@ -80,7 +78,7 @@ def test_zero_weights_of_a_pruned_model_stay_zero_and_the_rest_trains(pruned, tm
         assert (after[~zero] != before[~zero]).float().mean() > 0.99, f"{name}: the nonzero weights did not train"
     # Held: every exact zero of a matrix, the pad token's embedding row (zero from its init) included.
     embedding_zeros = int((weights(pruned_dir)["model.embed_tokens.weight"] == 0).sum())
-    assert embedding_zeros == TINY_SHAPE.hidden_size
+    assert embedding_zeros == TINY_MODEL.hidden_size
     held = sum(before.numel() // 2 for before, _ in pairs.values()) + embedding_zeros
     assert f"keep_zero_weights: {held:,} weights held at zero in 15 matrices" in caplog.text
 

@@ -5,6 +5,7 @@ import torch
 
 from text_fixtures import write_jsonl
 from training import StepBar, train_tokenizer
+from training_fixtures import TINY_MODEL
 from training.config import ModelConfig, TokenizerConfig, TrainConfig, TrainingConfig
 from training.model import build_model, count_parameters
 from training.packing import batches, pack_blocks, rank_shard
@@ -81,8 +82,7 @@ def test_batches_refuse_a_shard_smaller_than_a_batch():
 
 
 def test_model_parameter_count():
-    config = ModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-                         intermediate_size=192, max_seq_len=128)
+    config = TINY_MODEL
     model = build_model(config, vocab_size=512, eos_token_id=0, pad_token_id=1)
     head_dim = 64 // 4
     attention = 64 * 64 + 2 * 64 * (2 * head_dim) + 64 * 64  # q, k and v (2 kv heads), o

@@ -1,6 +1,10 @@
-"""The tiny training config the single-rank trainer tests share (tests/ is on sys.path)."""
+"""The tiny model and training config the trainer tests share (tests/ is on sys.path)."""
 
 from training.config import ModelConfig, TokenizerConfig, TrainConfig, TrainingConfig
+
+# A 2-layer, 64-wide Llama (GQA, 2 KV heads): the model of every trainer test that builds one.
+TINY_MODEL = ModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=192,
+                         max_seq_len=128)
 
 
 def tiny_config(**train_overrides) -> TrainingConfig:
@@ -9,8 +13,7 @@ def tiny_config(**train_overrides) -> TrainingConfig:
                  num_ranks=1, log_every=5, eval_batches=2)
     return TrainingConfig(
         tokenizer=TokenizerConfig(vocab_size=512),
-        model=ModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-                          intermediate_size=192, max_seq_len=128),
+        model=TINY_MODEL,
         train=TrainConfig(**{**train, **train_overrides}),
     )
 

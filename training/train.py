@@ -30,7 +30,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
-from core.atomic import atomic_dir
+from core.atomic import atomic_dir, beside
 from core.models import write_manifest
 from core.stats import StageStats
 from training.config import TrainingConfig
@@ -47,7 +47,7 @@ UNIVERSAL = "universal"  # <checkpoints>/universal/<tag>: a checkpoint converted
 
 
 def checkpoint_dir(output: Path) -> Path:
-    return Path(output).with_name(Path(output).name + ".checkpoints")
+    return beside(output, ".checkpoints")
 
 
 def resume_fingerprint(config: TrainingConfig) -> dict:
