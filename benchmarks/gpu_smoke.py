@@ -54,7 +54,7 @@ def main() -> int:
 
     import training
     from flows.config import load_config
-    from training.train import mfu
+    from training.metrics import mfu
 
     config = load_config(args.profile, args.overrides).training
     print("training config:", config.model_dump_json(), flush=True)

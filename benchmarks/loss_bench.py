@@ -44,7 +44,7 @@ def run_variant(name: str, tokens: int, gpu: bool, steps: int) -> dict:
     import torch.nn.functional as F
 
     from training.loss import linear_cross_entropy
-    from training.train import peak_memory_bytes
+    from training.metrics import peak_memory_bytes
 
     device = "cuda" if gpu else "cpu"
     torch.manual_seed(0)

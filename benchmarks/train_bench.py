@@ -8,7 +8,7 @@
 
   plain_*    a plain PyTorch loop: fp32 weights, bf16 autocast, forward + float32 cross-entropy
              under one torch.compile, fused AdamW, grad clipping, LambdaLR; no per-step host sync.
-  trainer_*  Conveyor's trainer step as training/train.py runs it, built by that module's
+  trainer_*  Conveyor's trainer step as training/train.py runs it, built by training/engine.py's
              build_engine (build_model, param_groups + torch AdamW (fused), deepspeed.initialize with
              deepspeed_config (ZeRO-2 unless named, bf16: bf16 weights, fp32 master weights in
              the optimizer; `autocast` rows: precision bf16-autocast, fp32 weights under
@@ -134,7 +134,7 @@ def _time_steps(step, batches, warmup: int, steps: int) -> dict:
 def _finish(result: dict, config, num_parameters: int, peak_tflops: float) -> dict:
     import torch
 
-    from training.train import flops_per_token, mfu, peak_memory_bytes
+    from training.metrics import flops_per_token, mfu, peak_memory_bytes
 
     tokens = config.train.micro_batch_size * config.train.seq_len
     model = config.model
@@ -152,7 +152,7 @@ def run_plain(mb: int, warmup: int, steps: int, peak_tflops: float) -> dict:
     import torch.nn.functional as F
 
     from training.model import build_model, count_parameters
-    from training.train import param_groups, warmup_cosine
+    from training.engine import param_groups, warmup_cosine
 
     config = _configs(SMOLLM2, 2048, mb)
     torch.manual_seed(0)
@@ -197,7 +197,7 @@ def _init_dist():
 
 def _trainer_engine(config):
     """training.train's own engine set-up (build_engine), as train_rank calls it."""
-    from training.train import build_engine
+    from training.engine import build_engine
 
     return build_engine(config, VOCAB, 0, 0)
 
@@ -207,7 +207,8 @@ def _trainer_step(engine, scheduler, config):
     check (`check`, at log steps in the trainer) every 10 steps, as log_every 10 does."""
     import torch
 
-    from training.train import NonfiniteGuard, StepRunner, loss_function
+    from training.loss import loss_function
+    from training.step import NonfiniteGuard, StepRunner
 
     device = torch.device("cuda", 0)
     runner = StepRunner(engine, loss_function(config), config, device,
@@ -233,7 +234,7 @@ def run_trainer(mb: int, warmup: int, steps: int, peak_tflops: float, **train) -
     step, losses = _trainer_step(engine, scheduler, config)
     result = _time_steps(step, _host_batches(4, mb, 2048), warmup, steps)
     result["setup"] = (f"DeepSpeed ZeRO-{zero_stage} {precision}, engine.compile() and compiled loss {'on' if compile else 'off'}, "
-                       "training.train.StepRunner (host reads of loss/flags at log steps only)"
+                       "training.step.StepRunner (host reads of loss/flags at log steps only)"
                        + (f", chunked loss {config.train.chunked_loss_tokens}" if config.train.chunked_loss_tokens else ""))
     result["last_losses"] = losses[-3:]
     return _finish(result, config, n, peak_tflops)
@@ -259,7 +260,7 @@ def run_mem(zero_stage: int, offload: bool = False, cap_gib: float = 12.0, peak_
         if "out of memory" not in str(exc).lower():
             raise
         from training.model import build_model, count_parameters
-        from training.train import peak_memory_bytes
+        from training.metrics import peak_memory_bytes
 
         result.update(fits=False, error=str(exc).splitlines()[0][:300],
                       params=count_parameters(build_model(config.model, VOCAB, 0, 0)),

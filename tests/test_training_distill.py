@@ -30,7 +30,7 @@ def random_case(seed: int = 0, tokens: int = 300, hidden: int = 32, vocab: int =
 
 
 def test_distillation_loss_is_the_cross_entropy_at_alpha_0_and_zero_for_the_teacher_itself():
-    from training.train import distillation_loss
+    from training.loss import distillation_loss
 
     student_hidden, student_weight, teacher_hidden, teacher_weight, targets = random_case()
     student_logits = (student_hidden @ student_weight.t())[None]  # [batch 1, seq, vocab]
@@ -54,7 +54,7 @@ def test_distillation_loss_is_the_cross_entropy_at_alpha_0_and_zero_for_the_teac
 @pytest.mark.parametrize("temperature, alpha", [(2.0, 0.5), (1.0, 1.0), (4.0, 0.0)])
 def test_chunked_distillation_loss_matches_the_plain_loss_and_gradients(temperature, alpha):
     from training.loss import linear_distillation_loss
-    from training.train import distillation_loss
+    from training.loss import distillation_loss
 
     student_hidden, student_weight, teacher_hidden, teacher_weight, targets = random_case()
     student_logits, teacher_logits = student_hidden @ student_weight.t(), teacher_hidden @ teacher_weight.t()
@@ -79,7 +79,7 @@ def test_the_trainer_chunks_the_distillation_loss_only_with_chunked_loss_tokens(
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from training.loss import attach_chunked_loss
-    from training.train import loss_function
+    from training.loss import loss_function
 
     (tmp_path / "config.json").write_text("{}")  # enough for distill.teacher to name a HF folder
     distill = DistillConfig(teacher=str(tmp_path), temperature=2.0, alpha=0.7)
@@ -111,7 +111,7 @@ def test_distill_config_names_a_missing_or_wrong_teacher(tmp_path):
 
 
 def test_a_resume_must_distill_from_the_same_teacher(tmp_path):
-    from training.train import resume_fingerprint
+    from training.checkpoint import resume_fingerprint
 
     for name in ("teacher", "other"):
         (tmp_path / name).mkdir()

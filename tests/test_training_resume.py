@@ -16,7 +16,8 @@ from text_fixtures import write_jsonl
 from training import train_tokenizer
 from training_fixtures import TINY_MODEL
 from training.config import TokenizerConfig, TrainConfig, TrainingConfig
-from training.train import COMPLETE, checkpoint_dir, newest_complete_checkpoint, resume_grad_accum
+from training.checkpoint import (COMPLETE, checkpoint_dir, newest_complete_checkpoint, plan_resume, resume_fingerprint,
+                                 resume_grad_accum)
 
 CONFIG = TrainingConfig(
     tokenizer=TokenizerConfig(vocab_size=512),
@@ -140,3 +141,40 @@ def test_resume_keeps_the_global_batch_or_refuses():
     assert [resume_grad_accum(header, 4, ranks) for ranks in (1, 2, 3, 6)] == [6, 3, 2, 1]
     with pytest.raises(RuntimeError, match=r"does not split over 4 ranks: resume on one of \[1, 2, 3, 6\] ranks"):
         resume_grad_accum(header, 4, 4)
+
+
+def _checkpoint(checkpoints, step, config, ranks, grad_accum, zero_partitions=True, complete=True):
+    """A checkpoint's files as far as plan_resume reads them: rank 0's header, the optimizer partitions."""
+    import torch
+
+    tag = checkpoints / f"step{step:08d}"
+    tag.mkdir(parents=True)
+    torch.save({"step": step, "fingerprint": resume_fingerprint(config), "dp_world_size": ranks,
+                "ds_config": {"gradient_accumulation_steps": grad_accum}}, tag / "mp_rank_00_model_states.pt")
+    for rank in range(ranks if zero_partitions else 0):
+        (tag / f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt").touch()
+    if complete:
+        (tag / COMPLETE).touch()
+
+
+def test_where_a_run_resumes_is_decided_from_the_files_alone(tmp_path):
+    checkpoints = tmp_path / "model.checkpoints"
+    assert plan_resume(CONFIG, checkpoints, 2).tag is None, "nothing to resume: a fresh run"
+    _checkpoint(checkpoints, 10, CONFIG, ranks=2, grad_accum=1)
+    _checkpoint(checkpoints, 20, CONFIG, ranks=2, grad_accum=1, complete=False)  # killed while saving
+
+    same = plan_resume(CONFIG, checkpoints, 2)
+    assert (same.tag, same.grad_accum_steps, same.universal) == ("step00000010", 1, False)
+    assert same.fingerprint == resume_fingerprint(CONFIG)
+    # On one rank: twice the accumulation keeps the global batch; the ZeRO partitions of two ranks
+    # load only through a universal checkpoint.
+    one = plan_resume(CONFIG, checkpoints, 1)
+    assert (one.tag, one.saved_by_ranks, one.grad_accum_steps, one.universal) == ("step00000010", 2, 2, True)
+    assert plan_resume(with_train(resume=False), checkpoints, 2).tag is None
+    with pytest.raises(RuntimeError, match="another model, data or batch config: delete it, or set "
+                                           "training.train.resume=false"):
+        plan_resume(with_train(seq_len=32), checkpoints, 2)
+    # Unpartitioned optimizer state (ZeRO-0) loads on any number of ranks as it is.
+    zero0 = tmp_path / "zero0.checkpoints"
+    _checkpoint(zero0, 10, CONFIG, ranks=2, grad_accum=1, zero_partitions=False)
+    assert plan_resume(CONFIG, zero0, 1).universal is False

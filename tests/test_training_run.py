@@ -101,3 +101,16 @@ def test_missing_dataset_raises_training_failed(dataset, tmp_path):
     assert "exited with code 1" in message
     assert "training input not found" in message and "no-such-dataset/train.jsonl" in message
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.slow
+def test_a_terminal_run_shows_a_progress_bar_instead_of_step_lines(dataset, tmp_path, caplog, capsys):
+    dataset_dir, tokenizer_dir = dataset
+    config = TINY.model_copy(update={"train": TINY.train.model_copy(update={"max_steps": 10, "num_ranks": 1})})
+    with caplog.at_level(logging.INFO, logger="training"):
+        result = training.run(config, dataset_dir, tokenizer_dir, tmp_path / "model", progress=True)
+    assert result.steps == 10
+    assert "10/10" in capsys.readouterr().err, "tqdm drew the bar to the end"
+    assert "step 5/10" not in caplog.text and "validation loss" in caplog.text, "other lines still reach the log"
+    log = [json.loads(line) for line in (result.model_dir / "train_log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [5, 10], "the train log keeps every step"

@@ -10,7 +10,7 @@ from training.config import ModelConfig, TokenizerConfig, TrainConfig, TrainingC
 from training.model import build_model, count_parameters
 from training.packing import batches, pack_blocks, rank_shard
 from training.tokenizer import EOS_TOKEN, PAD_TOKEN
-from training.train import warmup_cosine
+from training.engine import warmup_cosine
 
 
 @pytest.fixture(scope="module")
@@ -112,16 +112,55 @@ def test_fp16_is_refused_on_cpu():
     TrainConfig(precision="fp16", device="cuda")
 
 
-def test_rank_zeros_step_lines_drive_the_progress_bar():
-    bar = StepBar()
-    assert not bar.show("packed 266 train and 28 validation blocks of 65 tokens; 2 ranks")
-    assert bar.show("step 15/20 loss 3.792 lr 0.001233 grad_norm 1.28 tokens_per_second 1.506e+04 seconds 0.17")
-    assert (bar.bar.n, bar.bar.total) == (15, 20) and bar.postfix == {"loss": "3.792", "tok/s": "1.506e+04"}
-    assert bar.show("step 15/20 val_loss 3.71 val_perplexity 40.85")
-    assert bar.postfix["val_loss"] == "3.71"
-    assert not bar.show("step 17: non-finite loss, batch skipped (1)"), "a warning stays a log line"
-    assert bar.show("step 20/20 loss 3.434 lr 0.0003295 grad_norm 1.211 tokens_per_second 1.19e+04 seconds 0.39")
+def test_the_progress_bar_shows_the_train_log_entries():
+    bar = StepBar(20)
+    # The first batch read after a resume holds the kept steps: the bar starts at the last of them.
+    bar.show([{"step": 5, "loss": 4.1}, {"step": 10, "loss": 3.792, "tokens_per_second": 15060.2}])
+    assert (bar.bar.n, bar.bar.total) == (10, 20) and bar.postfix == {"loss": "3.792", "tok/s": "1.506e+04"}
+    bar.show([{"step": 10, "val_loss": 3.71, "val_perplexity": 40.85}])
+    assert bar.postfix["val_loss"] == "3.71" and bar.bar.n == 10
+    bar.show([{"step": 20, "loss": 3.434, "grad_norm": None}])
     assert bar.bar is None, "closed at the last step, before the final validation and save"
+    bar.show([{"step": 20, "val_loss": 3.6}])
+    assert bar.bar is None, "and not opened again"
+
+
+def test_the_launcher_follows_the_train_log_this_run_writes(tmp_path):
+    import json
+    import os
+    import threading
+    import time
+
+    from training.launcher import follow_log
+
+    def wait_for(condition):
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    log = tmp_path / "train_log.jsonl"
+    log.write_text(json.dumps({"step": 90, "loss": 9.0}) + "\n")
+    os.utime(log, (time.time() - 60, time.time() - 60))  # an interrupted run's, from before this one started
+    chunks, stop = [], threading.Event()
+    follower = threading.Thread(target=follow_log, args=(log, time.time(), stop, chunks.append, 0.02))
+    follower.start()
+    try:
+        time.sleep(0.2)
+        assert chunks == [], "an earlier run's log is not this run's progress"
+        log.write_text(json.dumps({"step": 10, "loss": 4.0}) + "\n")  # JsonlLogger: the steps kept at a resume
+        wait_for(lambda: len(chunks) == 1)
+        with open(log, "a") as out:
+            out.write(json.dumps({"step": 15, "loss": 3.9}) + "\n" + '{"step": 20, "lo')  # a line half written
+        wait_for(lambda: len(chunks) == 2)
+        time.sleep(0.1)
+        with open(log, "a") as out:
+            out.write('ss": 3.5}\n')
+    finally:
+        stop.set()
+        follower.join(5)
+    assert [[entry["step"] for entry in chunk] for chunk in chunks] == [[10], [15], [20]]
+    assert chunks[-1] == [{"step": 20, "loss": 3.5}]
 
 
 def test_chunked_linear_cross_entropy_matches_the_plain_loss_and_gradients():
@@ -150,7 +189,7 @@ def test_chunked_linear_cross_entropy_matches_the_plain_loss_and_gradients():
 
 
 def test_out_of_memory_advice_names_the_settings_not_yet_used():
-    from training.train import out_of_memory_advice
+    from training.engine import out_of_memory_advice
 
     plain = TrainingConfig(train=TrainConfig(device="cuda", micro_batch_size=16, zero_stage=1))
     advice = out_of_memory_advice(plain)

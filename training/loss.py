@@ -8,17 +8,24 @@ so only one chunk's logits ever exist; the backward pass only scales the saved g
 matmuls are the same three as without chunking (logits, and the two gradients), so the FLOPs do
 not change.
 
-The distillation loss (training.train.distillation_loss) is fused the same way: the teacher's
+The distillation loss (distillation_loss below) is fused the same way: the teacher's
 hidden states come in computed (without gradients) and its logits are made a chunk at a time
 from its own output weight, so neither model's full logits exist.
 
-Only what training.train needs: mean over all tokens, no ignore index (packed blocks have no
+Only what training needs: mean over all tokens, no ignore index (packed blocks have no
 padding), no label smoothing. Imported only where torch already is.
+
+The training losses the step runs (`loss_function`) are at the end: next-token cross-entropy
+(plain, compiled or chunked) and the distillation loss, which is how compression's distillation
+plugs into the trainer.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+
+from training.config import TrainingConfig
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -147,3 +154,74 @@ def attach_chunked_loss(model, chunk: int) -> None:
                                         targets.flatten(), chunk, temperature, alpha)
 
     model.forward = forward
+
+
+def logits_loss(logits, targets):
+    """Mean cross-entropy of [batch, seq, vocab] logits, upcast to float32, against [batch, seq] targets."""
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+
+
+def next_token_loss(engine, block):
+    return logits_loss(engine(input_ids=block[:, :-1]).logits, block[:, 1:])
+
+
+def distillation_loss(student_logits, teacher_logits, targets, temperature: float, alpha: float):
+    """alpha * T^2 * KL(teacher || student) of the distributions softened by temperature T, plus
+    (1 - alpha) * the cross-entropy against the targets; each a mean over the tokens of
+    [batch, seq, vocab] logits (upcast to float32) and [batch, seq] targets. The teacher's
+    distribution is the target (forward KL, as in Hinton et al.); T^2 keeps the soft term's
+    gradients on the scale of the hard term's whatever T is."""
+    student = student_logits.float().flatten(0, 1)
+    soft = F.kl_div(F.log_softmax(student / temperature, dim=-1),
+                    F.log_softmax(teacher_logits.float().flatten(0, 1) / temperature, dim=-1),
+                    reduction="batchmean", log_target=True)  # batchmean of [tokens, vocab]: mean per token
+    return alpha * temperature ** 2 * soft + (1 - alpha) * F.cross_entropy(student, targets.flatten())
+
+
+def chunked_next_token_loss(engine, block):
+    """next_token_loss computed inside the model's forward, chunk by chunk (linear_cross_entropy), which
+    build_engine attached when chunked_loss_tokens is set; engine.compile() compiles it with the model."""
+    return engine(input_ids=block[:, :-1], targets=block[:, 1:])
+
+
+def distillation_loss_function(config: TrainingConfig, teacher):
+    """The training loss under `distill`: distillation_loss of the model's and the teacher's logits
+    of the same input, the teacher's without gradients; with chunked_loss_tokens, computed inside
+    the model's forward a chunk at a time (linear_distillation_loss) from the teacher's last hidden states."""
+    distill = config.distill
+    if config.train.chunked_loss_tokens:
+        check_plain_projection(teacher, "distill.teacher with training.train.chunked_loss_tokens")
+        teacher_decoder, teacher_weight = teacher.get_decoder(), teacher.get_output_embeddings().weight
+
+        def chunked_distillation_loss(engine, block):
+            with torch.no_grad():
+                teacher_hidden = teacher_decoder(input_ids=block[:, :-1]).last_hidden_state
+            return engine(input_ids=block[:, :-1], targets=block[:, 1:], teacher_hidden=teacher_hidden,
+                          teacher_weight=teacher_weight, temperature=distill.temperature, alpha=distill.alpha)
+        return chunked_distillation_loss
+
+    def plain_distillation_loss(engine, block):
+        with torch.no_grad():
+            teacher_logits = teacher(input_ids=block[:, :-1]).logits
+        return distillation_loss(engine(input_ids=block[:, :-1]).logits, teacher_logits, block[:, 1:],
+                                 distill.temperature, distill.alpha)
+    return plain_distillation_loss
+
+
+def loss_function(config: TrainingConfig, teacher=None):
+    """The training loss: next_token_loss, or under `compile` the same with its float32 upcast and
+    cross-entropy compiled too (engine.compile() compiles the model only; on an H100 the compiled
+    loss took the SmolLM2-shape step from 109k to 157k tokens/s with micro-batch 16); or, with
+    chunked_loss_tokens, chunked_next_token_loss. Under `distill` (teacher: training.model.load_teacher's
+    model), distillation_loss_function's."""
+    if config.distill:
+        return distillation_loss_function(config, teacher)
+    if config.train.chunked_loss_tokens:
+        return chunked_next_token_loss
+    if not config.train.compile:
+        return next_token_loss
+    compiled_loss = torch.compile(logits_loss)
+
+    def compiled_next_token_loss(engine, block):
+        return compiled_loss(engine(input_ids=block[:, :-1]).logits, block[:, 1:])
+    return compiled_next_token_loss
