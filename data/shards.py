@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol
 
@@ -112,6 +113,8 @@ class Processor(Protocol):
 
     # Optional: `process_many(records) -> outcomes`, the same for a list of records at once, used
     # (with up to BATCH_RECORDS records) when a processor has it: spaCy is faster on batches.
+    # Optional: `start_shard(job)`, called before a shard's first record, for a processor whose
+    # outcome depends on where a record sits (dedup's decisions are per record position).
 
 
 BATCH_RECORDS = 256
@@ -165,6 +168,8 @@ def plan_shards(input_dir: Path, output_dir: Path, samples_per_reason: int = 3) 
 def run_shard(job: ShardJob, make_processor: Callable[[], Processor]) -> None:
     """Process one shard: its part is written under a temporary name and renamed, then its marker."""
     processor = make_processor()
+    if hasattr(processor, "start_shard"):
+        processor.start_shard(job)
     result = {"records_in": 0, "records_out": 0, "bytes_in": job.source.stat().st_size,
               "dropped": Counter(), "samples": {}}
     writer = PartWriter(job.target)
@@ -212,19 +217,22 @@ def finish(stage: str, input_dir: Path, output_dir: Path, seconds: float = 0.0,
     return stats
 
 
+def run_jobs(function: Callable, jobs: list, workers: int = 1) -> list:
+    """function(job) for each job: in a pool of `workers` processes, or in this one for a single
+    worker or job; the results in the jobs' order, the first failure raised."""
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            return [future.result() for future in [pool.submit(function, job) for job in jobs]]
+    return [function(job) for job in jobs]
+
+
 def map_shards(stage: str, make_processor: Callable[[], Processor], input_dir: Path, output_dir: Path,
                workers: int = 1, samples_per_reason: int = 3) -> StageStats:
     """Run `make_processor()` over every shard of input_dir into output_dir (same part names)."""
     started = time.perf_counter()
     jobs = plan_shards(input_dir, output_dir, samples_per_reason)
     todo = [job for job in jobs if not job.done]
-    if workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for future in [pool.submit(run_shard, job, make_processor) for job in todo]:
-                future.result()
-    else:
-        for job in todo:
-            run_shard(job, make_processor)
+    run_jobs(partial(run_shard, make_processor=make_processor), todo, workers)
     return finish(stage, input_dir, output_dir, time.perf_counter() - started, len(jobs) - len(todo))
 
 
