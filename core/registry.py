@@ -28,7 +28,6 @@ LINEAGE_KEYS = (
     "profile",
 )
 TAG_PREFIX = "conveyor."
-METRIC_PREFIX = "metric."
 
 
 @dataclass(frozen=True)
@@ -36,6 +35,7 @@ class RegisteredVersion:
     name: str
     version: str
     tags: dict[str, str]
+    model_id: str | None = None  # the LoggedModel registered as this version
 
     @property
     def lineage(self) -> dict[str, str]:
@@ -43,7 +43,15 @@ class RegisteredVersion:
 
     @property
     def metrics(self) -> dict[str, float]:
-        return {k[len(METRIC_PREFIX):]: float(v) for k, v in self.tags.items() if k.startswith(METRIC_PREFIX)}
+        """The evaluation metrics logged to this version's LoggedModel (as `<variant>/<metric>`, so
+        that MLflow's compare view lines the variants up), by metric name."""
+        import mlflow
+
+        if self.model_id is None:
+            return {}
+        logged = mlflow.MlflowClient().get_logged_model(self.model_id)
+        prefix = f"{self.lineage.get('variant')}/"
+        return {m.key.removeprefix(prefix): m.value for m in logged.metrics or []}
 
 
 # MLflow 3's UI opens an experiment on the view of its kind; "finetuning" is one of the kinds it
@@ -89,16 +97,23 @@ def register_variant(
     for key, value in numeric.items():
         client.log_metric(run_id, f"{variant}/{key}", value, model_id=logged.model_id)
     tags = {f"{TAG_PREFIX}{k}": str(v) for k, v in lineage.items() if v is not None}
-    tags.update({f"{METRIC_PREFIX}{k}": repr(v) for k, v in numeric.items()})
     version = mlflow.register_model(f"models:/{logged.model_id}", model_name, tags=tags)
-    return RegisteredVersion(model_name, str(version.version), tags)
+    return RegisteredVersion(model_name, str(version.version), tags, logged.model_id)
+
+
+def _logged_model_id(mv) -> str | None:
+    """The LoggedModel a version was registered from: MLflow 3.17's registry returns model_id
+    empty for versions registered from `models:/<id>`, whose id is in the source."""
+    if mv.model_id:
+        return mv.model_id
+    return mv.source.removeprefix("models:/") if (mv.source or "").startswith("models:/m-") else None
 
 
 def get_version(model_name: str, version: str) -> RegisteredVersion:
     import mlflow
 
     mv = mlflow.MlflowClient().get_model_version(model_name, version)
-    return RegisteredVersion(model_name, str(mv.version), dict(mv.tags))
+    return RegisteredVersion(model_name, str(mv.version), dict(mv.tags), _logged_model_id(mv))
 
 
 def get_by_alias(model_name: str, alias: str) -> RegisteredVersion | None:
@@ -110,7 +125,7 @@ def get_by_alias(model_name: str, alias: str) -> RegisteredVersion | None:
         mv = mlflow.MlflowClient().get_model_version_by_alias(model_name, alias)
     except MlflowException:
         return None
-    return RegisteredVersion(model_name, str(mv.version), dict(mv.tags))
+    return RegisteredVersion(model_name, str(mv.version), dict(mv.tags), _logged_model_id(mv))
 
 
 AUDIT_EXPERIMENT = "conveyor-audit"

@@ -72,8 +72,14 @@ def test_first_run_curates_trains_registers_with_lineage(checkout, two_runs):
     assert stages["dedup"]["dropped"].get("exact_duplicate", 0) >= 1
     assert stages["split"]["records_out"] == stages["anonymize"]["records_out"]
     assert set(first["variants"]) == {"base", "int8", "wanda50", "wanda50-int8"}
+    # What training reached against what an untrained model scores: the second run's base model
+    # (2 steps) sits near the vocabulary size (512); 30 steps take every variant far below it.
+    barely_trained = two_runs[1]["variants"]["base"]["perplexity"]
+    print("perplexity after 30 steps:", {name: round(m["perplexity"], 1) for name, m in first["variants"].items()},
+          "after 2 steps:", round(barely_trained, 1))
+    assert barely_trained > 300
     for metrics in first["variants"].values():
-        assert 1 < metrics["perplexity"] < 512  # below the vocabulary size: it learned something
+        assert 1 < metrics["perplexity"] < 0.6 * barely_trained
         # The profile's canaries are personal data: anonymize replaced every copy, none came out.
         assert metrics["canary/extracted"] == 0 and metrics["canary/phone/copies_in_train"] == 0
         assert metrics["canary/email/copies_in_train"] == metrics["canary/card/copies_in_train"] == 0
@@ -209,8 +215,14 @@ def test_forced_promotion_then_rollback_restores_the_first_champion(checkout, tw
 
 
 def test_lineage_command(checkout, two_runs):
-    out = run_conveyor(checkout, "lineage", "conveyor-lm-test@champion").stdout
-    assert "dataset_dvc_md5" in out and "git_commit" in out
+    out = run_conveyor(checkout, "lineage", "conveyor-lm-test@champion").stdout.splitlines()
+    origin = two_runs[0]  # its candidate is the champion (test_first_run_curates_trains_registers_with_lineage)
+    assert out[0] == f"conveyor-lm-test version {origin['registry']['version']}"
+    shown = dict(line.split(None, 1) for line in out[1:])
+    for key in ("dataset_dvc_md5", "config_sha256", "prefect_flow_run_id", "mlflow_run_id"):
+        assert shown[key] == origin["lineage"][key], key
+    assert shown["git_commit"] == git(checkout, "rev-parse", "HEAD").strip()
+    assert shown["variant"] in origin["registry"]["versions"] and shown["profile"] == "test"
 
 
 

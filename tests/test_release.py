@@ -164,3 +164,17 @@ def test_cli_promote_rollback_history(fresh_model, tracking, monkeypatch, tmp_pa
     assert shown.exit_code == 0
     assert "hand-checked" in shown.output and "rollback" in shown.output and "promote" in shown.output
     assert champion() == v1
+
+
+def test_a_versions_metrics_are_its_logged_models_not_tags(tracking):
+    """The metrics a version shows (`conveyor status`, the Bento's metadata) are the ones MLflow
+    keeps as numbers on its LoggedModel, under the variant's prefix the compare view lines up."""
+    import mlflow
+
+    from core import registry
+
+    first = registry.get_version(MODEL, tracking["versions"][1])
+    assert first.metrics == {"bits_per_byte": 2.0} and first.model_id
+    logged = mlflow.MlflowClient().get_logged_model(first.model_id)
+    assert [(m.key, m.value) for m in logged.metrics] == [("v1/bits_per_byte", 2.0)]
+    assert not [key for key in first.tags if not key.startswith(registry.TAG_PREFIX)], first.tags
