@@ -6,6 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict
+
+
+class FrozenConfig(BaseModel):
+    """The base of every config model: immutable once validated (a run cannot change its own
+    settings halfway), and an unknown key is an error naming it, not silently ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class ConfigError(ValueError):
@@ -23,6 +31,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return keys, yaml.safe_load(raw) if raw.strip() else ""
 
 
+# Our own ~20 lines rather than OmegaConf's dotlist (installed; tried for issue 13): with OmegaConf
+# 2.3 `--set training.train.lr` (no `=`) silently becomes null, `a.b.c=1` over a number `a.b`
+# silently turns it into a section, and merging `compression.variants={}` keeps every variant
+# instead of clearing them, where each of these must be an error or a replacement.
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
     for text in overrides:
         keys, value = parse_override(text)
