@@ -20,16 +20,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, model_validator
+
+from core.config import FrozenConfig
 
 BASE = "base"  # the trained model every chain starts from, unless its first item names a variant
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Int8WeightOnly(_Frozen):
+class Int8WeightOnly(FrozenConfig):
     """int8 weights per output channel (torchao's per-row scales), run by PyTorch's int8 CPU kernel
     with bfloat16 activations (core/int8.py)."""
 
@@ -38,7 +36,7 @@ class Int8WeightOnly(_Frozen):
                              "SmolLM2 a fifth of its weights, and the largest matrix read per decoded token)")
 
 
-class Int8Dynamic(_Frozen):
+class Int8Dynamic(FrozenConfig):
     """int8 weights per channel and int8 activations quantized per token at run time (torchao
     Int8DynamicActivationInt8WeightConfig). Per-token scales follow SmolLM2's outlier tokens
     (inputs of down_proj up to ~2,700), which one per-tensor scale cannot."""
@@ -46,7 +44,7 @@ class Int8Dynamic(_Frozen):
     kind: Literal["int8_dynamic"] = "int8_dynamic"
 
 
-class Int4WeightOnly(_Frozen):
+class Int4WeightOnly(FrozenConfig):
     """int4 weights in groups along each row, a bfloat16 scale and zero point per group (chosen by
     HQQ, no calibration data, or min/max), run by PyTorch's int4 CPU kernel with bfloat16
     activations (core/int4.py); the embedding and output layer in int8 with `embeddings`."""
@@ -59,7 +57,7 @@ class Int4WeightOnly(_Frozen):
     embeddings: bool = Field(default=True, description="the input embedding and output layer in int8 (else float)")
 
 
-class SmoothQuant(_Frozen):
+class SmoothQuant(FrozenConfig):
     """int8 weights and int8 activations, calibrated (SmoothQuant, Xiao et al. 2022, through torchao's
     SmoothQuantConfig): each input channel's activation range is divided by a factor its weight
     column absorbs, moving outliers (SmolLM2's down_proj inputs reach ~2,700) from the activations,
@@ -76,7 +74,7 @@ class SmoothQuant(_Frozen):
     calibration_seq_len: int = Field(default=128, ge=8, description="tokens per calibration block")
 
 
-class Prune(_Frozen):
+class Prune(FrozenConfig):
     """Zero the least important weights of every decoder Linear layer (attention and MLP
     projections; the embedding and a tied output layer are kept whole)."""
 
@@ -108,7 +106,7 @@ class Wanda(Prune):
     calibration_seq_len: int = Field(default=128, ge=8, description="tokens per calibration block")
 
 
-class Recover(_Frozen):
+class Recover(FrozenConfig):
     """Fine-tune a pruned model through the training stage (DeepSpeed), its zeros kept zero."""
 
     kind: Literal["recover"] = "recover"
@@ -121,7 +119,7 @@ class Recover(_Frozen):
     temperature: float = Field(default=1.0, gt=0, description="softens both distributions of the distillation term")
 
 
-class Distill(_Frozen):
+class Distill(FrozenConfig):
     """A student with `layers` of the teacher's layers (evenly spaced, DistilBERT-style, first
     and last kept), trained through the training stage on the teacher's logits."""
 
@@ -133,7 +131,7 @@ class Distill(_Frozen):
     alpha: float = Field(default=0.5, ge=0, le=1, description="weight of the KD term; 1 - alpha weighs cross-entropy")
 
 
-class Bf16Weights(_Frozen):
+class Bf16Weights(FrozenConfig):
     """Every float weight rounded to bfloat16 and stored so: half the bytes of float32 on disk
     (with pruning, the kept values and the dense embedding). The model still computes in float32
     once loaded: bfloat16 compute on CPUs without AVX512-BF16 made prefill 6.5x slower here. The
@@ -152,7 +150,7 @@ CALIBRATED_KINDS = ("wanda", "smoothquant")  # steps that read calibration text
 _STEP = TypeAdapter(Step)
 
 
-class Recipe(_Frozen):
+class Recipe(FrozenConfig):
     """A variant resolved: the variant it starts from, and every step it applies after that."""
 
     parent: str
@@ -186,7 +184,7 @@ def _step(item: str | dict, where: str):
         raise ValueError(f"{where}: {kind}: {problems}") from None
 
 
-class CompressionConfig(_Frozen):
+class CompressionConfig(FrozenConfig):
     variants: dict[str, list[str | dict[str, dict | None]]] = Field(
         default={"int8": ["int8_weight_only"]},
         description=f"variant name -> chain of steps ({', '.join(STEP_KINDS)}) or other variants' names")

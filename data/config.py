@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from core.config import FrozenConfig
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class CanaryConfig(_Frozen):
+class CanaryConfig(FrozenConfig):
     """Canaries ("The Secret Sharer", evaluation/canaries.py): synthetic secrets inserted into the
     raw corpus at ingest, so evaluation can measure whether the trained model leaks them and the
     promotion gate can refuse one that does. Off (per_kind 0) unless asked for."""
@@ -24,7 +22,7 @@ class CanaryConfig(_Frozen):
     seed: int = 0
 
 
-class IngestConfig(_Frozen):
+class IngestConfig(FrozenConfig):
     paths: list[str] = Field(default=["data/corpus/demo.jsonl.gz"], min_length=1,
                              description="files, folders, globs (repo-relative or absolute) or s3://bucket/prefix "
                                          "of JSONL, JSONL.gz, Parquet, CSV or .txt")
@@ -41,7 +39,7 @@ class IngestConfig(_Frozen):
     canaries: CanaryConfig = CanaryConfig()
 
 
-class BoilerplateConfig(_Frozen):
+class BoilerplateConfig(FrozenConfig):
     """Line removal in the spirit of C4 (Raffel et al. 2020). C4's rules for web pages (every
     line ends in punctuation, has 3+ words) are off by default: they would cut verse, dialogue
     and headings out of books."""
@@ -54,7 +52,7 @@ class BoilerplateConfig(_Frozen):
     drop_lorem_ipsum: bool = Field(default=True, description="drop a document holding 'lorem ipsum' (reason lorem_ipsum)")
 
 
-class GopherQualityConfig(_Frozen):
+class GopherQualityConfig(FrozenConfig):
     """Gopher's quality rules (Rae et al. 2021, appendix A; defaults as in datatrove).
     Each rule's drop reason is named after it; null turns a rule off."""
     min_words: int | None = Field(default=50, ge=1, description="gopher_word_count")
@@ -69,7 +67,7 @@ class GopherQualityConfig(_Frozen):
     stop_words: list[str] = Field(default=["the", "be", "to", "of", "and", "that", "have", "with"])
 
 
-class GopherRepetitionConfig(_Frozen):
+class GopherRepetitionConfig(FrozenConfig):
     """Gopher's repetition rules (Rae et al. 2021, table A1): fractions above these drop the
     document. null (or an empty mapping) turns a rule off."""
     max_dup_line_fraction: float | None = Field(default=0.3, ge=0, le=1, description="gopher_dup_line_fraction")
@@ -86,7 +84,7 @@ class GopherRepetitionConfig(_Frozen):
         description="gopher_dup_ngram_fraction: n -> share of characters in repeated n-grams")
 
 
-class CleanConfig(_Frozen):
+class CleanConfig(FrozenConfig):
     fix_unicode: bool = Field(default=True, description="repair mojibake and broken characters with ftfy")
     unicode_form: str = Field(default="NFKC", pattern="^(NFC|NFKC|NFD|NFKD)$")
     strip_markup: bool = Field(default=True, description="remove HTML tags and wikitext markup")
@@ -107,7 +105,7 @@ class CleanConfig(_Frozen):
         return self
 
 
-class DedupConfig(_Frozen):
+class DedupConfig(FrozenConfig):
     lowercase: bool = Field(default=True, description="compare text lower-cased with whitespace collapsed")
     near_dedup: bool = Field(default=True, description="also drop near duplicates (MinHash LSH), not only exact copies")
     shingle_words: int = Field(default=5, ge=1, description="words per shingle (word n-gram) for MinHash")
@@ -127,7 +125,7 @@ class DedupConfig(_Frozen):
         return self
 
 
-class AnonymizeConfig(_Frozen):
+class AnonymizeConfig(FrozenConfig):
     entities: list[str] = Field(
         default=["EMAIL", "PHONE", "IP_ADDRESS", "CREDIT_CARD", "IBAN", "US_SSN", "URL_CREDENTIALS", "PERSON",
                  "LOCATION"],
@@ -149,7 +147,7 @@ class AnonymizeConfig(_Frozen):
         return self
 
 
-class ValidateConfig(_Frozen):
+class ValidateConfig(FrozenConfig):
     suite: str = Field(default="configs/gx/curated.yaml", description="GX suite definition, repo-relative")
     # Below CleanConfig.min_chars: anonymization replaces values with shorter placeholders.
     min_chars: int = Field(default=150, ge=1)
@@ -157,12 +155,12 @@ class ValidateConfig(_Frozen):
     data_docs: bool = Field(default=True, description="build GX Data Docs HTML beside the output (<output>.data-docs/)")
 
 
-class SplitConfig(_Frozen):
+class SplitConfig(FrozenConfig):
     validation_fraction: float = Field(default=0.05, gt=0, lt=1)
     seed: int = 0
 
 
-class DataConfig(_Frozen):
+class DataConfig(FrozenConfig):
     ingest: IngestConfig = IngestConfig()
     clean: CleanConfig = CleanConfig()
     dedup: DedupConfig = DedupConfig()

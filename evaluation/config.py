@@ -2,14 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from core.config import FrozenConfig
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class EvaluationConfig(_Frozen):
+class EvaluationConfig(FrozenConfig):
     """What `evaluation.run` measures for every variant (and for the current champion)."""
 
     max_eval_tokens: int = Field(default=20_000, ge=64, description="validation tokens scored for perplexity")
@@ -55,7 +53,7 @@ def greater_is_better(metric: str) -> bool | None:
     return None
 
 
-class Bound(_Frozen):
+class Bound(FrozenConfig):
     """Bounds on one metric, as MLflow's MetricThreshold: an absolute `threshold`, and how much
     worse than the current champion (on the same data) the candidate may be, in the metric's units
     (`max_regression`) or as a fraction of the champion's value (`max_relative_regression`). A
@@ -75,7 +73,7 @@ DEFAULT_GATES = {
 }
 
 
-class PromotionConfig(_Frozen):
+class PromotionConfig(FrozenConfig):
     """Which variant of a run is registered under which alias.
 
     Selection: among this run's variants whose `select_by` is within `selection_tolerance`

@@ -23,15 +23,16 @@ import json
 import logging
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from core.config import FrozenConfig
 
 logger = logging.getLogger(__name__)
 
 STATISTICS = ("chars", "words", "mean_word_chars", "digit_share", "upper_share", "non_ascii_share", "lines")
 
 
-class DriftConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class DriftConfig(FrozenConfig):
 
     min_new_documents: int = Field(default=20, ge=2, description="fewer new documents than this: no text verdict")
     text_auc: float = Field(default=0.7, gt=0.5, le=1,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from compression.config import CompressionConfig
-from core.config import ConfigError, apply_overrides, format_validation_error, load_yaml
+from core.config import ConfigError, FrozenConfig, apply_overrides, format_validation_error, load_yaml
 from core.state import REPO_ROOT
 from data.config import DataConfig
 from evaluation.config import Bound, EvaluationConfig, PromotionConfig
@@ -18,8 +18,7 @@ from training.config import TrainingConfig
 CONFIGS_DIR = REPO_ROOT / "configs"
 
 
-class ScheduleConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class ScheduleConfig(FrozenConfig):
 
     cron: str = Field(default="0 3 * * 0", description="retraining schedule of the scheduled-retrain deployment")
     timezone: str = "UTC"
@@ -27,8 +26,7 @@ class ScheduleConfig(BaseModel):
                                    "on demand); a drift it finds starts pipeline/scheduled-retrain")
 
 
-class PipelineConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class PipelineConfig(FrozenConfig):
 
     profile: str = Field(default="demo", description="name of the YAML profile this was loaded from")
     model_name: str = Field(default="conveyor-lm", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",

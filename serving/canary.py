@@ -21,13 +21,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from core.config import FrozenConfig
 
 DECISION_FILE = "conveyor-canary-{model}-v{version}.json"  # beside the request log, per rollout
 
 
-class CanaryConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class CanaryConfig(FrozenConfig):
 
     share: float = Field(
         default=0.0, ge=0, lt=1,

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from core.config import FrozenConfig
 
 from serving.canary import CanaryConfig
 
 GuardAction = Literal["block", "redact", "log", "off"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class GuardConfig(_Frozen):
+class GuardConfig(FrozenConfig):
     """Checks on the prompt (`input`) and on the completion (`output`). `block` answers 400 with a
     reason code (on output: the completion is withheld), `redact` replaces what was found,
     `log` only counts it, `off` skips the check."""
@@ -57,7 +55,7 @@ class GuardConfig(_Frozen):
         return self
 
 
-class ServingConfig(_Frozen):
+class ServingConfig(FrozenConfig):
     bento_name: str = Field(default="conveyor-lm", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=1, le=65535)

@@ -5,16 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from core.config import FrozenConfig
 
 PACKAGE_PREFIX = "pkg:"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class TokenizerConfig(_Frozen):
+class TokenizerConfig(FrozenConfig):
     vocab_size: int = Field(default=4096, ge=256)
     min_frequency: int = Field(default=2, ge=1)
 
@@ -54,7 +52,7 @@ def checkpoint_location(init_from: str) -> tuple[Path, str | None]:
     raise ValueError(f"model.init_from: {path} not found")
 
 
-class LoraConfig(_Frozen):
+class LoraConfig(FrozenConfig):
     """Low-rank adapters (peft) on a pretrained model: only they train, and the exported model
     has them merged into its weights."""
 
@@ -67,7 +65,7 @@ class LoraConfig(_Frozen):
         default=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), min_length=1)
 
 
-class ModelConfig(_Frozen):
+class ModelConfig(FrozenConfig):
     """A Llama-architecture causal LM built from these numbers (no weights downloaded), or the
     pretrained model at `init_from`, whose own config and tokenizer then replace these numbers
     and the tokenizer config."""
@@ -104,7 +102,7 @@ class ModelConfig(_Frozen):
         return self
 
 
-class TrainConfig(_Frozen):
+class TrainConfig(FrozenConfig):
     seq_len: int = Field(default=128, ge=8)
     micro_batch_size: int = Field(default=8, ge=1)
     grad_accum_steps: int = Field(default=1, ge=1)
@@ -161,7 +159,7 @@ class TrainConfig(_Frozen):
         return self
 
 
-class DistillConfig(_Frozen):
+class DistillConfig(FrozenConfig):
     """Knowledge distillation: the model trains on a mix of the teacher's next-token distribution
     (softened by `temperature`) and the plain next-token cross-entropy. The teacher must share the
     model's vocabulary (its tokenizer, in practice)."""
@@ -179,7 +177,7 @@ class DistillConfig(_Frozen):
         return teacher
 
 
-class DPConfig(_Frozen):
+class DPConfig(FrozenConfig):
     """Differentially private fine-tuning (DP-SGD through Opacus, Abadi et al. 2016): every
     example's gradient is clipped to `max_grad_norm`, Gaussian noise of std noise_multiplier x
     max_grad_norm is added to their sum, and an RDP accountant tracks the privacy spent.
@@ -199,7 +197,7 @@ class DPConfig(_Frozen):
         "set it to fix the noise instead of target_epsilon (the epsilon spent is still reported)"))
 
 
-class TrainingConfig(_Frozen):
+class TrainingConfig(FrozenConfig):
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()

@@ -82,6 +82,9 @@ def rank_env(config: TrainingConfig, env: dict | None) -> dict[str, str]:
 def read_hostfile(path: Path) -> list[tuple[str, int]]:
     """(host, slots) per line of a hostfile in DeepSpeed's format (OpenMPI's too): `HOST slots=N`;
     blank lines and `#` comments are skipped. The first host is node 0."""
+    # Not deepspeed.launcher.runner.fetch_hostfile (tried for issue 13): it matches a line's prefix
+    # only (`node-a slots=8 gpus=2` passes, `gpus=2` ignored), takes slots=0, names no line, logs the
+    # whole file at ERROR, and importing deepspeed costs the CLI seconds before torchrun starts.
     try:
         lines = Path(path).read_text().splitlines()
     except OSError as exc:
