@@ -630,7 +630,7 @@ DataProfileOpt = Annotated[Optional[str], typer.Option(
 
 
 def _run_data(stages: list[str], input_: str, output: str, profile: str | None, overrides: list[str],
-              workers: int) -> None:
+              workers: int, runner: str | None = None, address: str | None = None) -> None:
     from data.records import DataError
     from flows.config import load_data_config
 
@@ -644,7 +644,7 @@ def _run_data(stages: list[str], input_: str, output: str, profile: str | None, 
     from data.validate import ValidationFailed
 
     try:
-        results = curate_file(config, stages, input_, Path(output), workers)
+        results = curate_file(config, stages, input_, Path(output), workers, runner, address)
     except (ConfigError, FileNotFoundError, DataError, ValidationFailed) as exc:
         _fail(f"error: {exc}", 1)
     for stage, stats in results.items():
@@ -679,10 +679,21 @@ for _stage in _curation_stages():
 
 @data_app.command(name="all")
 def data_all(input_: InputArg, output: OutputArg, profile: DataProfileOpt = None, set_: SetOpt = None,
-             workers: WorkersOpt = os.cpu_count() or 1) -> None:
+             workers: WorkersOpt = os.cpu_count() or 1,
+             runner: Annotated[Optional[str], typer.Option(
+                 help="run the stages as Prefect's `curate` flow on this task runner: dask (a local cluster "
+                      "of --workers, or --address's scheduler), process or thread")] = None,
+             address: Annotated[Optional[str], typer.Option(help="with --runner dask: a Dask scheduler, "
+                                                                 "e.g. tcp://10.0.0.5:8786")] = None) -> None:
     """Ingest INPUT, run clean, dedup, anonymize and validate, write OUTPUT and OUTPUT.stats.json."""
+    runners = ("process", "thread", "dask")  # flows.curate.RUNNERS, not imported: --help stays instant
+    if runner is not None and runner not in runners:
+        _fail(f"--runner: one of {', '.join(runners)}, not {runner!r}")
+    if address and runner != "dask":
+        _fail("--address needs --runner dask")
     # --set stage.key=value, e.g. --set clean.min_chars=50.
-    _run_data(_curation_stages(), input_, output, profile, [f"data.{o}" for o in set_ or []], workers)
+    _run_data(_curation_stages(), input_, output, profile, [f"data.{o}" for o in set_ or []], workers,
+              runner, address)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Clean and anonymize run one task per shard (`data.shards.run_shard`, the function `map_shards`
 uses), so the flow's task runner spreads them: worker processes on this machine by default, or a
-Dask or Ray cluster through prefect-dask / prefect-ray (a local one it starts, or one at an
-address). Ingest, dedup (one global pass), validate and split are one task each. Output is the
+Dask cluster through prefect-dask (a local one it starts, or a scheduler at an address):
+`conveyor data all INPUT OUTPUT --runner dask [--address tcp://host:8786]`. (A Ray runner went in
+issue 13: prefect-ray does not install beside this stack, so it could not be tested.) Ingest, dedup (one global pass), validate and split are one task each. Output is the
 same whatever the runner: each shard's output depends on that shard alone, and `finish` merges
 shards in name order. A killed run resumes from the shards whose markers exist.
 
@@ -28,7 +29,8 @@ from data.config import DataConfig
 from data.shards import finish, plan_shards, run_shard
 from data.stages import STAGES
 
-Runner = Literal["process", "thread", "dask", "ray"]
+Runner = Literal["process", "thread", "dask"]
+RUNNERS = ("process", "thread", "dask")
 
 
 def processor_factory(stage: str, config: DataConfig):
@@ -82,8 +84,8 @@ def curate(config: DataConfig = DataConfig(), workdir: Path = Path(".conveyor/cu
 
 
 def task_runner(runner: Runner, workers: int, address: str | None = None):
-    """Prefect's task runner for `runner`: `address` joins an existing Dask scheduler or Ray
-    cluster; without one, a local cluster of `workers` processes is started for the run."""
+    """Prefect's task runner for `runner`: `address` joins an existing Dask scheduler; without one,
+    a local cluster of `workers` processes is started for the run."""
     if runner == "process":
         from prefect.task_runners import ProcessPoolTaskRunner
 
@@ -101,21 +103,15 @@ def task_runner(runner: Runner, workers: int, address: str | None = None):
             return DaskTaskRunner(address=address)
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "processes": True, "threads_per_worker": 1,
                                               "dashboard_address": "127.0.0.1:0", "host": "127.0.0.1"})
-    if runner == "ray":
-        try:
-            from prefect_ray import RayTaskRunner
-        except ImportError:
-            raise ImportError("runner 'ray' needs prefect-ray: pip install prefect-ray") from None
-        return RayTaskRunner(address=address, init_kwargs={"num_cpus": workers, "include_dashboard": False})
-    raise ValueError(f"unknown runner {runner!r}: expected process, thread, dask or ray")
+    raise ValueError(f"unknown runner {runner!r}: expected one of {', '.join(RUNNERS)}")
 
 
 @contextmanager
 def shared_prefect_api(runner: Runner):
-    """Dask and Ray workers are separate processes that report task states to the Prefect API:
-    without a server (PREFECT_API_URL), each would start its own temporary one and never reach the
-    flow's. So start the temporary server here and export its URL for the workers to inherit."""
-    if runner not in ("dask", "ray") or os.environ.get("PREFECT_API_URL"):
+    """Dask workers are separate processes that report task states to the Prefect API: without a
+    server (PREFECT_API_URL), each would start its own temporary one and never reach the flow's.
+    So start the temporary server here and export its URL for the workers to inherit."""
+    if runner != "dask" or os.environ.get("PREFECT_API_URL"):
         yield
         return
     from prefect.server.api.server import SubprocessASGIServer
@@ -140,12 +136,15 @@ def run_curate(config: DataConfig, workdir: Path, runner: Runner = "process", wo
             config=config, workdir=Path(workdir), workers=workers, stages=stages)
 
 
-def curate_file(config: DataConfig, stages: list[str], source: str, output: Path, workers: int = 1) -> dict[str, dict]:
+def curate_file(config: DataConfig, stages: list[str], source: str, output: Path, workers: int = 1,
+                runner: Runner | None = None, address: str | None = None) -> dict[str, dict]:
     """`conveyor data`: ingest `source` (a file, folder, glob or s3:// URL of any ingestable
-    format), run `stages` in order with the plain stage functions, and export the records to
-    `output`: a JSONL, JSONL.gz or Parquet file by suffix, else a sharded folder. Beside it:
-    `<output>.stats.json` (per-stage stats) and `<output>.quarantine.jsonl` (ingest's rejects).
-    Intermediate folders live in a temporary folder beside `output`, removed at the end."""
+    format), run `stages` in order, and export the records to `output`: a JSONL, JSONL.gz or
+    Parquet file by suffix, else a sharded folder. Beside it: `<output>.stats.json` (per-stage
+    stats) and `<output>.quarantine.jsonl` (ingest's rejects). Intermediate folders live in a
+    temporary folder beside `output`, removed at the end. The stages run with the plain stage
+    functions (a process pool of `workers`), or with `runner` as the `curate` flow on that task
+    runner (the same output)."""
     import json
     import shutil
     import tempfile
@@ -159,12 +158,16 @@ def curate_file(config: DataConfig, stages: list[str], source: str, output: Path
     output.parent.mkdir(parents=True, exist_ok=True)
     config = config.model_copy(update={"ingest": config.ingest.model_copy(update={"paths": [str(source)]})})
     results: dict[str, dict] = {}
+    stages = ["ingest", *[s for s in stages if s != "ingest"]]
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.work-") as tmp:
         work = Path(tmp)
+        if runner is not None:
+            results = run_curate(config, work, runner, workers, address, stages)
         records_dir = None
-        for stage in ["ingest", *[s for s in stages if s != "ingest"]]:
-            stats = STAGES[stage].run(STAGES[stage].config_of(config), records_dir, work / stage, workers)
-            results[stage] = stats.model_dump()
+        for stage in stages:
+            if runner is None:
+                stats = STAGES[stage].run(STAGES[stage].config_of(config), records_dir, work / stage, workers)
+                results[stage] = stats.model_dump()
             if not STAGES[stage].records:  # validate: a report; the records are its input's
                 shutil.copy(work / stage / "report.json", beside(output, ".validate-report.json"))
             else:

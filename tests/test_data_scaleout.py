@@ -1,5 +1,6 @@
-"""Scale-out: the `curate` flow on a local Dask cluster gives map_shards' output, and a stage
-killed with SIGKILL midway, run again, resumes to the output of an uninterrupted run."""
+"""Scale-out: `conveyor data all --runner dask` (the `curate` flow on a local Dask cluster) writes
+what the plain run writes, and a stage killed with SIGKILL midway, run again, resumes to the
+output of an uninterrupted run."""
 
 import json
 import os
@@ -11,10 +12,7 @@ import time
 import yaml
 
 from core.state import REPO_ROOT
-from data import ingest
-from data.config import AnonymizeConfig, CleanConfig, DataConfig, IngestConfig
-from data.shards import list_parts, map_shards, partial_dir
-from flows.curate import processor_factory, run_curate
+from data.shards import list_parts, partial_dir
 
 CORPUS = str(REPO_ROOT / "data" / "corpus" / "demo.jsonl.gz")
 
@@ -23,21 +21,30 @@ def parts_bytes(folder):
     return {p.name: p.read_bytes() for p in list_parts(folder)}
 
 
-def test_curate_on_a_local_dask_cluster_matches_map_shards_with_one_worker(tmp_path, monkeypatch):
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    # NER off: this test is about where shards run, not about spaCy's speed on 7M characters.
-    config = DataConfig(ingest=IngestConfig(paths=[CORPUS], records_per_part=400), clean=CleanConfig(min_chars=100),
-                        anonymize=AnonymizeConfig(ner=False))
-    results = run_curate(config, tmp_path / "flow", runner="dask", workers=2,
-                         stages=["ingest", "clean", "dedup", "anonymize"])
-    assert results["clean"]["extra"]["shards"] == 5
+def test_conveyor_data_on_a_local_dask_cluster_matches_the_plain_run(tmp_path):
+    """`conveyor data all --runner dask`: the curate flow on a local Dask cluster (its shards as
+    Prefect tasks on Dask workers) writes what the plain stage functions write."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    # NER off: this test is about where shards run, not about spaCy's speed.
+    settings = ["--set", "ingest.records_per_part=60", "--set", "clean.min_chars=100", "--set", "validate.min_chars=100",
+                "--set", "anonymize.ner=false"]
+    command = [sys.executable, "-m", "flows.cli", "data", "all", str(REPO_ROOT / "tests" / "fixtures" / "tiny.jsonl")]
+    plain = subprocess.run([*command, str(tmp_path / "plain"), *settings, "--workers", "1"], cwd=REPO_ROOT, env=env,
+                           capture_output=True, text=True)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    on_dask = subprocess.run([*command, str(tmp_path / "dask"), *settings, "--workers", "2", "--runner", "dask"],
+                             cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert on_dask.returncode == 0, on_dask.stderr[-2000:]
+    logged = on_dask.stdout + on_dask.stderr
+    assert "Creating a new Dask cluster" in logged and "Task run 'clean-part-00004.jsonl' - Finished in state Completed" in logged
 
-    ingest.run(config.ingest, None, tmp_path / "ingest")
-    clean = map_shards("clean", processor_factory("clean", config), tmp_path / "ingest", tmp_path / "clean", 1)
-    assert parts_bytes(tmp_path / "flow" / "clean") == parts_bytes(tmp_path / "clean")
-    assert (results["clean"]["records_out"], results["clean"]["dropped"]) == (clean.records_out, clean.dropped)
-    assert results["anonymize"]["records_in"] == results["dedup"]["records_out"] > 0
+    assert parts_bytes(tmp_path / "dask") == parts_bytes(tmp_path / "plain") != {}
+    stats = {name: json.loads((tmp_path / f"{name}.stats.json").read_text()) for name in ("plain", "dask")}
+    for stage in ("ingest", "clean", "dedup", "anonymize", "validate"):
+        for key in ("records_in", "records_out", "dropped"):
+            assert stats["dask"][stage][key] == stats["plain"][stage][key], (stage, key)
+    assert stats["dask"]["clean"]["extra"]["shards"] == 5
 
 
 def test_clean_killed_midway_resumes_to_the_uninterrupted_output(tmp_path):
