@@ -16,17 +16,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-LINEAGE_KEYS = (
-    "dataset_dvc_md5",
-    "git_commit",
-    "config_sha256",
-    "prefect_flow_run_id",
-    "mlflow_run_id",
-    "parent_version",
-    "compression_steps",
-    "variant",
-    "profile",
-)
 TAG_PREFIX = "conveyor."
 
 

@@ -32,10 +32,6 @@ class StageStats(BaseModel):
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
 
-    @property
-    def records_per_second(self) -> float:
-        return self.records_in / self.seconds if self.seconds > 0 else 0.0
-
     @contextmanager
     def timed(self):
         start = time.perf_counter()

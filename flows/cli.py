@@ -219,7 +219,7 @@ def up(prefect_port: int = 4200, mlflow_port: int = 5000,
     if backend == "postgres":
         try:
             database = start(services.postgres_service(state, postgres_port))
-            created = services.create_databases(database["url"], postgres_port)
+            created = services.create_databases(postgres_port)
             s3 = start(services.seaweedfs_service(state, s3_port))
             services.wait_for_bucket(s3["url"])
             services.use_s3_dvc_remote(s3["url"])

@@ -114,7 +114,7 @@ def _check_reachable_by_postgres(path: Path) -> None:
                                f"(chmod o+x {parent}, or set CONVEYOR_STATE_DIR to a folder it can reach)")
 
 
-def create_databases(service_url: str, port: int) -> list[str]:
+def create_databases(port: int) -> list[str]:
     """The MLflow and Prefect databases, created when missing; returns those created now."""
     created = []
     bindir = postgres_bindir()
