@@ -657,11 +657,27 @@ def _run_data(stages: list[str], input_: str, output: str, profile: str | None, 
     typer.echo(f"wrote {output} (stats: {output}.stats.json)")
 
 
+RunnerOpt = Annotated[Optional[str], typer.Option(
+    help="run the stages as Prefect's `curate` flow on this task runner: dask (a local cluster of --workers, "
+         "or --address's scheduler), process or thread")]
+AddressOpt = Annotated[Optional[str], typer.Option(help="with --runner dask: a Dask scheduler, e.g. tcp://10.0.0.5:8786")]
+RUNNERS = ("process", "thread", "dask")  # flows.curate.RUNNERS, not imported: --help stays instant
+
+
+def _check_runner(runner: str | None, address: str | None) -> None:
+    if runner is not None and runner not in RUNNERS:
+        _fail(f"--runner: one of {', '.join(RUNNERS)}, not {runner!r}")
+    if address and runner != "dask":
+        _fail("--address needs --runner dask")
+
+
 def _data_command(stage: str) -> None:
     def command(input_: InputArg, output: OutputArg, profile: DataProfileOpt = None, set_: SetOpt = None,
-                workers: WorkersOpt = os.cpu_count() or 1) -> None:
+                workers: WorkersOpt = os.cpu_count() or 1, runner: RunnerOpt = None, address: AddressOpt = None) -> None:
+        _check_runner(runner, address)
         # --set is relative to this stage's section: --set min_chars=50 is data.<stage>.min_chars.
-        _run_data([stage], input_, output, profile, [f"data.{stage}.{o}" for o in set_ or []], workers)
+        _run_data([stage], input_, output, profile, [f"data.{stage}.{o}" for o in set_ or []], workers,
+                  runner, address)
 
     command.__doc__ = f"Ingest INPUT, run {stage}, write OUTPUT and OUTPUT.stats.json."
     data_app.command(name=stage)(command)
@@ -679,18 +695,9 @@ for _stage in _curation_stages():
 
 @data_app.command(name="all")
 def data_all(input_: InputArg, output: OutputArg, profile: DataProfileOpt = None, set_: SetOpt = None,
-             workers: WorkersOpt = os.cpu_count() or 1,
-             runner: Annotated[Optional[str], typer.Option(
-                 help="run the stages as Prefect's `curate` flow on this task runner: dask (a local cluster "
-                      "of --workers, or --address's scheduler), process or thread")] = None,
-             address: Annotated[Optional[str], typer.Option(help="with --runner dask: a Dask scheduler, "
-                                                                 "e.g. tcp://10.0.0.5:8786")] = None) -> None:
+             workers: WorkersOpt = os.cpu_count() or 1, runner: RunnerOpt = None, address: AddressOpt = None) -> None:
     """Ingest INPUT, run clean, dedup, anonymize and validate, write OUTPUT and OUTPUT.stats.json."""
-    runners = ("process", "thread", "dask")  # flows.curate.RUNNERS, not imported: --help stays instant
-    if runner is not None and runner not in runners:
-        _fail(f"--runner: one of {', '.join(runners)}, not {runner!r}")
-    if address and runner != "dask":
-        _fail("--address needs --runner dask")
+    _check_runner(runner, address)
     # --set stage.key=value, e.g. --set clean.min_chars=50.
     _run_data(_curation_stages(), input_, output, profile, [f"data.{o}" for o in set_ or []], workers,
               runner, address)

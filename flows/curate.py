@@ -123,6 +123,11 @@ def shared_prefect_api(runner: Runner):
     try:
         with temporary_settings({PREFECT_API_URL: server.api_url}):
             yield
+            # Send the run's last log lines while the server is up: left queued, Prefect's log
+            # worker retried them against the stopped server for 80 s before the command could exit.
+            from prefect.logging.handlers import APILogWorker
+
+            APILogWorker.drain_all(timeout=10)
     finally:
         del os.environ["PREFECT_API_URL"]
         server.stop()

@@ -26,6 +26,7 @@ from core.state import DVC_DATA_DIR, DVC_PARAMS_FILE, REPO_ROOT, State
 from core.stats import StageStats
 from data.stages import STAGES
 from flows.config import PipelineConfig
+from flows.summary import RunSummary, render_text
 
 DATA_STAGES = list(STAGES)  # dvc.yaml's stages, in order
 CURATED_DIR = DVC_DATA_DIR / STAGES["split"].output
@@ -404,22 +405,15 @@ def pipeline(config: PipelineConfig = PipelineConfig(), force: bool = False, tri
             registry_result = committed  # the interrupted run registered them; not again
         bento_tag = package(config, registry_result, run_dir)
 
-        summary = {
-            "run": run_name,
-            "run_dir": str(run_dir),
-            "profile": config.profile,
-            "stages": stages,
-            "training": train_result,
-            "variants": metrics,
-            "compression": {"variants": variants, "tradeoff_plot": str(tradeoff)},
-            "registry": registry_result,
-            "lineage": lineage,
-            "bento": bento_tag,
-            "serving": {"host": config.serving.host, "port": config.serving.port},
-            "resumed_from": ledger.record.resumed_from,
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+        summary = RunSummary(
+            run=run_name, run_dir=str(run_dir), profile=config.profile, stages=stages, training=train_result,
+            variants=metrics, compression={"variants": variants, "tradeoff_plot": str(tradeoff)},
+            registry=registry_result, lineage=lineage, bento=bento_tag,
+            serving={"host": config.serving.host, "port": config.serving.port},
+            resumed_from=ledger.record.resumed_from, seconds=round(time.perf_counter() - started, 1))
+        # model_dump, then json's default=str: a numpy number in a metric is written, not refused.
+        as_json = json.dumps(summary.model_dump(), indent=2, default=str)
+        atomic_write_text(run_dir / "summary.json", as_json)
         client.log_artifact(run_id, str(run_dir / "summary.json"))
     except BaseException as exc:
         cancelled = ledger.stopped_by_cancel(exc)
@@ -436,11 +430,9 @@ def pipeline(config: PipelineConfig = PipelineConfig(), force: bool = False, tri
         raise
     client.set_terminated(run_id, "FINISHED")
     ledger.finish("completed")
-    from flows.summary import render_text
-
     get_run_logger().info("\n%s", render_text(summary))
     _publish_prefect_artifacts(summary, experiment, state)
-    return summary
+    return json.loads(as_json)
 
 
 def _apply_canary_decisions(model_name: str, state: State) -> bool:
@@ -460,43 +452,42 @@ def _apply_canary_decisions(model_name: str, state: State) -> bool:
     return rebuild
 
 
-def _publish_prefect_artifacts(summary: dict, experiment_id: str, state: State) -> None:
+def _publish_prefect_artifacts(summary: RunSummary, experiment_id: str, state: State) -> None:
     """What the flow run's Artifacts tab shows: the variants table, the champion decision, and links
     to the MLflow run and the registered version (when MLflow is a server the browser can open)."""
     from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-    registry_result, lineage = summary["registry"], summary["lineage"]
-    key = re.sub(r"[^a-z0-9-]+", "-", registry_result["model_name"].lower()).strip("-")
+    registry_result, lineage = summary.registry, summary.lineage
+    key = re.sub(r"[^a-z0-9-]+", "-", registry_result.model_name.lower()).strip("-")
     rows = []
-    for variant, metrics in summary["variants"].items():
-        rows.append({"variant": variant, "version": registry_result["versions"].get(variant, "-"),
+    for variant, metrics in summary.variants.items():
+        rows.append({"variant": variant, "version": registry_result.versions.get(variant, "-"),
                      **{name: round(metrics[name], 4) for name in ("bits_per_byte", "perplexity", "size_bytes",
                                                                    "decode_tokens_per_s_b1", "ttft_ms_b1")
                         if isinstance(metrics.get(name), (int, float))}})
     create_table_artifact(rows, key=f"{key}-variants",
-                          description=f"Variants of run {summary['run']} (registered as versions of "
-                                      f"{registry_result['model_name']})")
+                          description=f"Variants of run {summary.run} (registered as versions of "
+                                      f"{registry_result.model_name})")
     tracking = state.mlflow_tracking_uri
     web = tracking.rstrip("/") if tracking.startswith(("http://", "https://")) else None
     # workflowType: MLflow 3's UI opens in its GenAI mode unless told; this is a training run.
     run_link = (f"{web}/#/experiments/{experiment_id}/runs/{lineage['mlflow_run_id']}?workflowType=machine_learning"
                 if web else None)
-    version_link = (f"{web}/#/models/{registry_result['model_name']}/versions/{registry_result['version']}"
-                    if web else None)
-    failed = "".join(f"\n- bound not met: {bound}" for bound in registry_result["failed_bounds"])
+    version_link = f"{web}/#/models/{registry_result.model_name}/versions/{registry_result.version}" if web else None
+    failed = "".join(f"\n- bound not met: {bound}" for bound in registry_result.failed_bounds)
     run_ref = f"[{lineage['mlflow_run_id']}]({run_link})" if run_link else lineage["mlflow_run_id"]
     create_markdown_artifact(
-        f"## {registry_result['model_name']} v{registry_result['version']} ({registry_result['chosen']}) "
-        f"-> `{registry_result['alias']}`\n\n{registry_result['reason']}{failed}\n\n"
-        f"- champion now: v{registry_result['champion_version']}\n"
+        f"## {registry_result.model_name} v{registry_result.version} ({registry_result.chosen}) "
+        f"-> `{registry_result.alias}`\n\n{registry_result.reason}{failed}\n\n"
+        f"- champion now: v{registry_result.champion_version}\n"
         f"- MLflow run: {run_ref}\n"
-        f"- model card: `conveyor card {registry_result['model_name']}/{registry_result['version']}`"
+        f"- model card: `conveyor card {registry_result.model_name}/{registry_result.version}`"
         + (f" ([registry page]({version_link}))" if version_link else "") + "\n"
-        f"- Bento: `{summary['bento']}` (`conveyor serve --profile {summary['profile']}`)\n"
+        f"- Bento: `{summary.bento}` (`conveyor serve --profile {summary.profile}`)\n"
         f"- data: DVC `{lineage['dataset_dvc_md5']}`, git `{lineage['git_commit'][:12]}`\n",
         key=f"{key}-decision", description="The promotion gate's decision and where to look next")
     if run_link:
-        create_link_artifact(run_link, link_text=f"MLflow run {summary['run']}", key=f"{key}-mlflow-run",
+        create_link_artifact(run_link, link_text=f"MLflow run {summary.run}", key=f"{key}-mlflow-run",
                              description="This flow run's MLflow run: params, metrics, the loss curve, artifacts")
 
 

@@ -1,4 +1,4 @@
-"""Scale-out: `conveyor data all --runner dask` (the `curate` flow on a local Dask cluster) writes
+"""Scale-out: `conveyor data clean --runner dask` (the `curate` flow on a local Dask cluster) writes
 what the plain run writes, and a stage killed with SIGKILL midway, run again, resumes to the
 output of an uninterrupted run."""
 
@@ -22,14 +22,12 @@ def parts_bytes(folder):
 
 
 def test_conveyor_data_on_a_local_dask_cluster_matches_the_plain_run(tmp_path):
-    """`conveyor data all --runner dask`: the curate flow on a local Dask cluster (its shards as
-    Prefect tasks on Dask workers) writes what the plain stage functions write."""
+    """`conveyor data clean --runner dask`: the curate flow on a local Dask cluster (each shard a
+    Prefect task on a Dask worker) writes what the plain stage function writes."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env["PREFECT_HOME"] = str(tmp_path / "prefect")
-    # NER off: this test is about where shards run, not about spaCy's speed.
-    settings = ["--set", "ingest.records_per_part=60", "--set", "clean.min_chars=100", "--set", "validate.min_chars=100",
-                "--set", "anonymize.ner=false"]
-    command = [sys.executable, "-m", "flows.cli", "data", "all", str(REPO_ROOT / "tests" / "fixtures" / "tiny.jsonl")]
+    settings = ["--set", "min_chars=100", "--profile", "test"]  # the test profile's ingest: parts of 100 records, 3 shards
+    command = [sys.executable, "-m", "flows.cli", "data", "clean", str(REPO_ROOT / "tests" / "fixtures" / "tiny.jsonl")]
     plain = subprocess.run([*command, str(tmp_path / "plain"), *settings, "--workers", "1"], cwd=REPO_ROOT, env=env,
                            capture_output=True, text=True)
     assert plain.returncode == 0, plain.stderr[-2000:]
@@ -37,14 +35,14 @@ def test_conveyor_data_on_a_local_dask_cluster_matches_the_plain_run(tmp_path):
                              cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert on_dask.returncode == 0, on_dask.stderr[-2000:]
     logged = on_dask.stdout + on_dask.stderr
-    assert "Creating a new Dask cluster" in logged and "Task run 'clean-part-00004.jsonl' - Finished in state Completed" in logged
+    assert "Creating a new Dask cluster" in logged and "Task run 'clean-part-00002.jsonl' - Finished in state Completed" in logged
 
     assert parts_bytes(tmp_path / "dask") == parts_bytes(tmp_path / "plain") != {}
     stats = {name: json.loads((tmp_path / f"{name}.stats.json").read_text()) for name in ("plain", "dask")}
-    for stage in ("ingest", "clean", "dedup", "anonymize", "validate"):
+    for stage in ("ingest", "clean"):
         for key in ("records_in", "records_out", "dropped"):
             assert stats["dask"][stage][key] == stats["plain"][stage][key], (stage, key)
-    assert stats["dask"]["clean"]["extra"]["shards"] == 5
+    assert stats["dask"]["clean"]["extra"]["shards"] == len(list_parts(tmp_path / "dask")) >= 3
 
 
 def test_clean_killed_midway_resumes_to_the_uninterrupted_output(tmp_path):

@@ -240,7 +240,8 @@ def cancelled_retrain(checkout: Path, services, drift_run) -> dict:
     while _get(f"{services['api']}/flow_runs/{run['id']}")["state"]["type"] != "RUNNING":
         assert time.monotonic() < deadline, "the retraining did not start"
         time.sleep(1)
-    while not [p for p in psutil.process_iter() if _cmdline_has(p, "training.train")]:
+    # This checkout's processes only: the other pytest worker may be training at the same time.
+    while not [p for p in psutil.process_iter() if _cmdline_has(p, "training.train") and _ours(p, checkout)]:
         assert time.monotonic() < deadline, "the retraining never reached training"
         time.sleep(1)
     _post(f"{services['api']}/flow_runs/{run['id']}/set_state",
@@ -250,13 +251,22 @@ def cancelled_retrain(checkout: Path, services, drift_run) -> dict:
         time.sleep(1)
     time.sleep(5)
     left = [" ".join(p.cmdline()[:5]) for p in psutil.process_iter()
-            if _cmdline_has(p, "training.train") or _cmdline_has(p, "prefect.engine")]
+            if (_cmdline_has(p, "training.train") or _cmdline_has(p, "prefect.engine")) and _ours(p, checkout)]
     records = [json.loads(p.read_text()) for p in (checkout / ".conveyor" / "runs").glob("*/run.json")]
     return {"state": state, "left": left, "record": next(r for r in records if r.get("prefect_flow_run_id") == run["id"])}
 
 
 def _mlflow_run_status(mlflow_url: str, run_id: str) -> str:
     return _get(f"{mlflow_url}/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]["info"]["status"]
+
+
+def _ours(process, checkout: Path) -> bool:
+    """Whether `process` runs this checkout's code (the CLI, its worker, their flow runs and ranks
+    all have the checkout on PYTHONPATH)."""
+    try:
+        return str(checkout) in process.environ().get("PYTHONPATH", "")
+    except psutil.Error:
+        return False
 
 
 def _cmdline_has(process, text: str) -> bool:
