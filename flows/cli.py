@@ -264,11 +264,15 @@ def deploy(profile: ProfileOpt = "demo", set_: SetOpt = None,
         _fail("no Prefect server: run `conveyor up` first (or set PREFECT_API_URL)")
     started = time.monotonic()
     try:
+        under_way = deployments.runs_under_way()
         names = deployments.register(profile, set_ or [], pool)
     except RuntimeError as exc:
         _fail(str(exc), 1)
     typer.echo(f"deployed {' and '.join(names)} on work pool {pool!r} in {time.monotonic() - started:.1f} s "
                f"(cron {config.schedule.cron!r} {config.schedule.timezone})")
+    if under_way:
+        typer.echo(f"{len(under_way)} run(s) of these deployments under way, left alone: they finish with the code "
+                   f"and settings they started with, later runs take these: {', '.join(under_way)}")
     if worker:
         _start_worker(state, pool)
     typer.echo("trigger one: prefect deployment run 'pipeline/manual' --watch")

@@ -94,6 +94,25 @@ def register(profile: str, overrides: list[str], pool: str = WORK_POOL) -> list[
     return list(DEPLOYMENTS)
 
 
+def runs_under_way() -> list[str]:
+    """`<flow run name> (<flow>/<deployment>)` of each run of Conveyor's deployments not finished
+    yet (pending or running)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterName, FlowRunFilter,
+                                                FlowRunFilterState, FlowRunFilterStateType)
+    from prefect.client.schemas.objects import StateType
+
+    names = {name.split("/", 1)[1]: name for name in DEPLOYMENTS}
+    with get_client(sync_client=True) as client:
+        deployments = {d.id: d.name for d in client.read_deployments(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=list(names))))}
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
+                any_=[StateType.PENDING, StateType.RUNNING]))),
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=list(names))))
+    return [f"{run.name} ({names[deployments[run.deployment_id]]})" for run in runs if run.deployment_id in deployments]
+
+
 ZOMBIE_AUTOMATION = "conveyor: crash flow runs that stopped beating"
 
 

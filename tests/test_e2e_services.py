@@ -156,6 +156,8 @@ def run_during_redeploy(checkout: Path, services, second_worker) -> dict:
 def test_deploying_again_during_a_run_updates_the_deployments_and_leaves_the_run_alone(run_during_redeploy, services):
     redeploy = run_during_redeploy["redeploy"]
     assert "on work pool 'conveyor'" in redeploy.stdout and "worker on this machine already running" in redeploy.stdout
+    assert "1 run(s) of these deployments under way, left alone" in redeploy.stdout
+    assert f"{run_during_redeploy['flow_run']['name']} (pipeline/manual)" in redeploy.stdout
     assert run_during_redeploy["state_after_redeploy"] == "RUNNING"
     assert run_during_redeploy["flow_run"]["state"]["type"] == "COMPLETED"
     assert run_during_redeploy["flow_run"]["work_pool_name"] == "conveyor"
