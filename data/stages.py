@@ -6,8 +6,9 @@ package, its section under `data:` and its DVC stage), its config model, and
 
     data.<name>.run(config, input_dir, output_dir, workers=1) -> StageStats
 
-which reads the records of `input_dir` (the output of the stage named `input`; ingest reads
-`config.paths` instead), publishes `output_dir` atomically, and writes its stats beside it. A
+which reads the records of `input_dir` (the output of the last stage before it that writes
+records: `inputs`; ingest reads `config.paths` instead), publishes `output_dir` atomically, and
+writes its stats beside it. A
 per-record stage also names its processor class, which the curate flow runs shard by shard on
 a task runner (data.shards.run_shard). Adding a stage: its module, its config model in
 data/config.py (a field of DataConfig), an entry here, and its block in dvc.yaml.
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 class Stage:
     name: str
     config_model: type[BaseModel]
-    input: str | None  # the stage whose output this one reads; None: ingest, from data.ingest.paths
     output: str  # its folder under the DVC workspace (.conveyor/data/)
     processor: str | None = None  # "module:Class" of a per-record stage, built with the stage's config
     records: bool = True  # False: writes a report, and the next stage reads this one's input
@@ -48,12 +48,25 @@ class Stage:
 
 
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (
-    Stage("ingest", IngestConfig, input=None, output="ingest"),
-    Stage("clean", CleanConfig, input="ingest", output="clean", processor="data.clean:Cleaner"),
-    Stage("dedup", DedupConfig, input="clean", output="dedup"),
-    Stage("anonymize", AnonymizeConfig, input="dedup", output="anonymize", processor="data.anonymize:Anonymizer"),
-    Stage("validate", ValidateConfig, input="anonymize", output="validate", records=False),
-    Stage("split", SplitConfig, input="anonymize", output="curated"),
+    Stage("ingest", IngestConfig, output="ingest"),
+    Stage("clean", CleanConfig, output="clean", processor="data.clean:Cleaner"),
+    Stage("dedup", DedupConfig, output="dedup"),
+    Stage("anonymize", AnonymizeConfig, output="anonymize", processor="data.anonymize:Anonymizer"),
+    Stage("validate", ValidateConfig, output="validate", records=False),
+    Stage("split", SplitConfig, output="curated"),
 )}
 # What `conveyor data` runs on a corpus: every stage but split, which makes the training files.
 CURATION = [name for name in STAGES if name != "split"]
+
+
+def inputs(stages: list[str]) -> dict[str, str | None]:
+    """The stage whose output each of `stages` reads when they run in this order: the last one
+    before it that writes records (None for the first: ingest reads data.ingest.paths). Over all
+    of STAGES these are dvc.yaml's deps (split reads anonymize: validate writes a report); over a
+    few (`conveyor data dedup`: ingest, dedup) they chain what runs."""
+    source, read = None, {}
+    for name in stages:
+        read[name] = source
+        if STAGES[name].records:
+            source = name
+    return read

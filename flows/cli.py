@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from core.config import ConfigError
+from data.stages import CURATION
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Conveyor: a raw text corpus to a served, versioned language model.")
@@ -687,13 +688,7 @@ def _data_command(stage: str) -> None:
     data_app.command(name=stage)(command)
 
 
-def _curation_stages() -> list[str]:
-    from data.stages import CURATION
-
-    return CURATION
-
-
-for _stage in _curation_stages():
+for _stage in CURATION:
     _data_command(_stage)
 
 
@@ -703,7 +698,7 @@ def data_all(input_: InputArg, output: OutputArg, profile: DataProfileOpt = None
     """Ingest INPUT, run clean, dedup, anonymize and validate, write OUTPUT and OUTPUT.stats.json."""
     _check_runner(runner, address)
     # --set stage.key=value, e.g. --set clean.min_chars=50.
-    _run_data(_curation_stages(), input_, output, profile, [f"data.{o}" for o in set_ or []], workers,
+    _run_data(CURATION, input_, output, profile, [f"data.{o}" for o in set_ or []], workers,
               runner, address)
 
 

@@ -4,9 +4,9 @@ Clean and anonymize run one task per shard (`data.shards.run_shard`, the functio
 uses), so the flow's task runner spreads them: worker processes on this machine by default, or a
 Dask cluster through prefect-dask (a local one it starts, or a scheduler at an address):
 `conveyor data all INPUT OUTPUT --runner dask [--address tcp://host:8786]`. (A Ray runner went in
-issue 13: prefect-ray does not install beside this stack, so it could not be tested.) Ingest, dedup (one global pass), validate and split are one task each. Output is the
-same whatever the runner: each shard's output depends on that shard alone, and `finish` merges
-shards in name order. A killed run resumes from the shards whose markers exist.
+issue 13: prefect-ray does not install beside this stack, so it could not be tested.) Ingest,
+dedup (one global pass), validate and split are one task each. Output is the same whatever the
+runner: each shard's output depends on that shard alone, and `finish` merges shards in name order. A killed run resumes from the shards whose markers exist.
 
 The pipeline flow still runs the data stages through `dvc repro` (so DVC skips what did not
 change); this flow is the scale-out path for corpora a single machine should not do alone.
@@ -27,7 +27,7 @@ from prefect.cache_policies import NO_CACHE
 
 from data.config import DataConfig
 from data.shards import finish, plan_shards, run_shard
-from data.stages import STAGES
+from data.stages import STAGES, inputs
 
 Runner = Literal["process", "thread", "dask"]
 RUNNERS = ("process", "thread", "dask")
@@ -70,9 +70,9 @@ def curate(config: DataConfig = DataConfig(), workdir: Path = Path(".conveyor/cu
     logger = get_run_logger()
     workdir = Path(workdir)
     results: dict[str, dict] = {}
+    read = inputs(stages)
     for stage in stages:
-        source = STAGES[stage].input
-        input_dir = workdir / source if source else None
+        input_dir = workdir / read[stage] if read[stage] else None
         output_dir = workdir / stage
         if STAGES[stage].processor:
             results[stage] = sharded_stage(stage, config, input_dir, output_dir)
@@ -168,15 +168,15 @@ def curate_file(config: DataConfig, stages: list[str], source: str, output: Path
         work = Path(tmp)
         if runner is not None:
             results = run_curate(config, work, runner, workers, address, stages)
-        records_dir = None
-        for stage in stages:
-            if runner is None:
-                stats = STAGES[stage].run(STAGES[stage].config_of(config), records_dir, work / stage, workers)
+        else:
+            for stage, source in inputs(stages).items():
+                stats = STAGES[stage].run(STAGES[stage].config_of(config), work / source if source else None,
+                                          work / stage, workers)
                 results[stage] = stats.model_dump()
+        for stage in stages:
             if not STAGES[stage].records:  # validate: a report; the records are its input's
-                shutil.copy(work / stage / "report.json", beside(output, ".validate-report.json"))
-            else:
-                records_dir = work / stage
+                shutil.copy(work / stage / "report.json", beside(output, f".{stage}-report.json"))
+        records_dir = work / [stage for stage in stages if STAGES[stage].records][-1]
         quarantine = work / "ingest" / QUARANTINE_FILE
         if quarantine.stat().st_size:
             shutil.copy(quarantine, beside(output, ".quarantine.jsonl"))

@@ -10,7 +10,7 @@ import yaml
 from core.state import REPO_ROOT
 from core.stats import StageStats
 from data.shards import read_part
-from data.stages import STAGES
+from data.stages import STAGES, inputs
 
 
 def run_data(*args: str, cwd=REPO_ROOT) -> subprocess.CompletedProcess:
@@ -51,9 +51,10 @@ def test_dvc_yaml_follows_the_stage_registry():
     folder each reads and writes, its params section, its stats as a metric."""
     dvc_stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
     assert list(dvc_stages) == list(STAGES)
+    read = inputs(list(STAGES))
     for name, stage in STAGES.items():
         block, out = dvc_stages[name], f".conveyor/data/{stage.output}"
-        source = f".conveyor/data/{STAGES[stage.input].output}" if stage.input else None
+        source = f".conveyor/data/{STAGES[read[name]].output}" if read[name] else None
         assert block["cmd"] == (f"python -m data {name}" + (f" --input {source}" if source else "")
                                 + f" --output {out} --params .conveyor/params.yaml"), name
         assert f"data/{name}.py" in block["deps"] and (source is None or source in block["deps"]), name

@@ -78,3 +78,20 @@ def test_clean_killed_midway_resumes_to_the_uninterrupted_output(tmp_path):
     assert stats["extra"]["shards_resumed"] >= done_before
     assert parts_bytes(out) == parts_bytes(tmp_path / "reference")
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "reference").iterdir())
+
+
+def test_the_curate_flow_chains_a_subset_of_stages(tmp_path, monkeypatch):
+    """`conveyor data dedup --runner ...` runs ingest then dedup: dedup reads ingest's output, as
+    the plain run does (not clean's, which dvc.yaml gives it)."""
+    from data.config import DataConfig, IngestConfig
+    from data.stages import inputs
+    from flows.curate import run_curate
+
+    assert inputs(["ingest", "dedup"]) == {"ingest": None, "dedup": "ingest"}
+    assert inputs(["ingest", "anonymize", "validate", "split"])["split"] == "anonymize"
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    config = DataConfig(ingest=IngestConfig(paths=[str(REPO_ROOT / "tests" / "fixtures" / "tiny.jsonl")]))
+    results = run_curate(config, tmp_path / "flow", runner="thread", workers=1, stages=["ingest", "dedup"])
+    assert results["dedup"]["records_in"] == results["ingest"]["records_out"] > 0
+    assert list_parts(tmp_path / "flow" / "dedup")

@@ -193,9 +193,10 @@ def setup_model(config: TrainingConfig, data: Data, resume: Resume, ranks: Ranks
     except torch.cuda.OutOfMemoryError as exc:  # weights, gradients and optimizer state did not fit
         raise RuntimeError(out_of_memory_advice(config, where="setting up the model and optimizer")) from exc
     trainable = count_trainable_parameters(engine.module)
-    if privacy is not None and privacy.noise_to_signal(trainable) > 10:
+    noise_ratio = privacy.noise_to_signal(trainable) if privacy is not None else 0.0
+    if noise_ratio > 10:
         ranks.say(f"warning: differential privacy's noise will swamp the updates (noise norm "
-                  f"{privacy.noise_to_signal(trainable):.0f}x the clipped gradient's at most, over {trainable:,} "
+                  f"{noise_ratio:.0f}x the clipped gradient's at most, over {trainable:,} "
                   f"trainable parameters and batches of {train.micro_batch_size}): raise micro_batch_size, lower "
                   "model.lora.r or target fewer modules, or allow a larger dp.target_epsilon")
     ranks.say(f"model: {num_parameters:,} parameters ({trainable:,} trainable"
