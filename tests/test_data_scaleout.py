@@ -80,18 +80,21 @@ def test_clean_killed_midway_resumes_to_the_uninterrupted_output(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "reference").iterdir())
 
 
-def test_the_curate_flow_chains_a_subset_of_stages(tmp_path, monkeypatch):
-    """`conveyor data dedup --runner ...` runs ingest then dedup: dedup reads ingest's output, as
-    the plain run does (not clean's, which dvc.yaml gives it)."""
-    from data.config import DataConfig, IngestConfig
+def test_the_curate_flow_chains_a_subset_of_stages(tmp_path):
+    """`conveyor data dedup --runner thread` runs ingest then dedup: dedup reads ingest's output, as
+    the plain run does (not clean's, which dvc.yaml gives it). Through the CLI in its own process:
+    a flow run inside a pytest worker leaves Prefect's console handler on a stream pytest closes."""
     from data.stages import inputs
-    from flows.curate import run_curate
 
     assert inputs(["ingest", "dedup"]) == {"ingest": None, "dedup": "ingest"}
     assert inputs(["ingest", "anonymize", "validate", "split"])["split"] == "anonymize"
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    config = DataConfig(ingest=IngestConfig(paths=[str(REPO_ROOT / "tests" / "fixtures" / "tiny.jsonl")]))
-    results = run_curate(config, tmp_path / "flow", runner="thread", workers=1, stages=["ingest", "dedup"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    out = tmp_path / "flow"
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "data", "dedup",
+                           str(REPO_ROOT / "tests" / "fixtures" / "tiny.jsonl"), str(out), "--workers", "1",
+                           "--runner", "thread"], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "flow.stats.json").read_text())
     assert results["dedup"]["records_in"] == results["ingest"]["records_out"] > 0
-    assert list_parts(tmp_path / "flow" / "dedup")
+    assert list_parts(out)
