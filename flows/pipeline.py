@@ -30,7 +30,6 @@ from flows.summary import RunSummary, render_text
 
 DATA_STAGES = list(STAGES)  # dvc.yaml's stages, in order
 CURATED_DIR = DVC_DATA_DIR / STAGES["split"].output
-SKIPPED_BY_DVC = re.compile(r"Stage '(?P<stage>[\w-]+)' (didn't change|is cached)")
 
 
 class StageFailed(RuntimeError):
@@ -57,10 +56,10 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-# DVC's advice after every stage that ran (5 lines, in the terminal and in each Prefect task's
+# DVC's advice after every stage that ran (4 lines, in the terminal and in each Prefect task's
 # log): each run keeps its dvc.lock in its run folder, and version_dataset pushes.
 DVC_ADVICE = ("To track the changes with git, run:", "git add ", "To enable auto staging, run:",
-              "dvc config core.autostage true", "Use `dvc push` to send your updates to remote storage.")
+              "dvc config core.autostage true")
 
 
 def _run_logged(cmd: list[str], logger, drop: tuple[str, ...] = ()) -> tuple[int, list[str]]:
@@ -113,13 +112,18 @@ def git_commit() -> str:
 
 @task(task_run_name="data-{stage}")
 def data_stage(stage: str) -> dict:
-    """`dvc repro --single-item <stage>`; returns the stage's stats and whether DVC skipped it."""
+    """`dvc repro --single-item <stage>` (flows.dvc_repro); returns the stage's stats and whether
+    DVC skipped it (it is not among the stages DVC's `Repo.reproduce` returned)."""
+    import tempfile
+
     logger = get_run_logger()
-    code, lines = _run_logged([sys.executable, "-m", "dvc", "repro", "--single-item", stage], logger, DVC_ADVICE)
-    if code != 0:
-        tail = "\n".join(lines[-15:])
-        raise StageFailed(f"data stage {stage!r} failed (dvc repro exit {code}):\n{tail}")
-    skipped = any(m and m["stage"] == stage for m in map(SKIPPED_BY_DVC.search, lines))
+    with tempfile.TemporaryDirectory() as tmp:
+        ran_file = Path(tmp) / "ran.json"
+        code, lines = _run_logged([sys.executable, "-m", "flows.dvc_repro", stage, str(ran_file)], logger, DVC_ADVICE)
+        if code != 0:
+            tail = "\n".join(lines[-15:])
+            raise StageFailed(f"data stage {stage!r} failed (dvc repro exit {code}):\n{tail}")
+        skipped = stage not in json.loads(ran_file.read_text())
     stats = StageStats.read(DVC_DATA_DIR / STAGES[stage].output)  # <output>.stats.json
     return {"skipped": skipped, **stats.model_dump()}
 

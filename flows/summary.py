@@ -71,9 +71,20 @@ class RunSummary(BaseModel):
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return [line(headers), line(["-" * w for w in widths]), *map(line, rows)]
+    """`rows` under `headers` as rich lays a table out, plain text (no colour, no wrapping: the
+    summary goes to a terminal, a log file and the Prefect UI alike)."""
+    import io
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*headers, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style=None)
+    for row in rows:
+        table.add_row(*map(str, row))
+    console = Console(file=io.StringIO(), width=1000, color_system=None, legacy_windows=False)
+    console.print(table, overflow="ignore", crop=False)
+    return [line.rstrip() for line in console.file.getvalue().splitlines()]
 
 
 def _size(num_bytes: float) -> str:
