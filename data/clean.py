@@ -22,8 +22,12 @@ from pathlib import Path
 
 from core.stats import StageStats
 from data.config import BoilerplateConfig, CleanConfig
-from data.quality import first_failure
+from data.quality import first_failure, other_language_units
 from data.shards import map_shards
+from data.report import write_report
+from data.structure import SAMPLE_CHARS, Structure
+
+SAMPLES_PER_RULE = 3
 
 HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
 REF = re.compile(r"<ref[^>/]*/>|<ref[^>]*>.*?</ref\s*>", re.DOTALL | re.IGNORECASE)
@@ -110,21 +114,28 @@ def unicode_fixer():
     return partial(ftfy.fix_text, config=config)
 
 
+@cache
+def line_pattern(patterns: tuple[str, ...]) -> re.Pattern:
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+
+
 def is_boilerplate(line: str, rules: BoilerplateConfig) -> bool:
     stripped = line.strip()
     if not stripped:
         return False  # blank lines separate paragraphs
     lowered = stripped.lower()
     return (any(phrase in lowered for phrase in rules.line_phrases)
+            or (rules.line_patterns and line_pattern(tuple(rules.line_patterns)).fullmatch(stripped) is not None)
             or len(stripped.split()) < rules.min_words_per_line
             or (rules.require_terminal_punctuation and not stripped.endswith(TERMINAL_PUNCTUATION)))
 
 
-def remove_boilerplate_lines(text: str, rules: BoilerplateConfig) -> tuple[str, int]:
-    """The text without its boilerplate lines, and how many there were."""
-    lines = text.split("\n")
-    kept = [line for line in lines if not is_boilerplate(line, rules)]
-    return "\n".join(kept), len(lines) - len(kept)
+def remove_boilerplate_lines(text: str, rules: BoilerplateConfig) -> tuple[str, list[str]]:
+    """The text without its boilerplate lines, and those lines."""
+    kept, removed = [], []
+    for line in text.split("\n"):
+        (removed if is_boilerplate(line, rules) else kept).append(line)
+    return "\n".join(kept), removed
 
 
 def normalize_whitespace(text: str) -> str:
@@ -134,8 +145,10 @@ def normalize_whitespace(text: str) -> str:
     return BLANK_LINES.sub("\n\n", text).strip()
 
 
-def clean_text(text: str, config: CleanConfig, counters: Counter | None = None) -> str:
-    """The rewritten text; `counters` (if given) counts repaired records and removed lines."""
+def clean_text(text: str, config: CleanConfig, counters: Counter | None = None,
+               samples: dict[str, list[dict]] | None = None, record_id: str = "") -> str:
+    """The rewritten text; `counters` (if given) counts repaired records and removed lines, and
+    `samples` gets the first few boilerplate lines removed (data.structure.Structure.samples)."""
     counters = Counter() if counters is None else counters
     # Mojibake needs non-ASCII characters: plain ASCII only needs ftfy for control characters.
     if config.fix_unicode and (not text.isascii() or CONTROL_CHARACTER.search(text)):
@@ -147,7 +160,11 @@ def clean_text(text: str, config: CleanConfig, counters: Counter | None = None) 
         text = strip_markup(text)
     text = normalize_whitespace(text)
     text, removed = remove_boilerplate_lines(text, config.boilerplate)
-    counters["boilerplate_lines"] += removed
+    if removed:
+        counters["boilerplate_lines"] += len(removed)
+        counters["boilerplate_docs"] += 1
+        if samples is not None and len(examples := samples.setdefault("boilerplate", [])) < SAMPLES_PER_RULE:
+            examples.append({"id": record_id, "removed": "\n".join(removed)[:SAMPLE_CHARS]})
     # Removed lines can leave runs of blank lines behind.
     return normalize_whitespace(text) if removed else text
 
@@ -156,17 +173,46 @@ class Cleaner:
     def __init__(self, config: CleanConfig):
         self.config = config
         self.counters: Counter = Counter()
+        self.structure = Structure(tuple(config.structure), counters=self.counters)
+        self.samples = self.structure.samples  # what each step removed, a few examples (data.shards)
 
     def process(self, record: dict) -> dict | str:
-        text = clean_text(record["text"], self.config, self.counters)
+        text, fields = record["text"], {}
+        if self.config.structure:
+            # On the text as it came, before whitespace is normalized: a folded header line is
+            # known by its indent, a signature separator by its trailing space.
+            text, fields = self.structure.apply(text.replace("\r\n", "\n").replace("\r", "\n"), str(record["id"]))
+        text = clean_text(text, self.config, self.counters, self.samples, str(record["id"]))
+        if self.config.mixed_languages == "split" and self.config.languages and text:
+            text = self.remove_other_languages(text)
         if len(text) < self.config.min_chars:
             return "too_short"
         if len(text) > self.config.max_chars:
             return "too_long"
         if self.config.boilerplate.drop_lorem_ipsum and LOREM_IPSUM in text.lower():
             return "lorem_ipsum"
-        return first_failure(text, self.config) or {**record, "text": text}
+        # The header step's author, date and subject are fields; a field the record has wins.
+        return first_failure(text, self.config) or {**fields, **record, "text": text}
+
+    @staticmethod
+    def published(config: CleanConfig, stats: StageStats, output_dir: Path) -> None:
+        """Once the shards are merged: the report of what each rule removed (data.report)."""
+        write_report(stats, output_dir, [*config.structure, "boilerplate", "other_language"])
+
+    def remove_other_languages(self, text: str) -> str:
+        other = other_language_units(text, self.config)
+        if not other:
+            return text
+        self.counters["other_language_lines"] += sum(part.count("\n") + 1 for part in other)
+        self.counters["other_language_docs"] += 1
+        if len(examples := self.samples.setdefault("other_language", [])) < SAMPLES_PER_RULE:
+            examples.append({"id": "", "removed": "\n\n".join(other)[:SAMPLE_CHARS]})
+        separator = "\n" if self.config.language_unit == "line" else "\n\n"
+        parts = [part for part in text.split(separator) if part not in set(other)]
+        return normalize_whitespace(separator.join(parts))
 
 
 def run(config: CleanConfig, input_dir: Path, output_dir: Path, workers: int = 1) -> StageStats:
-    return map_shards("clean", partial(Cleaner, config), input_dir, output_dir, workers)
+    stats = map_shards("clean", partial(Cleaner, config), input_dir, output_dir, workers)
+    Cleaner.published(config, stats, output_dir)
+    return stats

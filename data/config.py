@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from core.config import FrozenConfig
 
@@ -22,10 +22,35 @@ class CanaryConfig(FrozenConfig):
     seed: int = 0
 
 
+class ChatConfig(FrozenConfig):
+    """How a chat export's conversations become text (data.formats): one turn per line."""
+    conversations_field: str = Field(default="conversations",
+                                     description="a .json file that is one object holds its list here")
+    messages_field: str = "messages"
+    speaker_field: str = "speaker"
+    text_field: str = "text"
+    turn_format: str = Field(default="{speaker}: {text}", description="a turn as text; fields {speaker} and {text}")
+    skip_speakers: list[str] = Field(default=["system"], description="turns of these speakers (the chat tool's "
+                                                                     "own notices: joined, transferred, rate us) are left out")
+    speakers: dict[str, str] = Field(default={},
+                                     description="rename speakers, e.g. {\"Jane Doe\": \"Customer\"}: names are "
+                                                 "personal data, roles are what a model should learn")
+
+    @field_validator("turn_format")
+    @classmethod
+    def _fields(cls, value: str) -> str:
+        try:
+            value.format(speaker="s", text="t")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"turn_format may use {{speaker}} and {{text}} only ({exc})") from None
+        return value
+
+
 class IngestConfig(FrozenConfig):
     paths: list[str] = Field(default=["data/corpus/demo.jsonl.gz"], min_length=1,
                              description="files, folders, globs (repo-relative or absolute) or s3://bucket/prefix "
-                                         "of JSONL, JSONL.gz, Parquet, CSV or .txt")
+                                         "of JSONL, JSONL.gz, Parquet, CSV, .txt, mail (.mbox, .mbox.gz, .eml), "
+                                         "web pages (.html, .htm, .warc, .warc.gz) or chat exports (.json)")
     id_field: str = "id"
     text_field: str = "text"
     records_per_part: int = Field(default=10_000, ge=1,
@@ -36,6 +61,9 @@ class IngestConfig(FrozenConfig):
     s3_endpoint_url: str | None = Field(default=None,
                                         description="S3 endpoint for s3:// paths (e.g. SeaweedFS); default: "
                                                     "AWS_ENDPOINT_URL or AWS. Credentials come from the environment")
+    html_extractor: Literal["trafilatura", "resiliparse"] = Field(
+        default="trafilatura", description="main-text extraction of web pages (data.formats says how they compare)")
+    chat: ChatConfig = ChatConfig()
     canaries: CanaryConfig = CanaryConfig()
 
 
@@ -47,7 +75,22 @@ class BoilerplateConfig(FrozenConfig):
         default=["javascript", "terms of use", "privacy policy", "cookie policy", "uses cookies",
                  "use of cookies", "use cookies"],
         description="a line containing any of these (case-insensitive) is removed")
+    line_patterns: list[str] = Field(default=[], description="a line matching one of these regular expressions "
+                                                             "whole (case-insensitive) is removed; the web preset's "
+                                                             "are data.config.WEB_FURNITURE")
     min_words_per_line: int = Field(default=0, ge=0, description="shorter lines are removed; C4: 3, 0 keeps all")
+
+    @field_validator("line_patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        import re
+
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"line_patterns: {pattern!r} is not a regular expression ({exc})") from None
+        return patterns
     require_terminal_punctuation: bool = Field(default=False, description="C4: remove lines not ending in . ! ? \"")
     drop_lorem_ipsum: bool = Field(default=True, description="drop a document holding 'lorem ipsum' (reason lorem_ipsum)")
 
@@ -84,7 +127,71 @@ class GopherRepetitionConfig(FrozenConfig):
         description="gopher_dup_ngram_fraction: n -> share of characters in repeated n-grams")
 
 
+STRUCTURE_STEPS = ("headers", "quotes", "disclaimers", "signatures")  # data.structure, in the order they run
+# Gopher's eight stop words decide long documents well; a two-line reply ("Works for me. See you
+# on Thursday.") holds none of them, so short-text presets look for one of a longer list.
+SHORT_TEXT_STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with", "a", "an", "i", "you", "it",
+                         "is", "are", "was", "in", "on", "for", "me", "my", "we", "this", "not", "do", "can",
+                         "will", "thanks", "thank", "yes", "no", "ok"]
+MAIL_PRESET = {
+    "structure": list(STRUCTURE_STEPS),
+    "language_unit": "paragraph",
+    # A reply of one good sentence ("Perfect, thank you.") is a document worth keeping.
+    "min_chars": 10,
+    "gopher_quality": {"min_words": 2, "min_stop_words": 1, "stop_words": SHORT_TEXT_STOP_WORDS},
+}
+# Lines that page templates put around an article, which main-text extraction lets through.
+WEB_FURNITURE = [r"\d+ min(?:ute)?s? read", r"(?:tags|tagged|categories|category|filed under|posted in)\s*:.*",
+                 r"(?:last )?(?:updated|modified|published)(?: on)?:? .{0,40}\d{4}", r"edit (?:this|on) \w+",
+                 r"(?:share|tweet|pin)(?: this| on \w+)?", r"(?:previous|next) (?:post|article|page).{0,80}",
+                 r"(?:read more|continue reading|back to top|print this page).{0,20}",
+                 # a date (and time) alone on a line: a byline's or a post's
+                 r"(?:[A-Z][a-z]{2,8}\.? \d{1,2},? \d{4}|\d{1,2} [A-Z][a-z]{2,8},? \d{4}|\d{4}-\d{2}-\d{2})"
+                 r"(?:,? (?:at )?\d{1,2}:\d{2}(?::\d{2})? ?(?:[AP]M)?)?",
+                 # a forum thread's poster box
+                 r"(?:hero|full|jr\.?|sr\.?|junior|senior|newbie|new|active|global|god)? ?member",
+                 r"posts: [\d,]+", r"joined:? .{1,30}", r"(?:reply|re:?) #\d+.{0,80}", r"topic: .{1,120}\(read \d+ times\)"]
+# Domain presets: what differs from the defaults (books, the `books` preset) for each kind of text.
+# A profile's own values win over its preset's: `preset: mail` with `min_chars: 100` keeps 100.
+CLEAN_PRESETS: dict[str, dict] = {
+    "books": {},
+    "web": {"structure": ["quotes"], "language_unit": "paragraph", "gopher_quality": {"min_words": 30},
+            "boilerplate": {"line_patterns": WEB_FURNITURE}},
+    "mail": MAIL_PRESET,
+    "forum": MAIL_PRESET,
+    "chat": {
+        "structure": ["quotes", "disclaimers", "signatures"],
+        "language_unit": "line",
+        "min_chars": 10,
+        "gopher_quality": {"min_words": 2, "min_stop_words": 1, "stop_words": SHORT_TEXT_STOP_WORDS},
+        # "ok", "thanks", "yes": short turns repeat in any conversation, and a turn quotes another.
+        "gopher_repetition": {"max_dup_line_fraction": 0.5, "max_dup_line_char_fraction": 0.3,
+                              "max_dup_ngram_char_fraction": {}, "max_top_ngram_char_fraction": {}},
+    },
+    "code": {
+        "language_unit": "paragraph",
+        "gopher_quality": {"max_symbol_word_ratio": 0.5, "min_alpha_words_fraction": 0.5, "max_mean_word_length": 15},
+        "gopher_repetition": {"max_dup_line_fraction": 0.5, "max_dup_line_char_fraction": 0.4,
+                              "max_top_ngram_char_fraction": {}, "max_dup_ngram_char_fraction": {}},
+    },
+}
+
+
+def _under(preset: dict, given: dict) -> dict:
+    """`given` over `preset`, section by section."""
+    merged = dict(preset)
+    for key, value in given.items():
+        merged[key] = _under(preset[key], value) if isinstance(value, dict) and isinstance(
+            preset.get(key), dict) and key not in ("max_top_ngram_char_fraction", "max_dup_ngram_char_fraction") else value
+    return merged
+
+
 class CleanConfig(FrozenConfig):
+    preset: Literal["books", "web", "mail", "forum", "chat", "code"] = Field(
+        default="books", description="the domain's defaults (data.config.CLEAN_PRESETS): books, web, mail or forum "
+                                     "(mail, news, forum posts, support tickets), chat, code (code-mixed text)")
+    structure: list[str] = Field(default=[], description=f"structure steps to run, of {', '.join(STRUCTURE_STEPS)} "
+                                                         "(data.structure); the mail preset runs all")
     fix_unicode: bool = Field(default=True, description="repair mojibake and broken characters with ftfy")
     unicode_form: str = Field(default="NFKC", pattern="^(NFC|NFKC|NFD|NFKD)$")
     strip_markup: bool = Field(default=True, description="remove HTML tags and wikitext markup")
@@ -94,14 +201,32 @@ class CleanConfig(FrozenConfig):
     languages: list[str] = Field(default=["en"],
                                  description="keep these languages (fastText lid.176 codes); empty keeps all")
     min_language_score: float = Field(default=0.65, ge=0, le=1,
-                                      description="fastText probability a kept language needs (FineWeb: 0.65)")
+                                      description="fastText probability a kept language needs (FineWeb: 0.65); "
+                                                  "by paragraph or line: the share of the text's characters "
+                                                  "voting for it")
+    language_unit: Literal["document", "paragraph", "line"] = Field(
+        default="document", description="identify the language of the whole text, or by paragraph or line with "
+                                        "a vote weighted by length (headers, code and quotes cannot decide it)")
+    mixed_languages: Literal["keep", "split"] = Field(
+        default="keep", description="keep: a text is kept or dropped whole by its main language; split: "
+                                    "paragraphs (lines) in other languages are removed and the rest kept")
     gopher_quality: GopherQualityConfig = GopherQualityConfig()
     gopher_repetition: GopherRepetitionConfig = GopherRepetitionConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data):
+        if isinstance(data, dict) and data.get("preset", "books") in CLEAN_PRESETS:
+            return _under(CLEAN_PRESETS[data.get("preset", "books")], data)
+        return data
 
     @model_validator(mode="after")
     def _bounds(self):
         if self.min_chars > self.max_chars:
             raise ValueError(f"min_chars ({self.min_chars}) is above max_chars ({self.max_chars})")
+        unknown = [step for step in self.structure if step not in STRUCTURE_STEPS]
+        if unknown:
+            raise ValueError(f"structure: unknown step(s) {', '.join(unknown)}; the steps are {', '.join(STRUCTURE_STEPS)}")
         return self
 
 
@@ -149,8 +274,9 @@ class AnonymizeConfig(FrozenConfig):
 
 class ValidateConfig(FrozenConfig):
     suite: str = Field(default="configs/gx/curated.yaml", description="GX suite definition, repo-relative")
-    # Below CleanConfig.min_chars: anonymization replaces values with shorter placeholders.
-    min_chars: int = Field(default=150, ge=1)
+    # Below CleanConfig.min_chars: anonymization replaces values with shorter placeholders. Unset,
+    # it follows clean's (DataConfig), so a preset that keeps short replies does not fail validation.
+    min_chars: int = Field(default=150, ge=1, description="default: 3/4 of clean.min_chars")
     max_chars: int = Field(default=200_000, ge=1)
     data_docs: bool = Field(default=True, description="build GX Data Docs HTML beside the output (<output>.data-docs/)")
 
@@ -169,3 +295,11 @@ class DataConfig(FrozenConfig):
     split: SplitConfig = SplitConfig()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _validate_follows_clean(self):
+        if "min_chars" not in self.validate_.model_fields_set:
+            follow = max(1, self.clean.min_chars * 3 // 4)
+            if follow != self.validate_.min_chars:
+                object.__setattr__(self, "validate_", self.validate_.model_copy(update={"min_chars": follow}))
+        return self

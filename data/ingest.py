@@ -131,7 +131,7 @@ def run(config: IngestConfig, input_dir: Path | None, output_dir: Path, workers:
         for index in range(state["source"], len(sources)):
             source = sources[index]
             skip = state["consumed"] if index == state["source"] else 0
-            lines = read_source(source, config.id_field, config.text_field, config.max_record_bytes)
+            lines = read_source(source, config)
             for consumed, line in enumerate(lines, start=1):
                 if consumed <= skip:
                     continue

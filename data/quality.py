@@ -71,10 +71,54 @@ def detect_language(text: str) -> tuple[str, float]:
     return labels[0].removeprefix("__label__"), float(scores[0])
 
 
+# fastText's guess on fewer characters is noise; a unit with fewer letters than this share of its
+# characters is code, a table or a list of links, whose language says nothing; a unit whose top
+# language has a lower probability than UNIT_CONFIDENCE does not vote.
+MIN_UNIT_CHARS = 20
+MIN_LETTER_SHARE = 0.8
+UNIT_CONFIDENCE = 0.5
+
+
+def language_units(text: str, unit: str) -> list[str]:
+    """The paragraphs (or lines) of `text` that can vote on its language."""
+    parts = PARAGRAPH_BREAK.split(text.strip()) if unit == "paragraph" else LINE_BREAK.split(text)
+    return [part for part in parts if len(part) >= MIN_UNIT_CHARS
+            and sum(c.isalpha() or c.isspace() for c in part) >= MIN_LETTER_SHARE * len(part)]
+
+
+def vote_language(text: str, unit: str) -> tuple[str, float]:
+    """The language of the most characters among the units fastText is confident about (each
+    unit votes for its top language with its length), and that language's share of the votes.
+    When no unit can vote, the text is identified whole (language and probability)."""
+    if unit == "document":
+        return detect_language(text)
+    votes: Counter = Counter()
+    for part in language_units(text, unit):
+        code, score = detect_language(part)
+        if score >= UNIT_CONFIDENCE:
+            votes[code] += len(part)
+    if not votes:
+        return detect_language(text)
+    code, weight = votes.most_common(1)[0]
+    return code, weight / sum(votes.values())
+
+
+def other_language_units(text: str, config: CleanConfig) -> list[str]:
+    """The units (paragraphs; lines for `language_unit: line`) that fastText places in a language
+    not kept, with at least `min_language_score`: what `mixed_languages: split` removes."""
+    unit = "line" if config.language_unit == "line" else "paragraph"
+    found = []
+    for part in language_units(text, unit):
+        code, score = detect_language(part)
+        if code not in config.languages and score >= config.min_language_score:
+            found.append(part)
+    return found
+
+
 def language(doc: Document, config: CleanConfig) -> bool:
     if not config.languages:
         return True
-    code, score = detect_language(doc.text)
+    code, score = vote_language(doc.text, config.language_unit)
     return code in config.languages and score >= config.min_language_score
 
 

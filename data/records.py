@@ -1,8 +1,8 @@
 """Record files shared by every data stage: the outside formats ingest reads and exports write.
 
-Ingest reads JSONL, JSONL.gz, Parquet, CSV and .txt, from local files, folders, globs or
-`s3://bucket/prefix`, through `read_source`, one record at a time: memory holds one record (one
-Parquet batch), never a file. Between stages a dataset is a sharded folder (data/shards.py);
+Ingest reads JSONL, JSONL.gz, Parquet, CSV and .txt (and, through data.formats, mail, web pages
+and chat exports), from local files, folders, globs or `s3://bucket/prefix`, through
+`read_source`, one record at a time: memory holds one record (one Parquet batch), never a file. Between stages a dataset is a sharded folder (data/shards.py);
 `export_records` writes one back out as a single JSONL, JSONL.gz or Parquet file.
 
 Bytes are decoded line by line, so a line of invalid UTF-8 is quarantined alone (`invalid_utf8`)
@@ -21,10 +21,15 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Iterable, Iterator, NamedTuple
+from typing import IO, TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple
+
+from data.formats import DOCUMENT_SUFFIXES
+
+if TYPE_CHECKING:
+    from data.config import IngestConfig
 
 QUARANTINE_FILE = "quarantine.jsonl"
-SOURCE_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet", ".csv", ".txt")
+SOURCE_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet", ".csv", ".txt", *DOCUMENT_SUFFIXES)
 EXPORT_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 GLOB_CHARS = re.compile(r"[*?\[]")
 # What `surrogateescape` turns undecodable bytes into: a CSV field holding one was not UTF-8.
@@ -88,20 +93,25 @@ def _local(path: Path) -> Source:
     return Source(str(path), path.stat().st_size, lambda: open(path, "rb"))
 
 
-def s3_client(endpoint_url: str | None = None):
-    """A boto3 S3 client; credentials and region come from the environment or AWS config files,
-    the endpoint from `endpoint_url`, else AWS_ENDPOINT_URL(_S3), else AWS itself."""
+def s3_filesystem(endpoint_url: str | None = None):
+    """fsspec's S3 filesystem (s3fs); credentials and region come from the environment or AWS
+    config files, the endpoint from `endpoint_url`, else AWS_ENDPOINT_URL(_S3), else AWS itself."""
     try:
-        import boto3
+        import s3fs
     except ImportError:
-        raise DataError("reading s3:// inputs needs boto3: pip install boto3") from None
-    return boto3.client("s3", endpoint_url=endpoint_url)
+        raise DataError("reading s3:// inputs needs s3fs: pip install s3fs") from None
+    # skip_instance_cache: fsspec would hand back the instance made earlier with the same
+    # arguments, holding the credentials it found then.
+    return s3fs.S3FileSystem(endpoint_url=endpoint_url, skip_instance_cache=True)
 
 
-def s3_problem(exc: Exception, url: str, endpoint_url: str | None) -> str | None:
-    """One line saying what to do about a botocore error reading `url`; None for other errors."""
+def s3_problem(exc: BaseException, url: str, endpoint_url: str | None) -> str | None:
+    """One line saying what to do about an S3 error reading `url` (botocore's, or the OSError s3fs
+    translated it into, which keeps botocore's as its cause); None for other errors."""
     from botocore import exceptions as boto
 
+    while exc.__cause__ is not None and not isinstance(exc, (boto.BotoCoreError, boto.ClientError)):
+        exc = exc.__cause__
     where = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
     bucket = url[len("s3://"):].partition("/")[0]
     if isinstance(exc, (boto.EndpointConnectionError, boto.ConnectTimeoutError, boto.ReadTimeoutError)):
@@ -124,67 +134,50 @@ def s3_problem(exc: Exception, url: str, endpoint_url: str | None) -> str | None
 
 
 def _list_s3(url: str, endpoint_url: str | None) -> list[Source]:
-    bucket, _, prefix = url[len("s3://"):].partition("/")
-    client = s3_client(endpoint_url)
-    sources = []
+    """Every object whose key starts with the URL's prefix (as S3's ListObjects Prefix matches:
+    `s3://b/raw/a` takes raw/a.jsonl and raw/ab.jsonl)."""
+    folder, _, prefix = url[len("s3://"):].rpartition("/")
+    if not folder:  # s3://bucket or s3://bucket-prefix... : the name is the bucket
+        folder, prefix = prefix, ""
+    fs = s3_filesystem(endpoint_url)
     try:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                if item["Key"].endswith("/"):
-                    continue
-                sources.append(Source(f"s3://{bucket}/{item['Key']}", item["Size"],
-                                      _s3_opener(client, bucket, item["Key"], endpoint_url)))
+        found = fs.find(folder, prefix=prefix, detail=True)
     except Exception as exc:
-        message = s3_problem(exc, url, endpoint_url)
-        if message is None:
+        if (message := s3_problem(exc, url, endpoint_url)) is None:
             raise
         raise DataError(message) from None
+    sources = [Source(f"s3://{path}", info["size"], _s3_opener(fs, path, endpoint_url))
+               for path, info in sorted(found.items()) if info.get("type") != "directory"]
     if not sources:
         raise FileNotFoundError(f"data.ingest.paths: no object under {url}")
-    return sorted(sources, key=lambda s: s.name)
+    return sources
 
 
-def _s3_opener(client, bucket: str, key: str, endpoint_url: str | None = None) -> Callable[[], IO[bytes]]:
+def _s3_opener(fs, path: str, endpoint_url: str | None) -> Callable[[], IO[bytes]]:
     def open_object() -> IO[bytes]:
+        # s3fs reads the object by ranges, so it is never held in memory whole; the standard
+        # buffered reader on top gives readline a limit (fsspec's has none) and does the buffering.
         try:
-            body = client.get_object(Bucket=bucket, Key=key)["Body"]
+            return io.BufferedReader(fs.open(path, "rb", cache_type="none"), buffer_size=READ_CHUNK)
         except Exception as exc:
-            message = s3_problem(exc, f"s3://{bucket}/{key}", endpoint_url)
-            if message is None:
+            if (message := s3_problem(exc, f"s3://{path}", endpoint_url)) is None:
                 raise
             raise DataError(message) from None
-        return io.BufferedReader(_StreamReader(body), buffer_size=READ_CHUNK)
     return open_object
-
-
-class _StreamReader(io.RawIOBase):
-    """botocore's streaming body as a raw stream, so the standard buffered reader (readline with
-    a limit, gzip) streams it: the object is never held in memory whole."""
-
-    def __init__(self, body):
-        self._body = body
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        chunk = self._body.read(len(buffer))
-        buffer[:len(chunk)] = chunk
-        return len(chunk)
-
-    def close(self) -> None:
-        self._body.close()
-        super().close()
 
 
 # Reading records
 
-def read_source(source: Source, id_field: str = "id", text_field: str = "text",
-                max_record_bytes: int = 10_000_000) -> Iterator[SourceLine]:
+def read_source(source: Source, config: IngestConfig) -> Iterator[SourceLine]:
     """Every record of one input file. A file that cannot be read at all (not gzip, not Parquet,
     an unknown format) yields one SourceLine with its problem instead of raising."""
+    from data.formats import read_document_source
+
+    id_field, text_field, max_record_bytes = config.id_field, config.text_field, config.max_record_bytes
     try:
-        if source.endswith((".jsonl", ".jsonl.gz")):
+        if source.endswith(DOCUMENT_SUFFIXES):
+            yield from read_document_source(source, config)
+        elif source.endswith((".jsonl", ".jsonl.gz")):
             yield from _read_jsonl_lines(source, max_record_bytes)
         elif source.endswith((".parquet",)):
             yield from _read_parquet_rows(source, max_record_bytes)

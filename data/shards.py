@@ -115,6 +115,10 @@ class Processor(Protocol):
     # (with up to BATCH_RECORDS records) when a processor has it: spaCy is faster on batches.
     # Optional: `start_shard(job)`, called before a shard's first record, for a processor whose
     # outcome depends on where a record sits (dedup's decisions are per record position).
+    # Optional: `samples`, step -> [{"id", "removed"}]: examples of what the processor removed from
+    # records it kept, written beside the output (`<output>.removed-samples.jsonl`).
+    # Optional: a static `published(config, stats, output_dir)`, called once the shards are merged
+    # by whichever executor ran them (clean writes its report there).
 
 
 BATCH_RECORDS = 256
@@ -190,6 +194,7 @@ def run_shard(job: ShardJob, make_processor: Callable[[], Processor]) -> None:
         raise
     result["bytes_out"] = job.target.stat().st_size
     result["counters"] = dict(processor.counters)
+    result["removed"] = getattr(processor, "samples", {})  # examples of what a step removed from kept records
     # The marker comes last: a shard counts as done only once its part is in place.
     atomic_write_text(job.marker, json.dumps(result, ensure_ascii=False, default=dict))
 
@@ -205,7 +210,7 @@ def finish(stage: str, input_dir: Path, output_dir: Path, seconds: float = 0.0,
     if missing:
         raise RuntimeError(f"{stage}: cannot finish, shards not done: {', '.join(missing[:5])}")
     stats = StageStats(stage=stage, seconds=round(seconds, 4))
-    samples = _merge_markers(stats, markers)
+    samples, removed = _merge_markers(stats, markers)
     stats.extra["shards"] = len(parts)
     stats.extra["shards_resumed"] = shards_resumed
     shutil.rmtree(work / MARKERS_DIR)
@@ -213,6 +218,8 @@ def finish(stage: str, input_dir: Path, output_dir: Path, seconds: float = 0.0,
         leftover.unlink()
     replace_dir(work, output_dir)
     write_samples(output_dir, samples)
+    if removed:
+        write_samples(output_dir, removed, kind="removed")
     stats.write(output_dir)
     return stats
 
@@ -236,8 +243,9 @@ def map_shards(stage: str, make_processor: Callable[[], Processor], input_dir: P
     return finish(stage, input_dir, output_dir, time.perf_counter() - started, len(jobs) - len(todo))
 
 
-def _merge_markers(stats: StageStats, markers: list[Path]) -> dict[str, list[dict]]:
+def _merge_markers(stats: StageStats, markers: list[Path]) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
     samples: dict[str, list[dict]] = {}
+    removed: dict[str, list[dict]] = {}
     counters: Counter = Counter()
     for marker in markers:
         result = json.loads(marker.read_text())
@@ -250,17 +258,22 @@ def _merge_markers(stats: StageStats, markers: list[Path]) -> dict[str, list[dic
         counters.update(result["counters"])
         for reason, records in result["samples"].items():
             samples.setdefault(reason, []).extend(records)
+        for step, examples in result.get("removed", {}).items():
+            removed.setdefault(step, []).extend(examples)
     stats.extra.update(counters)
-    return samples
+    return samples, removed
 
 
-def samples_path(output_dir: Path) -> Path:
-    """Dropped-record samples live beside the output, like its stats (see core.stats.stats_path)."""
+def samples_path(output_dir: Path, kind: str = "dropped") -> Path:
+    """Samples live beside the output, like its stats (see core.stats.stats_path): of dropped
+    records (`dropped`, {"reason", "record"}), and of lines a step removed from kept records
+    (`removed`, {"reason": step, "record": {"id", "removed"}})."""
     output_dir = Path(output_dir)
-    return output_dir.parent / f"{output_dir.name}.dropped-samples.jsonl"
+    return output_dir.parent / f"{output_dir.name}.{kind}-samples.jsonl"
 
 
-def write_samples(output_dir: Path, samples: dict[str, list[dict]], per_reason: int = 3) -> None:
+def write_samples(output_dir: Path, samples: dict[str, list[dict]], per_reason: int = 3,
+                  kind: str = "dropped") -> None:
     lines = [json.dumps({"reason": reason, "record": record}, ensure_ascii=False)
              for reason in sorted(samples) for record in samples[reason][:per_reason]]
-    atomic_write_text(samples_path(output_dir), "".join(line + "\n" for line in lines))
+    atomic_write_text(samples_path(output_dir, kind), "".join(line + "\n" for line in lines))

@@ -660,6 +660,8 @@ def _run_data(stages: list[str], input_: str, output: str, profile: str | None, 
             typer.secho(f"{stage}: did NOT look for {unchecked.replace(',', ', ')} (this profile's settings): "
                         "such values passed through unchanged", fg=typer.colors.YELLOW)
     typer.echo(f"wrote {output} (stats: {output}.stats.json)")
+    if Path(f"{output}.clean.report.html").is_file():
+        typer.echo(f"what each clean rule removed, with examples: {output}.clean.report.html")
 
 
 RunnerOpt = Annotated[Optional[str], typer.Option(

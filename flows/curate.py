@@ -33,11 +33,16 @@ Runner = Literal["process", "thread", "dask"]
 RUNNERS = ("process", "thread", "dask")
 
 
-def processor_factory(stage: str, config: DataConfig):
-    """The stage's processor class with its config bound, to build in each worker (named in
-    data.stages, imported here: the stage modules stay free to change around it)."""
+def processor_class(stage: str):
+    """The stage's processor class (named in data.stages, imported here: the stage modules stay
+    free to change around it)."""
     module, _, name = STAGES[stage].processor.partition(":")
-    return partial(getattr(importlib.import_module(module), name), STAGES[stage].config_of(config))
+    return getattr(importlib.import_module(module), name)
+
+
+def processor_factory(stage: str, config: DataConfig):
+    """The stage's processor class with its config bound, to build in each worker."""
+    return partial(processor_class(stage), STAGES[stage].config_of(config))
 
 
 @task(task_run_name="{stage}-{job.source.name}", cache_policy=NO_CACHE)
@@ -60,6 +65,8 @@ def sharded_stage(stage: str, config: DataConfig, input_dir: Path, output_dir: P
     for future in futures:
         future.result()  # raises the first shard's failure; finished shards keep their markers
     stats = finish(stage, input_dir, output_dir, time.perf_counter() - started, len(jobs) - len(todo))
+    if published := getattr(processor_class(stage), "published", None):
+        published(STAGES[stage].config_of(config), stats, output_dir)  # as the stage's own run does
     return stats.model_dump()
 
 
@@ -146,7 +153,8 @@ def curate_file(config: DataConfig, stages: list[str], source: str, output: Path
     """`conveyor data`: ingest `source` (a file, folder, glob or s3:// URL of any ingestable
     format), run `stages` in order, and export the records to `output`: a JSONL, JSONL.gz or
     Parquet file by suffix, else a sharded folder. Beside it: `<output>.stats.json` (per-stage
-    stats) and `<output>.quarantine.jsonl` (ingest's rejects). Intermediate folders live in a
+    stats), `<output>.quarantine.jsonl` (ingest's rejects), and per stage what its rules removed
+    (`<output>.clean.report.html`, `<output>.<stage>.dropped-samples.jsonl`, ...). Intermediate folders live in a
     temporary folder beside `output`, removed at the end. The stages run with the plain stage
     functions (a process pool of `workers`), or with `runner` as the `curate` flow on that task
     runner (the same output)."""
@@ -176,6 +184,10 @@ def curate_file(config: DataConfig, stages: list[str], source: str, output: Path
         for stage in stages:
             if not STAGES[stage].records:  # validate: a report; the records are its input's
                 shutil.copy(work / stage / "report.json", beside(output, f".{stage}-report.json"))
+            # What each stage's rules removed: samples and clean's report, as `<output>.<stage>.<kind>`.
+            for kind in (".dropped-samples.jsonl", ".removed-samples.jsonl", ".report.html"):
+                if beside(work / stage, kind).is_file() and beside(work / stage, kind).stat().st_size:
+                    shutil.copy(beside(work / stage, kind), beside(output, f".{stage}{kind}"))
         records_dir = work / [stage for stage in stages if STAGES[stage].records][-1]
         quarantine = work / "ingest" / QUARANTINE_FILE
         if quarantine.stat().st_size:

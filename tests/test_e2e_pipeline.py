@@ -288,14 +288,15 @@ def personal_values(checkout: Path) -> set[str]:
 
 def allowed_raw_data(state: Path) -> tuple[list[Path], set[str]]:
     """Where the raw data may be: the stage outputs before anonymize and their quarantines (ingest's
-    quarantine.jsonl inside, the samples of dropped records beside: data/shards.samples_path),
+    quarantine.jsonl inside, the samples of dropped records and removed lines beside:
+    data/shards.samples_path; the clean report shows them redacted and is scanned),
     and DVC's cached copies of them (by md5, from dvc.lock)."""
     import yaml
 
     from data.shards import samples_path
 
     folders = [state / "data" / stage for stage in ("ingest", "clean", "dedup")]
-    folders += [samples_path(folder) for folder in folders]
+    folders += [samples_path(folder, kind) for folder in folders for kind in ("dropped", "removed")]
     lock = yaml.safe_load((state.parent / "dvc.lock").read_text())["stages"]
     md5s = set()
     for stage in ("ingest", "clean", "dedup"):
