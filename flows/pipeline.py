@@ -586,9 +586,13 @@ def _log_compression_report(client, run_id: str, variants: list[dict], metrics: 
 
 
 def _log_validation_artifacts(client, run_id: str) -> None:
-    """The Great Expectations result and Data Docs of the last validation, passed or failed."""
+    """The Great Expectations result and Data Docs of the last validation, passed or failed, and
+    clean's report of what each rule removed (its examples redacted)."""
+    from data.report import report_path
     from data.validate import data_docs_dir, gx_result_path
 
+    if report_path(DVC_DATA_DIR / STAGES["clean"].output).is_file():
+        client.log_artifact(run_id, str(report_path(DVC_DATA_DIR / STAGES["clean"].output)), "curation")
     output = DVC_DATA_DIR / STAGES["validate"].output
     if gx_result_path(output).is_file():
         client.log_artifact(run_id, str(gx_result_path(output)), "validation")

@@ -154,8 +154,10 @@ def test_mlflow_shows_the_validation_curve_and_lines_the_variants_up(checkout, t
         f"curve = [m.step for m in c.get_metric_history('{run_id}', 'val/loss')]\n"
         f"kids = c.search_runs([run.info.experiment_id], \"tags.mlflow.parentRunId = '{run_id}'\")\n"
         "kind = c.get_experiment(run.info.experiment_id).tags.get('mlflow.experimentKind')\n"
-        "print(json.dumps({'curve': curve, 'kind': kind, 'kids': {k.data.tags['conveyor.variant']:\n"
-        "                  sorted(k.data.metrics) for k in kids}}))\n"))
+        f"curation = [a.path for a in c.list_artifacts('{run_id}', 'curation')]\n"
+        "print(json.dumps({'curve': curve, 'kind': kind, 'curation': curation, 'kids': {\n"
+        "                  k.data.tags['conveyor.variant']: sorted(k.data.metrics) for k in kids}}))\n"))
+    assert found["curation"] == ["curation/clean.report.html"]  # what each clean rule removed
     assert found["curve"] == [10, 20, 30]
     assert found["kind"] == "finetuning"  # MLflow's UI opens the experiment on its training-runs view
     assert set(found["kids"]) == {"base", "int8", "wanda50", "wanda50-int8"}
