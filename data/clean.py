@@ -21,7 +21,7 @@ from functools import cache, partial
 from pathlib import Path
 
 from core.stats import StageStats
-from data.config import BoilerplateConfig, CleanConfig
+from data.config import STRUCTURE_STEPS, BoilerplateConfig, CleanConfig
 from data.quality import first_failure, other_language_units
 from data.shards import map_shards
 from data.report import write_report
@@ -173,7 +173,9 @@ class Cleaner:
     def __init__(self, config: CleanConfig):
         self.config = config
         self.counters: Counter = Counter()
-        self.structure = Structure(tuple(config.structure), counters=self.counters)
+        # The steps run in their own order whatever the list's (disclaimers before signatures: a
+        # notice under a signature would hide it).
+        self.structure = Structure(tuple(s for s in STRUCTURE_STEPS if s in config.structure), counters=self.counters)
         self.samples = self.structure.samples  # what each step removed, a few examples (data.shards)
 
     def process(self, record: dict) -> dict | str:
@@ -184,7 +186,7 @@ class Cleaner:
             text, fields = self.structure.apply(text.replace("\r\n", "\n").replace("\r", "\n"), str(record["id"]))
         text = clean_text(text, self.config, self.counters, self.samples, str(record["id"]))
         if self.config.mixed_languages == "split" and self.config.languages and text:
-            text = self.remove_other_languages(text)
+            text = self.remove_other_languages(text, str(record["id"]))
         if len(text) < self.config.min_chars:
             return "too_short"
         if len(text) > self.config.max_chars:
@@ -199,14 +201,14 @@ class Cleaner:
         """Once the shards are merged: the report of what each rule removed (data.report)."""
         write_report(stats, output_dir, [*config.structure, "boilerplate", "other_language"])
 
-    def remove_other_languages(self, text: str) -> str:
+    def remove_other_languages(self, text: str, record_id: str) -> str:
         other = other_language_units(text, self.config)
         if not other:
             return text
         self.counters["other_language_lines"] += sum(part.count("\n") + 1 for part in other)
         self.counters["other_language_docs"] += 1
         if len(examples := self.samples.setdefault("other_language", [])) < SAMPLES_PER_RULE:
-            examples.append({"id": "", "removed": "\n\n".join(other)[:SAMPLE_CHARS]})
+            examples.append({"id": record_id, "removed": "\n\n".join(other)[:SAMPLE_CHARS]})
         separator = "\n" if self.config.language_unit == "line" else "\n\n"
         parts = [part for part in text.split(separator) if part not in set(other)]
         return normalize_whitespace(separator.join(parts))

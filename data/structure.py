@@ -1,25 +1,32 @@
-"""Structure-aware cleaning for mail, news, forum and support text: named steps, each removing the
-lines of one kind that are not the author's own prose, with counts.
+"""Structure-aware cleaning for mail, news, forum, chat and support text: named steps, each
+removing the lines of one kind that are not the author's own prose, with counts.
 
 A model trained on a mail archive as it comes learns mail headers and repeats other people's
 quoted words: in 200 real forum posts, 46% of the non-empty lines were headers or quoted replies.
-The steps, in the order they run (`data.clean.structure.steps` chooses which):
+The steps, in the order they run (`clean.structure` chooses which; data.config.STRUCTURE_STEPS):
 
 - `headers`: an RFC 822 / news header block at the top of the text (From:, Date:, Subject:,
-  Newsgroups: ...) goes; its author, date and subject become fields of the record.
-- `quotes`: what the author quotes: `>` lines, the line that introduces them ("On ... wrote:",
-  "Quote from: ...", "[quote=...]"), BBCode quote blocks, and everything below an original-message
-  separator ("-----Original Message-----", a quoted From:/Sent:/To: block, "Begin forwarded
-  message:"). A scraped forum quote has no end marker: "bob wrote:" takes the paragraph under it.
-- `signatures`: everything from a signature separator ("-- ", a line of underscores) or a closing
-  ("Best regards,", "Thanks,") to the end when what follows is short, and "Sent from my ..." lines.
-- `disclaimers`: paragraphs of confidentiality notices, unsubscribe and mailing-list footers.
+  Newsgroups: ...), whose author, date and subject become fields of the record; a digest's
+  per-message header blocks ("Message: 3" and the headers under it); a helpdesk mail's first
+  comment header (an author line over a date-and-time line).
+- `quotes`: what the author quotes: `>` runs (not shell or REPL prompts, not "> 90% of ..."), the
+  line that introduces them ("On ... wrote:", "jane@x (Jane) writes:"), BBCode quote blocks, and
+  everything below an original-message separator ("-----Original Message-----", a quoted
+  From:/Sent:/To: block, "Begin forwarded message:", a helpdesk mail's earlier comments). A scraped
+  forum quote has no end marker: "bob wrote:" / "Quote from: bob" takes the paragraph under it.
+- `disclaimers`: confidentiality notices and list footers (a paragraph with their wording), and
+  the lines tools add: digest preambles and topic lists, helpdesk reply markers, forum buttons,
+  chat widget notices.
+- `signatures`: everything from a signature's start to the end: the "-- " delimiter, a line of
+  underscores or dashes, or a closing ("Best regards,") with a short tail; "-- Jane" or "-E" as the
+  last line; "Sent from my ..." anywhere.
 
 Each step is a function from a list of lines to the set of line numbers it removes, so a step can
-be read and tested alone; `Structure.apply` runs the chosen ones and keeps per-step counts and a
-few examples of what each removed. Written here, not taken from a library: the maintained ones
-cover one shape each (email-reply-parser: top-posted replies; talon needs an old scikit-learn and
-a model), and benchmarks/curation_bench.py measures these steps on the labelled set.
+be read and tested alone; `Structure.apply` runs the chosen ones (a removed line is blanked, so
+the next step still sees where a block was) and keeps per-step counts and a few examples. Written
+here, not taken from a library: the maintained ones cover one shape each (email-reply-parser:
+top-posted replies; talon needs an old scikit-learn and a model). benchmarks/structure_bench.py
+measures the steps on the labelled set in benchmarks/curation_set.
 """
 
 from __future__ import annotations

@@ -645,6 +645,7 @@ def _run_data(stages: list[str], input_: str, output: str, profile: str | None, 
         _fail(str(exc))
     if profile is None:
         typer.echo("no --profile: the data stages' own defaults (every PII type, NER on)")
+    _suggest_preset(config, stages, input_)
     from flows.curate import curate_file
     from data.validate import ValidationFailed
 
@@ -662,6 +663,22 @@ def _run_data(stages: list[str], input_: str, output: str, profile: str | None, 
     typer.echo(f"wrote {output} (stats: {output}.stats.json)")
     if Path(f"{output}.clean.report.html").is_file():
         typer.echo(f"what each clean rule removed, with examples: {output}.clean.report.html")
+
+
+PRESET_OF_SUFFIX = {".mbox": "mail", ".mbox.gz": "mail", ".eml": "mail", ".html": "web", ".htm": "web",
+                    ".warc": "web", ".warc.gz": "web", ".json": "chat"}
+
+
+def _suggest_preset(config, stages: list[str], input_: str) -> None:
+    """Mail, web pages or chat cleaned with the books preset lose short replies and keep quotes:
+    say which preset fits (one line)."""
+    if "clean" not in stages or config.clean.preset != "books":
+        return
+    preset = next((p for suffix, p in PRESET_OF_SUFFIX.items() if input_.endswith(suffix)), None)
+    if preset:
+        option = "preset" if stages == ["clean"] else "clean.preset"
+        typer.secho(f"note: clean runs its books preset on {input_.rsplit('/', 1)[-1]}; for this kind of text add "
+                    f"--set {option}={preset}", fg=typer.colors.YELLOW)
 
 
 RunnerOpt = Annotated[Optional[str], typer.Option(

@@ -52,3 +52,16 @@ def test_drift_before_any_run_says_to_run_the_pipeline(tmp_path):
     lines = [line for line in err.splitlines() if line.strip() and "mlflow.store.db.utils" not in line]
     assert lines == ["conveyor-lm-test has no champion to compare with: run the pipeline first "
                      "(`conveyor run --profile test`)"], err
+
+
+def test_mail_cleaned_with_the_books_preset_gets_a_hint_and_the_report_is_named(tmp_path):
+    from pathlib import Path
+
+    mbox = Path(__file__).resolve().parents[1] / "benchmarks" / "curation_set" / "mail" / "archive.mbox"
+    code, out, err = conveyor(tmp_path, "data", "clean", str(mbox), str(tmp_path / "out.jsonl"), "--workers", "1")
+    assert code == 0 and no_traceback(out + err)
+    assert "note: clean runs its books preset on archive.mbox; for this kind of text add --set preset=mail" in out
+    assert f"what each clean rule removed, with examples: {tmp_path / 'out.jsonl'}.clean.report.html" in out
+    code, out, err = conveyor(tmp_path, "data", "all", str(mbox), str(tmp_path / "mail.jsonl"), "--workers", "1",
+                              "--set", "clean.preset=mail")
+    assert code == 0 and "note:" not in out and "clean: 127 in, 119 out" in out, out + err
