@@ -51,6 +51,24 @@ def documents(count: int, words: int) -> list[str]:
     raise SystemExit(f"the demo corpus holds fewer than {count} pieces of {words} words")
 
 
+def untuned_val_loss(init_from: str, data: Path, tokenizer_dir: Path) -> float:
+    """The starting model's loss on the validation blocks the trainer scores (same packing), the
+    reference both fine-tunes' validation losses are read against."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from training.config import ModelConfig
+    from training.model import load_pretrained
+    from training.packing import pack_blocks, tokenize_documents
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    blocks = pack_blocks(tokenize_documents(data / "validation.jsonl", tokenizer), tokenizer.eos_token_id, 129)
+    model = load_pretrained(ModelConfig(init_from=init_from)).eval()
+    with torch.inference_mode():
+        logits = model(input_ids=blocks[:, :-1]).logits
+    return float(torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), blocks[:, 1:].flatten()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=REPO_ROOT / ".conveyor" / "bench" / "privacy")
@@ -103,6 +121,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         model, tokenizer = load_model(result.model_dir)
         leak = cn.measure(model, tokenizer, made, samples=args.samples)
+        if name == "plain":
+            results["untuned"] = {"val_loss": untuned_val_loss(args.init_from, data, tokenizer_dir)}
         results[name] = {"exposure_mean": leak["canary/secret/exposure_mean"],
                          "exposure_max": leak["canary/secret/exposure_max"],
                          "extracted": leak["canary/extracted"], "val_loss": result.val_loss,
@@ -116,10 +136,11 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"{'run':6} {'exposure mean':>13} {'max':>6} {'extracted':>9} {'val loss':>8} {'s/step':>7} {'epsilon':>8}")
-    for name, r in results.items():
+    for name in ("plain", "dp"):
+        r = results[name]
         print(f"{name:6} {r['exposure_mean']:13.2f} {r['exposure_max']:6.2f} {r['extracted']:9.0f} "
               f"{r['val_loss']:8.3f} {r['seconds_per_step']:7.2f} {r['epsilon'] or 0:8.2f}")
-
+    print(f"untuned model's validation loss: {results['untuned']['val_loss']:.3f}")
 
 if __name__ == "__main__":
     main()
