@@ -100,6 +100,12 @@ PERSON_CUE = re.compile(
     r"|\b(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+|\bMiss[ \t]+)"
     r"([^\W\d_][\w'’-]*(?:[ \t]+(?:[^\W\d_]\.|[^\W\d_][\w'’-]*)){0,2})")
 POSSESSIVE = ("'s", "’s")  # "Pedro's": the name ends before it
+# A place named inside the name of an event, a treaty or an institution ("the Treaty of Westphalia",
+# "the Peace of Augsburg", "the Port of Seattle") says where the thing is, not where a person is:
+# spaCy tags the place alone, and replacing it would only damage PII-free text.
+NAMED_AFTER_PLACE = re.compile(
+    r"\b(?:Treaty|Peace|Battle|Siege|Sack|Congress|Council|Diet|Edict|Act|Convention|Declaration|"
+    r"University|Bank|Port|Archbishop|Bishop|Duke|Duchess|Earl)\s+of\s+(?:the\s+)?$")
 LEXICON_DIR = Path(__file__).parent / "lexicons"
 # A capitalised word (letters, inner apostrophes/hyphens) and the whitespace-free gap to the next.
 WORD = re.compile(r"(?<![\w'’-])[^\W\d_][\w'’-]*")
@@ -537,7 +543,9 @@ class PiiDetector:
         # A name or a place holds no digits: spaCy's small model reads room numbers ("B-204"),
         # clock times and hashes in logs as places and people.
         spans = [span for span in ner if span.entity in self.entities
-                 and not any(char.isdigit() for char in text[span.start:span.end])]
+                 and not any(char.isdigit() for char in text[span.start:span.end])
+                 and not (span.entity == "LOCATION"
+                          and NAMED_AFTER_PLACE.search(text, max(0, span.start - 40), span.start))]
         for entity, finders, needs in self.rules:
             if needs is None or needs(text):
                 for find in finders:

@@ -228,6 +228,14 @@ def test_ner_keeps_a_lone_lexicon_name_it_reads_as_a_place(with_ner):
     assert text == "He moved to <LOCATION> last year and met <PERSON> there."
 
 
+def test_a_place_inside_a_treaty_or_institution_name_stays_and_a_residence_does_not(with_ner):
+    text, counts = with_ner.anonymize("The Treaty of Westphalia ended the war; see also the Peace of Augsburg "
+                                      "and the Port of Seattle. She moved to Augsburg last year.")
+    assert text == ("The Treaty of Westphalia ended the war; see also the Peace of Augsburg "
+                    "and the Port of Seattle. She moved to <LOCATION> last year.")
+    assert counts == {"LOCATION": 1}
+
+
 def test_a_batch_gives_what_one_record_at_a_time_gives(with_ner):
     records = [{"id": str(i), "text": text} for i, text in enumerate([
         "Yesterday Ada Lovelace flew from London to Paris.", "", "Mail jane@example.com or call +44 20 7946 0958.",
