@@ -1,15 +1,18 @@
-"""Differential privacy on SmolLM2-135M (LoRA, CPU): does DP-SGD keep canaries the plain
+"""Differential privacy on SmolLM2-135M (LoRA; CPU or one GPU): does DP-SGD keep canaries the plain
 fine-tune memorizes, at equal steps, and what does it cost?
 
     python benchmarks/privacy_bench.py                 # 2 runs of --steps steps (~15 min on 2 cores)
     python benchmarks/privacy_bench.py --steps 20      # quicker, weaker memorization
+    python benchmarks/privacy_bench.py --device cuda --docs 4000 --batch 256 --steps 150   # DP that learns
 
-Data: --docs documents of the demo corpus (its first --words words each), with --canaries
+Data: --docs documents of --words words (the demo corpus' texts cut into pieces; before
+2026-12-04 each document was one text's first words, so at most ~1,000 existed), with --canaries
 secret-code canaries ("... my secret code is 123456.") each appended to --repeats documents
 (evaluation/canaries.py). Both runs fine-tune the same LoRA adapters through the training stage
-(one CPU rank, ZeRO-0: what DP requires), same lr, batch and steps; the DP run adds per-example
+(one rank, ZeRO-0: what DP requires), same lr, batch and steps; the DP run adds per-example
 clipping and noise for --epsilon at delta --delta. Reported per run: canary exposure (mean, max;
-of log2(--samples + 1) bits) and extractions, validation loss, seconds per step, epsilon spent.
+of log2(--samples + 1) bits) and extractions, validation loss, seconds per step, epsilon spent;
+and the untuned model's validation loss, the reference for both.
 Results as JSON to --out and a table to stdout.
 """
 
