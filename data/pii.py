@@ -427,6 +427,25 @@ def not_in_id_headers(find):
     return filtered
 
 
+# What a label right before a number says it is. A dotted quad after "firmware" or "version" is a
+# version string (the issue's look-alikes), not an address; digits after "ref." or "order no." are a
+# reference, not a phone number.
+VERSION_LABEL = re.compile(r"(?i:\b(?:v|ver|version|firmware|fw|build|release|bundle|runtime|revision|rev)"
+                           r"\.?[ \t]*[:=#]?[ \t]*)$")
+REFERENCE_LABEL = re.compile(r"(?i:\b(?:ref|reference|order|invoice|part|sku|serial|tracking|po|case|ticket)"
+                             r"\.?[ \t]*(?:no\.?|number|#)?[ \t]*[:=#]?[ \t]*)$")
+
+
+def not_after(label: re.Pattern, find):
+    """`find`'s spans, except those right after a match of `label` on the same line."""
+    def filtered(text: str) -> Iterator[tuple[int, int]]:
+        for start, end in find(text):
+            line_start = text.rfind("\n", max(0, start - 40), start) + 1 or max(0, start - 40)
+            if not label.search(text, max(line_start, start - 40), start):
+                yield start, end
+    return filtered
+
+
 RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
     "URL_CREDENTIALS": [finder(URL_CREDENTIALS, always, group=1)],
     "EMAIL": [not_in_id_headers(finder(EMAIL, always)), finder(EMAIL_MARKED_AT, always),
@@ -434,10 +453,12 @@ RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
     "IBAN": [find_iban],
     "CREDIT_CARD": [finder(CARD_CANDIDATE, is_card_number)],
     "US_SSN": [finder(SSN_CANDIDATE, is_ssn), finder(SSN_LABELLED, lambda v: is_ssn(f"{v[:3]}-{v[3:5]}-{v[5:]}"), group=1)],
-    "IP_ADDRESS": [finder(IPV4_CANDIDATE, is_ip_address), finder(IPV6_CANDIDATE, is_ip_address)],
-    "PHONE": [with_extension(finder(INTERNATIONAL_PHONE, is_international_phone)),
-              with_extension(finder(US_PHONE, always)), with_extension(finder(NATIONAL_PHONE, is_national_phone)),
-              finder(ENCODED_PHONE, always)],
+    "IP_ADDRESS": [not_after(VERSION_LABEL, finder(IPV4_CANDIDATE, is_ip_address)),
+                   finder(IPV6_CANDIDATE, is_ip_address)],
+    "PHONE": [not_after(REFERENCE_LABEL, find) for find in (
+              with_extension(finder(INTERNATIONAL_PHONE, is_international_phone)),
+              with_extension(finder(US_PHONE, always)), with_extension(finder(NATIONAL_PHONE, is_national_phone)))]
+             + [finder(ENCODED_PHONE, always)],
     "PERSON": [find_cued_names, find_header_names, find_query_names, find_lowercase_names],
 }
 # Cheap tests that skip a detector's regexes on texts that cannot hold its entity.

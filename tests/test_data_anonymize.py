@@ -90,6 +90,9 @@ def test_each_structured_entity_is_replaced(text, expected):
     # phones with extensions and percent-encoded; SSNs after their label; IBANs in lower case
     ("call (415) 555-0132 ext. 214 today", "call <PHONE> today"),
     ("call 202.555.0143 x77 today", "call <PHONE> today"),
+    # the same numbers without the label before them
+    ("login from 10.4.0.2 failed; version 2 is out, host 10.4.0.3", "login from <IP_ADDRESS> failed; version 2 is out, host <IP_ADDRESS>"),
+    ("ref. below; call 0042-7781-3310", "ref. below; call <PHONE>"),
     ("/checkout?phone=%2B14155550199&a=b", "/checkout?phone=<PHONE>&a=b"),
     ("her ssn=219099998 was wrong", "her ssn=<US_SSN> was wrong"),
     ("SSN: 219099998.", "SSN: <US_SSN>."),
@@ -109,6 +112,9 @@ def test_forms_real_text_holds_are_replaced(text, expected):
     "uuid 7d44c6a2-18e5-4e0c-bd3b-5a4fd1f0c9a1 sha 9c1185a5c5e9fc54612808977ee8f548b2258d31",
     "PO number 4500012345, serial 123456789, invoice INV-2024-00931 dated 2025-03-11",
     "server: {host: 0.0.0.0, port: 8443}, health check on 127.0.0.1, broadcast 255.255.255.255",
+    # four-part versions are dotted quads; digits after a reference label are no phone
+    "Added: firmware bundle 2.10.4.18 for the printers\nFirmware: 6.2.1.44 (v 10.4.0.2)",
+    "Total: EUR 135.40. Supplier ref. 0042-7781-3310, order no. 555-201-7788",
 ])
 def test_look_alikes_are_left_alone(text):
     assert anonymize.anonymize_text(text, STRUCTURED) == (text, {})
