@@ -52,6 +52,8 @@ RECIPES = {
     "magnitude50": [{"magnitude": {"sparsity": 0.5}}],
     "wanda50": [{"wanda": {"sparsity": 0.5}}],
     "wanda24": [{"wanda": {"pattern": "2:4"}}],
+    "sparsegpt50": [{"sparsegpt": {"sparsity": 0.5}}],
+    "sparsegpt24": [{"sparsegpt": {"pattern": "2:4"}}],
     "wanda50-int8": ["wanda50", "int8"],
 }
 TRAIN_RECIPES = {
@@ -61,6 +63,7 @@ TRAIN_RECIPES = {
     # The same recovery on the dense model's logits instead of the text's next tokens.
     "wanda50-recovered-kd": [{"wanda": {"sparsity": 0.5}}, {"recover": {"steps": 250, "lr": 2e-4, "alpha": 1.0}}],
     "wanda24-recovered": [{"wanda": {"pattern": "2:4"}}, {"recover": {"steps": 500, "lr": 2e-4}}],
+    "sparsegpt24-recovered": ["sparsegpt24", {"recover": {"steps": 500, "lr": 2e-4}}],
     "student15": [{"distill": {"layers": 15, "steps": 100, "lr": 5e-4}}],
     # The twin the student must beat: the same student, steps and tokens on cross-entropy alone.
     "student15-ce": [{"distill": {"layers": 15, "steps": 100, "lr": 5e-4, "alpha": 0.0}}],

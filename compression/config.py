@@ -106,6 +106,27 @@ class Wanda(Prune):
     calibration_seq_len: int = Field(default=128, ge=8, description="tokens per calibration block")
 
 
+class SparseGPT(Prune):
+    """Prune each layer and update the weights it keeps to make up for the ones it removed
+    (SparseGPT, Frantar & Alistarh 2023): column by column, the pruning error goes into the
+    columns not yet visited through the inverse Hessian of the layer's inputs, with decoder
+    layers taken in order on the outputs of the already-pruned ones. Choices within a row: the
+    lowest w^2 / [H^-1]_jj of each block of columns (unstructured) or of each group of four (2:4)."""
+
+    kind: Literal["sparsegpt"] = "sparsegpt"
+    calibration_samples: int = Field(default=64, ge=1, description="blocks of the curated train split")
+    calibration_seq_len: int = Field(default=128, ge=8, description="tokens per calibration block")
+    dampening: float = Field(default=0.01, gt=0, lt=1, description="added to the Hessian's diagonal, as a share "
+                             "of its mean, so it inverts")
+    block_size: int = Field(default=128, ge=4, description="columns updated together (a multiple of 4)")
+
+    @model_validator(mode="after")
+    def _blocks_hold_whole_groups(self):
+        if self.block_size % 4:
+            raise ValueError(f"block_size {self.block_size} must be a multiple of 4 (2:4 groups)")
+        return self
+
+
 class Recover(FrozenConfig):
     """Fine-tune a pruned model through the training stage (DeepSpeed), its zeros kept zero."""
 
@@ -140,13 +161,14 @@ class Bf16Weights(FrozenConfig):
     kind: Literal["bf16_weights"] = "bf16_weights"
 
 
-Step = Annotated[Union[Int8WeightOnly, Int8Dynamic, Int4WeightOnly, SmoothQuant, Magnitude, Wanda, Recover, Distill,
-                       Bf16Weights],
+Step = Annotated[Union[Int8WeightOnly, Int8Dynamic, Int4WeightOnly, SmoothQuant, Magnitude, Wanda, SparseGPT, Recover,
+                       Distill, Bf16Weights],
                  Field(discriminator="kind")]
-STEP_KINDS = ("int8_weight_only", "int8_dynamic", "int4_weight_only", "smoothquant", "magnitude", "wanda", "recover",
-              "distill", "bf16_weights")
+STEP_KINDS = ("int8_weight_only", "int8_dynamic", "int4_weight_only", "smoothquant", "magnitude", "wanda", "sparsegpt",
+              "recover", "distill", "bf16_weights")
 QUANTIZE_KINDS = ("int8_weight_only", "int8_dynamic", "int4_weight_only", "smoothquant")
-CALIBRATED_KINDS = ("wanda", "smoothquant")  # steps that read calibration text
+CALIBRATED_KINDS = ("wanda", "sparsegpt", "smoothquant")  # steps that read calibration text
+PRUNE_KINDS = ("magnitude", "wanda", "sparsegpt")
 _STEP = TypeAdapter(Step)
 
 

@@ -20,12 +20,14 @@ from pydantic import BaseModel
 from compression.config import (
     BASE,
     CALIBRATED_KINDS,
+    PRUNE_KINDS,
     QUANTIZE_KINDS,
     CompressionConfig,
     Distill,
     Recipe,
     Recover,
     SmoothQuant,
+    SparseGPT,
     Wanda,
 )
 from core.atomic import atomic_dir
@@ -76,7 +78,7 @@ def plan(config: CompressionConfig, model_dir: Path, has_data: bool, has_trainin
         layers = depth[recipe.parent]
         for step in recipe.steps:
             try:
-                if step.kind in ("magnitude", "wanda"):
+                if step.kind in PRUNE_KINDS:
                     check_shapes(skeleton, step)
                 elif step.kind == "int4_weight_only":
                     from core.int4 import check_group_size
@@ -89,7 +91,7 @@ def plan(config: CompressionConfig, model_dir: Path, has_data: bool, has_trainin
                     raise CompressionError(f"compression.variants.{name}: distill to {step.layers} layers needs a "
                                            f"teacher with more; it has {layers}")
                 layers = step.layers
-            if isinstance(step, (Wanda, SmoothQuant, Recover, Distill)) and not has_data:
+            if (step.kind in CALIBRATED_KINDS or isinstance(step, (Recover, Distill))) and not has_data:
                 raise CompressionError(f"compression.variants.{name}: {step.kind} needs a dataset "
                                        "(train.jsonl of a curated split: --dataset)")
             if isinstance(step, (Recover, Distill)) and not has_training:
@@ -159,7 +161,7 @@ def build_variant(name: str, recipe: Recipe, source: Path, output: Path, work: P
             report = {}
         elif step.kind == "bf16_weights":
             report = {"rounded_tensors": round_to_bf16(model)}
-        elif step.kind in ("magnitude", "wanda"):
+        elif step.kind in PRUNE_KINDS:
             from compression.prune import prune
 
             blocks = calibration_blocks(dataset_dir, tokenizer, step) if step.kind in CALIBRATED_KINDS else None
@@ -258,7 +260,7 @@ def check_generates(model, tokenizer, name: str) -> None:
         raise CompressionError(f"variant {name}: generated {output.shape[1] - ids.shape[1]} tokens instead of 2")
 
 
-def calibration_blocks(dataset_dir: Path, tokenizer, step: Wanda | SmoothQuant) -> list:
+def calibration_blocks(dataset_dir: Path, tokenizer, step: Wanda | SparseGPT | SmoothQuant) -> list:
     """`calibration_samples` blocks of `calibration_seq_len` tokens from the curated train split:
     its documents in order, joined by EOS as training packs them."""
     import torch
