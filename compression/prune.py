@@ -9,8 +9,8 @@ compressed (format "sparse-bitmask").
 
 SparseGPT is ours too (the algorithm of Frantar & Alistarh's reference code, ~60 lines): the
 maintained implementation, llm-compressor's SparseGPTModifier, pins transformers <= 5.17 and
-huggingface_hub 1.x, below what Conveyor runs. On SmolLM2-135M at 2:4 it halves Wanda's damage
-before any recovery (benchmarks/README.md).
+huggingface_hub 1.x, below what Conveyor runs. On SmolLM2-135M at 2:4 it costs +108% perplexity
+before any recovery where Wanda costs +371% (benchmarks/README.md).
 """
 
 from __future__ import annotations
