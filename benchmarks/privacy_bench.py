@@ -32,6 +32,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 DEMO_CORPUS = REPO_ROOT / "data" / "corpus" / "demo.jsonl.gz"
+SEQ_LEN = 128  # tokens a training block predicts
 
 
 def documents(count: int, words: int) -> list[str]:
@@ -57,19 +58,18 @@ def documents(count: int, words: int) -> list[str]:
 def untuned_val_loss(init_from: str, data: Path, tokenizer_dir: Path) -> float:
     """The starting model's loss on the validation blocks the trainer scores (same packing), the
     reference both fine-tunes' validation losses are read against."""
-    import torch
     from transformers import AutoTokenizer
 
+    from evaluation.metrics import summed_nll
     from training.config import ModelConfig
     from training.model import load_pretrained
     from training.packing import pack_blocks, tokenize_documents
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    blocks = pack_blocks(tokenize_documents(data / "validation.jsonl", tokenizer), tokenizer.eos_token_id, 129)
+    blocks = pack_blocks(tokenize_documents(data / "validation.jsonl", tokenizer), tokenizer.eos_token_id, SEQ_LEN + 1)
     model = load_pretrained(ModelConfig(init_from=init_from)).eval()
-    with torch.inference_mode():
-        logits = model(input_ids=blocks[:, :-1]).logits
-    return float(torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), blocks[:, 1:].flatten()))
+    nll, count = summed_nll(model, blocks.flatten().tolist(), SEQ_LEN + 1)  # one window per block
+    return nll / count
 
 
 def main() -> None:
@@ -115,7 +115,7 @@ def main() -> None:
     for name, dp in {"plain": None, "dp": DPConfig(target_epsilon=args.epsilon, delta=args.delta)}.items():
         config = TrainingConfig(
             model=ModelConfig(init_from=args.init_from, lora=LoraConfig(enabled=True, r=16, alpha=32)), dp=dp,
-            train=TrainConfig(seq_len=128, micro_batch_size=args.batch, max_steps=args.steps, lr=args.lr,
+            train=TrainConfig(seq_len=SEQ_LEN, micro_batch_size=args.batch, max_steps=args.steps, lr=args.lr,
                               warmup_steps=0, weight_decay=0.0, num_ranks=1, zero_stage=0, log_every=10,
                               device=args.device, master_port=args.master_port,
                               eval_batches=4, resume=False))
@@ -144,6 +144,7 @@ def main() -> None:
         print(f"{name:6} {r['exposure_mean']:13.2f} {r['exposure_max']:6.2f} {r['extracted']:9.0f} "
               f"{r['val_loss']:8.3f} {r['seconds_per_step']:7.2f} {r['epsilon'] or 0:8.2f}")
     print(f"untuned model's validation loss: {results['untuned']['val_loss']:.3f}")
+
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,7 @@ deprecates. The scores are a few lines; the masks are applied in place, so the r
 float model with zeros, which the training stage can fine-tune (`recover`) and core.models stores
 compressed (format "sparse-bitmask").
 
-SparseGPT is ours too (the algorithm of Frantar & Alistarh's reference code, ~60 lines): the
+SparseGPT is ours too (the algorithm of Frantar & Alistarh's reference code, ~80 lines): the
 maintained implementation, llm-compressor's SparseGPTModifier, pins transformers <= 5.17 and
 huggingface_hub 1.x, below what Conveyor runs. On SmolLM2-135M at 2:4 it costs +108% perplexity
 before any recovery where Wanda costs +371% (benchmarks/README.md).
@@ -105,7 +105,7 @@ def sparsegpt_weight(weight, hessian, step: SparseGPT):
     hessian[dead, dead] = 1
     weight[:, dead] = 0
     hinv = inverse_hessian_factor(hessian, step.dampening)
-    rows, columns = weight.shape
+    columns = weight.shape[1]
     for first in range(0, columns, step.block_size):
         last = min(first + step.block_size, columns)
         block, block_hinv = weight[:, first:last].clone(), hinv[first:last, first:last]

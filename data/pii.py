@@ -440,8 +440,8 @@ def not_after(label: re.Pattern, find):
     """`find`'s spans, except those right after a match of `label` on the same line."""
     def filtered(text: str) -> Iterator[tuple[int, int]]:
         for start, end in find(text):
-            line_start = text.rfind("\n", max(0, start - 40), start) + 1 or max(0, start - 40)
-            if not label.search(text, max(line_start, start - 40), start):
+            before = text[max(0, start - 40):start].rpartition("\n")[2]
+            if not label.search(before):
                 yield start, end
     return filtered
 
