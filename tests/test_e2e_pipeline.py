@@ -465,7 +465,11 @@ def test_cancelling_a_terminal_run_in_prefect_stops_it_as_cancelled(checkout, tw
             assert time.monotonic() < deadline, "training did not start within 10 minutes"
             time.sleep(0.2)
         family = psutil.Process(cli.pid).children(recursive=True)
-        run_dir = next(path for path in runs_root.iterdir() if path not in before)
+        # The run's folder can appear after its training process does (a CI run saw it): wait for it.
+        while not (new := [path for path in runs_root.iterdir() if path not in before]):
+            assert time.monotonic() < deadline, "no run folder appeared"
+            time.sleep(0.2)
+        run_dir = new[0]
         record = json.loads((run_dir / "run.json").read_text())
         request = urllib.request.Request(
             f"{record['prefect_api']}/flow_runs/{record['prefect_flow_run_id']}/set_state", method="POST",
