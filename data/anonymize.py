@@ -93,7 +93,7 @@ class Anonymizer:
     """The per-record processor map_shards runs; built once per worker process."""
 
     def __init__(self, config: AnonymizeConfig):
-        self.detector = PiiDetector(config.entities, ner=config.ner)
+        self.detector = PiiDetector(config.entities, ner=config.ner, contextual=config.contextual)
         self.replace = replacer(config.mode)
         self.allowed = frozenset(value.strip().casefold() for value in config.allow_list)
         # Every configured entity appears in the stats, found or not.
@@ -120,7 +120,7 @@ class Anonymizer:
 
     def process_many(self, records: list[dict]) -> list[dict]:
         """Records in a batch: spaCy's NER runs on the batch at once (data.shards.outcomes)."""
-        found = self.detector.find_many([record["text"] for record in records])
+        found = self.detector.find_many([record["text"] for record in records], left=self.counters)
         processed = []
         for record, spans in zip(records, found):
             text, counts = self._replace(record["text"], spans)
@@ -155,8 +155,8 @@ def not_looked_for(config: AnonymizeConfig) -> list[str]:
 def run(config: AnonymizeConfig, input_dir: Path, output_dir: Path, workers: int = 1) -> StageStats:
     if config.mode == "pseudonymize":
         pseudonym_key()  # fail before any shard when the key is missing
-    logger.info("anonymize: mode=%s, entities=%s, ner=%s, %d allow-listed values", config.mode,
-                ",".join(config.entities), config.ner, len(config.allow_list))
+    logger.info("anonymize: mode=%s, entities=%s, ner=%s, contextual=%s, %d allow-listed values", config.mode,
+                ",".join(config.entities), config.ner, config.contextual, len(config.allow_list))
     skipped = not_looked_for(config)
     if skipped:
         # Never silent: a profile for public-domain fiction is wrong for a team's own mail.
@@ -171,4 +171,8 @@ def run(config: AnonymizeConfig, input_dir: Path, output_dir: Path, workers: int
         stats.write(output_dir)
     found = {entity: stats.extra.get(entity, 0) for entity in config.entities}
     logger.info("anonymize: replaced %s in %s records", found, stats.extra.get("records_with_pii", 0))
+    left = {key: value for key, value in stats.extra.items() if key.startswith("not_personal_") and value}
+    if left:
+        logger.info("anonymize: left %s: places and local-network addresses nothing ties to a person "
+                    "(anonymize.contextual=false replaces them too)", left)
     return stats

@@ -260,6 +260,11 @@ class AnonymizeConfig(FrozenConfig):
                                   "<EMAIL_1a2b3c4d>, a keyed HMAC (key in env CONVEYOR_PII_KEY)")
     allow_list: list[str] = Field(default=[], description="values never replaced (matched ignoring case)")
     ner: bool = Field(default=True, description="detect PERSON and LOCATION with spaCy NER")
+    contextual: bool = Field(
+        default=True, description="replace a place, or a local-network IP address (10.x, 192.168.x), only where the "
+                                  "text ties it to a person (near other personal data, 'lives in', 'Address:', a "
+                                  "client log line); the others are counted as not_personal_* in the stats. false: "
+                                  "replace every one")
 
     @model_validator(mode="after")
     def _known_entities(self):

@@ -13,6 +13,14 @@ countries that are not English words; see build_names.py there) with the capital
 after it as the surname, or a capitalised word before a surname from last_names.txt. A one-word
 lexicon name that NER reads as a place stays a place.
 
+Context decides what weak evidence cannot (GDPR art. 4(1): personal data relates to a person): a
+place, an address of a local network (10.x, 192.168.x) and a name only spaCy or a lone lexicon
+name vouches for count where the text is about someone: near other personal data, with a cue
+("lives in", "Address:", "he", "said", a client log line), or as a chat speaker. A weather
+report's cities, a config's service addresses and a menu's "Eggs Benedict" stay (`contextual`,
+default on; the places and addresses left are counted). spaCy's "persons" are also read again
+against place names (GeoNames) and English words (data/lexicons/build_places.py).
+
 When spans overlap, the most specific type wins (a URL's `user:password` over the e-mail-like
 `password@host`, an IBAN over the phone-like digits inside it, any validated type over NER), and
 within a type the longest span.
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
@@ -98,7 +107,7 @@ NATIONAL_PHONE = re.compile(
 PERSON_CUE = re.compile(
     r"(?:\b(?:Dear|Hi|Hello|Hey|[Mm]y name is|[Nn]ame is|[Nn]ame:)[ \t]+(?:(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+)?"
     r"|\b(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+|\bMiss[ \t]+)"
-    r"([^\W\d_][\w'’-]*(?:[ \t]+(?:[^\W\d_]\.|[^\W\d_][\w'’-]*)){0,2})")
+    r"((?:[^\W\d_]\.|[^\W\d_][\w'’-]*)(?:[ \t]+(?:[^\W\d_]\.|[^\W\d_][\w'’-]*)){0,2})")
 POSSESSIVE = ("'s", "’s")  # "Pedro's": the name ends before it
 # A place named inside the name of an event, a treaty or an institution ("the Treaty of Westphalia",
 # "the Peace of Augsburg", "the Port of Seattle") says where the thing is, not where a person is:
@@ -106,6 +115,51 @@ POSSESSIVE = ("'s", "’s")  # "Pedro's": the name ends before it
 NAMED_AFTER_PLACE = re.compile(
     r"\b(?:Treaty|Peace|Battle|Siege|Sack|Congress|Council|Diet|Edict|Act|Convention|Declaration|"
     r"University|Bank|Port|Archbishop|Bishop|Duke|Duchess|Earl)\s+of\s+(?:the\s+)?$")
+# A place is personal data where the text ties it to a person (GDPR art. 4(1): information relating
+# to an identifiable person): within CONTEXT_CHARS of other personal data (a name, an e-mail,
+# a phone), in a sentence with a cue that ties it to someone ("lives in", "born in", "relocate to",
+# "deliver to", "I", "my", "visited") or on a form line labelled as a person's place ("City:",
+# "Address:"). A weather report, a timetable or a geography paragraph names places that are no
+# one's: with contextual=True (the default) they are left as they are and counted in the stats;
+# contextual=False replaces every place NER finds. Addresses of local networks (10.0.0.0/8,
+# 192.168.0.0/16, fc00::/7...) are read the same way: personal near other personal data or on a
+# line that logs a client or a user, a service address in a config file otherwise.
+CONTEXT_CHARS = 1000
+PLACE_CUE = re.compile(
+    r"(?i:\b(?:lives?|lived|living|resides?|resided|residing|resident|born|grew up|raised|"
+    r"mov(?:ed|es|ing) (?:to|from|back)|relocat(?:e|es|ed|ing|ion)|hometown|home town|domicile|birthplace|"
+    r"address|addr|originally from|"
+    r"visited|stayed|travell?ed|flew|ship(?:s|ped|ping)? to|deliver(?:s|ed|y)? to|sen[dt] to|mail(?:ed)? to)\b)"
+    r"|\b(?:I|I'm|I’m|I'd|I’d|I'll|I’ll|I've|I’ve|me|my|mine)\b")
+# Words near a name that say the text speaks of a person: first- and third-person singular pronouns,
+# verbs of speech, meeting and moving, kinship and roles.
+PERSON_CUE_WORDS = re.compile(
+    r"\b(?:I|I'm|I’m|I'd|I’d|I'll|I’ll|I've|I’ve)\b|(?i:\b(?:he|she|him|his|her|hers|himself|herself|me|my|"
+    r"said|says|told|tells|asked|asks|wrote|writes|replied|shouted|spoke|talking|met|thanked|married|died|"
+    r"according to|follow up with|lives|lived|born|visited|stayed|mov(?:ed|es|ing) (?:to|from)|"
+    r"(?:first|last|full|family|given|maiden) name|name (?:is|on|in)|founders?|"
+    r"wife|husband|daughter|son|mother|father|brother|sister|kids?|child|children|friend|colleague|boss|patient|"
+    r"employee|person|speaks?)\b)")
+CUE_CHARS = 150  # how far from a name its cue may be ("Julian is very reliable. You can depend on him.")
+# A speaker's name at the start of a line: "Robert: What a wife.", "Anka: Remember me?"
+SPEAKER = re.compile(r"[ \t]*:")
+PLACE_LABEL = re.compile(r"(?i)[ \t]*(?:[\w-]+[ \t]+)?(?:city|town|country|state|province|county|region|address|"
+                         r"street|residence|location|place of birth|hometown)[ \t]*[:=]")
+SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n")
+LOCAL_NETWORKS = tuple(ipaddress.ip_network(net) for net in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "fc00::/7", "fe80::/10"))
+CLIENT_CUE = re.compile(r"(?i:\b(?:user(?:name)?|client|remote|src|source|from|by|logged in|session|sshd|"
+                        r"accepted|failed password)\b)|\b(?:GET|POST|PUT|PATCH|DELETE|HEAD) /")
+# A name whose first word is one of these, or whose last (or next) word is, names a place, not a
+# person: spaCy's small model calls "Lake Victoria", "Victoria Falls" and "Mount Kilimanjaro" PERSON.
+# Words that are also common surnames (Hill, Park, Wood, Cross, Banks) are left out.
+PLACE_FIRST_WORDS = frozenset({"lake", "mount", "mt", "cape", "gulf", "loch", "isle", "fort", "port", "lac"})
+PLACE_LAST_WORDS = frozenset({
+    "lake", "falls", "river", "bay", "strait", "straits", "island", "islands", "peninsula", "mountains", "alps",
+    "hills", "valley", "gorge", "canyon", "glacier", "plateau", "desert", "ocean", "sea", "coast", "canal",
+    "harbour", "harbor", "quay", "pier", "wharf", "station", "airport", "express", "street", "avenue", "road",
+    "square", "bridge", "cathedral", "abbey", "castle", "palace", "university", "college", "hospital", "museum",
+    "stadium", "arena", "league", "liga"})
 LEXICON_DIR = Path(__file__).parent / "lexicons"
 # A capitalised word (letters, inner apostrophes/hyphens) and the whitespace-free gap to the next.
 WORD = re.compile(r"(?<![\w'’-])[^\W\d_][\w'’-]*")
@@ -113,12 +167,11 @@ WORD = re.compile(r"(?<![\w'’-])[^\W\d_][\w'’-]*")
 NOT_SURNAMES = frozenset({"and", "or", "the", "a", "an", "of", "in", "on", "at", "to", "from", "for", "with",
                           "is", "was", "has", "had", "but", "not", "he", "she", "i", "we", "you", "they"})
 # A name followed by one of these is a place or an organization ("Kennedy Space Center", "Camden Place").
-PLACE_OR_ORG_WORDS = frozenset({
-    "avenue", "bank", "bay", "bridge", "building", "center", "centre", "church", "city", "college", "command",
-    "company", "corporation", "county", "cup", "district", "foundation", "gallery", "hall", "highway", "hospital",
-    "hotel", "inc", "institute", "island", "islands", "lake", "lane", "library", "ltd", "mountain", "museum",
-    "park", "place", "press", "prize", "project", "province", "river", "road", "school", "society", "square",
-    "stadium", "station", "street", "theatre", "theater", "trust", "university", "valley"})
+PLACE_OR_ORG_WORDS = PLACE_LAST_WORDS | frozenset({
+    "bank", "building", "center", "centre", "church", "city", "command", "company", "corporation", "county", "cup",
+    "district", "foundation", "gallery", "hall", "highway", "hotel", "inc", "institute", "lane", "library", "ltd",
+    "mountain", "park", "place", "press", "prize", "project", "province", "school", "society", "theatre",
+    "theater", "trust"})
 TITLES = frozenset({"mr", "mrs", "ms", "mx", "dr", "prof", "professor", "sir", "lady", "lord", "miss", "madam",
                     "president", "senator", "governor", "judge", "colonel", "captain", "general", "major",
                     "king", "queen", "prince", "princess", "saint", "st", "father", "sister", "brother"})
@@ -332,10 +385,15 @@ def find_cued_names(text: str) -> Iterator[tuple[int, int]]:
             yield start, start + last.end()
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=8)
 def lexicon(kind: str) -> frozenset[str]:
-    """Case-folded names of data/lexicons/<kind>_names.txt; kind "first" or "last"."""
-    lines = (LEXICON_DIR / f"{kind}_names.txt").read_text(encoding="utf-8").splitlines()
+    """Case-folded entries of a data/lexicons list: "first" and "last" (names that are not English
+    words), "english_names" (names that are: "Mike", "Grant"), "places" and "english" (see
+    build_names.py and build_places.py there)."""
+    if kind == "names":  # given names and surnames
+        return lexicon("first") | lexicon("last")
+    name = {"first": "first_names", "last": "last_names", "english": "english_words"}.get(kind, kind)
+    lines = (LEXICON_DIR / f"{name}.txt").read_text(encoding="utf-8").splitlines()
     return frozenset(line for line in lines if line and not line.startswith("#"))
 
 
@@ -361,7 +419,9 @@ def find_lexicon_names(text: str) -> Iterator[tuple[int, int, bool]]:
         return is_capitalised(token) and token.casefold() not in NOT_SURNAMES
 
     def joined(index: int) -> bool:  # words[index] and words[index + 1] are one space apart
-        return index + 1 < len(words) and text[words[index].end():words[index + 1].start()] == " "
+        gap = text[words[index].end():words[index + 1].start()] if index + 1 < len(words) else ""
+        # or a middle initial and its full stop: "Sally A. Lindholm"
+        return gap == " " or (gap == ". " and len(words[index].group(0)) == 1)
 
     index = 0
     while index < len(words):
@@ -527,6 +587,90 @@ def trim_entity(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+def reread_person(text: str, span: Span) -> Span | None:
+    """A span spaCy's small model calls PERSON, read again with the word lists: cut at a line break
+    (a name does not run over one); a place when a generic word says so ("Lake Victoria") or its
+    whole text is a place name ("Vancouver", "São Paulo"; one word that is also a name, "Adelaide",
+    "Martin", stays a name); nothing when no word of it is in the name lexicons and it is one English
+    word that is no name ("Guest", "Merge", "Simmer") or in capitals ("LANDLORD", "JSON"). What is
+    left is still weak evidence (see about_people)."""
+    cut = text.find("\n", span.start, span.end)
+    start, end = trim_entity(text, span.start, span.end if cut == -1 else cut)
+    if end <= start:
+        return None
+    if names_a_place(text, start, end):
+        return Span(start, end, "LOCATION")
+    chunk = text[start:end]
+    folded = chunk.casefold().split()
+    names = lexicon("names")
+    place = " ".join(folded[1:] if folded[0] == "the" and len(folded) > 1 else folded)
+    if place in lexicon("places") and not (len(folded) == 1 and (place in names or place in lexicon("english_names"))):
+        return Span(start, end, "LOCATION")
+    if not any(word in names for word in folded):
+        if len(folded) == 1 and folded[0] in lexicon("english") and folded[0] not in lexicon("english_names"):
+            return None
+        if chunk.isupper():
+            return None
+    return Span(start, end, "PERSON")
+
+
+def names_a_place(text: str, start: int, end: int) -> bool:
+    """An NER PERSON span whose first, last or next word says it is a place ("Lake Victoria",
+    "Victoria Falls", "Victoria" before " Station")."""
+    words = text[start:end].casefold().split()
+    following = WORD.match(text, end + 1) if text[end:end + 1] == " " else None
+    return (words[0].rstrip(".") in PLACE_FIRST_WORDS or words[-1] in PLACE_LAST_WORDS
+            or (following is not None and following.group(0).casefold() in PLACE_LAST_WORDS))
+
+
+def sentence_around(text: str, start: int, end: int) -> str:
+    """The sentence (or line) holding text[start:end], at most 300 characters before it."""
+    line_start = text.rfind("\n", 0, start) + 1
+    ends = [match.end() for match in SENTENCE_END.finditer(text, max(line_start, start - 300), start)]
+    after = SENTENCE_END.search(text, end)
+    return text[ends[-1] if ends else max(line_start, start - 300):after.start() if after else len(text)]
+
+
+def near(span: Span, others: list[Span]) -> bool:
+    return any(o.start - CONTEXT_CHARS < span.end and span.start < o.end + CONTEXT_CHARS for o in others)
+
+
+def is_local_address(value: str) -> bool:
+    address = ipaddress.ip_address(value)
+    return any(address in network for network in LOCAL_NETWORKS if network.version == address.version)
+
+
+def needs_context(text: str, span: Span) -> bool:
+    """A place, or an address of a local network: personal data only where tied to a person."""
+    return span.entity == "LOCATION" or (span.entity == "IP_ADDRESS" and is_local_address(text[span.start:span.end]))
+
+
+def tied_to_person(text: str, span: Span, evidence: list[Span]) -> bool:
+    """Whether a place or a local address is personal data here: near other personal data; for a
+    place, in a sentence with a cue or on a form line labelled as someone's place (PLACE_CUE); for
+    an address, on a line that logs a client or a user (CLIENT_CUE)."""
+    if near(span, evidence):
+        return True
+    line_start = text.rfind("\n", 0, span.start) + 1
+    if span.entity == "IP_ADDRESS":
+        line_end = text.find("\n", span.end)
+        return CLIENT_CUE.search(text, line_start, len(text) if line_end == -1 else line_end) is not None
+    if PLACE_LABEL.match(text, line_start):
+        return True
+    return PLACE_CUE.search(sentence_around(text, span.start, span.end)) is not None
+
+
+def about_people(text: str, name: Span, evidence: list[Span]) -> bool:
+    """Whether weak evidence of a name (spaCy alone, a lone lexicon name) stands: the text within
+    CONTEXT_CHARS holds other personal data (a name found by a rule, an e-mail, a phone...), the
+    words within CUE_CHARS speak of a person ("he", "her", "I", "said", "met", "my kid"), or the name
+    starts a line as a speaker ("Robert: ..."). A travel guide, a menu or a timetable does none of
+    these, and the small spaCy model's "persons" there are places, dishes and clubs."""
+    if near(name, evidence) or PERSON_CUE_WORDS.search(text, max(0, name.start - CUE_CHARS), name.end + CUE_CHARS):
+        return True
+    return text.rfind("\n", 0, name.start) + 1 == name.start and SPEAKER.match(text, name.end) is not None
+
+
 def resolve_overlaps(spans: list[Span]) -> list[Span]:
     """Non-overlapping spans in text order: by priority (ENTITIES order), then length."""
     rank = {entity: index for index, entity in enumerate(ENTITIES)}
@@ -543,11 +687,12 @@ class PiiDetector:
     `find_many` is the fast path (spaCy batches the texts); `find` is one text.
     """
 
-    def __init__(self, entities: list[str] | tuple[str, ...], ner: bool = True):
+    def __init__(self, entities: list[str] | tuple[str, ...], ner: bool = True, contextual: bool = True):
         unknown = sorted(set(entities) - set(ENTITIES))
         if unknown:
             raise ValueError(f"no detector for {unknown}; known: {list(ENTITIES)}")
         self.entities = frozenset(entities)
+        self.contextual = contextual
         self.rules = [(entity, RULES[entity], NEEDS.get(entity)) for entity in ENTITIES
                       if entity in entities and entity in RULES]
         self.lexicon = "PERSON" in self.entities
@@ -556,17 +701,35 @@ class PiiDetector:
     def find(self, text: str) -> list[Span]:
         return self.find_many([text])[0]
 
-    def find_many(self, texts: list[str]) -> list[list[Span]]:
+    def find_many(self, texts: list[str], left: Counter | None = None) -> list[list[Span]]:
+        """Each text's spans. With contextual=True, places and local-network addresses count where
+        the text ties them to a person (see tied_to_person); `left`, when given, counts the others
+        ("not_personal_LOCATION", "not_personal_IP_ADDRESS")."""
         ner_spans = self.ner.find_many(texts) if self.ner is not None else [[] for _ in texts]
-        return [self._combine(text, ner) for text, ner in zip(texts, ner_spans)]
+        found = [self._combine(text, ner) for text, ner in zip(texts, ner_spans)]
+        if not self.contextual:
+            return found
+        kept = []
+        for text, spans in zip(texts, found):
+            evidence = [span for span in spans if not needs_context(text, span)]
+            personal = [span for span in spans if span in evidence or tied_to_person(text, span, evidence)]
+            if left is not None and len(personal) < len(spans):
+                left.update(f"not_personal_{span.entity}" for span in set(spans) - set(personal))
+            kept.append(personal)
+        return kept
 
     def _combine(self, text: str, ner: list[Span]) -> list[Span]:
+        ner = [reread_person(text, span) if span.entity == "PERSON" else span for span in ner]
         # A name or a place holds no digits: spaCy's small model reads room numbers ("B-204"),
         # clock times and hashes in logs as places and people.
-        spans = [span for span in ner if span.entity in self.entities
-                 and not any(char.isdigit() for char in text[span.start:span.end])
-                 and not (span.entity == "LOCATION"
-                          and NAMED_AFTER_PLACE.search(text, max(0, span.start - 40), span.start))]
+        ner = [span for span in ner if span is not None and span.entity in self.entities
+               and not any(char.isdigit() for char in text[span.start:span.end])
+               and not (span.entity == "LOCATION"
+                        and NAMED_AFTER_PLACE.search(text, max(0, span.start - 40), span.start))]
+        # Weak evidence of a name (spaCy alone, a lone lexicon name) counts where the text is about
+        # people (see about_people); the rules below are evidence enough on their own.
+        weak = [span for span in ner if span.entity == "PERSON"]
+        spans = [span for span in ner if span.entity != "PERSON"]
         for entity, finders, needs in self.rules:
             if needs is None or needs(text):
                 for find in finders:
@@ -576,10 +739,15 @@ class PiiDetector:
             # "June", "Christian") is left to NER.
             others = [span for span in ner if span.entity in NER_VETO]
             for start, end, firm in find_lexicon_names(text):
-                if firm or not any(o.start < end and start < o.end for o in others):
+                if firm:
                     spans.append(Span(start, end, "PERSON"))
+                elif not any(o.start < end and start < o.end for o in others):
+                    weak.append(Span(start, end, "PERSON"))
             for find in (find_chat_handles, find_titled_lowercase_names):
                 spans.extend(Span(start, end, "PERSON") for start, end in find(text))
+        evidence = [span for span in spans if not needs_context(text, span)]
+        spans.extend(span for span in weak if about_people(text, span, evidence))
+        if self.lexicon:
             # A name found once is a name wherever else the text has it.
             spans.extend(Span(start, end, "PERSON") for start, end in find_repeated_names(text, spans))
         return resolve_overlaps(spans)

@@ -242,6 +242,93 @@ def test_a_place_inside_a_treaty_or_institution_name_stays_and_a_residence_does_
     assert counts == {"LOCATION": 1}
 
 
+# Context: a place, a local-network address and a lone spaCy "name" count where the text is about
+# a person (data.pii: tied_to_person, about_people).
+
+WEATHER = "Rain spreads from Lisbon to Madrid overnight; Paris and Hamburg stay dry until Friday."
+
+
+def test_places_nothing_ties_to_a_person_are_left_and_counted(with_ner):
+    anonymizer = anonymize.Anonymizer(AnonymizeConfig())
+    assert anonymizer.process_many([{"id": "1", "text": WEATHER}])[0]["text"] == WEATHER
+    assert anonymizer.counters["not_personal_LOCATION"] == 4 and anonymizer.counters["records_with_pii"] == 0
+    # contextual=false replaces every place, as before
+    everything = anonymize.Anonymizer(AnonymizeConfig(contextual=False))
+    assert everything.anonymize(WEATHER)[0] == ("Rain spreads from <LOCATION> to <LOCATION> overnight; <LOCATION> and "
+                                                "<LOCATION> stay dry until Friday.")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("I live in Porto now.", "I live in <LOCATION> now."),
+    ("She was born in Tucson and moved to Denver.", "She was born in <LOCATION> and moved to <LOCATION>."),
+    ("Please deliver to Via dei Mille 12, Bologna before noon.", "Please deliver to Via dei Mille 12, <LOCATION> before noon."),
+    ("Write to kim@example.com about the Lisbon trip.", "Write to <EMAIL> about the <LOCATION> trip."),
+])
+def test_a_place_tied_to_a_person_is_replaced(with_ner, text, expected):
+    assert with_ner.anonymize(text)[0] == expected
+
+
+def test_a_place_on_a_form_line_for_a_persons_place_is_tied_to_them():
+    def tied(text, place):
+        start = text.index(place)
+        return pii.tied_to_person(text, pii.Span(start, start + len(place), "LOCATION"), [])
+
+    assert tied("Customer record\nCity: Lisbon", "Lisbon") and tied("home address = 3 Elm Row, Leeds", "Leeds")
+    assert not tied("Forecast\nLisbon: 24 C, sunny", "Lisbon")
+
+
+def test_an_initial_after_a_cue_is_part_of_the_name():
+    text = "Name: R. Okafor\nDear Dr. J. Nowicki,"
+    spans = pii.PiiDetector(["PERSON"], ner=False).find(text)
+    assert [text[s.start:s.end] for s in spans] == ["R. Okafor", "J. Nowicki"]
+
+
+def test_local_network_addresses_count_on_a_client_line_or_near_personal_data():
+    detector = pii.PiiDetector(["IP_ADDRESS", "EMAIL"], ner=False)
+    config = 'DB_HOST: "10.0.3.15"\nREDIS_URL: "redis://10.0.3.40:6379/0"\nmanagement address 192.168.1.254'
+    assert detector.find(config) == []
+    log = "sshd[812]: Accepted password for deploy from 10.0.3.15 port 51234"
+    assert [log[s.start:s.end] for s in detector.find(log)] == ["10.0.3.15"]
+    near = "ana@example.com opened the ticket; her laptop is 192.168.7.23"
+    assert [s.entity for s in detector.find(near)] == ["EMAIL", "IP_ADDRESS"]
+    # a public address is personal wherever it is; contextual=False takes local ones too
+    assert len(detector.find('HOST: "203.0.113.9"')) == 1
+    assert len(pii.PiiDetector(["IP_ADDRESS"], ner=False, contextual=False).find(config)) == 3
+
+
+@pytest.mark.parametrize("text", [
+    "Brunch: Eggs Benedict, a Caesar salad, Peach Melba. Simmer the sauce for five minutes.",
+    "Trains leave Ljubljana every hour; on clear days Triglav and the Julian Alps are in view from Lake Bled.",
+    "Timezones: Vancouver UTC-8, Santiago UTC-4, Adelaide UTC+9:30, Yangon UTC+6:30.",
+    "GUEST SERVICES\nArrival from 14:00. Merge the two lists, then Bake for 20 minutes.",
+])
+def test_text_about_no_one_keeps_its_capitalised_words(with_ner, text):
+    assert with_ner.anonymize(text) == (text, {})
+
+
+@pytest.mark.parametrize("text, name", [
+    ("Julian is very reliable. You can always depend on him.", "Julian"),
+    ("I would like to remove my kid Frank from the will.", "Frank"),
+    ("Robert: What a day.\nAnka: Remember me?", "Robert"),
+    ("In 1996, Sally A. Lindholm visited Spain and stayed 88 days.", "Sally A. Lindholm"),
+    ("Santiago wrote the report; ask him.", "Santiago"),
+])
+def test_a_name_in_text_about_people_is_found(with_ner, text, name):
+    out, counts = with_ner.anonymize(text)
+    assert name not in out and counts["PERSON"] >= 1
+
+
+def test_what_spacy_calls_a_person_is_read_again_with_the_word_lists():
+    def reread(text):
+        return pii.reread_person(text, pii.Span(0, len(text), "PERSON"))
+
+    assert reread("Lake Victoria").entity == reread("Victoria Falls").entity == "LOCATION"
+    assert reread("São Paulo").entity == reread("Vancouver").entity == "LOCATION"
+    assert reread("Adelaide").entity == reread("Martin").entity == "PERSON"  # names as well as cities
+    assert reread("Guest") is reread("LANDLORD") is None
+    assert reread("Ada\nLovelace") == pii.Span(0, 3, "PERSON")
+
+
 def test_a_batch_gives_what_one_record_at_a_time_gives(with_ner):
     records = [{"id": str(i), "text": text} for i, text in enumerate([
         "Yesterday Ada Lovelace flew from London to Paris.", "", "Mail jane@example.com or call +44 20 7946 0958.",

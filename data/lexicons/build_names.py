@@ -23,12 +23,13 @@ The benchmark's names (data/pii_generator, from the Fake Name Generator) are not
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import re
 from pathlib import Path
 
 HERE = Path(__file__).parent
-WORDS = Path("/usr/share/dict/words")
+WORDS = Path(os.environ.get("WORDS", "/usr/share/dict/words"))
 NAME = re.compile(r"^[^\W\d_]+(?:[-'’][^\W\d_]+)*$")
 
 
@@ -54,6 +55,7 @@ def faker_names(kind: str) -> set[str]:
 def main() -> None:
     english = {line.strip().casefold() for line in WORDS.read_text(encoding="utf-8").splitlines()
                if line[:1].islower()}
+    both: set[str] = set()
     for kind, what in (("first", "Given names"), ("last", "Surnames")):
         names = faker_names(kind)
         kept = sorted({name.casefold() for name in names} - english)
@@ -61,6 +63,13 @@ def main() -> None:
                   "providers, MIT; minus SCOWL/wamerican words). One per line, case-folded.\n")
         (HERE / f"{kind}_names.txt").write_text(header + "\n".join(kept) + "\n", encoding="utf-8")
         print(f"{kind}_names.txt: {len(kept)} names ({len(names) - len(kept)} dropped as English words or duplicates)")
+        both |= {name.casefold() for name in names} & english
+    # The names that were dropped as words ("Mike", "Frank", "Grant"): a one-word "person" that is
+    # an English word counts as a name where the text is about people only if it is one of these.
+    (HERE / "english_names.txt").write_text(
+        "# Names of Faker's person providers that are also English words (SCOWL/wamerican): "
+        "data/lexicons/build_names.py. One per line, case-folded.\n" + "\n".join(sorted(both)) + "\n", encoding="utf-8")
+    print(f"english_names.txt: {len(both)} names that are English words")
 
 
 if __name__ == "__main__":

