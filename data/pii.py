@@ -495,6 +495,10 @@ VERSION_LABEL = re.compile(r"(?i:\b(?:v|ver|version|firmware|fw|build|release|bu
 REFERENCE_LABEL = re.compile(r"(?i:\b(?:ref|reference|order|invoice|part|sku|serial|tracking|po|case|ticket)"
                              r"\.?[ \t]*(?:no\.?|number|#)?[ \t]*[:=#]?[ \t]*)$")
 
+# Digit groups right after a group of letters and digits continue that identifier, not a phone
+# number: a UPS tracking number "1Z 999 AA1 01 2345 6784", a part code "XR7 0161 555 0123".
+IDENTIFIER_GROUP = re.compile(r"(?<!\S)(?=[A-Za-z]*\d)(?=\d*[A-Za-z])[A-Za-z0-9]{2,} $")
+
 
 def not_after(label: re.Pattern, find):
     """`find`'s spans, except those right after a match of `label` on the same line."""
@@ -517,7 +521,8 @@ RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
                    finder(IPV6_CANDIDATE, is_ip_address)],
     "PHONE": [not_after(REFERENCE_LABEL, find) for find in (
               with_extension(finder(INTERNATIONAL_PHONE, is_international_phone)),
-              with_extension(finder(US_PHONE, always)), with_extension(finder(NATIONAL_PHONE, is_national_phone)))]
+              with_extension(finder(US_PHONE, always)),
+              not_after(IDENTIFIER_GROUP, with_extension(finder(NATIONAL_PHONE, is_national_phone))))]
              + [finder(ENCODED_PHONE, always)],
     "PERSON": [find_cued_names, find_header_names, find_query_names, find_lowercase_names],
 }

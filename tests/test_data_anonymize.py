@@ -58,6 +58,7 @@ def with_ner():
     ("call +33 (0)4 17 94 64 04 now", "call <PHONE> now"),
     ("Büro: 089 60 25 65-Office", "Büro: <PHONE>-Office"),
     ("appelez le 02.64.62.52.37.", "appelez le <PHONE>."),
+    ("Tel 01 2345 6784, fax 0161 496 0000", "Tel <PHONE>, fax <PHONE>"),
     ("ring (03) 5371 4059 today", "ring <PHONE> today"),
     ("from 192.168.10.254 again", "from <IP_ADDRESS> again"),
     ("from 2001:db8::8a2e:370:7334 again", "from <IP_ADDRESS> again"),
@@ -115,6 +116,8 @@ def test_forms_real_text_holds_are_replaced(text, expected):
     # four-part versions are dotted quads; digits after a reference label are no phone
     "Added: firmware bundle 2.10.4.18 for the printers\nFirmware: 6.2.1.44 (v 10.4.0.2)",
     "Total: EUR 135.40. Supplier ref. 0042-7781-3310, order no. 555-201-7788",
+    # digit groups that continue an identifier of letters and digits
+    "Shipment 1Z 999 AA1 01 2345 6784 - Standard, 2 parcels",
 ])
 def test_look_alikes_are_left_alone(text):
     assert anonymize.anonymize_text(text, STRUCTURED) == (text, {})
