@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
@@ -106,8 +107,16 @@ NATIONAL_PHONE = re.compile(
 # capitalised words ("Dear Dr. Szölösi", "Hi Norea", "my name is Ines Becker").
 PERSON_CUE = re.compile(
     r"(?:\b(?:Dear|Hi|Hello|Hey|[Mm]y name is|[Nn]ame is|[Nn]ame:)[ \t]+(?:(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+)?"
-    r"|\b(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+|\bMiss[ \t]+)"
+    r"|\b(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+|\b(?:Miss|[Uu]ncle|[Aa]unt|[Aa]untie|[Gg]randma|[Gg]randpa)[ \t]+)"
     r"((?:[^\W\d_]\.|[^\W\d_][\w'’-]*)(?:[ \t]+(?:[^\W\d_]\.|[^\W\d_][\w'’-]*)){0,2})")
+# Family and friends named after their tie to someone, as notices and bios write them: "husband of
+# Almaz", "father of Dawit and Hirut", "grandmother to Selam, Yonas and Meron".
+_CAPITALISED = r"[^\W\d_a-z][\w'’-]*"
+KIN_OF = re.compile(
+    r"\b(?:husband|wife|partner|widow|widower|fianc[ée]e?|father|mother|parent|son|daughter|child|brother|sister|"
+    r"grandfather|grandmother|grandparent|grandson|granddaughter|grandchild|uncle|aunt|nephew|niece|cousin|"
+    r"stepfather|stepmother|stepson|stepdaughter|friend)s?[ \t]+(?:of|to)[ \t]+"
+    rf"({_CAPITALISED}(?:(?:,[ \t]+|[ \t]+and[ \t]+|,[ \t]+and[ \t]+)(?:little[ \t]+)?{_CAPITALISED})*)")
 POSSESSIVE = ("'s", "’s")  # "Pedro's": the name ends before it
 # A place named inside the name of an event, a treaty or an institution ("the Treaty of Westphalia",
 # "the Peace of Augsburg", "the Port of Seattle") says where the thing is, not where a person is:
@@ -127,7 +136,7 @@ NAMED_AFTER_PLACE = re.compile(
 CONTEXT_CHARS = 1000
 PLACE_CUE = re.compile(
     r"(?i:\b(?:lives?|lived|living|resides?|resided|residing|resident|born|grew up|raised|"
-    r"mov(?:ed|es|ing) (?:to|from|back)|relocat(?:e|es|ed|ing|ion)|hometown|home town|domicile|birthplace|"
+    r"mov(?:ed|ing) (?:to|from|back)|relocat(?:e|es|ed|ing|ion)|hometown|home town|domicile|birthplace|"
     r"address|addr|originally from|"
     r"visited|stayed|travell?ed|flew|ship(?:s|ped|ping)? to|deliver(?:s|ed|y)? to|sen[dt] to|mail(?:ed)? to)\b)"
     r"|\b(?:I|I'm|I’m|I'd|I’d|I'll|I’ll|I've|I’ve|me|my|mine)\b")
@@ -145,6 +154,7 @@ CUE_CHARS = 150  # how far from a name its cue may be ("Julian is very reliable.
 SPEAKER = re.compile(r"[ \t]*:")
 PLACE_LABEL = re.compile(r"(?i)[ \t]*(?:[\w-]+[ \t]+)?(?:city|town|country|state|province|county|region|address|"
                          r"street|residence|location|place of birth|hometown)[ \t]*[:=]")
+PLACE_PREPOSITION = re.compile(r"\b(?:in|to|from|at|near|via|into|across)[ \t]+$")
 SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n")
 LOCAL_NETWORKS = tuple(ipaddress.ip_network(net) for net in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "fc00::/7", "fe80::/10"))
@@ -158,8 +168,12 @@ PLACE_LAST_WORDS = frozenset({
     "lake", "falls", "river", "bay", "strait", "straits", "island", "islands", "peninsula", "mountains", "alps",
     "hills", "valley", "gorge", "canyon", "glacier", "plateau", "desert", "ocean", "sea", "coast", "canal",
     "harbour", "harbor", "quay", "pier", "wharf", "station", "airport", "express", "street", "avenue", "road",
-    "square", "bridge", "cathedral", "abbey", "castle", "palace", "university", "college", "hospital", "museum",
-    "stadium", "arena", "league", "liga"})
+    "square", "terrace", "crescent", "mews", "boulevard", "embankment", "bridge", "cathedral", "abbey", "castle",
+    "palace", "university", "college", "hospital", "museum", "stadium", "arena", "cinema", "picturehouse",
+    "playhouse", "league", "liga"})
+# Street words that are also surnames ("Mill Lane", "Diane Lane"): a place unless a given name
+# comes first.
+STREET_OR_SURNAME = frozenset({"lane", "close", "way", "row", "grove", "court", "hill", "drive", "walk", "place"})
 LEXICON_DIR = Path(__file__).parent / "lexicons"
 # A capitalised word (letters, inner apostrophes/hyphens) and the whitespace-free gap to the next.
 WORD = re.compile(r"(?<![\w'’-])[^\W\d_][\w'’-]*")
@@ -172,6 +186,9 @@ PLACE_OR_ORG_WORDS = PLACE_LAST_WORDS | frozenset({
     "district", "foundation", "gallery", "hall", "highway", "hotel", "inc", "institute", "lane", "library", "ltd",
     "mountain", "park", "place", "press", "prize", "project", "province", "school", "society", "theatre",
     "theater", "trust"})
+# Lower-case particles inside a surname.
+NAME_PARTICLES = frozenset({"de", "van", "von", "der", "den", "da", "di", "du", "del", "della", "dos", "das", "ter",
+                            "ten", "bin", "ibn", "al", "el", "zu"})
 TITLES = frozenset({"mr", "mrs", "ms", "mx", "dr", "prof", "professor", "sir", "lady", "lord", "miss", "madam",
                     "president", "senator", "governor", "judge", "colonel", "captain", "general", "major",
                     "king", "queen", "prince", "princess", "saint", "st", "father", "sister", "brother"})
@@ -372,7 +389,8 @@ def find_repeated_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int
 
 
 def find_cued_names(text: str) -> Iterator[tuple[int, int]]:
-    for match in PERSON_CUE.finditer(text):
+    match = PERSON_CUE.search(text)
+    while match is not None:
         start, end = match.span(1)
         # Keep the capitalised words only: "Hi Norea, how" -> "Norea".
         words = re.finditer(r"\S+", match.group(1))
@@ -383,6 +401,15 @@ def find_cued_names(text: str) -> Iterator[tuple[int, int]]:
             last = word
         if last is not None and match.group(1).split()[0].casefold() not in NOT_NAMES:
             yield start, start + last.end()
+        # The next cue may sit among the words this one took in: "Uncle Stelios and Aunt Katerina".
+        match = PERSON_CUE.search(text, start + (last.end() if last is not None else 1))
+
+
+def find_kin_names(text: str) -> Iterator[tuple[int, int]]:
+    for match in KIN_OF.finditer(text):
+        for name in re.finditer(_CAPITALISED, match.group(1)):
+            if name.group(0).casefold() not in NOT_NAMES | {"the", "a", "an", "my", "our", "his", "her", "their"}:
+                yield match.start(1) + name.start(), match.start(1) + name.end()
 
 
 @lru_cache(maxsize=8)
@@ -416,6 +443,8 @@ def find_lexicon_names(text: str) -> Iterator[tuple[int, int, bool]]:
 
     def name_word(index: int) -> bool:
         token = words[index].group(0)
+        if token in NAME_PARTICLES:  # "Femke de Boer", "Ludwig van der Berg"
+            return joined(index) and name_word(index + 1)
         return is_capitalised(token) and token.casefold() not in NOT_SURNAMES
 
     def joined(index: int) -> bool:  # words[index] and words[index + 1] are one space apart
@@ -431,11 +460,12 @@ def find_lexicon_names(text: str) -> Iterator[tuple[int, int, bool]]:
             continue
         firm = False
         if without_possessive(token).casefold() in given:
-            last = index
-            while (last - index < 2 and not token.endswith(POSSESSIVE) and joined(last)
+            last, particles = index, 0
+            while (last - index - particles < 2 and not token.endswith(POSSESSIVE) and joined(last)
                    and name_word(last + 1) and words[last + 1].group(0).casefold() not in PLACE_OR_ORG_WORDS):
                 last += 1
                 token = words[last].group(0)
+                particles += token in NAME_PARTICLES
             firm = last > index
         elif (name_word(index) and not token.endswith(POSSESSIVE) and joined(index)
               and is_capitalised(words[index + 1].group(0))
@@ -524,7 +554,7 @@ RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
               with_extension(finder(US_PHONE, always)),
               not_after(IDENTIFIER_GROUP, with_extension(finder(NATIONAL_PHONE, is_national_phone))))]
              + [finder(ENCODED_PHONE, always)],
-    "PERSON": [find_cued_names, find_header_names, find_query_names, find_lowercase_names],
+    "PERSON": [find_cued_names, find_kin_names, find_header_names, find_query_names, find_lowercase_names],
 }
 # Cheap tests that skip a detector's regexes on texts that cannot hold its entity.
 NEEDS: dict[str, Callable[[str], bool]] = {
@@ -594,36 +624,51 @@ def trim_entity(text: str, start: int, end: int) -> tuple[int, int]:
 
 def reread_person(text: str, span: Span) -> Span | None:
     """A span spaCy's small model calls PERSON, read again with the word lists: cut at a line break
-    (a name does not run over one); a place when a generic word says so ("Lake Victoria") or its
-    whole text is a place name ("Vancouver", "São Paulo"; one word that is also a name, "Adelaide",
-    "Martin", stays a name); nothing when no word of it is in the name lexicons and it is one English
-    word that is no name ("Guest", "Merge", "Simmer") or in capitals ("LANDLORD", "JSON"). What is
-    left is still weak evidence (see about_people)."""
+    (a name does not run over one) and run on over a surname it left out ("Oleksandr" before
+    " Kovalenko"); a place when a generic word says so ("Lake Victoria", "Mill Lane") or its whole
+    text is a place name ("Vancouver", "São Paulo"); "PERSON_OR_PLACE" when it is one word that is
+    both ("Adelaide", "Taras": the context decides, see PiiDetector._combine); nothing when no word
+    of it is in the name lexicons and it starts in lower case ("café"), is one English word that is
+    no name ("Guest", "Merge", "Simmer") or is in capitals ("LANDLORD", "JSON"). A kept PERSON is
+    still weak evidence (see about_people)."""
     cut = text.find("\n", span.start, span.end)
     start, end = trim_entity(text, span.start, span.end if cut == -1 else cut)
     if end <= start:
         return None
     if names_a_place(text, start, end):
         return Span(start, end, "LOCATION")
+    names, english = lexicon("names"), lexicon("english")
+    following = WORD.match(text, end + 1) if text[end:end + 1] == " " else None
+    if following is not None and is_capitalised(following.group(0)):
+        word = without_possessive(following.group(0)).casefold()
+        if not (word in english or word in lexicon("places") or word in PLACE_OR_ORG_WORDS or word in NOT_SURNAMES):
+            end = following.start() + len(without_possessive(following.group(0)))
     chunk = text[start:end]
     folded = chunk.casefold().split()
-    names = lexicon("names")
     place = " ".join(folded[1:] if folded[0] == "the" and len(folded) > 1 else folded)
-    if place in lexicon("places") and not (len(folded) == 1 and (place in names or place in lexicon("english_names"))):
-        return Span(start, end, "LOCATION")
+    if place in lexicon("places"):
+        return Span(start, end, "LOCATION" if len(folded) > 1 else "PERSON_OR_PLACE")
     if not any(word in names for word in folded):
-        if len(folded) == 1 and folded[0] in lexicon("english") and folded[0] not in lexicon("english_names"):
+        plain = unaccented(folded[0])
+        if chunk[0].islower() or chunk.isupper():
             return None
-        if chunk.isupper():
+        if len(folded) == 1 and plain in english and plain not in lexicon("english_names"):
             return None
     return Span(start, end, "PERSON")
 
 
+def unaccented(word: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
+
+
 def names_a_place(text: str, start: int, end: int) -> bool:
     """An NER PERSON span whose first, last or next word says it is a place ("Lake Victoria",
-    "Victoria Falls", "Victoria" before " Station")."""
+    "Victoria Falls", "Victoria" before " Station", "Mill Lane" but not "Diane Lane")."""
     words = text[start:end].casefold().split()
     following = WORD.match(text, end + 1) if text[end:end + 1] == " " else None
+    if (len(words) > 1 and words[-1] in STREET_OR_SURNAME and words[0] not in lexicon("first")
+            and words[0] not in lexicon("english_names")):
+        return True
     return (words[0].rstrip(".") in PLACE_FIRST_WORDS or words[-1] in PLACE_LAST_WORDS
             or (following is not None and following.group(0).casefold() in PLACE_LAST_WORDS))
 
@@ -674,6 +719,20 @@ def about_people(text: str, name: Span, evidence: list[Span]) -> bool:
     if near(name, evidence) or PERSON_CUE_WORDS.search(text, max(0, name.start - CUE_CHARS), name.end + CUE_CHARS):
         return True
     return text.rfind("\n", 0, name.start) + 1 == name.start and SPEAKER.match(text, name.end) is not None
+
+
+def surname_first(text: str, spans: list[Span]) -> list[Span]:
+    """A surname in capitals, a comma and a given name, as notices and forms write them
+    ("TADESSE, Gizachew"), are one name."""
+    merged: list[Span] = []
+    for span in spans:
+        previous = merged[-1] if merged else None
+        if (previous is not None and previous.entity == span.entity == "PERSON"
+                and text[previous.end:span.start] == ", " and text[previous.start:previous.end].isupper()):
+            merged[-1] = Span(previous.start, span.end, "PERSON")
+        else:
+            merged.append(span)
+    return merged
 
 
 def resolve_overlaps(spans: list[Span]) -> list[Span]:
@@ -727,14 +786,15 @@ class PiiDetector:
         ner = [reread_person(text, span) if span.entity == "PERSON" else span for span in ner]
         # A name or a place holds no digits: spaCy's small model reads room numbers ("B-204"),
         # clock times and hashes in logs as places and people.
-        ner = [span for span in ner if span is not None and span.entity in self.entities
+        ner = [span for span in ner if span is not None
+               and (span.entity in self.entities or (span.entity == "PERSON_OR_PLACE" and self.lexicon))
                and not any(char.isdigit() for char in text[span.start:span.end])
                and not (span.entity == "LOCATION"
                         and NAMED_AFTER_PLACE.search(text, max(0, span.start - 40), span.start))]
         # Weak evidence of a name (spaCy alone, a lone lexicon name) counts where the text is about
         # people (see about_people); the rules below are evidence enough on their own.
-        weak = [span for span in ner if span.entity == "PERSON"]
-        spans = [span for span in ner if span.entity != "PERSON"]
+        weak = [span for span in ner if span.entity in ("PERSON", "PERSON_OR_PLACE")]
+        spans = [span for span in ner if span.entity not in ("PERSON", "PERSON_OR_PLACE")]
         for entity, finders, needs in self.rules:
             if needs is None or needs(text):
                 for find in finders:
@@ -751,8 +811,17 @@ class PiiDetector:
             for find in (find_chat_handles, find_titled_lowercase_names):
                 spans.extend(Span(start, end, "PERSON") for start, end in find(text))
         evidence = [span for span in spans if not needs_context(text, span)]
-        spans.extend(span for span in weak if about_people(text, span, evidence))
+        for span in weak:
+            # One word that is a name and a place: a place after "in", "to", "from"...; a name in
+            # text about people; a place otherwise.
+            if span.entity == "PERSON_OR_PLACE" and PLACE_PREPOSITION.search(text, max(0, span.start - 8), span.start):
+                if "LOCATION" in self.entities:
+                    spans.append(span._replace(entity="LOCATION"))
+            elif about_people(text, span, evidence):
+                spans.append(span._replace(entity="PERSON"))
+            elif span.entity == "PERSON_OR_PLACE" and "LOCATION" in self.entities:
+                spans.append(span._replace(entity="LOCATION"))
         if self.lexicon:
             # A name found once is a name wherever else the text has it.
             spans.extend(Span(start, end, "PERSON") for start, end in find_repeated_names(text, spans))
-        return resolve_overlaps(spans)
+        return surname_first(text, resolve_overlaps(spans))

@@ -322,14 +322,34 @@ def test_a_name_in_text_about_people_is_found(with_ner, text, name):
 
 
 def test_what_spacy_calls_a_person_is_read_again_with_the_word_lists():
-    def reread(text):
-        return pii.reread_person(text, pii.Span(0, len(text), "PERSON"))
+    def reread(text, length=None):
+        return pii.reread_person(text, pii.Span(0, length or len(text), "PERSON"))
 
-    assert reread("Lake Victoria").entity == reread("Victoria Falls").entity == "LOCATION"
-    assert reread("São Paulo").entity == reread("Vancouver").entity == "LOCATION"
-    assert reread("Adelaide").entity == reread("Martin").entity == "PERSON"  # names as well as cities
-    assert reread("Guest") is reread("LANDLORD") is None
-    assert reread("Ada\nLovelace") == pii.Span(0, 3, "PERSON")
+    assert reread("Lake Victoria").entity == reread("Victoria Falls").entity == reread("Mill Lane").entity == "LOCATION"
+    assert reread("São Paulo").entity == "LOCATION" and reread("Diane Lane").entity == "PERSON"
+    # one word that is a place and may be a name: the context decides (below)
+    assert reread("Vancouver").entity == reread("Adelaide").entity == "PERSON_OR_PLACE"
+    assert reread("Guest") is reread("LANDLORD") is reread("café") is None
+    assert reread("Oleksandr\nKovalenko") == pii.Span(0, 9, "PERSON")
+    assert reread("Oleksandr Kovalenko, 7 yrs", 9) == pii.Span(0, 19, "PERSON")  # the surname spaCy left out
+
+
+def test_a_word_that_is_a_name_and_a_place_is_a_name_among_people_and_a_place_after_a_preposition(with_ner):
+    text, counts = with_ner.anonymize("Shift leads: Folake Adeyemi, Taras Melnyk. Taras has the van key; text him.")
+    assert "Taras" not in text and counts["PERSON"] >= 3
+
+
+@pytest.mark.parametrize("text, names", [
+    ("Beloved husband of Almaz, father of Dawit and Hirut, grandfather of Selam, Yonas and little Meron.",
+     ["Almaz", "Dawit", "Hirut", "Selam", "Yonas", "Meron"]),
+    ("Table 1: Uncle Stelios and Aunt Katerina.", ["Stelios", "Katerina"]),
+    ("Jun Watanabe and his partner Femke de Boer arrive at six.", ["Jun Watanabe", "Femke de Boer"]),
+    ("TADESSE, Gizachew\n1941 - 2024\nPeacefully at home, surrounded by his family, Gizachew Tadesse, aged 83.",
+     ["TADESSE, Gizachew", "Gizachew Tadesse"]),
+])
+def test_family_ties_kinship_titles_particles_and_surname_first(with_ner, text, names):
+    spans = [text[s.start:s.end] for s in with_ner.detector.find(text) if s.entity == "PERSON"]
+    assert all(name in spans for name in names), spans
 
 
 def test_a_batch_gives_what_one_record_at_a_time_gives(with_ner):
