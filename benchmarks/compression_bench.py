@@ -9,7 +9,8 @@ Quality: perplexity on held-out public-domain text (benchmarks/data/heldout_emma
 no training step here sees), in windows of --window tokens. Speed, with --threads threads (2 by
 default, as the machines we target): decode tokens/s at batch 1 (--new-tokens greedy tokens,
 median of --repeats after a warm-up), prefill tokens/s (one --window-token forward, median of
---repeats). Size: the variant folder on disk. Variants are built by compression.run exactly as
+--repeats); with --paired-rounds, decode again in turns with fp32 for ratios a busy machine
+does not skew. Size: the variant folder on disk. Variants are built by compression.run exactly as
 the pipeline builds them; recover and distill train through the training stage with the
 demo profile's ranks and batch (calibration and training text: the demo corpus'
 Austen and Moby-Dick chapters; `--text wide` adds the Brown Corpus, 1.0M words of general
@@ -114,6 +115,44 @@ def heldout_ids(tokenizer, max_tokens: int) -> list[int]:
     return ids[:max_tokens]
 
 
+def decoder(model, tokenizer, ids: list[int], new_tokens: int):
+    """One greedy decode of `new_tokens` at batch 1 from a 16-token prompt; returns tokens/s."""
+    import torch
+
+    prompt = torch.tensor([ids[:16]])
+
+    def decode() -> float:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
+                                 min_new_tokens=new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+        assert out.shape[1] == prompt.shape[1] + new_tokens
+        return new_tokens / (time.perf_counter() - start)
+    return decode
+
+
+def paired_decode(folders: dict[str, Path], args) -> dict[str, dict]:
+    """Decode speed against fp32 measured in turns: every round decodes with fp32, then with each
+    variant, so a busy moment of the machine slows both sides of a ratio alike. Per variant: the
+    median over --paired-rounds of (variant tokens/s / fp32 tokens/s in the same round), and the
+    range."""
+    from core.models import load_model
+
+    decoders = {}
+    for name, folder in folders.items():
+        model, tokenizer = load_model(folder)
+        decoders[name] = decoder(model, tokenizer, heldout_ids(tokenizer, 64), args.new_tokens)
+        decoders[name]()  # warm-up
+    ratios: dict[str, list[float]] = {name: [] for name in folders if name != "fp32"}
+    for _ in range(args.paired_rounds):
+        base = decoders["fp32"]()
+        for name in ratios:
+            ratios[name].append(decoders[name]() / base)
+    return {name: {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
+                   "max": round(max(values), 3)} for name, values in ratios.items()}
+
+
 def measure(folder: Path, args) -> dict:
     import torch
 
@@ -125,16 +164,7 @@ def measure(folder: Path, args) -> dict:
     started = time.perf_counter()
     nll, count = summed_nll(model, ids, args.window)
     ppl_seconds = time.perf_counter() - started
-    prompt = torch.tensor([ids[:16]])
-
-    def decode() -> float:
-        start = time.perf_counter()
-        with torch.inference_mode():
-            out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=args.new_tokens,
-                                 min_new_tokens=args.new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-        assert out.shape[1] == prompt.shape[1] + args.new_tokens
-        return args.new_tokens / (time.perf_counter() - start)
+    decode = decoder(model, tokenizer, ids, args.new_tokens)
 
     def prefill() -> float:
         block = torch.tensor([ids[:args.window]])
@@ -173,6 +203,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--paired-rounds", type=int, default=0,
+                        help="then decode fp32 and every variant in turns, this many rounds, for ratios that a busy "
+                             "machine does not skew (the 'paired x' column)")
     parser.add_argument("--measure-only", action="store_true",
                         help="measure the variant folders an earlier run left under --work, build nothing")
     parser.add_argument("--out", type=Path, default=None)
@@ -214,13 +247,20 @@ def main() -> None:
         results[variant.name] = {**measure(variant.path, args), "parent": variant.parent, "steps": variant.steps,
                                  "build_seconds": round(sum(step["seconds"] for step in variant.steps), 1)}
         print(f"{variant.name}: {results[variant.name]}", flush=True)
+    if args.paired_rounds:
+        paired = paired_decode({"fp32": base, **{variant.name: variant.path for variant in variants}}, args)
+        for name, ratio in paired.items():
+            results[name]["decode_x_paired"] = ratio
     fp32 = results["fp32"]
-    rows = [f"{'variant':20} {'ppl':>8} {'vs fp32':>8} {'size':>7} {'decode/s':>9} {'x':>5} {'prefill/s':>10} {'x':>5}"]
+    rows = [f"{'variant':20} {'ppl':>8} {'vs fp32':>8} {'size':>7} {'decode/s':>9} {'x':>5} {'prefill/s':>10} {'x':>5}"
+            + (f" {'paired x (range)':>20}" if args.paired_rounds else "")]
     for name, r in results.items():
+        paired = r.get("decode_x_paired")
         rows.append(f"{name:20} {r['perplexity']:8.2f} {100 * (r['perplexity'] / fp32['perplexity'] - 1):+7.1f}% "
                     f"{r['size_bytes'] / fp32['size_bytes']:6.2f}x {r['decode_tokens_per_s']:9.1f} "
                     f"{r['decode_tokens_per_s'] / fp32['decode_tokens_per_s']:5.2f} {r['prefill_tokens_per_s']:10.1f} "
-                    f"{r['prefill_tokens_per_s'] / fp32['prefill_tokens_per_s']:5.2f}")
+                    f"{r['prefill_tokens_per_s'] / fp32['prefill_tokens_per_s']:5.2f}"
+                    + (f" {paired['median']:6.2f} ({paired['min']:.2f}-{paired['max']:.2f})" if paired else ""))
     print("\n".join(rows))
     report = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
               "threads": args.threads, "torch": torch.__version__, "args": {k: str(v) for k, v in vars(args).items()},
