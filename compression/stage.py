@@ -260,7 +260,7 @@ def check_generates(model, tokenizer, name: str) -> None:
         raise CompressionError(f"variant {name}: generated {output.shape[1] - ids.shape[1]} tokens instead of 2")
 
 
-def calibration_blocks(dataset_dir: Path, tokenizer, step: Wanda | SparseGPT | SmoothQuant) -> list:
+def calibration_blocks(dataset_dir: Path, tokenizer, step: Wanda | SparseGPT | SmoothQuant | Distill) -> list:
     """`calibration_samples` blocks of `calibration_seq_len` tokens from the curated train split:
     its documents in order, joined by EOS as training packs them."""
     import torch

@@ -32,15 +32,43 @@ def step_training_config(training, step: Recover | Distill, init_from: Path, tea
     return TrainingConfig.model_validate(raw)
 
 
-def student_of(teacher, layers: int):
-    """A copy of `teacher` keeping `layers` of its decoder layers, evenly spaced with the first and
-    the last among them (DistilBERT initializes its student from every other teacher layer)."""
+def evenly_spaced(depth: int, layers: int) -> list[int]:
+    """`layers` of `depth` layers, evenly spaced with the first and the last among them (DistilBERT
+    initializes its student from every other teacher layer)."""
+    return [0] if layers == 1 else [round(i * (depth - 1) / (layers - 1)) for i in range(layers)]
+
+
+def angular_keep(teacher, layers: int, blocks: list) -> list[int]:
+    """The layers left when the run of `depth - layers` consecutive layers whose input and output
+    hidden states are closest in angle, averaged over the calibration blocks' tokens, is dropped
+    (Gromov et al. 2024). On SmolLM2-135M, 15 of 30: layers 2-16 go, and the student starts at
+    perplexity 42k on held-out text instead of 3.0M with evenly spaced layers."""
+    import torch
+
+    depth = teacher.config.num_hidden_layers
+    dropped = depth - layers
+    distance = torch.zeros(depth - dropped + 1, dtype=torch.float64)
+    with torch.inference_mode():
+        for block in blocks:
+            states = teacher(block, output_hidden_states=True).hidden_states  # depth + 1 of them
+            for start in range(len(distance)):
+                cosine = torch.nn.functional.cosine_similarity(states[start][0].float(),
+                                                               states[start + dropped][0].float(), dim=-1)
+                distance[start] += (torch.arccos(cosine.clamp(-1, 1)) / torch.pi).mean()
+    start = int(distance.argmin())
+    logger.info("student: dropping layers %d-%d (mean angular distance %.3f over %d blocks)",
+                start, start + dropped - 1, float(distance[start]) / len(blocks), len(blocks))
+    return [i for i in range(depth) if not start <= i < start + dropped]
+
+
+def student_of(teacher, layers: int, keep: list[int] | None = None):
+    """A copy of `teacher` keeping `layers` of its decoder layers: `keep`, or evenly spaced."""
     import copy
 
     import torch
 
     depth = teacher.config.num_hidden_layers
-    keep = [0] if layers == 1 else [round(i * (depth - 1) / (layers - 1)) for i in range(layers)]
+    keep = keep or evenly_spaced(depth, layers)
     student = copy.deepcopy(teacher)
     decoder = student.get_decoder()
     decoder.layers = torch.nn.ModuleList(decoder.layers[i] for i in keep)
@@ -67,7 +95,12 @@ def train_step(step: Recover | Distill, model_dir: Path, output: Path, dataset_d
         init_from = output.with_name(output.name + ".student")
         if not (init_from / "config.json").is_file():
             model, tokenizer = load_model(model_dir)
-            save_model(student_of(model, step.layers), tokenizer, init_from, "hf")
+            keep = None
+            if step.select == "angular":
+                from compression.stage import calibration_blocks
+
+                keep = angular_keep(model, step.layers, calibration_blocks(dataset_dir, tokenizer, step))
+            save_model(student_of(model, step.layers, keep), tokenizer, init_from, "hf")
     config = step_training_config(training, step, init_from, teacher)
     if (output / "result.json").is_file():  # finished before the stage was interrupted
         result = training_stage.TrainResult(model_dir=output, **json.loads((output / "result.json").read_text()))

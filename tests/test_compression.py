@@ -363,7 +363,8 @@ def trained_variants(base_dir, dataset_dir, tmp_path_factory):
         # pruned and recovered in one chain, distilling from the dense model it started from
         "recovered-kd": [{"wanda": {"sparsity": 0.5, "calibration_samples": 4, "calibration_seq_len": 32}},
                          {"recover": {"steps": 4, "lr": 3e-3, "alpha": 1.0}}],
-        "student": [{"distill": {"layers": 1, "steps": 4, "lr": 3e-3}}],
+        "student": [{"distill": {"layers": 1, "steps": 4, "lr": 3e-3, "select": "angular", "calibration_samples": 2,
+                                 "calibration_seq_len": 32}}],
     })
     training = TrainingConfig(train=TrainConfig(seq_len=32, micro_batch_size=2, num_ranks=2, warmup_steps=0,
                                                 log_every=2, eval_batches=1))
@@ -415,6 +416,29 @@ def test_distill_builds_a_shallower_student_trained_on_the_teacher(base_dir, tra
     [report] = student.steps
     assert report["step"] == "distill" and report["steps"] == 4 and report["teacher_layers"] == 2
     assert report["val_loss"] > 0
+
+
+def test_angular_selection_drops_the_layers_that_change_the_hidden_state_least():
+    """Layers 2 and 3 of six made to add nothing (their output projections zero): the run of two
+    layers to drop is theirs; evenly spaced keeps first and last. Fails if the choice ignores the
+    hidden states (any other run of two, or the evenly spaced [0, 2, 3, 5])."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from compression.train import angular_keep, evenly_spaced, student_of
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=6, num_attention_heads=4,
+                                         num_key_value_heads=2, intermediate_size=64)).eval()
+    for index in (2, 3):
+        layer = model.model.layers[index]
+        torch.nn.init.zeros_(layer.self_attn.o_proj.weight)
+        torch.nn.init.zeros_(layer.mlp.down_proj.weight)
+    blocks = [torch.randint(0, 64, (1, 16)) for _ in range(3)]
+    keep = angular_keep(model, 4, blocks)
+    assert keep == [0, 1, 4, 5] and evenly_spaced(6, 4) == [0, 2, 3, 5]
+    student = student_of(model, 4, keep)
+    with torch.inference_mode():  # dropping layers that add nothing changes no logit
+        assert torch.allclose(student(blocks[0]).logits, model(blocks[0]).logits, atol=1e-5)
 
 
 def test_training_refuses_a_folder_it_cannot_read_whole(variants):
