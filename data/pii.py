@@ -95,14 +95,14 @@ ENCODED_PHONE = re.compile(r"%2B\d{8,15}(?!\d)", re.IGNORECASE)
 QUERY_NAME = re.compile(r"(?i:[?&;](?:full_?|first_?|last_?|given_?|family_?|user_?|customer_?|sur)?name=)"
                         r"([^&#\s\"';]+)")
 # US style: (555) 123-4567, 555-123-4567, 555.123.4567, optionally with a 1 or +1 country code.
-US_PHONE = re.compile(r"(?<![\w+(.-])(?:\+?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}" + PHONE_END)
+US_PHONE = re.compile(r"(?<![\w+.-])(?:\+?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}" + PHONE_END)
 # International: +CC or 00CC, then digit groups: +44 20 7946 0958, 0033 4 17 94 64 04, +4915112345678.
 INTERNATIONAL_PHONE = re.compile(
     r"(?<![\w+])(?:\+|00)\d{1,3}(?:[ .-]?\(\d{1,5}\))?(?:[ .-]?\d{1,8}){1,6}" + PHONE_END)
 # National: a trunk 0 or an area code in parentheses, then separated groups: 089 60 25 65,
 # 02.64.62.52.37, (03) 5371 4059, 06-92000019.
 NATIONAL_PHONE = re.compile(
-    r"(?<![\w+.(-])(?<!\d,)(?:\(0?\d{1,4}\) ?|0\d{1,4}[ .-])\d{2,8}(?:[ .-]\d{2,8}){0,4}" + PHONE_END)
+    r"(?<![\w+.-])(?<!\d,)(?:\(0?\d{1,4}\) ?|0\d{1,4}[ .-])\d{2,8}(?:[ .-]\d{2,8}){0,4}" + PHONE_END)
 # PERSON cues spaCy's small model often misses: a title, a greeting or an introduction before
 # capitalised words ("Dear Dr. Szölösi", "Hi Norea", "my name is Ines Becker").
 PERSON_CUE = re.compile(
@@ -167,7 +167,7 @@ PLACE_FIRST_WORDS = frozenset({"lake", "mount", "mt", "cape", "gulf", "loch", "i
 PLACE_LAST_WORDS = frozenset({
     "lake", "falls", "river", "bay", "strait", "straits", "island", "islands", "peninsula", "mountains", "alps",
     "hills", "valley", "gorge", "canyon", "glacier", "plateau", "desert", "ocean", "sea", "coast", "canal",
-    "harbour", "harbor", "quay", "pier", "wharf", "station", "airport", "express", "street", "avenue", "road",
+    "harbour", "harbor", "haven", "quay", "pier", "wharf", "station", "airport", "express", "street", "avenue", "road",
     "square", "terrace", "crescent", "mews", "boulevard", "embankment", "bridge", "cathedral", "abbey", "castle",
     "palace", "university", "college", "hospital", "museum", "stadium", "arena", "cinema", "picturehouse",
     "playhouse", "league", "liga"})
@@ -255,7 +255,9 @@ def is_international_phone(candidate: str) -> bool:
 
 
 def is_national_phone(candidate: str) -> bool:
-    return 8 <= digit_count(candidate) <= 12 and not DATE_LIKE.fullmatch(candidate)
+    # "000-00-0000" is a form's placeholder
+    return (8 <= digit_count(candidate) <= 12 and not DATE_LIKE.fullmatch(candidate)
+            and len(set(re.sub(r"\D", "", candidate))) > 1)
 
 
 def always(candidate: str) -> bool:
@@ -339,6 +341,11 @@ def find_lowercase_names(text: str) -> Iterator[tuple[int, int]]:
 
 # A chat log's speaker: "<sara> ..." or "<mike_t> ..." at the start of a line (IRC, Slack exports).
 CHAT_HANDLE = re.compile(r"(?m)^[ \t]*(?:\[[\d:. -]{4,20}\][ \t]*)?<[@+%]?([^\W\d][\w.-]{1,23})>")
+# "[09:14] kwame: paging on-call": a speaker after a timestamp, as Slack and IRC exports write
+# them; not a log level ("[09:14] error: ...").
+CHAT_SPEAKER = re.compile(r"(?m)^[ \t]*\[[\d:. -]{4,20}\][ \t]*@?([^\W\d][\w.-]{1,23}):[ \t]")
+LOG_WORDS = frozenset({"error", "err", "warn", "warning", "info", "debug", "notice", "fatal", "critical", "crit",
+                       "trace", "status", "note", "alert", "emerg", "system", "server", "client", "bot"})
 # A title and a name in lower case, as typed in tickets and chat: "mrs p. nakamura", "dr okafor".
 TITLED_LOWERCASE = re.compile(r"\b(?:mrs?|ms|mx|miss|dr|prof)\.?[ \t]+((?:[a-z]\.[ \t]*)?[a-z][a-z'’-]{2,})\b")
 # Name words that are also common English words: a found "Grant" or "Will" is not looked for again
@@ -356,6 +363,28 @@ EMAIL_LOCAL_END = re.compile(r"@|\s*[(\[{<]at[)\]}>]\s*|\s+(?:at|AT)\s+")
 def find_chat_handles(text: str) -> Iterator[tuple[int, int]]:
     for match in CHAT_HANDLE.finditer(text):
         yield match.span(1)
+    for match in CHAT_SPEAKER.finditer(text):
+        if match.group(1).casefold() not in LOG_WORDS:
+            yield match.span(1)
+
+
+def find_email_line_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
+    """The words of an e-mail address's local part written capitalised on the address's line:
+    "Mererid Huws · 07700 900112 · mererid.huws@example.org" (names no lexicon holds)."""
+    english = lexicon("english")
+    for span in spans:
+        if span.entity != "EMAIL":
+            continue
+        local = EMAIL_LOCAL_END.split(text[span.start:span.end], maxsplit=1)[0]
+        words = {w.casefold() for w in re.findall(r"[^\W\d_]{3,}", local)} - english - COMMON_WORDS - NOT_NAMES
+        if not words:
+            continue
+        line_start = text.rfind("\n", 0, span.start) + 1
+        line_end = text.find("\n", span.end)
+        line_end = len(text) if line_end == -1 else line_end
+        for match in WORD.finditer(text, line_start, span.start):
+            if is_capitalised(match.group(0)) and without_possessive(match.group(0)).casefold() in words:
+                yield match.start(), match.start() + len(without_possessive(match.group(0)))
 
 
 def find_titled_lowercase_names(text: str) -> Iterator[tuple[int, int]]:
@@ -522,7 +551,7 @@ def not_in_id_headers(find):
 # reference, not a phone number.
 VERSION_LABEL = re.compile(r"(?i:\b(?:v|ver|version|firmware|fw|build|release|bundle|runtime|revision|rev)"
                            r"\.?[ \t]*[:=#]?[ \t]*)$")
-REFERENCE_LABEL = re.compile(r"(?i:\b(?:ref|reference|order|invoice|part|sku|serial|tracking|po|case|ticket)"
+REFERENCE_LABEL = re.compile(r"(?i:\b(?:ref|reference|order|invoice|part|sku|serial|tracking|po|case|ticket|account|acct)"
                              r"\.?[ \t]*(?:no\.?|number|#)?[ \t]*[:=#]?[ \t]*)$")
 
 # Digit groups right after a group of letters and digits continue that identifier, not a phone
@@ -810,6 +839,7 @@ class PiiDetector:
                     weak.append(Span(start, end, "PERSON"))
             for find in (find_chat_handles, find_titled_lowercase_names):
                 spans.extend(Span(start, end, "PERSON") for start, end in find(text))
+            spans.extend(Span(start, end, "PERSON") for start, end in find_email_line_names(text, spans))
         evidence = [span for span in spans if not needs_context(text, span)]
         for span in weak:
             # One word that is a name and a place: a place after "in", "to", "from"...; a name in

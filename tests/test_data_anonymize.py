@@ -59,6 +59,7 @@ def with_ner():
     ("Büro: 089 60 25 65-Office", "Büro: <PHONE>-Office"),
     ("appelez le 02.64.62.52.37.", "appelez le <PHONE>."),
     ("Tel 01 2345 6784, fax 0161 496 0000", "Tel <PHONE>, fax <PHONE>"),
+    ("previous landlord (509-555-0187) and (0161 496 0000)", "previous landlord (<PHONE>) and (<PHONE>)"),
     ("ring (03) 5371 4059 today", "ring <PHONE> today"),
     ("from 192.168.10.254 again", "from <IP_ADDRESS> again"),
     ("from 2001:db8::8a2e:370:7334 again", "from <IP_ADDRESS> again"),
@@ -118,6 +119,8 @@ def test_forms_real_text_holds_are_replaced(text, expected):
     "Total: EUR 135.40. Supplier ref. 0042-7781-3310, order no. 555-201-7788",
     # digit groups that continue an identifier of letters and digits
     "Shipment 1Z 999 AA1 01 2345 6784 - Standard, 2 parcels",
+    # a form's placeholder and an account number are no phone
+    "Enter it as XXX-XX-XXXX; the sample 000-00-0000 shows spacing. Billing account 0193-4471-2280.",
 ])
 def test_look_alikes_are_left_alone(text):
     assert anonymize.anonymize_text(text, STRUCTURED) == (text, {})
@@ -142,6 +145,14 @@ def test_names_in_headers_queries_and_lower_case_are_found_without_ner():
     assert people("see you then.\ncheers,\nsara") == ["sara"]
     assert people("User: my name is olivia grant and my card was declined") == ["olivia grant"]
     assert people("hi team,\nthe build is green\nthanks,\nall") == []
+
+
+def test_chat_speakers_after_a_timestamp_and_names_an_address_spells_are_found_without_ner():
+    detector = pii.PiiDetector(["PERSON", "EMAIL"], ner=False)
+    chat = "[09:14] kwame: paging on-call\n[09:15] error: upstream timeout\n[09:17] oyunaa: ack"
+    assert [chat[s.start:s.end] for s in detector.find(chat)] == ["kwame", "oyunaa"]
+    sheet = "Sopranos\n  Mererid Huws · 07700 900112 · mererid.huws@example.org\n  Support: help@example.org"
+    assert [sheet[s.start:s.end] for s in detector.find(sheet) if s.entity == "PERSON"] == ["Mererid", "Huws"]
 
 
 def test_a_name_found_once_is_found_wherever_else_the_text_has_it():
