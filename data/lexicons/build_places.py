@@ -22,18 +22,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import unicodedata
 from importlib import resources
 from pathlib import Path
+
+from data.pii import unaccented
 
 HERE = Path(__file__).parent
 WORDS = Path(os.environ.get("WORDS", "/usr/share/dict/american-english"))
 BIG_CITY = 300_000
 LATIN = re.compile(r"^[A-Z][A-Za-z\u00C0-\u024F'’. -]{2,}$")
-
-
-def ascii_fold(name: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
 
 
 def geonames() -> set[str]:
@@ -51,7 +48,7 @@ def geonames() -> set[str]:
     names.update(state["name"] for state in load("us_states.json").values())
     names.update(continent["name"] for continent in load("continents.json").values())
     folded = {name.casefold() for name in names if LATIN.match(name)}
-    return folded | {ascii_fold(name) for name in folded}
+    return folded | {unaccented(name) for name in folded}
 
 
 def main() -> None:
