@@ -103,6 +103,29 @@ def test_missing_dataset_raises_training_failed(dataset, tmp_path):
     assert not (tmp_path / "model").exists()
 
 
+def test_a_rank_killed_by_a_signal_shows_its_own_last_lines_above_torchruns_report(dataset, tmp_path):
+    """torchrun's report of a failed rank is ~35 lines: the rank's last words (here a marker and
+    the Python stack faulthandler prints on SIGABRT) must still reach the message."""
+    from training.launcher import PACKAGE_ROOT
+
+    dataset_dir, tokenizer_dir = dataset
+    site = tmp_path / "site"
+    site.mkdir()
+    # Runs at interpreter start in torchrun and in each rank; only rank 1 aborts.
+    (site / "sitecustomize.py").write_text(
+        "import os\n"
+        "if os.environ.get('RANK') == '1':\n"
+        "    print('rank 1 last words before the abort', flush=True)\n"
+        "    os.abort()\n")
+    with pytest.raises(TrainingFailed) as failure:
+        training.run(TINY, dataset_dir, tokenizer_dir, tmp_path / "model",
+                     env={"PYTHONPATH": f"{site}:{PACKAGE_ROOT}"})
+    message = str(failure.value)
+    assert "rank 1 last words before the abort" in message
+    assert "Fatal Python error: Aborted" in message, "faulthandler is on in the ranks"
+    assert "exitcode: -6" in message and "Failures:" in message, "torchrun's report is still there"
+
+
 @pytest.mark.slow
 def test_a_terminal_run_shows_a_progress_bar_instead_of_step_lines(dataset, tmp_path, caplog, capsys):
     dataset_dir, tokenizer_dir = dataset

@@ -32,6 +32,10 @@ logger = logging.getLogger("training")
 # The code the ranks run is the code this process imported, wherever the checkout is.
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_TAIL_LINES = 40
+# torchrun's own report of a failed rank starts with a line like
+# "E1205 00:09:04.279 26492 .../elastic/multiprocessing/api.py:1002] failed (exitcode: -6) local_rank: 1"
+# and runs to ~35 lines: the ranks' last lines before it are kept apart so the message shows both.
+TORCHRUN_REPORT = re.compile(r"elastic/multiprocessing/api\.py:\d+\] failed \(exitcode")
 
 
 class TrainingFailed(RuntimeError):
@@ -70,6 +74,8 @@ def rank_env(config: TrainingConfig, env: dict | None) -> dict[str, str]:
     rank_env = dict(os.environ)
     rank_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
     rank_env["PYTHONUNBUFFERED"] = "1"  # lines reach the log as they are printed
+    # A rank killed by a signal (an abort in C++, a segfault) prints its Python stack first.
+    rank_env["PYTHONFAULTHANDLER"] = "1"
     rank_env["DS_ACCELERATOR"] = train.device
     if train.device == "cpu":
         # One thread per rank: measured on 2 cores, even a single rank with 2 threads ran
@@ -221,6 +227,8 @@ def run(config: TrainingConfig, dataset_dir: Path, tokenizer_dir: Path, output_d
                                  step_lines=not progress)
         logger.info("launching training ranks: %s", " ".join(command))
         tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
+        before_report: list[str] = []  # the ranks' last lines before torchrun reported a failure
+        lines_seen = lines_at_report = 0
         bar, stop_following = None, threading.Event()
         if progress:
             from tqdm.contrib.logging import logging_redirect_tqdm  # log lines go above the bar
@@ -239,7 +247,10 @@ def run(config: TrainingConfig, dataset_dir: Path, tokenizer_dir: Path, output_d
             try:
                 for line in process.stdout:
                     line = line.rstrip()
+                    if not lines_at_report and TORCHRUN_REPORT.search(line):
+                        before_report, lines_at_report = list(tail), lines_seen
                     tail.append(line)
+                    lines_seen += 1
                     logger.info("%s", line)
             except BaseException:  # Ctrl-C, a cancelled flow run: the ranks stop now, not at our exit
                 stop_process(process)
@@ -250,6 +261,10 @@ def run(config: TrainingConfig, dataset_dir: Path, tokenizer_dir: Path, output_d
                     follower.join()
                     bar.close()
     if process.returncode != 0:
-        raise TrainingFailed(f"training exited with code {process.returncode}; last output:\n" + "\n".join(tail))
+        # the lines before the report that the tail no longer holds
+        ranks_lines = before_report[:max(0, len(before_report) - (lines_at_report - (lines_seen - len(tail))))]
+        raise TrainingFailed(f"training exited with code {process.returncode}; last output:\n"
+                             + "".join(f"{line}\n" for line in ranks_lines[-OUTPUT_TAIL_LINES // 2:])
+                             + ("[...]\n" if ranks_lines else "") + "\n".join(tail))
     result = json.loads((output_dir / "result.json").read_text())
     return TrainResult(model_dir=output_dir, **result)
