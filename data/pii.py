@@ -391,6 +391,37 @@ def find_email_line_names(text: str, spans: list[Span]) -> Iterator[tuple[int, i
                 yield match.start(), match.start() + len(without_possessive(match.group(0)))
 
 
+# A line that starts with a name and goes on to a phone number or an e-mail address: a contact
+# sheet, a roster, a signature ("Kepa Zubiri · 07700 900631", "- Eleri Watcyn (eleri@...)").
+CONTACT_LINE_NAME = re.compile(
+    rf"[ \t]*(?:[-*•>]+[ \t]*|\d{{1,3}}[.)][ \t]*)?(?P<name>{_CAPITALISED}(?:[ \t]+(?:(?:{'|'.join(sorted(NAME_PARTICLES | {'ap', 'binti', 'bint', 'ó', 'ní', 'mac', 'nic'}))})[ \t]+)?{_CAPITALISED}){{1,3}})"
+    r"[ \t]*(?:[·|,;–—(/]|-[ \t]|\t|[ \t]{2,})")
+
+
+def find_contact_line_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
+    """The name that starts a line holding a phone number or an e-mail address, when it reads as
+    a name: two to four capitalised words, not all of them English words or places, none a word
+    of places and organizations ("Customer Service · 0800 ..." and "Leeds Office | ..." stay)."""
+    english, places = lexicon("english"), lexicon("places")
+    seen = set()
+    for span in spans:
+        if span.entity not in ("PHONE", "EMAIL"):
+            continue
+        line_start = text.rfind("\n", 0, span.start) + 1
+        if line_start in seen:
+            continue
+        seen.add(line_start)
+        match = CONTACT_LINE_NAME.match(text, line_start, span.start)
+        if match is None:
+            continue
+        words = [word.casefold() for word in match.group("name").split() if is_capitalised(word)]
+        if (any(word in PLACE_OR_ORG_WORDS or word in COMMON_WORDS or word in NOT_NAMES or word in TITLES
+                for word in words)
+                or all(word in english or word in places for word in words)):
+            continue
+        yield match.span("name")
+
+
 def find_titled_lowercase_names(text: str) -> Iterator[tuple[int, int]]:
     for match in TITLED_LOWERCASE.finditer(text):
         if match.group(1).split()[-1] not in NOT_SURNAMES:
@@ -869,6 +900,7 @@ class PiiDetector:
             for find in (find_chat_handles, find_titled_lowercase_names):
                 spans.extend(Span(start, end, "PERSON") for start, end in find(text))
             spans.extend(Span(start, end, "PERSON") for start, end in find_email_line_names(text, spans))
+            spans.extend(Span(start, end, "PERSON") for start, end in find_contact_line_names(text, spans))
         evidence = [span for span in spans if not needs_context(text, span)]
         for span in weak:
             # One word that is a name and a place: a place after "in", "to", "from"...; a name in

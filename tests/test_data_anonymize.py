@@ -151,8 +151,22 @@ def test_chat_speakers_after_a_timestamp_and_names_an_address_spells_are_found_w
     detector = pii.PiiDetector(["PERSON", "EMAIL"], ner=False)
     chat = "[09:14] kwame: paging on-call\n[09:15] error: upstream timeout\n[09:17] oyunaa: ack"
     assert [chat[s.start:s.end] for s in detector.find(chat)] == ["kwame", "oyunaa"]
-    sheet = "Sopranos\n  Mererid Huws · 07700 900112 · mererid.huws@example.org\n  Support: help@example.org"
+    sheet = "Sopranos\n  Soprano: Mererid Huws · 07700 900112 · mererid.huws@example.org\n  Support: help@example.org"
     assert [sheet[s.start:s.end] for s in detector.find(sheet) if s.entity == "PERSON"] == ["Mererid", "Huws"]
+
+
+def test_a_name_that_starts_a_line_with_a_phone_or_an_address_on_it_is_found_without_ner():
+    detector = pii.PiiDetector(["PERSON", "PHONE", "EMAIL"], ner=False)
+
+    def people(text):
+        return [text[s.start:s.end] for s in detector.find(text) if s.entity == "PERSON"]
+
+    sheet = ("Tenors\n  Kepa Zubiri · 07700 900631\nBasses\n  - Siân ap Rhys (07700 900287)\n"
+             "3. Oyuunchimeg Ganbold | oyuun@example.mn\n")
+    assert people(sheet) == ["Kepa Zubiri", "Siân ap Rhys", "Oyuunchimeg Ganbold"]
+    # desks, offices and shops are not people; nor is a name in the middle of a line
+    assert people("Customer Service · 0800 123 4567\nLeeds Office | +44 113 496 0000\n"
+                  "Opening hours Monday to Friday · 0113 496 0001") == []
 
 
 def test_a_name_found_once_is_found_wherever_else_the_text_has_it():
