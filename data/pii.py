@@ -128,6 +128,9 @@ POSSESSIVE = ("'s", "’s")  # "Pedro's": the name ends before it
 NAMED_AFTER_PLACE = re.compile(
     r"\b(?:Treaty|Peace|Battle|Siege|Sack|Congress|Council|Diet|Edict|Act|Convention|Declaration|"
     r"University|Bank|Port|Archbishop|Bishop|Duke|Duchess|Earl)\s+of\s+(?:the\s+)?$")
+# Names of storms and ships are not people's: "Storm Bethan", "Hurricane Otis", "MV Juraj Dalmatinac".
+NAMED_THING = frozenset({"Storm", "Hurricane", "Typhoon", "Cyclone", "MV", "MS", "MY", "SS", "HMS", "RMS", "USS",
+                         "HMAS", "HMCS", "HMNZS", "RV", "FV", "SY"})
 # A place is personal data where the text ties it to a person (GDPR art. 4(1): information relating
 # to an identifiable person): within CONTEXT_CHARS of other personal data (a name, an e-mail,
 # a phone), in a sentence with a cue that ties it to someone ("lives in", "born in", "relocate to",
@@ -544,7 +547,8 @@ def find_lexicon_names(text: str) -> Iterator[tuple[int, int, bool]]:
             index = last + 2  # "Alberta Highway", "Indiana University Press"
             continue
         end = words[last].start() + len(without_possessive(words[last].group(0)))
-        yield words[index].start(), end, firm
+        # A "name" that is a place's whole name is weak: "Santiago de Compostela", "Victoria Falls".
+        yield words[index].start(), end, firm and text[words[index].start():end].casefold() not in lexicon("places")
         index = last + 1
 
 
@@ -803,6 +807,13 @@ def surname_first(text: str, spans: list[Span]) -> list[Span]:
     return merged
 
 
+def names_a_thing(text: str, span: Span) -> bool:
+    """Whether a "name" is a storm's or a ship's: it starts with, or follows, "Storm", "MV"..."""
+    first = text[span.start:span.end].split(maxsplit=1)[0]
+    before = re.search(r"(\S+)[ \t]+$", text[max(0, span.start - 12):span.start])
+    return first in NAMED_THING or (before is not None and before.group(1) in NAMED_THING)
+
+
 def names_in_addresses(text: str, spans: list[Span]) -> list[Span]:
     """A name inside a street address, up to its last number, is a street or a town ("Rua das
     Flores 112", "55 Larkspur Court, Riverton, OR 97301"): the address stands and the name goes.
@@ -913,7 +924,9 @@ class PiiDetector:
             elif span.entity == "PERSON_OR_PLACE" and "LOCATION" in self.entities:
                 spans.append(span._replace(entity="LOCATION"))
         spans = names_in_addresses(text, spans)
+        spans = [span for span in spans if span.entity != "PERSON" or not names_a_thing(text, span)]
         if self.lexicon:
-            # A name found once is a name wherever else the text has it.
-            spans.extend(Span(start, end, "PERSON") for start, end in find_repeated_names(text, spans))
+            # A name found once is a name wherever else the text has it (but a storm's or a ship's).
+            spans.extend(span for span in (Span(start, end, "PERSON") for start, end in find_repeated_names(text, spans))
+                         if not names_a_thing(text, span))
         return surname_first(text, resolve_overlaps(spans))

@@ -169,6 +169,14 @@ def test_a_name_that_starts_a_line_with_a_phone_or_an_address_on_it_is_found_wit
                   "Opening hours Monday to Friday · 0113 496 0001") == []
 
 
+def test_storms_and_ships_named_like_people_are_not_people(with_ner):
+    text = ("Storm Bethan brought gusts of 140 km/h overnight.\nStorm Bethan: ferries cancelled. Main vessels: "
+            "MV Juraj Dalmatinac and HMS Dauntless. Residents said Hurricane Otis was worse.")
+    assert with_ner.anonymize(text)[0] == text
+    assert with_ner.anonymize("Storm Bethan hit the coast, and Bethan Price said her roof went.")[0] == (
+        "Storm Bethan hit the coast, and <PERSON> said her roof went.")
+
+
 def test_a_name_found_once_is_found_wherever_else_the_text_has_it():
     detector = pii.PiiDetector(["PERSON", "EMAIL"], ner=False)
 
