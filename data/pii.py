@@ -10,8 +10,10 @@ own token vectors, so it needs neither the tagger nor the parser. Two rules add 
 model misses most (both run even with NER off): a capitalised word after a title, a greeting or
 "my name is"; and a capitalised given name from data/lexicons/first_names.txt (names of many
 countries that are not English words; see build_names.py there) with the capitalised words right
-after it as the surname, or a capitalised word before a surname from last_names.txt. A one-word
-lexicon name that NER reads as a place stays a place. Street addresses, which NER does not see
+after it as the surname, or a capitalised word before a surname from last_names.txt (or with a
+surname's ending: -ova, -yan, -dze...). Only a given name with a listed surname counts on its own;
+the other lexicon names, like spaCy's, count where the text is about people ("Preston North End"
+in a league table does not). A one-word lexicon name that NER reads as a place stays a place. Street addresses, which NER does not see
 ("31 Albion Terrace, Reading RG1 5BN", "Rua das Flores 112, 4050-262 Porto") come from
 data.addresses as LOCATION; a name inside one is its street or town.
 
@@ -113,6 +115,13 @@ PERSON_CUE = re.compile(
     r"(?:\b(?:Dear|Hi|Hello|Hey|[Mm]y name is|[Nn]ame is|[Nn]ame:)[ \t]+(?:(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+)?"
     r"|\b(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+|\b(?:Miss|[Uu]ncle|[Aa]unt|[Aa]untie|[Gg]randma|[Gg]randpa)[ \t]+)"
     r"((?:[^\W\d_]\.|[^\W\d_][\w'’-]*)(?:[ \t]+(?:[^\W\d_]\.|[^\W\d_][\w'’-]*)){0,2})")
+ROMAN_NUMERAL = re.compile(r"[ivxl]{1,5}")
+# "Hardware name:", "Host name:": a label for a thing's name, not a person's.
+THING_NAME_LABEL = re.compile(
+    r"(?i:\b(?:hardware|host|file|product|model|device|domain|server|package|branch|project|company|brand|display|"
+    r"field|column|table|program|app|machine|computer|network|queue|job|task|service|node|cluster|pod|container|"
+    r"image|volume|disk|bucket|dataset|variable|class|function|method|module|library|font|species|street|place|"
+    r"city|business|trade|ship|vessel|event|team|group|product|item|account|bank|code|common|scientific)[ \t]+name:)")
 # Family and friends named after their tie to someone, as notices and bios write them: "husband of
 # Almaz", "father of Dawit and Hirut", "grandmother to Selam, Yonas and Meron".
 _CAPITALISED = r"[^\W\d_a-z][\w'’-]*"
@@ -146,16 +155,39 @@ PLACE_CUE = re.compile(
     r"mov(?:ed|ing) (?:to|from|back)|relocat(?:e|es|ed|ing|ion)|hometown|home town|domicile|birthplace|"
     r"address|addr|originally from|"
     r"visited|stayed|travell?ed|flew|ship(?:s|ped|ping)? to|deliver(?:s|ed|y)? to|sen[dt] to|mail(?:ed)? to)\b)"
-    r"|\b(?:I|I'm|I’m|I'd|I’d|I'll|I’ll|I've|I’ve|me|my|mine)\b")
+    r"|\b(?:I(?![:./-]?\d)|I'm|I’m|I'd|I’d|I'll|I’ll|I've|I’ve|me|my|mine)\b")
 # Words near a name that say the text speaks of a person: first- and third-person singular pronouns,
 # verbs of speech, meeting and moving, kinship and roles.
 PERSON_CUE_WORDS = re.compile(
-    r"\b(?:I|I'm|I’m|I'd|I’d|I'll|I’ll|I've|I’ve)\b|(?i:\b(?:he|she|him|his|her|hers|himself|herself|me|my|"
+    # "I", not a numeral: "Hob. I:104", "Part I-3"
+    r"\b(?:I(?![:./-]?\d)|I'm|I’m|I'd|I’d|I'll|I’ll|I've|I’ve)\b|(?i:\b(?:he|she|him|his|her|hers|himself|herself|me|my|"
     r"said|says|told|tells|asked|asks|wrote|writes|replied|shouted|spoke|talking|met|thanked|married|died|"
     r"according to|follow up with|lives|lived|born|visited|stayed|mov(?:ed|es|ing) (?:to|from)|"
     r"(?:first|last|full|family|given|maiden) name|name (?:is|on|in)|founders?|"
     r"wife|husband|daughter|son|mother|father|brother|sister|kids?|child|children|friend|colleague|boss|patient|"
-    r"employee|person|speaks?)\b)")
+    r"employee|person|speaks?|your name|"
+    # roles and credits
+    r"(?:directed|written|produced|performed|composed|narrated|hosted|presented|founded|led|run|managed|"
+    r"reported|signed|sent|approved) by|starring|ceo|cfo|cto|coo|chief executive|director|manager|"
+    r"suspect|victim|defendant|plaintiff|accused|arrested|charged|convicted|sentenced|killers?|murder(?:ed)?)\b)")
+# A line whose label says its names are people's ("Present: ...", "Reported by: ...", "cc: ..."),
+# and a line that is a name alone after a dash, as reviews and letters are signed ("- Mariana
+# Cordeiro, Porto").
+PEOPLE_LABELS = (
+    r"(?i:present|attendees?|attending|in attendance|apologies|absent|regrets|participants?|"
+    r"members?|guests?|speakers?|panel(?:ists?)?|authors?|reviewers?|cc|bcc|chair(?:ed by)?|minutes taken by|"
+    r"signed(?: by)?|witness(?:es)?|contacts?|owners?|tenants?|applicants?|patients?|clients?|assigned to|assignees?|"
+    r"reported by|reporter|signed-off-by|co-authored-by|passengers?|travell?ers?|employees?|students?|pupils?|"
+    r"parents?|guardians?|emergency contact|next of kin|beneficiar(?:y|ies)|account holder|cardholder|attn|"
+    r"attention|prepared by|approved by|requested by|submitted by|volunteers?|players?|staff|crew|"
+    r"(?:billing|shipping|delivery|postal|mailing|home|correspondence) address|ship to|bill to|deliver to|recipient)")
+PEOPLE_LABEL = re.compile(rf"[ \t]*(?:[-*•][ \t]*)?{PEOPLE_LABELS}[ \t]*[:=]")
+PEOPLE_LABEL_BEFORE = re.compile(rf"\b{PEOPLE_LABELS}[ \t]*[:=][ \t]*")  # inline: "... cc: Ana Reis"
+SIGNATURE_LINE = re.compile(r"[ \t]*[-–—~][ \t]*(?P<name>[^\W\d_][\w'’-]*(?:[ \t]+[^\W\d_][\w'’.-]*){0,3})"
+                            r"(?:,[ \t]*[^\W\d_][\w'’ .-]*)?[ \t]*$", re.MULTILINE)
+# The head of a postal address block: a name alone on its line, a house number or a flat within
+# the next three lines ("Josef Koutník\n12 Rue de Rabat\nApt. 4"). Quoting marks may lead each line.
+ADDRESS_BLOCK_LINE = re.compile(r"[ \t>|*]*(?:\d{1,5}[A-Za-z]?,?[ \t]+[^\W\d_]|P\.?[ \t]?O\.?[ \t]Box|Apt\.?[ \t]|Flat[ \t]|Unit[ \t])")
 CUE_CHARS = 150  # how far from a name its cue may be ("Julian is very reliable. You can depend on him.")
 # A speaker's name at the start of a line: "Robert: What a wife.", "Anka: Remember me?"
 SPEAKER = re.compile(r"[ \t]*:")
@@ -208,6 +240,8 @@ NOT_GIVEN_NAMES = frozenset({"january", "february", "march", "april", "may", "ju
                              "mon", "tue", "tues", "wed", "thu", "thur", "thurs", "fri", "sat", "sun"})
 NOT_NAMES = frozenset({"sir", "madam", "team", "all", "there", "everyone", "customer", "friend", "friends"})
 DATE_LIKE = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}[./-]\d{1,2}[./-]\d{1,2}")
+# A timetable's hours, "0700-1900": no national number has eight digits in two valid clock times.
+TIME_RANGE = re.compile(r"(?:[01]\d|2[0-3])[0-5]\d[ \t]*[-–][ \t]*(?:[01]\d|2[0-4])[0-5]\d")
 
 # IBAN length per country, for the countries most likely to appear (others: 15-34 and mod-97).
 IBAN_LENGTHS = {"AT": 20, "BE": 16, "CH": 21, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "EE": 20, "ES": 24,
@@ -224,7 +258,9 @@ def is_card_number(candidate: str) -> bool:
     from stdnum import luhn  # python-stdnum: the maintained checksum implementations
 
     digits = re.sub(r"\D", "", candidate)
-    return 13 <= len(digits) <= 19 and luhn.is_valid(digits)
+    # No issuer's numbers start with 0 (ISO/IEC 7812's industry digit), nor repeat one digit: a
+    # crash log's zeroed register passes Luhn.
+    return 13 <= len(digits) <= 19 and digits[0] != "0" and len(set(digits)) > 1 and luhn.is_valid(digits)
 
 
 def is_iban(candidate: str) -> bool:
@@ -264,7 +300,7 @@ def is_international_phone(candidate: str) -> bool:
 def is_national_phone(candidate: str) -> bool:
     # "000-00-0000" is a form's placeholder
     return (8 <= digit_count(candidate) <= 12 and not DATE_LIKE.fullmatch(candidate)
-            and len(set(re.sub(r"\D", "", candidate))) > 1)
+            and not TIME_RANGE.fullmatch(candidate) and len(set(re.sub(r"\D", "", candidate))) > 1)
 
 
 def always(candidate: str) -> bool:
@@ -350,7 +386,8 @@ def find_lowercase_names(text: str) -> Iterator[tuple[int, int]]:
 CHAT_HANDLE = re.compile(r"(?m)^[ \t]*(?:\[[\d:. -]{4,20}\][ \t]*)?<[@+%]?([^\W\d][\w.-]{1,23})>")
 # "[09:14] kwame: paging on-call": a speaker after a timestamp, as Slack and IRC exports write
 # them; not a log level ("[09:14] error: ...").
-CHAT_SPEAKER = re.compile(r"(?m)^[ \t]*\[[\d:. -]{4,20}\][ \t]*@?([^\W\d][\w.-]{1,23}):[ \t]")
+# The timestamp holds a colon: a kernel log's "[ 8812.331207] BUG: ..." is no chat.
+CHAT_SPEAKER = re.compile(r"(?m)^[ \t]*\[(?=[\d. -]*:)[\d:. -]{4,20}\][ \t]*@?([^\W\d][\w.-]{1,23}):[ \t]")
 LOG_WORDS = frozenset({"error", "err", "warn", "warning", "info", "debug", "notice", "fatal", "critical", "crit",
                        "trace", "status", "note", "alert", "emerg", "system", "server", "client", "bot"})
 # A title and a name in lower case, as typed in tickets and chat: "mrs p. nakamura", "dr okafor".
@@ -369,9 +406,10 @@ EMAIL_LOCAL_END = re.compile(r"@|\s*[(\[{<]at[)\]}>]\s*|\s+(?:at|AT)\s+")
 
 def find_chat_handles(text: str) -> Iterator[tuple[int, int]]:
     for match in CHAT_HANDLE.finditer(text):
-        yield match.span(1)
+        if not (len(match.group(1)) > 1 and match.group(1).isupper()):  # a kernel log's "<TASK>"
+            yield match.span(1)
     for match in CHAT_SPEAKER.finditer(text):
-        if match.group(1).casefold() not in LOG_WORDS:
+        if match.group(1).casefold() not in LOG_WORDS and not (len(match.group(1)) > 1 and match.group(1).isupper()):
             yield match.span(1)
 
 
@@ -466,7 +504,8 @@ def find_cued_names(text: str) -> Iterator[tuple[int, int]]:
             if not word.group(0)[0].isupper():
                 break
             last = word
-        if last is not None and match.group(1).split()[0].casefold() not in NOT_NAMES:
+        if (last is not None and match.group(1).split()[0].casefold() not in NOT_NAMES
+                and not THING_NAME_LABEL.search(text, max(0, match.start() - 24), match.start() + 5)):
             yield start, start + last.end()
         # The next cue may sit among the words this one took in: "Uncle Stelios and Aunt Katerina".
         match = PERSON_CUE.search(text, start + (last.end() if last is not None else 1))
@@ -497,6 +536,24 @@ def is_capitalised(word: str) -> bool:
 
 def without_possessive(word: str) -> str:
     return word[:-2] if word.endswith(POSSESSIVE) else word
+
+
+# Endings that make surnames in many languages, for the surnames no list holds: Slavic and Central
+# Asian (-ova, -enko, -wicz), Armenian (-yan), Georgian (-dze, -shvili), Turkish (-oğlu), Icelandic
+# (-dóttir), South Slavic (-ović), Romanian (-escu), Greek (-poulos, -akis), Persian (-zadeh),
+# Finnish (-lainen), Kazakh (-uly, -kyzy), Lithuanian (-aitė, -ienė).
+SURNAME_ENDING = re.compile(
+    r"[^\W\d_]{3,}(?:ova|eva|ovа|yeva|enko|chuk|czuk|wicz|owicz|ewicz|ska|ski|sky|yan|ian|dze|shvili|adze|oglu|oğlu|"
+    r"dottir|dóttir|sson|ović|ević|vić|ić|escu|eanu|poulos|opoulou|akis|idis|zadeh|lainen|uly|kyzy|aitė|ienė|"
+    r"bekov|bayev|baeva|murodov|ullah)")
+
+
+def is_surname(word: str, surnames: frozenset[str]) -> bool:
+    folded = word.casefold()
+    if folded in surnames:
+        return True
+    return (SURNAME_ENDING.fullmatch(folded) is not None and folded not in lexicon("english")
+            and folded not in lexicon("places"))
 
 
 def find_lexicon_names(text: str) -> Iterator[tuple[int, int, bool]]:
@@ -536,7 +593,7 @@ def find_lexicon_names(text: str) -> Iterator[tuple[int, int, bool]]:
             firm = last > index
         elif (name_word(index) and not token.endswith(POSSESSIVE) and joined(index)
               and is_capitalised(words[index + 1].group(0))
-              and without_possessive(words[index + 1].group(0)).casefold() in surnames):
+              and is_surname(without_possessive(words[index + 1].group(0)), surnames)):
             last = index + 1
             if token.casefold() in TITLES:  # "Professor Rossi": the name is the surname
                 index = last
@@ -726,6 +783,10 @@ def reread_person(text: str, span: Span) -> Span | None:
             return None
         if len(folded) == 1 and plain in english and plain not in lexicon("english_names"):
             return None
+        # English words and a numeral: "Annex II", "Phase III"
+        if len(folded) > 1 and all(ROMAN_NUMERAL.fullmatch(word) or (unaccented(word) in english and word not in
+                                   lexicon("english_names")) for word in folded):
+            return None
     return Span(start, end, "PERSON")
 
 
@@ -785,12 +846,41 @@ def tied_to_person(text: str, span: Span, evidence: list[Span]) -> bool:
 def about_people(text: str, name: Span, evidence: list[Span]) -> bool:
     """Whether weak evidence of a name (spaCy alone, a lone lexicon name) stands: the text within
     CONTEXT_CHARS holds other personal data (a name found by a rule, an e-mail, a phone...), the
-    words within CUE_CHARS speak of a person ("he", "her", "I", "said", "met", "my kid"), or the name
-    starts a line as a speaker ("Robert: ..."). A travel guide, a menu or a timetable does none of
+    words within CUE_CHARS speak of a person ("he", "her", "I", "said", "met", "my kid", "directed
+    by"), its line's label is for people ("Present:", "cc:"), it signs a text ("- Mariana, Porto"),
+    heads a postal address block, or starts a line as a speaker ("Robert: ..."). A travel guide, a menu or a timetable does none of
     these, and the small spaCy model's "persons" there are places, dishes and clubs."""
-    if near(name, evidence) or PERSON_CUE_WORDS.search(text, max(0, name.start - CUE_CHARS), name.end + CUE_CHARS):
+    end = name.end + CUE_CHARS
+    while end < len(text) and text[end].isalnum():  # a window that cuts "Incidental" to "I" finds a pronoun
+        end += 1
+    if near(name, evidence) or PERSON_CUE_WORDS.search(text, max(0, name.start - CUE_CHARS), end):
         return True
-    return text.rfind("\n", 0, name.start) + 1 == name.start and SPEAKER.match(text, name.end) is not None
+    line_start = text.rfind("\n", 0, name.start) + 1
+    if PEOPLE_LABEL.match(text, line_start):
+        return True
+    label = PEOPLE_LABEL_BEFORE.search(text, max(line_start, name.start - 48), name.start)
+    if label is not None and label.end() == name.start:  # "... Billing address: Jędrzej Jaworski"
+        return True
+    signature = SIGNATURE_LINE.match(text, line_start)
+    if signature is not None and signature.start("name") <= name.start < signature.end("name"):
+        return True
+    return heads_address_block(text, name, line_start) or (
+        line_start == name.start and SPEAKER.match(text, name.end) is not None)
+
+
+def heads_address_block(text: str, name: Span, line_start: int) -> bool:
+    """Whether the name is alone on its line and a house number or a flat starts one of the next
+    three lines."""
+    line_end = text.find("\n", name.end)
+    if line_end == -1 or text[line_start:name.start].strip(" \t>|*?") or text[name.end:line_end].strip():
+        return False
+    for _ in range(3):
+        if ADDRESS_BLOCK_LINE.match(text, line_end + 1):
+            return True
+        line_end = text.find("\n", line_end + 1)
+        if line_end == -1:
+            return False
+    return False
 
 
 def surname_first(text: str, spans: list[Span]) -> list[Span]:
@@ -903,9 +993,12 @@ class PiiDetector:
             # A weak lexicon name that NER reads as a place, a date or a nationality ("Florence",
             # "June", "Christian") is left to NER.
             others = [span for span in ner if span.entity in NER_VETO]
+            surnames = lexicon("last")
             for start, end, firm in find_lexicon_names(text):
-                if firm:
+                if firm and without_possessive(text[start:end].split()[-1]).casefold() in surnames:
                     spans.append(Span(start, end, "PERSON"))
+                elif firm:
+                    weak.append(Span(start, end, "PERSON"))
                 elif not any(o.start < end and start < o.end for o in others):
                     weak.append(Span(start, end, "PERSON"))
             for find in (find_chat_handles, find_titled_lowercase_names):
