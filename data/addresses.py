@@ -30,7 +30,8 @@ from typing import Iterator
 
 # A capitalised word: an upper-case letter, then letters, inner apostrophes and hyphens; a short
 # one may end with a dot ("St. Albans"), a long one may not ("Amsterdam. Office hours").
-UPPER = r"(?:[A-ZÀ-ÖØ-Þ]|[ĀĂĄĆĈĊČĎĐĒĔĖĘĚĜĞĠĢĤĦĨĪĬĮİĴĶĹĻĽĿŁŃŅŇŊŌŎŐŒŔŖŘŚŜŞŠŢŤŦŨŪŬŮŰŲŴŶŸŹŻŽ])"
+UPPER = r"(?:[A-ZÀ-ÖØ-Þ]|[ĀĂĄĆĈĊČĎĐĒĔĖĘĚĜĞĠĢĤĦĨĪĬĮİĴĶĹĻĽĿŁŃŅŇŊŌŎŐŒ" \
+        r"ŔŖŘŚŜŞŠŢŤŦŨŪŬŮŰŲŴŶŸŹŻŽ])"
 CAPITALISED = rf"{UPPER}(?:\w{{0,2}}\.|[\w'’-]*)"
 # Lower-case words inside a street or a town's name ("Rua das Flores", "Dar es Salaam").
 PARTICLE = (r"(?:de|da|das|do|dos|del|dei|degli|delle|della|dello|di|la|le|les|du|des|van|von|der|den|het|y|e|es|am|"
@@ -57,9 +58,10 @@ MONTHS = r"(?:January|February|March|April|May|June|July|August|September|Octobe
 YEAR_BEFORE = re.compile(r"(?i:\b(?:in|since|by|until|till|from|of|during|before|after|circa|around|c\.)[ \t]+)"
                          r"(?:1[89]\d\d|20\d\d)\b")
 STREET_FIRST_NUMBER = rf"{HOUSE_NUMBER}[ \t]+(?:(?!{MONTHS}){CAPITALISED}[ \t]+){{1,3}}(?:{STREET_WORDS})\b\.?"
-STREET_LAST_NUMBER = rf"(?:(?:ul|al|pl|os)\.[ \t]*)?{NOT_STREET}{CAPITALISED}(?:[ \t]+(?:{PARTICLE}[ \t]+)*{NOT_STREET}{CAPITALISED}){{0,3}}" \
-                     rf"[ \t]+{HOUSE_NUMBER}\b"
-UNIT = rf"(?:{UNIT_WORDS})\.?[ \t]*#?[ \t]*\d\w{{0,5}}|#\d{{1,5}}|\d{{1,3}}(?:st|nd|rd|th)[ \t]+[Ff]loor|\d{{1,2}}[ºª°]"
+STREET_LAST_NUMBER = (rf"(?:(?:ul|al|pl|os)\.[ \t]*)?{NOT_STREET}{CAPITALISED}"  # "ul. Długa 15"
+                      rf"(?:[ \t]+(?:{PARTICLE}[ \t]+)*{NOT_STREET}{CAPITALISED}){{0,3}}[ \t]+{HOUSE_NUMBER}\b")
+UNIT = (rf"(?:{UNIT_WORDS})\.?[ \t]*#?[ \t]*\d\w{{0,5}}|#\d{{1,5}}|\d{{1,3}}(?:st|nd|rd|th)[ \t]+[Ff]loor"
+        rf"|\d{{1,2}}[ºª°]")
 # Where an address starts: a street with a street word ("31 Albion Terrace"), a flat ("Flat 2"),
 # or a street named before its number ("Kale Nagusia 22"), in that order at one position.
 # A street named before its number that says it is a street: by its first word ("Via dei Mille 12",

@@ -13,9 +13,10 @@ countries that are not English words; see build_names.py there) with the capital
 after it as the surname, or a capitalised word before a surname from last_names.txt (or with a
 surname's ending: -ova, -yan, -dze...). Only a given name with a listed surname counts on its own;
 the other lexicon names, like spaCy's, count where the text is about people ("Preston North End"
-in a league table does not). A one-word lexicon name that NER reads as a place stays a place. Street addresses, which NER does not see
-("31 Albion Terrace, Reading RG1 5BN", "Rua das Flores 112, 4050-262 Porto") come from
-data.addresses as LOCATION; a name inside one is its street or town.
+in a league table does not). A one-word lexicon name that NER reads as a place stays a place.
+Street addresses, which NER does not see ("31 Albion Terrace, Reading RG1 5BN", "Rua das Flores
+112, 4050-262 Porto"), come from data.addresses as LOCATION; a name inside one is its street or
+town.
 
 Context decides what weak evidence cannot (GDPR art. 4(1): personal data relates to a person): a
 place, an address of a local network (10.x, 192.168.x) and a name only spaCy or a lone lexicon
@@ -121,7 +122,7 @@ THING_NAME_LABEL = re.compile(
     r"(?i:\b(?:hardware|host|file|product|model|device|domain|server|package|branch|project|company|brand|display|"
     r"field|column|table|program|app|machine|computer|network|queue|job|task|service|node|cluster|pod|container|"
     r"image|volume|disk|bucket|dataset|variable|class|function|method|module|library|font|species|street|place|"
-    r"city|business|trade|ship|vessel|event|team|group|product|item|account|bank|code|common|scientific)[ \t]+name:)")
+    r"city|business|trade|ship|vessel|event|team|group|item|account|bank|code|common|scientific)[ \t]+name:)")
 # Family and friends named after their tie to someone, as notices and bios write them: "husband of
 # Almaz", "father of Dawit and Hirut", "grandmother to Selam, Yonas and Meron".
 _CAPITALISED = r"[^\W\d_a-z][\w'’-]*"
@@ -160,7 +161,8 @@ PLACE_CUE = re.compile(
 # verbs of speech, meeting and moving, kinship and roles.
 PERSON_CUE_WORDS = re.compile(
     # "I", not a numeral: "Hob. I:104", "Part I-3"
-    r"\b(?:I(?![:./-]?\d)|I'm|I’m|I'd|I’d|I'll|I’ll|I've|I’ve)\b|(?i:\b(?:he|she|him|his|her|hers|himself|herself|me|my|"
+    r"\b(?:I(?![:./-]?\d)|I'm|I’m|I'd|I’d|I'll|I’ll|I've|I’ve)\b"
+    r"|(?i:\b(?:he|she|him|his|her|hers|himself|herself|me|my|"
     r"said|says|told|tells|asked|asks|wrote|writes|replied|shouted|spoke|talking|met|thanked|married|died|"
     r"according to|follow up with|lives|lived|born|visited|stayed|mov(?:ed|es|ing) (?:to|from)|"
     r"(?:first|last|full|family|given|maiden) name|name (?:is|on|in)|founders?|"
@@ -187,7 +189,8 @@ SIGNATURE_LINE = re.compile(r"[ \t]*[-–—~][ \t]*(?P<name>[^\W\d_][\w'’-]*(
                             r"(?:,[ \t]*[^\W\d_][\w'’ .-]*)?[ \t]*$", re.MULTILINE)
 # The head of a postal address block: a name alone on its line, a house number or a flat within
 # the next three lines ("Josef Koutník\n12 Rue de Rabat\nApt. 4"). Quoting marks may lead each line.
-ADDRESS_BLOCK_LINE = re.compile(r"[ \t>|*]*(?:\d{1,5}[A-Za-z]?,?[ \t]+[^\W\d_]|P\.?[ \t]?O\.?[ \t]Box|Apt\.?[ \t]|Flat[ \t]|Unit[ \t])")
+ADDRESS_BLOCK_LINE = re.compile(
+    r"[ \t>|*]*(?:\d{1,5}[A-Za-z]?,?[ \t]+[^\W\d_]|P\.?[ \t]?O\.?[ \t]Box|Apt\.?[ \t]|Flat[ \t]|Unit[ \t])")
 CUE_CHARS = 150  # how far from a name its cue may be ("Julian is very reliable. You can depend on him.")
 # A speaker's name at the start of a line: "Robert: What a wife.", "Anka: Remember me?"
 SPEAKER = re.compile(r"[ \t]*:")
@@ -434,9 +437,11 @@ def find_email_line_names(text: str, spans: list[Span]) -> Iterator[tuple[int, i
 
 # A line that starts with a name and goes on to a phone number or an e-mail address: a contact
 # sheet, a roster, a signature ("Kepa Zubiri · 07700 900631", "- Eleri Watcyn (eleri@...)").
+_PARTICLES = "|".join(sorted(NAME_PARTICLES | {"ap", "binti", "bint", "ó", "ní", "mac", "nic"}))
 CONTACT_LINE_NAME = re.compile(
-    rf"[ \t]*(?:[-*•>]+[ \t]*|\d{{1,3}}[.)][ \t]*)?(?P<name>{_CAPITALISED}(?:[ \t]+(?:(?:{'|'.join(sorted(NAME_PARTICLES | {'ap', 'binti', 'bint', 'ó', 'ní', 'mac', 'nic'}))})[ \t]+)?{_CAPITALISED}){{1,3}})"
-    r"[ \t]*(?:[·|,;–—(/]|-[ \t]|\t|[ \t]{2,})")
+    rf"[ \t]*(?:[-*•>]+[ \t]*|\d{{1,3}}[.)][ \t]*)?"  # a bullet or a number
+    rf"(?P<name>{_CAPITALISED}(?:[ \t]+(?:(?:{_PARTICLES})[ \t]+)?{_CAPITALISED}){{1,3}})"
+    r"[ \t]*(?:[·|,;–—(/]|-[ \t]|\t|[ \t]{2,})")  # then a separator
 
 
 def find_contact_line_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
@@ -543,7 +548,7 @@ def without_possessive(word: str) -> str:
 # (-dóttir), South Slavic (-ović), Romanian (-escu), Greek (-poulos, -akis), Persian (-zadeh),
 # Finnish (-lainen), Kazakh (-uly, -kyzy), Lithuanian (-aitė, -ienė).
 SURNAME_ENDING = re.compile(
-    r"[^\W\d_]{3,}(?:ova|eva|ovа|yeva|enko|chuk|czuk|wicz|owicz|ewicz|ska|ski|sky|yan|ian|dze|shvili|adze|oglu|oğlu|"
+    r"[^\W\d_]{3,}(?:ova|eva|yeva|enko|chuk|czuk|wicz|owicz|ewicz|ska|ski|sky|yan|dze|shvili|adze|oglu|oğlu|"
     r"dottir|dóttir|sson|ović|ević|vić|ić|escu|eanu|poulos|opoulou|akis|idis|zadeh|lainen|uly|kyzy|aitė|ienė|"
     r"bekov|bayev|baeva|murodov|ullah)")
 
@@ -848,8 +853,9 @@ def about_people(text: str, name: Span, evidence: list[Span]) -> bool:
     CONTEXT_CHARS holds other personal data (a name found by a rule, an e-mail, a phone...), the
     words within CUE_CHARS speak of a person ("he", "her", "I", "said", "met", "my kid", "directed
     by"), its line's label is for people ("Present:", "cc:"), it signs a text ("- Mariana, Porto"),
-    heads a postal address block, or starts a line as a speaker ("Robert: ..."). A travel guide, a menu or a timetable does none of
-    these, and the small spaCy model's "persons" there are places, dishes and clubs."""
+    heads a postal address block, or starts a line as a speaker ("Robert: ..."). A travel guide, a
+    menu or a timetable does none of these, and the small spaCy model's "persons" there are places,
+    dishes and clubs."""
     end = name.end + CUE_CHARS
     while end < len(text) and text[end].isalnum():  # a window that cuts "Incidental" to "I" finds a pronoun
         end += 1
@@ -1020,6 +1026,6 @@ class PiiDetector:
         spans = [span for span in spans if span.entity != "PERSON" or not names_a_thing(text, span)]
         if self.lexicon:
             # A name found once is a name wherever else the text has it (but a storm's or a ship's).
-            spans.extend(span for span in (Span(start, end, "PERSON") for start, end in find_repeated_names(text, spans))
-                         if not names_a_thing(text, span))
+            repeated = [Span(start, end, "PERSON") for start, end in find_repeated_names(text, spans)]
+            spans.extend(span for span in repeated if not names_a_thing(text, span))
         return surname_first(text, resolve_overlaps(spans))
