@@ -45,7 +45,9 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # the same, written after the rules heldout4 prompted, to measure those once out of sample
         "heldout5": Path(__file__).parent / "data" / "pii_heldout5.jsonl",
         # the same, written after the rules heldout5 prompted and street addresses
-        "heldout6": Path(__file__).parent / "data" / "pii_heldout6.jsonl"}
+        "heldout6": Path(__file__).parent / "data" / "pii_heldout6.jsonl",
+        # the same, written after the rules heldout6 prompted
+        "heldout7": Path(__file__).parent / "data" / "pii_heldout7.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
