@@ -51,13 +51,17 @@ STREET_WORDS = (
 # Street words written short, whose dot an address keeps ("Alder Creek Dr.").
 ABBREVIATIONS = frozenset({"St", "Rd", "Ave", "Ln", "Dr", "Ct", "Tce", "Cres", "Blvd", "Pl", "Gdns", "Sq", "Pkwy",
                            "Hwy", "Cir", "Trl", "Str"})
-BEFORE = r"(?<![\w'’.-])"  # a part starts at a word's start
+BEFORE = r"(?<![\w'’.:/-])"  # at a word's start, not inside a time or a fraction ("18:15 Worcester...")
 MONTHS = r"(?:January|February|March|April|May|June|July|August|September|October|November|December|Jan|Feb|Mar|" \
          r"Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\b"
 # "In 2019 Fleet Street...": a year after a preposition is no house number.
 YEAR_BEFORE = re.compile(r"(?i:\b(?:in|since|by|until|till|from|of|during|before|after|circa|around|c\.)[ \t]+)"
                          r"(?:1[89]\d\d|20\d\d)\b")
 STREET_FIRST_NUMBER = rf"{HOUSE_NUMBER}[ \t]+(?:(?!{MONTHS}){CAPITALISED}[ \t]+){{1,3}}(?:{STREET_WORDS})\b\.?"
+# "12 rue de la Paix", "5 Heol y Felin": a number, then a street word that comes first in its language
+STREET_NUMBER_THEN_TYPE = (rf"{HOUSE_NUMBER},?[ \t]+(?:[Rr]ue|[Aa]venue|[Bb]oulevard|[Cc]hemin|[Aa]llée|[Ii]mpasse|"
+                           rf"[Qq]uai|Heol|Ffordd|Stryd|Lôn|Via|Calle|Rua|Avenida|Carrer)"
+                           rf"(?:(?:[ \t]+{PARTICLE})*[ \t]+{CAPITALISED}){{1,3}}")
 STREET_LAST_NUMBER = (rf"(?:(?:ul|al|pl|os)\.[ \t]*)?{NOT_STREET}{CAPITALISED}"  # "ul. Długa 15"
                       rf"(?:[ \t]+(?:{PARTICLE}[ \t]+)*{NOT_STREET}{CAPITALISED}){{0,3}}[ \t]+{HOUSE_NUMBER}\b")
 UNIT = (rf"(?:{UNIT_WORDS})\.?[ \t]*#?[ \t]*\d\w{{0,5}}|#\d{{1,5}}|\d{{1,3}}(?:st|nd|rd|th)[ \t]+[Ff]loor"
@@ -72,8 +76,9 @@ STREET_TYPE = re.compile(
     r"Calea|Bulevardul|Ulica|Trg|Odos|Leoforos)\b)"
     r"|[\w'’.-]*(?:straße|strasse|str\.|gasse|weg|platz|allee|gracht|straat|laan|plein|kade|vej|gade|gatan|vägen|"
     r"veien|gata|katu|tie|utca|tér)[ \t]+\d")
-START = re.compile(rf"{BEFORE}(?:(?P<worded>{STREET_FIRST_NUMBER})|(?P<unit>{UNIT})|(?P<named>{STREET_LAST_NUMBER}))")
-STREET_OR_UNIT = re.compile(rf"(?P<worded>{STREET_FIRST_NUMBER})|(?P<unit>{UNIT})|(?P<named>{STREET_LAST_NUMBER})")
+WORDED = rf"{STREET_FIRST_NUMBER}|{STREET_NUMBER_THEN_TYPE}"
+START = re.compile(rf"{BEFORE}(?:(?P<worded>{WORDED})|(?P<unit>{UNIT})|(?P<named>{STREET_LAST_NUMBER}))")
+STREET_OR_UNIT = re.compile(rf"(?P<worded>{WORDED})|(?P<unit>{UNIT})|(?P<named>{STREET_LAST_NUMBER})")
 
 UK_POSTCODE = r"(?:GIR 0AA|[A-Z]{1,2}\d[A-Z\d]?[ \t]\d[A-Z]{2})"
 US_STATES = (

@@ -240,7 +240,10 @@ NOT_GIVEN_NAMES = frozenset({"january", "february", "march", "april", "may", "ju
                              "wednesday", "thursday", "friday", "saturday", "sunday",
                              # and their abbreviations, as logs and mail headers write dates
                              "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
-                             "mon", "tue", "tues", "wed", "thu", "thur", "thurs", "fri", "sat", "sun"})
+                             "mon", "tue", "tues", "wed", "thu", "thur", "thurs", "fri", "sat", "sun",
+                             # and holidays
+                             "easter", "christmas", "xmas", "halloween", "diwali", "eid", "ramadan", "hanukkah",
+                             "passover", "thanksgiving", "pentecost", "whitsun", "advent", "lent"})
 NOT_NAMES = frozenset({"sir", "madam", "team", "all", "there", "everyone", "customer", "friend", "friends"})
 DATE_LIKE = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}[./-]\d{1,2}[./-]\d{1,2}")
 # A timetable's hours, "0700-1900": no national number has eight digits in two valid clock times.
@@ -411,6 +414,12 @@ def find_chat_handles(text: str) -> Iterator[tuple[int, int]]:
     for match in CHAT_HANDLE.finditer(text):
         if not (len(match.group(1)) > 1 and match.group(1).isupper()):  # a kernel log's "<TASK>"
             yield match.span(1)
+
+
+def find_chat_speakers(text: str) -> Iterator[tuple[int, int]]:
+    """Speakers after a timestamp. Build and service logs write "[14:03:12] toolchain: ..." the
+    same way, so a speaker no name list holds is weak evidence: the chat around it speaks of people
+    ("I", "my", "he")."""
     for match in CHAT_SPEAKER.finditer(text):
         if match.group(1).casefold() not in LOG_WORDS and not (len(match.group(1)) > 1 and match.group(1).isupper()):
             yield match.span(1)
@@ -516,6 +525,23 @@ def find_cued_names(text: str) -> Iterator[tuple[int, int]]:
         match = PERSON_CUE.search(text, start + (last.end() if last is not None else 1))
 
 
+# Registers, audit logs and rolls write the surname first in capitals: "MUNTEANU, Andrei".
+CAPITALS_SURNAME_FIRST = re.compile(
+    r"(?<![\w'’-])([^\W\d_a-z]{2,}(?:[-'’][^\W\d_a-z]+)?),[ \t]+([^\W\d_a-z][^\W\d_A-Z]+)\b")
+
+
+def find_capitals_surname_first(text: str) -> Iterator[tuple[int, int, bool]]:
+    """A surname in capitals, a comma and a given name, as (start, end, firm): neither an English
+    word nor a place ("NOTE, Please" and "LONDON, Paris" are no names); firm when the lexicons
+    know the given name."""
+    given, english, places = lexicon("first") | lexicon("english_names"), lexicon("english"), lexicon("places")
+    for match in CAPITALS_SURNAME_FIRST.finditer(text):
+        surname, first = match.group(1).casefold(), match.group(2).casefold()
+        if (len(surname) > 2 and surname not in english and surname not in places and surname not in given
+                and first not in places and (first in given or first not in english)):
+            yield match.start(), match.end(), first in given
+
+
 def find_kin_names(text: str) -> Iterator[tuple[int, int]]:
     for match in KIN_OF.finditer(text):
         for name in re.finditer(_CAPITALISED, match.group(1)):
@@ -609,8 +635,11 @@ def find_lexicon_names(text: str) -> Iterator[tuple[int, int, bool]]:
             index = last + 2  # "Alberta Highway", "Indiana University Press"
             continue
         end = words[last].start() + len(without_possessive(words[last].group(0)))
-        # A "name" that is a place's whole name is weak: "Santiago de Compostela", "Victoria Falls".
-        yield words[index].start(), end, firm and text[words[index].start():end].casefold() not in lexicon("places")
+        # A "name" that is a place's whole name, or starts with one, is weak: "Santiago de Compostela",
+        # "Bristol Temple Meads" (given names that are towns: Bristol, Paris, Austin).
+        places = lexicon("places")
+        yield words[index].start(), end, firm and not (text[words[index].start():end].casefold() in places
+                                                       or words[index].group(0).casefold() in places)
         index = last + 1
 
 
@@ -1009,6 +1038,11 @@ class PiiDetector:
                     weak.append(Span(start, end, "PERSON"))
             for find in (find_chat_handles, find_titled_lowercase_names):
                 spans.extend(Span(start, end, "PERSON") for start, end in find(text))
+            for start, end, firm in find_capitals_surname_first(text):
+                (spans if firm else weak).append(Span(start, end, "PERSON"))
+            names = lexicon("names")
+            for start, end in find_chat_speakers(text):  # a listed name speaks; "toolchain:" needs a chat
+                (spans if text[start:end].casefold() in names else weak).append(Span(start, end, "PERSON"))
             spans.extend(Span(start, end, "PERSON") for start, end in find_email_line_names(text, spans))
             spans.extend(Span(start, end, "PERSON") for start, end in find_contact_line_names(text, spans))
         evidence = [span for span in spans if not needs_context(text, span)]

@@ -149,8 +149,11 @@ def test_names_in_headers_queries_and_lower_case_are_found_without_ner():
 
 def test_chat_speakers_after_a_timestamp_and_names_an_address_spells_are_found_without_ner():
     detector = pii.PiiDetector(["PERSON", "EMAIL"], ner=False)
-    chat = "[09:14] kwame: paging on-call\n[09:15] error: upstream timeout\n[09:17] oyunaa: ack"
+    chat = "[09:14] kwame: paging on-call\n[09:15] error: upstream timeout\n[09:17] oyunaa: ack, I'm on it"
     assert [chat[s.start:s.end] for s in detector.find(chat)] == ["kwame", "oyunaa"]
+    # a build log writes its steps the same way: no names there
+    build = "[2025-02-18 14:03:12] toolchain: arm-none-eabi-gcc 13.2.1\n[2025-02-18 14:03:12] target: nrf52840\n"
+    assert detector.find(build) == []
     sheet = "Sopranos\n  Soprano: Mererid Huws · 07700 900112 · mererid.huws@example.org\n  Support: help@example.org"
     assert [sheet[s.start:s.end] for s in detector.find(sheet) if s.entity == "PERSON"] == ["Mererid", "Huws"]
 
@@ -190,6 +193,9 @@ KERNEL_LOG = ("[ 8812.331207] BUG: kernel NULL pointer dereference, address: 000
     "Saturdays: every 20 minutes 0700-1900. Sundays: hourly 0800-1800.",
     "Symphony No. 104 in D, Hob. I:104 \"London\"\nIncidental (off-count): Anna's Hummingbird at point 4.",
     "according to Regulation (EC) No 1907/2006 (REACH), Annex II, as amended",
+    # a given name that is a town starts a station's name
+    "17:45  Bristol Temple Meads      9   On time\n18:21  Didcot Parkway     4   Cancelled\n",
+    "Radio: 2.4 GHz + 5 GHz, 4x4 MU-MIMO, max 2402 Mbit/s",
 ])
 def test_pii_free_text_that_looks_like_names_and_numbers_is_left(with_ner, text):
     assert with_ner.anonymize(text)[0] == text
@@ -217,6 +223,14 @@ def test_names_with_no_other_personal_data_near_are_found_by_their_line_or_their
     detector = pii.PiiDetector(["PERSON"])
     found = [text[s.start:s.end] for s in detector.find(text) if s.entity == "PERSON"]
     assert [name for name in names if name in found] == names, found
+
+
+def test_surnames_in_capitals_before_a_given_name_are_names():
+    detector = pii.PiiDetector(["PERSON"], ner=False)
+    log = ("TIME      CARD     HOLDER                 READER\n06:58:12  0x3A41F  MUNTEANU, Andrei    C-MAIN-IN\n"
+           "07:15:40  0x3A502  HRYTSENKO, Oksana    C-LAB-2  (she says the card was lent)\n")
+    assert [log[s.start:s.end] for s in detector.find(log)] == ["MUNTEANU, Andrei", "HRYTSENKO, Oksana"]
+    assert detector.find("NOTE, Please read. LONDON, Paris and Rome. ERROR, Timeout after 30 s.") == []
 
 
 def test_a_name_found_once_is_found_wherever_else_the_text_has_it():
@@ -360,6 +374,8 @@ def test_a_place_tied_to_a_person_is_replaced(with_ner, text, expected):
     ("ul. Długa 15/4, Gdańsk", "ul. Długa 15/4, Gdańsk"),
     ("my flat is 2218 Alder Creek Dr., Boise, Idaho", "2218 Alder Creek Dr., Boise, Idaho"),
     ("he lives at 17 Cavendish Road and works nights", "17 Cavendish Road"),
+    ("home address updated to 5 Heol y Felin, Aberaeron SA46 0DX (moved at Easter)", "5 Heol y Felin, Aberaeron SA46 0DX"),
+    ("Écrire au 12 rue de la Paix, 75002 Paris", "12 rue de la Paix, 75002 Paris"),
 ])
 def test_street_addresses_are_found_whole(text, address):
     from data.addresses import find_addresses
@@ -372,7 +388,7 @@ def test_street_addresses_are_found_whole(text, address):
     "Table 3, 1999 Edition", "See Chapter 4, 2011 Revision", "In 2019 Fleet Street papers changed hands",
     "On 3 March Park Lane was shut", "Windows 11, Seattle", "Version 2.3 Street Fighter",
     # a street named before its number needs a postcode (nothing else tells it from "Season 2, Paris")
-    "Season 2, Paris", "Mission Alpha 7, Houston",
+    "Season 2, Paris", "Mission Alpha 7, Houston", "18:15  Worcester Foregate Street   2   On time",
 ])
 def test_numbers_after_capitalised_words_are_not_addresses(text):
     from data.addresses import find_addresses
