@@ -534,7 +534,7 @@ def find_capitals_surname_first(text: str) -> Iterator[tuple[int, int, bool]]:
     """A surname in capitals, a comma and a given name, as (start, end, firm): neither an English
     word nor a place ("NOTE, Please" and "LONDON, Paris" are no names); firm when the lexicons
     know the given name."""
-    given, english, places = lexicon("first") | lexicon("english_names"), lexicon("english"), lexicon("places")
+    given, english, places = lexicon("given"), lexicon("english"), lexicon("places")
     for match in CAPITALS_SURNAME_FIRST.finditer(text):
         surname, first = match.group(1).casefold(), match.group(2).casefold()
         if (len(surname) > 2 and surname not in english and surname not in places and surname not in given
@@ -549,13 +549,16 @@ def find_kin_names(text: str) -> Iterator[tuple[int, int]]:
                 yield match.start(1) + name.start(), match.start(1) + name.end()
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def lexicon(kind: str) -> frozenset[str]:
     """Case-folded entries of a data/lexicons list: "first" and "last" (names that are not English
     words), "english_names" (names that are: "Mike", "Grant"), "places" and "english" (see
-    build_names.py and build_places.py there)."""
+    build_names.py and build_places.py there); "names" (first and last) and "given" (first and
+    english_names) are unions, built once."""
     if kind == "names":  # given names and surnames
         return lexicon("first") | lexicon("last")
+    if kind == "given":  # every given name: "Andrei" and "Max"
+        return lexicon("first") | lexicon("english_names")
     name = {"first": "first_names", "last": "last_names", "english": "english_words"}.get(kind, kind)
     lines = (LEXICON_DIR / f"{name}.txt").read_text(encoding="utf-8").splitlines()
     return frozenset(line for line in lines if line and not line.startswith("#"))
