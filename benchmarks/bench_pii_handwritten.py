@@ -47,7 +47,9 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # the same, written after the rules heldout5 prompted and street addresses
         "heldout6": Path(__file__).parent / "data" / "pii_heldout6.jsonl",
         # the same, written after the rules heldout6 prompted
-        "heldout7": Path(__file__).parent / "data" / "pii_heldout7.jsonl"}
+        "heldout7": Path(__file__).parent / "data" / "pii_heldout7.jsonl",
+        # the same, written after the rules heldout7 prompted
+        "heldout8": Path(__file__).parent / "data" / "pii_heldout8.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
