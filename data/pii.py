@@ -166,7 +166,8 @@ PERSON_CUE_WORDS = re.compile(
     r"said|says|told|tells|asked|asks|wrote|writes|replied|shouted|spoke|talking|met|thanked|married|died|"
     r"according to|follow up with|lives|lived|born|visited|stayed|mov(?:ed|es|ing) (?:to|from)|"
     r"(?:first|last|full|family|given|maiden) name|name (?:is|on|in)|founders?|"
-    r"wife|husband|daughter|son|mother|father|brother|sister|kids?|child|children|friend|colleague|boss|patient|"
+    # (not "child", "kids": timetables and menus price them)
+    r"wife|husband|daughter|son|mother|father|brother|sister|friend|colleague|boss|patient|"
     r"employee|person|speaks?|your name|"
     # roles and credits
     r"(?:directed|written|produced|performed|composed|narrated|hosted|presented|founded|led|run|managed|"
@@ -519,7 +520,9 @@ def find_cued_names(text: str) -> Iterator[tuple[int, int]]:
                 break
             last = word
         if (last is not None and match.group(1).split()[0].casefold() not in NOT_NAMES
-                and not THING_NAME_LABEL.search(text, max(0, match.start() - 24), match.start() + 5)):
+                and not THING_NAME_LABEL.search(text, max(0, match.start() - 24), match.start() + 5)
+                # a cultivar in quotes: Fuchsia 'Mrs Popple', rosemary 'Miss Jessopp's Upright'
+                and text[max(0, match.start() - 1):match.start()] not in ("'", "‘")):
             yield start, start + last.end()
         # The next cue may sit among the words this one took in: "Uncle Stelios and Aunt Katerina".
         match = PERSON_CUE.search(text, start + (last.end() if last is not None else 1))
@@ -530,15 +533,50 @@ CAPITALS_SURNAME_FIRST = re.compile(
     r"(?<![\w'’-])([^\W\d_a-z]{2,}(?:[-'’][^\W\d_a-z]+)?),[ \t]+([^\W\d_a-z][^\W\d_A-Z]+)\b")
 
 
+# Airline and travel records: "NDIAYE/AWA MS", "TSEDEV/ARIUNAA".
+AIRLINE_NAME = re.compile(r"(?<![\w/])([^\W\d_a-z]{2,}(?:[-'’][^\W\d_a-z]+)?)/([^\W\d_a-z]{2,})"
+                          r"(?:[ \t]+(MRS|MR|MS|MISS|MSTR|DR|CHD|INF))?(?![\w/])")
+
+
+def find_airline_names(text: str) -> Iterator[tuple[int, int, bool]]:
+    """SURNAME/GIVEN as booking systems print them, as (start, end, firm): firm with a title after
+    it ("MS", "MR"), weak without; "NORTH/SOUTH", "LHR/JFK" and "LONDON/PARIS" are no names."""
+    english, places = lexicon("english"), lexicon("places")
+    for match in AIRLINE_NAME.finditer(text):
+        words = [match.group(1).casefold(), match.group(2).casefold()]
+        if all(w in english for w in words):
+            continue
+        if match.group(3) is not None:
+            yield match.start(), match.end(2), True
+        # without a title: no airport codes ("LHR/JFK"), English words or places
+        elif min(map(len, words)) > 3 and not any(w in english or w in places for w in words):
+            yield match.start(), match.end(2), False
+
+
+# A line that signs what is above it with a dash: "— Sher Ali and family", "   — tawab".
+SIGNED_LINE = re.compile(r"(?m)^[ \t]*[—–~][ \t]*([^\W\d_][\w'’-]*(?:[ \t]+[^\W\d_][\w'’-]*){0,3}?)"
+                         r"(?:[ \t]+(?:and|&)[ \t]+(?:family|friends|kids|children|the kids))?[ \t]*$")
+
+
+def find_signed_names(text: str) -> Iterator[tuple[int, int]]:
+    """The name a dash signs a message with (cards, reviews, letters), unless it is only English
+    words that are no names ("— Goods In team")."""
+    english, names = lexicon("english"), lexicon("names")
+    for match in SIGNED_LINE.finditer(text):
+        words = [w.casefold() for w in match.group(1).split()]
+        if any(w in names or w not in english for w in words) and not any(w in NOT_NAMES for w in words):
+            yield match.span(1)
+
+
 def find_capitals_surname_first(text: str) -> Iterator[tuple[int, int, bool]]:
     """A surname in capitals, a comma and a given name, as (start, end, firm): neither an English
-    word nor a place ("NOTE, Please" and "LONDON, Paris" are no names); firm when the lexicons
-    know the given name."""
-    given, english, places = lexicon("given"), lexicon("english"), lexicon("places")
+    word, a name that is one, nor a place ("NOTE, Please", "BST, Line" and "LONDON, Paris" are no
+    names); firm when the lexicons know the given name."""
+    given, english, places = lexicon("first"), lexicon("english"), lexicon("places")
     for match in CAPITALS_SURNAME_FIRST.finditer(text):
         surname, first = match.group(1).casefold(), match.group(2).casefold()
         if (len(surname) > 2 and surname not in english and surname not in places and surname not in given
-                and first not in places and (first in given or first not in english)):
+                and first not in places and first not in english and first not in lexicon("english_names")):
             yield match.start(), match.end(), first in given
 
 
@@ -553,12 +591,10 @@ def find_kin_names(text: str) -> Iterator[tuple[int, int]]:
 def lexicon(kind: str) -> frozenset[str]:
     """Case-folded entries of a data/lexicons list: "first" and "last" (names that are not English
     words), "english_names" (names that are: "Mike", "Grant"), "places" and "english" (see
-    build_names.py and build_places.py there); "names" (first and last) and "given" (first and
-    english_names) are unions, built once."""
+    build_names.py and build_places.py there); "names" (first and last) is their union, built
+    once."""
     if kind == "names":  # given names and surnames
         return lexicon("first") | lexicon("last")
-    if kind == "given":  # every given name: "Andrei" and "Max"
-        return lexicon("first") | lexicon("english_names")
     name = {"first": "first_names", "last": "last_names", "english": "english_words"}.get(kind, kind)
     lines = (LEXICON_DIR / f"{name}.txt").read_text(encoding="utf-8").splitlines()
     return frozenset(line for line in lines if line and not line.startswith("#"))
@@ -1039,10 +1075,11 @@ class PiiDetector:
                     weak.append(Span(start, end, "PERSON"))
                 elif not any(o.start < end and start < o.end for o in others):
                     weak.append(Span(start, end, "PERSON"))
-            for find in (find_chat_handles, find_titled_lowercase_names):
+            for find in (find_chat_handles, find_titled_lowercase_names, find_signed_names):
                 spans.extend(Span(start, end, "PERSON") for start, end in find(text))
-            for start, end, firm in find_capitals_surname_first(text):
-                (spans if firm else weak).append(Span(start, end, "PERSON"))
+            for find in (find_capitals_surname_first, find_airline_names):
+                for start, end, firm in find(text):
+                    (spans if firm else weak).append(Span(start, end, "PERSON"))
             names = lexicon("names")
             for start, end in find_chat_speakers(text):  # a listed name speaks; "toolchain:" needs a chat
                 (spans if text[start:end].casefold() in names else weak).append(Span(start, end, "PERSON"))

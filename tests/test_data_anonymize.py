@@ -196,6 +196,10 @@ KERNEL_LOG = ("[ 8812.331207] BUG: kernel NULL pointer dereference, address: 000
     # a given name that is a town starts a station's name
     "17:45  Bristol Temple Meads      9   On time\n18:21  Didcot Parkway     4   Cancelled\n",
     "Radio: 2.4 GHz + 5 GHz, 4x4 MU-MIMO, max 2402 Mbit/s",
+    # cultivars in quotes, a race start, airport pairs, child fares
+    "Fuchsia 'Mrs Popple' (hardy) 2 L\nRosmarinus officinalis 'Miss Jessopp's Upright' 1 L\n",
+    "Start 05:40 BST, Line 3 - Royal Yacht Squadron line, Cowes. Routes LHR/JFK and LONDON/PARIS.",
+    "Abbotsford Mill  d  10:18  11:48\nFares: adult 12.00, child 6.00\n",
 ])
 def test_pii_free_text_that_looks_like_names_and_numbers_is_left(with_ner, text):
     assert with_ner.anonymize(text)[0] == text
@@ -231,6 +235,18 @@ def test_surnames_in_capitals_before_a_given_name_are_names():
            "07:15:40  0x3A502  HRYTSENKO, Oksana    C-LAB-2  (she says the card was lent)\n")
     assert [log[s.start:s.end] for s in detector.find(log)] == ["MUNTEANU, Andrei", "HRYTSENKO, Oksana"]
     assert detector.find("NOTE, Please read. LONDON, Paris and Rome. ERROR, Timeout after 30 s.") == []
+
+
+def test_booking_names_and_names_signing_a_message_are_names():
+    detector = pii.PiiDetector(["PERSON"], ner=False)
+
+    def people(text):
+        return [text[s.start:s.end] for s in detector.find(text)]
+
+    assert people("Name(s):   NDIAYE/AWA MS\n           NDIAYE/MODOU MR (same booking)") == ["NDIAYE/AWA", "NDIAYE/MODOU"]
+    card = ('5. "With deepest sympathy."\n   — Sher Ali and family\n6. "Rest in peace, kaka."\n   — tawab\n'
+            '7. "Thinking of you all."  — (unsigned, Goods In team)\n— Best wishes\n')
+    assert people(card) == ["Sher Ali", "tawab"]
 
 
 def test_a_name_found_once_is_found_wherever_else_the_text_has_it():
