@@ -66,8 +66,6 @@ STREET_LAST_NUMBER = (rf"(?:(?:ul|al|pl|os)\.[ \t]*)?{NOT_STREET}{CAPITALISED}" 
                       rf"(?:[ \t]+(?:{PARTICLE}[ \t]+)*{NOT_STREET}{CAPITALISED}){{0,3}}[ \t]+{HOUSE_NUMBER}\b")
 UNIT = (rf"(?:{UNIT_WORDS})\.?[ \t]*#?[ \t]*\d\w{{0,5}}|#\d{{1,5}}|\d{{1,3}}(?:st|nd|rd|th)[ \t]+[Ff]loor"
         rf"|\d{{1,2}}[ºª°]")
-# Where an address starts: a street with a street word ("31 Albion Terrace"), a flat ("Flat 2"),
-# or a street named before its number ("Kale Nagusia 22"), in that order at one position.
 # A street named before its number that says it is a street: by its first word ("Via dei Mille 12",
 # "Rua da Graça 57", "ul. Długa 15") or the end of its last ("Keizersgracht 318", "Hauptstraße 5").
 STREET_TYPE = re.compile(
@@ -77,6 +75,8 @@ STREET_TYPE = re.compile(
     r"|[\w'’.-]*(?:straße|strasse|str\.|gasse|weg|platz|allee|gracht|straat|laan|plein|kade|vej|gade|gatan|vägen|"
     r"veien|gata|katu|tie|utca|tér)[ \t]+\d")
 WORDED = rf"{STREET_FIRST_NUMBER}|{STREET_NUMBER_THEN_TYPE}"
+# Where an address starts: a street with a street word ("31 Albion Terrace"), a flat ("Flat 2"),
+# or a street named before its number ("Kale Nagusia 22"), in that order at one position.
 START = re.compile(rf"{BEFORE}(?:(?P<worded>{WORDED})|(?P<unit>{UNIT})|(?P<named>{STREET_LAST_NUMBER}))")
 STREET_OR_UNIT = re.compile(rf"(?P<worded>{WORDED})|(?P<unit>{UNIT})|(?P<named>{STREET_LAST_NUMBER})")
 

@@ -411,9 +411,14 @@ COMMON_WORDS = frozenset({
 EMAIL_LOCAL_END = re.compile(r"@|\s*[(\[{<]at[)\]}>]\s*|\s+(?:at|AT)\s+")
 
 
+def in_capitals(word: str) -> bool:
+    """"BUG", "TASK": a log's field, not a chat name ("J" alone may be one)."""
+    return len(word) > 1 and word.isupper()
+
+
 def find_chat_handles(text: str) -> Iterator[tuple[int, int]]:
     for match in CHAT_HANDLE.finditer(text):
-        if not (len(match.group(1)) > 1 and match.group(1).isupper()):  # a kernel log's "<TASK>"
+        if not in_capitals(match.group(1)):  # a kernel log's "<TASK>"
             yield match.span(1)
 
 
@@ -422,7 +427,7 @@ def find_chat_speakers(text: str) -> Iterator[tuple[int, int]]:
     same way, so a speaker no name list holds is weak evidence: the chat around it speaks of people
     ("I", "my", "he")."""
     for match in CHAT_SPEAKER.finditer(text):
-        if match.group(1).casefold() not in LOG_WORDS and not (len(match.group(1)) > 1 and match.group(1).isupper()):
+        if match.group(1).casefold() not in LOG_WORDS and not in_capitals(match.group(1)):
             yield match.span(1)
 
 

@@ -226,9 +226,9 @@ def run(config: TrainingConfig, dataset_dir: Path, tokenizer_dir: Path, output_d
         command = launch_command(config, Path(config_file.name), dataset_dir, tokenizer_dir, output_dir, node_rank,
                                  step_lines=not progress)
         logger.info("launching training ranks: %s", " ".join(command))
-        tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
-        before_report: list[str] = []  # the ranks' last lines before torchrun reported a failure
-        lines_seen = lines_at_report = 0
+        tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)  # from torchrun's report on, once it starts
+        ranks_tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES // 2)  # the ranks' last lines before it
+        reported = False
         bar, stop_following = None, threading.Event()
         if progress:
             from tqdm.contrib.logging import logging_redirect_tqdm  # log lines go above the bar
@@ -247,10 +247,11 @@ def run(config: TrainingConfig, dataset_dir: Path, tokenizer_dir: Path, output_d
             try:
                 for line in process.stdout:
                     line = line.rstrip()
-                    if not lines_at_report and TORCHRUN_REPORT.search(line):
-                        before_report, lines_at_report = list(tail), lines_seen
+                    if not reported and TORCHRUN_REPORT.search(line):
+                        reported = True
+                        ranks_tail.extend(tail)
+                        tail.clear()
                     tail.append(line)
-                    lines_seen += 1
                     logger.info("%s", line)
             except BaseException:  # Ctrl-C, a cancelled flow run: the ranks stop now, not at our exit
                 stop_process(process)
@@ -261,10 +262,7 @@ def run(config: TrainingConfig, dataset_dir: Path, tokenizer_dir: Path, output_d
                     follower.join()
                     bar.close()
     if process.returncode != 0:
-        # the lines before the report that the tail no longer holds
-        ranks_lines = before_report[:max(0, len(before_report) - (lines_at_report - (lines_seen - len(tail))))]
         raise TrainingFailed(f"training exited with code {process.returncode}; last output:\n"
-                             + "".join(f"{line}\n" for line in ranks_lines[-OUTPUT_TAIL_LINES // 2:])
-                             + ("[...]\n" if ranks_lines else "") + "\n".join(tail))
+                             + "".join(f"{line}\n" for line in ranks_tail) + "\n".join(tail))
     result = json.loads((output_dir / "result.json").read_text())
     return TrainResult(model_dir=output_dir, **result)
