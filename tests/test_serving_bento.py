@@ -1,6 +1,7 @@
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -50,9 +51,29 @@ def test_bentofile_ships_only_sources_and_does_not_lock():
     bentofile = yaml.safe_load(BENTOFILE.read_text())
     assert bentofile["service"] == "serving.service:ConveyorLM"
     assert bentofile["include"] == ["serving/*.py", "serving/*.txt", "core/*.py", "data/__init__.py", "data/pii.py",
-                                    "data/lexicons/*.txt"]
+                                    "data/addresses.py", "data/lexicons/*.txt"]
     assert bentofile["python"]["lock_packages"] is False
     assert "torch==2.13.0" in bentofile["python"]["packages"]
+
+
+def test_the_shipped_sources_import_on_their_own(tmp_path):
+    """The files bentofile.yaml ships are all the service's own code has at serve time: copied
+    alone, its modules (the guard's PII detectors and what they import) import. The repo's
+    editable install would hide a missing file, so its finder is removed first."""
+    bentofile = yaml.safe_load(BENTOFILE.read_text())
+    for pattern in bentofile["include"]:
+        for path in REPO_ROOT.glob(pattern):
+            (tmp_path / path.relative_to(REPO_ROOT)).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / path.relative_to(REPO_ROOT)).write_bytes(path.read_bytes())
+    check = ("import sys\n"
+             "sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, '__module__', '').startswith('__editable__')]\n"
+             "sys.path_hooks[:] = [h for h in sys.path_hooks if not getattr(h, '__module__', '').startswith('__editable__')]\n"
+             "import serving.service, serving.guard, data.pii\n"
+             "assert data.pii.__file__.startswith(sys.argv[1]), data.pii.__file__\n"
+             "data.pii.PiiDetector(data.pii.ENTITIES, ner=False).find('call Ana at 12 Elm Street')\n")
+    result = subprocess.run([sys.executable, "-c", check, str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 @pytest.fixture
