@@ -40,6 +40,7 @@ from collections import Counter
 from functools import lru_cache
 from typing import Callable, Iterator, NamedTuple
 
+from data import layout_names
 from data.addresses import find_addresses
 from data.lexicons import NAME_PARTICLES, NOT_GIVEN_NAMES, NOT_NAMES, lexicon
 
@@ -1062,6 +1063,8 @@ class PiiDetector:
                 (spans if text[start:end].casefold() in names else weak).append(Span(start, end, "PERSON"))
             spans.extend(Span(start, end, "PERSON") for start, end in find_email_line_names(text, spans))
             spans.extend(Span(start, end, "PERSON") for start, end in find_contact_line_names(text, spans))
+            for find in (layout_names.labelled_names, layout_names.role_names, layout_names.keyed_names):
+                spans.extend(Span(start, end, "PERSON") for start, end in find(text))
         evidence = [span for span in spans if not needs_context(text, span)]
         for span in weak:
             # One word that is a name and a place: a place after "in", "to", "from"...; a name in
@@ -1073,6 +1076,11 @@ class PiiDetector:
                 spans.append(span._replace(entity="PERSON"))
             elif span.entity == "PERSON_OR_PLACE" and "LOCATION" in self.entities:
                 spans.append(span._replace(entity="LOCATION"))
+        if self.lexicon:
+            # Names the layout ties to names found: a table's column of them, "X and Y", "(née X)".
+            found = [(span.start, span.end) for span in spans if span.entity == "PERSON"]
+            for find in (layout_names.column_names, layout_names.coordinated_names, layout_names.aliases):
+                spans.extend(Span(start, end, "PERSON") for start, end in find(text, found))
         spans = names_in_addresses(text, spans)
         spans = [span for span in spans if span.entity != "PERSON" or not names_a_thing(text, span)]
         if self.lexicon:
