@@ -57,13 +57,14 @@ MONTHS = r"(?:January|February|March|April|May|June|July|August|September|Octobe
 # "In 2019 Fleet Street...": a year after a preposition is no house number.
 YEAR_BEFORE = re.compile(r"(?i:\b(?:in|since|by|until|till|from|of|during|before|after|circa|around|c\.)[ \t]+)"
                          r"(?:1[89]\d\d|20\d\d)\b")
-STREET_FIRST_NUMBER = rf"{HOUSE_NUMBER}[ \t]+(?:(?!{MONTHS}){CAPITALISED}[ \t]+){{1,3}}(?:{STREET_WORDS})\b\.?"
+# One space between a number and its street: "3  Queens Park Rangers" in a table is a rank and a club.
+STREET_FIRST_NUMBER = rf"{HOUSE_NUMBER} (?:(?!{MONTHS}){CAPITALISED}[ \t]+){{1,3}}(?:{STREET_WORDS})\b\.?"
 # "12 rue de la Paix", "5 Heol y Felin": a number, then a street word that comes first in its language
-STREET_NUMBER_THEN_TYPE = (rf"{HOUSE_NUMBER},?[ \t]+(?:[Rr]ue|[Aa]venue|[Bb]oulevard|[Cc]hemin|[Aa]llée|[Ii]mpasse|"
+STREET_NUMBER_THEN_TYPE = (rf"{HOUSE_NUMBER},? (?:[Rr]ue|[Aa]venue|[Bb]oulevard|[Cc]hemin|[Aa]llée|[Ii]mpasse|"
                            rf"[Qq]uai|Heol|Ffordd|Stryd|Lôn|Via|Calle|Rua|Avenida|Carrer)"
                            rf"(?:(?:[ \t]+{PARTICLE})*[ \t]+{CAPITALISED}){{1,3}}")
 STREET_LAST_NUMBER = (rf"(?:(?:ul|al|pl|os)\.[ \t]*)?{NOT_STREET}{CAPITALISED}"  # "ul. Długa 15"
-                      rf"(?:[ \t]+(?:{PARTICLE}[ \t]+)*{NOT_STREET}{CAPITALISED}){{0,3}}[ \t]+{HOUSE_NUMBER}\b")
+                      rf"(?:[ \t]+(?:{PARTICLE}[ \t]+)*{NOT_STREET}{CAPITALISED}){{0,3}} {HOUSE_NUMBER}\b")
 UNIT = (rf"(?:{UNIT_WORDS})\.?[ \t]*#?[ \t]*\d\w{{0,5}}|#\d{{1,5}}|\d{{1,3}}(?:st|nd|rd|th)[ \t]+[Ff]loor"
         rf"|\d{{1,2}}[ºª°]")
 # A street named before its number that says it is a street: by its first word ("Via dei Mille 12",

@@ -364,3 +364,22 @@ def keyed_names(text: str) -> Iterator[tuple[int, int]]:
         length = name_prefix(value, lower_ok="name" not in key)
         if length == len(value.rstrip()):
             yield match.start(2), match.start(2) + length
+
+
+# "— Naledi, Driver Support (shift B)", "— Rahim & Roya", "~ Ikaika Pua, PT": a dash signs a note.
+SIGNED = re.compile(r"^[ \t]*[—–~][ \t]*(?=[^\W\d_])([^\n,(]*)[^\n]*$", re.MULTILINE)
+
+
+def signed_names(text: str) -> Iterator[tuple[int, int]]:
+    """The names a dash signs a note with, before a comma or a bracket that says who they are. The
+    line must end its paragraph (a blank line or the text's end after it) and follow no other dash
+    line: the items of a dashed list ("– Doppler effect, radar") do neither."""
+    for match in SIGNED.finditer(text):
+        after = text[match.end() + 1:match.end() + 2]
+        before_line = text[text.rfind("\n", 0, max(0, text.rfind("\n", 0, match.start()))) + 1:match.start()]
+        if after not in ("", "\n") or before_line.lstrip()[:1] in ("—", "–", "~", "-"):
+            continue
+        end = match.start(1) + len(match.group(1).rstrip())
+        names = list(names_in_value(text, match.start(1), end))
+        if names and names[-1][1] == end:  # all of it names: not "Doppler effect"
+            yield from names

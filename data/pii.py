@@ -229,6 +229,10 @@ PLACE_OR_ORG_WORDS = PLACE_LAST_WORDS | frozenset({
     "district", "foundation", "gallery", "hall", "highway", "hotel", "inc", "institute", "lane", "library", "ltd",
     "mountain", "park", "place", "press", "prize", "project", "province", "school", "society", "theatre",
     "theater", "trust"})
+# Last words of an organization's name that no surname is ("Hall", "Park", "Church" are).
+ORG_LAST_WORDS = frozenset({"gallery", "foundation", "institute", "society", "trust", "press", "prize", "theatre",
+                            "theater", "hotel", "library", "company", "corporation", "ltd", "inc", "centre", "center",
+                            "school", "project", "cup", "district", "county", "province", "building", "command"})
 TITLES = frozenset({"mr", "mrs", "ms", "mx", "dr", "prof", "professor", "sir", "lady", "lord", "miss", "madam",
                     "president", "senator", "governor", "judge", "colonel", "captain", "general", "major",
                     "king", "queen", "prince", "princess", "saint", "st", "father", "sister", "brother"})
@@ -817,6 +821,8 @@ def reread_person(text: str, span: Span) -> Span | None:
         return None
     if names_a_place(text, start, end):
         return Span(start, end, "LOCATION")
+    if text[start:end].casefold().split()[-1] in ORG_LAST_WORDS:
+        return None  # "Florence Gallery", "Hartley Foundation": an organization
     names, english = lexicon("names"), lexicon("english")
     following = WORD.match(text, end + 1) if text[end:end + 1] == " " else None
     if following is not None and is_capitalised(following.group(0)):
@@ -1063,7 +1069,8 @@ class PiiDetector:
                 (spans if text[start:end].casefold() in names else weak).append(Span(start, end, "PERSON"))
             spans.extend(Span(start, end, "PERSON") for start, end in find_email_line_names(text, spans))
             spans.extend(Span(start, end, "PERSON") for start, end in find_contact_line_names(text, spans))
-            for find in (layout_names.labelled_names, layout_names.role_names, layout_names.keyed_names):
+            for find in (layout_names.labelled_names, layout_names.role_names, layout_names.keyed_names,
+                         layout_names.signed_names):
                 spans.extend(Span(start, end, "PERSON") for start, end in find(text))
         evidence = [span for span in spans if not needs_context(text, span)]
         for span in weak:

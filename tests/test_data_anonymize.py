@@ -405,6 +405,8 @@ def test_street_addresses_are_found_whole(text, address):
     "On 3 March Park Lane was shut", "Windows 11, Seattle", "Version 2.3 Street Fighter",
     # a street named before its number needs a postcode (nothing else tells it from "Season 2, Paris")
     "Season 2, Paris", "Mission Alpha 7, Houston", "18:15  Worcester Foregate Street   2   On time",
+    # a table's rank and a club or a ground, columns apart
+    " 3  Queens Park Rangers   9  5  3  1  13  7  +6  18", "15  Quarry Lane        22  4  5 13 21 40 -19 17",
 ])
 def test_numbers_after_capitalised_words_are_not_addresses(text):
     from data.addresses import find_addresses
@@ -601,6 +603,30 @@ def test_roles_ties_aliases_and_keyed_values_mark_names(with_ner, text, name):
 ])
 def test_roles_and_keys_before_things_name_no_one(with_ner, text):
     assert with_ner.anonymize(text) == (text, {})
+
+
+@pytest.mark.parametrize("text, names", [
+    ("Thanks for waiting, the refund is on its way.\n— Nandini, Rider Support (late shift)", ["Nandini"]),
+    ("So sorry for your loss.\n   — Farid & Shirin\n\nThinking of you all.\n   — Wahid Noorzai (from Mazar)",
+     ["Farid", "Shirin", "Wahid Noorzai"]),
+])
+def test_a_dash_signing_a_note_names_its_signers(with_ner, text, names):
+    found = person_strings(with_ner.detector, text)
+    assert all(name in found for name in names), found
+
+
+@pytest.mark.parametrize("text", [
+    "Optics revision:\n\n– Fresnel lens, lighthouses and projectors\n\nSee chapter 3.",
+    "Open studios:\n– Kettle's Yard, Cambridge\n– Hepworth Wakefield, Yorkshire\n\nAll free.",
+])
+def test_a_dashed_list_of_things_is_no_signature(with_ner, text):
+    assert with_ner.anonymize(text) == (text, {})
+
+
+def test_what_spacy_calls_a_person_ending_in_gallery_or_foundation_is_an_organization():
+    assert pii.reread_person("Florence Gallery", pii.Span(0, 16, "PERSON")) is None
+    assert pii.reread_person("Hartley Foundation", pii.Span(0, 18, "PERSON")) is None
+    assert pii.reread_person("Ana Hall", pii.Span(0, 8, "PERSON")).entity == "PERSON"
 
 
 def test_a_title_joined_to_a_name_is_no_name_of_its_own(with_ner):
