@@ -261,10 +261,11 @@ class AnonymizeConfig(FrozenConfig):
     allow_list: list[str] = Field(default=[], description="values never replaced (matched ignoring case)")
     ner: bool = Field(default=True, description="detect PERSON and LOCATION with spaCy NER")
     contextual: bool = Field(
-        default=True, description="replace a place, or a local-network IP address (10.x, 192.168.x), only where the "
-                                  "text ties it to a person (near other personal data, 'lives in', 'Address:', a "
-                                  "client log line); the others are counted as not_personal_* in the stats. false: "
-                                  "replace every one")
+        default=True, description="replace a place, a local-network IP address (10.x, 192.168.x) or a business's "
+                                  "phone line (toll-free, 'Customer relations:') only where the text ties it to a "
+                                  "person (near other personal data, 'lives in', 'Address:', a client log line, a "
+                                  "name on the phone's line); the others are counted as not_personal_* in the "
+                                  "stats. false: replace every one")
 
     @model_validator(mode="after")
     def _known_entities(self):

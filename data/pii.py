@@ -93,6 +93,7 @@ SSN_CANDIDATE = re.compile(r"(?<![\w-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\w-])")
 # Nine digits in a row are an SSN only after its label: "ssn=219099998", "SSN: 219099998".
 SSN_LABELLED = re.compile(r"(?i:\b(?:ssn|social[ _]security(?:[ _](?:number|no\.?|#))?)\s*(?:[:=#]|is|no\.?)?\s*)"
                           r"(\d{9})(?!\d)")
+NETWORK_SUFFIX = re.compile(r"/(?:[0-9]|[12][0-9]|3[0-2])(?!\d)")
 IPV4_CANDIDATE = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?!\.?\d)")
 IPV6_CANDIDATE = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 # A phone may end a word like "-Fax" or a sentence, but not run into more digits.
@@ -111,6 +112,25 @@ INTERNATIONAL_PHONE = re.compile(
 # 02.64.62.52.37, (03) 5371 4059, 06-92000019.
 NATIONAL_PHONE = re.compile(
     r"(?<![\w+.-])(?<!\d,)(?:\(0?\d{1,4}\) ?|0\d{1,4}[ .-])\d{2,8}(?:[ .-]\d{2,8}){0,4}" + PHONE_END)
+# The words right before a server's address (a public one is a person's machine otherwise).
+SERVER_BEFORE = re.compile(
+    r"(?i:\b(?:vip|nat(?::[ \t]*static)?|static|dns|a|aaaa|a record|listen(?:s|ing)?(?: on)?|bind(?:s|ing)?(?: to)?|"
+    r"upstream|backend|server|gateway|gw|load balancer|lb|(?:monitoring )?probe|monitor|resolver|nameserver|"
+    r"proxy|endpoint|mx|ns|origin|cdn|vpn gateway|api server)\b[ \t:=]*(?:<->|->|=>)?[ \t]*)$")
+# Numbers no person holds: North American toll-free (800, 833...888), UK freephone (0800, 0808),
+# Australian 1800/1300, and international freephone (+800).
+TOLL_FREE = re.compile(r"(?:1?8(?:00|33|44|55|66|77|88)\d{7}$|0800|0808|0500|44800|44808|1800|1300|800\d{8}$)")
+# Labels of a business's own line, just before the number.
+BUSINESS_LINE = re.compile(
+    r"(?i:\b(?:public line|hotline|helpline|help line|switchboard|customer (?:services?|relations|care|support)|"
+    r"member services|enquiries|inquiries|reservations|box office|ticket office|tour office|head office|"
+    r"main office|weather line|information line|info line|recorded|press office|media line|"
+    r"out[- ]of[- ]hours|24h|24/7)\b)")
+# Countries without a trunk prefix write mobiles as nine digits in threes ("512 908 336", Poland;
+# "612 345 678", Spain): a phone only where the words before it say so.
+CUED_NINE_DIGITS = re.compile(r"(?i:\b(?:phone|tel|telephone|mobile|mob|cell|cellphone|number|whatsapp|call|ring|"
+                              r"text|sms|kom|komórka|móvil|telemóvel|telefone|telefon)\b\.?)[^\n\d]{0,30}?"
+                              r"(?<![\d+.-])(\d{3}[ .-]\d{3}[ .-]\d{3})(?![\d.-]\d|\d)")
 # PERSON cues spaCy's small model often misses: a title, a greeting or an introduction before
 # capitalised words ("Dear Dr. Szölösi", "Hi Norea", "my name is Ines Becker").
 PERSON_CUE = re.compile(
@@ -139,6 +159,21 @@ POSSESSIVE = ("'s", "’s")  # "Pedro's": the name ends before it
 NAMED_AFTER_PLACE = re.compile(
     r"\b(?:Treaty|Peace|Battle|Siege|Sack|Congress|Council|Diet|Edict|Act|Convention|Declaration|"
     r"University|Bank|Port|Archbishop|Bishop|Duke|Duchess|Earl)\s+of\s+(?:the\s+)?$")
+PACK_SIZE = re.compile(r"[ \t]+(?:\d+[ \t]*[x×][ \t]*)?\d+(?:[.,]\d+)?[ \t]*(?:g|kg|mg|ml|cl|l|oz|lb|lbs)\b")
+# What is named after someone, as the word after the name ("Graves' disease", "Doppler effect",
+# "Cauchy-Riemann equations", "Bessel and Legendre functions", "Halley's Comet", "General Tso's chicken").
+EPONYM_NOUNS = (
+    r"disease|syndrome|sign|reflex|palsy|lymphoma|sarcoma|tumou?r|virus|bacillus|tendon|duct|gland|canal|fracture|"
+    r"procedure|manoeuvre|maneuver|thyroiditis|encephalopathy|dystrophy|anomaly|ataxia|test|scale|law|laws|"
+    r"effect|principle|theorem|theorems|lemma|conjecture|hypothesis|equation|equations|inequality|identity|"
+    r"formula|function|functions|series|transform|method|algorithm|constant|distribution|process|paradox|"
+    r"phenomenon|problem|problems|integral|polynomials?|matri(?:x|ces)|space|spaces|limit|radius|cycle|reaction|"
+    r"rearrangement|reagent|condensation|synthesis|notation|number|numbers|comet|star|belt|cloud|crater|"
+    r"division|telescope|telescopes|chicken|sauce|pudding|salad|tart|cake|biscuits?|medal|prize|award|lecture|"
+    r"cup|trophy")
+EPONYM_AFTER = re.compile(
+    rf"(?:['’]s?)?(?:-[^\W\d_][\w]*)?(?:(?:,|[ \t]+(?:and|&))(?:[ \t]+[^\W\d_a-z][\w'’-]*?){{1,3}}(?:['’]s?)?)*"
+    rf"(?:[ \t]+\([^()\n]{{1,30}}\))?[ \t]+(?i:{EPONYM_NOUNS})\b")
 # Names of storms and ships are not people's: "Storm Bethan", "Hurricane Otis", "MV Juraj Dalmatinac".
 NAMED_THING = frozenset({"Storm", "Hurricane", "Typhoon", "Cyclone", "MV", "MS", "MY", "SS", "HMS", "RMS", "USS",
                          "HMAS", "HMCS", "HMNZS", "RV", "FV", "SY"})
@@ -279,6 +314,10 @@ def is_ssn(candidate: str) -> bool:
 def is_ip_address(candidate: str) -> bool:
     # IPv6 candidates also match clock times (12:30:45); the parser and a digit tell them apart.
     if ":" in candidate and not any(char.isdigit() for char in candidate):
+        return False
+    # Bytes written in pairs, "04:7A:3C:91:E2:5B:0D:88", are a MAC address, a certificate's serial or
+    # a key's fingerprint; an IPv6 address writes groups of up to four digits.
+    if ":" in candidate and "::" not in candidate and all(len(group) == 2 for group in candidate.split(":")):
         return False
     try:
         address = ipaddress.ip_address(candidate)
@@ -710,6 +749,16 @@ REFERENCE_LABEL = re.compile(r"(?i:\b(?:ref|reference|order|invoice|part|sku|ser
 IDENTIFIER_GROUP = re.compile(r"(?<!\S)(?=[A-Za-z]*\d)(?=\d*[A-Za-z])[A-Za-z0-9]{2,} $")
 
 
+def not_a_network(find):
+    """`find`'s addresses, except network ranges ("198.51.100.0/24", "203.0.113.10/32" in a rule):
+    a firewall's or a router's configuration, not a machine someone used."""
+    def filtered(text: str) -> Iterator[tuple[int, int]]:
+        for start, end in find(text):
+            if not NETWORK_SUFFIX.match(text, end):
+                yield start, end
+    return filtered
+
+
 def not_after(label: re.Pattern, find):
     """`find`'s spans, except those right after a match of `label` on the same line."""
     def filtered(text: str) -> Iterator[tuple[int, int]]:
@@ -727,11 +776,11 @@ RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
     "IBAN": [find_iban],
     "CREDIT_CARD": [finder(CARD_CANDIDATE, is_card_number)],
     "US_SSN": [finder(SSN_CANDIDATE, is_ssn), finder(SSN_LABELLED, lambda v: is_ssn(f"{v[:3]}-{v[3:5]}-{v[5:]}"), group=1)],
-    "IP_ADDRESS": [not_after(VERSION_LABEL, finder(IPV4_CANDIDATE, is_ip_address)),
+    "IP_ADDRESS": [not_a_network(not_after(VERSION_LABEL, finder(IPV4_CANDIDATE, is_ip_address))),
                    finder(IPV6_CANDIDATE, is_ip_address)],
     "PHONE": [not_after(REFERENCE_LABEL, find) for find in (
               with_extension(finder(INTERNATIONAL_PHONE, is_international_phone)),
-              with_extension(finder(US_PHONE, always)),
+              with_extension(finder(US_PHONE, always)), finder(CUED_NINE_DIGITS, always, group=1),
               not_after(IDENTIFIER_GROUP, with_extension(finder(NATIONAL_PHONE, is_national_phone))))]
              + [finder(ENCODED_PHONE, always)],
     "PERSON": [find_cued_names, find_kin_names, find_header_names, find_query_names, find_lowercase_names],
@@ -881,17 +930,52 @@ def is_local_address(value: str) -> bool:
 
 
 def needs_context(text: str, span: Span) -> bool:
-    """A place, or an address of a local network: personal data only where tied to a person."""
-    return span.entity == "LOCATION" or (span.entity == "IP_ADDRESS" and is_local_address(text[span.start:span.end]))
+    """A place, an address of a local network or of a server, or a business's line: personal data
+    only where tied to a person."""
+    return (span.entity == "LOCATION"
+            or (span.entity == "IP_ADDRESS" and (is_local_address(text[span.start:span.end])
+                                                 or is_server_address(text, span)))
+            or (span.entity == "PHONE" and is_business_line(text, span)))
+
+
+def is_server_address(text: str, span: Span) -> bool:
+    """An address a word right before it calls a server's: "VIP: 203.0.113.12", "NAT: static
+    203.0.113.10", "A 203.0.113.12" in DNS, "monitoring probe 198.51.100.5", "listening on"."""
+    line_start = text.rfind("\n", 0, span.start) + 1
+    if SERVER_BEFORE.search(text[max(line_start, span.start - 40):span.start]) is not None:
+        return True
+    # a short label before the line's first address says so: "NAT: static 203.0.113.10 <-> 10.20.4.10,
+    # 203.0.113.11 <-> ..."
+    label = re.match(r"[ \t]*[^\d\n:]{1,30}:[^\d\n:]{0,20}(?=\d)", text[line_start:span.start])
+    return label is not None and SERVER_BEFORE.search(label.group(0)) is not None
+
+
+def is_business_line(text: str, span: Span) -> bool:
+    """A toll-free number ("1-800-555-0199", "0800 123 4567"), or one a label calls a business's
+    line ("Customer relations (public line):", "Enquiries (24h):", "Box office"), that is no
+    mobile (UK 07, +44 7): a recall notice's, an airline's or a council's number is no one's."""
+    value = re.sub(r"\D", "", text[span.start:span.end])
+    if TOLL_FREE.match(value):
+        return True
+    if value.startswith(("07", "447")):
+        return False
+    line_start = max(text.rfind("\n", 0, span.start) + 1, span.start - 60)
+    return BUSINESS_LINE.search(text, line_start, span.start) is not None
 
 
 def tied_to_person(text: str, span: Span, evidence: list[Span]) -> bool:
     """Whether a place or a local address is personal data here: near other personal data; for a
     place, in a sentence with a cue or on a form line labelled as someone's place (PLACE_CUE); for
     an address, on a line that logs a client or a user (CLIENT_CUE)."""
+    line_start = text.rfind("\n", 0, span.start) + 1
+    if span.entity == "PHONE":  # a business's line: someone's where a name shares its line
+        line_end = text.find("\n", span.end)
+        line_end = len(text) if line_end == -1 else line_end
+        return any(o.entity == "PERSON" and line_start <= o.start and o.end <= line_end for o in evidence)
+    if span.entity == "IP_ADDRESS" and is_server_address(text, span):
+        return False  # however near personal data: a server is no one's
     if near(span, evidence):
         return True
-    line_start = text.rfind("\n", 0, span.start) + 1
     if span.entity == "IP_ADDRESS":
         line_end = text.find("\n", span.end)
         return CLIENT_CUE.search(text, line_start, len(text) if line_end == -1 else line_end) is not None
@@ -955,6 +1039,17 @@ def surname_first(text: str, spans: list[Span]) -> list[Span]:
     return merged
 
 
+def names_a_product(text: str, span: Span) -> bool:
+    """Whether a "name" is a product's, a pack size after it: "Heinz Baked Beans 4 x 415 g"."""
+    return PACK_SIZE.match(text, span.end) is not None
+
+
+def names_an_eponym(text: str, span: Span) -> bool:
+    """Whether a name names a disease, a law, a method, a comet or a dish after someone: "Graves'
+    disease", "Hashimoto's thyroiditis", "Bessel and Legendre functions", "Halley's Comet"."""
+    return EPONYM_AFTER.match(text, span.end) is not None
+
+
 def names_a_thing(text: str, span: Span) -> bool:
     """Whether a "name" is a storm's or a ship's: it starts with, or follows, "Storm", "MV"..."""
     first = text[span.start:span.end].split(maxsplit=1)[0]
@@ -1014,9 +1109,10 @@ class PiiDetector:
         return self.find_many([text])[0]
 
     def find_many(self, texts: list[str], left: Counter | None = None) -> list[list[Span]]:
-        """Each text's spans. With contextual=True, places and local-network addresses count where
-        the text ties them to a person (see tied_to_person); `left`, when given, counts the others
-        ("not_personal_LOCATION", "not_personal_IP_ADDRESS")."""
+        """Each text's spans. With contextual=True, places, local-network addresses and businesses'
+        phone lines count where the text ties them to a person (see tied_to_person); `left`, when
+        given, counts the others ("not_personal_LOCATION", "not_personal_IP_ADDRESS",
+        "not_personal_PHONE")."""
         ner_spans = self.ner.find_many(texts) if self.ner is not None else [[] for _ in texts]
         found = [self._combine(text, ner) for text, ner in zip(texts, ner_spans)]
         if not self.contextual:
@@ -1089,7 +1185,9 @@ class PiiDetector:
             for find in (layout_names.column_names, layout_names.coordinated_names, layout_names.aliases):
                 spans.extend(Span(start, end, "PERSON") for start, end in find(text, found))
         spans = names_in_addresses(text, spans)
-        spans = [span for span in spans if span.entity != "PERSON" or not names_a_thing(text, span)]
+        spans = [span for span in spans if not (span.entity == "PERSON" and names_a_thing(text, span))
+                 and not (span.entity in ("PERSON", "LOCATION")
+                          and (names_an_eponym(text, span) or names_a_product(text, span)))]
         if self.lexicon:
             # A name found once is a name wherever else the text has it (but a storm's or a ship's).
             repeated = [Span(start, end, "PERSON") for start, end in find_repeated_names(text, spans)]

@@ -2,6 +2,7 @@
 that no PII value (nor the pseudonym key) ever reaches the output, the stats or the logs."""
 
 import json
+from collections import Counter
 import logging
 import re
 from pathlib import Path
@@ -627,6 +628,65 @@ def test_what_spacy_calls_a_person_ending_in_gallery_or_foundation_is_an_organiz
     assert pii.reread_person("Florence Gallery", pii.Span(0, 16, "PERSON")) is None
     assert pii.reread_person("Hartley Foundation", pii.Span(0, 18, "PERSON")) is None
     assert pii.reread_person("Ana Hall", pii.Span(0, 8, "PERSON")).entity == "PERSON"
+
+
+@pytest.mark.parametrize("text", [
+    "Covered: Graves' disease (radioactive iodine), Hashimoto's thyroiditis, Epstein-Barr virus testing.",
+    "Week 4: Fourier series; Gibbs phenomenon. Week 6: Bessel and Legendre functions; Green's, Stokes' and "
+    "Gauss's (divergence) theorems.",
+    "Orionids peak (debris from Halley's Comet); a short history of the Hubble and James Webb telescopes.",
+    "Aisle 3: Heinz Baked Beans 4 x 415 g, Cadbury Dairy Milk 110 g.",
+])
+def test_what_is_named_after_someone_or_sold_by_weight_names_no_one(with_ner, text):
+    # in a text about people (a named patient, a mobile), where weak names would count
+    text = f"Patient: Dmitri Volkov, mobile 07700 900123. She asked:\n{text}"
+    assert person_strings(with_ner.detector, text) == ["Dmitri Volkov"]
+
+
+def test_an_eponym_rule_leaves_people_with_those_surnames():
+    detector = pii.PiiDetector(["PERSON"], ner=False)
+    text = "Dr Anna Graves treats Graves' disease."
+    assert [text[s.start:s.end] for s in detector.find(text)] == ["Anna Graves"]
+
+
+@pytest.mark.parametrize("text, kept", [
+    ("Do not use the cooker. Call the recall hotline on +1-800-555-0199 (toll free).", "+1-800-555-0199"),
+    ("Customer relations (public line): +44 20 7946 0700. Quote your flight number.", "+44 20 7946 0700"),
+    ("Enquiries (24h): 01632 960 123. Out-of-hours noise: 01632 960 456.", "01632 960 123"),
+])
+def test_a_business_line_is_left_and_counted(text, kept):
+    detector = pii.PiiDetector(STRUCTURED, ner=False)
+    left = Counter()
+    assert detector.find_many([text], left) == [[]] and left["not_personal_PHONE"] >= 1
+    # contextual=False replaces every number
+    assert pii.PiiDetector(STRUCTURED, ner=False, contextual=False).find(text)
+
+
+@pytest.mark.parametrize("text, phone", [
+    ("Enquiries: ask for Dmitri Volkov on 0161 496 0000.", "0161 496 0000"),  # a name on its line: his
+    ("Enquiries: text me on 07700 900123.", "07700 900123"),  # a mobile is a person's
+    ("The witness gave her number to the driver: 512 908 336.", "512 908 336"),  # nine digits after a cue
+])
+def test_a_persons_phone_under_a_business_label_or_without_a_trunk_prefix_is_found(text, phone):
+    detector = pii.PiiDetector(["PERSON", "PHONE"], ner=False)
+    assert phone in [text[s.start:s.end] for s in detector.find(text) if s.entity == "PHONE"]
+
+
+@pytest.mark.parametrize("text", [
+    " 312 permit tcp 198.51.100.0/24 -> 192.0.2.25/32 eq 22 # bastion",
+    "NAT: static 203.0.113.10 <-> 10.20.4.10, 203.0.113.11 <-> 10.20.4.11",
+    "Load balancer VIP: 203.0.113.12 (health check GET /healthz)\nDNS: api.example.com A 203.0.113.12, TTL 300",
+    "TLS check: certificate serial 04:7A:3C:91:E2:5B:0D:88, MAC 3c:22:fb:91:0e:7d",
+    "Applicant Ana Reis wrote. The server listens on 203.0.113.40 port 443.",
+])
+def test_networks_servers_serials_and_mac_addresses_are_no_ones(text):
+    assert not [s for s in pii.PiiDetector(["IP_ADDRESS"], ner=False).find(text)]
+
+
+def test_a_clients_public_address_still_counts_after_a_servers():
+    text = "The server listens on 203.0.113.40 port 443. Failed logins from 198.51.100.7 were blocked."
+    found = [text[s.start:s.end] for s in pii.PiiDetector(["IP_ADDRESS"], ner=False).find(text)]
+    assert found == ["198.51.100.7"]
 
 
 def test_a_title_joined_to_a_name_is_no_name_of_its_own(with_ner):

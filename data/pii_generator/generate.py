@@ -39,7 +39,8 @@ EXTRA_TEMPLATES = (
     "Wire the deposit of {{amount}} EUR to IBAN {{iban}} before {{date_time}}.",
     "Beneficiary: {{person}}, account {{iban}}, {{city}}, {{country}}.",
     "Failed logins from {{ip_address}} and {{ip_address}} were blocked at {{time}}.",
-    "The server listens on {{ip_address}} port {{port}} since version {{version}}.",
+    # A server's address is no one's personal data: unlabelled, an anonymizer must leave it.
+    "The server listens on {{server_ip_address}} port {{port}} since version {{version}}.",
     "Applicant {{person}}, SSN {{ssn}}, born {{date_of_birth}} in {{city}}.",
     "Our records show social security number {{ssn}} for {{first_name}} {{last_name}}.",
     "Clone it with git clone {{url_with_credentials}} and check out tag v{{version}}.",
@@ -273,6 +274,9 @@ class Filler:
             groups = [f"{self.rng.randint(0, 0xffff):x}" for _ in range(8)]
             text = ":".join(groups) if self.rng.random() < 0.5 else f"2001:db8::{groups[0]}:{groups[1]}"
         return self.labelled(text, "IP_ADDRESS")
+
+    def fill_server_ip_address(self):
+        return self.fill_ip_address()[0], []
 
     def fill_ssn(self):
         area = self.rng.choice([a for a in range(1, 900) if a != 666])
