@@ -117,6 +117,10 @@ SERVER_BEFORE = re.compile(
     r"(?i:\b(?:vip|nat(?::[ \t]*static)?|static|dns|a|aaaa|a record|listen(?:s|ing)?(?: on)?|bind(?:s|ing)?(?: to)?|"
     r"upstream|backend|server|gateway|gw|load balancer|lb|(?:monitoring )?probe|monitor|resolver|nameserver|"
     r"proxy|endpoint|mx|ns|origin|cdn|vpn gateway|api server)\b[ \t:=]*(?:<->|->|=>)?[ \t]*)$")
+# A documentation's placeholder, not a credential: "<db_user>:<db_password>", "${USER}:${TOKEN}".
+PLACEHOLDER = re.compile(r"<[^<>]*>|\$\{?\w+\}?|\{\{?\w+\}\}?|%\(\w+\)s")
+# An address in brackets after a host's name ("core-sw-01 (192.0.2.1)") or before an AS number.
+HOST_BEFORE = re.compile(r"\b[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)+[ \t]*\($")
 # Numbers no person holds: North American toll-free (800, 833...888), UK freephone (0800, 0808),
 # Australian 1800/1300, and international freephone (+800).
 TOLL_FREE = re.compile(r"(?:1?8(?:00|33|44|55|66|77|88)\d{7}$|0800|0808|0500|44800|44808|1800|1300|800\d{8}$)")
@@ -126,6 +130,8 @@ BUSINESS_LINE = re.compile(
     r"member services|enquiries|inquiries|reservations|box office|ticket office|tour office|head office|"
     r"main office|weather line|information line|info line|recorded|press office|media line|"
     r"out[- ]of[- ]hours|24h|24/7)\b)")
+# A UK mobile written without spaces, "07700900347" (the national pattern needs a separator).
+UK_MOBILE_UNSPACED = re.compile(r"(?<![\w+.-])07\d{9}(?![\w.-]?\d)")
 # Countries without a trunk prefix write mobiles as nine digits in threes ("512 908 336", Poland;
 # "612 345 678", Spain): a phone only where the words before it say so.
 CUED_NINE_DIGITS = re.compile(r"(?i:\b(?:phone|tel|telephone|mobile|mob|cell|cellphone|number|whatsapp|call|ring|"
@@ -286,13 +292,29 @@ def digit_count(text: str) -> int:
     return sum(char.isdigit() for char in text)
 
 
+# Issuers' prefixes and lengths (ISO/IEC 7812 IINs as the networks publish them): an EAN-13 barcode
+# ("3614674009183") passes Luhn too, but no network issues 13 digits starting with 3.
+CARD_ISSUERS = (
+    (("4",), (13, 16, 19)),  # Visa
+    (tuple(str(p) for p in range(51, 56)) + tuple(str(p) for p in range(2221, 2721)), (16,)),  # Mastercard
+    (("34", "37"), (15,)),  # American Express
+    (("300", "301", "302", "303", "304", "305", "36", "38", "39"), (14, 16, 17, 18, 19)),  # Diners Club
+    (("6011", "64", "65"), (16, 17, 18, 19)),  # Discover
+    (tuple(str(p) for p in range(3528, 3590)), (16, 17, 18, 19)),  # JCB
+    (("62", "81"), (16, 17, 18, 19)),  # UnionPay
+    (("50", "56", "57", "58", "6"), tuple(range(13, 20))),  # Maestro and national schemes
+    (("2200", "2201", "2202", "2203", "2204"), (16, 17, 18, 19)),  # Mir
+)
+
+
 def is_card_number(candidate: str) -> bool:
     from stdnum import luhn  # python-stdnum: the maintained checksum implementations
 
     digits = re.sub(r"\D", "", candidate)
     # No issuer's numbers start with 0 (ISO/IEC 7812's industry digit), nor repeat one digit: a
     # crash log's zeroed register passes Luhn.
-    return 13 <= len(digits) <= 19 and digits[0] != "0" and len(set(digits)) > 1 and luhn.is_valid(digits)
+    return (13 <= len(digits) <= 19 and digits[0] != "0" and len(set(digits)) > 1 and luhn.is_valid(digits)
+            and any(len(digits) in lengths and digits.startswith(prefixes) for prefixes, lengths in CARD_ISSUERS))
 
 
 def is_iban(candidate: str) -> bool:
@@ -770,7 +792,7 @@ def not_after(label: re.Pattern, find):
 
 
 RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
-    "URL_CREDENTIALS": [finder(URL_CREDENTIALS, always, group=1)],
+    "URL_CREDENTIALS": [finder(URL_CREDENTIALS, lambda v: PLACEHOLDER.search(v) is None, group=1)],
     "EMAIL": [not_in_id_headers(finder(EMAIL, always)), finder(EMAIL_MARKED_AT, always),
               finder(EMAIL_WORD_AT, always), find_header_emails, finder(BANG_EMAIL, always, group=1)],
     "IBAN": [find_iban],
@@ -779,7 +801,7 @@ RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
     "IP_ADDRESS": [not_a_network(not_after(VERSION_LABEL, finder(IPV4_CANDIDATE, is_ip_address))),
                    finder(IPV6_CANDIDATE, is_ip_address)],
     "PHONE": [not_after(REFERENCE_LABEL, find) for find in (
-              with_extension(finder(INTERNATIONAL_PHONE, is_international_phone)),
+              with_extension(finder(INTERNATIONAL_PHONE, is_international_phone)), finder(UK_MOBILE_UNSPACED, always),
               with_extension(finder(US_PHONE, always)), finder(CUED_NINE_DIGITS, always, group=1),
               not_after(IDENTIFIER_GROUP, with_extension(finder(NATIONAL_PHONE, is_national_phone))))]
              + [finder(ENCODED_PHONE, always)],
@@ -942,8 +964,15 @@ def is_server_address(text: str, span: Span) -> bool:
     """An address a word right before it calls a server's: "VIP: 203.0.113.12", "NAT: static
     203.0.113.10", "A 203.0.113.12" in DNS, "monitoring probe 198.51.100.5", "listening on"."""
     line_start = text.rfind("\n", 0, span.start) + 1
-    if SERVER_BEFORE.search(text[max(line_start, span.start - 40):span.start]) is not None:
+    before = text[max(line_start, span.start - 40):span.start]
+    if SERVER_BEFORE.search(before) is not None or HOST_BEFORE.search(before) is not None:
         return True
+    if re.match(r"[ \t]*\(AS\d+\)", text[span.end:span.end + 12]):  # a BGP peer
+        return True
+    line_end = text.find("\n", span.end)
+    line = text[line_start:len(text) if line_end == -1 else line_end]
+    if re.match(r":\d{2,5}\b", text[span.end:span.end + 6]) and CLIENT_CUE.search(line) is None:
+        return True  # a service's endpoint, "192.0.2.40:8081", on a line that logs no client
     # a short label before the line's first address says so: "NAT: static 203.0.113.10 <-> 10.20.4.10,
     # 203.0.113.11 <-> ..."
     label = re.match(r"[ \t]*[^\d\n:]{1,30}:[^\d\n:]{0,20}(?=\d)", text[line_start:span.start])

@@ -683,6 +683,30 @@ def test_networks_servers_serials_and_mac_addresses_are_no_ones(text):
     assert not [s for s in pii.PiiDetector(["IP_ADDRESS"], ner=False).find(text)]
 
 
+@pytest.mark.parametrize("text", [
+    "WARN  03:40:55  lb-ext-02 (203.0.113.12)    TLS cert expires in 13 days",
+    "CRIT  02:14:09  BGP session to 198.51.100.9 (AS64500) down 3m12s",
+    "Scanned hosts: artifact cache (192.0.2.40:8081)",
+])
+def test_a_hosts_address_in_a_monitoring_digest_is_no_ones(text):
+    assert not pii.PiiDetector(["IP_ADDRESS"], ner=False).find(text)
+
+
+def test_an_ean_barcode_is_no_card_and_documentation_placeholders_are_no_credentials():
+    detector = pii.PiiDetector(STRUCTURED, ner=False)
+    text = ("Eau de Toilette 100 ml - EAN 3614674009183. Connect with "
+            "postgres://<db_user>:<db_password>@db.example.com/app or https://${USER}:${TOKEN}@git.example.com/x.git")
+    assert detector.find(text) == []
+    # real numbers and credentials still count
+    assert [s.entity for s in detector.find("card 4111 1111 1111 1111, https://bob:hunter2pass@db.example.org/")] \
+        == ["CREDIT_CARD", "URL_CREDENTIALS"]
+
+
+def test_a_uk_mobile_written_without_spaces_is_a_phone():
+    text = "Parent contact: 07700900347 (evenings)"
+    assert [text[s.start:s.end] for s in pii.PiiDetector(["PHONE"], ner=False).find(text)] == ["07700900347"]
+
+
 def test_a_clients_public_address_still_counts_after_a_servers():
     text = "The server listens on 203.0.113.40 port 443. Failed logins from 198.51.100.7 were blocked."
     found = [text[s.start:s.end] for s in pii.PiiDetector(["IP_ADDRESS"], ner=False).find(text)]
