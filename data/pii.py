@@ -16,15 +16,18 @@ the other lexicon names, like spaCy's, count where the text is about people ("Pr
 in a league table does not). A one-word lexicon name that NER reads as a place stays a place.
 Street addresses, which NER does not see ("31 Albion Terrace, Reading RG1 5BN", "Rua das Flores
 112, 4050-262 Porto"), come from data.addresses as LOCATION; a name inside one is its street or
-town.
+town. Names no list holds come from where the layout puts them (data.layout_names: "Instructor:",
+a table's column of people, "my neighbour Bhavesh", "Vishnu and I"). What is named after someone
+("Graves' disease", "Halley's Comet") and products with a pack size are no one.
 
 Context decides what weak evidence cannot (GDPR art. 4(1): personal data relates to a person): a
-place, an address of a local network (10.x, 192.168.x) and a name only spaCy or a lone lexicon
-name vouches for count where the text is about someone: near other personal data, with a cue
-("lives in", "Address:", "he", "said", a client log line), or as a chat speaker. A weather
-report's cities, a config's service addresses and a menu's "Eggs Benedict" stay (`contextual`,
-default on; the places and addresses left are counted). spaCy's "persons" are also read again
-against place names (GeoNames) and English words (data/lexicons/build_places.py).
+place, an address of a local network (10.x, 192.168.x) or of a server ("VIP:", "listens on",
+"host-01 (192.0.2.1)"), a business's phone line (toll-free, "Customer relations:") and a name only
+spaCy or a lone lexicon name vouches for count where the text is about someone: near other personal
+data, with a cue ("lives in", "Address:", "he", "said", a client log line), or as a chat speaker. A
+weather report's cities, a config's service addresses and a menu's "Eggs Benedict" stay
+(`contextual`, default on; the places and addresses left are counted). spaCy's "persons" are also
+read again against place names (GeoNames) and English words (data/lexicons/build_places.py).
 
 When spans overlap, the most specific type wins (a URL's `user:password` over the e-mail-like
 `password@host`, an IBAN over the phone-like digits inside it, any validated type over NER), and
