@@ -122,7 +122,7 @@ SERVER_BEFORE = re.compile(
     r"proxy|endpoint|mx|ns|origin|cdn|vpn gateway|api server)\b[ \t:=]*(?:<->|->|=>)?[ \t]*)$")
 # A documentation's placeholder, not a credential: "<db_user>:<db_password>", "${USER}:${TOKEN}".
 PLACEHOLDER = re.compile(r"<[^<>]*>|\$\{?\w+\}?|\{\{?\w+\}\}?|%\(\w+\)s")
-# An address in brackets after a host's name ("core-sw-01 (192.0.2.1)") or before an AS number.
+# An address in brackets after a host's name: "core-sw-01 (192.0.2.1)".
 HOST_BEFORE = re.compile(r"\b[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)+[ \t]*\($")
 # Numbers no person holds: North American toll-free (800, 833...888), UK freephone (0800, 0808),
 # Australian 1800/1300, and international freephone (+800).
