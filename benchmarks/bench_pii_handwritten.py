@@ -55,7 +55,9 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # the same, written after the layout rules (data/layout_names.py); brief in data/briefs/
         "heldout10": Path(__file__).parent / "data" / "pii_heldout10.jsonl",
         # the same brief, written after the rules heldout10 prompted
-        "heldout11": Path(__file__).parent / "data" / "pii_heldout11.jsonl"}
+        "heldout11": Path(__file__).parent / "data" / "pii_heldout11.jsonl",
+        # the same brief, written after every rule of 2026-12-05
+        "heldout12": Path(__file__).parent / "data" / "pii_heldout12.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
