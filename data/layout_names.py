@@ -36,7 +36,7 @@ NO_ONE = NOT_NAMES | NOT_GIVEN_NAMES | frozenset({
     "anonymous", "anon", "unknown", "tbc", "tba", "tbd", "n/a", "na", "none", "nobody", "vacant", "self", "same",
     "yes", "no", "ok", "staff", "guest", "guests", "others", "other", "various", "see", "below", "above",
     "pending", "open", "closed", "cancelled", "canceled", "absent", "present", "available", "unassigned",
-    "nil", "null", "volunteer", "volunteers", "tba.", "name", "names", "signature", "date", "total", "notes",
+    "nil", "null", "volunteer", "volunteers", "name", "names", "signature", "date", "total", "notes",
     "note", "everybody", "me", "you", "him", "her", "them", "us", "mum", "dad", "mom", "family"})
 # Last words of a company's or a team's name.
 ORG_WORDS = frozenset({"ltd", "limited", "inc", "llc", "llp", "plc", "gmbh", "ag", "sa", "sas", "bv", "nv", "oy", "ab",
@@ -267,6 +267,13 @@ ROLE_BEFORE = re.compile(
 TIE_WORD = re.compile(r"[^\W\d_][\w'’-]*")
 
 
+TITLE_ROLES = frozenset({"dr", "sr", "sra", "srta", "señor", "señora", "doña", "dona", "mme", "mlle", "herr", "frau",
+                         "signora", "signor", "ustaz", "ustazah", "pak", "bu", "ibu", "bapak", "mama", "papa", "tita",
+                         "tito", "lola", "lolo", "ate", "kuya", "bibi", "babu", "nana", "nani", "dada", "dadi",
+                         "auntie", "aunty", "uncle", "pastor", "rev", "reverend", "imam", "rabbi", "fr", "sgt",
+                         "pc"})
+
+
 def role_names(text: str) -> Iterator[tuple[int, int]]:
     """"my neighbour Bhavesh", "her cousin tanisha", "nurse Losana", "sr. Euclides", "Mama Titi".
     A role word without "my", "her"... must be lower case or a title ("sr.", "Mme"), and the name
@@ -295,11 +302,6 @@ def role_names(text: str) -> Iterator[tuple[int, int]]:
                 yield word.start(), word.start() + length
 
 
-TITLE_ROLES = frozenset({"dr", "sr", "sra", "srta", "señor", "señora", "doña", "dona", "mme", "mlle", "herr", "frau",
-                         "signora", "signor", "ustaz", "ustazah", "pak", "bu", "ibu", "bapak", "mama", "papa", "tita",
-                         "tito", "lola", "lolo", "ate", "kuya", "bibi", "babu", "nana", "nani", "dada", "dadi",
-                         "auntie", "aunty", "uncle", "pastor", "rev", "reverend", "imam", "rabbi", "fr", "sgt",
-                         "pc"})
 # "Vishnu and I", "me and Kofi"
 WITH_I = re.compile(r"(?<![\w'’-])([^\W\d_][\w'’-]+)[ \t]+(?:and|&)[ \t]+I\b(?![’']?[.\-:/\d])"
                     r"|\b[Mm]e[ \t]+and[ \t]+([^\W\d_][\w'’-]+)")
