@@ -122,6 +122,8 @@ SERVER_BEFORE = re.compile(
     r"proxy|endpoint|mx|ns|origin|cdn|vpn gateway|api server)\b[ \t:=]*(?:<->|->|=>)?[ \t]*)$")
 # A documentation's placeholder, not a credential: "<db_user>:<db_password>", "${USER}:${TOKEN}".
 PLACEHOLDER = re.compile(r"<[^<>]*>|\$\{?\w+\}?|\{\{?\w+\}\}?|%\(\w+\)s")
+# The scheme (and credentials) of a URL whose host the address is.
+URL_HOST_BEFORE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://(?:[^\s/?#@]*@)?\[?$")
 # An address in brackets after a host's name: "core-sw-01 (192.0.2.1)".
 HOST_BEFORE = re.compile(r"\b[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)+[ \t]*\($")
 # Numbers no person holds: North American toll-free (800, 833...888), UK freephone (0800, 0808),
@@ -132,7 +134,10 @@ BUSINESS_LINE = re.compile(
     r"(?i:\b(?:public line|hotline|helpline|help line|switchboard|customer (?:services?|relations|care|support)|"
     r"member services|enquiries|inquiries|reservations|box office|ticket office|tour office|head office|"
     r"main office|weather line|information line|info line|recorded|press office|media line|"
-    r"out[- ]of[- ]hours|24h|24/7)\b)")
+    r"(?:customer|support|sales|service|booking|emergency|24[- ]hour) line|textphone|text relay|"
+    r"contact cent(?:re|er)|call cent(?:re|er)|out[- ]of[- ]hours|24h|24/7)\b)")
+# ... or right after it: "+44 20 7946 0961, 24/7", "0300 555 0100 (lines open 8am-8pm)".
+BUSINESS_LINE_AFTER = re.compile(r"(?i:[ \t,;(–-]*(?:24/7|24h\b|24 hours|(?:lines )?open\b|freephone|free\b))")
 # A UK mobile written without spaces, "07700900347" (the national pattern needs a separator).
 UK_MOBILE_UNSPACED = re.compile(r"(?<![\w+.-])07\d{9}(?![\w.-]?\d)")
 # Countries without a trunk prefix write mobiles as nine digits in threes ("512 908 336", Poland;
@@ -267,8 +272,11 @@ WORD = re.compile(r"(?<![\w'’-])[^\W\d_][\w'’-]*")
 # Capitalised words that end a name rather than continue it ("Maria And", "Jan The").
 NOT_SURNAMES = frozenset({"and", "or", "the", "a", "an", "of", "in", "on", "at", "to", "from", "for", "with",
                           "is", "was", "has", "had", "but", "not", "he", "she", "i", "we", "you", "they"})
+# A company's legal form: "Lumen Outdoor GmbH", "Ford & Sons Plumbing Ltd".
+LEGAL_FORMS = frozenset({"ltd", "limited", "inc", "llc", "llp", "plc", "gmbh", "corp", "pty", "sarl", "srl", "bv",
+                         "nv", "kg", "ag"})
 # A name followed by one of these is a place or an organization ("Kennedy Space Center", "Camden Place").
-PLACE_OR_ORG_WORDS = PLACE_LAST_WORDS | frozenset({
+PLACE_OR_ORG_WORDS = PLACE_LAST_WORDS | LEGAL_FORMS | frozenset({
     "bank", "building", "center", "centre", "church", "city", "command", "company", "corporation", "county", "cup",
     "district", "foundation", "gallery", "hall", "highway", "hotel", "inc", "institute", "lane", "library", "ltd",
     "mountain", "park", "place", "press", "prize", "project", "province", "school", "society", "theatre",
@@ -276,7 +284,8 @@ PLACE_OR_ORG_WORDS = PLACE_LAST_WORDS | frozenset({
 # Last words of an organization's name that no surname is ("Hall", "Park", "Church" are).
 ORG_LAST_WORDS = frozenset({"gallery", "foundation", "institute", "society", "trust", "press", "prize", "theatre",
                             "theater", "hotel", "library", "company", "corporation", "ltd", "inc", "centre", "center",
-                            "school", "project", "cup", "district", "county", "province", "building", "command"})
+                            "school", "project", "cup", "district", "county", "province", "building", "command"}
+                           ) | LEGAL_FORMS
 TITLES = frozenset({"mr", "mrs", "ms", "mx", "dr", "prof", "professor", "sir", "lady", "lord", "miss", "madam",
                     "president", "senator", "governor", "judge", "colonel", "captain", "general", "major",
                     "king", "queen", "prince", "princess", "saint", "st", "father", "sister", "brother"})
@@ -391,8 +400,15 @@ def find_header_emails(text: str) -> Iterator[tuple[int, int]]:
 
 # Display names on address headers: `From: Priya Raman <...>`, `"Okafor, Chinedu" <...>`,
 # `user@host (Kjetil Aasen)`.
-HEADER_NAME = re.compile(r"""^[ \t]*(?:"([^"<>@\n]{2,60})"|([^"<>@,\n(]{2,60}?))[ \t]*<[^<>\n]+>""")
-HEADER_COMMENT_NAME = re.compile(r"@[\w.!-]+[ \t]+\(([^()@\n]{2,60})\)")
+HEADER_NAME = re.compile(r"""^[ \t]*(?:"([^"<>@\n]{2,60})"|([^"<>@,\n(]{2,60}?))[ \t]*<([^<>\n]+)>""")
+HEADER_COMMENT_NAME = re.compile(r"([\w.%+-]*)@[\w.!-]+[ \t]+\(([^()@\n]{2,60})\)")
+
+
+def names_a_role(name: str, address: str) -> bool:
+    """"Cron Daemon" <root@...>, "Acme Support" <support@...>: a role mailbox's display name that
+    holds no given name ("Maria (Support)" <support@...> is Maria)."""
+    given = lexicon("first") | lexicon("english_names")
+    return is_role_address(address) and not any(word.casefold() in given for word in re.findall(r"[^\W\d_]+", name))
 
 
 def find_header_names(text: str) -> Iterator[tuple[int, int]]:
@@ -403,11 +419,12 @@ def find_header_names(text: str) -> Iterator[tuple[int, int]]:
             group = 1 if match.group(1) else 2
             start, end = match.span(group)
             name = body[start:end].strip()
-            if name and any(char.isalpha() for char in name) and "@" not in name:
+            if name and any(char.isalpha() for char in name) and "@" not in name and not names_a_role(name, match.group(3)):
                 start += len(body[start:end]) - len(body[start:end].lstrip())
                 yield offset + start, offset + start + len(name)
         for comment in HEADER_COMMENT_NAME.finditer(body):
-            yield offset + comment.start(1), offset + comment.end(1)
+            if not names_a_role(comment.group(2), comment.group(1) + "@"):
+                yield offset + comment.start(2), offset + comment.end(2)
 
 
 def find_query_names(text: str) -> Iterator[tuple[int, int]]:
@@ -449,6 +466,20 @@ CHAT_HANDLE = re.compile(r"(?m)^[ \t]*(?:\[[\d:. -]{4,20}\][ \t]*)?<[@+%]?([^\W\
 # them; not a log level ("[09:14] error: ...").
 # The timestamp holds a colon: a kernel log's "[ 8812.331207] BUG: ..." is no chat.
 CHAT_SPEAKER = re.compile(r"(?m)^[ \t]*\[(?=[\d. -]*:)[\d:. -]{4,20}\][ \t]*@?([^\W\d][\w.-]{1,23}):[ \t]")
+# Phone exports write the date too, and names as the phone book holds them, lower case and all:
+# "[02/06/2024, 19:03] joão pedro: ...", "28.07.24 08:53  bilal: ...", "12/03/2024, 19:03 - Ana Reis:
+# ...", and some the time after the name: "kenji 21:02: ...". Without brackets such a line is a chat
+# only where the text has two or more of them.
+_CHAT_TIME = r"\d{1,2}:\d{2}(?::\d{2})?(?:[ \t]?[AaPp]\.?[Mm]\.?)?"
+_CHAT_DATE = r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4},?[ \t]+"
+_CHAT_NAME = r"@?([^\W\d_][\w.'’-]*(?:[ \t][^\W\d_][\w.'’-]*){0,2})"
+DATED_CHAT_SPEAKER = re.compile(rf"(?m)^[ \t]*\[{_CHAT_DATE}{_CHAT_TIME}\][ \t]*{_CHAT_NAME}:[ \t]")
+# (Unbracketed, with no seconds and no ISO date: "2024-05-18 06:02:11 sshd: ..." is a log.)
+_PHONE_DATE = r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4},?[ \t]+"
+_PHONE_TIME = r"\d{1,2}:\d{2}(?:[ \t]?[AaPp]\.?[Mm]\.?)?(?![\d:])"
+UNBRACKETED_CHAT_SPEAKERS = (
+    re.compile(rf"(?m)^[ \t]*(?:{_PHONE_DATE})?{_PHONE_TIME}(?:[ \t]+[-–])?[ \t]+{_CHAT_NAME}:[ \t]"),
+    re.compile(rf"(?m)^[ \t]*{_CHAT_NAME}[ \t]+(?:{_PHONE_DATE})?\d{{1,2}}:\d{{2}}(?:[ \t]?[AaPp]\.?[Mm]\.?)?:[ \t]"))
 LOG_WORDS = frozenset({"error", "err", "warn", "warning", "info", "debug", "notice", "fatal", "critical", "crit",
                        "trace", "status", "note", "alert", "emerg", "system", "server", "client", "bot"})
 # A title and a name in lower case, as typed in tickets and chat: "mrs p. nakamura", "dr okafor".
@@ -463,6 +494,28 @@ COMMON_WORDS = frozenset({
     "just", "call", "about", "can", "the", "and", "for", "you", "our", "log", "build", "fix", "hall", "well",
     "son", "lee", "chase", "drew", "gene", "hunter", "carter", "major", "noble", "sterling", "august"})
 EMAIL_LOCAL_END = re.compile(r"@|\s*[(\[{<]at[)\]}>]\s*|\s+(?:at|AT)\s+")
+# A business's role mailbox names a function, not a person (RFC 2142's mailbox names and the common
+# ones): "support@", "privacy@", "ops-alerts@", "no-reply@". Personal data only where the text
+# around it holds some (see tied_to_person): a shop's shipping page or a cron mail keeps them.
+ROLE_MAILBOX_WORDS = frozenset({
+    "abuse", "accessibility", "accounts", "accounting", "admin", "administrator", "admissions", "alert", "alerts",
+    "billing", "booking", "bookings", "careers", "compliance", "concierge", "contact", "contactus", "cs",
+    "customercare", "customerservice", "customerservices", "daemon", "desk", "devops", "donotreply", "dpo",
+    "enquiries", "enquiry", "events", "feedback", "finance", "frontdesk", "gdpr", "hello", "help", "helpdesk",
+    "hiring", "hostmaster", "hr", "info", "information", "inquiries", "invoice", "invoices", "it", "jobs", "legal",
+    "listings", "mail", "mailer", "marketing", "media", "membership", "monitoring", "news", "newsletter", "no", "noc",
+    "noreply", "not", "do", "notifications", "office", "ops", "operations", "orders", "partners", "payments",
+    "payroll", "postmaster", "press", "privacy", "procurement", "purchasing", "reception", "recruitment",
+    "registrar", "reply", "reservations", "returns", "root", "rsvp", "sales", "security", "service", "services",
+    "shop", "staff", "status", "store", "subscriptions", "support", "sysadmin", "team", "tickets", "volunteers",
+    "webmaster", "www"})
+
+
+def is_role_address(address: str) -> bool:
+    """Whether every word of the local part is a role's: "support", "ops-alerts", "no-reply"."""
+    local = EMAIL_LOCAL_END.split(address, maxsplit=1)[0].casefold()
+    words = [word for word in re.split(r"[._+-]+", local) if word and not word.isdigit()]
+    return bool(words) and all(word in ROLE_MAILBOX_WORDS for word in words)
 
 
 def in_capitals(word: str) -> bool:
@@ -477,11 +530,17 @@ def find_chat_handles(text: str) -> Iterator[tuple[int, int]]:
 
 
 def find_chat_speakers(text: str) -> Iterator[tuple[int, int]]:
-    """Speakers after a timestamp. Build and service logs write "[14:03:12] toolchain: ..." the
-    same way, so a speaker no name list holds is weak evidence: the chat around it speaks of people
-    ("I", "my", "he")."""
-    for match in CHAT_SPEAKER.finditer(text):
-        if match.group(1).casefold() not in LOG_WORDS and not in_capitals(match.group(1)):
+    """Speakers after a timestamp (or before one). Build and service logs write "[14:03:12]
+    toolchain: ..." the same way, so a speaker no name list holds is weak evidence: the chat
+    around it speaks of people ("I", "my", "he")."""
+    matches = [*CHAT_SPEAKER.finditer(text), *DATED_CHAT_SPEAKER.finditer(text)]
+    for pattern in UNBRACKETED_CHAT_SPEAKERS:
+        lines = list(pattern.finditer(text))
+        if len(lines) >= 2:
+            matches.extend(lines)
+    for match in matches:
+        words = match.group(1).casefold().split()
+        if not any(word in LOG_WORDS or word in NOT_GIVEN_NAMES for word in words) and not in_capitals(match.group(1)):
             yield match.span(1)
 
 
@@ -955,11 +1014,12 @@ def is_local_address(value: str) -> bool:
 
 
 def needs_context(text: str, span: Span) -> bool:
-    """A place, an address of a local network or of a server, or a business's line: personal data
-    only where tied to a person."""
+    """A place, an address of a local network or of a server, a business's line or role mailbox:
+    personal data only where tied to a person."""
     return (span.entity == "LOCATION"
+            or (span.entity == "EMAIL" and is_role_address(text[span.start:span.end]))
             or (span.entity == "IP_ADDRESS" and (is_local_address(text[span.start:span.end])
-                                                 or is_server_address(text, span)))
+                                                 or is_server_address(text, span) or is_url_host(text, span)))
             or (span.entity == "PHONE" and is_business_line(text, span)))
 
 
@@ -982,23 +1042,35 @@ def is_server_address(text: str, span: Span) -> bool:
     return label is not None and SERVER_BEFORE.search(label.group(0)) is not None
 
 
+def is_url_host(text: str, span: Span) -> bool:
+    """A URL's host: "http://192.0.2.31:8080/media", "https://admin:Tulsi2024@192.168.1.1"."""
+    return URL_HOST_BEFORE.search(text, max(0, span.start - 80), span.start) is not None
+
+
 def is_business_line(text: str, span: Span) -> bool:
-    """A toll-free number ("1-800-555-0199", "0800 123 4567"), or one a label calls a business's
-    line ("Customer relations (public line):", "Enquiries (24h):", "Box office"), that is no
-    mobile (UK 07, +44 7): a recall notice's, an airline's or a council's number is no one's."""
+    """A toll-free number ("1-800-555-0199", "0800 123 4567"), or one that is no mobile (UK 07,
+    +44 7) and that a label calls a business's line ("Customer relations (public line):",
+    "Enquiries (24h):", "Box office", "..., 24/7") or that shares its line with a role mailbox: a
+    recall notice's, an airline's, a listed plumber's or a council's number is no one's."""
     value = re.sub(r"\D", "", text[span.start:span.end])
     if TOLL_FREE.match(value):
         return True
     if value.startswith(("07", "447")):
         return False
-    line_start = max(text.rfind("\n", 0, span.start) + 1, span.start - 60)
-    return BUSINESS_LINE.search(text, line_start, span.start) is not None
+    line_start = text.rfind("\n", 0, span.start) + 1
+    if (BUSINESS_LINE.search(text, max(line_start, span.start - 60), span.start) is not None
+            or BUSINESS_LINE_AFTER.match(text, span.end) is not None):
+        return True
+    # a role mailbox on its line: "Tel: 0113 496 0541 | info@fordandsons.example.com"
+    line_end = text.find("\n", span.end)
+    line = text[line_start:len(text) if line_end == -1 else line_end]
+    return any(is_role_address(match.group(0)) for match in EMAIL.finditer(line))
 
 
 def tied_to_person(text: str, span: Span, evidence: list[Span]) -> bool:
-    """Whether a place or a local address is personal data here: near other personal data; for a
-    place, in a sentence with a cue or on a form line labelled as someone's place (PLACE_CUE); for
-    an address, on a line that logs a client or a user (CLIENT_CUE)."""
+    """Whether a place, a local address or a role mailbox is personal data here: near other personal
+    data; for a place, in a sentence with a cue or on a form line labelled as someone's place
+    (PLACE_CUE); for an address, on a line that logs a client or a user (CLIENT_CUE)."""
     line_start = text.rfind("\n", 0, span.start) + 1
     if span.entity == "PHONE":  # a business's line: someone's where a name shares its line
         line_end = text.find("\n", span.end)
@@ -1006,8 +1078,14 @@ def tied_to_person(text: str, span: Span, evidence: list[Span]) -> bool:
         return any(o.entity == "PERSON" and line_start <= o.start and o.end <= line_end for o in evidence)
     if span.entity == "IP_ADDRESS" and is_server_address(text, span):
         return False  # however near personal data: a server is no one's
+    if span.entity == "IP_ADDRESS" and is_url_host(text, span):
+        # a URL's host ("upstream: http://192.0.2.31:8080") is a server's, whatever clients a log
+        # lists around it; a home router's ("https://admin:...@192.168.1.1") in a note about people
+        return near(span, [o for o in evidence if o.entity != "IP_ADDRESS"])
     if near(span, evidence):
         return True
+    if span.entity == "EMAIL":  # a role mailbox ("Questions? support@..."), with no one's data near
+        return False
     if span.entity == "IP_ADDRESS":
         line_end = text.find("\n", span.end)
         return CLIENT_CUE.search(text, line_start, len(text) if line_end == -1 else line_end) is not None
@@ -1194,7 +1272,7 @@ class PiiDetector:
                     (spans if firm else weak).append(Span(start, end, "PERSON"))
             names = lexicon("names")
             for start, end in find_chat_speakers(text):  # a listed name speaks; "toolchain:" needs a chat
-                (spans if text[start:end].casefold() in names else weak).append(Span(start, end, "PERSON"))
+                (spans if text[start:end].casefold().split()[0] in names else weak).append(Span(start, end, "PERSON"))
             spans.extend(Span(start, end, "PERSON") for start, end in find_email_line_names(text, spans))
             spans.extend(Span(start, end, "PERSON") for start, end in find_contact_line_names(text, spans))
             for find in (layout_names.labelled_names, layout_names.role_names, layout_names.keyed_names,

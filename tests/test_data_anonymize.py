@@ -159,6 +159,32 @@ def test_chat_speakers_after_a_timestamp_and_names_an_address_spells_are_found_w
     assert [sheet[s.start:s.end] for s in detector.find(sheet) if s.entity == "PERSON"] == ["Mererid", "Huws"]
 
 
+@pytest.mark.parametrize("chat, speakers", [
+    # WhatsApp on a phone: the date, and the name as the phone book holds it
+    ("[02/06/2024, 19:03] joão pedro: the churrascaria?\n[02/06/2024, 19:04] Mariana: ok, I'll book",
+     ["joão pedro", "Mariana"]),
+    ("12/03/2024, 19:03 - Ana Reis: hi\n12/03/2024, 19:04 - tom: I'm outside", ["Ana Reis", "tom"]),
+    # Telegram: no brackets
+    ("28.07.24 08:43  rosie: me! bringing the kit\n28.07.24 08:53  bilal: I'm on bins", ["rosie", "bilal"]),
+    # a language app: the time after the name
+    ("kenji 21:02: hola valentina! my spanish is A2\nvalentina 21:04: jaja no worries", ["kenji", "valentina"]),
+])
+def test_chat_speakers_of_phone_exports_are_found_without_ner(chat, speakers):
+    detector = pii.PiiDetector(["PERSON"], ner=False)
+    assert sorted(set(person_strings(detector, chat))) == sorted(speakers)
+
+
+@pytest.mark.parametrize("text", [
+    "2024-05-18 06:02:11 sshd: Accepted publickey\n2024-05-18 06:02:12 systemd: Started session",
+    "Monday 09:00: standup\nTuesday 10:00: review",
+    "10:00: Registration\n10:30: Keynote by the board",
+    "Oct 14 22:00:01 app-prod-02 systemd: Stopping\nOct 14 22:00:04 app-prod-02 systemd: Stopped",
+    "08:43 rosie: me! bringing the kit",  # one such line is no chat
+])
+def test_logs_and_agendas_are_no_chats(text):
+    assert person_strings(pii.PiiDetector(["PERSON"], ner=False), text) == []
+
+
 def test_a_name_that_starts_a_line_with_a_phone_or_an_address_on_it_is_found_without_ner():
     detector = pii.PiiDetector(["PERSON", "PHONE", "EMAIL"], ner=False)
 
@@ -653,6 +679,9 @@ def test_an_eponym_rule_leaves_people_with_those_surnames():
     ("Do not use the cooker. Call the recall hotline on +1-800-555-0199 (toll free).", "+1-800-555-0199"),
     ("Customer relations (public line): +44 20 7946 0700. Quote your flight number.", "+44 20 7946 0700"),
     ("Enquiries (24h): 01632 960 123. Out-of-hours noise: 01632 960 456.", "01632 960 123"),
+    ("24-hour customer line: 0306 999 0123. Textphone: 18001 0306 999 0123.", "0306 999 0123"),
+    ("Lost or stolen phone: +44 20 7946 0961, 24/7.", "+44 20 7946 0961"),
+    ("Harrison Heating Services Ltd\nTel: 0113 496 0872 | bookings@harrisonheating.example.com", "0113 496 0872"),
 ])
 def test_a_business_line_is_left_and_counted(text, kept):
     detector = pii.PiiDetector(STRUCTURED, ner=False)
@@ -700,6 +729,52 @@ def test_an_ean_barcode_is_no_card_and_documentation_placeholders_are_no_credent
     # real numbers and credentials still count
     assert [s.entity for s in detector.find("card 4111 1111 1111 1111, https://bob:hunter2pass@db.example.org/")] \
         == ["CREDIT_CARD", "URL_CREDENTIALS"]
+
+
+@pytest.mark.parametrize("text", [
+    "Parcels over 30 kg go by pallet: ask sales@kestrelpaper.example.com. Damaged? E-mail support@kestrelpaper.example.com.",
+    "For general questions contact privacy@lumen.example.com; our DPO: dpo@lumen.example.com.",
+    "From: root@web03.example.net (Cron Daemon)\nTo: ops-alerts@example.net\nSubject: Cron <certbot@web03> renew",
+    "Mailing list: do-not-reply@example.org, bounces to postmaster@example.org",
+])
+def test_a_role_mailbox_with_no_ones_data_near_is_left(text):
+    detector = pii.PiiDetector(["PERSON", "EMAIL"], ner=False)
+    left = Counter()
+    assert detector.find_many([text], left) == [[]] and left["not_personal_EMAIL"] >= 1
+    assert pii.PiiDetector(["EMAIL"], ner=False, contextual=False).find(text)  # contextual=False: every one
+
+
+def test_a_role_mailbox_near_someones_data_and_a_persons_address_still_count():
+    detector = pii.PiiDetector(["PERSON", "EMAIL", "PHONE"], ner=False)
+    text = "Wholesale: Anjali Venkataraman, +44 7700 900832\nGeneral enquiries: info@meridiantea.example"
+    assert "info@meridiantea.example" in [text[s.start:s.end] for s in detector.find(text)]
+    for text in ("Questions? anjali.v@meridiantea.example", "Write to support.anjali@example.com"):
+        assert [s.entity for s in detector.find(text)] == ["EMAIL"]
+
+
+def test_a_role_mailboxs_display_name_is_no_one_but_a_persons_is():
+    detector = pii.PiiDetector(["PERSON", "EMAIL"], ner=False)
+    text = "From: Acme Support <support@acme.example>\nCc: Priya Raman (Support) <support@acme.example>"
+    assert person_strings(detector, text) == ["Priya Raman"]
+
+
+@pytest.mark.parametrize("text, kept", [
+    ('upstream timed out, client: 203.0.113.9, upstream: "http://192.0.2.31:8080/v2/orders"', "203.0.113.9"),
+    ("deploy.sh: health check https://192.0.2.14/healthz -> 200 in 38 ms", None),
+])
+def test_a_urls_host_is_a_servers_address_unless_someones_data_is_near(text, kept):
+    found = [text[s.start:s.end] for s in pii.PiiDetector(["IP_ADDRESS"], ner=False).find(text)]
+    assert found == ([kept] if kept else [])
+    # a house-sitter's note: the home router's address in a URL is the household's
+    text = "Guest: Lakshmi Rao, 07700 900123. Router: https://admin:Tulsi2024@192.168.1.1"
+    assert "192.168.1.1" in [text[s.start:s.end] for s in pii.PiiDetector(["PERSON", "PHONE", "IP_ADDRESS"],
+                                                                            ner=False).find(text)]
+
+
+def test_a_companys_legal_form_ends_no_name():
+    detector = pii.PiiDetector(["PERSON"], ner=False)
+    text = "Lena Berger wrote: this policy explains how Lumen Outdoor GmbH uses cookies."
+    assert person_strings(detector, text) == ["Lena Berger"]
 
 
 def test_a_uk_mobile_written_without_spaces_is_a_phone():

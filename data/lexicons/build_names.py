@@ -16,7 +16,7 @@ time:
   "Oluwaseun"); the SSA's record holds them. Minus the names of places (places.txt): Faker's lists
   already hold the places that are common given names ("Florence", "Austin"), and the SSA's add
   hundreds of cities given as names a few hundred times ("Oslo", "Lisbon"), which a weather table
-  lists;
+  lists; and minus a few brands (SSA_BRANDS);
 - minus every name whose lower-case form is a word of SCOWL's American English word list
   (Debian package `wamerican`, /usr/share/dict/words): "Will", "Mark", "Rose", "Amber", "Said"
   are left to spaCy's NER, which reads them in context.
@@ -44,6 +44,11 @@ NAME = re.compile(r"^[^\W\d_]+(?:[-'’][^\W\d_]+)*$")
 # At 100 births over 138 years a name is someone's name, not a one-off spelling (97,310 names have
 # 5 or more, 36,719 have 100 or more); 26,584 of these are in neither Faker's lists nor SCOWL's.
 MIN_SSA_BIRTHS = 100
+# Brands and software the SSA's record holds as given names (a few hundred births each), which text
+# names as brands far more often: "Tesla Megapack", "Django 5.0", "Sony WH-1000XM5".
+SSA_BRANDS = frozenset({"atari", "audi", "cartier", "chevy", "cortana", "dacia", "dior", "disney", "django",
+                        "estee", "evian", "fanta", "fendi", "hershey", "ikea", "infiniti", "json", "loreal",
+                        "maybelline", "nivea", "opel", "sony", "tesla", "vue"})
 
 
 def faker_names(kind: str) -> set[str]:
@@ -75,7 +80,7 @@ def ssa_names() -> set[str]:
     places = {line for line in (HERE / "places.txt").read_text(encoding="utf-8").splitlines()
               if line and not line.startswith("#")}
     names = {name for name, count in births.items()
-             if count >= MIN_SSA_BIRTHS and NAME.match(name) and name.casefold() not in places}
+             if count >= MIN_SSA_BIRTHS and NAME.match(name) and name.casefold() not in places | SSA_BRANDS}
     print(f"SSA baby names: {len(names)} given to {MIN_SSA_BIRTHS} babies or more")
     return names
 
