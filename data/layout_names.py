@@ -16,6 +16,7 @@ These finders read that structure (data.pii runs them; each yields PERSON spans 
   Isabel").
 - aliases: "(née Taufa)", "(known as Tee)" right after a name found.
 - keyed_names: `member="Tsjalling de Vries"`, `guest="salawat"` in logs and records.
+- signed_off_names: the name under "Kind regards," or a signature's "--".
 
 A value is name-shaped (`name_prefix`) when its words are capitalised (or particles, initials),
 carry no digits or possessives ("Halley's Comet"), are not all ordinary English words unless a
@@ -366,6 +367,28 @@ def keyed_names(text: str) -> Iterator[tuple[int, int]]:
         length = name_prefix(value, lower_ok="name" not in key)
         if length == len(value.rstrip()):
             yield match.start(2), match.start(2) + length
+
+
+# A letter's or a mail's close and the name on its next line (a blank line between, perhaps), or
+# the line after a signature's "-- ": "Thanks,\n\nCharity Oyelaran\nParking & Access Coordinator",
+# "--\nTomek\nTomasz Wiśniewski".
+SIGN_OFF = re.compile(
+    r"^[ \t]*(?:(?i:thanks|thank you|many thanks|thanks again|with thanks|cheers|best|best wishes|regards|"
+    r"kind regards|best regards|warm regards|warmest regards|all the best|sincerely|yours sincerely|"
+    r"yours faithfully|yours truly|yours|respectfully|take care|love|speak soon|talk soon)[ \t]*[,.!]?|--)"
+    r"[ \t]*\n(?:[ \t]*\n)?[ \t]*", re.MULTILINE)
+NAME_LINE_END = re.compile(r"[ \t]*(?:$|[,|(–—]|-[ \t])", re.MULTILINE)
+
+
+def signed_off_names(text: str) -> Iterator[tuple[int, int]]:
+    """The name under a close ("Kind regards,") or a signature's "--", when it is all of its line
+    or ends at a comma, a bar or a bracket ("Charity Oyelaran, Coordinator"); "The Lumen Team" and
+    "Customer Service" are no names (see name_prefix)."""
+    for match in SIGN_OFF.finditer(text):
+        line = rest_of_line(text, match.end())
+        length = name_prefix(line)
+        if length and NAME_LINE_END.match(line, length):
+            yield match.end(), match.end() + length
 
 
 # "— Naledi, Driver Support (shift B)", "— Rahim & Roya", "~ Ikaika Pua, PT": a dash signs a note.

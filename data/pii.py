@@ -544,6 +544,23 @@ def find_chat_speakers(text: str) -> Iterator[tuple[int, int]]:
             yield match.span(1)
 
 
+# The user an authentication log names: "Accepted password for jeroen from ...", "session opened
+# for user jeroen(uid=1026)", "user=a.kowalski".
+LOG_USER = re.compile(
+    r"(?:\b(?:Accepted|Failed) (?:password|publickey|keyboard-interactive(?:/pam)?) for (?:invalid user )?"
+    r"|\bsession (?:opened|closed) for user |\b[Ii]nvalid user |\b(?:user|login|username|uid)=|\blogged in as )"
+    r"([a-z][a-z0-9._-]{1,31})\b")
+
+
+def find_log_users(text: str) -> Iterator[tuple[int, int]]:
+    """A log's user whose login holds a given name ("jeroen", "maria.k"), not "root" or "deploy"."""
+    given, english = lexicon("first"), lexicon("english")
+    for match in LOG_USER.finditer(text):
+        words = re.findall(r"[a-z]{3,}", match.group(1))
+        if any(word in given and word not in english for word in words):
+            yield match.span(1)
+
+
 def find_email_line_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
     """The words of an e-mail address's local part written capitalised on the address's line:
     "Mererid Huws · 07700 900112 · mererid.huws@example.org" (names no lexicon holds)."""
@@ -694,8 +711,9 @@ def find_capitals_surname_first(text: str) -> Iterator[tuple[int, int, bool]]:
     for match in CAPITALS_SURNAME_FIRST.finditer(text):
         surname, first = match.group(1).casefold(), match.group(2).casefold()
         if (len(surname) > 2 and surname not in english and surname not in places and surname not in given
-                and first not in places and first not in english and first not in lexicon("english_names")):
-            yield match.start(), match.end(), first in given
+                and (first not in places or first in given) and first not in english
+                and first not in lexicon("english_names")):
+            yield match.start(), match.end(), first in given and first not in places
 
 
 def find_kin_names(text: str) -> Iterator[tuple[int, int]]:
@@ -731,6 +749,9 @@ def is_surname(word: str, surnames: frozenset[str]) -> bool:
             and folded not in lexicon("places"))
 
 
+HYPHENED_PARTICLE = re.compile(r"(?:al|el|ad|ar|as|at|az|an|ash|abu|ibn|bin|ben|bint|ould|ait)-[^\W\d_a-z][\w'’-]*")
+
+
 def find_lexicon_names(text: str) -> Iterator[tuple[int, int, bool]]:
     """Names from the lexicons, as (start, end, firm): a capitalised given name with up to two
     capitalised words right after it (one space apart) as the surname ("Cinzia Barese", "Contact
@@ -744,6 +765,8 @@ def find_lexicon_names(text: str) -> Iterator[tuple[int, int, bool]]:
         token = words[index].group(0)
         if token in NAME_PARTICLES:  # "Femke de Boer", "Ludwig van der Berg"
             return joined(index) and name_word(index + 1)
+        if HYPHENED_PARTICLE.fullmatch(token):  # "Amina al-Masri", "Omar el-Sayed"
+            return True
         return is_capitalised(token) and token.casefold() not in NOT_SURNAMES
 
     def joined(index: int) -> bool:  # words[index] and words[index + 1] are one space apart
@@ -1276,7 +1299,7 @@ class PiiDetector:
             spans.extend(Span(start, end, "PERSON") for start, end in find_email_line_names(text, spans))
             spans.extend(Span(start, end, "PERSON") for start, end in find_contact_line_names(text, spans))
             for find in (layout_names.labelled_names, layout_names.role_names, layout_names.keyed_names,
-                         layout_names.signed_names):
+                         layout_names.signed_names, layout_names.signed_off_names, find_log_users):
                 spans.extend(Span(start, end, "PERSON") for start, end in find(text))
         evidence = [span for span in spans if not needs_context(text, span)]
         for span in weak:
