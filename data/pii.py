@@ -167,6 +167,26 @@ KIN_OF = re.compile(
     r"stepfather|stepmother|stepson|stepdaughter|friend)s?[ \t]+(?:of|to)[ \t]+"
     rf"({_CAPITALISED}(?:(?:,[ \t]+|[ \t]+and[ \t]+|,[ \t]+and[ \t]+)(?:little[ \t]+)?{_CAPITALISED})*)")
 POSSESSIVE = ("'s", "’s")  # "Pedro's": the name ends before it
+# People of history: a year before 1950 in the paragraph ("In 1842 the Austrian physicist Christian
+# Doppler proposed", "first described by James Parkinson (1817)", "Achille Gaggia patented his
+# lever-piston machine in 1938"). Data protection law covers the living; a person who did something
+# written of with such a year is very likely dead or a public figure. Only in a text that holds no
+# one's phone, address or e-mail, and in a paragraph that speaks in no first or second person and of
+# no family ("Grandad Tomasz came to Leeds in 1947" is someone's).
+_MONTHS = ("January|February|March|April|May|June|July|August|September|October|November|December|"
+           "Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec")
+# ... written as a date, not a postcode ("Nyírcsaholy, Denmark 1585") or a quantity: after "in",
+# "since", "of", a month or a possessive ("Hubble's 1929 plot"), or in brackets and ranges
+# ("(1817)", "1803–1853").
+HISTORICAL_YEAR = re.compile(
+    rf"(?:\b(?:[Ii]n|[Ss]ince|[Oo]f|[Ff]rom|[Uu]ntil|[Bb]y|[Bb]efore|[Aa]fter|[Cc]irca|c\.|ca\.|[Ee]arly|[Ll]ate|"
+    rf"[Mm]id|[Tt]he|{_MONTHS}|\d{{1,2}}(?:st|nd|rd|th)?)[ \t]+(?:of[ \t]+)?|['’]s[ \t]+|\([ \t]*|\b(?:1[0-8]|19)\d\d[ \t]?[–-][ \t]?)"
+    r"(?:1[0-8]\d\d|19[0-4]\d)(?:s\b|['’]s\b)?(?![\d/:]|[.,-]\d|[ \t]?(?:%|°|[x×]\b|"
+    r"(?:[kMGTmcμ]?(?:W|Wh|g|m|l|L|Hz|V|A|B|b|bps|rpm|mAh|ml|lm|lx|Pa|N|J|s)\b)))")
+FAMILY_OR_SPEAKER = re.compile(
+    r"\b(?:I|I'm|I’m|I've|I’ve|I'd|I’d)\b|(?i:\b(?:me|my|mine|we|us|our|you|your|"
+    r"grand\w*|great-grand\w*|mum|mom|dad|father|mother|parents?|aunt\w*|uncle|cousin|nan|nana|granny|"
+    r"gran|grandad|family|wife|husband|son|daughter|brother|sister)\b)")
 # A place named inside the name of an event, a treaty or an institution ("the Treaty of Westphalia",
 # "the Peace of Augsburg", "the Port of Seattle") says where the thing is, not where a person is:
 # spaCy tags the place alone, and replacing it would only damage PII-free text.
@@ -1183,6 +1203,20 @@ def names_an_eponym(text: str, span: Span) -> bool:
     return EPONYM_AFTER.match(text, span.end) is not None
 
 
+def paragraph_around(text: str, start: int, end: int) -> str:
+    """The text between the blank lines (or the text's ends) around text[start:end]."""
+    before = text.rfind("\n\n", 0, start)
+    after = text.find("\n\n", end)
+    return text[before + 1 if before != -1 else 0:len(text) if after == -1 else after]
+
+
+def of_history(text: str, span: Span) -> bool:
+    """A name in a paragraph that dates what it tells before 1950, in no one's voice and of no
+    one's family (see HISTORICAL_YEAR)."""
+    paragraph = paragraph_around(text, span.start, span.end)
+    return HISTORICAL_YEAR.search(paragraph) is not None and FAMILY_OR_SPEAKER.search(paragraph) is None
+
+
 def names_a_thing(text: str, span: Span) -> bool:
     """Whether a "name" is a storm's or a ship's: it starts with, or follows, "Storm", "MV"..."""
     first = text[span.start:span.end].split(maxsplit=1)[0]
@@ -1321,6 +1355,8 @@ class PiiDetector:
         spans = [span for span in spans if not (span.entity == "PERSON" and names_a_thing(text, span))
                  and not (span.entity in ("PERSON", "LOCATION")
                           and (names_an_eponym(text, span) or names_a_product(text, span)))]
+        if not any(span.entity != "PERSON" and not needs_context(text, span) for span in spans):
+            spans = [span for span in spans if not (span.entity == "PERSON" and of_history(text, span))]
         if self.lexicon:
             # A name found once is a name wherever else the text has it (but a storm's or a ship's).
             repeated = [Span(start, end, "PERSON") for start, end in find_repeated_names(text, spans)]

@@ -807,6 +807,25 @@ def test_a_companys_legal_form_ends_no_name():
     assert person_strings(detector, text) == ["Lena Berger"]
 
 
+HISTORY = ("In 1842 the Austrian physicist Christian Doppler proposed that the observed frequency of a wave "
+           "depends on the motion of source and observer.\n\nClinical summary: first described by James Parkinson "
+           "in 'An Essay on the Shaking Palsy' (1817).")
+
+
+def test_people_of_history_in_a_text_with_no_ones_data_are_left():
+    assert person_strings(pii.PiiDetector(["PERSON", "PHONE", "EMAIL"], ner=False), HISTORY) == []
+
+
+@pytest.mark.parametrize("text, name", [
+    (HISTORY + "\n\nQuestions: Anna Kowalczyk, +44 7700 900123", "Christian Doppler"),  # someone's phone: names count
+    ("Grandad Tomasz Wiśniewski came to Leeds in 1947; he never left.", "Tomasz Wiśniewski"),  # someone's family
+    ("In 1931 my teacher Halina Nowak wrote to the ministry.", "Halina Nowak"),  # someone's voice
+    ("Ruth Montez\nAddress: Tienne à Many 366, Hamme, 1785", "Ruth Montez"),  # a postcode is no year
+])
+def test_names_near_an_old_year_still_count_where_the_text_is_someones(text, name):
+    assert name in person_strings(pii.PiiDetector(["PERSON", "PHONE", "EMAIL"], ner=False), text)
+
+
 def test_a_uk_mobile_written_without_spaces_is_a_phone():
     text = "Parent contact: 07700900347 (evenings)"
     assert [text[s.start:s.end] for s in pii.PiiDetector(["PHONE"], ner=False).find(text)] == ["07700900347"]
