@@ -60,7 +60,9 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         "heldout12": Path(__file__).parent / "data" / "pii_heldout12.jsonl",
         # a twelfth brief: the document kinds the issue names; PII-free text of a company's own
         # (logs, configs, notices) with look-alikes, public people in about a third of it
-        "heldout13": Path(__file__).parent / "data" / "pii_heldout13.jsonl"}
+        "heldout13": Path(__file__).parent / "data" / "pii_heldout13.jsonl",
+        # the same brief, written after the rules heldout13 prompted
+        "heldout14": Path(__file__).parent / "data" / "pii_heldout14.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
