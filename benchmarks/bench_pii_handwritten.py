@@ -78,7 +78,7 @@ def gold_spans(text: str, values: list[list[str]]) -> list[tuple[int, int, str]]
     for entity, value in values:
         # Sets write a URL's credentials as "user:password" or as the whole URL; the PII is the
         # credentials either way (the host is no one's), so a whole URL is scored on them.
-        credentials = re.search(r"://([^\s:/?#@]+:[^\s/?#@]+)@", value) if entity == "URL_CREDENTIALS" else None
+        credentials = re.search(r"://([^\s:/?#@]+:[^\s/?@]+)@", value) if entity == "URL_CREDENTIALS" else None
         value = credentials.group(1) if credentials else value
         left = r"(?<!\w)" if value[0].isalnum() else ""
         right = r"(?!\w)" if value[-1].isalnum() else ""

@@ -84,7 +84,7 @@ DOTLESS_EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A
 BANG_EMAIL = re.compile(r"(?i:\b(?:mail|e-mail|email|write|reach|contact)(?:\s+(?:me|us|him|her))?\s+(?:at|to|via)\s+)"
                         r"([a-z][\w.-]*(?:![a-z][\w.-]*)+)")
 # scheme://user:password@host: the span is `user:password`.
-URL_CREDENTIALS = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://([^\s:/?#@]+:[^\s/?#@]+)@[\w.-]")
+URL_CREDENTIALS = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://([^\s:/?#@]+:[^\s/?@]+)@[\w.-]")  # "Lagos#Sun88" too
 # 13-19 digits, contiguous or in the groups cards are printed in (4-4-4-4[-3], Amex 4-6-5).
 CARD_CANDIDATE = re.compile(
     r"(?<![\d+-])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{5})(?![\d-])")
@@ -124,18 +124,27 @@ SERVER_BEFORE = re.compile(
 PLACEHOLDER = re.compile(r"<[^<>]*>|\$\{?\w+\}?|\{\{?\w+\}\}?|%\(\w+\)s")
 # The scheme (and credentials) of a URL whose host the address is.
 URL_HOST_BEFORE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://(?:[^\s/?#@]*@)?\[?$")
-# An address in brackets after a host's name: "core-sw-01 (192.0.2.1)".
-HOST_BEFORE = re.compile(r"\b[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)+[ \t]*\($")
+# An address in brackets after a host's name: "core-sw-01 (192.0.2.1)", postfix's "relay.example.net[198.51.100.9]".
+HOST_BEFORE = re.compile(r"\b[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)+[ \t]*\($|\b[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)+\[$")
 # Numbers no person holds: North American toll-free (800, 833...888), UK freephone (0800, 0808),
 # Australian 1800/1300, and international freephone (+800).
 TOLL_FREE = re.compile(r"(?:1?8(?:00|33|44|55|66|77|88)\d{7}$|0800|0808|0500|44800|44808|1800|1300|800\d{8}$)")
+# The UK's ranges for organisations, written as the UK writes them ("0300 555 0142", "+44 345 600
+# 0000"): 03 (public bodies, charities) and 0843-0845, 0870-0873 (business rate). Written so only:
+# Italy's and Japan's 03 and 084 numbers are people's too.
+UK_ORGANISATION_NUMBER = re.compile(r"(?:0|\+44[ \t]?(?:\(0\))?)(?:3[0-7]\d|84[345]|87[0-3])[ \t]\d{3}[ \t]\d{4}")
 # Labels of a business's own line, just before the number.
 BUSINESS_LINE = re.compile(
     r"(?i:\b(?:public line|hotline|helpline|help line|switchboard|customer (?:services?|relations|care|support)|"
     r"member services|enquiries|inquiries|reservations|box office|ticket office|tour office|head office|"
     r"main office|weather line|information line|info line|recorded|press office|media line|"
     r"(?:customer|support|sales|service|booking|emergency|24[- ]hour) line|textphone|text relay|"
-    r"contact cent(?:re|er)|call cent(?:re|er)|out[- ]of[- ]hours|24h|24/7)\b)")
+    r"contact cent(?:re|er)|call cent(?:re|er)|(?:information|help|service|front|reception|booking|sales|"
+    r"rental|hire|check-in|ticket) desk|out[- ]of[- ]hours|24h|24/7)\b)")
+# A table's header that says its rows are businesses: "Company | Desk phone | Hours".
+BUSINESS_HEADER = re.compile(r"(?i:\b(?:company|companies|business|shop|store|branch|office|desk|department|dept|"
+                             r"venue|restaurant|hotel|supplier|provider|agency|clinic|practice|pharmacy|service|"
+                             r"operator|firm|organi[sz]ation|outlet|location|ward|unit)\b)")
 # ... or right after it: "+44 20 7946 0961, 24/7", "0300 555 0100 (lines open 8am-8pm)".
 BUSINESS_LINE_AFTER = re.compile(r"(?i:[ \t,;(–-]*(?:24/7|24h\b|24 hours|(?:lines )?open\b|freephone|free\b))")
 # A UK mobile written without spaces, "07700900347" (the national pattern needs a separator).
@@ -272,7 +281,8 @@ SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n")
 LOCAL_NETWORKS = tuple(ipaddress.ip_network(net) for net in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "fc00::/7", "fe80::/10"))
 CLIENT_CUE = re.compile(r"(?i:\b(?:user(?:name)?|client|remote|src|source|from|by|logged in|session|sshd|"
-                        r"accepted|failed password)\b)|\b(?:GET|POST|PUT|PATCH|DELETE|HEAD) /")
+                        r"accepted|failed password|failed authentication|authentication failed|failed login|login failed|"
+                        r"login from|logged out)\b)|\b(?:GET|POST|PUT|PATCH|DELETE|HEAD) /")
 # A name whose first word is one of these, or whose last (or next) word is, names a place, not a
 # person: spaCy's small model calls "Lake Victoria", "Victoria Falls" and "Mount Kilimanjaro" PERSON.
 # Words that are also common surnames (Hill, Park, Wood, Cross, Banks) are left out.
@@ -525,7 +535,7 @@ ROLE_MAILBOX_WORDS = frozenset({
     "hiring", "hostmaster", "hr", "info", "information", "inquiries", "invoice", "invoices", "it", "jobs", "legal",
     "listings", "mail", "mailer", "marketing", "media", "membership", "monitoring", "news", "newsletter", "no", "noc",
     "noreply", "not", "do", "notifications", "office", "ops", "operations", "orders", "partners", "payments",
-    "payroll", "postmaster", "press", "privacy", "procurement", "purchasing", "reception", "recruitment",
+    "payable", "payroll", "postmaster", "receivable", "press", "privacy", "procurement", "purchasing", "reception", "recruitment",
     "registrar", "reply", "reservations", "returns", "root", "rsvp", "sales", "security", "service", "services",
     "shop", "staff", "status", "store", "subscriptions", "support", "sysadmin", "team", "tickets", "volunteers",
     "webmaster", "www"})
@@ -718,8 +728,10 @@ def find_signed_names(text: str) -> Iterator[tuple[int, int]]:
     words that are no names ("— Goods In team")."""
     english, names = lexicon("english"), lexicon("names")
     for match in SIGNED_LINE.finditer(text):
-        words = [w.casefold() for w in match.group(1).split()]
-        if any(w in names or w not in english for w in words) and not any(w in NOT_NAMES for w in words):
+        words = match.group(1).split()
+        # a lower-case word no list holds counts if it is letters only: "— tawab", not "~ update in-place"
+        if (any(w.casefold() in names or (w.casefold() not in english and (w[0].isupper() or w.isalpha()))
+                for w in words) and not any(w.casefold() in NOT_NAMES for w in words)):
             yield match.span(1)
 
 
@@ -851,12 +863,13 @@ def with_extension(find):
 
 
 # Message identifiers look like addresses and are not anyone's: Message-ID, In-Reply-To, References.
-ID_HEADER_LINE = re.compile(r"(?im)^(?:message-id|in-reply-to|references|content-id)[ \t]*:.*$")
+ID_HEADER_LINE = re.compile(r"(?im)^(?:message-id|in-reply-to|references|content-id)[ \t]*:.*$"
+                            r"|\b(?:message-id|msgid|message_id)=<?[^\s>]+")  # and a mail log's message-id=<...>
 
 
 def not_in_id_headers(find):
     def filtered(text: str) -> Iterator[tuple[int, int]]:
-        lines = [m.span() for m in ID_HEADER_LINE.finditer(text)] if ":" in text else []
+        lines = [m.span() for m in ID_HEADER_LINE.finditer(text)] if ":" in text or "=" in text else []
         for start, end in find(text):
             if not any(a <= start < b for a, b in lines):
                 yield start, end
@@ -1068,7 +1081,15 @@ def needs_context(text: str, span: Span) -> bool:
 
 def is_server_address(text: str, span: Span) -> bool:
     """An address a word right before it calls a server's: "VIP: 203.0.113.12", "NAT: static
-    203.0.113.10", "A 203.0.113.12" in DNS, "monitoring probe 198.51.100.5", "listening on"."""
+    203.0.113.10", "A 203.0.113.12" in DNS, "monitoring probe 198.51.100.5", "listening on"; or
+    one the text calls a server's anywhere else (one address, one machine)."""
+    value = text[span.start:span.end]
+    return any(server_here(text, Span(match.start(), match.end(), span.entity))
+               for match in re.finditer(rf"(?<![\w.:]){re.escape(value)}(?!\w|\.\d)", text))
+
+
+def server_here(text: str, span: Span) -> bool:
+    """Whether the words around this one occurrence call the address a server's."""
     line_start = text.rfind("\n", 0, span.start) + 1
     before = text[max(line_start, span.start - 40):span.start]
     if SERVER_BEFORE.search(before) is not None or HOST_BEFORE.search(before) is not None:
@@ -1077,8 +1098,9 @@ def is_server_address(text: str, span: Span) -> bool:
         return True
     line_end = text.find("\n", span.end)
     line = text[line_start:len(text) if line_end == -1 else line_end]
-    if re.match(r":\d{2,5}\b", text[span.end:span.end + 6]) and CLIENT_CUE.search(line) is None:
-        return True  # a service's endpoint, "192.0.2.40:8081", on a line that logs no client
+    if re.match(r":\d{2,5}\b", text[span.end:span.end + 6]) and CLIENT_CUE.search(line) is None \
+            and EMAIL.search(line) is None:
+        return True  # a service's endpoint, "192.0.2.40:8081", on a line that logs no client or user
     # a short label before the line's first address says so: "NAT: static 203.0.113.10 <-> 10.20.4.10,
     # 203.0.113.11 <-> ..."
     label = re.match(r"[ \t]*[^\d\n:]{1,30}:[^\d\n:]{0,20}(?=\d)", text[line_start:span.start])
@@ -1096,7 +1118,7 @@ def is_business_line(text: str, span: Span) -> bool:
     "Enquiries (24h):", "Box office", "..., 24/7") or that shares its line with a role mailbox: a
     recall notice's, an airline's, a listed plumber's or a council's number is no one's."""
     value = re.sub(r"\D", "", text[span.start:span.end])
-    if TOLL_FREE.match(value):
+    if TOLL_FREE.match(value) or UK_ORGANISATION_NUMBER.fullmatch(text[span.start:span.end]):
         return True
     if value.startswith(("07", "447")):
         return False
@@ -1107,7 +1129,27 @@ def is_business_line(text: str, span: Span) -> bool:
     # a role mailbox on its line: "Tel: 0113 496 0541 | info@fordandsons.example.com"
     line_end = text.find("\n", span.end)
     line = text[line_start:len(text) if line_end == -1 else line_end]
-    return any(is_role_address(match.group(0)) for match in EMAIL.finditer(line))
+    if any(is_role_address(match.group(0)) for match in EMAIL.finditer(line)):
+        return True
+    return in_business_table(text, line_start, line)
+
+
+def in_business_table(text: str, line_start: int, line: str) -> bool:
+    """Whether the line is a row of a "|" or tab table whose header (the first of the rows above
+    it, up to 60) names businesses: "Company | Desk phone | Hours"."""
+    separator = "|" if "|" in line else "\t" if "\t" in line else None
+    if separator is None:
+        return False
+    header = None
+    for _ in range(60):
+        if line_start == 0:
+            break
+        previous_start = text.rfind("\n", 0, line_start - 1) + 1
+        previous = text[previous_start:line_start - 1]
+        if separator not in previous:
+            break
+        header, line_start = previous, previous_start
+    return header is not None and BUSINESS_HEADER.search(header.split(separator, 1)[0]) is not None
 
 
 def tied_to_person(text: str, span: Span, evidence: list[Span]) -> bool:

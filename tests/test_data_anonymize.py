@@ -712,6 +712,10 @@ def test_an_eponym_rule_leaves_people_with_those_surnames():
     ("24-hour customer line: 0306 999 0123. Textphone: 18001 0306 999 0123.", "0306 999 0123"),
     ("Lost or stolen phone: +44 20 7946 0961, 24/7.", "+44 20 7946 0961"),
     ("Harrison Heating Services Ltd\nTel: 0113 496 0872 | bookings@harrisonheating.example.com", "0113 496 0872"),
+    ("Tariffs and permits: call 0300 555 0142 (Mon-Fri).", "0300 555 0142"),  # the UK's range for organisations
+    ("Company    | Desk phone       | Hours\nHertz      | +44 20 7946 0101 | 05:30-00:00\n"
+     "Avis       | +44 20 7946 0102 | 06:00-23:30", "+44 20 7946 0101"),
+    ("Airport information desk: +44 20 7946 0100.", "+44 20 7946 0100"),
 ])
 def test_a_business_line_is_left_and_counted(text, kept):
     detector = pii.PiiDetector(STRUCTURED, ner=False)
@@ -759,6 +763,34 @@ def test_an_ean_barcode_is_no_card_and_documentation_placeholders_are_no_credent
     # real numbers and credentials still count
     assert [s.entity for s in detector.find("card 4111 1111 1111 1111, https://bob:hunter2pass@db.example.org/")] \
         == ["CREDIT_CARD", "URL_CREDENTIALS"]
+
+
+def test_other_countries_numbers_in_the_uks_organisation_ranges_are_peoples():
+    detector = pii.PiiDetector(["PHONE"], ner=False)
+    for text in ("Mobile 090-4412-7736", "ring (03) 5371 4059 today", "cell 0917 555 0142"):
+        assert [s.entity for s in detector.find(text)] == ["PHONE"], text
+
+
+def test_a_mail_servers_log_names_servers_and_message_ids_not_people():
+    text = ("Apr  3 09:14:02 mx1 postfix/smtpd[40211]: connect from relay.example.net[198.51.100.9]\n"
+            "Apr  3 09:14:03 mx1 postfix/cleanup[40219]: 4VB7m: message-id=<20240403091402.INV-2024-00871@billing.example.com>\n"
+            "Apr  3 09:25:00 mx1 postfix/anvil[40102]: max connection rate 14/60s for (smtp:198.51.100.9)")
+    assert pii.PiiDetector(["EMAIL", "IP_ADDRESS"], ner=False).find(text) == []
+
+
+def test_a_vpn_logs_client_with_a_user_on_its_line_is_someones():
+    text = "vpn-gw01 ocserv[21902]: main: 203.0.113.201:40022 failed authentication for 'm.okonkwo@example.com'"
+    assert "203.0.113.201" in [text[s.start:s.end] for s in pii.PiiDetector(["EMAIL", "IP_ADDRESS"], ner=False).find(text)]
+
+
+def test_a_password_with_a_hash_sign_is_a_credential():
+    text = "Files: sftp://chidi:Lagos#Sun88@files.oldhost.example.com/public_html"
+    assert [text[s.start:s.end] for s in pii.PiiDetector(["URL_CREDENTIALS"], ner=False).find(text)] == ["chidi:Lagos#Sun88"]
+
+
+def test_a_legend_line_after_a_tilde_signs_nothing():
+    text = "Resource actions are indicated with the following symbols:\n  + create\n  ~ update in-place\n"
+    assert person_strings(pii.PiiDetector(["PERSON"], ner=False), text) == []
 
 
 @pytest.mark.parametrize("text", [
