@@ -264,7 +264,10 @@ ROLE_BEFORE = re.compile(
     r"|\b(?P<role>nurse|midwife|dr|sr|sra|srta|señor|señora|doña|dona|mme|mlle|herr|frau|signora|signor|"
     r"ustaz|ustazah|pak|bu|ibu|bapak|mama|papa|tita|tito|lola|lolo|ate|kuya|bibi|babu|nana|nani|dada|dadi|"
     r"auntie|aunty|uncle|coach|driver|officer|constable|pc|sgt|sergeant|pastor|rev|reverend|imam|rabbi|"
-    r"father|fr|sister|brother|elder|chief|teacher|tutor)\.?)[ \t]+")
+    r"father|fr|sister|brother|elder|chief|teacher|tutor)\.?)[ \t]+"
+    r"|\b(?:[Mm]y|[Oo]ur|[Yy]our|[Hh]is|[Hh]er|[Tt]heir)[ \t]+(?P<tie_comma>partner|husband|wife|son|daughter|"
+    r"brother|sister|mother|father|mum|mom|dad|friend|neighbou?r|colleague|co-?worker|flatmate|roommate),[ \t]*"
+    r"(?=[^\W\d_a-z][\w'’-]*,)")  # "her partner, Anatoly, on +33 ...": the name set off by commas
 TIE_WORD = re.compile(r"[^\W\d_][\w'’-]*")
 
 
@@ -288,7 +291,7 @@ def role_names(text: str) -> Iterator[tuple[int, int]]:
         folded = name.casefold().removesuffix("'s").removesuffix("’s")
         if folded in NO_ONE or folded in PARTICLES:
             continue
-        if match.group("tie"):  # "my neighbour Bhavesh", "her cousin tanisha"
+        if match.group("tie") or match.group("tie_comma"):  # "my neighbour Bhavesh", "her cousin tanisha"
             if name[0].isupper() or (folded not in english and len(folded) > 2):
                 length = name_prefix(rest_of_line(text, word.start()), lower_ok=not name[0].isupper())
                 if length and (name[0].islower() or folded in names or folded not in english):

@@ -592,22 +592,32 @@ def find_log_users(text: str) -> Iterator[tuple[int, int]]:
 
 
 def find_email_line_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
-    """The words of an e-mail address's local part written capitalised on the address's line:
-    "Mererid Huws · 07700 900112 · mererid.huws@example.org" (names no lexicon holds)."""
-    english = lexicon("english")
+    """The words of an e-mail address's local part written capitalised on the address's line, with
+    the capitalised words after them: "Mererid Huws · 07700 900112 · mererid.huws@example.org",
+    "Jun-seo Park  010-5555-2281  junseo.park@example.net" (names no lexicon holds)."""
+    english, english_names = lexicon("english"), lexicon("english_names")
     for span in spans:
-        if span.entity != "EMAIL":
+        if span.entity != "EMAIL" or is_role_address(text[span.start:span.end]):
             continue
         local = EMAIL_LOCAL_END.split(text[span.start:span.end], maxsplit=1)[0]
-        words = {w.casefold() for w in re.findall(r"[^\W\d_]{3,}", local)} - english - COMMON_WORDS - NOT_NAMES
+        # ("crystal.b": a name that is a word, where the address spells it, counts)
+        words = {w.casefold() for w in re.findall(r"[^\W\d_]{3,}", local)
+                 if w.casefold() not in english or w.casefold() in english_names} - NOT_NAMES
         if not words:
             continue
         line_start = text.rfind("\n", 0, span.start) + 1
-        line_end = text.find("\n", span.end)
-        line_end = len(text) if line_end == -1 else line_end
-        for match in WORD.finditer(text, line_start, span.start):
-            if is_capitalised(match.group(0)) and without_possessive(match.group(0)).casefold() in words:
-                yield match.start(), match.start() + len(without_possessive(match.group(0)))
+        found = list(WORD.finditer(text, line_start, span.start))
+        for index, match in enumerate(found):
+            word = without_possessive(match.group(0))
+            if is_capitalised(word) and word.casefold().replace("-", "") in words:
+                # and the capitalised words right after it: "Jun-seo Park", "Crystal Brooks"
+                last = index
+                while (last + 1 < len(found) and last - index < 2 and is_capitalised(found[last + 1].group(0))
+                       and text[found[last].end():found[last + 1].start()] == " "
+                       and found[last + 1].group(0).casefold() not in NOT_SURNAMES):
+                    last += 1
+                end = found[last].start() + len(without_possessive(found[last].group(0)))
+                yield match.start(), end
 
 
 # A line that starts with a name and goes on to a phone number or an e-mail address: a contact

@@ -156,7 +156,12 @@ def test_chat_speakers_after_a_timestamp_and_names_an_address_spells_are_found_w
     build = "[2025-02-18 14:03:12] toolchain: arm-none-eabi-gcc 13.2.1\n[2025-02-18 14:03:12] target: nrf52840\n"
     assert detector.find(build) == []
     sheet = "Sopranos\n  Soprano: Mererid Huws · 07700 900112 · mererid.huws@example.org\n  Support: help@example.org"
-    assert [sheet[s.start:s.end] for s in detector.find(sheet) if s.entity == "PERSON"] == ["Mererid", "Huws"]
+    assert [sheet[s.start:s.end] for s in detector.find(sheet) if s.entity == "PERSON"] == ["Mererid Huws"]
+    # a roster's row: the address spells the given name (hyphen or not) or a name that is a word
+    roster = ("3  Jun-seo Park          010-5555-2281      junseo.park@example.net\n"
+              "4  Crystal Brooks        (646) 555-0137     crystal.b at example dot com")
+    assert [roster[s.start:s.end] for s in detector.find(roster) if s.entity == "PERSON"] == [
+        "Jun-seo Park", "Crystal Brooks"]
 
 
 @pytest.mark.parametrize("chat, speakers", [
@@ -184,6 +189,13 @@ def test_chat_speakers_of_phone_exports_are_found_without_ner(chat, speakers):
 ])
 def test_the_name_under_a_close_or_a_signature_delimiter_is_found(text, names):
     assert person_strings(pii.PiiDetector(["PERSON"], ner=False), text) == names
+
+
+def test_a_name_set_off_by_commas_after_a_tie_and_one_with_la_are_found():
+    detector = pii.PiiDetector(["PERSON"], ner=False)
+    text = "Customer asked that the courier calls her partner, Anatoly, on arrival."
+    assert person_strings(detector, text) == ["Anatoly"]
+    assert person_strings(detector, "my brother, who is away, said so") == []
 
 
 def test_an_auth_logs_user_with_a_given_name_is_found_but_not_root_or_deploy():
