@@ -676,11 +676,53 @@ def name_seeds(text: str, spans: list[Span]) -> set[str]:
 
 def find_repeated_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
     """Every other occurrence in the text of a name found once, in any case ("Olivia" after "my
-    name is olivia grant", "tom" signing the mail of "Tom Hadley", "mike" of "<mike_t>"); names
-    that are also common words (COMMON_WORDS) are left out."""
+    name is olivia grant", "tom" signing the mail of "Tom Hadley", "mike" of "<mike_t>"). Names
+    that are also common words (COMMON_WORDS) are looked for again only capitalised, and only
+    where the words around them read as a name (see reads_as_name): "Summer's husband" after
+    "Summer O'Donoghue", "Will needs a table" after "Will Hunter", not "Will you confirm?"."""
     for seed in name_seeds(text, spans):
         for match in re.finditer(rf"(?<![\w'’-]){re.escape(seed)}(?![\w’-]|'(?!s\b))", text, re.IGNORECASE):
             yield match.span()
+    for seed in word_name_seeds(text, spans):
+        for match in re.finditer(rf"(?<![\w'’-]){re.escape(seed.capitalize())}(?![\w’-]|'(?!s\b))", text):
+            if reads_as_name(text, match.start(), match.end()):
+                yield match.span()
+
+
+def word_name_seeds(text: str, spans: list[Span]) -> set[str]:
+    """The words of full names found (two words or more) that are common words too: "faith" of
+    "Faith Mwangi-Odhiambo", "will" of "Will Hunter"."""
+    seeds = set()
+    for span in spans:
+        words = re.findall(r"[^\W\d_][\w'’-]*", text[span.start:span.end])
+        if span.entity == "PERSON" and len(words) >= 2:
+            seeds |= {w.casefold() for w in words if w.casefold() in COMMON_WORDS}
+    return seeds - NOT_NAMES - NOT_GIVEN_NAMES - TITLES
+
+
+# Name words that are verbs too ("Will you", "Mark the box", "Grant access", "Hope this helps"): at
+# a sentence's start, a name only with a possessive, a bracket or a verb in -s after it.
+VERB_NAMES = frozenset({"will", "may", "mark", "bill", "sue", "pat", "rob", "grant", "hope", "chase", "drew",
+                        "frank", "jack", "don", "ray", "art", "rose", "max", "guy", "call", "can", "just", "build",
+                        "fix", "log", "love", "hunt", "cook", "page", "case", "price", "long", "well", "new", "day"})
+
+
+def reads_as_name(text: str, start: int, end: int) -> bool:
+    """Whether a capitalised word-name stands as a name: after a word mid-sentence ("who picks Joy
+    up"), before "'s" or a bracket, or, unless it is a verb too, at a sentence's or a label's start
+    ("Dietary: Faith vegetarian"); a verb-name there needs a verb in -s after it ("Will needs a table")."""
+    after = text[end:end + 30]
+    if after.startswith(POSSESSIVE) or re.match(r"[ \t]*\(", after):
+        return True
+    before = text[max(0, start - 3):start].rstrip(" \t")
+    mid_sentence = bool(before) and before[-1] not in ".!?:;\n\"'“‘(-–—•*|"
+    if mid_sentence:
+        return True
+    if text[start:end].casefold() not in VERB_NAMES:
+        return True
+    verb = re.match(r"[ \t]+([a-z]+s)\b", after)
+    return verb is not None and verb.group(1) not in ("is", "was", "has", "this", "his", "us", "its", "yes", "as",
+                                                      "less", "unless", "across", "plus", "thanks", "always")
 
 
 def find_cued_names(text: str) -> Iterator[tuple[int, int]]:

@@ -198,6 +198,13 @@ def test_a_name_set_off_by_commas_after_a_tie_and_one_with_la_are_found():
     assert person_strings(detector, "my brother, who is away, said so") == []
 
 
+def test_a_name_that_is_a_word_is_found_again_where_it_reads_as_a_name():
+    detector = pii.PiiDetector(["PERSON"], ner=False)
+    text = ("Cardholder name: Summer O'Donoghue\nOrganiser: Will Hunter\nThe guest of honour is Summer's husband. "
+            "Will needs a table near the door. Will you confirm? Hope this helps.")
+    assert person_strings(detector, text) == ["Summer O'Donoghue", "Will Hunter", "Summer", "Will"]
+
+
 def test_an_auth_logs_user_with_a_given_name_is_found_but_not_root_or_deploy():
     text = ("sshd[1123]: Accepted password for jeroen from 198.51.100.23 port 51822 ssh2\n"
             "sshd[1123]: pam_unix(sshd:session): session opened for user jeroen(uid=1026)\n"
