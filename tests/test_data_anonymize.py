@@ -205,6 +205,13 @@ def test_a_name_that_is_a_word_is_found_again_where_it_reads_as_a_name():
     assert person_strings(detector, text) == ["Summer O'Donoghue", "Will Hunter", "Summer", "Will"]
 
 
+def test_buildings_and_wings_named_after_people_name_no_one(with_ner):
+    text = ("Building | Department | Phone\nAda Lovelace Centre | Computing | ext. 4410\n"
+            "Marie Curie Laboratories | Chemistry | ext. 4420\nAlan Turing Building | Maths | ext. 4430\n"
+            "Lister Surgical Wing is closed. Ask Jana Novak (she is on 07700 900123).")
+    assert person_strings(with_ner.detector, text) == ["Jana Novak"]
+
+
 def test_an_auth_logs_user_with_a_given_name_is_found_but_not_root_or_deploy():
     text = ("sshd[1123]: Accepted password for jeroen from 198.51.100.23 port 51822 ssh2\n"
             "sshd[1123]: pam_unix(sshd:session): session opened for user jeroen(uid=1026)\n"

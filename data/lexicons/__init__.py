@@ -21,6 +21,16 @@ NOT_GIVEN_NAMES = frozenset({"january", "february", "march", "april", "may", "ju
                              # and holidays
                              "easter", "christmas", "xmas", "halloween", "diwali", "eid", "ramadan", "hanukkah",
                              "passover", "thanksgiving", "pentecost", "whitsun", "advent", "lent"})
+# Last words of things named after people that no surname is: "Ada Lovelace Centre", "Marie Curie
+# Laboratories", "Lister Surgical Wing", "James Webb Space Telescope" ("Hall", "Ward", "Park" and
+# "Day" are surnames too).
+NAMED_AFTER_WORDS = frozenset({
+    "building", "buildings", "centre", "center", "laboratory", "laboratories", "lab", "labs", "library", "studio",
+    "studios", "wing", "atrium", "institute", "museum", "gallery", "theatre", "theater", "school", "college",
+    "university", "hospital", "clinic", "auditorium", "pavilion", "prize", "prizes", "award", "awards", "medal",
+    "lecture", "lectures", "fellowship", "scholarship", "foundation", "programme", "stadium", "arena",
+    "boulevard", "avenue", "street", "road", "square", "bridge", "airport", "station", "telescope",
+    "observatory", "galaxy", "crater", "monument", "memorial", "statue", "suite", "laboratorium", "campus"})
 # Words in a name's place that name no one ("Dear Sir", "Hi team").
 NOT_NAMES = frozenset({"sir", "madam", "team", "all", "there", "everyone", "customer", "friend", "friends"})
 
