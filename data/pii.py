@@ -192,6 +192,14 @@ HISTORICAL_YEAR = re.compile(
     rf"[Mm]id|[Tt]he|{_MONTHS}|\d{{1,2}}(?:st|nd|rd|th)?)[ \t]+(?:of[ \t]+)?|['’]s[ \t]+|\([ \t]*|\b(?:1[0-8]|19)\d\d[ \t]?[–-][ \t]?)"
     r"(?:1[0-8]\d\d|19[0-4]\d)(?:s\b|['’]s\b)?(?![\d/:]|[.,-]\d|[ \t]?(?:%|°|[x×]\b|"
     r"(?:[kMGTmcμ]?(?:W|Wh|g|m|l|L|Hz|V|A|B|b|bps|rpm|mAh|ml|lm|lx|Pa|N|J|s)\b)))")
+# Text about fiction: two or more of these words ("an episode guide", "the novel's plot",
+# "adapted from the stories by"). Its characters and authors are no one's personal data, in the same
+# text without anyone's contact data and in paragraphs in no first or second person.
+FICTION_CUE = re.compile(
+    r"(?i:\b(?:novels?|novelist|opera|libretto|episodes?|synopsis|plot|characters?|chapters?|audiobooks?|"
+    r"narrated|narrator|narrates|adapted from|adaptation|fiction|fictional|protagonist|heroine|detective|"
+    r"trilogy|sequel|poems?|poet|playwright|first published|paperback|hardback|hardcover|dramatis personae|"
+    r"stories|tragedy|comedy|musical)\b)")
 FAMILY_OR_SPEAKER = re.compile(
     r"\b(?:I|I'm|I’m|I've|I’ve|I'd|I’d)\b|(?i:\b(?:me|my|mine|we|us|our|you|your|"
     r"grand\w*|great-grand\w*|mum|mom|dad|father|mother|parents?|aunt\w*|uncle|cousin|nan|nana|granny|"
@@ -1307,11 +1315,12 @@ def paragraph_around(text: str, start: int, end: int) -> str:
     return text[before + 1 if before != -1 else 0:len(text) if after == -1 else after]
 
 
-def of_history(text: str, span: Span) -> bool:
-    """A name in a paragraph that dates what it tells before 1950, in no one's voice and of no
-    one's family (see HISTORICAL_YEAR)."""
+def of_history(text: str, span: Span, fiction: bool = False) -> bool:
+    """A name in a paragraph that dates what it tells before 1950 (see HISTORICAL_YEAR), or in a
+    text about fiction (FICTION_CUE), in no one's voice and of no one's family."""
     paragraph = paragraph_around(text, span.start, span.end)
-    return HISTORICAL_YEAR.search(paragraph) is not None and FAMILY_OR_SPEAKER.search(paragraph) is None
+    return ((fiction or HISTORICAL_YEAR.search(paragraph) is not None)
+            and FAMILY_OR_SPEAKER.search(paragraph) is None)
 
 
 def names_a_thing(text: str, span: Span) -> bool:
@@ -1453,7 +1462,8 @@ class PiiDetector:
                  and not (span.entity in ("PERSON", "LOCATION")
                           and (names_an_eponym(text, span) or names_a_product(text, span)))]
         if not any(span.entity != "PERSON" and not needs_context(text, span) for span in spans):
-            spans = [span for span in spans if not (span.entity == "PERSON" and of_history(text, span))]
+            fiction = len({cue.casefold() for cue in FICTION_CUE.findall(text)}) >= 2
+            spans = [span for span in spans if not (span.entity == "PERSON" and of_history(text, span, fiction))]
         if self.lexicon:
             # A name found once is a name wherever else the text has it (but a storm's or a ship's).
             repeated = [Span(start, end, "PERSON") for start, end in find_repeated_names(text, spans)]

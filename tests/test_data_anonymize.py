@@ -870,6 +870,20 @@ HISTORY = ("In 1842 the Austrian physicist Christian Doppler proposed that the o
            "in 'An Essay on the Shaking Palsy' (1817).")
 
 
+FICTION = ("The Baker Street Casebook: series 2 episode guide\n\nEp. 1 (58 min). Sherlock Holmes is hired to "
+           "recover a photograph, only to be outwitted by Irene Adler. Dr John Watson narrates.\n\n"
+           "Adapted from the stories by Arthur Conan Doyle.")
+
+
+def test_characters_and_authors_in_a_text_about_fiction_are_left(with_ner):
+    assert person_strings(with_ner.detector, FICTION) == []
+    # a reader's voice, or someone's contact data, makes the names count again
+    text = FICTION + "\n\nI lent my copy to Priya Raman last week."
+    assert "Priya Raman" in person_strings(with_ner.detector, text)
+    text = FICTION + "\n\nReturns: Tomasz Wiśniewski, tomasz.w@example.com"
+    assert "Sherlock Holmes" in person_strings(with_ner.detector, text)
+
+
 def test_people_of_history_in_a_text_with_no_ones_data_are_left():
     assert person_strings(pii.PiiDetector(["PERSON", "PHONE", "EMAIL"], ner=False), HISTORY) == []
 
