@@ -119,6 +119,7 @@ NATIONAL_PHONE = re.compile(
 SERVER_BEFORE = re.compile(
     r"(?i:\b(?:vip|nat(?::[ \t]*static)?|static|dns|a|aaaa|a record|listen(?:s|ing)?(?: on)?|bind(?:s|ing)?(?: to)?|"
     r"upstream|backend|server|gateway|gw|load balancer|lb|(?:monitoring )?probe|monitor|resolver|nameserver|"
+    r"primary|replica|standby|master|database|db|cluster node|"
     r"proxy|endpoint|mx|ns|origin|cdn|vpn gateway|api server)\b[ \t:=]*(?:<->|->|=>)?[ \t]*)$")
 # A documentation's placeholder, not a credential: "<db_user>:<db_password>", "${USER}:${TOKEN}".
 PLACEHOLDER = re.compile(r"<[^<>]*>|\$\{?\w+\}?|\{\{?\w+\}\}?|%\(\w+\)s")
@@ -244,6 +245,9 @@ PLACE_CUE = re.compile(
     r"address|addr|originally from|"
     r"visited|stayed|travell?ed|flew|ship(?:s|ped|ping)? to|deliver(?:s|ed|y)? to|sen[dt] to|mail(?:ed)? to)\b)"
     r"|\b(?:I(?![:./-]?\d)|I'm|I’m|I'd|I’d|I'll|I’ll|I've|I’ve|me|my|mine)\b")
+TRAVEL_VERB = re.compile(r"visited|stayed|travell?ed|flew|mov(?:ed|ing) (?:to|from|back)|relocat(?:e|es|ed|ing|ion)",
+                         re.IGNORECASE)
+PERSONAL_PRONOUN = re.compile(r"\b(?:I|I'm|I’m|I've|I’ve|I'd|I’d)\b|(?i:\b(?:me|my|mine|he|she|him|his|her|hers|we|our|us)\b)")
 # Words near a name that say the text speaks of a person: first- and third-person singular pronouns,
 # verbs of speech, meeting and moving, kinship and roles.
 PERSON_CUE_WORDS = re.compile(
@@ -544,7 +548,7 @@ ROLE_MAILBOX_WORDS = frozenset({
     "listings", "mail", "mailer", "marketing", "media", "membership", "monitoring", "news", "newsletter", "no", "noc",
     "noreply", "not", "do", "notifications", "office", "ops", "operations", "orders", "partners", "payments",
     "payable", "payroll", "postmaster", "receivable", "press", "privacy", "procurement", "purchasing", "reception", "recruitment",
-    "registrar", "reply", "reservations", "returns", "root", "rsvp", "sales", "security", "service", "services",
+    "registrar", "reply", "reports", "dmarc", "reservations", "returns", "root", "rsvp", "sales", "security", "service", "services",
     "shop", "staff", "status", "store", "subscriptions", "support", "sysadmin", "team", "tickets", "volunteers",
     "webmaster", "www"})
 
@@ -1239,7 +1243,13 @@ def tied_to_person(text: str, span: Span, evidence: list[Span]) -> bool:
         return CLIENT_CUE.search(text, line_start, len(text) if line_end == -1 else line_end) is not None
     if PLACE_LABEL.match(text, line_start):
         return True
-    return PLACE_CUE.search(sentence_around(text, span.start, span.end)) is not None
+    sentence = sentence_around(text, span.start, span.end)
+    cue = PLACE_CUE.search(sentence)
+    if cue is None:
+        return False
+    # Where the text holds no one's data, a travel verb ties a place to a person only where the
+    # sentence speaks of one ("She moved to Augsburg"), not of a team ("chat moved to the Manila hub").
+    return bool(evidence) or TRAVEL_VERB.fullmatch(cue.group(0)) is None or PERSONAL_PRONOUN.search(sentence) is not None
 
 
 def about_people(text: str, name: Span, evidence: list[Span]) -> bool:

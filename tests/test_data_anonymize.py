@@ -425,6 +425,17 @@ def test_ner_keeps_a_lone_lexicon_name_it_reads_as_a_place(with_ner):
     assert text == "He moved to <LOCATION> last year and met <PERSON> there."
 
 
+def test_a_team_that_moved_to_a_place_ties_it_to_no_one(with_ner):
+    text = "Weekend chat moved to follow-the-sun with the Manila hub from 1 June."
+    assert with_ner.anonymize(text)[0] == text
+
+
+def test_a_database_clusters_addresses_are_servers():
+    text = ("- Cluster pg-orders-prod (primary 192.0.2.41, replica 192.0.2.42), ~410 GB\n"
+            "5. 02:15 Point orders-db.internal.example.com at 192.0.2.41 (TTL 60).")
+    assert pii.PiiDetector(["IP_ADDRESS"], ner=False).find(text) == []
+
+
 def test_a_place_inside_a_treaty_or_institution_name_stays_and_a_residence_does_not(with_ner):
     text, counts = with_ner.anonymize("The Treaty of Westphalia ended the war; see also the Peace of Augsburg "
                                       "and the Port of Seattle. She moved to Augsburg last year.")
