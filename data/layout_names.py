@@ -237,10 +237,34 @@ def tables(text: str) -> Iterator[list[list[tuple[int, int]]]]:
         kind, rows = (row[0], [row[1]]) if row is not None else (None, [])
 
 
+# A column header for things, not people: "Make / model", "Product", "Wine", "Building", "Company".
+THING_HEADER = re.compile(
+    r"(?i:[ \t]*(?:[\w ]+[ \t]*/[ \t]*)?(?:make|model|product|products|item|items|description|title|brand|vehicle|"
+    r"car|dish|wine|beer|book|album|track|film|cocktail|drink|fragrance|perfume|scent|ingredient|part|component|"
+    r"sku|plant|variety|cultivar|exhibit|artwork|lot|building|room|venue|location|station|stop|route|course|"
+    r"module|destination|airport|city|town|team|club|fixture|match|event|company|business|shop|store|"
+    r"restaurant|supplier|manufacturer|service|airline|hotel|ward|department|dept|unit)s?(?:[ \t]+(?:name|title))?"
+    r"[ \t]*(?:\([^()]*\))?[ \t]*)")
+
+
+def thing_cells(text: str) -> list[tuple[int, int]]:
+    """The cells of table columns headed for things (THING_HEADER): a stock list's "Ford Mustang
+    Mach-E", a desk directory's "Hertz", a campus list's "Alan Turing Building"."""
+    found = []
+    for rows in tables(text):
+        for column in range(len(rows[0])):
+            start, end = rows[0][column]
+            if THING_HEADER.fullmatch(text, start, end):
+                found.extend(row[column] for row in rows[1:])
+    return found
+
+
 def column_names(text: str, found: Sequence[tuple[int, int]]) -> Iterator[tuple[int, int]]:
     for rows in tables(text):
         for column in range(len(rows[0])):
             start, end = rows[0][column]
+            if THING_HEADER.fullmatch(text, start, end):
+                continue
             column_cells = [row[column] for row in rows[1:]]
             named = sum(any(2 * (min(e, ce) - max(s, cs)) >= ce - cs for s, e in found) for cs, ce in column_cells
                         if ce > cs)

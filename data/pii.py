@@ -1333,6 +1333,9 @@ def of_history(text: str, span: Span, fiction: bool = False) -> bool:
             and FAMILY_OR_SPEAKER.search(paragraph) is None)
 
 
+CAPITALISED_RUN = re.compile(r"(?:[^\W\d_a-z][\w'’&.-]*[ \t]+)*")
+
+
 def names_a_thing(text: str, span: Span) -> bool:
     """Whether a "name" is a storm's or a ship's: it starts with, or follows, "Storm", "MV"..."""
     first = text[span.start:span.end].split(maxsplit=1)[0]
@@ -1467,6 +1470,14 @@ class PiiDetector:
             found = [(span.start, span.end) for span in spans if span.entity == "PERSON"]
             for find in (layout_names.column_names, layout_names.coordinated_names, layout_names.aliases):
                 spans.extend(Span(start, end, "PERSON") for start, end in find(text, found))
+        if self.lexicon:
+            # A table's column of products, companies or buildings names no one ("Make / model"): a
+            # name in the capitalised words that start such a cell is a thing's ("Ford Mustang
+            # Mach-E"); one after other words, a person's ("Dinner with customer (Jens Kold, ...)").
+            things = layout_names.thing_cells(text)
+            spans = [span for span in spans if not (span.entity == "PERSON" and any(
+                start <= span.start and span.end <= end and CAPITALISED_RUN.fullmatch(text, start, span.start)
+                for start, end in things))]
         spans = names_in_addresses(text, spans)
         spans = [span for span in spans if not (span.entity == "PERSON" and names_a_thing(text, span))
                  and not (span.entity in ("PERSON", "LOCATION")

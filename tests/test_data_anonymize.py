@@ -430,6 +430,17 @@ def test_a_team_that_moved_to_a_place_ties_it_to_no_one(with_ner):
     assert with_ner.anonymize(text)[0] == text
 
 
+def test_a_column_of_products_names_no_one_but_a_person_inside_a_cell_still_counts(with_ner):
+    text = ("Stock # | Make / model | Year | Price\nU24-1187 | Ford Mustang Mach-E Premium AWD | 2022 | $38,995\n"
+            "U24-1203 | Porsche Macan S | 2020 | $51,900\nU24-1219 | Lincoln Navigator Reserve | 2019 | $44,750\n"
+            "Salesperson: Dana Whitfield, 07700 900123")
+    assert person_strings(with_ner.detector, text) == ["Dana Whitfield"]
+    text = ("Date | Description | Amount\n02/09 | Train Copenhagen-Aarhus | DKK 838,00\n"
+            "03/09 | Dinner with customer (Jens Kold, Kold Maskiner ApS) | DKK 1 412,50\n03/09 | Taxi | DKK 212,00\n"
+            "Employee: Søren Mikkelsen-Dahl, 07700 900123")
+    assert "Jens Kold" in person_strings(with_ner.detector, text)
+
+
 def test_a_database_clusters_addresses_are_servers():
     text = ("- Cluster pg-orders-prod (primary 192.0.2.41, replica 192.0.2.42), ~410 GB\n"
             "5. 02:15 Point orders-db.internal.example.com at 192.0.2.41 (TTL 60).")
