@@ -302,11 +302,25 @@ TITLE_ROLES = frozenset({"dr", "sr", "sra", "srta", "señor", "señora", "doña"
                          "pc"})
 
 
+# "Ifeoma, our community host,", "Kwame, my line manager": a name and then its role.
+ROLE_AFTER = re.compile(
+    r"(?<![\w'’-])([^\W\d_a-z][\w'’-]+),[ \t]+(?:our|my|your|his|her|their)[ \t]+(?:[a-z-]+[ \t]+){0,2}"
+    r"(?:host|manager|coordinator|co-ordinator|lead|director|officer|assistant|contact|rep|representative|agent|"
+    r"advis[eo]r|engineer|nurse|doctor|gp|teacher|tutor|coach|volunteer|secretary|treasurer|chair|chairperson|"
+    r"receptionist|administrator|admin|owner|landlord|landlady|neighbou?r|colleague|friend|cousin|partner|"
+    r"husband|wife|son|daughter|brother|sister|mum|mom|dad|caretaker|driver|instructor|trainer|therapist|"
+    r"midwife|dentist|solicitor|lawyer|accountant|supervisor|mentor|boss|steward|warden|concierge)\b")
 def role_names(text: str) -> Iterator[tuple[int, int]]:
-    """"my neighbour Bhavesh", "her cousin tanisha", "nurse Losana", "sr. Euclides", "Mama Titi".
+    """"my neighbour Bhavesh", "her cousin tanisha", "nurse Losana", "sr. Euclides", "Mama Titi",
+    "Ifeoma, our community host".
     A role word without "my", "her"... must be lower case or a title ("sr.", "Mme"), and the name
     after it no English word nor a place ("the nurse Station", "driver Reading" are none)."""
     english, places, names = lexicon("english"), lexicon("places"), lexicon("names")
+    for match in ROLE_AFTER.finditer(text):
+        name = match.group(1)
+        folded = name.casefold()
+        if folded not in NO_ONE and folded not in places and (folded in names or folded not in english):
+            yield match.span(1)
     for match in ROLE_BEFORE.finditer(text):
         word = TIE_WORD.match(text, match.end())
         if word is None:

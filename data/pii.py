@@ -174,8 +174,9 @@ _CAPITALISED = r"[^\W\d_a-z][\w'’-]*"
 KIN_OF = re.compile(
     r"\b(?:husband|wife|partner|widow|widower|fianc[ée]e?|father|mother|parent|son|daughter|child|brother|sister|"
     r"grandfather|grandmother|grandparent|grandson|granddaughter|grandchild|uncle|aunt|nephew|niece|cousin|"
-    r"stepfather|stepmother|stepson|stepdaughter|friend)s?[ \t]+(?:of|to)[ \t]+"
-    rf"({_CAPITALISED}(?:(?:,[ \t]+|[ \t]+and[ \t]+|,[ \t]+and[ \t]+)(?:little[ \t]+)?{_CAPITALISED})*)")
+    r"stepfather|stepmother|stepson|stepdaughter|friend|mum|mom|dad|gran|granny|grandma|grandpa|grandad|nan|nana|"
+    r"godmother|godfather|godparent)s?[ \t]+(?:of|to)[ \t]+"
+    rf"({_CAPITALISED}(?:(?:,[ \t]+|[ \t]+and[ \t]+|,[ \t]+and[ \t]+)(?:(?:little|baby)[ \t]+)?{_CAPITALISED})*)")
 POSSESSIVE = ("'s", "’s")  # "Pedro's": the name ends before it
 # People of history: a year before 1950 in the paragraph ("In 1842 the Austrian physicist Christian
 # Doppler proposed", "first described by James Parkinson (1817)", "Achille Gaggia patented his
@@ -815,7 +816,8 @@ def find_capitals_surname_first(text: str) -> Iterator[tuple[int, int, bool]]:
 def find_kin_names(text: str) -> Iterator[tuple[int, int]]:
     for match in KIN_OF.finditer(text):
         for name in re.finditer(_CAPITALISED, match.group(1)):
-            if name.group(0).casefold() not in NOT_NAMES | {"the", "a", "an", "my", "our", "his", "her", "their"}:
+            if name.group(0).casefold() not in NOT_NAMES | {"the", "a", "an", "my", "our", "his", "her", "their",
+                                                            "little", "baby"}:
                 yield match.start(1) + name.start(), match.start(1) + name.end()
 
 

@@ -212,6 +212,17 @@ def test_buildings_and_wings_named_after_people_name_no_one(with_ner):
     assert person_strings(with_ner.detector, text) == ["Jana Novak"]
 
 
+def test_a_notices_grandchildren_a_role_after_a_name_and_malay_particles_are_found():
+    detector = pii.PiiDetector(["PERSON"], ner=False)
+    text = "Beloved wife of the late Douglas, much-loved mum of Fiona and Kieran, proud gran of Ciara, Liam and baby Rose."
+    assert {"Ciara", "Liam", "Rose", "Fiona", "Kieran"} <= set(person_strings(detector, text))
+    text = "Please send the details and Ifeoma, our community host, will activate your key fob."
+    assert person_strings(detector, text) == ["Ifeoma"]
+    assert person_strings(detector, "Leeds, our home city, is busy.") == []
+    text = "It is my pleasure to recommend Nurul Ain binti Zulkifli for your MSc. I supervise her."
+    assert "Nurul Ain binti Zulkifli" in person_strings(detector, text)
+
+
 def test_an_auth_logs_user_with_a_given_name_is_found_but_not_root_or_deploy():
     text = ("sshd[1123]: Accepted password for jeroen from 198.51.100.23 port 51822 ssh2\n"
             "sshd[1123]: pam_unix(sshd:session): session opened for user jeroen(uid=1026)\n"

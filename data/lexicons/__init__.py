@@ -10,7 +10,7 @@ LEXICON_DIR = Path(__file__).parent
 
 # Lower-case particles inside a surname.
 NAME_PARTICLES = frozenset({"de", "van", "von", "der", "den", "da", "di", "du", "del", "della", "dos", "das", "ter",
-                            "ten", "bin", "ibn", "al", "el", "zu", "la", "le", "des"})
+                            "ten", "bin", "ibn", "al", "el", "zu", "la", "le", "des", "ap", "binti", "bint"})
 # Given names in some country that are dates in English text.
 NOT_GIVEN_NAMES = frozenset({"january", "february", "march", "april", "may", "june", "july", "august",
                              "september", "october", "november", "december", "monday", "tuesday",
