@@ -554,11 +554,36 @@ ROLE_MAILBOX_WORDS = frozenset({
     "webmaster", "www"})
 
 
+SHORT_ROLE_WORDS = frozenset({"on", "it", "hr", "pr", "qa", "dc", "ux", "ui", "db", "ci", "cd", "eu", "uk", "us"})
+
+
 def is_role_address(address: str) -> bool:
-    """Whether every word of the local part is a role's: "support", "ops-alerts", "no-reply"."""
+    """Whether every word of the local part is a role's ("support", "ops-alerts", "no-reply") or
+    is made of ordinary words none of which is a name ("infosec", "airexport", "oncall-platform",
+    "dc02-supervisors"); "mike.wood", "rosegarden" and "mvanhoutte" are people's."""
     local = EMAIL_LOCAL_END.split(address, maxsplit=1)[0].casefold()
-    words = [word for word in re.split(r"[._+-]+", local) if word and not word.isdigit()]
-    return bool(words) and all(word in ROLE_MAILBOX_WORDS for word in words)
+    words = [word.strip("0123456789") for word in re.split(r"[._+-]+", local)]
+    words = [word for word in words if word]
+    return bool(words) and all(word in ROLE_MAILBOX_WORDS or made_of_words(word) for word in words)
+
+
+@lru_cache(maxsize=4096)
+def made_of_words(word: str) -> bool:
+    """Whether `word` splits into English or role words (three letters or more, or a short one
+    like "on", "hr", "dc"; a plural "s" allowed), none of them a name."""
+    english, given, surnames, word_names = lexicon("english"), lexicon("first"), lexicon("last"), lexicon("english_names")
+
+    def ordinary(part: str) -> bool:
+        if part in given or part in surnames or part in word_names:
+            return False
+        return (part in ROLE_MAILBOX_WORDS or part in SHORT_ROLE_WORDS or (len(part) >= 3 and (
+            part in english or (part.endswith("s") and part[:-1] in english))))
+
+    @lru_cache(maxsize=None)
+    def splits(start: int) -> bool:
+        return start == len(word) or any(ordinary(word[start:end]) and splits(end)
+                                         for end in range(len(word), start + 1, -1))
+    return splits(0)
 
 
 def in_capitals(word: str) -> bool:

@@ -857,6 +857,8 @@ def test_a_legend_line_after_a_tilde_signs_nothing():
     "For general questions contact privacy@lumen.example.com; our DPO: dpo@lumen.example.com.",
     "From: root@web03.example.net (Cron Daemon)\nTo: ops-alerts@example.net\nSubject: Cron <certbot@web03> renew",
     "Mailing list: do-not-reply@example.org, bounces to postmaster@example.org",
+    # mailboxes made of ordinary words, none a name
+    "Escalate to oncall-platform@example.com; quotes from airexport@example.com or infosec@example.com.",
 ])
 def test_a_role_mailbox_with_no_ones_data_near_is_left(text):
     detector = pii.PiiDetector(["PERSON", "EMAIL"], ner=False)
@@ -869,7 +871,8 @@ def test_a_role_mailbox_near_someones_data_and_a_persons_address_still_count():
     detector = pii.PiiDetector(["PERSON", "EMAIL", "PHONE"], ner=False)
     text = "Wholesale: Anjali Venkataraman, +44 7700 900832\nGeneral enquiries: info@meridiantea.example"
     assert "info@meridiantea.example" in [text[s.start:s.end] for s in detector.find(text)]
-    for text in ("Questions? anjali.v@meridiantea.example", "Write to support.anjali@example.com"):
+    for text in ("Questions? anjali.v@meridiantea.example", "Write to support.anjali@example.com",
+                 "Write to mike.wood@example.com", "Write to rosegarden@example.com", "Write to bigdave@example.com"):
         assert [s.entity for s in detector.find(text)] == ["EMAIL"]
 
 
