@@ -985,12 +985,27 @@ IDENTIFIER_GROUP = re.compile(r"(?<!\S)(?=[A-Za-z]*\d)(?=\d*[A-Za-z])[A-Za-z0-9]
 
 def not_a_network(find):
     """`find`'s addresses, except network ranges ("198.51.100.0/24", "203.0.113.10/32" in a rule):
-    a firewall's or a router's configuration, not a machine someone used."""
+    a firewall's or a router's configuration, not a machine someone used (but a /32 assigned to
+    someone is theirs)."""
     def filtered(text: str) -> Iterator[tuple[int, int]]:
         for start, end in find(text):
-            if not NETWORK_SUFFIX.match(text, end):
+            suffix = NETWORK_SUFFIX.match(text, end)
+            if not suffix or (suffix.group(0) == "/32" and assigned_to_someone(text, start)):
                 yield start, end
     return filtered
+
+
+HOST_ASSIGNED = re.compile(r"(?i:\b(?:your|my|you|customer|subscriber|assigned)\b)")
+FIREWALL_WORDS = re.compile(r"(?i:\b(?:permit|deny|allow|accept|drop|reject|acl|rule|route|cidr|subnet)\b|->)")
+
+
+def assigned_to_someone(text: str, start: int) -> bool:
+    """"I've assigned 198.51.100.203/32 to your account": one host's address, a customer's; a
+    firewall rule's "-> 192.0.2.25/32" is no one's."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", start)
+    line = text[line_start:len(text) if line_end == -1 else line_end]
+    return HOST_ASSIGNED.search(line) is not None and FIREWALL_WORDS.search(line) is None
 
 
 def not_after(label: re.Pattern, find):

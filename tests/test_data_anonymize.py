@@ -837,6 +837,11 @@ def test_a_mail_servers_log_names_servers_and_message_ids_not_people():
     assert pii.PiiDetector(["EMAIL", "IP_ADDRESS"], ner=False).find(text) == []
 
 
+def test_a_single_host_assigned_to_a_customer_is_theirs():
+    text = "Static IP add-on is $10/month. I've assigned 198.51.100.203/32 to your account."
+    assert [text[s.start:s.end] for s in pii.PiiDetector(["IP_ADDRESS"], ner=False).find(text)] == ["198.51.100.203"]
+
+
 def test_a_vpn_logs_client_with_a_user_on_its_line_is_someones():
     text = "vpn-gw01 ocserv[21902]: main: 203.0.113.201:40022 failed authentication for 'm.okonkwo@example.com'"
     assert "203.0.113.201" in [text[s.start:s.end] for s in pii.PiiDetector(["EMAIL", "IP_ADDRESS"], ner=False).find(text)]
