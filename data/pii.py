@@ -838,6 +838,21 @@ def find_capitals_surname_first(text: str) -> Iterator[tuple[int, int, bool]]:
             yield match.start(), match.end(), first in given and first not in places
 
 
+# A nickname in quotes inside a full name: 'Bartholomew "Bart" Kowalczyk', "Margaret ‘Peggy’ Hale".
+NICKNAMED = re.compile(r"(?<![\w'’-])([^\W\d_a-z][\w'’-]+)[ \t]+[\"“‘(]([^\W\d_][\w'’. -]{0,20})[\"”’)][ \t]+"
+                       r"([^\W\d_a-z][\w'’-]+(?:[ \t]+[^\W\d_a-z][\w'’-]+)?)")
+
+
+def find_nicknamed_names(text: str, found: set[int]) -> Iterator[tuple[int, int]]:
+    """The whole of a name with a nickname in quotes, where a name was found at its start."""
+    for match in NICKNAMED.finditer(text):
+        if match.start(1) in found:
+            surname = match.group(3).split()
+            end = match.start(3) + (len(match.group(3)) if len(surname) == 1 or surname[-1].casefold() not in (
+                PLACE_OR_ORG_WORDS | NOT_SURNAMES) else len(surname[0]))
+            yield match.start(1), end
+
+
 def find_kin_names(text: str) -> Iterator[tuple[int, int]]:
     for match in KIN_OF.finditer(text):
         for name in re.finditer(_CAPITALISED, match.group(1)):
@@ -1520,6 +1535,9 @@ class PiiDetector:
             spans = [span for span in spans if not (span.entity == "PERSON" and any(
                 start <= span.start and span.end <= end and CAPITALISED_RUN.fullmatch(text, start, span.start)
                 for start, end in things))]
+        if self.lexicon:
+            found = {span.start for span in spans if span.entity == "PERSON"}
+            spans.extend(Span(start, end, "PERSON") for start, end in find_nicknamed_names(text, found))
         spans = names_in_addresses(text, spans)
         spans = [span for span in spans if not (span.entity == "PERSON" and names_a_thing(text, span))
                  and not (span.entity in ("PERSON", "LOCATION")

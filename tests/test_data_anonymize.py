@@ -223,6 +223,13 @@ def test_a_notices_grandchildren_a_role_after_a_name_and_malay_particles_are_fou
     assert "Nurul Ain binti Zulkifli" in person_strings(detector, text)
 
 
+def test_a_name_with_a_nickname_in_quotes_is_found_whole():
+    detector = pii.PiiDetector(["PERSON", "EMAIL"], ner=False)
+    text = 'Candidate: Bartholomew "Bart" Kowalczyk, bart.kowalczyk@example.net'
+    assert person_strings(detector, text) == ['Bartholomew "Bart" Kowalczyk']
+    assert person_strings(detector, 'Read the "Quick Start" Guide first.') == []
+
+
 def test_an_auth_logs_user_with_a_given_name_is_found_but_not_root_or_deploy():
     text = ("sshd[1123]: Accepted password for jeroen from 198.51.100.23 port 51822 ssh2\n"
             "sshd[1123]: pam_unix(sshd:session): session opened for user jeroen(uid=1026)\n"
