@@ -450,8 +450,9 @@ HEADER_COMMENT_NAME = re.compile(r"([\w.%+-]*)@[\w.!-]+[ \t]+\(([^()@\n]{2,60})\
 def names_a_role(name: str, address: str) -> bool:
     """"Cron Daemon" <root@...>, "Acme Support" <support@...>: a role mailbox's display name that
     holds no given name ("Maria (Support)" <support@...> is Maria)."""
-    given = lexicon("first") | lexicon("english_names")
-    return is_role_address(address) and not any(word.casefold() in given for word in re.findall(r"[^\W\d_]+", name))
+    given, word_names = lexicon("first"), lexicon("english_names")
+    return is_role_address(address) and not any(word.casefold() in given or word.casefold() in word_names
+                                                 for word in re.findall(r"[^\W\d_]+", name))
 
 
 def find_header_names(text: str) -> Iterator[tuple[int, int]]:
@@ -1207,8 +1208,15 @@ def is_server_address(text: str, span: Span) -> bool:
     """An address a word right before it calls a server's: "VIP: 203.0.113.12", "NAT: static
     203.0.113.10", "A 203.0.113.12" in DNS, "monitoring probe 198.51.100.5", "listening on"; or
     one the text calls a server's anywhere else (one address, one machine)."""
-    value = text[span.start:span.end]
-    return any(server_here(text, Span(match.start(), match.end(), span.entity))
+    return called_a_server(text, text[span.start:span.end])
+
+
+@lru_cache(maxsize=256)
+def called_a_server(text: str, value: str) -> bool:
+    """Whether any occurrence of the address `value` in `text` is called a server's. Cached: the
+    detector asks for every span of an address, several times (needs_context, tied_to_person), and
+    a log repeats its addresses."""
+    return any(server_here(text, Span(match.start(), match.end(), "IP_ADDRESS"))
                for match in re.finditer(rf"(?<![\w.:]){re.escape(value)}(?!\w|\.\d)", text))
 
 
