@@ -53,7 +53,7 @@ THING_WORDS = frozenset({"castle", "manor", "hall", "house", "lodge", "abbey", "
 TITLE_WORDS = frozenset({"mr", "mrs", "ms", "mx", "miss", "dr", "prof", "sir", "madam", "sgt", "pc", "rev", "fr",
                          "capt", "cllr", "det", "insp", "supt", "nurse", "sister", "brother", "mme", "mlle", "herr",
                          "frau", "sr", "sra", "srta"})
-PARTICLES = NAME_PARTICLES | {"ap", "binti", "bint", "ó", "ní", "mac", "nic", "la", "le", "do", "e", "y", "bt", "bte"}
+PARTICLES = NAME_PARTICLES | {"ó", "ní", "mac", "nic", "do", "e", "y", "bt", "bte"}
 TOKEN = re.compile(r"[^\s,;|·•()\[\]{}<>\"?!]+")
 INITIAL = re.compile(r"[^\W\d_a-z]\.?")
 # Who a form, a log or a register names: people's roles, ties and the verbs of receipt and sign-off.
@@ -278,8 +278,9 @@ def column_names(text: str, found: Sequence[tuple[int, int]]) -> Iterator[tuple[
 
 # Words around a name -----------------------------------------------------------------------------
 
+_OWNER = r"\b(?:[Mm]y|[Oo]ur|[Yy]our|[Hh]is|[Hh]er|[Tt]heir)[ \t]+"  # "my", "her"... before a tie
 ROLE_BEFORE = re.compile(
-    r"(?:\b(?:[Mm]y|[Oo]ur|[Yy]our|[Hh]is|[Hh]er|[Tt]heir)[ \t]+(?P<tie>neighbou?r|flatmate|roommate|housemate|"
+    rf"(?:{_OWNER}(?P<tie>neighbou?r|flatmate|roommate|housemate|"
     r"cousin|colleague|co-?worker|classmate|teammate|landlord|landlady|tutor|coach|carer|caregiver|nanny|"
     r"babysitter|brother|sister|bro|sis|son|daughter|wife|husband|partner|boyfriend|girlfriend|fianc[ée]e?|"
     r"mum|mom|mother|dad|father|auntie|aunty|aunt|uncle|nan|nana|gran|granny|grandma|grandpa|grandson|"
@@ -289,7 +290,7 @@ ROLE_BEFORE = re.compile(
     r"ustaz|ustazah|pak|bu|ibu|bapak|mama|papa|tita|tito|lola|lolo|ate|kuya|bibi|babu|nana|nani|dada|dadi|"
     r"auntie|aunty|uncle|coach|driver|officer|constable|pc|sgt|sergeant|pastor|rev|reverend|imam|rabbi|"
     r"father|fr|sister|brother|elder|chief|teacher|tutor)\.?)[ \t]+"
-    r"|\b(?:[Mm]y|[Oo]ur|[Yy]our|[Hh]is|[Hh]er|[Tt]heir)[ \t]+(?P<tie_comma>partner|husband|wife|son|daughter|"
+    rf"|{_OWNER}(?P<tie_comma>partner|husband|wife|son|daughter|"
     r"brother|sister|mother|father|mum|mom|dad|friend|neighbou?r|colleague|co-?worker|flatmate|roommate),[ \t]*"
     r"(?=[^\W\d_a-z][\w'’-]*,)")  # "her partner, Anatoly, on +33 ...": the name set off by commas
 TIE_WORD = re.compile(r"[^\W\d_][\w'’-]*")

@@ -661,7 +661,7 @@ def find_email_line_names(text: str, spans: list[Span]) -> Iterator[tuple[int, i
 
 # A line that starts with a name and goes on to a phone number or an e-mail address: a contact
 # sheet, a roster, a signature ("Kepa Zubiri · 07700 900631", "- Eleri Watcyn (eleri@...)").
-_PARTICLES = "|".join(sorted(NAME_PARTICLES | {"ap", "binti", "bint", "ó", "ní", "mac", "nic"}))
+_PARTICLES = "|".join(sorted(NAME_PARTICLES | {"ó", "ní", "mac", "nic"}))
 CONTACT_LINE_NAME = re.compile(
     rf"[ \t]*(?:[-*•>]+[ \t]*|\d{{1,3}}[.)][ \t]*)?"  # a bullet or a number
     rf"(?P<name>{_CAPITALISED}(?:[ \t]+(?:(?:{_PARTICLES})[ \t]+)?{_CAPITALISED}){{1,3}})"

@@ -31,7 +31,7 @@ NAMED_AFTER_WORDS = frozenset({
     "lecture", "lectures", "fellowship", "scholarship", "foundation", "programme", "stadium", "arena",
     "boulevard", "avenue", "street", "road", "square", "bridge", "airport", "station", "telescope",
     "observatory", "galaxy", "crater", "monument", "memorial", "statue", "suite", "laboratorium", "campus",
-    "room", "lounge", "reading room"})
+    "room", "lounge"})
 # Words in a name's place that name no one ("Dear Sir", "Hi team").
 NOT_NAMES = frozenset({"sir", "madam", "team", "all", "there", "everyone", "customer", "friend", "friends"})
 
