@@ -64,7 +64,9 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # the same brief, written after the rules heldout13 prompted
         "heldout14": Path(__file__).parent / "data" / "pii_heldout14.jsonl",
         # the same brief, written with heldout14 and first run after every rule of 2026-12-05's third session
-        "heldout15": Path(__file__).parent / "data" / "pii_heldout15.jsonl"}
+        "heldout15": Path(__file__).parent / "data" / "pii_heldout15.jsonl",
+        # the same brief, written in 2026-12-05's fourth session and first run after its rules
+        "heldout16": Path(__file__).parent / "data" / "pii_heldout16.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
