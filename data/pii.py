@@ -120,7 +120,8 @@ SERVER_BEFORE = re.compile(
     r"(?i:\b(?:vip|nat(?::[ \t]*static)?|static|dns|a|aaaa|a record|listen(?:s|ing)?(?: on)?|bind(?:s|ing)?(?: to)?|"
     r"upstream|backend|server|gateway|gw|load balancer|lb|(?:monitoring )?probe|monitor|resolver|nameserver|"
     r"primary|replica|standby|master|database|db|cluster node|"
-    r"proxy|endpoint|mx|ns|origin|cdn|vpn gateway|api server)\b[ \t:=]*(?:<->|->|=>)?[ \t]*)$")
+    r"proxy|endpoint|mx|ns|origin|cdn|vpn gateway|api server|ntp|time server|"
+    r"time sync(?:hroni[sz]ed)?(?: ok)?(?: from| with| to)?)\b[ \t:=]*(?:<->|->|=>)?[ \t]*)$")
 # A documentation's placeholder, not a credential: "<db_user>:<db_password>", "${USER}:${TOKEN}".
 PLACEHOLDER = re.compile(r"<[^<>]*>|\$\{?\w+\}?|\{\{?\w+\}\}?|%\(\w+\)s")
 # The scheme (and credentials) of a URL whose host the address is.
@@ -141,13 +142,18 @@ BUSINESS_LINE = re.compile(
     r"main office|weather line|information line|info line|recorded|press office|media line|"
     r"(?:customer|support|sales|service|booking|emergency|24[- ]hour) line|textphone|text relay|"
     r"contact cent(?:re|er)|call cent(?:re|er)|(?:information|help|service|front|reception|booking|sales|"
-    r"rental|hire|check-in|ticket) desk|out[- ]of[- ]hours|24h|24/7)\b)")
+    r"rental|hire|check-in|ticket) desk|out[- ]of[- ]hours|24h|24/7|reception|"
+    r"(?:advice|appointments?|bookings?|orders?) line|(?:call|ring|phone) (?:the|our) (?:workshop|office|shop|store|"
+    r"clinic|surgery|practice|branch|studio|salon|garage|showroom|depot|team))\b)")
 # A table's header that says its rows are businesses: "Company | Desk phone | Hours".
 BUSINESS_HEADER = re.compile(r"(?i:\b(?:company|companies|business|shop|store|branch|office|desk|department|dept|"
                              r"venue|restaurant|hotel|supplier|provider|agency|clinic|practice|pharmacy|service|"
                              r"operator|firm|organi[sz]ation|outlet|location|ward|unit)\b)")
 # ... or right after it: "+44 20 7946 0961, 24/7", "0300 555 0100 (lines open 8am-8pm)".
-BUSINESS_LINE_AFTER = re.compile(r"(?i:[ \t,;(–-]*(?:24/7|24h\b|24 hours|(?:lines )?open\b|freephone|free\b))")
+BUSINESS_LINE_AFTER = re.compile(r"(?i:[ \t,;(–-]*(?:24/7|24h\b|24 hours|(?:lines )?open\b|freephone|free\b|"
+                                 r"charged as|(?:at )?(?:standard|local|national) (?:network )?rates?\b|calls? cost|"
+                                 r"\((?:[^\W\d_]+ ){0,2}(?:switchboard|reception|helpline|hotline|enquiries|"
+                                 r"box office)\)))")
 # A UK mobile written without spaces, "07700900347" (the national pattern needs a separator).
 UK_MOBILE_UNSPACED = re.compile(r"(?<![\w+.-])07\d{9}(?![\w.-]?\d)")
 # Countries without a trunk prefix write mobiles as nine digits in threes ("512 908 336", Poland;
@@ -191,21 +197,25 @@ _MONTHS = ("January|February|March|April|May|June|July|August|September|October|
 # ("(1817)", "1803–1853").
 HISTORICAL_YEAR = re.compile(
     rf"(?:\b(?:[Ii]n|[Ss]ince|[Oo]f|[Ff]rom|[Uu]ntil|[Bb]y|[Bb]efore|[Aa]fter|[Cc]irca|c\.|ca\.|[Ee]arly|[Ll]ate|"
-    rf"[Mm]id|[Tt]he|{_MONTHS}|\d{{1,2}}(?:st|nd|rd|th)?)[ \t]+(?:of[ \t]+)?|['’]s[ \t]+|\([ \t]*|\b(?:1[0-8]|19)\d\d[ \t]?[–-][ \t]?)"
+    rf"[Mm]id|[Tt]he|{_MONTHS}|\d{{1,2}}(?:st|nd|rd|th))[ \t]+(?:of[ \t]+)?|['’]s[ \t]+|\([ \t]*|\b(?:1[0-8]|19)\d\d[ \t]?[–-][ \t]?)"
     r"(?:1[0-8]\d\d|19[0-4]\d)(?:s\b|['’]s\b)?(?![\d/:]|[.,-]\d|[ \t]?(?:%|°|[x×]\b|"
     r"(?:[kMGTmcμ]?(?:W|Wh|g|m|l|L|Hz|V|A|B|b|bps|rpm|mAh|ml|lm|lx|Pa|N|J|s)\b)))")
-# Text about fiction: two or more of these words ("an episode guide", "the novel's plot",
-# "adapted from the stories by"). Its characters and authors are no one's personal data, in the same
+# Text about fiction or books: two or more of these words ("an episode guide", "the novel's plot",
+# "adapted from the stories by", "ISBN ... reprint"). Its characters and authors are no one's personal data, in the same
 # text without anyone's contact data and in paragraphs in no first or second person.
 FICTION_CUE = re.compile(
     r"(?i:\b(?:novels?|novelist|opera|libretto|episodes?|synopsis|plot|characters?|chapters?|audiobooks?|"
     r"narrated|narrator|narrates|adapted from|adaptation|fiction|fictional|protagonist|heroine|detective|"
     r"trilogy|sequel|poems?|poet|playwright|first published|paperback|hardback|hardcover|dramatis personae|"
-    r"stories|tragedy|comedy|musical)\b)")
+    r"stories|tragedy|comedy|musical|running time|interval|production|staged?|premiere|isbn|edition|reprint|"
+    r"publisher)\b)")
+# Someone's voice ("I", "my", "our", "Dear ..., your parcel"), or the words a family calls its own
+# ("Grandad", "Mum"). A third person's kin ("her father, Lord Byron", "the Baskerville family") and
+# an editorial "we" ("We look at what the Engine could have done") are how history and reviews are
+# written, and "Charles I." is a king.
 FAMILY_OR_SPEAKER = re.compile(
-    r"\b(?:I|I'm|I’m|I've|I’ve|I'd|I’d)\b|(?i:\b(?:me|my|mine|we|us|our|you|your|"
-    r"grand\w*|great-grand\w*|mum|mom|dad|father|mother|parents?|aunt\w*|uncle|cousin|nan|nana|granny|"
-    r"gran|grandad|family|wife|husband|son|daughter|brother|sister)\b)")
+    r"\b(?:I(?![.,;:)]|$)|I'm|I’m|I've|I’ve|I'd|I’d|Dear)\b|"
+    r"(?i:\b(?:me|my|mine|our|ours|you|your|mum|mom|dad|nan|nana|granny|gran|grandad|grandpa|grandma)\b)")
 # A place named inside the name of an event, a treaty or an institution ("the Treaty of Westphalia",
 # "the Peace of Augsburg", "the Port of Seattle") says where the thing is, not where a person is:
 # spaCy tags the place alone, and replacing it would only damage PII-free text.
@@ -214,7 +224,8 @@ NAMED_AFTER_PLACE = re.compile(
     r"University|Bank|Port|Archbishop|Bishop|Duke|Duchess|Earl)\s+of\s+(?:the\s+)?$")
 PACK_SIZE = re.compile(r"[ \t]+(?:\d+[ \t]*[x×][ \t]*)?\d+(?:[.,]\d+)?[ \t]*(?:g|kg|mg|ml|cl|l|oz|lb|lbs)\b")
 # What is named after someone, as the word after the name ("Graves' disease", "Doppler effect",
-# "Cauchy-Riemann equations", "Bessel and Legendre functions", "Halley's Comet", "General Tso's chicken").
+# "Cauchy-Riemann equations", "Steele–Richardson–Olszewski syndrome", "Bessel and Legendre functions",
+# "Halley's Comet", "General Tso's chicken").
 EPONYM_NOUNS = (
     r"disease|syndrome|sign|reflex|palsy|lymphoma|sarcoma|tumou?r|virus|bacillus|tendon|duct|gland|canal|fracture|"
     r"procedure|manoeuvre|maneuver|thyroiditis|encephalopathy|dystrophy|anomaly|ataxia|test|scale|law|laws|"
@@ -225,8 +236,27 @@ EPONYM_NOUNS = (
     r"division|telescope|telescopes|chicken|sauce|pudding|salad|tart|cake|biscuits?|medal|prize|award|lecture|"
     r"cup|trophy")
 EPONYM_AFTER = re.compile(
-    rf"(?:['’]s?)?(?:-[^\W\d_][\w]*)?(?:(?:,|[ \t]+(?:and|&))(?:[ \t]+[^\W\d_a-z][\w'’-]*?){{1,3}}(?:['’]s?)?)*"
+    rf"(?:['’]s?)?(?:[-–][^\W\d_][\w]*)*(?:(?:,|[ \t]+(?:and|&))(?:[ \t]+[^\W\d_a-z][\w'’-]*?){{1,3}}(?:['’]s?)?)*"
     rf"(?:[ \t]+\([^()\n]{{1,30}}\))?[ \t]+(?i:{EPONYM_NOUNS})\b")
+# The nouns of eponyms that name a person in text about them ("described by James Parkinson") and
+# that no one's own thing is called ("Maria's cake", "Smith test results" are).
+NAMESAKE_WORD = re.compile(r"\b[^\W\d_a-z][^\W\d_]+")
+NAMESAKE_AFTER = re.compile(
+    r"(?:['’]s?)?(?:[-–][^\W\d_][\w]*)*(?:[ \t]+(?:and|&)[ \t]+[^\W\d_a-z][\w'’-]*)?[ \t]+(?i:disease|syndrome|"
+    r"palsy|lymphoma|sarcoma|thyroiditis|encephalopathy|dystrophy|ataxia|effect|principle|theorem|conjecture|"
+    r"equations?|constant|paradox|comet)\b")
+# A name with the years of a life after it, "Berthe Morisot (1841-1895)", "Artemisia Gentileschi
+# (1593-c.1656)": the dead are no one's personal data (data protection law covers the living).
+LIFE_DATES = re.compile(r"[ \t]*\([ \t]*(?:c\.[ \t]?|ca\.[ \t]?)?\d{3,4}[ \t]*[–-][ \t]*"
+                        r"(?:c\.[ \t]?|ca\.[ \t]?)?\d{3,4}[ \t]*\)")
+# A ruler's or a noble's title before a name ("King Hamlet", "Queen Gertrude", "Emperor Charles",
+# "Count Almaviva", "St Patrick"): a public figure's, a character's or a saint's. ("Prince", "Lord",
+# "Sir" and "Dame" are left out: given names, or titles of the living.)
+RULER_TITLES = frozenset({"king", "queen", "emperor", "empress", "tsar", "tsarina", "czar", "kaiser", "pharaoh",
+                          "pope", "sultan", "caliph", "shah", "count", "countess", "duke", "duchess", "archduke",
+                          "archduchess", "baron", "baroness", "marquis", "marquess", "viscount", "saint", "st"})
+NAMESAKE_CUE = re.compile(r"(?i:\b(?:named after|called after|described by|discovered by|devised by|proposed by|"
+                          r"identified by|after whom)\b)[^.\n]{0,25}$")
 # Names of storms and ships are not people's: "Storm Bethan", "Hurricane Otis", "MV Juraj Dalmatinac".
 NAMED_THING = frozenset({"Storm", "Hurricane", "Typhoon", "Cyclone", "MV", "MS", "MY", "SS", "HMS", "RMS", "USS",
                          "HMAS", "HMCS", "HMNZS", "RV", "FV", "SY"})
@@ -542,7 +572,9 @@ EMAIL_LOCAL_END = re.compile(r"@|\s*[(\[{<]at[)\]}>]\s*|\s+(?:at|AT)\s+")
 # ones): "support@", "privacy@", "ops-alerts@", "no-reply@". Personal data only where the text
 # around it holds some (see tied_to_person): a shop's shipping page or a cron mail keeps them.
 ROLE_MAILBOX_WORDS = frozenset({
-    "abuse", "accessibility", "accounts", "accounting", "admin", "administrator", "admissions", "alert", "alerts",
+    "abuse", "accessibility", "accounts", "accounting", "acme", "admin", "administrator", "admissions", "alert",
+    "alerts",
+    "cert", "certs", "pki", "ssl", "tls",
     "billing", "booking", "bookings", "careers", "compliance", "concierge", "contact", "contactus", "cs",
     "customercare", "customerservice", "customerservices", "daemon", "desk", "devops", "donotreply", "dpo",
     "enquiries", "enquiry", "events", "feedback", "finance", "frontdesk", "gdpr", "hello", "help", "helpdesk",
@@ -1145,6 +1177,8 @@ def reread_person(text: str, span: Span) -> Span | None:
             end = following.start() + len(without_possessive(following.group(0)))
     chunk = text[start:end]
     folded = chunk.casefold().split()
+    if len(folded) == 1 and chunk.isupper() and text[text.rfind("\n", 0, start) + 1:start][:1].isdigit():
+        return None  # a log line's field in capitals: "2025-02-17 02:14:51 ALM  Door C-1-03 held open"
     place = " ".join(folded[1:] if folded[0] == "the" and len(folded) > 1 else folded)
     if place in lexicon("places"):
         return Span(start, end, "LOCATION" if len(folded) > 1 else "PERSON_OR_PLACE")
@@ -1152,8 +1186,9 @@ def reread_person(text: str, span: Span) -> Span | None:
         plain = unaccented(folded[0])
         if chunk[0].islower() or chunk.isupper():
             return None
-        if len(folded) == 1 and plain in english and plain not in lexicon("english_names"):
-            return None
+        if len(folded) == 1 and ((plain in english and plain not in lexicon("english_names"))
+                                  or (len(plain) <= 2 and text[start - 1:start] == "(" and text[end:end + 1] == ")")):
+            return None  # an English word, or two letters in brackets no list has ("the curie (Ci)")
         # English words and a numeral: "Annex II", "Phase III"
         if len(folded) > 1 and all(ROMAN_NUMERAL.fullmatch(word) or (unaccented(word) in english and word not in
                                    lexicon("english_names")) for word in folded):
@@ -1383,6 +1418,46 @@ def names_an_eponym(text: str, span: Span) -> bool:
     return EPONYM_AFTER.match(text, span.end) is not None
 
 
+def names_a_brand(text: str, span: Span, full_names: set[str]) -> bool:
+    """Whether a "name" is a brand's or a company's (data/lexicons/brands.txt): "Porsche, Maserati
+    and Ferrari", "Skoda Octavia", "Toyota Yaris", "Docker driver". A brand that is also a word of
+    a full name the text holds ("Anna Ferrari ... Ferrari said") stays a name, as does a place
+    that is also a brand ("Aruba") and a surname-first name ("Ferrari Marco")."""
+    brands = lexicon("brands")
+    words = [without_possessive(word).casefold() for word in text[span.start:span.end].split()]
+    whole = " ".join(words)
+    # "McDonald's", "Sainsbury's": the brand with its "'s", but for a given name's ("Wendy's bike")
+    possessive = text[span.end:span.end + 2] in ("'s", "’s") and whole not in lexicon("first") \
+        and f"{whole}'s" in brands
+    if whole in brands or possessive:
+        return not ((span.entity == "LOCATION" and whole in lexicon("places"))
+                    or (len(words) == 1 and whole in full_names))
+    if any(" ".join(words[:length]) in brands for length in range(2, len(words))):
+        return True  # "Calvin Klein Eternity", "Hugo Boss Bottled"
+    if len(words) > 1 and words[0] in brands and not (words[0] in lexicon("last") and words[-1] in lexicon("first")):
+        return True
+    before = re.search(r"(?<![\w-])([^\W\d_][\w.+&'’-]*) $", text[max(0, span.start - 30):span.start])
+    return before is not None and before.group(1)[0].isupper() and before.group(1).casefold() in brands
+
+
+def eponym_namesakes(text: str) -> set[str]:
+    """The people a disease, a law or an effect in the text is named after ("Parkinson" for
+    "Parkinson's disease"), but for given names ("Maria's cake")."""
+    return {match.group(0) for match in NAMESAKE_WORD.finditer(text)
+            if NAMESAKE_AFTER.match(text, match.end()) and match.group(0).casefold() not in lexicon("first")}
+
+
+def names_a_namesake(text: str, span: Span, namesakes: set[str]) -> bool:
+    """Whether a name is that of an eponym's namesake (see eponym_namesakes) where the text names them
+    as such ("named after James Parkinson", "first described by James Parkinson") or uses the name for
+    the eponym ("the Parkinson's nurse"); "Dr Anna Graves treats Graves' disease" is about Dr Graves."""
+    words = text[span.start:span.end].split()
+    if without_possessive(words[-1]) not in namesakes:
+        return False
+    return ((len(words) == 1 and text[span.end:span.end + 2] in ("'s", "’s"))
+            or NAMESAKE_CUE.search(text, max(0, span.start - 40), span.start) is not None)
+
+
 def paragraph_around(text: str, start: int, end: int) -> str:
     """The text between the blank lines (or the text's ends) around text[start:end]."""
     before = text.rfind("\n\n", 0, start)
@@ -1547,12 +1622,35 @@ class PiiDetector:
             found = {span.start for span in spans if span.entity == "PERSON"}
             spans.extend(Span(start, end, "PERSON") for start, end in find_nicknamed_names(text, found))
         spans = names_in_addresses(text, spans)
+        # The namesake of an eponym the text uses is the eponym's, wherever the text names them:
+        # "Parkinson's disease" makes "James Parkinson" (who described it) and "your Parkinson's
+        # medicines" no one's data.
+        namesakes = eponym_namesakes(text)
         spans = [span for span in spans if not (span.entity == "PERSON" and names_a_thing(text, span))
                  and not (span.entity in ("PERSON", "LOCATION")
-                          and (names_an_eponym(text, span) or names_a_product(text, span)))]
+                          and (names_an_eponym(text, span) or names_a_product(text, span)))
+                 and not (span.entity == "PERSON" and names_a_namesake(text, span, namesakes))]
+        if self.lexicon:
+            full = {without_possessive(word).casefold() for span in spans
+                    if span.entity == "PERSON" and len(text[span.start:span.end].split()) > 1
+                    and not names_a_brand(text, span, set()) for word in text[span.start:span.end].split()}
+            spans = [span for span in spans if not (span.entity in ("PERSON", "LOCATION")
+                                                    and names_a_brand(text, span, full))]
+        # The dead and rulers, saints and characters are no one's data: "Berthe Morisot (1841-1895)",
+        # "Queen Gertrude".
+        public = {span for span in spans if span.entity == "PERSON" and (
+            LIFE_DATES.match(text, span.end) or text[span.start:span.end].split()[0].casefold() in RULER_TITLES)}
         if not any(span.entity != "PERSON" and not needs_context(text, span) for span in spans):
             fiction = len({cue.casefold() for cue in FICTION_CUE.findall(text)}) >= 2
-            spans = [span for span in spans if not (span.entity == "PERSON" and of_history(text, span, fiction))]
+            public |= {span for span in spans if span.entity == "PERSON" and of_history(text, span, fiction)}
+            # and the places in such a paragraph are no one's ("working in a converted shed in Paris")
+            spans = [span for span in spans if not (span.entity == "LOCATION" and of_history(text, span, fiction))]
+        # Such a person is one wherever the text names them again: "Babbage's Difference Engine" in a
+        # podcast's chapter list, after a paragraph dated 1843; "Hamlet" after "King Hamlet".
+        words = {without_possessive(word) for span in public for word in text[span.start:span.end].split()}
+        words -= {word for word in words if word.casefold() in RULER_TITLES}
+        spans = [span for span in spans if not (span.entity == "PERSON" and (span in public or (words and all(
+            without_possessive(word) in words for word in text[span.start:span.end].split()))))]
         if self.lexicon:
             # A name found once is a name wherever else the text has it (but a storm's or a ship's).
             repeated = [Span(start, end, "PERSON") for start, end in find_repeated_names(text, spans)]

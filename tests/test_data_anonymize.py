@@ -765,6 +765,65 @@ def test_what_is_named_after_someone_or_sold_by_weight_names_no_one(with_ner, te
     assert person_strings(with_ner.detector, text) == ["Dmitri Volkov"]
 
 
+def test_the_namesake_of_an_eponym_in_the_text_is_no_ones_data(with_ner):
+    detector = with_ner.detector
+    text = ("Parkinson's disease is named after James Parkinson, the surgeon who described it. "
+            "You may be referred to the Parkinson's nurse specialist.")
+    assert person_strings(detector, text) == []
+    # a given name's "cake" names no namesake, nor does a disease's own noun
+    assert pii.eponym_namesakes("Maria's cake, Graves' disease and the Doppler effect") == {"Graves", "Doppler"}
+
+
+@pytest.mark.parametrize("text", [
+    "Servicing (small cars: Ford Fiesta, VW Polo, Toyota Yaris, Skoda Octavia and similar). Porsche, Maserati and "
+    "Ferrari: price on application.",
+    "Cordless drill, 18 V. Compatible with Bosch and Makita batteries. Testing: molecule test (Docker driver).",
+    "Fragrance hall: Calvin Klein Eternity, Hugo Boss Bottled, Paco Rabanne 1 Million.",
+])
+def test_brands_and_models_name_no_one(with_ner, text):
+    text = f"Patient: Dmitri Volkov, mobile 07700 900123. She asked:\n{text}"  # a text about people
+    assert person_strings(with_ner.detector, text) == ["Dmitri Volkov"]
+    assert "LOCATION" not in {s.entity for s in with_ner.detector.find(text)[1:]}
+
+
+def test_a_person_whose_surname_is_a_brand_is_still_found():
+    detector = pii.PiiDetector(["PERSON", "PHONE"], ner=False)
+    text = "Caller: Giulia Ferrari, 07700 900456. Ferrari asked for a refund."
+    assert person_strings(detector, text) == ["Giulia Ferrari", "Ferrari"]
+
+
+def test_the_dead_and_rulers_characters_and_saints_name_no_one(with_ner):
+    text = ("Lot 16 - Berthe Morisot (1841-1895). Young girl in a garden. Pastel on paper.\n"
+            "Lot 17 - Attributed to Artemisia Gentileschi (1593-c.1656). Portrait of a lady.\n"
+            "Enquiries: Dmitri Volkov, 07700 900123")
+    assert person_strings(with_ner.detector, text) == ["Dmitri Volkov"]
+    text = ("The Ghost of old King Hamlet tells his son that the new king poisoned him. Hamlet feigns madness, "
+            "and Queen Gertrude grieves. Box office: Dmitri Volkov, 07700 900123")
+    assert person_strings(with_ner.detector, text) == ["Dmitri Volkov"]
+
+
+def test_a_person_of_history_is_one_wherever_the_text_names_them_again(with_ner):
+    text = ("In 1843 Ada Lovelace translated Luigi Menabrea's article on Charles Babbage's Analytical Engine. "
+            "We look at what the Engine could have done, and how her father, Lord Byron, shaped her.\n\n"
+            "Chapters\n04:12 Babbage's Difference Engine\n17:45 The Menabrea translation")
+    assert person_strings(with_ner.detector, text) == []
+
+
+def test_a_table_row_number_is_no_year_of_history():
+    detector = pii.PiiDetector(["PERSON"], ner=False)
+    text = ("Pos  Bib   Name               Home town\n1    1042  Otieno Odhiambo    Kisumu\n"
+            "2    1188  Hamish Dunbar      Dingwall\nQueries to the results tent.")
+    assert person_strings(detector, text) == ["Otieno Odhiambo", "Hamish Dunbar"]
+
+
+def test_a_log_lines_field_in_capitals_is_no_name(with_ner):
+    text = ("2025-02-17 02:14:51 ALM  Door C-1-03 (Plant Room) DOOR HELD OPEN 60 s\n"
+            "2025-02-17 09:12:08 ALM  Reader R-C-2-07 TAMPER switch open\n"
+            "2025-02-17 09:12:40 ALM  Reader R-C-2-07 TAMPER restored\n"
+            "2025-02-17 11:02:00 EVT  Badge 4471 (Dmitri Volkov) granted at C-0-01")
+    assert person_strings(with_ner.detector, text) == ["Dmitri Volkov"]
+
+
 def test_an_eponym_rule_leaves_people_with_those_surnames():
     detector = pii.PiiDetector(["PERSON"], ner=False)
     text = "Dr Anna Graves treats Graves' disease."
@@ -782,6 +841,10 @@ def test_an_eponym_rule_leaves_people_with_those_surnames():
     ("Company    | Desk phone       | Hours\nHertz      | +44 20 7946 0101 | 05:30-00:00\n"
      "Avis       | +44 20 7946 0102 | 06:00-23:30", "+44 20 7946 0101"),
     ("Airport information desk: +44 20 7946 0100.", "+44 20 7946 0100"),
+    ("Clinic reception (Mon–Fri 08:30–16:30): 01632 960 310", "01632 960 310"),
+    ("Book online at www.example.com/book or call the workshop: 01632 960 557", "01632 960 557"),
+    ("Public computers: bookable on 01632 960 000 (library switchboard) or online.", "01632 960 000"),
+    ("Call +44 20 7946 0958 (charged as a call to the UK) or dial 150.", "+44 20 7946 0958"),
 ])
 def test_a_business_line_is_left_and_counted(text, kept):
     detector = pii.PiiDetector(STRUCTURED, ner=False)
@@ -944,6 +1007,15 @@ def test_people_of_history_in_a_text_with_no_ones_data_are_left():
 ])
 def test_names_near_an_old_year_still_count_where_the_text_is_someones(text, name):
     assert name in person_strings(pii.PiiDetector(["PERSON", "PHONE", "EMAIL"], ner=False), text)
+
+
+def test_a_time_servers_address_is_no_ones_and_a_certificate_mailbox_a_role():
+    detector = pii.PiiDetector(["PERSON", "PHONE", "EMAIL", "IP_ADDRESS"], ner=False)
+    text = ("2025-02-17 00:00:02 SYS  Time sync OK from 192.0.2.5 (offset +0.012 s)\n"
+            "Owner: Dmitri Volkov, 07700 900123")
+    found = [text[s.start:s.end] for s in detector.find(text)]
+    assert "07700 900123" in found and "192.0.2.5" not in found
+    assert pii.is_role_address("certs@example.com") and not pii.is_role_address("cert.kowalski@example.com")
 
 
 def test_a_uk_mobile_written_without_spaces_is_a_phone():
