@@ -96,7 +96,7 @@ SSN_CANDIDATE = re.compile(r"(?<![\w-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\w-])")
 # Nine digits in a row are an SSN only after its label: "ssn=219099998", "SSN: 219099998".
 SSN_LABELLED = re.compile(r"(?i:\b(?:ssn|social[ _]security(?:[ _](?:number|no\.?|#))?)\s*(?:[:=#]|is|no\.?)?\s*)"
                           r"(\d{9})(?!\d)")
-NETWORK_SUFFIX = re.compile(r"/(?:[0-9]|[12][0-9]|3[0-2])(?!\d)")
+NETWORK_SUFFIX = re.compile(r"[\"']?/(?:[0-9]|[12][0-9]|3[0-2])(?!\d)")
 IPV4_CANDIDATE = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?!\.?\d)")
 IPV6_CANDIDATE = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 # A phone may end a word like "-Fax" or a sentence, but not run into more digits.
@@ -121,7 +121,10 @@ SERVER_BEFORE = re.compile(
     r"upstream|backend|server|gateway|gw|load balancer|lb|(?:monitoring )?probe|monitor|resolver|nameserver|"
     r"primary|replica|standby|master|database|db|cluster node|"
     r"proxy|endpoint|mx|ns|origin|cdn|vpn gateway|api server|ntp|time server|"
-    r"time sync(?:hroni[sz]ed)?(?: ok)?(?: from| with| to)?)\b[ \t:=]*(?:<->|->|=>)?[ \t]*)$")
+    r"time sync(?:hroni[sz]ed)?(?: ok)?(?: from| with| to)?)\b[ \t:=]*(?:<->|->|=>)?[ \t]*[\"']?)$")
+# A configuration object's host, ".host = \"10.40.2.11\";" (Varnish): a server's where its line logs
+# no client.
+HOST_KEY = re.compile(r"(?i:\.(?:host|hostname)[ \t]*[:=][ \t]*[\"']?)$")
 # A documentation's placeholder, not a credential: "<db_user>:<db_password>", "${USER}:${TOKEN}".
 PLACEHOLDER = re.compile(r"<[^<>]*>|\$\{?\w+\}?|\{\{?\w+\}\}?|%\(\w+\)s")
 # The scheme (and credentials) of a URL whose host the address is.
@@ -153,7 +156,10 @@ BUSINESS_HEADER = re.compile(r"(?i:\b(?:company|companies|business|shop|store|br
 BUSINESS_LINE_AFTER = re.compile(r"(?i:[ \t,;(–-]*(?:24/7|24h\b|24 hours|(?:lines )?open\b|freephone|free\b|"
                                  r"charged as|(?:at )?(?:standard|local|national) (?:network )?rates?\b|calls? cost|"
                                  r"\((?:[^\W\d_]+ ){0,2}(?:switchboard|reception|helpline|hotline|enquiries|"
-                                 r"box office)\)))")
+                                 r"box office|desk|office)\)|\(?[ \t]*(?:daily[ \t,]*)?\d{1,2}(?:[:.]\d\d)?[ \t]*(?:am|pm)?[ \t]*[–-][ \t]*"
+                                 r"\d{1,2}(?:[:.]\d\d)?[ \t]*(?:am|pm)?[ \t,]*(?:daily|weekdays|every day)?\)|"
+                                 r"(?:weekdays|weekends|daily|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*(?:[ \t]*[–-][ \t]*"
+                                 r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*)?)[ \t,]*\d{1,2}(?:[:.]\d\d)?[ \t]*(?:am|pm)?[ \t]*[–-]))")
 # A UK mobile written without spaces, "07700900347" (the national pattern needs a separator).
 UK_MOBILE_UNSPACED = re.compile(r"(?<![\w+.-])07\d{9}(?![\w.-]?\d)")
 # Countries without a trunk prefix write mobiles as nine digits in threes ("512 908 336", Poland;
@@ -208,7 +214,7 @@ FICTION_CUE = re.compile(
     r"narrated|narrator|narrates|adapted from|adaptation|fiction|fictional|protagonist|heroine|detective|"
     r"trilogy|sequel|poems?|poet|playwright|first published|paperback|hardback|hardcover|dramatis personae|"
     r"stories|tragedy|comedy|musical|running time|interval|production|staged?|premiere|isbn|edition|reprint|"
-    r"publisher)\b)")
+    r"publisher|inspired by)\b)")
 # Someone's voice ("I", "my", "our", "Dear ..., your parcel"), or the words a family calls its own
 # ("Grandad", "Mum"). A third person's kin ("her father, Lord Byron", "the Baskerville family") and
 # an editorial "we" ("We look at what the Engine could have done") are how history and reviews are
@@ -216,6 +222,9 @@ FICTION_CUE = re.compile(
 FAMILY_OR_SPEAKER = re.compile(
     r"\b(?:I(?![.,;:)]|$)|I'm|I’m|I've|I’ve|I'd|I’d|Dear)\b|"
     r"(?i:\b(?:me|my|mine|our|ours|you|your|mum|mom|dad|nan|nana|granny|gran|grandad|grandpa|grandma)\b)")
+FIRST_PERSON_OR_FAMILY = re.compile(
+    r"\b(?:I(?![.,;:)]|$)|I'm|I’m|I've|I’ve|I'd|I’d|Dear)\b|(?i:\b(?:me|my|mine|mum|mom|dad|nan|nana|granny|gran|"
+    r"grandad|grandpa|grandma)\b)")
 # A place named inside the name of an event, a treaty or an institution ("the Treaty of Westphalia",
 # "the Peace of Augsburg", "the Port of Seattle") says where the thing is, not where a person is:
 # spaCy tags the place alone, and replacing it would only damage PII-free text.
@@ -245,6 +254,7 @@ NAMESAKE_AFTER = re.compile(
     r"(?:['’]s?)?(?:[-–][^\W\d_][\w]*)*(?:[ \t]+(?:and|&)[ \t]+[^\W\d_a-z][\w'’-]*)?[ \t]+(?i:disease|syndrome|"
     r"palsy|lymphoma|sarcoma|thyroiditis|encephalopathy|dystrophy|ataxia|effect|principle|theorem|conjecture|"
     r"equations?|constant|paradox|comet)\b")
+LIST_ITEM = re.compile(r"[ \t]*(?:[-*•·–]|\d{1,2}[.)])[ \t]+")
 # A name with the years of a life after it, "Berthe Morisot (1841-1895)", "Artemisia Gentileschi
 # (1593-c.1656)": the dead are no one's personal data (data protection law covers the living).
 LIFE_DATES = re.compile(r"[ \t]*\([ \t]*(?:c\.[ \t]?|ca\.[ \t]?)?\d{3,4}[ \t]*[–-][ \t]*"
@@ -557,7 +567,7 @@ UNBRACKETED_CHAT_SPEAKERS = (
 LOG_WORDS = frozenset({"error", "err", "warn", "warning", "info", "debug", "notice", "fatal", "critical", "crit",
                        "trace", "status", "note", "alert", "emerg", "system", "server", "client", "bot"})
 # A title and a name in lower case, as typed in tickets and chat: "mrs p. nakamura", "dr okafor".
-TITLED_LOWERCASE = re.compile(r"\b(?:mrs?|ms|mx|miss|dr|prof)\.?[ \t]+((?:[a-z]\.[ \t]*)?[a-z][a-z'’-]{2,})\b")
+TITLED_LOWERCASE = re.compile(r"(?<![\d.][ \t])\b(?:mrs?|(?<!\d)ms|mx|miss|dr|prof)\.?[ \t]+((?:[a-z]\.[ \t]*)?[a-z][a-z'’-]{2,})\b")
 # Name words that are also common English words: a found "Grant" or "Will" is not looked for again
 # in lower case.
 COMMON_WORDS = frozenset({
@@ -1152,6 +1162,10 @@ def trim_entity(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+LEADING_FUNCTION_WORD = re.compile(r"(?:[Tt]owards?|[Ff]rom|[Tt]o|[Aa]t|[Ii]n|[Oo]n|[Ff]or|[Ww]ith|[Nn]ear|[Aa]nd|[Bb]ut|[Oo]r|"
+                                   r"[Ii]f|[Ww]hen|[Aa]fter|[Bb]efore|[Uu]ntil|[Ll]ike|[Uu]nlike|[Ss]o)[ \t]+(?=\S)")
+
+
 def reread_person(text: str, span: Span) -> Span | None:
     """A span spaCy's small model calls PERSON, read again with the word lists: cut at a line break
     (a name does not run over one) and run on over a surname it left out ("Oleksandr" before
@@ -1163,8 +1177,13 @@ def reread_person(text: str, span: Span) -> Span | None:
     still weak evidence (see about_people)."""
     cut = text.find("\n", span.start, span.end)
     start, end = trim_entity(text, span.start, span.end if cut == -1 else cut)
+    lead = LEADING_FUNCTION_WORD.match(text, start, end)
+    if lead is not None:  # "Towards Highfield, the reverse": the name is the rest
+        start = lead.end()
     if end <= start:
         return None
+    if text[start:end].islower() and not any(word in lexicon("first") for word in text[start:end].split()):
+        return None  # "managed by config repo": lower-case words spaCy calls a name, none a given name
     if names_a_place(text, start, end):
         return Span(start, end, "LOCATION")
     if text[start:end].casefold().split()[-1] in ORG_LAST_WORDS:
@@ -1261,10 +1280,12 @@ def server_here(text: str, span: Span) -> bool:
     before = text[max(line_start, span.start - 40):span.start]
     if SERVER_BEFORE.search(before) is not None or HOST_BEFORE.search(before) is not None:
         return True
-    if re.match(r"[ \t]*\(AS\d+\)", text[span.end:span.end + 12]):  # a BGP peer
-        return True
     line_end = text.find("\n", span.end)
     line = text[line_start:len(text) if line_end == -1 else line_end]
+    if HOST_KEY.search(before) is not None and CLIENT_CUE.search(line) is None:
+        return True
+    if re.match(r"[ \t]*\(AS\d+\)", text[span.end:span.end + 12]):  # a BGP peer
+        return True
     if re.match(r":\d{2,5}\b", text[span.end:span.end + 6]) and CLIENT_CUE.search(line) is None \
             and EMAIL.search(line) is None:
         return True  # a service's endpoint, "192.0.2.40:8081", on a line that logs no client or user
@@ -1287,7 +1308,7 @@ def is_business_line(text: str, span: Span) -> bool:
     value = re.sub(r"\D", "", text[span.start:span.end])
     if TOLL_FREE.match(value) or UK_ORGANISATION_NUMBER.fullmatch(text[span.start:span.end]):
         return True
-    if value.startswith(("07", "447")):
+    if value.startswith(("07", "447")) or is_mobile_number(text[span.start:span.end]):
         return False
     line_start = text.rfind("\n", 0, span.start) + 1
     if (BUSINESS_LINE.search(text, max(line_start, span.start - 60), span.start) is not None
@@ -1299,6 +1320,21 @@ def is_business_line(text: str, span: Span) -> bool:
     if any(is_role_address(match.group(0)) for match in EMAIL.finditer(line)):
         return True
     return in_business_table(text, line_start, line)
+
+
+@lru_cache(maxsize=4096)
+def is_mobile_number(value: str) -> bool:
+    """Whether an international number is a mobile's by its country's numbering plan (phonenumbers'
+    metadata): "+33 6 78 55 21 43 (Mon-Fri 9:00-18:00)" is a freelancer's, whatever its label says."""
+    import phonenumbers
+
+    if not value.startswith(("+", "00")):
+        return False
+    try:
+        number = phonenumbers.parse("+" + value[2:] if value.startswith("00") else value, None)
+    except phonenumbers.NumberParseException:
+        return False
+    return phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.MOBILE
 
 
 def in_business_table(text: str, line_start: int, line: str) -> bool:
@@ -1459,7 +1495,12 @@ def names_a_namesake(text: str, span: Span, namesakes: set[str]) -> bool:
 
 
 def paragraph_around(text: str, start: int, end: int) -> str:
-    """The text between the blank lines (or the text's ends) around text[start:end]."""
+    """The text between the blank lines (or the text's ends) around text[start:end]; an item of a
+    list is a paragraph of its own ("- Linnaeus Day walk: ... laid out in 1838 ...")."""
+    line_start = text.rfind("\n", 0, start) + 1
+    if LIST_ITEM.match(text, line_start):
+        line_end = text.find("\n", end)
+        return text[line_start:len(text) if line_end == -1 else line_end]
     before = text.rfind("\n\n", 0, start)
     after = text.find("\n\n", end)
     return text[before + 1 if before != -1 else 0:len(text) if after == -1 else after]
@@ -1469,8 +1510,9 @@ def of_history(text: str, span: Span, fiction: bool = False) -> bool:
     """A name in a paragraph that dates what it tells before 1950 (see HISTORICAL_YEAR), or in a
     text about fiction (FICTION_CUE), in no one's voice and of no one's family."""
     paragraph = paragraph_around(text, span.start, span.end)
-    return ((fiction or HISTORICAL_YEAR.search(paragraph) is not None)
-            and FAMILY_OR_SPEAKER.search(paragraph) is None)
+    if fiction:  # a game or a review speaks to "you" about its characters
+        return FIRST_PERSON_OR_FAMILY.search(paragraph) is None
+    return HISTORICAL_YEAR.search(paragraph) is not None and FAMILY_OR_SPEAKER.search(paragraph) is None
 
 
 CAPITALISED_RUN = re.compile(r"(?:[^\W\d_a-z][\w'’&.-]*[ \t]+)*")

@@ -845,6 +845,9 @@ def test_an_eponym_rule_leaves_people_with_those_surnames():
     ("Book online at www.example.com/book or call the workshop: 01632 960 557", "01632 960 557"),
     ("Public computers: bookable on 01632 960 000 (library switchboard) or online.", "01632 960 000"),
     ("Call +44 20 7946 0958 (charged as a call to the UK) or dial 150.", "+44 20 7946 0958"),
+    ("Transport Services Office, Civic Centre (0113 496 0900, weekdays 09:00-17:00).", "0113 496 0900"),
+    ("Questions? Call us on 020 7946 0300 (10:00-20:00 daily).", "020 7946 0300"),
+    ("Contact: 01632 960 250 (visitor desk).", "01632 960 250"),
 ])
 def test_a_business_line_is_left_and_counted(text, kept):
     detector = pii.PiiDetector(STRUCTURED, ner=False)
@@ -858,6 +861,7 @@ def test_a_business_line_is_left_and_counted(text, kept):
     ("Enquiries: ask for Dmitri Volkov on 0161 496 0000.", "0161 496 0000"),  # a name on its line: his
     ("Enquiries: text me on 07700 900123.", "07700 900123"),  # a mobile is a person's
     ("The witness gave her number to the driver: 512 908 336.", "512 908 336"),  # nine digits after a cue
+    ("Phone / WhatsApp: +33 6 78 55 21 43 (Mon-Fri 9:00-18:00 CET)", "+33 6 78 55 21 43"),  # a mobile: hers
 ])
 def test_a_persons_phone_under_a_business_label_or_without_a_trunk_prefix_is_found(text, phone):
     detector = pii.PiiDetector(["PERSON", "PHONE"], ner=False)
@@ -1016,6 +1020,36 @@ def test_a_time_servers_address_is_no_ones_and_a_certificate_mailbox_a_role():
     found = [text[s.start:s.end] for s in detector.find(text)]
     assert "07700 900123" in found and "192.0.2.5" not in found
     assert pii.is_role_address("certs@example.com") and not pii.is_role_address("cert.kowalski@example.com")
+
+
+def test_a_configs_host_and_network_and_a_logs_milliseconds_are_no_ones():
+    detector = pii.PiiDetector(list(pii.ENTITIES), ner=False)
+    text = ('backend app01 {\n    .host = "10.40.2.11";\n    .port = "8080";\n}\nacl purgers {\n    "192.0.2.0"/24;\n}\n'
+            "2025-03-11 02:14:07.318 UTC [48211] app@orders LOG:  duration: 5821.442 ms  statement: SELECT 1;\n"
+            "Owner: Dmitri Volkov, 07700 900123")
+    assert [text[s.start:s.end] for s in detector.find(text)] == ["Dmitri Volkov", "07700 900123"]
+    # a client's host on a line that logs a user stays theirs
+    text = "connection authorized: user=dvolkov host=198.51.100.7\nOwner: Dmitri Volkov, 07700 900123"
+    assert "198.51.100.7" in [text[s.start:s.end] for s in detector.find(text)]
+
+
+def test_an_item_of_a_list_dated_long_ago_is_a_paragraph_of_its_own(with_ner):
+    text = ("Events\n- Linnaeus Day walk: a guided walk through the order beds, laid out in 1838 according to the "
+            "system of Carl Linnaeus.\n- Family trail: \"Who ate my leaves?\", trail sheets from the shop.")
+    assert person_strings(with_ner.detector, text) == []
+
+
+def test_a_game_that_speaks_to_you_about_fiction_names_no_one(with_ner):
+    text = ("London, 1894. Sherlock Holmes has vanished, and Dr Watson is certain Professor Moriarty is behind it. "
+            "You have one hour to follow Holmes's trail.\n\nInspired by the stories of Sir Arthur Conan Doyle.")
+    assert person_strings(with_ner.detector, text) == []
+
+
+def test_spacys_lower_case_words_and_a_leading_preposition_are_no_name(with_ner):
+    text = ("# default.vcl, managed by config repo (rev 3f9c21e)\nDiversion: towards the City Centre, buses will run "
+            "via Telford Road, Station Approach and Market Square, rejoining the normal route at the Corn Exchange. "
+            "Towards Highfield, the reverse.\nEnquiries: Dmitri Volkov, 07700 900123")
+    assert person_strings(with_ner.detector, text) == ["Dmitri Volkov"]
 
 
 def test_a_uk_mobile_written_without_spaces_is_a_phone():
