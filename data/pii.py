@@ -329,7 +329,7 @@ CUE_CHARS = 150  # how far from a name its cue may be ("Julian is very reliable.
 SPEAKER = re.compile(r"[ \t]*:")
 PLACE_LABEL = re.compile(r"(?i)[ \t]*(?:[\w-]+[ \t]+)?(?:city|town|country|state|province|county|region|address|"
                          r"street|residence|location|place of birth|hometown)[ \t]*[:=]")
-PLACE_PREPOSITION = re.compile(r"\b(?:in|to|from|at|near|via|into|across)[ \t]+$")
+PLACE_PREPOSITION = re.compile(r"\b(?:in|to|from|at|near|via|into|across|towards?)[ \t]+$")
 SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n")
 LOCAL_NETWORKS = tuple(ipaddress.ip_network(net) for net in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "fc00::/7", "fe80::/10"))
@@ -1178,8 +1178,10 @@ def reread_person(text: str, span: Span) -> Span | None:
     cut = text.find("\n", span.start, span.end)
     start, end = trim_entity(text, span.start, span.end if cut == -1 else cut)
     lead = LEADING_FUNCTION_WORD.match(text, start, end)
-    if lead is not None:  # "Towards Highfield, the reverse": the name is the rest
+    if lead is not None:  # "Towards Highfield, the reverse": the name is the rest, a place after "towards"
         start = lead.end()
+        if PLACE_PREPOSITION.search(lead.group(0).casefold().rstrip() + " "):
+            return Span(start, end, "LOCATION")
     if end <= start:
         return None
     if text[start:end].islower() and not any(word in lexicon("first") for word in text[start:end].split()):
@@ -1302,24 +1304,24 @@ def is_url_host(text: str, span: Span) -> bool:
 
 def is_business_line(text: str, span: Span) -> bool:
     """A toll-free number ("1-800-555-0199", "0800 123 4567"), or one that is no mobile (UK 07,
-    +44 7) and that a label calls a business's line ("Customer relations (public line):",
-    "Enquiries (24h):", "Box office", "..., 24/7") or that shares its line with a role mailbox: a
-    recall notice's, an airline's, a listed plumber's or a council's number is no one's."""
+    +44 7, or a mobile by its country's plan) and that a label calls a business's line ("Customer
+    relations (public line):", "Enquiries (24h):", "Box office", "..., 24/7") or that shares its
+    line with a role mailbox: a recall notice's, an airline's, a listed plumber's or a council's
+    number is no one's."""
     value = re.sub(r"\D", "", text[span.start:span.end])
     if TOLL_FREE.match(value) or UK_ORGANISATION_NUMBER.fullmatch(text[span.start:span.end]):
         return True
-    if value.startswith(("07", "447")) or is_mobile_number(text[span.start:span.end]):
+    if value.startswith(("07", "447")):
         return False
     line_start = text.rfind("\n", 0, span.start) + 1
-    if (BUSINESS_LINE.search(text, max(line_start, span.start - 60), span.start) is not None
-            or BUSINESS_LINE_AFTER.match(text, span.end) is not None):
-        return True
-    # a role mailbox on its line: "Tel: 0113 496 0541 | info@fordandsons.example.com"
     line_end = text.find("\n", span.end)
     line = text[line_start:len(text) if line_end == -1 else line_end]
-    if any(is_role_address(match.group(0)) for match in EMAIL.finditer(line)):
-        return True
-    return in_business_table(text, line_start, line)
+    labelled = (BUSINESS_LINE.search(text, max(line_start, span.start - 60), span.start) is not None
+                or BUSINESS_LINE_AFTER.match(text, span.end) is not None
+                # a role mailbox on its line: "Tel: 0113 496 0541 | info@fordandsons.example.com"
+                or any(is_role_address(match.group(0)) for match in EMAIL.finditer(line))
+                or in_business_table(text, line_start, line))
+    return labelled and not is_mobile_number(text[span.start:span.end])
 
 
 @lru_cache(maxsize=4096)
