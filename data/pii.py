@@ -672,6 +672,72 @@ def find_log_users(text: str) -> Iterator[tuple[int, int]]:
             yield match.span(1)
 
 
+# Where tickets, call logs and case notes name their agents and callers:
+# - a display name in quotes before a number, as a phone system writes it: "Lee Ji-hoon" <+821055501234>,
+#   "ext 6003 Priyanka" <6003>;
+# - an agent in brackets after "agent", "by", "Assignee: Support L1": "logged by agent (Dorcas)";
+# - a time, then a name in brackets that speaks: "Update 18/03 10:42 (Dorcas): Spoke to daughter";
+# - a thread's separator: "--- Femi (internal note), 08:40 ---";
+# - a dated log line whose speaker has a role in brackets: "17/02 14:05 Joy (L1): Verified identity";
+# - a close with the name on its line: "... allow 5-10 business days. Best, Femi".
+_TICKET_NAME = r"([^\W\d_a-z][\w'’-]+(?:[ \t][^\W\d_a-z][\w'’-]+)?)"
+TICKET_NAMES = (
+    re.compile(r'"(?:[a-z]*[ \t]*\d+[ \t]+)?([^"<>@\n\d]{2,60})"[ \t]*<(?:sip:|tel:)?\+?\d[\d \t-]{2,}(?:@[^<>\s]+)?>'),
+    re.compile(rf"(?i:\b(?:agent|by|assignee|assigned to|owner|rep|advis[eo]r|technician|handler|L[1-3]))[ \t:]*"
+               rf"\({_TICKET_NAME}\)"),
+    re.compile(rf"\b\d{{1,2}}:\d{{2}}[ \t]*\({_TICKET_NAME}\):"),
+    re.compile(rf"(?m)^[ \t]*-{{2,}}[ \t]*{_TICKET_NAME}(?:[ \t]*\([^()\n]{{1,30}}\))?[ \t]*,[^\n]{{0,30}}-{{2,}}[ \t]*$"),
+    re.compile(rf"(?m)^[ \t]*\d{{1,2}}[./-]\d{{1,2}}(?:[./-]\d{{2,4}})?[ \t]+\d{{1,2}}:\d{{2}}[ \t]+{_TICKET_NAME}"
+               rf"[ \t]*\([^()\n]{{1,15}}\):"),
+    re.compile(rf"(?:^|(?<=[.!?])[ \t]+)(?i:best|thanks|many thanks|cheers|regards|kind regards|best regards)[ \t]*,"
+               rf"[ \t]*{_TICKET_NAME}[ \t]*$", re.MULTILINE),
+)
+
+
+def names_someone(name: str) -> bool:
+    """Whether a word in a place that names people (see TICKET_NAMES) is a name: a given name of the
+    lexicons, or a capitalised word that is no English word and no place ("Femi", "Dorcas", not
+    "Update" or "Support")."""
+    first = name.split()[0].casefold()
+    return first in lexicon("first") or first in lexicon("english_names") or (
+        unaccented(first) not in lexicon("english") and first not in lexicon("places"))
+
+
+def find_ticket_names(text: str) -> Iterator[tuple[int, int]]:
+    for pattern in TICKET_NAMES:
+        for match in pattern.finditer(text):
+            name = match.group(1).strip()
+            if name and any(char.isalpha() for char in name) and (pattern is TICKET_NAMES[0] or names_someone(name)):
+                start = match.start(1) + len(match.group(1)) - len(match.group(1).lstrip())
+                yield start, start + len(name)
+
+
+# A label before a phone number, not its owner: "Mobile 07700 900123", "Home: 0113 496 0000".
+PHONE_LABEL_WORDS = frozenset({"mobile", "mob", "phone", "tel", "telephone", "home", "work", "office", "fax", "alt",
+                               "cell", "landline", "whatsapp", "sms", "text", "call", "ring", "contact", "emergency",
+                               "number", "no", "direct", "main", "hotline", "helpline", "reception", "switchboard",
+                               "desk", "line", "ext", "signal", "viber", "telegram", "day", "evening", "night",
+                               "weekend", "urgent", "or", "and", "on", "at", "to", "via", "m", "t", "h", "w", "p", "f"})
+
+
+def find_phone_owner_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
+    """A given name right before someone's phone number on a contact line: "Maureen 07700 900011 ·
+    Bill 07700 900390 · June 07700 900476" ("Bill" and "June" are words, but not before a number)."""
+    for span in spans:
+        if span.entity != "PHONE":
+            continue
+        line_start = text.rfind("\n", 0, span.start) + 1
+        before = re.search(r"(?<![\w'’-])([^\W\d_a-z][\w'’-]+)[ \t]*[:–-]?[ \t]*$", text[line_start:span.start])
+        if before is None:
+            continue
+        word = before.group(1).casefold()
+        if word in PHONE_LABEL_WORDS or not (word in lexicon("first") or word in lexicon("english_names")
+                                              or word in COMMON_WORDS or word in {"april", "may", "june", "august"}):
+            continue
+        if not is_business_line(text, span):
+            yield line_start + before.start(1), line_start + before.end(1)
+
+
 def find_email_line_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
     """The words of an e-mail address's local part written capitalised on the address's line, with
     the capitalised words after them: "Mererid Huws · 07700 900112 · mererid.huws@example.org",
@@ -1162,21 +1228,22 @@ def trim_entity(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+COLUMN_GAP = re.compile(r"\n|\t| {3,}")
 LEADING_FUNCTION_WORD = re.compile(r"(?:[Tt]owards?|[Ff]rom|[Tt]o|[Aa]t|[Ii]n|[Oo]n|[Ff]or|[Ww]ith|[Nn]ear|[Aa]nd|[Bb]ut|[Oo]r|"
                                    r"[Ii]f|[Ww]hen|[Aa]fter|[Bb]efore|[Uu]ntil|[Ll]ike|[Uu]nlike|[Ss]o)[ \t]+(?=\S)")
 
 
 def reread_person(text: str, span: Span) -> Span | None:
     """A span spaCy's small model calls PERSON, read again with the word lists: cut at a line break
-    (a name does not run over one) and run on over a surname it left out ("Oleksandr" before
+    or a table's column gap (a name runs over neither) and run on over a surname it left out ("Oleksandr" before
     " Kovalenko"); a place when a generic word says so ("Lake Victoria", "Mill Lane") or its whole
     text is a place name ("Vancouver", "São Paulo"); "PERSON_OR_PLACE" when it is one word that is
     both ("Adelaide", "Taras": the context decides, see PiiDetector._combine); nothing when no word
     of it is in the name lexicons and it starts in lower case ("café"), is one English word that is
     no name ("Guest", "Merge", "Simmer") or is in capitals ("LANDLORD", "JSON"). A kept PERSON is
     still weak evidence (see about_people)."""
-    cut = text.find("\n", span.start, span.end)
-    start, end = trim_entity(text, span.start, span.end if cut == -1 else cut)
+    gap = COLUMN_GAP.search(text, span.start, span.end)  # a name runs over no line break or column gap
+    start, end = trim_entity(text, span.start, span.end if gap is None else gap.start())
     lead = LEADING_FUNCTION_WORD.match(text, start, end)
     if lead is not None:  # "Towards Highfield, the reverse": the name is the rest, a place after "towards"
         start = lead.end()
@@ -1633,6 +1700,8 @@ class PiiDetector:
             names = lexicon("names")
             for start, end in find_chat_speakers(text):  # a listed name speaks; "toolchain:" needs a chat
                 (spans if text[start:end].casefold().split()[0] in names else weak).append(Span(start, end, "PERSON"))
+            spans.extend(Span(start, end, "PERSON") for start, end in find_ticket_names(text))
+            spans.extend(Span(start, end, "PERSON") for start, end in find_phone_owner_names(text, spans))
             spans.extend(Span(start, end, "PERSON") for start, end in find_email_line_names(text, spans))
             spans.extend(Span(start, end, "PERSON") for start, end in find_contact_line_names(text, spans))
             for find in (layout_names.labelled_names, layout_names.role_names, layout_names.keyed_names,

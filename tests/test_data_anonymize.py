@@ -1052,6 +1052,38 @@ def test_spacys_lower_case_words_and_a_leading_preposition_are_no_name(with_ner)
     assert person_strings(with_ner.detector, text) == ["Dmitri Volkov"]
 
 
+@pytest.mark.parametrize("text, name", [
+    ('2025-03-18 11:30:17,"Lee Ji-hoon" <+821055501234>,+821055501234,6001,from-trunk', "Lee Ji-hoon"),
+    ('2025-03-18 10:41:03,"ext 6003 Priyanka" <6003>,6003,+353871555024,from-internal', "Priyanka"),
+    ("Channel: Phone, logged by agent (Dorcas)", "Dorcas"),
+    ("Created: 2025-01-30 08:12 | Assignee: Support L1 (Femi) | Tags: refund", "Femi"),
+    ("Update 18/03 10:42 (Dorcas): Spoke to daughter, bag received.", "Dorcas"),
+    ("--- Femi (internal note), 08:40 ---\nFound sub SUB-55021.", "Femi"),
+    ("Agent log\n17/02 14:05 Joy (L1): Verified identity by DOB.", "Joy"),
+    ("No further boxes will be sent. Best, Femi", "Femi"),
+    ("Contacts:\nMaureen 07700 900011 · Bill 07700 900390 · June 07700 900476", "June"),
+])
+def test_tickets_and_call_logs_name_their_agents_and_callers(text, name):
+    assert name in person_strings(pii.PiiDetector(["PERSON", "PHONE"], ner=False), text)
+
+
+@pytest.mark.parametrize("text", [
+    "--- Update, 08:44 ---\nRefund sent.",  # a separator's word that is no name
+    "Mobile 07700 900123 · Home 0113 496 0000",  # labels before numbers
+    "Saturday 01632 960 001 (weekend line)",  # a business's line after a day
+    "Day 0113 496 0000 · Evening 0113 496 0001",  # a label that is also a surname
+    "Freephone helpline, Marie 0808 157 0340",  # a business's line: the charity's, whatever word is before it
+])
+def test_words_in_the_places_of_agents_and_callers_that_are_no_names(text):
+    assert person_strings(pii.PiiDetector(["PERSON", "PHONE"], ner=False), text) == []
+
+
+def test_spacys_name_stops_at_a_tables_column_gap(with_ner):
+    text = ("Crossing            AM                     PM\nHoly Cross, Church Lane      Bill Hargreaves        "
+            "Tariq Mahmood\nPhone: 07700 900123")
+    assert not any("  " in name for name in person_strings(with_ner.detector, text))
+
+
 def test_a_uk_mobile_written_without_spaces_is_a_phone():
     text = "Parent contact: 07700900347 (evenings)"
     assert [text[s.start:s.end] for s in pii.PiiDetector(["PHONE"], ner=False).find(text)] == ["07700900347"]
