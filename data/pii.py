@@ -260,11 +260,12 @@ LIST_ITEM = re.compile(r"[ \t]*(?:[-*•·–]|\d{1,2}[.)])[ \t]+")
 LIFE_DATES = re.compile(r"[ \t]*\([ \t]*(?:c\.[ \t]?|ca\.[ \t]?)?\d{3,4}[ \t]*[–-][ \t]*"
                         r"(?:c\.[ \t]?|ca\.[ \t]?)?\d{3,4}[ \t]*\)")
 # A ruler's or a noble's title before a name ("King Hamlet", "Queen Gertrude", "Emperor Charles",
-# "Count Almaviva", "St Patrick"): a public figure's, a character's or a saint's. ("Prince", "Lord",
-# "Sir" and "Dame" are left out: given names, or titles of the living.)
+# "Count Almaviva", "St Patrick", "Lady Bracknell", "Lord Byron"): a public figure's, a character's or
+# a saint's. ("Prince", "Sir" and "Dame" are left out: a given name, or titles of the living.)
 RULER_TITLES = frozenset({"king", "queen", "emperor", "empress", "tsar", "tsarina", "czar", "kaiser", "pharaoh",
                           "pope", "sultan", "caliph", "shah", "count", "countess", "duke", "duchess", "archduke",
-                          "archduchess", "baron", "baroness", "marquis", "marquess", "viscount", "saint", "st"})
+                          "archduchess", "baron", "baroness", "marquis", "marquess", "viscount", "saint", "st",
+                          "lord", "lady"})
 NAMESAKE_CUE = re.compile(r"(?i:\b(?:named after|called after|described by|discovered by|devised by|proposed by|"
                           r"identified by|after whom)\b)[^.\n]{0,25}$")
 # Names of storms and ships are not people's: "Storm Bethan", "Hurricane Otis", "MV Juraj Dalmatinac".
@@ -827,8 +828,13 @@ def find_repeated_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int
     that are also common words (COMMON_WORDS) are looked for again only capitalised, and only
     where the words around them read as a name (see reads_as_name): "Summer's husband" after
     "Summer O'Donoghue", "Will needs a table" after "Will Hunter", not "Will you confirm?"."""
+    english, names = lexicon("english"), lexicon("names")
     for seed in name_seeds(text, spans):
-        for match in re.finditer(rf"(?<![\w'’-]){re.escape(seed)}(?![\w’-]|'(?!s\b))", text, re.IGNORECASE):
+        # an English word that no list has as a name ("Hotel" of "Hotel Wawelska", "Please" of "Hannah
+        # K. Please") is looked for again only capitalised: "the hotel" is no one
+        word = seed in english and seed not in names and seed not in lexicon("english_names")
+        pattern = re.escape(seed.capitalize() if word else seed)
+        for match in re.finditer(rf"(?<![\w'’-]){pattern}(?![\w’-]|'(?!s\b))", text, 0 if word else re.IGNORECASE):
             yield match.span()
     for seed in word_name_seeds(text, spans):
         for match in re.finditer(rf"(?<![\w'’-]){re.escape(seed.capitalize())}(?![\w’-]|'(?!s\b))", text):
@@ -1228,7 +1234,7 @@ def trim_entity(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-COLUMN_GAP = re.compile(r"\n|\t| {3,}")
+COLUMN_GAP = re.compile(r"\n|\t| {3,}|:[ \t]")  # also "Heike Brandt: Fine, see you there"
 LEADING_FUNCTION_WORD = re.compile(r"(?:[Tt]owards?|[Ff]rom|[Tt]o|[Aa]t|[Ii]n|[Oo]n|[Ff]or|[Ww]ith|[Nn]ear|[Aa]nd|[Bb]ut|[Oo]r|"
                                    r"[Ii]f|[Ww]hen|[Aa]fter|[Bb]efore|[Uu]ntil|[Ll]ike|[Uu]nlike|[Ss]o)[ \t]+(?=\S)")
 
@@ -1523,6 +1529,26 @@ def names_an_eponym(text: str, span: Span) -> bool:
     return EPONYM_AFTER.match(text, span.end) is not None
 
 
+def split_at_column_gaps(text: str, spans: list[Span]) -> list[Span]:
+    """A name that runs over a table's column gap is two cells ("Algernon Moncrieff        Hugo
+    Lindqvist-Hart", "Director                  Fiona MacAskill"): each cell is kept where it reads as a
+    name, a word of it in the name lexicons or not all of it English."""
+    kept = []
+    for span in spans:
+        if span.entity != "PERSON" or not COLUMN_GAP.search(text, span.start, span.end):
+            kept.append(span)
+            continue
+        start = span.start
+        for gap in [*COLUMN_GAP.finditer(text, span.start, span.end), None]:
+            end = span.end if gap is None else gap.start()
+            words = [without_possessive(word).casefold() for word in text[start:end].split()]
+            if words and (any(word in lexicon("names") for word in words)
+                          or not all(unaccented(word) in lexicon("english") for word in words)):
+                kept.append(Span(start, end, "PERSON"))
+            start = span.end if gap is None else gap.end()
+    return kept
+
+
 def names_a_brand(text: str, span: Span, full_names: set[str]) -> bool:
     """Whether a "name" is a brand's or a company's (data/lexicons/brands.txt): "Porsche, Maserati
     and Ferrari", "Skoda Octavia", "Toyota Yaris", "Docker driver". A brand that is also a word of
@@ -1734,6 +1760,7 @@ class PiiDetector:
         if self.lexicon:
             found = {span.start for span in spans if span.entity == "PERSON"}
             spans.extend(Span(start, end, "PERSON") for start, end in find_nicknamed_names(text, found))
+        spans = split_at_column_gaps(text, spans)
         spans = names_in_addresses(text, spans)
         # The namesake of an eponym the text uses is the eponym's, wherever the text names them:
         # "Parkinson's disease" makes "James Parkinson" (who described it) and "your Parkinson's

@@ -1084,6 +1084,29 @@ def test_spacys_name_stops_at_a_tables_column_gap(with_ner):
     assert not any("  " in name for name in person_strings(with_ner.detector, text))
 
 
+def test_a_name_found_over_a_column_gap_is_two_cells():
+    detector = pii.PiiDetector(["PERSON", "PHONE", "EMAIL"], ner=False)
+    text = ("Role                      Name                   Phone            E-mail\n"
+            "Director                  Fiona MacAskill        0491 570 155     fiona.macaskill@example.com\n"
+            "Stage manager             Hugo Lindqvist-Hart    0491 570 156     hugo.lh@example.com")
+    names = person_strings(detector, text)
+    assert "Fiona MacAskill" in names and "Hugo Lindqvist-Hart" in names
+    assert not any("  " in name or "Director" in name for name in names)
+
+
+def test_an_english_word_of_a_name_is_found_again_only_capitalised(with_ner):
+    text = ("[09:12] Kwame Asante: group card is the prof's, ask heike\n[09:30] Heike Brandt: Fine to use it for "
+            "flights only. I booked Hotel Wawelska.\n[09:31] Kwame Asante: is the hotel near the venue? call me on "
+            "07700 900123")
+    names = person_strings(with_ner.detector, text)
+    assert "Heike Brandt" in names and "hotel" not in names and not any(":" in name for name in names)
+
+
+def test_a_lady_or_a_lord_is_a_character_or_a_public_figure(with_ner):
+    text = "Cast list: Lady Bracknell, Miss Prism. Box office: Dmitri Volkov, 07700 900123"
+    assert "Lady Bracknell" not in person_strings(with_ner.detector, text)
+
+
 def test_a_uk_mobile_written_without_spaces_is_a_phone():
     text = "Parent contact: 07700900347 (evenings)"
     assert [text[s.start:s.end] for s in pii.PiiDetector(["PHONE"], ner=False).find(text)] == ["07700900347"]
