@@ -842,6 +842,29 @@ def find_repeated_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int
                 yield match.span()
 
 
+def find_relatives(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
+    """A given name right before the surname of a name found ("Ngozi de Klerk" signs; the subject
+    line says "Absence — Thabo de Klerk"), or before a surname found alone ("June Adeyemi" where
+    "Adeyemi" was found): a word that reads as a name (see names_someone) and is no title."""
+    surnames = set()
+    for span in spans:
+        words = text[span.start:span.end].split()
+        if span.entity != "PERSON":
+            continue
+        if len(words) >= 2 and words[0].casefold() not in TITLES:
+            surnames.add(" ".join(without_possessive(word) for word in words[1:]))
+        elif len(words) == 1 and without_possessive(words[0]).casefold() in lexicon("last"):
+            surnames.add(without_possessive(words[0]))
+    found = {(span.start, span.end) for span in spans}
+    for surname in surnames:
+        for match in re.finditer(rf"(?<![\w'’-])([^\W\d_a-z][\w'’-]+)[ \t]{re.escape(surname)}(?![\w'’-])", text):
+            given = match.group(1)
+            if (given.casefold() not in TITLES and given.casefold() not in PHONE_LABEL_WORDS
+                    and (given.casefold() in MONTH_NAMES or names_someone(given))
+                    and (match.start(), match.end()) not in found):
+                yield match.span()
+
+
 def word_name_seeds(text: str, spans: list[Span]) -> set[str]:
     """The words of full names found (two words or more) that are common words too: "faith" of
     "Faith Mwangi-Odhiambo", "will" of "Will Hunter"."""
@@ -849,8 +872,14 @@ def word_name_seeds(text: str, spans: list[Span]) -> set[str]:
     for span in spans:
         words = re.findall(r"[^\W\d_][\w'’-]*", text[span.start:span.end])
         if span.entity == "PERSON" and len(words) >= 2:
-            seeds |= {w.casefold() for w in words if w.casefold() in COMMON_WORDS}
-    return seeds - NOT_NAMES - NOT_GIVEN_NAMES - TITLES
+            seeds |= {w.casefold() for w in words if w.casefold() in COMMON_WORDS or w.casefold() in MONTH_NAMES}
+    return seeds - NOT_NAMES - (NOT_GIVEN_NAMES - MONTH_NAMES) - TITLES
+
+
+# Months that are given names too: "June Adeyemi ... June covers both sessions", not "in June".
+MONTH_NAMES = frozenset({"april", "may", "june", "august"})
+MONTH_BEFORE = re.compile(r"(?i:\b(?:in|of|by|until|till|from|since|to|early|late|mid|next|last|this|every|each|"
+                          r"through|during|before|after|end|start)[ \t]+$|\b\d{1,2}(?:st|nd|rd|th)?[ \t]+$)")
 
 
 # Name words that are verbs too ("Will you", "Mark the box", "Grant access", "Hope this helps"): at
@@ -865,6 +894,9 @@ def reads_as_name(text: str, start: int, end: int) -> bool:
     up"), before "'s" or a bracket, or, unless it is a verb too, at a sentence's or a label's start
     ("Dietary: Faith vegetarian"); a verb-name there needs a verb in -s after it ("Will needs a table")."""
     after = text[end:end + 30]
+    if text[start:end].casefold() in MONTH_NAMES and (re.match(r"[ \t,]*\d", after)
+                                                       or MONTH_BEFORE.search(text, max(0, start - 12), start)):
+        return False  # "in June", "June 2025", "from 2 June"
     if after.startswith(POSSESSIVE) or re.match(r"[ \t]*\(", after):
         return True
     before = text[max(0, start - 3):start].rstrip(" \t")
@@ -874,8 +906,11 @@ def reads_as_name(text: str, start: int, end: int) -> bool:
     if text[start:end].casefold() not in VERB_NAMES:
         return True
     verb = re.match(r"[ \t]+([a-z]+s)\b", after)
-    return verb is not None and verb.group(1) not in ("is", "was", "has", "this", "his", "us", "its", "yes", "as",
-                                                      "less", "unless", "across", "plus", "thanks", "always")
+    if verb is not None and verb.group(1) in ("is", "was", "has"):  # "Bill is off", not "May is", "Will is"
+        return text[start:end].casefold() not in ("will", "may", "can", "call", "case", "price", "page", "day",
+                                                  "love", "long", "well", "new", "just")
+    return verb is not None and verb.group(1) not in ("this", "his", "us", "its", "yes", "as", "less", "unless",
+                                                      "across", "plus", "thanks", "always")
 
 
 def find_cued_names(text: str) -> Iterator[tuple[int, int]]:
@@ -1792,6 +1827,8 @@ class PiiDetector:
         spans = [span for span in spans if not (span.entity == "PERSON" and (span in public or (words and all(
             without_possessive(word) in words for word in text[span.start:span.end].split()))))]
         if self.lexicon:
+            # A family shares its surname: "Thabo de Klerk" where "Ngozi de Klerk" signs.
+            spans.extend(Span(start, end, "PERSON") for start, end in find_relatives(text, spans))
             # A name found once is a name wherever else the text has it (but a storm's or a ship's).
             repeated = [Span(start, end, "PERSON") for start, end in find_repeated_names(text, spans)]
             spans.extend(span for span in repeated if not names_a_thing(text, span))

@@ -1107,6 +1107,28 @@ def test_a_lady_or_a_lord_is_a_character_or_a_public_figure(with_ner):
     assert "Lady Bracknell" not in person_strings(with_ner.detector, text)
 
 
+def test_a_family_shares_its_surname():
+    detector = pii.PiiDetector(["PERSON", "PHONE", "EMAIL"], ner=False)
+    text = ("Subject: Absence — Thabo de Klerk, Year 4\n\nGood morning,\n\nThabo won't be in school today.\n\n"
+            "Many thanks,\n\nNgozi de Klerk\nMobile: 07700 900327")
+    names = person_strings(detector, text)
+    assert "Thabo de Klerk" in names and "Thabo" in names
+    # a title before the surname is no relative's given name
+    text = "Ngozi de Klerk wrote to Dr de Klerk and Thabo de Klerk."
+    assert [text[start:end] for start, end in pii.find_relatives(text, [pii.Span(0, 14, "PERSON")])] == [
+        "Thabo de Klerk"]
+
+
+def test_a_month_or_a_verb_that_is_a_found_name_counts_where_it_reads_as_one():
+    detector = pii.PiiDetector(["PERSON", "PHONE"], ner=False)
+    text = ("Contacts: Bill 07700 900390 · June 07700 900476\nAM: Bill Hargreaves, June Adeyemi\n"
+            "Notes\n- Bill is off 19-23 May. June covers both sessions from 2 June; back in June.")
+    names = person_strings(detector, text)
+    assert names.count("June") == 2 and names.count("Bill") == 2  # the contacts and the notes, not the dates
+    text = "Contacts: May Chen 07700 900111\nMay is the busiest month; May covers Fridays."
+    assert person_strings(detector, text) == ["May Chen", "May"]  # "May covers", not "May is"
+
+
 def test_a_uk_mobile_written_without_spaces_is_a_phone():
     text = "Parent contact: 07700900347 (evenings)"
     assert [text[s.start:s.end] for s in pii.PiiDetector(["PHONE"], ner=False).find(text)] == ["07700900347"]
