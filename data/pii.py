@@ -842,6 +842,19 @@ def find_repeated_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int
                 yield match.span()
 
 
+# Kin or a role in brackets with the name after a comma: "Alt (daughter, Chidinma): 07700 900687".
+BRACKETED_KIN = re.compile(
+    r"\((?i:husband|wife|partner|son|daughter|brother|sister|mother|father|mum|mom|dad|parent|guardian|carer|"
+    r"grandson|granddaughter|grandmother|grandfather|niece|nephew|aunt|uncle|cousin|friend|neighbou?r|landlord|"
+    r"landlady|flatmate|colleague|spouse|fianc[ée]e?)[ \t]*,[ \t]*([^\W\d_a-z][\w'’-]+(?:[ \t][^\W\d_a-z][\w'’-]+)?)\)")
+
+
+def find_bracketed_kin(text: str) -> Iterator[tuple[int, int]]:
+    for match in BRACKETED_KIN.finditer(text):
+        if names_someone(match.group(1)):
+            yield match.span(1)
+
+
 def find_relatives(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
     """A given name right before the surname of a name found ("Ngozi de Klerk" signs; the subject
     line says "Absence — Thabo de Klerk"), or before a surname found alone ("June Adeyemi" where
@@ -876,6 +889,10 @@ def word_name_seeds(text: str, spans: list[Span]) -> set[str]:
     return seeds - NOT_NAMES - (NOT_GIVEN_NAMES - MONTH_NAMES) - TITLES
 
 
+# Verbs only a person does, after a name: a town that is a given name too ("Paulina") is a person there.
+PERSON_VERB_AFTER = re.compile(r"[ \t]+(?:gave|gives|told|tells|said|says|asked|asks|sent|sends|texted|texts|"
+                               r"recommended|recommends|e-?mailed|emails|mentioned|suggested|introduced|referred|"
+                               r"replied|promised|apologi[sz]ed|thanked|agreed)\b")
 # Months that are given names too: "June Adeyemi ... June covers both sessions", not "in June".
 MONTH_NAMES = frozenset({"april", "may", "june", "august"})
 MONTH_BEFORE = re.compile(r"(?i:\b(?:in|of|by|until|till|from|since|to|early|late|mid|next|last|this|every|each|"
@@ -1751,8 +1768,8 @@ class PiiDetector:
                     spans.append(Span(start, end, "PERSON"))
                 elif firm:
                     weak.append(Span(start, end, "PERSON"))
-                elif not any(o.start < end and start < o.end for o in others):
-                    weak.append(Span(start, end, "PERSON"))
+                elif not any(o.start < end and start < o.end for o in others) or PERSON_VERB_AFTER.match(text, end):
+                    weak.append(Span(start, end, "PERSON"))  # "Paulina gave me your number": no town gives
             for find in (find_chat_handles, find_titled_lowercase_names, find_signed_names):
                 spans.extend(Span(start, end, "PERSON") for start, end in find(text))
             for find in (find_capitals_surname_first, find_airline_names):
@@ -1762,6 +1779,7 @@ class PiiDetector:
             for start, end in find_chat_speakers(text):  # a listed name speaks; "toolchain:" needs a chat
                 (spans if text[start:end].casefold().split()[0] in names else weak).append(Span(start, end, "PERSON"))
             spans.extend(Span(start, end, "PERSON") for start, end in find_ticket_names(text))
+            spans.extend(Span(start, end, "PERSON") for start, end in find_bracketed_kin(text))
             spans.extend(Span(start, end, "PERSON") for start, end in find_phone_owner_names(text, spans))
             spans.extend(Span(start, end, "PERSON") for start, end in find_email_line_names(text, spans))
             spans.extend(Span(start, end, "PERSON") for start, end in find_contact_line_names(text, spans))

@@ -1129,6 +1129,14 @@ def test_a_month_or_a_verb_that_is_a_found_name_counts_where_it_reads_as_one():
     assert person_strings(detector, text) == ["May Chen", "May"]  # "May covers", not "May is"
 
 
+def test_kin_in_brackets_and_a_town_that_gives_are_people(with_ner):
+    text = "Next of kin (son, Thabo) informed by the ward at 14:00."
+    assert person_strings(pii.PiiDetector(["PERSON", "PHONE"], ner=False), text) == ["Thabo"]
+    text = ("[12/03/2025, 18:20] Agata: Good evening Mr Hunter, this is Agata, Paulina gave me your number. "
+            "I can do Thursdays 9-12 from next week")
+    assert "Paulina" in person_strings(with_ner.detector, text)
+
+
 def test_a_uk_mobile_written_without_spaces_is_a_phone():
     text = "Parent contact: 07700900347 (evenings)"
     assert [text[s.start:s.end] for s in pii.PiiDetector(["PHONE"], ner=False).find(text)] == ["07700900347"]
