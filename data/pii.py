@@ -122,6 +122,8 @@ SERVER_BEFORE = re.compile(
     r"primary|replica|standby|master|database|db|cluster node|"
     r"proxy|endpoint|mx|ns|origin|cdn|vpn gateway|api server|ntp|time server|"
     r"time sync(?:hroni[sz]ed)?(?: ok)?(?: from| with| to)?)\b[ \t:=]*(?:<->|->|=>)?[ \t]*[\"']?)$")
+# A host's name in brackets after its address: "198.51.100.10 (nms01)", "(db-primary.internal)".
+HOST_AFTER = re.compile(r"[ \t]*\((?=[a-z0-9._-]*[\d._-])[a-z][a-z0-9._-]{1,40}\)")
 # A configuration object's host, ".host = \"10.40.2.11\";" (Varnish): a server's where its line logs
 # no client.
 HOST_KEY = re.compile(r"(?i:\.(?:host|hostname)[ \t]*[:=][ \t]*[\"']?)$")
@@ -147,7 +149,7 @@ BUSINESS_LINE = re.compile(
     r"contact cent(?:re|er)|call cent(?:re|er)|(?:information|help|service|front|reception|booking|sales|"
     r"rental|hire|check-in|ticket) desk|out[- ]of[- ]hours|24h|24/7|reception|"
     r"(?:advice|appointments?|bookings?|orders?) line|(?:call|ring|phone) (?:the|our) (?:workshop|office|shop|store|"
-    r"clinic|surgery|practice|branch|studio|salon|garage|showroom|depot|team))\b)")
+    r"clinic|surgery|practice|branch|studio|salon|garage|showroom|depot|team)|from abroad|from overseas)\b)")
 # A table's header that says its rows are businesses: "Company | Desk phone | Hours".
 BUSINESS_HEADER = re.compile(r"(?i:\b(?:company|companies|business|shop|store|branch|office|desk|department|dept|"
                              r"venue|restaurant|hotel|supplier|provider|agency|clinic|practice|pharmacy|service|"
@@ -155,6 +157,7 @@ BUSINESS_HEADER = re.compile(r"(?i:\b(?:company|companies|business|shop|store|br
 # ... or right after it: "+44 20 7946 0961, 24/7", "0300 555 0100 (lines open 8am-8pm)".
 BUSINESS_LINE_AFTER = re.compile(r"(?i:[ \t,;(–-]*(?:24/7|24h\b|24 hours|(?:lines )?open\b|freephone|free\b|"
                                  r"charged as|(?:at )?(?:standard|local|national) (?:network )?rates?\b|calls? cost|"
+                                 r"\(?from abroad|\(?from overseas|\(?outside the UK|"
                                  r"\((?:[^\W\d_]+ ){0,2}(?:switchboard|reception|helpline|hotline|enquiries|"
                                  r"box office|desk|office)\)|\(?[ \t]*(?:daily[ \t,]*)?\d{1,2}(?:[:.]\d\d)?[ \t]*(?:am|pm)?[ \t]*[–-][ \t]*"
                                  r"\d{1,2}(?:[:.]\d\d)?[ \t]*(?:am|pm)?[ \t,]*(?:daily|weekdays|every day)?\)|"
@@ -268,6 +271,15 @@ RULER_TITLES = frozenset({"king", "queen", "emperor", "empress", "tsar", "tsarin
                           "lord", "lady"})
 NAMESAKE_CUE = re.compile(r"(?i:\b(?:named after|called after|described by|discovered by|devised by|proposed by|"
                           r"identified by|after whom)\b)[^.\n]{0,25}$")
+# A business named after someone, by its trade after a possessive: "Pressley's Dry Cleaning &
+# Alterations", "Maria's Kitchen", "Okafor's Pharmacy" (not "Maria's kitchen").
+BUSINESS_NAMED_AFTER = re.compile(
+    r"['’]s(?:[ \t]+(?:[^\W\d_a-z][\w-]*|&|and))*?[ \t]+(?:Dry[ \t]Cleaning|Cleaners|Cleaning|Alterations|Bakery|"
+    r"Bakehouse|Café|Cafe|Coffee|Restaurant|Kitchen|Bar|Pub|Inn|Tavern|Grill|Diner|Bistro|Deli|Garage|Motors|Salon|"
+    r"Barbers?|Florists?|Flowers|Pharmacy|Chemists?|Butchers?|Stores?|Shop|Emporium|Removals|Plumbing|Electrical|"
+    r"Builders|Dental|Vets|Nursery|Hardware|Bookshop|Books|Tailors?|Jewell?ers|Opticians?|Laundry|Launderette|"
+    r"Pizzeria|Takeaway|Brewery|Distillery|Farm|Dairy|Tours|Taxis?|Coaches|Kennels|Cattery|Spa|Gym|Academy|"
+    r"Ltd|Limited|Inc|LLC)\b")
 # Names of storms and ships are not people's: "Storm Bethan", "Hurricane Otis", "MV Juraj Dalmatinac".
 NAMED_THING = frozenset({"Storm", "Hurricane", "Typhoon", "Cyclone", "MV", "MS", "MY", "SS", "HMS", "RMS", "USS",
                          "HMAS", "HMCS", "HMNZS", "RV", "FV", "SY"})
@@ -568,6 +580,9 @@ UNBRACKETED_CHAT_SPEAKERS = (
 LOG_WORDS = frozenset({"error", "err", "warn", "warning", "info", "debug", "notice", "fatal", "critical", "crit",
                        "trace", "status", "note", "alert", "emerg", "system", "server", "client", "bot"})
 # A title and a name in lower case, as typed in tickets and chat: "mrs p. nakamura", "dr okafor".
+FUNCTION_WORDS = frozenset({"your", "my", "his", "her", "our", "their", "its", "the", "a", "an", "this", "that", "these",
+                            "those", "any", "some", "all", "out", "you", "me", "him", "them", "us", "it", "one",
+                            "and", "or", "but", "not", "no", "to", "on", "in", "at", "by", "for", "of", "with"})
 TITLED_LOWERCASE = re.compile(r"(?<![\d.][ \t])\b(?:mrs?|(?<!\d)ms|mx|miss|dr|prof)\.?[ \t]+((?:[a-z]\.[ \t]*)?[a-z][a-z'’-]{2,})\b")
 # Name words that are also common English words: a found "Grant" or "Will" is not looked for again
 # in lower case.
@@ -585,7 +600,7 @@ EMAIL_LOCAL_END = re.compile(r"@|\s*[(\[{<]at[)\]}>]\s*|\s+(?:at|AT)\s+")
 ROLE_MAILBOX_WORDS = frozenset({
     "abuse", "accessibility", "accounts", "accounting", "acme", "admin", "administrator", "admissions", "alert",
     "alerts",
-    "cert", "certs", "pki", "ssl", "tls",
+    "cert", "certs", "pki", "ssl", "tls", "oss", "opensource", "maintainers", "assist", "assistance",
     "billing", "booking", "bookings", "careers", "compliance", "concierge", "contact", "contactus", "cs",
     "customercare", "customerservice", "customerservices", "daemon", "desk", "devops", "donotreply", "dpo",
     "enquiries", "enquiry", "events", "feedback", "finance", "frontdesk", "gdpr", "hello", "help", "helpdesk",
@@ -802,8 +817,8 @@ def find_contact_line_names(text: str, spans: list[Span]) -> Iterator[tuple[int,
 
 
 def find_titled_lowercase_names(text: str) -> Iterator[tuple[int, int]]:
-    for match in TITLED_LOWERCASE.finditer(text):
-        if match.group(1).split()[-1] not in NOT_SURNAMES:
+    for match in TITLED_LOWERCASE.finditer(text):  # "miss smith", not "if you miss your train"
+        if match.group(1).split()[-1] not in NOT_SURNAMES and match.group(1).split()[0] not in FUNCTION_WORDS:
             yield match.span(1)
 
 
@@ -1157,6 +1172,8 @@ def not_in_id_headers(find):
 # reference, not a phone number.
 VERSION_LABEL = re.compile(r"(?i:\b(?:v|ver|version|firmware|fw|build|release|bundle|runtime|revision|rev)"
                            r"\.?[ \t]*[:=#]?[ \t]*)$")
+# A product's barcode passes Luhn too: "EAN 5060123456781" (a UK EAN-13 starts like a Maestro card).
+BARCODE_LABEL = re.compile(r"(?i:\b(?:ean(?:-?13|-?8)?|upc|gtin|isbn(?:-?1[03])?|barcode|mpn|asin)[ \t]*[:#=]?[ \t]*)$")
 REFERENCE_LABEL = re.compile(r"(?i:\b(?:ref|reference|order|invoice|part|sku|serial|tracking|po|case|ticket|account|acct)"
                              r"\.?[ \t]*(?:no\.?|number|#)?[ \t]*[:=#]?[ \t]*)$")
 
@@ -1205,7 +1222,7 @@ RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
     "EMAIL": [not_in_id_headers(finder(EMAIL, always)), finder(EMAIL_MARKED_AT, always),
               finder(EMAIL_WORD_AT, always), find_header_emails, finder(BANG_EMAIL, always, group=1)],
     "IBAN": [find_iban],
-    "CREDIT_CARD": [finder(CARD_CANDIDATE, is_card_number)],
+    "CREDIT_CARD": [not_after(BARCODE_LABEL, finder(CARD_CANDIDATE, is_card_number))],
     "US_SSN": [finder(SSN_CANDIDATE, is_ssn), finder(SSN_LABELLED, lambda v: is_ssn(f"{v[:3]}-{v[3:5]}-{v[5:]}"), group=1)],
     "IP_ADDRESS": [not_a_network(not_after(VERSION_LABEL, finder(IPV4_CANDIDATE, is_ip_address))),
                    finder(IPV6_CANDIDATE, is_ip_address)],
@@ -1412,6 +1429,8 @@ def server_here(text: str, span: Span) -> bool:
     if HOST_KEY.search(before) is not None and CLIENT_CUE.search(line) is None:
         return True
     if re.match(r"[ \t]*\(AS\d+\)", text[span.end:span.end + 12]):  # a BGP peer
+        return True
+    if HOST_AFTER.match(text, span.end):  # "trap receiver 198.51.100.10 (nms01)"
         return True
     if re.match(r":\d{2,5}\b", text[span.end:span.end + 6]) and CLIENT_CUE.search(line) is None \
             and EMAIL.search(line) is None:
@@ -1819,10 +1838,17 @@ class PiiDetector:
         # "Parkinson's disease" makes "James Parkinson" (who described it) and "your Parkinson's
         # medicines" no one's data.
         namesakes = eponym_namesakes(text)
+        businesses = {span_word for span in spans if span.entity == "PERSON"
+                      and BUSINESS_NAMED_AFTER.match(text, span.end - 2 if text.endswith(POSSESSIVE, 0, span.end)
+                                                     else span.end)
+                      for span_word in [without_possessive(text[span.start:span.end].split()[-1])]}
         spans = [span for span in spans if not (span.entity == "PERSON" and names_a_thing(text, span))
                  and not (span.entity in ("PERSON", "LOCATION")
                           and (names_an_eponym(text, span) or names_a_product(text, span)))
-                 and not (span.entity == "PERSON" and names_a_namesake(text, span, namesakes))]
+                 and not (span.entity == "PERSON" and names_a_namesake(text, span, namesakes))
+                 # a business named after someone, and that name wherever the text uses it alone
+                 and not (span.entity == "PERSON" and all(without_possessive(word) in businesses
+                                                          for word in text[span.start:span.end].split()))]
         if self.lexicon:
             full = {without_possessive(word).casefold() for span in spans
                     if span.entity == "PERSON" and len(text[span.start:span.end].split()) > 1

@@ -1137,6 +1137,29 @@ def test_kin_in_brackets_and_a_town_that_gives_are_people(with_ner):
     assert "Paulina" in person_strings(with_ner.detector, text)
 
 
+def test_look_alikes_of_a_shop_a_timetable_and_a_device_log_are_no_ones():
+    detector = pii.PiiDetector(list(pii.ENTITIES), ner=False)
+    text = ("SKU TF-TI2-GRY | EAN 5060123456781 | Model year 2024\n"
+            "- If you miss your booked train, travel on the next service.\n"
+            'authors = [{ name = "Example OSS Team", email = "oss@example.com" }]\n'
+            "Passenger Assist: book on 0808 157 0350 or assist@example.com.\n"
+            "Having problems? Call 03069 990 123 (from abroad +44 20 7946 0000).\n"
+            "05/22/2024  09:41:30  System: SNMPv3 trap receiver 198.51.100.10 (nms01) acknowledged.")
+    assert detector.find(text) == []
+    assert pii.is_role_address("oss@example.com") and pii.is_role_address("assist@example.com")
+    # a card number after a label that is no barcode's is still a card
+    text = "Card: 5060123456781 (Maestro), holder Dmitri Volkov"
+    assert "5060123456781" in [text[s.start:s.end] for s in detector.find(text)]
+
+
+def test_a_business_named_after_someone_names_no_one(with_ner):
+    text = ("Pressley's Dry Cleaning & Alterations\nShirt service: 5 for £12.50. Pressley's also cleans curtains.\n"
+            "Feedback from Dmitri Volkov, 07700 900123")
+    assert person_strings(with_ner.detector, text) == ["Dmitri Volkov"]
+    text = "Maria Lopez: I left the keys in Maria's kitchen. Call 07700 900123"
+    assert "Maria" in person_strings(with_ner.detector, text)
+
+
 def test_a_uk_mobile_written_without_spaces_is_a_phone():
     text = "Parent contact: 07700900347 (evenings)"
     assert [text[s.start:s.end] for s in pii.PiiDetector(["PHONE"], ner=False).find(text)] == ["07700900347"]
