@@ -737,18 +737,24 @@ PHONE_LABEL_WORDS = frozenset({"mobile", "mob", "phone", "tel", "telephone", "ho
 
 
 def find_phone_owner_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
-    """A given name right before someone's phone number on a contact line: "Maureen 07700 900011 ·
-    Bill 07700 900390 · June 07700 900476" ("Bill" and "June" are words, but not before a number)."""
+    """A given name, or a full name, right before someone's phone number on a contact line: "Maureen
+    07700 900011 · Bill 07700 900390 · June 07700 900476" ("Bill" and "June" are words, but not before
+    a number), "Dawn MacLeod | 778-555-0199 (text preferred)"."""
     for span in spans:
         if span.entity != "PHONE":
             continue
         line_start = text.rfind("\n", 0, span.start) + 1
-        before = re.search(r"(?<![\w'’-])([^\W\d_a-z][\w'’-]+)[ \t]*[:–-]?[ \t]*$", text[line_start:span.start])
+        before = re.search(r"(?<![\w'’-])((?:[^\W\d_a-z][\w'’-]+[ \t]){0,2}[^\W\d_a-z][\w'’-]+)[ \t]*[:|,–-]?[ \t]*$",
+                           text[line_start:span.start])
         if before is None:
             continue
-        word = before.group(1).casefold()
-        if word in PHONE_LABEL_WORDS or not (word in lexicon("first") or word in lexicon("english_names")
-                                              or word in COMMON_WORDS or word in {"april", "may", "june", "august"}):
+        if not all(is_capitalised(word) for word in before.group(1).split()):
+            continue  # a label in capitals, digits inside an account number: "to IBAN CH93 0076 2011 6238"
+        words = [word.casefold() for word in before.group(1).split()]
+        word = words[0]
+        if any(each in PHONE_LABEL_WORDS for each in words) or not (
+                word in lexicon("first") or word in lexicon("english_names") or word in COMMON_WORDS
+                or word in MONTH_NAMES):
             continue
         if not is_business_line(text, span):
             yield line_start + before.start(1), line_start + before.end(1)
@@ -868,6 +874,30 @@ def find_bracketed_kin(text: str) -> Iterator[tuple[int, int]]:
     for match in BRACKETED_KIN.finditer(text):
         if names_someone(match.group(1)):
             yield match.span(1)
+
+
+# A role's heading on a contact page: "Safety Officer", "Youth Coordinator", "Equipment Steward".
+ROLE_HEADING = re.compile(
+    r"(?im)^[ \t]*(?:[^\W\d_][\w&'’-]*[ \t]+){0,3}(?:officer|coach|steward|coordinator|co-ordinator|secretary|chair|"
+    r"chairperson|treasurer|manager|lead|director|leader|captain|commissioner|president|warden|editor|trustee|"
+    r"administrator|organi[sz]er|volunteer|contact|liaison|representative|rep|head|instructor|minister|clerk)"
+    r"[ \t]*:?[ \t]*\n")
+NAME_LINE = re.compile(r"[ \t]*((?:[^\W\d_a-z][\w'’.-]*|(?i:van|von|de|der|den|da|di|du|del|della|dos|das|bin|binti|"
+                       r"al|el|la|le|mac|mc|ap|ni|nic|ó|o)[ \t])(?:[ \t]+(?:[^\W\d_a-z][\w'’.-]*|"
+                       r"(?i:van|von|de|der|den|da|di|du|del|della|dos|das|bin|binti|al|el|la|le|mac|mc|ap|ni|nic)))"
+                       r"{1,4})[ \t]*(?=\(|\n|$)")
+
+
+def find_headed_names(text: str) -> Iterator[tuple[int, int]]:
+    """The name on the line under a role's heading: "Safety Officer\nFfion Pritchard-Lloyd\n..."; a
+    line of two to five capitalised words (or particles) whose first reads as a name (see
+    names_someone)."""
+    for heading in ROLE_HEADING.finditer(text):
+        line = NAME_LINE.match(text, heading.end())
+        if line is None:
+            continue
+        if names_someone(line.group(1).split()[0]):
+            yield line.span(1)
 
 
 def find_relatives(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
@@ -1799,6 +1829,7 @@ class PiiDetector:
                 (spans if text[start:end].casefold().split()[0] in names else weak).append(Span(start, end, "PERSON"))
             spans.extend(Span(start, end, "PERSON") for start, end in find_ticket_names(text))
             spans.extend(Span(start, end, "PERSON") for start, end in find_bracketed_kin(text))
+            spans.extend(Span(start, end, "PERSON") for start, end in find_headed_names(text))
             spans.extend(Span(start, end, "PERSON") for start, end in find_phone_owner_names(text, spans))
             spans.extend(Span(start, end, "PERSON") for start, end in find_email_line_names(text, spans))
             spans.extend(Span(start, end, "PERSON") for start, end in find_contact_line_names(text, spans))

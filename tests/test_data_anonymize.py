@@ -1160,6 +1160,24 @@ def test_a_business_named_after_someone_names_no_one(with_ner):
     assert "Maria" in person_strings(with_ner.detector, text)
 
 
+def test_the_name_under_a_roles_heading_on_a_contact_page():
+    detector = pii.PiiDetector(["PERSON", "PHONE", "EMAIL"], ner=False)
+    text = ("Safety Officer\nFfion Pritchard-Lloyd\nReviews all incident forms.\n\n"
+            "Youth Coordinator\nRuairí Mac Giolla Phádraig\nSigns consent forms.\n\n"
+            "Club Secretary\nVacant Until March\n")
+    names = person_strings(detector, text)
+    assert "Ffion Pritchard-Lloyd" in names and "Ruairí Mac Giolla Phádraig" in names
+    assert "Vacant" not in " ".join(names)
+
+
+def test_a_full_name_before_a_number_and_not_an_account_numbers_label():
+    detector = pii.PiiDetector(["PERSON", "PHONE", "IBAN"], ner=False)
+    text = "Venturer Scouts (14-17)\n  Dawn MacLeod | 778-555-0199 (text preferred)"
+    assert "Dawn MacLeod" in person_strings(detector, text)
+    text = "Payment within 14 days to IBAN CH93 0076 2011 6238 5295 7, account holder K. Lewandowska."
+    assert "IBAN" not in " ".join(person_strings(detector, text))
+
+
 def test_a_uk_mobile_written_without_spaces_is_a_phone():
     text = "Parent contact: 07700900347 (evenings)"
     assert [text[s.start:s.end] for s in pii.PiiDetector(["PHONE"], ner=False).find(text)] == ["07700900347"]
