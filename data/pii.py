@@ -850,17 +850,29 @@ def find_repeated_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int
     where the words around them read as a name (see reads_as_name): "Summer's husband" after
     "Summer O'Donoghue", "Will needs a table" after "Will Hunter", not "Will you confirm?"."""
     english, names = lexicon("english"), lexicon("names")
+    seeds, capitalised = set(), set()
     for seed in name_seeds(text, spans):
         # an English word that no list has as a name ("Hotel" of "Hotel Wawelska", "Please" of "Hannah
         # K. Please") is looked for again only capitalised: "the hotel" is no one
-        word = seed in english and seed not in names and seed not in lexicon("english_names")
-        pattern = re.escape(seed.capitalize() if word else seed)
-        for match in re.finditer(rf"(?<![\w'’-]){pattern}(?![\w’-]|'(?!s\b))", text, 0 if word else re.IGNORECASE):
+        if seed in english and seed not in names and seed not in lexicon("english_names"):
+            capitalised.add(seed.capitalize())
+        else:
+            seeds.add(seed)
+    word_seeds = {seed.capitalize() for seed in word_name_seeds(text, spans)}
+    if not (seeds or capitalised or word_seeds):
+        return
+    # one pass over the text's words, not a pattern compiled per seed and text
+    for match in WHOLE_WORD.finditer(text):
+        token = match.group(0)
+        if token.lower() in seeds or token in capitalised:
             yield match.span()
-    for seed in word_name_seeds(text, spans):
-        for match in re.finditer(rf"(?<![\w'’-]){re.escape(seed.capitalize())}(?![\w’-]|'(?!s\b))", text):
-            if reads_as_name(text, match.start(), match.end()):
-                yield match.span()
+        elif token in word_seeds and reads_as_name(text, match.start(), match.end()):
+            yield match.span()
+
+
+# A whole word, as find_repeated_names looks for a name again: not inside "Anne-Marie" or "O'Neill",
+# but before a possessive ("Olivia's").
+WHOLE_WORD = re.compile(r"(?<![\w'’-])\w+(?![\w’-]|'(?!s\b))")
 
 
 # Kin or a role in brackets with the name after a comma: "Alt (daughter, Chidinma): 07700 900687".
@@ -900,6 +912,9 @@ def find_headed_names(text: str) -> Iterator[tuple[int, int]]:
             yield line.span(1)
 
 
+WORD_BEFORE = re.compile(r"(?<![\w'’-])([^\W\d_a-z][\w'’-]+)[ \t]$")
+
+
 def find_relatives(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
     """A given name right before the surname of a name found ("Ngozi de Klerk" signs; the subject
     line says "Absence — Thabo de Klerk"), or before a surname found alone ("June Adeyemi" where
@@ -914,13 +929,17 @@ def find_relatives(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
         elif len(words) == 1 and without_possessive(words[0]).casefold() in lexicon("last"):
             surnames.add(without_possessive(words[0]))
     found = {(span.start, span.end) for span in spans}
-    for surname in surnames:
-        for match in re.finditer(rf"(?<![\w'’-])([^\W\d_a-z][\w'’-]+)[ \t]{re.escape(surname)}(?![\w'’-])", text):
-            given = match.group(1)
-            if (given.casefold() not in TITLES and given.casefold() not in PHONE_LABEL_WORDS
-                    and (given.casefold() in MONTH_NAMES or names_someone(given))
-                    and (match.start(), match.end()) not in found):
-                yield match.span()
+    for surname in surnames:  # str.find, not a pattern compiled per surname and text: this runs on every text
+        at = text.find(surname)
+        while at != -1:
+            end = at + len(surname)
+            given = WORD_BEFORE.search(text, max(0, at - 40), at)
+            if (given is not None and not (end < len(text) and (text[end].isalnum() or text[end] in "'’-"))
+                    and given.group(1).casefold() not in TITLES and given.group(1).casefold() not in PHONE_LABEL_WORDS
+                    and (given.group(1).casefold() in MONTH_NAMES or names_someone(given.group(1)))
+                    and (given.start(1), end) not in found):
+                yield given.start(1), end
+            at = text.find(surname, end)
 
 
 def word_name_seeds(text: str, spans: list[Span]) -> set[str]:
