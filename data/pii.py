@@ -182,7 +182,8 @@ THING_NAME_LABEL = re.compile(
     r"(?i:\b(?:hardware|host|file|product|model|device|domain|server|package|branch|project|company|brand|display|"
     r"field|column|table|program|app|machine|computer|network|queue|job|task|service|node|cluster|pod|container|"
     r"image|volume|disk|bucket|dataset|variable|class|function|method|module|library|font|species|street|place|"
-    r"city|business|trade|ship|vessel|event|team|group|item|account|bank|code|common|scientific)[ \t]+name:)")
+    r"city|business|trade|ship|vessel|event|team|group|item|account|bank|code|common|scientific|log|printer|"
+    r"port|share|role|policy|source|provider|channel|object|key|profile|workstation|process|driver)[ \t]+name:)")
 # Family and friends named after their tie to someone, as notices and bios write them: "husband of
 # Almaz", "father of Dawit and Hirut", "grandmother to Selam, Yonas and Meron".
 _CAPITALISED = r"[^\W\d_a-z][\w'’-]*"
@@ -256,7 +257,7 @@ NAMESAKE_WORD = re.compile(r"\b[^\W\d_a-z][^\W\d_]+")
 NAMESAKE_AFTER = re.compile(
     r"(?:['’]s?)?(?:[-–][^\W\d_][\w]*)*(?:[ \t]+(?:and|&)[ \t]+[^\W\d_a-z][\w'’-]*)?[ \t]+(?i:disease|syndrome|"
     r"palsy|lymphoma|sarcoma|thyroiditis|encephalopathy|dystrophy|ataxia|effect|principle|theorem|conjecture|"
-    r"equations?|constant|paradox|comet)\b")
+    r"equations?|constant|paradox|comet|phenomenon)\b")
 LIST_ITEM = re.compile(r"[ \t]*(?:[-*•·–]|\d{1,2}[.)])[ \t]+")
 # A name with the years of a life after it, "Berthe Morisot (1841-1895)", "Artemisia Gentileschi
 # (1593-c.1656)": the dead are no one's personal data (data protection law covers the living).
@@ -1705,7 +1706,7 @@ def names_a_namesake(text: str, span: Span, namesakes: set[str]) -> bool:
     words = text[span.start:span.end].split()
     if without_possessive(words[-1]) not in namesakes:
         return False
-    return ((len(words) == 1 and text[span.end:span.end + 2] in ("'s", "’s"))
+    return (text[span.end:span.end + 2] in ("'s", "’s")  # "Primary Raynaud's is common"
             or NAMESAKE_CUE.search(text, max(0, span.start - 40), span.start) is not None)
 
 

@@ -1178,6 +1178,14 @@ def test_a_full_name_before_a_number_and_not_an_account_numbers_label():
     assert "IBAN" not in " ".join(person_strings(detector, text))
 
 
+def test_an_event_logs_fields_and_an_eponyms_possessive_name_no_one(with_ner):
+    text = ("Log Name: Microsoft-Windows-PrintService/Admin\nSource: PrintService\n"
+            "Document 14 printed on ZDesigner ZT410-203dpi ZPL via port 192.0.2.61.\n\n"
+            "Raynaud's phenomenon is named after Maurice Raynaud. Primary Raynaud's is common.\n"
+            "Contact: Dmitri Volkov, 07700 900123")
+    assert person_strings(with_ner.detector, text) == ["Dmitri Volkov"]
+
+
 def test_a_uk_mobile_written_without_spaces_is_a_phone():
     text = "Parent contact: 07700900347 (evenings)"
     assert [text[s.start:s.end] for s in pii.PiiDetector(["PHONE"], ner=False).find(text)] == ["07700900347"]
