@@ -577,7 +577,9 @@ _PHONE_DATE = r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4},?[ \t]+"
 _PHONE_TIME = r"\d{1,2}:\d{2}(?:[ \t]?[AaPp]\.?[Mm]\.?)?(?![\d:])"
 UNBRACKETED_CHAT_SPEAKERS = (
     re.compile(rf"(?m)^[ \t]*(?:{_PHONE_DATE})?{_PHONE_TIME}(?:[ \t]+[-–])?[ \t]+{_CHAT_NAME}:[ \t]"),
-    re.compile(rf"(?m)^[ \t]*{_CHAT_NAME}[ \t]+(?:{_PHONE_DATE})?\d{{1,2}}:\d{{2}}(?:[ \t]?[AaPp]\.?[Mm]\.?)?:[ \t]"))
+    re.compile(rf"(?m)^[ \t]*{_CHAT_NAME}[ \t]+(?:{_PHONE_DATE})?\d{{1,2}}:\d{{2}}(?:[ \t]?[AaPp]\.?[Mm]\.?)?:[ \t]"),
+    # LINE's export: "10:02<TAB>giulia r<TAB>ok everyone, venue is booked"
+    re.compile(rf"(?m)^{_PHONE_TIME}\t@?([^\W\d_][\w.'’-]*(?:[ \t][^\W\d_][\w.'’-]*){{0,2}})\t"))
 LOG_WORDS = frozenset({"error", "err", "warn", "warning", "info", "debug", "notice", "fatal", "critical", "crit",
                        "trace", "status", "note", "alert", "emerg", "system", "server", "client", "bot"})
 # A title and a name in lower case, as typed in tickets and chat: "mrs p. nakamura", "dr okafor".
@@ -692,7 +694,8 @@ def find_log_users(text: str) -> Iterator[tuple[int, int]]:
 # Where tickets, call logs and case notes name their agents and callers:
 # - a display name in quotes before a number, as a phone system writes it: "Lee Ji-hoon" <+821055501234>,
 #   "ext 6003 Priyanka" <6003>;
-# - an agent in brackets after "agent", "by", "Assignee: Support L1": "logged by agent (Dorcas)";
+# - an agent in brackets after "agent", "by", "notes", "Assignee: Support L1": "logged by agent (Dorcas)",
+#   "Agent notes (Kübra Aydın):";
 # - a time, then a name in brackets that speaks: "Update 18/03 10:42 (Dorcas): Spoke to daughter";
 # - a thread's separator: "--- Femi (internal note), 08:40 ---";
 # - a dated log line whose speaker has a role in brackets: "17/02 14:05 Joy (L1): Verified identity";
@@ -700,7 +703,8 @@ def find_log_users(text: str) -> Iterator[tuple[int, int]]:
 _TICKET_NAME = r"([^\W\d_a-z][\w'’-]+(?:[ \t][^\W\d_a-z][\w'’-]+)?)"
 TICKET_NAMES = (
     re.compile(r'"(?:[a-z]*[ \t]*\d+[ \t]+)?([^"<>@\n\d]{2,60})"[ \t]*<(?:sip:|tel:)?\+?\d[\d \t-]{2,}(?:@[^<>\s]+)?>'),
-    re.compile(rf"(?i:\b(?:agent|by|assignee|assigned to|owner|rep|advis[eo]r|technician|handler|L[1-3]))[ \t:]*"
+    re.compile(rf"(?i:\b(?:agent|by|assignee|assigned to|owner|rep|advis[eo]r|technician|handler|L[1-3]|notes?|"
+               rf"comments?|update))[ \t:]*"
                rf"\({_TICKET_NAME}\)"),
     re.compile(rf"\b\d{{1,2}}:\d{{2}}[ \t]*\({_TICKET_NAME}\):"),
     re.compile(rf"(?m)^[ \t]*-{{2,}}[ \t]*{_TICKET_NAME}(?:[ \t]*\([^()\n]{{1,30}}\))?[ \t]*,[^\n]{{0,30}}-{{2,}}[ \t]*$"),
@@ -895,10 +899,10 @@ ROLE_HEADING = re.compile(
     r"chairperson|treasurer|manager|lead|director|leader|captain|commissioner|president|warden|editor|trustee|"
     r"administrator|organi[sz]er|volunteer|contact|liaison|representative|rep|head|instructor|minister|clerk)"
     r"[ \t]*:?[ \t]*\n")
-NAME_LINE = re.compile(r"[ \t]*((?:[^\W\d_a-z][\w'’.-]*|(?i:van|von|de|der|den|da|di|du|del|della|dos|das|bin|binti|"
-                       r"al|el|la|le|mac|mc|ap|ni|nic|ó|o)[ \t])(?:[ \t]+(?:[^\W\d_a-z][\w'’.-]*|"
-                       r"(?i:van|von|de|der|den|da|di|du|del|della|dos|das|bin|binti|al|el|la|le|mac|mc|ap|ni|nic)))"
-                       r"{1,4})[ \t]*(?=\(|\n|$)")
+_PARTICLE = r"(?i:van|von|de|der|den|da|di|du|del|della|dos|das|bin|binti|al|el|la|le|mac|mc|ap|ni|nic)"
+NAME_LINE = re.compile(
+    rf"[ \t]*((?:[^\W\d_a-z][\w'’.-]*|{_PARTICLE})(?:[ \t]+(?:[^\W\d_a-z][\w'’.-]*|{_PARTICLE}|\"[^\"\n]{{1,20}}\")){{1,4}})"
+    r"[ \t]*(?=\(|\n|$|[—–|,]|-[ \t])")  # ... then a bracket, the line's end, or a dash before a number
 
 
 def find_headed_names(text: str) -> Iterator[tuple[int, int]]:

@@ -1186,6 +1186,17 @@ def test_an_event_logs_fields_and_an_eponyms_possessive_name_no_one(with_ner):
     assert person_strings(with_ner.detector, text) == ["Dmitri Volkov"]
 
 
+def test_a_line_export_agent_notes_and_a_nicknamed_coordinator_name_people():
+    detector = pii.PiiDetector(["PERSON", "PHONE", "EMAIL"], ner=False)
+    text = ("2025/06/01(Sun)\n10:02\tgiulia r\tok everyone, venue is booked\n10:05\tMarco\tcan do.\n"
+            "10:06\tgiulia r\tyes, send it")
+    assert "giulia r" in person_strings(detector, text)
+    text = "Agent notes (Kübra Aydın):\n- Verified identity via last order no. 302-8841177-21"
+    assert person_strings(detector, text) == ["Kübra Aydın"]
+    text = 'Scheme coordinator\nBabajide "Jide" Ogunleye — 07700 900345 — jide.ogunleye@example.org'
+    assert 'Babajide "Jide" Ogunleye' in person_strings(detector, text)
+
+
 def test_a_uk_mobile_written_without_spaces_is_a_phone():
     text = "Parent contact: 07700900347 (evenings)"
     assert [text[s.start:s.end] for s in pii.PiiDetector(["PHONE"], ner=False).find(text)] == ["07700900347"]
