@@ -155,14 +155,16 @@ BUSINESS_HEADER = re.compile(r"(?i:\b(?:company|companies|business|shop|store|br
                              r"venue|restaurant|hotel|supplier|provider|agency|clinic|practice|pharmacy|service|"
                              r"operator|firm|organi[sz]ation|outlet|location|ward|unit)\b)")
 # ... or right after it: "+44 20 7946 0961, 24/7", "0300 555 0100 (lines open 8am-8pm)".
+_DAYS = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*"
+_CLOCK = r"\d{1,2}(?:[:.]\d\d)?[ \t]*(?:am|pm)?"
+# Opening hours right after a number: "(10:00-20:00 daily)", ", weekdays 09:00-17:00", "(Mon-Fri 9am-5pm)".
+_OPENING_HOURS = (rf"\(?[ \t]*(?:daily[ \t,]*)?{_CLOCK}[ \t]*[–-][ \t]*{_CLOCK}[ \t,]*(?:daily|weekdays|every day)?\)|"
+                  rf"(?:weekdays|weekends|daily|{_DAYS}(?:[ \t]*[–-][ \t]*{_DAYS})?)[ \t,]*{_CLOCK}[ \t]*[–-]")
 BUSINESS_LINE_AFTER = re.compile(r"(?i:[ \t,;(–-]*(?:24/7|24h\b|24 hours|(?:lines )?open\b|freephone|free\b|"
                                  r"charged as|(?:at )?(?:standard|local|national) (?:network )?rates?\b|calls? cost|"
                                  r"\(?from abroad|\(?from overseas|\(?outside the UK|"
                                  r"\((?:[^\W\d_]+ ){0,2}(?:switchboard|reception|helpline|hotline|enquiries|"
-                                 r"box office|desk|office)\)|\(?[ \t]*(?:daily[ \t,]*)?\d{1,2}(?:[:.]\d\d)?[ \t]*(?:am|pm)?[ \t]*[–-][ \t]*"
-                                 r"\d{1,2}(?:[:.]\d\d)?[ \t]*(?:am|pm)?[ \t,]*(?:daily|weekdays|every day)?\)|"
-                                 r"(?:weekdays|weekends|daily|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*(?:[ \t]*[–-][ \t]*"
-                                 r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*)?)[ \t,]*\d{1,2}(?:[:.]\d\d)?[ \t]*(?:am|pm)?[ \t]*[–-]))")
+                                 rf"box office|desk|office)\)|{_OPENING_HOURS}))")
 # A UK mobile written without spaces, "07700900347" (the national pattern needs a separator).
 UK_MOBILE_UNSPACED = re.compile(r"(?<![\w+.-])07\d{9}(?![\w.-]?\d)")
 # Countries without a trunk prefix write mobiles as nine digits in threes ("512 908 336", Poland;
@@ -211,7 +213,8 @@ HISTORICAL_YEAR = re.compile(
     r"(?:1[0-8]\d\d|19[0-4]\d)(?:s\b|['’]s\b)?(?![\d/:]|[.,-]\d|[ \t]?(?:%|°|[x×]\b|"
     r"(?:[kMGTmcμ]?(?:W|Wh|g|m|l|L|Hz|V|A|B|b|bps|rpm|mAh|ml|lm|lx|Pa|N|J|s)\b)))")
 # Text about fiction or books: two or more of these words ("an episode guide", "the novel's plot",
-# "adapted from the stories by", "ISBN ... reprint"). Its characters and authors are no one's personal data, in the same
+# "adapted from the stories by", "ISBN ... reprint"). Its characters and authors are no one's
+# personal data, in the same
 # text without anyone's contact data and in paragraphs in no first or second person.
 FICTION_CUE = re.compile(
     r"(?i:\b(?:novels?|novelist|opera|libretto|episodes?|synopsis|plot|characters?|chapters?|audiobooks?|"
@@ -223,12 +226,11 @@ FICTION_CUE = re.compile(
 # ("Grandad", "Mum"). A third person's kin ("her father, Lord Byron", "the Baskerville family") and
 # an editorial "we" ("We look at what the Engine could have done") are how history and reviews are
 # written, and "Charles I." is a king.
-FAMILY_OR_SPEAKER = re.compile(
-    r"\b(?:I(?![.,;:)]|$)|I'm|I’m|I've|I’ve|I'd|I’d|Dear)\b|"
-    r"(?i:\b(?:me|my|mine|our|ours|you|your|mum|mom|dad|nan|nana|granny|gran|grandad|grandpa|grandma)\b)")
-FIRST_PERSON_OR_FAMILY = re.compile(
-    r"\b(?:I(?![.,;:)]|$)|I'm|I’m|I've|I’ve|I'd|I’d|Dear)\b|(?i:\b(?:me|my|mine|mum|mom|dad|nan|nana|granny|gran|"
-    r"grandad|grandpa|grandma)\b)")
+_FIRST_PERSON = r"\b(?:I(?![.,;:)]|$)|I'm|I’m|I've|I’ve|I'd|I’d|Dear)\b"
+_FAMILY_CALLS = r"mum|mom|dad|nan|nana|granny|gran|grandad|grandpa|grandma"
+FAMILY_OR_SPEAKER = re.compile(rf"{_FIRST_PERSON}|(?i:\b(?:me|my|mine|our|ours|you|your|{_FAMILY_CALLS})\b)")
+# ... and in a text about fiction, which may speak to "you" ("You have one hour to follow Holmes's trail").
+FIRST_PERSON_OR_FAMILY = re.compile(rf"{_FIRST_PERSON}|(?i:\b(?:me|my|mine|{_FAMILY_CALLS})\b)")
 # A place named inside the name of an event, a treaty or an institution ("the Treaty of Westphalia",
 # "the Peace of Augsburg", "the Port of Seattle") says where the thing is, not where a person is:
 # spaCy tags the place alone, and replacing it would only damage PII-free text.
@@ -583,9 +585,9 @@ UNBRACKETED_CHAT_SPEAKERS = (
 LOG_WORDS = frozenset({"error", "err", "warn", "warning", "info", "debug", "notice", "fatal", "critical", "crit",
                        "trace", "status", "note", "alert", "emerg", "system", "server", "client", "bot"})
 # A title and a name in lower case, as typed in tickets and chat: "mrs p. nakamura", "dr okafor".
-FUNCTION_WORDS = frozenset({"your", "my", "his", "her", "our", "their", "its", "the", "a", "an", "this", "that", "these",
-                            "those", "any", "some", "all", "out", "you", "me", "him", "them", "us", "it", "one",
-                            "and", "or", "but", "not", "no", "to", "on", "in", "at", "by", "for", "of", "with"})
+FUNCTION_WORDS = frozenset({"your", "my", "his", "her", "our", "their", "its", "the", "a", "an", "this", "that",
+                            "these", "those", "any", "some", "all", "out", "you", "me", "him", "them", "us", "it",
+                            "one", "and", "or", "but", "not", "no", "to", "on", "in", "at", "by", "for", "of", "with"})
 TITLED_LOWERCASE = re.compile(r"(?<![\d.][ \t])\b(?:mrs?|(?<!\d)ms|mx|miss|dr|prof)\.?[ \t]+((?:[a-z]\.[ \t]*)?[a-z][a-z'’-]{2,})\b")
 # Name words that are also common English words: a found "Grant" or "Will" is not looked for again
 # in lower case.
