@@ -250,14 +250,16 @@ EPONYM_NOUNS = (
     r"rearrangement|reagent|condensation|synthesis|notation|number|numbers|comet|star|belt|cloud|crater|"
     r"division|telescope|telescopes|chicken|sauce|pudding|salad|tart|cake|biscuits?|medal|prize|award|lecture|"
     r"cup|trophy")
+# A possessive and joined names after the first: "Graves'", "Steele–Richardson–Olszewski".
+_EPONYM_JOINED = r"(?:['’]s?)?(?:[-–][^\W\d_][\w]*)*"
 EPONYM_AFTER = re.compile(
-    rf"(?:['’]s?)?(?:[-–][^\W\d_][\w]*)*(?:(?:,|[ \t]+(?:and|&))(?:[ \t]+[^\W\d_a-z][\w'’-]*?){{1,3}}(?:['’]s?)?)*"
+    rf"{_EPONYM_JOINED}(?:(?:,|[ \t]+(?:and|&))(?:[ \t]+[^\W\d_a-z][\w'’-]*?){{1,3}}(?:['’]s?)?)*"
     rf"(?:[ \t]+\([^()\n]{{1,30}}\))?[ \t]+(?i:{EPONYM_NOUNS})\b")
 # The nouns of eponyms that name a person in text about them ("described by James Parkinson") and
 # that no one's own thing is called ("Maria's cake", "Smith test results" are).
 NAMESAKE_WORD = re.compile(r"\b[^\W\d_a-z][^\W\d_]+")
 NAMESAKE_AFTER = re.compile(
-    r"(?:['’]s?)?(?:[-–][^\W\d_][\w]*)*(?:[ \t]+(?:and|&)[ \t]+[^\W\d_a-z][\w'’-]*)?[ \t]+(?i:disease|syndrome|"
+    _EPONYM_JOINED + r"(?:[ \t]+(?:and|&)[ \t]+[^\W\d_a-z][\w'’-]*)?[ \t]+(?i:disease|syndrome|"
     r"palsy|lymphoma|sarcoma|thyroiditis|encephalopathy|dystrophy|ataxia|effect|principle|theorem|conjecture|"
     r"equations?|constant|paradox|comet|phenomenon)\b")
 LIST_ITEM = re.compile(r"[ \t]*(?:[-*•·–]|\d{1,2}[.)])[ \t]+")
@@ -1705,6 +1707,16 @@ def eponym_namesakes(text: str) -> set[str]:
             if NAMESAKE_AFTER.match(text, match.end()) and match.group(0).casefold() not in lexicon("first")}
 
 
+def business_namesakes(text: str, spans: list[Span]) -> set[str]:
+    """The last words of the names that name a business (see BUSINESS_NAMED_AFTER): "Pressley"."""
+    namesakes = set()
+    for span in spans:
+        end = span.end - 2 if text.endswith(POSSESSIVE, 0, span.end) else span.end
+        if span.entity == "PERSON" and BUSINESS_NAMED_AFTER.match(text, end):
+            namesakes.add(without_possessive(text[span.start:span.end].split()[-1]))
+    return namesakes
+
+
 def names_a_namesake(text: str, span: Span, namesakes: set[str]) -> bool:
     """Whether a name is that of an eponym's namesake (see eponym_namesakes) where the text names them
     as such ("named after James Parkinson", "first described by James Parkinson") or uses the name for
@@ -1895,10 +1907,7 @@ class PiiDetector:
         # "Parkinson's disease" makes "James Parkinson" (who described it) and "your Parkinson's
         # medicines" no one's data.
         namesakes = eponym_namesakes(text)
-        businesses = {span_word for span in spans if span.entity == "PERSON"
-                      and BUSINESS_NAMED_AFTER.match(text, span.end - 2 if text.endswith(POSSESSIVE, 0, span.end)
-                                                     else span.end)
-                      for span_word in [without_possessive(text[span.start:span.end].split()[-1])]}
+        businesses = business_namesakes(text, spans)
         spans = [span for span in spans if not (span.entity == "PERSON" and names_a_thing(text, span))
                  and not (span.entity in ("PERSON", "LOCATION")
                           and (names_an_eponym(text, span) or names_a_product(text, span)))
