@@ -169,6 +169,10 @@ def curate_file(config: DataConfig, stages: list[str], source: str, output: Path
 
     output = Path(output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
+    # The command line's input is the user's, relative to where they stand, as OUTPUT is (a
+    # profile's data.ingest.paths stay relative to the repository).
+    if not str(source).startswith("s3://"):
+        source = str(Path(source).absolute())
     config = config.model_copy(update={"ingest": config.ingest.model_copy(update={"paths": [str(source)]})})
     results: dict[str, dict] = {}
     stages = ["ingest", *[s for s in stages if s != "ingest"]]

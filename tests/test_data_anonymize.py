@@ -1377,3 +1377,17 @@ def test_conveyor_data_without_a_profile_looks_for_everything_and_a_profile_that
     stats = StageStats.model_validate(json.loads((tmp_path / "demo.jsonl.stats.json").read_text())["anonymize"])
     assert "LOCATION" in stats.extra["not_looked_for"].split(",")
     assert "Manchester" in json.loads((tmp_path / "demo.jsonl").read_text())["text"]  # as the warning says
+
+
+def test_conveyor_data_reads_a_relative_input_from_where_the_user_stands(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    (tmp_path / "mail.jsonl").write_text(json.dumps({"id": "1", "text": "Call me on 07700 900123."}) + "\n")
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, ["data", "anonymize", "mail.jsonl", "out.jsonl"])
+    assert done.exit_code == 0, done.output
+    assert "07700" not in json.loads((tmp_path / "out.jsonl").read_text())["text"]
