@@ -354,6 +354,19 @@ LOCAL_NETWORKS = tuple(ipaddress.ip_network(net) for net in (
 CLIENT_CUE = re.compile(r"(?i:\b(?:user(?:name)?|client|remote|src|source|from|by|logged in|session|sshd|"
                         r"accepted|failed password|failed authentication|authentication failed|failed login|login failed|"
                         r"login from|logged out)\b)|\b(?:GET|POST|PUT|PATCH|DELETE|HEAD) /")
+# A visitor or a user on a log's line, or a person's words: what makes an address a person's in a text
+# that names no one ("client: 203.0.113.9", "GET /login", "Failed password for root from ...", "I've
+# assigned 198.51.100.203/32 to your account"). Not a logger's name
+# ("acme.client:") nor "assigned by DHCP".
+VISITOR_CUE = re.compile(r"(?i:(?<![\w.])(?:user(?:name)?|client|remote(?:_addr)?|src|source|from|session|"
+                         r"logged in|logged out|sign(?:ed)?[ -]in|sshd|accepted|failed password|failed authentication|"
+                         r"authentication failed|failed login|login failed|my|your|his|her|their)\b)|"
+                         r"\b(?:GET|POST|PUT|PATCH|DELETE|HEAD) /|\bI(?:'ve|’ve|'m|’m)?\b")
+# A line's user or client that is a service, not a person: "user 'orders-svc'", "user=app",
+# "name=worker-billing-3", "owned by svc-batch".
+SERVICE_ACCOUNT = re.compile(r"(?i:\b(?:user(?:name)?|name|owner|owned by|account)[ \t]*[=:]?[ \t]*['\"]?"
+                             r"(?:[\w.]+[-_.])?(?:svc|service|bot|daemon|worker|batch|cron|system|app|api|agent|"
+                             r"monitor|probe|backup|replication|replicator)(?:[-_.][\w.-]+)?(?![\w-]))")
 # A name whose first word is one of these, or whose last (or next) word is, names a place, not a
 # person: spaCy's small model calls "Lake Victoria", "Victoria Falls" and "Mount Kilimanjaro" PERSON.
 # Words that are also common surnames (Hill, Park, Wood, Cross, Banks) are left out.
@@ -1592,6 +1605,21 @@ def tied_to_person(text: str, span: Span, evidence: list[Span]) -> bool:
     return bool(evidence) or TRAVEL_VERB.fullmatch(cue.group(0)) is None or PERSONAL_PRONOUN.search(sentence) is not None
 
 
+def logs_a_person(text: str, span: Span) -> bool:
+    """Whether an address in a text that names no one is a person's: one on a line that logs a
+    client or a user ("client: 203.0.113.9", "GET /", "Accepted password for deploy from
+    10.0.3.15") and no server's. A certificate renewal's "host 192.0.2.40", a configuration's
+    "HOST:" and a UPS's "address 198.51.100.41 assigned by DHCP" are machines'."""
+    if is_server_address(text, span) or is_url_host(text, span):
+        return False
+    return VISITOR_CUE.search(line_of(text, span)) is not None
+
+
+def line_of(text: str, span: Span) -> str:
+    line_end = text.find("\n", span.end)
+    return text[text.rfind("\n", 0, span.start) + 1:len(text) if line_end == -1 else line_end]
+
+
 def about_people(text: str, name: Span, evidence: list[Span]) -> bool:
     """Whether weak evidence of a name (spaCy alone, a lone lexicon name) stands: the text within
     CONTEXT_CHARS holds other personal data (a name found by a rule, an e-mail, a phone...), the
@@ -1822,7 +1850,14 @@ class PiiDetector:
         kept = []
         for text, spans in zip(texts, found):
             evidence = [span for span in spans if not needs_context(text, span)]
-            personal = [span for span in spans if span in evidence or tied_to_person(text, span, evidence)]
+            # A text that holds no one's data but network addresses is a machine's log or
+            # configuration: an address in it is a person's only where its line logs one (see
+            # logs_a_person).
+            machines = not any(span.entity != "IP_ADDRESS" for span in evidence)
+            personal = [span for span in spans
+                        if not (span.entity == "IP_ADDRESS" and SERVICE_ACCOUNT.search(line_of(text, span)))
+                        and (logs_a_person(text, span) if machines and span.entity == "IP_ADDRESS"
+                             else span in evidence or tied_to_person(text, span, evidence))]
             if left is not None and len(personal) < len(spans):
                 left.update(f"not_personal_{span.entity}" for span in set(spans) - set(personal))
             kept.append(personal)

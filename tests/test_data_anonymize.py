@@ -585,9 +585,34 @@ def test_local_network_addresses_count_on_a_client_line_or_near_personal_data():
     assert [log[s.start:s.end] for s in detector.find(log)] == ["10.0.3.15"]
     near = "ana@example.com opened the ticket; her laptop is 192.168.7.23"
     assert [s.entity for s in detector.find(near)] == ["EMAIL", "IP_ADDRESS"]
-    # a public address is personal wherever it is; contextual=False takes local ones too
-    assert len(detector.find('HOST: "203.0.113.9"')) == 1
+    # a public address is personal wherever the text holds someone's data; contextual=False takes
+    # local ones too
+    assert [s.entity for s in detector.find('ana@example.com\nHOST: "203.0.113.9"')] == ["EMAIL", "IP_ADDRESS"]
     assert len(pii.PiiDetector(["IP_ADDRESS"], ner=False, contextual=False).find(config)) == 3
+
+
+@pytest.mark.parametrize("text, kept", [
+    ('HOST: "203.0.113.9"', []),
+    ("2025-06-01 03:17:07,930:DEBUG:acme.client:Received response: HTTP 200, status: valid, host 192.0.2.40", []),
+    ("System: Network service started. IPv4 address 198.51.100.41 assigned by DHCP.", []),
+    # the line's user is a service
+    ("accepting AMQP connection 198.51.100.40:51822 -> 198.51.100.32:5671 (user 'orders-svc', vhost '/orders')", []),
+    ("Client id=88213 addr=198.51.100.14:53412 name=worker-billing-3 scheduled to be closed", []),
+    ('upstream timed out, client: 203.0.113.9, request: "GET /v2/orders HTTP/1.1"', ["203.0.113.9"]),
+    ("Failed password for root from 203.0.113.50 port 40022 ssh2", ["203.0.113.50"]),
+    ("I've assigned 198.51.100.203/32 to your account.", ["198.51.100.203"]),
+])
+def test_in_a_text_that_names_no_one_an_address_is_a_persons_only_where_its_line_logs_one(text, kept):
+    found = pii.PiiDetector(["IP_ADDRESS", "EMAIL"], ner=False).find(text)
+    assert [text[s.start:s.end] for s in found] == kept
+
+
+def test_an_address_on_a_services_line_is_no_ones_even_beside_personal_data():
+    detector = pii.PiiDetector(["IP_ADDRESS", "EMAIL"], ner=False)
+    text = ("Escalated by ana.ruiz@example.com.\n"
+            "INFO session=a060 user=svc-prepress src=10.20.0.15:40112 auth=publickey\n"
+            "INFO session=a061 user=ana.ruiz src=203.0.113.77:40190 auth=password")
+    assert [text[s.start:s.end] for s in detector.find(text)] == ["ana.ruiz@example.com", "203.0.113.77"]
 
 
 @pytest.mark.parametrize("text", [
