@@ -70,7 +70,8 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # the same brief, written during the rules heldout16 prompted and first run after them
         "heldout17": Path(__file__).parent / "data" / "pii_heldout17.jsonl",
         # the same brief, written during the rules heldout17 prompted and first run after them
-        "heldout18": Path(__file__).parent / "data" / "pii_heldout18.jsonl"}
+        "heldout18": Path(__file__).parent / "data" / "pii_heldout18.jsonl",
+        "heldout19": Path(__file__).parent / "data" / "pii_heldout19.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
