@@ -267,6 +267,21 @@ LIST_ITEM = re.compile(r"[ \t]*(?:[-*•·–]|\d{1,2}[.)])[ \t]+")
 # (1593-c.1656)": the dead are no one's personal data (data protection law covers the living).
 LIFE_DATES = re.compile(r"[ \t]*\([ \t]*(?:c\.[ \t]?|ca\.[ \t]?)?\d{3,4}[ \t]*[–-][ \t]*"
                         r"(?:c\.[ \t]?|ca\.[ \t]?)?\d{3,4}[ \t]*\)")
+# A cited work's authors are public: after their names (and co-authors' names and initials) comes a
+# reference's number ("Kirsch and Mitzenmacher [2]"), "et al." or, in a reference list, the work's
+# quoted title or year ('A. Kirsch and M. Mitzenmacher, "Less hashing, same performance...," 2006',
+# "Vaswani, A., Shazeer, N., et al. (2017). Attention is all you need.").
+_CO_AUTHORS = r"(?:[ \t]*(?:,|and\b|&|[A-Z][\w'’-]*\.?))*[ \t,.]*"
+CITATION_AFTER = re.compile(_CO_AUTHORS + r"(?:\[\d{1,3}(?:[,–-][ \t]*\d{1,3})*\]|et al\b)")
+REFERENCE_AFTER = re.compile(_CO_AUTHORS + r"(?:[\"“][^\"”\n]{10,}[\"”]|\((?:1[5-9]|20)\d\d[a-z]?\)\.)")
+REFERENCE_YEAR = re.compile(r"\b(?:1[5-9]|20)\d\d[a-z]?\b")
+# What makes a line with a quoted title and a year a reference, not a quote of someone's words: its
+# number in brackets, a venue's or a page's marks, or authors written "Vaswani, A.".
+REFERENCE_MARK = re.compile(r"^[ \t]*\[\d{1,3}\]|\b(?:pp?\.[ \t]*\d|vol\.|proc\.|proceedings|doi|arxiv|isbn|issn|"
+                            r"journal|transactions|lncs|press|conference|symposium|workshop)\b|\d\(\d+\):\d|"
+                            r"(?-i:\b[A-Z][\w'’-]+,[ \t]*[A-Z]\.)", re.IGNORECASE)
+# ... or a citation in brackets that ends with the year: "(RFC 7636, Sakimura, Bradley and Agarwal, 2015)".
+BRACKETED_CITATION = re.compile(r"\((?:[^()\n]{0,80}?[A-Z][^()\n]{0,80}?),[ \t]*(?:1[5-9]|20)\d\d[a-z]?\)")
 # A ruler's or a noble's title before a name ("King Hamlet", "Queen Gertrude", "Emperor Charles",
 # "Count Almaviva", "St Patrick", "Lady Bracknell", "Lord Byron"): a public figure's, a character's or
 # a saint's. ("Prince", "Sir" and "Dame" are left out: a given name, or titles of the living.)
@@ -846,8 +861,13 @@ def find_contact_line_names(text: str, spans: list[Span]) -> Iterator[tuple[int,
 
 def find_titled_lowercase_names(text: str) -> Iterator[tuple[int, int]]:
     for match in TITLED_LOWERCASE.finditer(text):  # "miss smith", not "if you miss your train"
-        if match.group(1).split()[-1] not in NOT_SURNAMES and match.group(1).split()[0] not in FUNCTION_WORDS:
-            yield match.span(1)
+        name = match.group(1).split()
+        if name[-1] in NOT_SURNAMES or name[0] in FUNCTION_WORDS:
+            continue
+        # "miss" is a verb too: "each miss costs one read" has no Miss Costs
+        if match.group(0).casefold().startswith("miss") and name[-1] not in lexicon("names"):
+            continue
+        yield match.span(1)
 
 
 def name_seeds(text: str, spans: list[Span]) -> set[str]:
@@ -1768,6 +1788,31 @@ def paragraph_around(text: str, start: int, end: int) -> str:
     return text[before + 1 if before != -1 else 0:len(text) if after == -1 else after]
 
 
+def no_place_word(chunk: str) -> bool:
+    """One word spaCy's small model calls a place that no place list has and that is an identifier
+    or an English word: "redirect_uri", "maxLines", "pp" (of "pp. 456"), "Tokens" starting a
+    sentence. ("lisbon" in a chat is in the list.)"""
+    word = chunk.casefold()
+    return (" " not in chunk and word not in lexicon("places")
+            and (chunk[0].islower() or "_" in chunk or word in lexicon("english")))
+
+
+def cited(text: str, span: Span) -> bool:
+    """Whether a name is a cited work's author (see CITATION_AFTER): "Kirsch and Mitzenmacher [2]",
+    "Lewis et al. (2020)", a reference list's entry with its title and year, a bracketed citation."""
+    if CITATION_AFTER.match(text, span.end) or re.search(r"\bet al\.?$", text[span.start:span.end]):
+        return True
+    line_end = text.find("\n", span.end)
+    line_end = len(text) if line_end == -1 else line_end
+    line_start = text.rfind("\n", 0, span.start) + 1
+    title = REFERENCE_AFTER.match(text, span.end, line_end)
+    if title is not None and REFERENCE_YEAR.search(text, title.start(), line_end) \
+            and REFERENCE_MARK.search(text[line_start:line_end]):
+        return True
+    return any(match.start() < span.start and span.end < match.end()
+               for match in BRACKETED_CITATION.finditer(text, line_start, line_end))
+
+
 def of_history(text: str, span: Span, fiction: bool = False) -> bool:
     """A name in a paragraph that dates what it tells before 1950 (see HISTORICAL_YEAR), or in a
     text about fiction (FICTION_CUE), in no one's voice and of no one's family."""
@@ -1871,7 +1916,8 @@ class PiiDetector:
                and (span.entity in self.entities or (span.entity == "PERSON_OR_PLACE" and self.lexicon))
                and not any(char.isdigit() for char in text[span.start:span.end])
                and not (span.entity == "LOCATION"
-                        and NAMED_AFTER_PLACE.search(text, max(0, span.start - 40), span.start))]
+                        and NAMED_AFTER_PLACE.search(text, max(0, span.start - 40), span.start))
+               and not (span.entity == "LOCATION" and no_place_word(text[span.start:span.end]))]
         # Weak evidence of a name (spaCy alone, a lone lexicon name) counts where the text is about
         # people (see about_people); the rules below are evidence enough on their own.
         weak = [span for span in ner if span.entity in ("PERSON", "PERSON_OR_PLACE")]
@@ -1958,8 +2004,11 @@ class PiiDetector:
                                                     and names_a_brand(text, span, full))]
         # The dead and rulers, saints and characters are no one's data: "Berthe Morisot (1841-1895)",
         # "Queen Gertrude".
+        # So are a cited work's authors: "Kirsch and Mitzenmacher [2]".
         public = {span for span in spans if span.entity == "PERSON" and (
-            LIFE_DATES.match(text, span.end) or text[span.start:span.end].split()[0].casefold() in RULER_TITLES)}
+            LIFE_DATES.match(text, span.end) or text[span.start:span.end].split()[0].casefold() in RULER_TITLES
+            or cited(text, span))}
+        spans = [span for span in spans if not (span.entity == "LOCATION" and cited(text, span))]
         if not any(span.entity != "PERSON" and not needs_context(text, span) for span in spans):
             fiction = len({cue.casefold() for cue in FICTION_CUE.findall(text)}) >= 2
             public |= {span for span in spans if span.entity == "PERSON" and of_history(text, span, fiction)}

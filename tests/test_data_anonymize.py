@@ -1416,3 +1416,33 @@ def test_conveyor_data_reads_a_relative_input_from_where_the_user_stands(tmp_pat
     done = CliRunner().invoke(app, ["data", "anonymize", "mail.jsonl", "out.jsonl"])
     assert done.exit_code == 0, done.output
     assert "07700" not in json.loads((tmp_path / "out.jsonl").read_text())["text"]
+
+
+@pytest.mark.parametrize("text", [
+    "Hashes follow Kirsch and Mitzenmacher [2].\n\nReferences\n[2] A. Kirsch and M. Mitzenmacher, \"Less hashing, "
+    "same performance: building a better Bloom filter,\" ESA 2006, pp. 456-467.",
+    "Vaswani, A., Shazeer, N., Parmar, N., et al. (2017). Attention is all you need. NeurIPS.",
+    "PKCE (RFC 7636, Sakimura, Bradley and Agarwal, 2015) binds the code to the app.",
+    "Retrieval was formalised by Lewis et al. (2020) and by Borgeaud et al.",
+])
+def test_a_cited_works_authors_are_no_ones_data(with_ner, text):
+    text = "Owner: Priya Raman (priya.raman@example.com)\n" + text  # a text about people: weak names count
+    assert [text[s.start:s.end] for s in with_ner.detector.find(text)
+            if s.entity in ("PERSON", "LOCATION")] == ["Priya Raman"]
+
+
+@pytest.mark.parametrize("word", ["redirect_uri", "maxLines", "Tokens"])
+def test_one_word_spacy_calls_a_place_that_is_an_identifier_or_an_english_word_is_none(word):
+    assert pii.no_place_word(word)
+    assert not pii.no_place_word("lisbon") and not pii.no_place_word("Reading") and not pii.no_place_word("Wrocław")
+
+
+def test_a_name_before_a_quote_is_no_citation(with_ner):
+    text = "Ana Ruiz, \"I can not make Friday at all\", she wrote in March 2024. Ring 07700 900123."
+    assert "Ana Ruiz" in person_strings(with_ner.detector, text)
+
+
+def test_miss_the_verb_is_no_title():
+    detector = pii.PiiDetector(["PERSON"], ner=False)
+    assert person_strings(detector, "Each miss costs one random read per level.") == []
+    assert person_strings(detector, "caller: miss okafor, wants a refund") == ["okafor"]
