@@ -131,8 +131,9 @@ HOST_KEY = re.compile(r"(?i:\.(?:host|hostname)[ \t]*[:=][ \t]*[\"']?)$")
 PLACEHOLDER = re.compile(r"<[^<>]*>|\$\{?\w+\}?|\{\{?\w+\}\}?|%\(\w+\)s")
 # The scheme (and credentials) of a URL whose host the address is.
 URL_HOST_BEFORE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://(?:[^\s/?#@]*@)?\[?$")
-# An address in brackets after a host's name: "core-sw-01 (192.0.2.1)", postfix's "relay.example.net[198.51.100.9]".
-HOST_BEFORE = re.compile(r"\b[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)+[ \t]*\($|\b[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)+\[$")
+# An address in brackets after a host's name: "core-sw-01 (192.0.2.1)", postfix's "relay.example.net[198.51.100.9]",
+# a mail header's "Received: from mail.example.com (mail.example.com [203.0.113.25])".
+HOST_BEFORE = re.compile(r"\b[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)+[ \t]*\($|\b[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)+[ \t]?\[$")
 # Numbers no person holds: North American toll-free (800, 833...888), UK freephone (0800, 0808),
 # Australian 1800/1300, and international freephone (+800).
 TOLL_FREE = re.compile(r"(?:1?8(?:00|33|44|55|66|77|88)\d{7}$|0800|0808|0500|44800|44808|1800|1300|800\d{8}$)")
@@ -150,6 +151,12 @@ BUSINESS_LINE = re.compile(
     r"rental|hire|check-in|ticket) desk|out[- ]of[- ]hours|24h|24/7|reception|"
     r"(?:advice|appointments?|bookings?|orders?) line|(?:call|ring|phone) (?:the|our) (?:workshop|office|shop|store|"
     r"clinic|surgery|practice|branch|studio|salon|garage|showroom|depot|team)|from abroad|from overseas)\b)")
+# A directory's or a map's listing of a business: its rating and reviews, "Claimed by business",
+# "Popular times", "Listing ID", "Open now". Two of these make the text a listing, whose address and
+# lines (a mobile's aside) are the business's.
+LISTING_MARK = re.compile(r"(?i:\(\d[\d,]* reviews?\)|\bclaimed (?:by (?:the )?)?business\b|\bpopular times\b|"
+                          r"\blisting id\b|\blisted since\b|\b(?:open|closes?) (?:now|today)\b|"
+                          r"\blisting (?:last )?updated\b)")
 # A table's header that says its rows are businesses: "Company | Desk phone | Hours".
 BUSINESS_HEADER = re.compile(r"(?i:\b(?:company|companies|business|shop|store|branch|office|desk|department|dept|"
                              r"venue|restaurant|hotel|supplier|provider|agency|clinic|practice|pharmacy|service|"
@@ -371,12 +378,16 @@ CLIENT_CUE = re.compile(r"(?i:\b(?:user(?:name)?|client|remote|src|source|from|b
                         r"login from|logged out)\b)|\b(?:GET|POST|PUT|PATCH|DELETE|HEAD) /")
 # A visitor or a user on a log's line, or a person's words: what makes an address a person's in a text
 # that names no one ("client: 203.0.113.9", "GET /login", "Failed password for root from ...", "I've
-# assigned 198.51.100.203/32 to your account"). Not a logger's name
+# assigned 198.51.100.203/32 to your account"; not a manual's "your settings are kept"). Not a logger's name
 # ("acme.client:") nor "assigned by DHCP".
-VISITOR_CUE = re.compile(r"(?i:(?<![\w.])(?:user(?:name)?|client|remote(?:_addr)?|src|source|from|session|"
+VISITOR_CUE = re.compile(r"(?i:(?<![\w.])(?:user(?:name)?|client|remote(?:_addr)?|session|login from|"
                          r"logged in|logged out|sign(?:ed)?[ -]in|sshd|accepted|failed password|failed authentication|"
-                         r"authentication failed|failed login|login failed|my|your|his|her|their)\b)|"
+                         r"authentication failed|failed login|login failed)\b)|"
+                         r"\b(?:[Mm]y|[Yy]our|[Hh]is|[Hh]er|[Tt]heir) account\b|"
                          r"\b(?:GET|POST|PUT|PATCH|DELETE|HEAD) /|\bI(?:'ve|’ve|'m|’m)?\b")
+# ... or right before the address: "from 203.0.113.9", "src=198.51.100.7" (not "from the customer's
+# endpoint" in a paragraph that names two monitoring probes' addresses).
+SOURCE_BEFORE = re.compile(r"(?i:\b(?:from|src|source)[ \t]*[=:]?[ \t]*[\[(\"']?[ \t]*)$")
 # A line's user or client that is a service, not a person: "user 'orders-svc'", "user=app",
 # "name=worker-billing-3", "owned by svc-batch".
 SERVICE_ACCOUNT = re.compile(r"(?i:\b(?:user(?:name)?|name|owner|owned by|account)[ \t]*[=:]?[ \t]*['\"]?"
@@ -1551,7 +1562,8 @@ def is_business_line(text: str, span: Span) -> bool:
     line_start = text.rfind("\n", 0, span.start) + 1
     line_end = text.find("\n", span.end)
     line = text[line_start:len(text) if line_end == -1 else line_end]
-    labelled = (BUSINESS_LINE.search(text, max(line_start, span.start - 60), span.start) is not None
+    labelled = (is_business_listing(text)
+                or BUSINESS_LINE.search(text, max(line_start, span.start - 60), span.start) is not None
                 or BUSINESS_LINE_AFTER.match(text, span.end) is not None
                 # a role mailbox on its line: "Tel: 0113 496 0541 | info@fordandsons.example.com"
                 or any(is_role_address(match.group(0)) for match in EMAIL.finditer(line))
@@ -1572,6 +1584,12 @@ def is_mobile_number(value: str) -> bool:
     except phonenumbers.NumberParseException:
         return False
     return phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.MOBILE
+
+
+@lru_cache(maxsize=256)
+def is_business_listing(text: str) -> bool:
+    """Whether the text is a directory's listing of a business (two marks of LISTING_MARK)."""
+    return len({mark.casefold() for mark in LISTING_MARK.findall(text)}) >= 2
 
 
 def in_business_table(text: str, line_start: int, line: str) -> bool:
@@ -1603,6 +1621,11 @@ def tied_to_person(text: str, span: Span, evidence: list[Span]) -> bool:
         return any(o.entity == "PERSON" and line_start <= o.start and o.end <= line_end for o in evidence)
     if span.entity == "IP_ADDRESS" and is_server_address(text, span):
         return False  # however near personal data: a server is no one's
+    if span.entity == "LOCATION" and is_business_listing(text):
+        # a listing's address is the business's, unless a name shares its line (a reviewer's town)
+        line_end = text.find("\n", span.end)
+        line_end = len(text) if line_end == -1 else line_end
+        return any(o.entity == "PERSON" and line_start <= o.start and o.end <= line_end for o in evidence)
     if span.entity == "IP_ADDRESS" and is_url_host(text, span):
         # a URL's host ("upstream: http://192.0.2.31:8080") is a server's, whatever clients a log
         # lists around it; a home router's ("https://admin:...@192.168.1.1") in a note about people
@@ -1632,7 +1655,8 @@ def logs_a_person(text: str, span: Span) -> bool:
     "HOST:" and a UPS's "address 198.51.100.41 assigned by DHCP" are machines'."""
     if is_server_address(text, span) or is_url_host(text, span):
         return False
-    return VISITOR_CUE.search(line_of(text, span)) is not None
+    return (VISITOR_CUE.search(line_of(text, span)) is not None
+            or SOURCE_BEFORE.search(text, max(0, span.start - 12), span.start) is not None)
 
 
 def line_of(text: str, span: Span) -> str:
@@ -1742,6 +1766,9 @@ def names_a_brand(text: str, span: Span, full_names: set[str]) -> bool:
                     or (len(words) == 1 and whole in full_names))
     if any(" ".join(words[:length]) in brands for length in range(2, len(words))):
         return True  # "Calvin Klein Eternity", "Hugo Boss Bottled"
+    title = re.search(r"\b(Dr|Mr|Mrs|St)(\.?) $", text[max(0, span.start - 5):span.start])
+    if title is not None and f"{title.group(1).casefold()}{title.group(2)} {whole}" in brands:
+        return True  # "Dr. Martens insoles": the title is the brand's
     if len(words) > 1 and words[0] in brands and not (words[0] in lexicon("last") and words[-1] in lexicon("first")):
         return True
     before = re.search(r"(?<![\w-])([^\W\d_][\w.+&'’-]*) $", text[max(0, span.start - 30):span.start])
@@ -1893,18 +1920,20 @@ class PiiDetector:
         if not self.contextual:
             return found
         kept = []
-        for text, spans in zip(texts, found):
+        for text, candidates in zip(texts, found):
+            # an address on a line whose user is a service ("user 'orders-svc'") is no one's
+            spans = [span for span in candidates
+                     if not (span.entity == "IP_ADDRESS" and SERVICE_ACCOUNT.search(line_of(text, span)))]
             evidence = [span for span in spans if not needs_context(text, span)]
-            # A text that holds no one's data but network addresses is a machine's log or
-            # configuration: an address in it is a person's only where its line logs one (see
-            # logs_a_person).
-            machines = not any(span.entity != "IP_ADDRESS" for span in evidence)
-            personal = [span for span in spans
-                        if not (span.entity == "IP_ADDRESS" and SERVICE_ACCOUNT.search(line_of(text, span)))
-                        and (logs_a_person(text, span) if machines and span.entity == "IP_ADDRESS"
-                             else span in evidence or tied_to_person(text, span, evidence))]
-            if left is not None and len(personal) < len(spans):
-                left.update(f"not_personal_{span.entity}" for span in set(spans) - set(personal))
+            # A text that holds no one's data but network addresses (names looked for, none found)
+            # is a machine's log or configuration: an address in it is a person's only where its
+            # line logs one (see logs_a_person).
+            if self.lexicon and not any(span.entity != "IP_ADDRESS" for span in evidence):
+                evidence = [span for span in spans if span.entity == "IP_ADDRESS" and logs_a_person(text, span)]
+                spans = [span for span in spans if span.entity != "IP_ADDRESS" or span in evidence]
+            personal = [span for span in spans if span in evidence or tied_to_person(text, span, evidence)]
+            if left is not None and len(personal) < len(candidates):
+                left.update(f"not_personal_{span.entity}" for span in set(candidates) - set(personal))
             kept.append(personal)
         return kept
 
