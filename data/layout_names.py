@@ -151,8 +151,21 @@ def _checked(value: str, taken: list) -> int:
     return name_prefix(value[:taken[-1].end()])
 
 
+# A configuration's nested "name:" key, in lower case ("  - name: Prometheus-EU" in YAML): a
+# resource's name. A form's is capitalised or starts its line ("Name:", "name: yui tanaka").
+CONFIG_NAME_KEY = re.compile(r"(?:[ \t]+(?:-[ \t]+)?|-[ \t]+)name:")
+
+
+def config_name_key(text: str, start: int) -> bool:
+    """Whether the "name:" at `start` is a configuration's nested key (see CONFIG_NAME_KEY)."""
+    line_start = text.rfind("\n", 0, start) + 1
+    return CONFIG_NAME_KEY.fullmatch(text, line_start, start + 5) is not None
+
+
 def labelled_names(text: str) -> Iterator[tuple[int, int]]:
     for label in LABEL.finditer(text):
+        if config_name_key(text, label.end() - len(label.group(0).lstrip(" \t-"))):
+            continue
         value_end = VALUE_END.search(text, label.end()).start()
         first_item = re.split(r"[,;(]", text[label.end():value_end], maxsplit=1)[0]
         if any(word.casefold().rstrip(".") in ORG_WORDS for word in first_item.split()):

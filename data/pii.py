@@ -380,9 +380,9 @@ CLIENT_CUE = re.compile(r"(?i:\b(?:user(?:name)?|client|remote|src|source|from|b
 # that names no one ("client: 203.0.113.9", "GET /login", "Failed password for root from ...", "I've
 # assigned 198.51.100.203/32 to your account"; not a manual's "your settings are kept"). Not a logger's name
 # ("acme.client:") nor "assigned by DHCP".
-VISITOR_CUE = re.compile(r"(?i:(?<![\w.])(?:user(?:name)?|client|remote(?:_addr)?|session|login from|"
-                         r"logged in|logged out|sign(?:ed)?[ -]in|sshd|accepted|failed password|failed authentication|"
-                         r"authentication failed|failed login|login failed)\b)|"
+VISITOR_CUE = re.compile(r"(?i:(?<![\w.])(?:user(?:name|_ip)?|client(?:_ip|_addr)?|remote(?:_addr|_ip)?|src_ip|"
+                         r"session|log-?ins? from|login attempts?|logged in|logged out|sign(?:ed)?[ -]in|sshd|accepted|"
+                         r"failed password|failed authentication|authentication failed|failed log-?ins?|log-?in failed)\b)|"
                          r"\b(?:[Mm]y|[Yy]our|[Hh]is|[Hh]er|[Tt]heir) account\b|"
                          r"\b(?:GET|POST|PUT|PATCH|DELETE|HEAD) /|\bI(?:'ve|’ve|'m|’m)?\b")
 # ... or right before the address: "from 203.0.113.9", "src=198.51.100.7" (not "from the customer's
@@ -647,6 +647,7 @@ ROLE_MAILBOX_WORDS = frozenset({
     "abuse", "accessibility", "accounts", "accounting", "acme", "admin", "administrator", "admissions", "alert",
     "alerts",
     "cert", "certs", "pki", "ssl", "tls", "oss", "opensource", "maintainers", "assist", "assistance",
+    "api", "developers", "devrel", "integrations",
     "billing", "booking", "bookings", "careers", "compliance", "concierge", "contact", "contactus", "cs",
     "customercare", "customerservice", "customerservices", "daemon", "desk", "devops", "donotreply", "dpo",
     "enquiries", "enquiry", "events", "feedback", "finance", "frontdesk", "gdpr", "hello", "help", "helpdesk",
@@ -1060,6 +1061,7 @@ def find_cued_names(text: str) -> Iterator[tuple[int, int]]:
             last = word
         if (last is not None and match.group(1).split()[0].casefold() not in NOT_NAMES
                 and not THING_NAME_LABEL.search(text, max(0, match.start() - 24), match.start() + 5)
+                and not layout_names.config_name_key(text, match.start())  # YAML's "  - name: Loki"
                 # a cultivar in quotes: Fuchsia 'Mrs Popple', rosemary 'Miss Jessopp's Upright'
                 and text[max(0, match.start() - 1):match.start()] not in ("'", "‘")):
             yield start, start + last.end()
@@ -1309,6 +1311,21 @@ def assigned_to_someone(text: str, start: int) -> bool:
     return HOST_ASSIGNED.search(line) is not None and FIREWALL_WORDS.search(line) is None
 
 
+# A documentation's test number, no one's line: "Send to the magic number +15005550006 to simulate
+# success", "use the test number 07700 900000".
+TEST_NUMBER_CUE = re.compile(r"(?i:\b(?:magic|test|sandbox|dummy|fake|fictitious|fictional|placeholder)[ \t]+"
+                             r"(?:phone[ \t]+|mobile[ \t]+)?numbers?\b|\bto simulate\b)")
+
+
+def not_a_test_number(find):
+    """`find`'s numbers, except those in a sentence that calls them test numbers (TEST_NUMBER_CUE)."""
+    def filtered(text: str) -> Iterator[tuple[int, int]]:
+        for start, end in find(text):
+            if not TEST_NUMBER_CUE.search(sentence_around(text, start, end)):
+                yield start, end
+    return filtered
+
+
 def not_after(label: re.Pattern, find):
     """`find`'s spans, except those right after a match of `label` on the same line."""
     def filtered(text: str) -> Iterator[tuple[int, int]]:
@@ -1328,7 +1345,7 @@ RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
     "US_SSN": [finder(SSN_CANDIDATE, is_ssn), finder(SSN_LABELLED, lambda v: is_ssn(f"{v[:3]}-{v[3:5]}-{v[5:]}"), group=1)],
     "IP_ADDRESS": [not_a_network(not_after(VERSION_LABEL, finder(IPV4_CANDIDATE, is_ip_address))),
                    finder(IPV6_CANDIDATE, is_ip_address)],
-    "PHONE": [not_after(REFERENCE_LABEL, find) for find in (
+    "PHONE": [not_a_test_number(not_after(REFERENCE_LABEL, find)) for find in (
               with_extension(finder(INTERNATIONAL_PHONE, is_international_phone)), finder(UK_MOBILE_UNSPACED, always),
               with_extension(finder(US_PHONE, always)), finder(CUED_NINE_DIGITS, always, group=1),
               not_after(IDENTIFIER_GROUP, with_extension(finder(NATIONAL_PHONE, is_national_phone))))]
@@ -1818,7 +1835,7 @@ def paragraph_around(text: str, start: int, end: int) -> str:
 def no_place_word(chunk: str) -> bool:
     """One word spaCy's small model calls a place that no place list has and that is an identifier
     or an English word: "redirect_uri", "maxLines", "pp" (of "pp. 456"), "Tokens" starting a
-    sentence. ("lisbon" in a chat is in the list.)"""
+    sentence. ("lisbon" in a chat is in the list; the caller keeps "to Egg" and "in Ski".)"""
     word = chunk.casefold()
     return (" " not in chunk and word not in lexicon("places")
             and (chunk[0].islower() or "_" in chunk or word in lexicon("english")))
@@ -1850,6 +1867,32 @@ def of_history(text: str, span: Span, fiction: bool = False) -> bool:
 
 
 CAPITALISED_RUN = re.compile(r"(?:[^\W\d_a-z][\w'’&.-]*[ \t]+)*")
+
+
+# Names that stand for anyone: "John Doe", "Joe Bloggs", "Max Mustermann", "A. N. Other", a form's
+# "A. Sender".
+PLACEHOLDER_SURNAMES = frozenset({"doe", "bloggs", "mustermann", "musterfrau", "other", "sender", "recipient"})
+# Security texts' stock characters, where Alice and Bob both appear and the text speaks of attacks,
+# keys or protocols.
+PROTOCOL_ACTORS = frozenset({"alice", "bob", "carol", "dave", "eve", "mallory", "trent", "oscar", "peggy", "victor"})
+PROTOCOL_CUE = re.compile(r"(?i:\b(?:attack(?:er|s)?|eavesdrop(?:per|s|ping)?|intercept(?:s|ed|ing)?|encrypt(?:s|ed|ion)?|"
+                          r"decrypt(?:s|ed|ion)?|(?:public|private|secret|shared) key|signature|protocol|handshake|"
+                          r"cipher(?:text)?|man-in-the-middle|MITM|nonce)\b)")
+
+
+def names_a_placeholder(text: str, span: Span) -> bool:
+    """Whether a "name" stands for anyone: a placeholder's surname ("Jane Doe", "A. Sender"), or
+    Alice, Bob, Eve or Mallory alone in a security text that has both Alice and Bob."""
+    words = [without_possessive(word).casefold() for word in text[span.start:span.end].split()]
+    if len(words) > 1 and words[-1] in PLACEHOLDER_SURNAMES:
+        return True
+    return len(words) == 1 and words[0] in PROTOCOL_ACTORS and protocol_actors_in(text)
+
+
+@lru_cache(maxsize=256)
+def protocol_actors_in(text: str) -> bool:
+    return (re.search(r"\bAlice\b", text) is not None and re.search(r"\bBob\b", text) is not None
+            and PROTOCOL_CUE.search(text) is not None)
 
 
 def names_a_thing(text: str, span: Span) -> bool:
@@ -1946,7 +1989,8 @@ class PiiDetector:
                and not any(char.isdigit() for char in text[span.start:span.end])
                and not (span.entity == "LOCATION"
                         and NAMED_AFTER_PLACE.search(text, max(0, span.start - 40), span.start))
-               and not (span.entity == "LOCATION" and no_place_word(text[span.start:span.end]))]
+               and not (span.entity == "LOCATION" and no_place_word(text[span.start:span.end])
+                        and not PLACE_PREPOSITION.search(text, max(0, span.start - 8), span.start))]
         # Weak evidence of a name (spaCy alone, a lone lexicon name) counts where the text is about
         # people (see about_people); the rules below are evidence enough on their own.
         weak = [span for span in ner if span.entity in ("PERSON", "PERSON_OR_PLACE")]
@@ -2018,7 +2062,8 @@ class PiiDetector:
         # medicines" no one's data.
         namesakes = eponym_namesakes(text)
         businesses = business_namesakes(text, spans)
-        spans = [span for span in spans if not (span.entity == "PERSON" and names_a_thing(text, span))
+        spans = [span for span in spans if not (span.entity == "PERSON" and (names_a_thing(text, span)
+                                                                             or names_a_placeholder(text, span)))
                  and not (span.entity in ("PERSON", "LOCATION")
                           and (names_an_eponym(text, span) or names_a_product(text, span)))
                  and not (span.entity == "PERSON" and names_a_namesake(text, span, namesakes))

@@ -601,6 +601,8 @@ def test_local_network_addresses_count_on_a_client_line_or_near_personal_data():
     ("The LAN address of the router stays 192.168.1.1 after updating and your settings are kept.", []),
     ("Default management address: 192.168.1.1 (change on first login)", []),
     ("Rate limit: 240 requests from 203.0.113.44 in 10 s, throttled", ["203.0.113.44"]),
+    ("Failed logins from 203.0.113.91 and 198.51.100.31 were blocked at 09:39.", ["203.0.113.91", "198.51.100.31"]),
+    ("SELECT * FROM sessions WHERE client_ip = '203.0.113.158'", ["203.0.113.158"]),
     ("sshd[41]: Connection closed by authenticating user root 203.0.113.8 port 5122", ["203.0.113.8"]),
     # the line's user is a service
     ("accepting AMQP connection 198.51.100.40:51822 -> 198.51.100.32:5671 (user 'orders-svc', vhost '/orders')", []),
@@ -1486,3 +1488,38 @@ def test_a_role_mailbox_is_not_tied_to_a_machines_addresses(with_ner):
     text = ("Availability is measured every 60 seconds by external probes at 198.51.100.10 and 203.0.113.10.\n\n"
             "Contact: 24/7 Network Operations Centre: +44 20 7946 0999 or noc@example.net.")
     assert with_ner.detector.find(text) == []
+
+
+def test_a_configurations_nested_name_key_names_a_resource_not_a_person(with_ner):
+    config = ("datasources:\n  - name: Prometheus-EU\n    type: prometheus\n  - name: Loki\n    type: loki\n"
+              "  - name: Tempo\n    uid: tempo-traces\n")
+    assert person_strings(with_ner.detector, config) == []
+    form = "name: yui tanaka\nphone: 07700 900123\nContacts:\n  Name: Ana Ruiz\n"
+    assert person_strings(with_ner.detector, form) == ["yui tanaka", "Ana Ruiz"]
+
+
+def test_a_documentations_test_numbers_are_no_ones():
+    detector = pii.PiiDetector(["PHONE"], ner=False)
+    text = ("Send to the magic number +15005550006 to simulate success, or +15005550001 to simulate an invalid "
+            "number.\nQuestions? Ring Dana on +1 415 555 0142.")
+    assert [text[s.start:s.end] for s in detector.find(text)] == ["+1 415 555 0142"]
+
+
+def test_placeholders_and_a_security_texts_stock_characters_name_no_one(with_ner):
+    detector = with_ner.detector
+    assert person_strings(detector, "Fill in the form as in the example for Jane Doe. Signed: A. N. Other") == []
+    security = ("Scenario. Alice is our user and Bob runs the attacker's app on the same phone. Alice wants the "
+                "app to read her albums, so Bob could intercept the authorization code.\n\nStep 1 - create a "
+                "code_verifier, a random string of 43-128 characters.\nStep 2 - derive code_challenge = "
+                "BASE64URL(SHA256(code_verifier)).\n\nTokens expire after 3600 s; refresh tokens rotate on every "
+                "use. Plain code_challenge_method is rejected with error invalid_request. Report problems to "
+                "api-support@example.com.")
+    assert [s for s in detector.find(security) if s.entity in ("PERSON", "EMAIL")] == []
+    party = "Alice and Bob are bringing the cake; call Alice on 07700 900123 if the key is not under the mat."
+    assert "Alice" in person_strings(detector, party) and "Bob" in person_strings(detector, party)
+
+
+def test_an_english_word_spacy_calls_a_place_stays_one_after_a_preposition(with_ner):
+    text = "Caleb Semmens moved from Pedassaare to Egg in 2026. Tokens expire after 3600 s."
+    places = [text[s.start:s.end] for s in with_ner.detector.find(text) if s.entity == "LOCATION"]
+    assert "Egg" in places and "Tokens" not in places
