@@ -256,7 +256,8 @@ THING_HEADER = re.compile(
     r"car|dish|wine|beer|book|album|track|film|cocktail|drink|fragrance|perfume|scent|ingredient|part|component|"
     r"sku|plant|variety|cultivar|exhibit|artwork|lot|building|room|venue|location|station|stop|route|course|"
     r"module|destination|airport|city|town|team|club|fixture|match|event|company|business|shop|store|"
-    r"restaurant|supplier|manufacturer|service|airline|hotel|ward|department|dept|unit)s?(?:[ \t]+(?:name|title))?"
+    r"restaurant|supplier|manufacturer|service|airline|hotel|ward|department|dept|unit|vessel|ship|boat|yacht|"
+    r"aircraft|locomotive|printer|device|host)s?(?:[ \t]+(?:name|title))?"
     r"[ \t]*(?:\([^()]*\))?[ \t]*)")
 
 

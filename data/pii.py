@@ -228,7 +228,7 @@ FICTION_CUE = re.compile(
     r"narrated|narrator|narrates|adapted from|adaptation|fiction|fictional|protagonist|heroine|detective|"
     r"trilogy|sequel|poems?|poet|playwright|first published|paperback|hardback|hardcover|dramatis personae|"
     r"stories|tragedy|comedy|musical|running time|interval|production|staged?|premiere|isbn|edition|reprint|"
-    r"publisher|inspired by)\b)")
+    r"publisher|inspired by|murder[- ]mystery|whodunn?it|culprit|suspects?|clues?|performances?)\b)")
 # Someone's voice ("I", "my", "our", "Dear ..., your parcel"), or the words a family calls its own
 # ("Grandad", "Mum"). A third person's kin ("her father, Lord Byron", "the Baskerville family") and
 # an editorial "we" ("We look at what the Engine could have done") are how history and reviews are
@@ -663,6 +663,10 @@ ROLE_MAILBOX_WORDS = frozenset({
 SHORT_ROLE_WORDS = frozenset({"on", "it", "hr", "pr", "qa", "dc", "ux", "ui", "db", "ci", "cd", "eu", "uk", "us"})
 
 
+# A public body's domain: a government's, a council's, a health service's or a police force's.
+PUBLIC_BODY_DOMAIN = re.compile(r"@(?:[\w-]+\.)*(?:gov|gouv|gob|govt|council|nhs|police)(?:\.|$)")
+
+
 def is_role_address(address: str) -> bool:
     """Whether every word of the local part is a role's ("support", "ops-alerts", "no-reply") or
     is made of ordinary words none of which is a name ("infosec", "airexport", "oncall-platform",
@@ -670,6 +674,8 @@ def is_role_address(address: str) -> bool:
     local = EMAIL_LOCAL_END.split(address, maxsplit=1)[0].casefold()
     words = [word.strip("0123456789") for word in re.split(r"[._+-]+", local)]
     words = [word for word in words if word]
+    if len(words) == 1 and words[0] in lexicon("english") and PUBLIC_BODY_DOMAIN.search(address.casefold()):
+        return True  # a council's service: "parks@council.example.gov.uk", though Parks is a surname
     return bool(words) and all(word in ROLE_MAILBOX_WORDS or made_of_words(word) for word in words)
 
 
@@ -1832,6 +1838,14 @@ def paragraph_around(text: str, start: int, end: int) -> str:
     return text[before + 1 if before != -1 else 0:len(text) if after == -1 else after]
 
 
+def after_a_place(text: str, start: int) -> bool:
+    """Whether a place name and a comma come right before `start`: the county or the state of
+    "Rochester, Kent" and "Austin, Texas"."""
+    before = re.search(r"([^\W\d_][\w'’-]+(?:[ \t][^\W\d_][\w'’-]+)?),[ \t]$", text[max(0, start - 40):start])
+    return before is not None and (before.group(1).casefold() in lexicon("places")
+                                   or before.group(1).split()[-1].casefold() in lexicon("places"))
+
+
 def no_place_word(chunk: str) -> bool:
     """One word spaCy's small model calls a place that no place list has and that is an identifier
     or an English word: "redirect_uri", "maxLines", "pp" (of "pp. 456"), "Tokens" starting a
@@ -2032,7 +2046,8 @@ class PiiDetector:
         for span in weak:
             # One word that is a name and a place: a place after "in", "to", "from"...; a name in
             # text about people; a place otherwise.
-            if span.entity == "PERSON_OR_PLACE" and PLACE_PREPOSITION.search(text, max(0, span.start - 8), span.start):
+            if (span.entity == "PERSON_OR_PLACE" and PLACE_PREPOSITION.search(text, max(0, span.start - 8), span.start)
+                    or text[span.start:span.end].casefold() in lexicon("places") and after_a_place(text, span.start)):
                 if "LOCATION" in self.entities:
                     spans.append(span._replace(entity="LOCATION"))
             elif about_people(text, span, evidence):

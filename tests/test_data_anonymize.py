@@ -1523,3 +1523,27 @@ def test_an_english_word_spacy_calls_a_place_stays_one_after_a_preposition(with_
     text = "Caleb Semmens moved from Pedassaare to Egg in 2026. Tokens expire after 3600 s."
     places = [text[s.start:s.end] for s in with_ner.detector.find(text) if s.entity == "LOCATION"]
     assert "Egg" in places and "Tokens" not in places
+
+
+def test_a_name_that_is_a_place_after_a_place_and_a_comma_is_its_county_or_state(with_ner):
+    text = "Caller: Dana Ruiz, 07700 900123. Our branch: 14 High Street, Rochester, Kent."
+    assert person_strings(with_ner.detector, text) == ["Dana Ruiz"]
+
+
+def test_a_murder_mystery_evenings_detectives_are_characters(with_ner):
+    text = ("Murder at the Mulberry Hotel - an immersive murder-mystery dinner.\n\nThe year is 1926. Lady "
+            "Ravensworth's emerald has vanished. Sherlock Holmes is, regrettably, unavailable, so it falls to you "
+            "to find the culprit before dessert.\n\nBook at events@example.co.uk.")
+    assert person_strings(with_ner.detector, text) == []
+
+
+def test_a_public_bodys_one_word_mailbox_is_a_role_though_the_word_is_a_surname():
+    assert pii.is_role_address("parks@council.example.gov.uk")
+    assert not pii.is_role_address("parks@example.com") and not pii.is_role_address("j.parks@council.example.gov.uk")
+
+
+def test_a_vessels_column_names_ships():
+    detector = pii.PiiDetector(["PERSON", "PHONE"], ner=False)
+    text = ("Berth | Vessel | IMO | ETA\nB21 | Nordic Amundsen | 9876543 | 14/07 05:30\n"
+            "B22 | Hanse Liberty | 9712345 | 15/07 08:00\nDuty planner: Dana Ruiz, 07700 900123")
+    assert person_strings(detector, text) == ["Dana Ruiz"]
