@@ -150,7 +150,9 @@ BUSINESS_LINE = re.compile(
     r"contact cent(?:re|er)|call cent(?:re|er)|(?:information|help|service|front|reception|booking|sales|"
     r"rental|hire|check-in|ticket) desk|out[- ]of[- ]hours|24h|24/7|reception|"
     r"(?:advice|appointments?|bookings?|orders?) line|(?:call|ring|phone) (?:the|our) (?:workshop|office|shop|store|"
-    r"clinic|surgery|practice|branch|studio|salon|garage|showroom|depot|team)|from abroad|from overseas)\b)")
+    r"clinic|surgery|practice|branch|studio|salon|garage|showroom|depot|team)|from abroad|from overseas)\b|"
+    # a department named before "on": "through Electoral Services on 01632 960 250"
+    r"\b[A-Z][a-z]+ (?:Services|Office|Department|Team|Centre|Center|Desk|Unit) on[ \t]*$)")
 # A directory's or a map's listing of a business: its rating and reviews, "Claimed by business",
 # "Popular times", "Listing ID", "Open now". Two of these make the text a listing, whose address and
 # lines (a mobile's aside) are the business's.
@@ -256,7 +258,7 @@ EPONYM_NOUNS = (
     r"phenomenon|problem|problems|integral|polynomials?|matri(?:x|ces)|space|spaces|limit|radius|cycle|reaction|"
     r"rearrangement|reagent|condensation|synthesis|notation|number|numbers|comet|star|belt|cloud|crater|"
     r"division|telescope|telescopes|chicken|sauce|pudding|salad|tart|cake|biscuits?|medal|prize|award|lecture|"
-    r"cup|trophy")
+    r"cup|trophy|coding|encoding|entropy|filters?|distance|bound")
 # A possessive and joined names after the first: "Graves'", "Steele–Richardson–Olszewski".
 _EPONYM_JOINED = r"(?:['’]s?)?(?:[-–][^\W\d_][\w]*)*"
 EPONYM_AFTER = re.compile(
@@ -268,7 +270,8 @@ NAMESAKE_WORD = re.compile(r"\b[^\W\d_a-z][^\W\d_]+")
 NAMESAKE_AFTER = re.compile(
     _EPONYM_JOINED + r"(?:[ \t]+(?:and|&)[ \t]+[^\W\d_a-z][\w'’-]*)?[ \t]+(?i:disease|syndrome|"
     r"palsy|lymphoma|sarcoma|thyroiditis|encephalopathy|dystrophy|ataxia|effect|principle|theorem|conjecture|"
-    r"equations?|constant|paradox|comet|phenomenon)\b")
+    r"equations?|constant|paradox|comet|phenomenon|coding|encoding|entropy|filters?|distance|bound|transform|"
+    r"algorithm|method)\b")
 LIST_ITEM = re.compile(r"[ \t]*(?:[-*•·–]|\d{1,2}[.)])[ \t]+")
 # A name with the years of a life after it, "Berthe Morisot (1841-1895)", "Artemisia Gentileschi
 # (1593-c.1656)": the dead are no one's personal data (data protection law covers the living).
@@ -289,6 +292,10 @@ REFERENCE_MARK = re.compile(r"^[ \t]*\[\d{1,3}\]|\b(?:pp?\.[ \t]*\d|vol\.|proc\.
                             r"(?-i:\b[A-Z][\w'’-]+,[ \t]*[A-Z]\.)", re.IGNORECASE)
 # ... or a citation in brackets that ends with the year: "(RFC 7636, Sakimura, Bradley and Agarwal, 2015)".
 BRACKETED_CITATION = re.compile(r"\((?:[^()\n]{0,80}?[A-Z][^()\n]{0,80}?),[ \t]*(?:1[5-9]|20)\d\d[a-z]?\)")
+# A saint, and the church or school named after them: "St Mary's Primary School", "Saint Jude".
+# (Not a street's "St." ending a sentence: "the corner of Creekside Lane St. Anders had given...")
+SAINT_BEFORE = re.compile(r"(?:^|[^\w \t][ \t]*|\b[a-z]+[ \t]+|[ \t]{2,}|\t)(?:St|St\.|Saint|Ste|Ste\.|Sainte|San|"
+                          r"Santa|São)[ \t]+$", re.MULTILINE)
 # A ruler's or a noble's title before a name ("King Hamlet", "Queen Gertrude", "Emperor Charles",
 # "Count Almaviva", "St Patrick", "Lady Bracknell", "Lord Byron"): a public figure's, a character's or
 # a saint's. ("Prince", "Sir" and "Dame" are left out: a given name, or titles of the living.)
@@ -297,7 +304,7 @@ RULER_TITLES = frozenset({"king", "queen", "emperor", "empress", "tsar", "tsarin
                           "archduchess", "baron", "baroness", "marquis", "marquess", "viscount", "saint", "st",
                           "lord", "lady"})
 NAMESAKE_CUE = re.compile(r"(?i:\b(?:named after|called after|described by|discovered by|devised by|proposed by|"
-                          r"identified by|after whom)\b)[^.\n]{0,25}$")
+                          r"identified by|after whom|published by|invented by|introduced by)\b)[^.\n]{0,25}$")
 # A business named after someone, by its trade after a possessive: "Pressley's Dry Cleaning &
 # Alterations", "Maria's Kitchen", "Okafor's Pharmacy" (not "Maria's kitchen").
 BUSINESS_NAMED_AFTER = re.compile(
@@ -328,6 +335,8 @@ PLACE_CUE = re.compile(
     r"|\b(?:I(?![:./-]?\d)|I'm|I’m|I'd|I’d|I'll|I’ll|I've|I’ve|me|my|mine)\b")
 TRAVEL_VERB = re.compile(r"visited|stayed|travell?ed|flew|mov(?:ed|ing) (?:to|from|back)|relocat(?:e|es|ed|ing|ion)",
                          re.IGNORECASE)
+DELIVERY_VERB = re.compile(r"ship(?:s|ped|ping)? to|deliver(?:s|ed|y)? to|sen[dt] to|mail(?:ed)? to",
+                           re.IGNORECASE)
 PERSONAL_PRONOUN = re.compile(r"\b(?:I|I'm|I’m|I've|I’ve|I'd|I’d)\b|(?i:\b(?:me|my|mine|he|she|him|his|her|hers|we|our|us)\b)")
 # Words near a name that say the text speaks of a person: first- and third-person singular pronouns,
 # verbs of speech, meeting and moving, kinship and roles.
@@ -386,8 +395,9 @@ VISITOR_CUE = re.compile(r"(?i:(?<![\w.])(?:user(?:name|_ip)?|client(?:_ip|_addr
                          r"\b(?:[Mm]y|[Yy]our|[Hh]is|[Hh]er|[Tt]heir) account\b|"
                          r"\b(?:GET|POST|PUT|PATCH|DELETE|HEAD) /|\bI(?:'ve|’ve|'m|’m)?\b")
 # ... or right before the address: "from 203.0.113.9", "src=198.51.100.7" (not "from the customer's
-# endpoint" in a paragraph that names two monitoring probes' addresses).
-SOURCE_BEFORE = re.compile(r"(?i:\b(?:from|src|source)[ \t]*[=:]?[ \t]*[\[(\"']?[ \t]*)$")
+# endpoint" in a paragraph that names two monitoring probes' addresses, nor chrony's "Added source
+# 192.0.2.123", a time server).
+SOURCE_BEFORE = re.compile(r"(?i:\b(?:from|(?:src|source)[ \t]*[=:])[ \t]*[\[(\"']?[ \t]*)$")
 # A line's user or client that is a service, not a person: "user 'orders-svc'", "user=app",
 # "name=worker-billing-3", "owned by svc-batch".
 SERVICE_ACCOUNT = re.compile(r"(?i:\b(?:user(?:name)?|name|owner|owned by|account)[ \t]*[=:]?[ \t]*['\"]?"
@@ -647,7 +657,8 @@ ROLE_MAILBOX_WORDS = frozenset({
     "abuse", "accessibility", "accounts", "accounting", "acme", "admin", "administrator", "admissions", "alert",
     "alerts",
     "cert", "certs", "pki", "ssl", "tls", "oss", "opensource", "maintainers", "assist", "assistance",
-    "api", "developers", "devrel", "integrations",
+    "api", "developers", "devrel", "integrations", "fleet", "facilities", "estates", "logistics", "dispatch",
+    "warehouse", "planning", "housing", "licensing", "parking", "highways", "parks", "trade",
     "billing", "booking", "bookings", "careers", "compliance", "concierge", "contact", "contactus", "cs",
     "customercare", "customerservice", "customerservices", "daemon", "desk", "devops", "donotreply", "dpo",
     "enquiries", "enquiry", "events", "feedback", "finance", "frontdesk", "gdpr", "hello", "help", "helpdesk",
@@ -1666,9 +1677,12 @@ def tied_to_person(text: str, span: Span, evidence: list[Span]) -> bool:
     cue = PLACE_CUE.search(sentence)
     if cue is None:
         return False
-    # Where the text holds no one's data, a travel verb ties a place to a person only where the
-    # sentence speaks of one ("She moved to Augsburg"), not of a team ("chat moved to the Manila hub").
-    return bool(evidence) or TRAVEL_VERB.fullmatch(cue.group(0)) is None or PERSONAL_PRONOUN.search(sentence) is not None
+    # Where the text holds no one's data, a travel or a delivery verb ties a place to a person only
+    # where the sentence speaks of one ("She moved to Augsburg"), not of a team ("chat moved to the
+    # Manila hub") or a shop ("Free delivery to mainland UK").
+    ties = TRAVEL_VERB.fullmatch(cue.group(0)) is None and not (  # a street address is someone's door
+        DELIVERY_VERB.fullmatch(cue.group(0)) and not any(char.isdigit() for char in text[span.start:span.end]))
+    return bool(evidence) or ties or PERSONAL_PRONOUN.search(sentence) is not None
 
 
 def logs_a_person(text: str, span: Span) -> bool:
@@ -1800,9 +1814,14 @@ def names_a_brand(text: str, span: Span, full_names: set[str]) -> bool:
 
 def eponym_namesakes(text: str) -> set[str]:
     """The people a disease, a law or an effect in the text is named after ("Parkinson" for
-    "Parkinson's disease"), but for given names ("Maria's cake")."""
-    return {match.group(0) for match in NAMESAKE_WORD.finditer(text)
-            if NAMESAKE_AFTER.match(text, match.end()) and match.group(0).casefold() not in lexicon("first")}
+    "Parkinson's disease", "Shannon" for "Shannon entropy"), but for given names' possessives."""
+    found = set()
+    for match in NAMESAKE_WORD.finditer(text):
+        after = NAMESAKE_AFTER.match(text, match.end())
+        # a given name's possessive stays its owner's ("Priya's effect on the team"); "Shannon entropy"
+        if after is not None and not (match.group(0).casefold() in lexicon("first") and after.group(0)[:1] in "'’"):
+            found.add(match.group(0))
+    return found
 
 
 def business_namesakes(text: str, spans: list[Span]) -> set[str]:
@@ -1842,8 +1861,11 @@ def after_a_place(text: str, start: int) -> bool:
     """Whether a place name and a comma come right before `start`: the county or the state of
     "Rochester, Kent" and "Austin, Texas"."""
     before = re.search(r"([^\W\d_][\w'’-]+(?:[ \t][^\W\d_][\w'’-]+)?),[ \t]$", text[max(0, start - 40):start])
-    return before is not None and (before.group(1).casefold() in lexicon("places")
-                                   or before.group(1).split()[-1].casefold() in lexicon("places"))
+    if before is None:
+        return False
+    place, last = before.group(1).casefold(), before.group(1).split()[-1].casefold()
+    # not a list of given names: "Sofia, Alexandra, Lubomír"
+    return (place in lexicon("places") or last in lexicon("places")) and last not in lexicon("first")
 
 
 def no_place_word(chunk: str) -> bool:
@@ -2077,11 +2099,21 @@ class PiiDetector:
         # medicines" no one's data.
         namesakes = eponym_namesakes(text)
         businesses = business_namesakes(text, spans)
+        # in a text that holds no one's data, the namesake is one wherever the text names them:
+        # "Robert Fano had set the problem" on a page about the Shannon-Fano method
+        no_ones_data = not any(span.entity != "PERSON" and not needs_context(text, span) for span in spans)
+        namesake_spans = [span for span in spans if span.entity == "PERSON" and (
+            names_a_namesake(text, span, namesakes)
+            or (no_ones_data and without_possessive(text[span.start:span.end].split()[-1]) in namesakes
+                and not re.search(r"\b(?:Dr|Mr|Mrs|Ms|Mx|Prof|Professor|Doctor)\.?[ \t]+$",
+                                  text[max(0, span.start - 12):span.start])))]  # "Dr Anna Graves treats Graves' disease"
         spans = [span for span in spans if not (span.entity == "PERSON" and (names_a_thing(text, span)
                                                                              or names_a_placeholder(text, span)))
                  and not (span.entity in ("PERSON", "LOCATION")
                           and (names_an_eponym(text, span) or names_a_product(text, span)))
-                 and not (span.entity == "PERSON" and names_a_namesake(text, span, namesakes))
+                 # the namesake, and a part of their name found on its own ("David" of "David A. Huffman")
+                 and not (span.entity == "PERSON" and any(n.start <= span.start and span.end <= n.end
+                                                          for n in namesake_spans))
                  # a business named after someone, and that name wherever the text uses it alone
                  and not (span.entity == "PERSON" and all(without_possessive(word) in businesses
                                                           for word in text[span.start:span.end].split()))]
@@ -2096,7 +2128,7 @@ class PiiDetector:
         # So are a cited work's authors: "Kirsch and Mitzenmacher [2]".
         public = {span for span in spans if span.entity == "PERSON" and (
             LIFE_DATES.match(text, span.end) or text[span.start:span.end].split()[0].casefold() in RULER_TITLES
-            or cited(text, span))}
+            or cited(text, span) or SAINT_BEFORE.search(text, max(0, span.start - 30), span.start))}
         spans = [span for span in spans if not (span.entity == "LOCATION" and cited(text, span))]
         if not any(span.entity != "PERSON" and not needs_context(text, span) for span in spans):
             fiction = len({cue.casefold() for cue in FICTION_CUE.findall(text)}) >= 2

@@ -1538,8 +1538,8 @@ def test_a_murder_mystery_evenings_detectives_are_characters(with_ner):
 
 
 def test_a_public_bodys_one_word_mailbox_is_a_role_though_the_word_is_a_surname():
-    assert pii.is_role_address("parks@council.example.gov.uk")
-    assert not pii.is_role_address("parks@example.com") and not pii.is_role_address("j.parks@council.example.gov.uk")
+    assert pii.is_role_address("banks@council.example.gov.uk")
+    assert not pii.is_role_address("banks@example.com") and not pii.is_role_address("j.banks@council.example.gov.uk")
 
 
 def test_a_vessels_column_names_ships():
@@ -1547,3 +1547,48 @@ def test_a_vessels_column_names_ships():
     text = ("Berth | Vessel | IMO | ETA\nB21 | Nordic Amundsen | 9876543 | 14/07 05:30\n"
             "B22 | Hanse Liberty | 9712345 | 15/07 08:00\nDuty planner: Dana Ruiz, 07700 900123")
     assert person_strings(detector, text) == ["Dana Ruiz"]
+
+
+def test_the_namesakes_of_an_algorithm_page_are_no_ones_data(with_ner):
+    text = ("Huffman coding is a lossless entropy coding method. It was published by David A. Huffman in 1952. "
+            "Robert Fano had set the problem as a term paper; Huffman's bottom-up construction beat the top-down "
+            "Shannon-Fano method of Fano and Claude Shannon.\n\nSee also: arithmetic coding, Shannon entropy.")
+    assert person_strings(with_ner.detector, text) == []
+    # where the text holds someone's data, the words before the name say so
+    text = "Customer: Dana Ruiz, 07700 900123. Huffman coding was published by David A. Huffman in 1952."
+    assert person_strings(with_ner.detector, text) == ["Dana Ruiz"]
+    # a given name's possessive names no namesake; "Shannon entropy" does
+    assert pii.eponym_namesakes("Priya's effect on the team, the Shannon-Fano method") == {"Shannon", "Fano"}
+
+
+def test_chronys_added_source_is_a_time_server():
+    detector = pii.PiiDetector(["IP_ADDRESS", "PERSON"], ner=False)
+    assert detector.find("Oct 14 02:00:02 ntp1 chronyd[812]: Added source 192.0.2.123") == []
+    text = "Oct 14 02:00:02 fw1 kernel: DROP src=203.0.113.9 dst=192.0.2.1"
+    assert [text[s.start:s.end] for s in detector.find(text)] == ["203.0.113.9"]
+
+
+def test_a_polling_station_notice_names_no_one(with_ner):
+    text = ("NF2      St Mary's Primary School, Small Hall, Mill Road, NF4 2BB        NFB       1 to 1,877\n\n"
+            "If you have no photo ID, apply online or through Electoral Services on 01632 960 250.\n"
+            "Electoral Services, County Hall, Northfield NF1 1XX - electoral.services@example.org")
+    assert with_ner.detector.find(text) == []
+    # a saint's name is a church's or a school's, in a text about people too
+    text = "Caller: Dana Ruiz, 07700 900123. Pick-up is at St Mary's Primary School after the polls close."
+    assert person_strings(with_ner.detector, text) == ["Dana Ruiz"]
+
+
+def test_a_shops_delivery_area_is_no_ones_place_but_a_delivery_address_is(with_ner):
+    text = "£689.00 inc. VAT - Free delivery to mainland UK - Trade and fleet enquiries: fleet@example.com"
+    assert with_ner.detector.find(text) == []
+    text = "Please deliver to Via dei Mille 12, Bologna before noon."
+    assert [s.entity for s in with_ner.detector.find(text)] == ["LOCATION"]
+
+
+@pytest.mark.parametrize("text, name", [
+    ("Ask the driver to stop at the corner of Rua Porangaba St. and Creekside Lane St. Anders had given Berta his "
+     "address.", "Anders"),
+    ("They had 6: Sofia, Alexandra, Lubomír, Vanda and Ellis. Call 07700 900123.", "Alexandra"),
+])
+def test_a_streets_st_and_a_list_of_given_names_keep_their_names(with_ner, text, name):
+    assert name in person_strings(with_ner.detector, text)
