@@ -625,14 +625,17 @@ _CHAT_TIME = r"\d{1,2}:\d{2}(?::\d{2})?(?:[ \t]?[AaPp]\.?[Mm]\.?)?"
 _CHAT_DATE = r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4},?[ \t]+"
 _CHAT_NAME = r"@?([^\W\d_][\w.'’-]*(?:[ \t][^\W\d_][\w.'’-]*){0,2})"
 DATED_CHAT_SPEAKER = re.compile(rf"(?m)^[ \t]*\[{_CHAT_DATE}{_CHAT_TIME}\][ \t]*{_CHAT_NAME}:[ \t]")
-# (Unbracketed, with no seconds and no ISO date: "2024-05-18 06:02:11 sshd: ..." is a log.)
+# Chat apps' own exports, read where the text has two or more such lines. (Unbracketed, with no
+# seconds and no ISO date: "2024-05-18 06:02:11 sshd: ..." is a log.)
 _PHONE_DATE = r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4},?[ \t]+"
 _PHONE_TIME = r"\d{1,2}:\d{2}(?:[ \t]?[AaPp]\.?[Mm]\.?)?(?![\d:])"
-UNBRACKETED_CHAT_SPEAKERS = (
+CHAT_EXPORT_SPEAKERS = (
     re.compile(rf"(?m)^[ \t]*(?:{_PHONE_DATE})?{_PHONE_TIME}(?:[ \t]+[-–])?[ \t]+{_CHAT_NAME}:[ \t]"),
     re.compile(rf"(?m)^[ \t]*{_CHAT_NAME}[ \t]+(?:{_PHONE_DATE})?\d{{1,2}}:\d{{2}}(?:[ \t]?[AaPp]\.?[Mm]\.?)?:[ \t]"),
     # LINE's export: "10:02<TAB>giulia r<TAB>ok everyone, venue is booked"
-    re.compile(rf"(?m)^{_PHONE_TIME}\t@?([^\W\d_][\w.'’-]*(?:[ \t][^\W\d_][\w.'’-]*){{0,2}})\t"))
+    re.compile(rf"(?m)^{_PHONE_TIME}\t@?([^\W\d_][\w.'’-]*(?:[ \t][^\W\d_][\w.'’-]*){{0,2}})\t"),
+    # KakaoTalk's: "[Jiwoo Park] [8:02 AM] morning all"
+    re.compile(rf"(?m)^[ \t]*\[([^\W\d_][\w.'’-]*(?:[ \t][^\W\d_][\w.'’-]*){{0,2}})\][ \t]*\[{_CHAT_TIME}\][ \t]"))
 LOG_WORDS = frozenset({"error", "err", "warn", "warning", "info", "debug", "notice", "fatal", "critical", "crit",
                        "trace", "status", "note", "alert", "emerg", "system", "server", "client", "bot"})
 # A title and a name in lower case, as typed in tickets and chat: "mrs p. nakamura", "dr okafor".
@@ -725,7 +728,7 @@ def find_chat_speakers(text: str) -> Iterator[tuple[int, int]]:
     toolchain: ..." the same way, so a speaker no name list holds is weak evidence: the chat
     around it speaks of people ("I", "my", "he")."""
     matches = [*CHAT_SPEAKER.finditer(text), *DATED_CHAT_SPEAKER.finditer(text)]
-    for pattern in UNBRACKETED_CHAT_SPEAKERS:
+    for pattern in CHAT_EXPORT_SPEAKERS:
         lines = list(pattern.finditer(text))
         if len(lines) >= 2:
             matches.extend(lines)
@@ -781,6 +784,8 @@ def names_someone(name: str) -> bool:
     lexicons, or a capitalised word that is no English word and no place ("Femi", "Dorcas", not
     "Update" or "Support")."""
     first = name.split()[0].casefold()
+    if first in WEEKDAYS:  # a chat export's "--------------- Saturday, May 10, 2025 ---------------"
+        return False
     return first in lexicon("first") or first in lexicon("english_names") or (
         unaccented(first) not in lexicon("english") and first not in lexicon("places"))
 
@@ -1030,6 +1035,7 @@ PERSON_VERB_AFTER = re.compile(r"[ \t]+(?:gave|gives|told|tells|said|says|asked|
                                r"replied|promised|apologi[sz]ed|thanked|agreed)\b")
 # Months that are given names too: "June Adeyemi ... June covers both sessions", not "in June".
 MONTH_NAMES = frozenset({"april", "may", "june", "august"})
+WEEKDAYS = frozenset({"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"})
 MONTH_BEFORE = re.compile(r"(?i:\b(?:in|of|by|until|till|from|since|to|early|late|mid|next|last|this|every|each|"
                           r"through|during|before|after|end|start)[ \t]+$|\b\d{1,2}(?:st|nd|rd|th)?[ \t]+$)")
 

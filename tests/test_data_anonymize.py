@@ -1592,3 +1592,11 @@ def test_a_shops_delivery_area_is_no_ones_place_but_a_delivery_address_is(with_n
 ])
 def test_a_streets_st_and_a_list_of_given_names_keep_their_names(with_ner, text, name):
     assert name in person_strings(with_ner.detector, text)
+
+
+def test_a_kakaotalk_exports_speakers_are_names():
+    detector = pii.PiiDetector(["PERSON"], ner=False)
+    text = ("--------------- Saturday, May 10, 2025 ---------------\n"
+            "[Jiwoo Park] [8:02 AM] morning all, courts 3 and 4 booked till 11\n"
+            "[minseo] [8:03 AM] omw, my bus is stuck on the bridge\n")
+    assert person_strings(detector, text) == ["Jiwoo Park", "minseo"]
