@@ -364,11 +364,14 @@ WITH_I = re.compile(r"(?<![\w'’-])([^\W\d_][\w'’-]+)[ \t]+(?:and|&)[ \t]+I\b
                     r"|\b[Mm]e[ \t]+and[ \t]+([^\W\d_][\w'’-]+)")
 JOINED_BEFORE = re.compile(r"(?<![\w'’-])([^\W\d_a-z][\w'’-]+)[ \t]+(?:and|&)[ \t]+$")
 JOINED_AFTER = re.compile(r"[ \t]+(?:and|&)[ \t]+([^\W\d_a-z][\w'’-]+)(?![\w'’-])")
+# ... or a full name joined to a full name found: "Mark Stone & Faith Adjei"
+JOINED_FULL_NAME_AFTER = re.compile(r"[ \t]+(?:and|&)[ \t]+([^\W\d_a-z][\w'’-]+[ \t]+([^\W\d_a-z][\w'’-]+))(?![\w'’-])")
 
 
 def coordinated_names(text: str, found: Sequence[tuple[int, int]] = ()) -> Iterator[tuple[int, int]]:
     """A capitalised word, no English word nor a place, next to "and I" ("Vishnu and I fly"), or
-    joined by "and"/"&" to a name found ("Phan and Isabel", "Rahim & Roya")."""
+    joined by "and"/"&" to a name found ("Phan and Isabel", "Rahim & Roya"); a full name whose
+    surname is no English word joined to a full name found ("Mark Stone & Faith Adjei")."""
     english, places = lexicon("english"), lexicon("places")
 
     def unknown(word: str) -> bool:
@@ -387,6 +390,9 @@ def coordinated_names(text: str, found: Sequence[tuple[int, int]] = ()) -> Itera
         after = JOINED_AFTER.match(text, end)
         if after is not None and unknown(after.group(1)):
             yield after.span(1)
+        full = JOINED_FULL_NAME_AFTER.match(text, end)
+        if full is not None and " " in text[start:end].strip() and unknown(full.group(2)):
+            yield full.span(1)  # the surname no English list has
 
 
 ALIAS = re.compile(r"[ \t,]*\(?[ \t]*(?:née|nee|né|born|known as|aka|a\.k\.a\.|nicknamed|goes by|called)[ \t]+"

@@ -823,12 +823,34 @@ def find_phone_owner_names(text: str, spans: list[Span]) -> Iterator[tuple[int, 
             continue  # a label in capitals, digits inside an account number: "to IBAN CH93 0076 2011 6238"
         words = [word.casefold() for word in before.group(1).split()]
         word = words[0]
+        # before a mobile, capitalised words none of which is English are a name no list holds:
+        # "Siobhán Ní Bhriain - +353 87 555 0386"
+        unlisted = (len(words) > 1 and not any(unaccented(each) in lexicon("english") for each in words)
+                    and (is_mobile_number(text[span.start:span.end])
+                         or re.sub(r"\D", "", text[span.start:span.end]).startswith(("07", "447"))))
         if any(each in PHONE_LABEL_WORDS for each in words) or not (
                 word in lexicon("first") or word in lexicon("english_names") or word in COMMON_WORDS
-                or word in MONTH_NAMES):
+                or word in MONTH_NAMES or unlisted):
             continue
         if not is_business_line(text, span):
             yield line_start + before.start(1), line_start + before.end(1)
+
+
+def find_email_spelled_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
+    """A full name that someone's e-mail address spells, "first.last", wherever the text writes it
+    capitalised: "Mark Stone & Faith Adjei" where "mark.stone@example.org" is given (names that are
+    English words, in a place no label marks)."""
+    for span in spans:
+        if span.entity != "EMAIL" or is_role_address(text[span.start:span.end]):
+            continue
+        local = EMAIL_LOCAL_END.split(text[span.start:span.end], maxsplit=1)[0]
+        words = re.split(r"[._-]", local)
+        if not 2 <= len(words) <= 3 or not all(len(word) >= 2 and word.isalpha() for word in words):
+            continue
+        pattern = r"\b" + r"[ \t]+".join(re.escape(word) for word in words) + r"\b"
+        for match in re.finditer(pattern, text, re.IGNORECASE):
+            if all(is_capitalised(word) for word in match.group(0).split()):
+                yield match.span()
 
 
 def find_email_line_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
@@ -2066,6 +2088,7 @@ class PiiDetector:
             spans.extend(Span(start, end, "PERSON") for start, end in find_headed_names(text))
             spans.extend(Span(start, end, "PERSON") for start, end in find_phone_owner_names(text, spans))
             spans.extend(Span(start, end, "PERSON") for start, end in find_email_line_names(text, spans))
+            spans.extend(Span(start, end, "PERSON") for start, end in find_email_spelled_names(text, spans))
             spans.extend(Span(start, end, "PERSON") for start, end in find_contact_line_names(text, spans))
             for find in (layout_names.labelled_names, layout_names.role_names, layout_names.keyed_names,
                          layout_names.signed_names, layout_names.signed_off_names, find_log_users):

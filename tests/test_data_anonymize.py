@@ -1600,3 +1600,14 @@ def test_a_kakaotalk_exports_speakers_are_names():
             "[Jiwoo Park] [8:02 AM] morning all, courts 3 and 4 booked till 11\n"
             "[minseo] [8:03 AM] omw, my bus is stuck on the bridge\n")
     assert person_strings(detector, text) == ["Jiwoo Park", "minseo"]
+
+
+def test_a_presenters_page_names_its_people_by_their_addresses_numbers_and_partners():
+    detector = pii.PiiDetector(["PERSON", "PHONE", "EMAIL"], ner=False)
+    text = ("The Lunchbox (Mon/Wed 12-2pm): Mark Stone & Faith Adjei\n"
+            "   Mark: mark.stone@example.org | Faith: faith at example dot org\n"
+            "Folk on the Quay (Sun 6-8pm): Siobhán Ní Bhriain - +353 87 555 0386\n"
+            "Studio line (on air): 01632 960 000")
+    names = person_strings(detector, text)
+    assert {"Mark Stone", "Faith Adjei", "Siobhán Ní Bhriain"} <= set(names)
+    assert not any("Studio" in name or "Quay" in name for name in names)
