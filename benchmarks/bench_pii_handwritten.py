@@ -72,7 +72,8 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # the same brief, written during the rules heldout17 prompted and first run after them
         "heldout18": Path(__file__).parent / "data" / "pii_heldout18.jsonl",
         "heldout19": Path(__file__).parent / "data" / "pii_heldout19.jsonl",
-        "heldout20": Path(__file__).parent / "data" / "pii_heldout20.jsonl"}
+        "heldout20": Path(__file__).parent / "data" / "pii_heldout20.jsonl",
+        "heldout21": Path(__file__).parent / "data" / "pii_heldout21.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
