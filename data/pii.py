@@ -218,6 +218,7 @@ _MONTHS = ("January|February|March|April|May|June|July|August|September|October|
 # ("(1817)", "1803–1853").
 HISTORICAL_YEAR = re.compile(
     rf"(?:\b(?:[Ii]n|[Ss]ince|[Oo]f|[Ff]rom|[Uu]ntil|[Bb]y|[Bb]efore|[Aa]fter|[Cc]irca|c\.|ca\.|[Ee]arly|[Ll]ate|"
+    rf"[Aa]round|[Aa]bout|"
     rf"[Mm]id|[Tt]he|{_MONTHS}|\d{{1,2}}(?:st|nd|rd|th))[ \t]+(?:of[ \t]+)?|['’]s[ \t]+|\([ \t]*|\b(?:1[0-8]|19)\d\d[ \t]?[–-][ \t]?)"
     r"(?:1[0-8]\d\d|19[0-4]\d)(?:s\b|['’]s\b)?(?![\d/:]|[.,-]\d|[ \t]?(?:%|°|[x×]\b|"
     r"(?:[kMGTmcμ]?(?:W|Wh|g|m|l|L|Hz|V|A|B|b|bps|rpm|mAh|ml|lm|lx|Pa|N|J|s)\b)))")
@@ -278,11 +279,12 @@ LIST_ITEM = re.compile(r"[ \t]*(?:[-*•·–]|\d{1,2}[.)])[ \t]+")
 LIFE_DATES = re.compile(r"[ \t]*\([ \t]*(?:c\.[ \t]?|ca\.[ \t]?)?\d{3,4}[ \t]*[–-][ \t]*"
                         r"(?:c\.[ \t]?|ca\.[ \t]?)?\d{3,4}[ \t]*\)")
 # A cited work's authors are public: after their names (and co-authors' names and initials) comes a
-# reference's number ("Kirsch and Mitzenmacher [2]"), "et al." or, in a reference list, the work's
+# reference's number ("Kirsch and Mitzenmacher [2]", "Cooley and Tukey in 1965 [1]"), "et al." or, in a reference list, the work's
 # quoted title or year ('A. Kirsch and M. Mitzenmacher, "Less hashing, same performance...," 2006',
 # "Vaswani, A., Shazeer, N., et al. (2017). Attention is all you need.").
 _CO_AUTHORS = r"(?:[ \t]*(?:,|and\b|&|[A-Z][\w'’-]*\.?))*[ \t,.]*"
-CITATION_AFTER = re.compile(_CO_AUTHORS + r"(?:\[\d{1,3}(?:[,–-][ \t]*\d{1,3})*\]|et al\b)")
+CITATION_AFTER = re.compile(_CO_AUTHORS + r"(?:(?:in[ \t]+(?:1[5-9]|20)\d\d[ \t]*)?\[\d{1,3}(?:[,–-][ \t]*\d{1,3})*\]|"
+                                          r"et al\b)")
 REFERENCE_AFTER = re.compile(_CO_AUTHORS + r"(?:[\"“][^\"”\n]{10,}[\"”]|\((?:1[5-9]|20)\d\d[a-z]?\)\.)")
 REFERENCE_YEAR = re.compile(r"\b(?:1[5-9]|20)\d\d[a-z]?\b")
 # What makes a line with a quoted title and a year a reference, not a quote of someone's words: its
@@ -2168,8 +2170,13 @@ class PiiDetector:
         # podcast's chapter list, after a paragraph dated 1843; "Hamlet" after "King Hamlet".
         words = {without_possessive(word) for span in public for word in text[span.start:span.end].split()}
         words -= {word for word in words if word.casefold() in RULER_TITLES}
+        # and, in a text that holds no one's data, by their surname with any given names: "James W.
+        # Cooley" after the reference "[1] J. W. Cooley and J. W. Tukey, ..."
+        surnames = {without_possessive(text[span.start:span.end].split()[-1]) for span in public} \
+            if no_ones_data else set()
         spans = [span for span in spans if not (span.entity == "PERSON" and (span in public or (words and all(
-            without_possessive(word) in words for word in text[span.start:span.end].split()))))]
+            without_possessive(word) in words for word in text[span.start:span.end].split()))
+            or without_possessive(text[span.start:span.end].split()[-1]) in surnames))]
         if self.lexicon:
             # A family shares its surname: "Thabo de Klerk" where "Ngozi de Klerk" signs.
             spans.extend(Span(start, end, "PERSON") for start, end in find_relatives(text, spans))

@@ -1611,3 +1611,18 @@ def test_a_presenters_page_names_its_people_by_their_addresses_numbers_and_partn
     names = person_strings(detector, text)
     assert {"Mark Stone", "Faith Adjei", "Siobhán Ní Bhriain"} <= set(names)
     assert not any("Studio" in name or "Quay" in name for name in names)
+
+
+def test_an_algorithm_pages_history_and_references_name_no_one(with_ner):
+    references = ("\n\nReferences\n[1] J. W. Cooley and J. W. Tukey, \"An algorithm for the machine calculation of "
+                  "complex Fourier series,\" Math. Comp. 19 (1965), 297-301.")
+    text = ("History\nThe FFT was published by James W. Cooley and John W. Tukey in 1965.\n\nCarl Friedrich "
+            "Gauss had described an equivalent method around 1805 in unpublished notes." + references)
+    assert person_strings(with_ner.detector, text) == []
+    # where the text holds someone's data, the reference's number marks the authors
+    text = ("Owner: Ana Ruiz, ana.ruiz@example.com\nThe FFT was published by James W. Cooley and John W. Tukey "
+            "in 1965 [1]." + references)
+    assert person_strings(with_ner.detector, text) == ["Ana Ruiz"]
+    # and an author's surname makes no one else an author there
+    text = "Owner: Ana Cooley, ana.cooley@example.com\nSee Cooley and Tukey [1]." + references
+    assert "Ana Cooley" in person_strings(with_ner.detector, text)
