@@ -2021,8 +2021,9 @@ class PiiDetector:
 
     def find_many(self, texts: list[str], left: Counter | None = None) -> list[list[Span]]:
         """Each text's spans. With contextual=True, places, local-network addresses and businesses'
-        phone lines count where the text ties them to a person (see tied_to_person); `left`, when
-        given, counts the others ("not_personal_LOCATION", "not_personal_IP_ADDRESS",
+        phone lines count where the text ties them to a person (see tied_to_person), and in a text
+        that names no one, addresses only where their line logs a person (see logs_a_person);
+        `left`, when given, counts the others ("not_personal_LOCATION", "not_personal_IP_ADDRESS",
         "not_personal_PHONE")."""
         ner_spans = self.ner.find_many(texts) if self.ner is not None else [[] for _ in texts]
         found = [self._combine(text, ner) for text, ner in zip(texts, ner_spans)]
