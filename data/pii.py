@@ -1680,16 +1680,12 @@ def tied_to_person(text: str, span: Span, evidence: list[Span]) -> bool:
     (PLACE_CUE); for an address, on a line that logs a client or a user (CLIENT_CUE)."""
     line_start = text.rfind("\n", 0, span.start) + 1
     if span.entity == "PHONE":  # a business's line: someone's where a name shares its line
-        line_end = text.find("\n", span.end)
-        line_end = len(text) if line_end == -1 else line_end
-        return any(o.entity == "PERSON" and line_start <= o.start and o.end <= line_end for o in evidence)
+        return name_on_line(text, span, evidence)
     if span.entity == "IP_ADDRESS" and is_server_address(text, span):
         return False  # however near personal data: a server is no one's
     if span.entity == "LOCATION" and is_business_listing(text):
         # a listing's address is the business's, unless a name shares its line (a reviewer's town)
-        line_end = text.find("\n", span.end)
-        line_end = len(text) if line_end == -1 else line_end
-        return any(o.entity == "PERSON" and line_start <= o.start and o.end <= line_end for o in evidence)
+        return name_on_line(text, span, evidence)
     if span.entity == "IP_ADDRESS" and is_url_host(text, span):
         # a URL's host ("upstream: http://192.0.2.31:8080") is a server's, whatever clients a log
         # lists around it; a home router's ("https://admin:...@192.168.1.1") in a note about people
@@ -1713,6 +1709,14 @@ def tied_to_person(text: str, span: Span, evidence: list[Span]) -> bool:
     ties = TRAVEL_VERB.fullmatch(cue.group(0)) is None and not (  # a street address is someone's door
         DELIVERY_VERB.fullmatch(cue.group(0)) and not any(char.isdigit() for char in text[span.start:span.end]))
     return bool(evidence) or ties or PERSONAL_PRONOUN.search(sentence) is not None
+
+
+def name_on_line(text: str, span: Span, evidence: list[Span]) -> bool:
+    """Whether a name found shares the span's line."""
+    line_start = text.rfind("\n", 0, span.start) + 1
+    line_end = text.find("\n", span.end)
+    line_end = len(text) if line_end == -1 else line_end
+    return any(o.entity == "PERSON" and line_start <= o.start and o.end <= line_end for o in evidence)
 
 
 def logs_a_person(text: str, span: Span) -> bool:
@@ -2131,8 +2135,9 @@ class PiiDetector:
         # medicines" no one's data.
         namesakes = eponym_namesakes(text)
         businesses = business_namesakes(text, spans)
-        # in a text that holds no one's data, the namesake is one wherever the text names them:
-        # "Robert Fano had set the problem" on a page about the Shannon-Fano method
+        # In a text that holds no one's data (no e-mail, phone, number... of anyone), the namesake is
+        # one wherever the text names them: "Robert Fano had set the problem" on a page about the
+        # Shannon-Fano method.
         no_ones_data = not any(span.entity != "PERSON" and not needs_context(text, span) for span in spans)
         namesake_spans = [span for span in spans if span.entity == "PERSON" and (
             names_a_namesake(text, span, namesakes)
@@ -2162,7 +2167,7 @@ class PiiDetector:
             LIFE_DATES.match(text, span.end) or text[span.start:span.end].split()[0].casefold() in RULER_TITLES
             or cited(text, span) or SAINT_BEFORE.search(text, max(0, span.start - 30), span.start))}
         spans = [span for span in spans if not (span.entity == "LOCATION" and cited(text, span))]
-        if not any(span.entity != "PERSON" and not needs_context(text, span) for span in spans):
+        if no_ones_data:  # (the filters above dropped names and places only)
             fiction = len({cue.casefold() for cue in FICTION_CUE.findall(text)}) >= 2
             public |= {span for span in spans if span.entity == "PERSON" and of_history(text, span, fiction)}
             # and the places in such a paragraph are no one's ("working in a converted shed in Paris")
