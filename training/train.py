@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import shutil
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -380,6 +382,15 @@ def main() -> None:
     # record: a rank's exception goes into torchrun's failure report, which ends the output
     # that training.run quotes in TrainingFailed.
     record(train_rank)(parse_args())
+    # The rank is done: the output is renamed into place, every log written (the MLflow logger's
+    # calls are synchronous) and the process group destroyed. Leave without the interpreter's
+    # teardown, where a C++ thread of the ZeRO-3 CPU-offload run (two ranks) was once still
+    # joinable as its static objects were destroyed: "terminate called without an active
+    # exception", abort, exit code 1 for a run that had saved its model (CI, 2026-12-05).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(0)
 
 
 def train_rank(args: argparse.Namespace) -> None:
