@@ -54,6 +54,7 @@ ENTITIES = ("URL_CREDENTIALS", "EMAIL", "IBAN", "CREDIT_CARD", "US_SSN", "IP_ADD
 NER_ENTITIES = frozenset({"PERSON", "LOCATION"})
 NER_LABELS = {"PERSON": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION"}
 # spaCy labels that veto a weak lexicon name (not ORG: the small model calls many foreign names ORG).
+LIST_ITEM_GAP = re.compile(r"[^,;\n]{0,24}[,;][ \t]*")  # the rest of a list's item, to the next one
 NER_VETO = frozenset({"LOCATION", "NORP", "DATE", "TIME", "EVENT", "LANGUAGE", "PRODUCT", "WORK_OF_ART", "LAW"})
 NER_CHUNK_CHARS = 20_000  # long records go through spaCy in paragraph-aligned chunks of about this size
 NER_BATCH_SIZE = 256  # texts per spaCy batch: measured 1.9x the docs/s of one text at a time
@@ -1902,6 +1903,15 @@ def after_a_place(text: str, start: int) -> bool:
     return (place in lexicon("places") or last in lexicon("places")) and last not in lexicon("first")
 
 
+def listed_with_places(text: str, span: Span, places: list[Span]) -> bool:
+    """Whether the span is an item of a list whose next or previous item is a place NER found:
+    "London" of "(e.g. London £180, Frankfurt €170, New York $260 per night)"; not a list of given
+    names ("Sofia, Alexandra, Lubomír")."""
+    return any((LIST_ITEM_GAP.fullmatch(text, span.end, place.start) or LIST_ITEM_GAP.fullmatch(text, place.end,
+                                                                                               span.start))
+               and text[place.start:place.end].casefold() not in lexicon("first") for place in places)
+
+
 def no_place_word(chunk: str) -> bool:
     """One word spaCy's small model calls a place that no place list has and that is an identifier
     or an English word: "redirect_uri", "maxLines", "pp" (of "pp. 456"), "Tokens" starting a
@@ -2052,6 +2062,10 @@ class PiiDetector:
         return kept
 
     def _combine(self, text: str, ner: list[Span]) -> list[Span]:
+        # What NER reads as a language vetoes a weak lexicon name below ("English fiction"), though
+        # only the configured entities are kept as spans. (Not its nationalities and dates: the
+        # small model calls "Julian is very reliable" NORP.)
+        vetoes = [span for span in ner if span.entity == "LANGUAGE"]
         ner = [reread_person(text, span) if span.entity == "PERSON" else span for span in ner]
         # A name or a place holds no digits: spaCy's small model reads room numbers ("B-204"),
         # clock times and hashes in logs as places and people.
@@ -2073,7 +2087,7 @@ class PiiDetector:
         if self.lexicon:
             # A weak lexicon name that NER reads as a place, a date or a nationality ("Florence",
             # "June", "Christian") is left to NER.
-            others = [span for span in ner if span.entity in NER_VETO]
+            others = vetoes + [span for span in ner if span.entity in NER_VETO]
             surnames = lexicon("last")
             for start, end, firm in find_lexicon_names(text):
                 if firm and without_possessive(text[start:end].split()[-1]).casefold() in surnames:
@@ -2101,11 +2115,13 @@ class PiiDetector:
                          layout_names.signed_names, layout_names.signed_off_names, find_log_users):
                 spans.extend(Span(start, end, "PERSON") for start, end in find(text))
         evidence = [span for span in spans if not needs_context(text, span)]
+        places = [span for span in ner if span.entity == "LOCATION"]
         for span in weak:
             # One word that is a name and a place: a place after "in", "to", "from"...; a name in
             # text about people; a place otherwise.
             if (span.entity == "PERSON_OR_PLACE" and PLACE_PREPOSITION.search(text, max(0, span.start - 8), span.start)
-                    or text[span.start:span.end].casefold() in lexicon("places") and after_a_place(text, span.start)):
+                    or text[span.start:span.end].casefold() in lexicon("places")
+                    and (after_a_place(text, span.start) or listed_with_places(text, span, places))):
                 if "LOCATION" in self.entities:
                     spans.append(span._replace(entity="LOCATION"))
             elif about_people(text, span, evidence):

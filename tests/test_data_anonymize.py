@@ -1530,6 +1530,18 @@ def test_a_name_that_is_a_place_after_a_place_and_a_comma_is_its_county_or_state
     assert person_strings(with_ner.detector, text) == ["Dana Ruiz"]
 
 
+def test_a_name_that_is_a_place_in_a_list_of_places_is_a_place(with_ner):
+    text = ("Hotels: within the caps set by the finance director (e.g. London £180, Frankfurt €170, New York $260 "
+            "per night). Book through travel@example.com.")
+    assert person_strings(with_ner.detector, text) == []
+
+
+def test_a_name_ner_reads_as_a_language_is_none(with_ner):
+    text = ("Discussion questions for the book group, with our thanks to the librarian.\n"
+            "1. Her letter is one of the most famous in English fiction. Why does it work?")
+    assert person_strings(with_ner.detector, text) == []
+
+
 def test_a_murder_mystery_evenings_detectives_are_characters(with_ner):
     text = ("Murder at the Mulberry Hotel - an immersive murder-mystery dinner.\n\nThe year is 1926. Lady "
             "Ravensworth's emerald has vanished. Sherlock Holmes is, regrettably, unavailable, so it falls to you "
