@@ -76,7 +76,9 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         "heldout21": Path(__file__).parent / "data" / "pii_heldout21.jsonl",
         "heldout22": Path(__file__).parent / "data" / "pii_heldout22.jsonl",
         # written during the rules heldout22 prompted and first run after them
-        "heldout23": Path(__file__).parent / "data" / "pii_heldout23.jsonl"}
+        "heldout23": Path(__file__).parent / "data" / "pii_heldout23.jsonl",
+        # written during the rules heldout22 prompted, first run after heldout23's
+        "heldout24": Path(__file__).parent / "data" / "pii_heldout24.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
