@@ -135,6 +135,9 @@ def name_prefix(value: str, lower_ok: bool = False) -> int:
     if len(words) == 1 and (taken[0].group(0).isupper() and words[0] not in names or words[0] in lexicon("places")
                             and words[0] not in names):
         return 0  # "QA", "SRE", "Reading"
+    first = taken[0].group(0)  # (not an initial: "N ADEYEMI-CLARKE", "S. Nakashima-Frost")
+    if len(words) > 1 and first.isupper() and 3 <= len(first) <= 4 and words[0] not in names:
+        return 0  # an acronym no list has before a word: "IPS Black" (a panel), "USB Hub"
     last = taken[-1].group(0)
     # "Ana Reis." ends a sentence; "Ekambi J." and "Dr." keep their full stop
     trailing = last.endswith(".") and len(last.rstrip(".")) > 1 and last.casefold().rstrip(".") not in TITLE_WORDS

@@ -123,13 +123,18 @@ SERVER_BEFORE = re.compile(
     r"primary|replica|standby|master|database|db|cluster node|"
     r"proxy|endpoint|mx|ns|origin|cdn|vpn gateway|api server|ntp|time server|"
     r"time sync(?:hroni[sz]ed)?(?: ok)?(?: from| with| to)?)\b[ \t:=]*(?:<->|->|=>)?[ \t]*[\"']?)$")
-# A host's name in brackets after its address: "198.51.100.10 (nms01)", "(db-primary.internal)".
-HOST_AFTER = re.compile(r"[ \t]*\((?=[a-z0-9._-]*[\d._-])[a-z][a-z0-9._-]{1,40}\)")
+# A host's name or kind in brackets after its address: "198.51.100.10 (nms01)", "(db-primary.internal)",
+# "10.12.0.5 (jump host)" (not "(home router)": a person's).
+HOST_AFTER = re.compile(r"[ \t]*\((?:(?=[a-z0-9._-]*[\d._-])[a-z][a-z0-9._-]{1,40}"
+                        r"|(?i:(?:the |our )?(?:jump ?box|bastion|(?:[\w-]+ )?(?:server|host)|firewall|gateway|proxy)))\)")
 # A configuration object's host, ".host = \"10.40.2.11\";" (Varnish): a server's where its line logs
 # no client.
 HOST_KEY = re.compile(r"(?i:\.(?:host|hostname)[ \t]*[:=][ \t]*[\"']?)$")
 # A documentation's placeholder, not a credential: "<db_user>:<db_password>", "${USER}:${TOKEN}".
 PLACEHOLDER = re.compile(r"<[^<>]*>|\$\{?\w+\}?|\{\{?\w+\}\}?|%\(\w+\)s")
+# A documentation's stand-in credentials: "https://user:password@host/path", "USERNAME:PASSWORD".
+PLACEHOLDER_CREDENTIALS = re.compile(r"(?i)(?:user(?:[_-]?name)?|usr|login|name|foo)"
+                                     r":(?:pass(?:word)?|passwd|pwd|secret|token|bar|x+|\*+)")
 # The scheme (and credentials) of a URL whose host the address is.
 URL_HOST_BEFORE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://(?:[^\s/?#@]*@)?\[?$")
 # An address in brackets after a host's name: "core-sw-01 (192.0.2.1)", postfix's "relay.example.net[198.51.100.9]",
@@ -1385,7 +1390,8 @@ def not_after(label: re.Pattern, find):
 
 
 RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
-    "URL_CREDENTIALS": [finder(URL_CREDENTIALS, lambda v: PLACEHOLDER.search(v) is None, group=1)],
+    "URL_CREDENTIALS": [finder(URL_CREDENTIALS, lambda v: PLACEHOLDER.search(v) is None
+                               and PLACEHOLDER_CREDENTIALS.fullmatch(v) is None, group=1)],
     "EMAIL": [not_in_id_headers(finder(EMAIL, always)), finder(EMAIL_MARKED_AT, always),
               finder(EMAIL_WORD_AT, always), find_header_emails, finder(BANG_EMAIL, always, group=1)],
     "IBAN": [find_iban],
@@ -2204,5 +2210,8 @@ class PiiDetector:
             spans.extend(Span(start, end, "PERSON") for start, end in find_relatives(text, spans))
             # A name found once is a name wherever else the text has it (but a storm's or a ship's).
             repeated = [Span(start, end, "PERSON") for start, end in find_repeated_names(text, spans)]
-            spans.extend(span for span in repeated if not names_a_thing(text, span))
+            addresses = [span for span in spans if span.entity == "LOCATION"
+                         and any(char.isdigit() for char in text[span.start:span.end])]
+            spans.extend(span for span in repeated if not names_a_thing(text, span)  # nor a street's word:
+                          and not any(a.start <= span.start and span.end <= a.end for a in addresses))  # "Elm Park"
         return surname_first(text, resolve_overlaps(spans))

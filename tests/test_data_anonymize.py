@@ -936,7 +936,8 @@ def test_a_hosts_address_in_a_monitoring_digest_is_no_ones(text):
 def test_an_ean_barcode_is_no_card_and_documentation_placeholders_are_no_credentials():
     detector = pii.PiiDetector(STRUCTURED, ner=False)
     text = ("Eau de Toilette 100 ml - EAN 3614674009183. Connect with "
-            "postgres://<db_user>:<db_password>@db.example.com/app or https://${USER}:${TOKEN}@git.example.com/x.git")
+            "postgres://<db_user>:<db_password>@db.example.com/app or https://${USER}:${TOKEN}@git.example.com/x.git"
+            " (never put credentials in URLs: https://user:password@host/path, ftp://USERNAME:PASSWORD@host)")
     assert detector.find(text) == []
     # real numbers and credentials still count
     assert [s.entity for s in detector.find("card 4111 1111 1111 1111, https://bob:hunter2pass@db.example.org/")] \
@@ -1180,6 +1181,36 @@ def test_kin_in_brackets_and_a_town_that_gives_are_people(with_ner):
     text = ("[12/03/2025, 18:20] Agata: Good evening Mr Hunter, this is Agata, Paulina gave me your number. "
             "I can do Thursdays 9-12 from next week")
     assert "Paulina" in person_strings(with_ner.detector, text)
+
+
+def test_a_surname_that_is_a_street_word_leaves_the_street_whole():
+    detector = pii.PiiDetector(list(pii.ENTITIES), ner=False)
+    text = ("[12.09.2024 19:02] Rowan Achebe-Park: thanks all, the Park family owes you one\n"
+            "[12.09.2024 19:05] Matej Horvat: can anyone do fri 20th? two kids. we're at 33 Elm Park Gardens\n")
+    assert "33 Elm Park Gardens" in [text[s.start:s.end] for s in detector.find(text) if s.entity == "LOCATION"]
+
+
+def test_an_acronym_before_a_word_in_a_column_for_people_is_no_name():
+    detector = pii.PiiDetector(["PERSON"], ner=False)
+    text = ("Model                  | Panel     | Refresh | Price\n"
+            "Dell UltraSharp U2724D | IPS Black | 120 Hz  | GBP 479\n"
+            "HP E27 G5              | IPS       | 75 Hz   | GBP 229\n"
+            "Philips 27E1N8900      | OLED      | 60 Hz   | GBP 899\n")
+    assert person_strings(detector, text) == []
+    text = ("Stage     | Panel\n"
+            "Screening | Tomasz Wójcik\n"
+            "Final     | KIM Ji-woo\n"
+            "Reserve   | N ADEYEMI-CLARKE\n")
+    assert person_strings(detector, text) == ["Tomasz Wójcik", "KIM Ji-woo", "N ADEYEMI-CLARKE"]
+
+
+def test_an_address_the_log_calls_a_jump_host_is_a_machines():
+    detector = pii.PiiDetector(list(pii.ENTITIES), ner=False)
+    text = ("2024-07-09 05:31:46 UTC | INFO | Web session opened for local account 'admin' from 10.12.0.5 (jump host)\n"
+            "2024-07-09 05:33:20 UTC | INFO | Outlet group 'web-tier' power cycle requested; delay 5 s")
+    assert detector.find(text) == []
+    text = text.replace("(jump host)", "(home router)")
+    assert [text[s.start:s.end] for s in detector.find(text)] == ["10.12.0.5"]
 
 
 def test_look_alikes_of_a_shop_a_timetable_and_a_device_log_are_no_ones():
