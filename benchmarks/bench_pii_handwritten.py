@@ -78,7 +78,9 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # written during the rules heldout22 prompted and first run after them
         "heldout23": Path(__file__).parent / "data" / "pii_heldout23.jsonl",
         # written during the rules heldout22 prompted, first run after heldout23's
-        "heldout24": Path(__file__).parent / "data" / "pii_heldout24.jsonl"}
+        "heldout24": Path(__file__).parent / "data" / "pii_heldout24.jsonl",
+        # written during the rules heldout23 prompted
+        "heldout25": Path(__file__).parent / "data" / "pii_heldout25.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
