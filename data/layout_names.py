@@ -80,11 +80,13 @@ PERSON_LABELS = (
     r"organi[sz]er|coordinator|contact person|point of contact|poc|on call|on-call|named driver|"
     r"(?:mobile|phone|tel|email|e-mail)? ?(?:owner|holder)|deceased|bride|groom|godparents?|"
     r"collecting adult|authorised adult|authorized adult|helpers?|buddy|escort|chaperone|"
-    r"stage manager|instructor|leader")
-# The label at a line's start (after a bullet, a number or a chat timestamp) or after a column
-# gap, an optional "(staff)", then ":", "=" or a dash between spaces.
+    r"stage manager|instructor|leader|treasurer|secretary|chair(?:person|man|woman)|(?:vice[- ])?president|"
+    r"trustees?|captain|name on (?:the )?card|name on (?:the )?account|account name|payee")
+# The label at a line's start (after a bullet, a number or a chat timestamp), after a column gap
+# or a sentence ("... is correct. Signed: G M Pryce-Jenkins"), an optional "(staff)", then ":",
+# "=" or a dash between spaces.
 LABEL = re.compile(
-    r"(?:^[ \t]*(?:[-*•>][ \t]*|\d{1,3}[.)][ \t]*)?(?:\[[^\]\n]{4,32}\][ \t]*)?|[ \t]{2,}|\t|[|·•][ \t]*)"
+    r"(?:^[ \t]*(?:[-*•>][ \t]*|\d{1,3}[.)][ \t]*)?(?:\[[^\]\n]{4,32}\][ \t]*)?|[ \t]{2,}|\t|[|·•][ \t]*|(?<=[.!?])[ \t]+)"
     rf"(?i:(?:[a-z]+[ \t](?!names?\b))?(?:{PERSON_LABELS}))(?:[ \t]*\([^()\n]{{1,30}}\))?[ \t]*(?::|=|[ \t][-–—](?=[ \t]))[ \t]*", re.MULTILINE)
 # Where a labelled value ends: a column gap, a bar, a dot, a dash between spaces, the line's end.
 VALUE_END = re.compile(r"[ \t]{2,}|\t|[ \t]+[|·•][ \t]*|[ \t]+[-–—][ \t]+|$", re.MULTILINE)
@@ -306,7 +308,7 @@ ROLE_BEFORE = re.compile(
     r"|\b(?P<role>nurse|midwife|dr|sr|sra|srta|señor|señora|doña|dona|mme|mlle|herr|frau|signora|signor|"
     r"ustaz|ustazah|pak|bu|ibu|bapak|mama|papa|tita|tito|lola|lolo|ate|kuya|bibi|babu|nana|nani|dada|dadi|"
     r"auntie|aunty|uncle|coach|driver|officer|constable|pc|sgt|sergeant|pastor|rev|reverend|imam|rabbi|"
-    r"father|fr|sister|brother|elder|chief|teacher|tutor)\.?)[ \t]+"
+    r"father|fr|sister|brother|elder|chief|teacher|tutor)\.?)(?:[ \t]*\((?=[^\W\d_a-z])|[ \t]+)"  # "daughter (Saskia, ..."
     rf"|{_OWNER}(?P<tie_comma>partner|husband|wife|son|daughter|"
     r"brother|sister|mother|father|mum|mom|dad|friend|neighbou?r|colleague|co-?worker|flatmate|roommate),[ \t]*"
     r"(?=[^\W\d_a-z][\w'’-]*,)")  # "her partner, Anatoly, on +33 ...": the name set off by commas
@@ -320,9 +322,10 @@ TITLE_ROLES = frozenset({"dr", "sr", "sra", "srta", "señor", "señora", "doña"
                          "pc"})
 
 
-# "Ifeoma, our community host,", "Kwame, my line manager": a name and then its role.
+# "Ifeoma, our community host,", "Kwame, my line manager", "Jade (Year 4 rep)": a name and then its role.
 ROLE_AFTER = re.compile(
-    r"(?<![\w'’-])([^\W\d_a-z][\w'’-]+),[ \t]+(?:our|my|your|his|her|their)[ \t]+(?:[a-z-]+[ \t]+){0,2}"
+    r"(?<![\w'’-])([^\W\d_a-z][\w'’-]+)(?:,[ \t]+(?:our|my|your|his|her|their)[ \t]+(?:[a-z-]+[ \t]+){0,2}"
+    r"|[ \t]+\((?:our|my|the|[\w-]+[ \t]+\d+)?[ \t]*(?:[a-z-]+[ \t]+)?(?=[a-z]+\)))"  # "Jade (Year 4 rep)"
     r"(?:host|manager|coordinator|co-ordinator|lead|director|officer|assistant|contact|rep|representative|agent|"
     r"advis[eo]r|engineer|nurse|doctor|gp|teacher|tutor|coach|volunteer|secretary|treasurer|chair|chairperson|"
     r"receptionist|administrator|admin|owner|landlord|landlady|neighbou?r|colleague|friend|cousin|partner|"
@@ -337,7 +340,8 @@ def role_names(text: str) -> Iterator[tuple[int, int]]:
     for match in ROLE_AFTER.finditer(text):
         name = match.group(1)
         folded = name.casefold()
-        if folded not in NO_ONE and folded not in places and (folded in names or folded not in english):
+        if folded not in NO_ONE and folded not in places and (folded in names or folded not in english
+                                                               or folded in lexicon("english_names")):  # "Jade"
             yield match.span(1)
     for match in ROLE_BEFORE.finditer(text):
         word = TIE_WORD.match(text, match.end())
@@ -350,7 +354,11 @@ def role_names(text: str) -> Iterator[tuple[int, int]]:
         if match.group("tie") or match.group("tie_comma"):  # "my neighbour Bhavesh", "her cousin tanisha"
             if name[0].isupper() or (folded not in english and len(folded) > 2):
                 length = name_prefix(rest_of_line(text, word.start()), lower_ok=not name[0].isupper())
-                if length and (name[0].islower() or folded in names or folded not in english):
+                last = text[word.start():word.start() + length].split()[-1].casefold() if length else ""
+                # (a given name that is an English word, with a surname that is none: "my partner
+                # Summer Dalgleish")
+                if length and (name[0].islower() or folded in names or folded not in english
+                               or (last != folded and last.removesuffix("'s").removesuffix("’s") not in english)):
                     yield word.start(), word.start() + length
             continue
         role = match.group("role")
@@ -432,6 +440,19 @@ def keyed_names(text: str) -> Iterator[tuple[int, int]]:
         length = name_prefix(value, lower_ok="name" not in key)
         if length == len(value.rstrip()):
             yield match.start(2), match.start(2) + length
+
+
+# A payee before their account: "Bank transfer to W Okafor-Grant, IBAN GB33 ...", "payable to Ana
+# Reis, account 12345678".
+PAYEE = re.compile(r"(?i:\b(?:transfer(?:red)?|pay(?:ment|able)?|paid|send|sent|remit)[ \t]+(?:it[ \t]+)?to)[ \t]+"
+                   r"([^\W\d_a-z][^,\n]{1,60}?),?[ \t]+(?=(?i:iban|account|acct|a/c|sort code|bsb|routing)\b)")
+
+
+def payee_names(text: str) -> Iterator[tuple[int, int]]:
+    for match in PAYEE.finditer(text):
+        length = name_prefix(match.group(1))
+        if length == len(match.group(1)):
+            yield match.start(1), match.start(1) + length
 
 
 # A letter's or a mail's close and the name on its next line (a blank line between, perhaps), or

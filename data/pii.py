@@ -67,6 +67,11 @@ class Span(NamedTuple):
 
 
 EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+# SSH's algorithm names look like addresses (RFC 4251's "name@domain"): "chacha20-poly1305@openssh.com",
+# "hmac-sha2-512-etm@openssh.com", "ssh-ed25519-cert-v01@openssh.com".
+# A part of the name (between "-" and ".") is a cipher's, a hash's or a curve's ("petmore@" is no "etm").
+ALGORITHM_NAME = re.compile(r"(?i)(?:\w+[-.])*?(?:sha\d+|gcm|poly1305|curve\d+|ed25519|ed448|nistp\d+|"
+                            r"sntrup\d+(?:x25519)?|mlkem\d+(?:x25519)?|hmac|umac|etm|aes\d+|ctr|cbc)(?:[-.][\w.-]*)?@")
 # Written to dodge scrapers: "name (at) host.com", "name [at] host.com", "name @ host.com",
 # "name AT host DOT com", "tom dot hadley at gmail dot com"; and percent-encoded in URLs (%40).
 _LABEL = r"[A-Za-z0-9][A-Za-z0-9_%+-]*"
@@ -119,6 +124,7 @@ NATIONAL_PHONE = re.compile(
 # The words right before a server's address (a public one is a person's machine otherwise).
 SERVER_BEFORE = re.compile(
     r"(?i:\b(?:vip|nat(?::[ \t]*static)?|static|dns|a|aaaa|a record|listen(?:s|ing)?(?: on)?|bind(?:s|ing)?(?: to)?|"
+    r"listen_?address|bind_?address|"
     r"upstream|backend|server|gateway|gw|load balancer|lb|(?:monitoring )?probe|monitor|resolver|nameserver|"
     r"primary|replica|standby|master|database|db|cluster node|"
     r"proxy|endpoint|mx|ns|origin|cdn|vpn gateway|api server|ntp|time server|"
@@ -941,8 +947,9 @@ def name_seeds(text: str, spans: list[Span]) -> set[str]:
     given, seeds = lexicon("first"), set()
     for span in spans:
         chunk = text[span.start:span.end]
-        if span.entity == "PERSON":
-            seeds |= {w.casefold() for w in re.findall(r"[^\W\d_]{3,}", chunk)}
+        if span.entity == "PERSON":  # and a hyphenated word whole: "Jun-ho" of "Jun-ho Park"
+            seeds |= {w.casefold() for w in re.findall(r"[^\W\d_]{3,}|[^\W\d_]+(?:-[^\W\d_]+)+", chunk)}
+            seeds |= {w.casefold() for w in re.findall(r"(?<![\w-])[^\W\d_]+(?:-[^\W\d_]+)+", chunk)}
         elif span.entity == "EMAIL":
             local = EMAIL_LOCAL_END.split(chunk, maxsplit=1)[0]
             seeds |= {w.casefold() for w in re.findall(r"[^\W\d_]{3,}", local) if w.casefold() in given}
@@ -976,9 +983,9 @@ def find_repeated_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int
             yield match.span()
 
 
-# A whole word, as find_repeated_names looks for a name again: not inside "Anne-Marie" or "O'Neill",
-# but before a possessive ("Olivia's").
-WHOLE_WORD = re.compile(r"(?<![\w'’-])\w+(?![\w’-]|'(?!s\b))")
+# A whole word, as find_repeated_names looks for a name again: not inside "Anne-Marie" or "O'Neill"
+# (a hyphenated word is one: "Jun-ho"), but before a possessive ("Olivia's").
+WHOLE_WORD = re.compile(r"(?<![\w'’-])\w+(?:-\w+)*(?![\w’-]|'(?!s\b))")
 
 
 # Kin or a role in brackets with the name after a comma: "Alt (daughter, Chidinma): 07700 900687".
@@ -1392,7 +1399,7 @@ def not_after(label: re.Pattern, find):
 RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
     "URL_CREDENTIALS": [finder(URL_CREDENTIALS, lambda v: PLACEHOLDER.search(v) is None
                                and PLACEHOLDER_CREDENTIALS.fullmatch(v) is None, group=1)],
-    "EMAIL": [not_in_id_headers(finder(EMAIL, always)), finder(EMAIL_MARKED_AT, always),
+    "EMAIL": [not_in_id_headers(finder(EMAIL, lambda v: ALGORITHM_NAME.match(v) is None)), finder(EMAIL_MARKED_AT, always),
               finder(EMAIL_WORD_AT, always), find_header_emails, finder(BANG_EMAIL, always, group=1)],
     "IBAN": [find_iban],
     "CREDIT_CARD": [not_after(BARCODE_LABEL, finder(CARD_CANDIDATE, is_card_number))],
@@ -2118,6 +2125,7 @@ class PiiDetector:
             spans.extend(Span(start, end, "PERSON") for start, end in find_email_spelled_names(text, spans))
             spans.extend(Span(start, end, "PERSON") for start, end in find_contact_line_names(text, spans))
             for find in (layout_names.labelled_names, layout_names.role_names, layout_names.keyed_names,
+                         layout_names.payee_names,
                          layout_names.signed_names, layout_names.signed_off_names, find_log_users):
                 spans.extend(Span(start, end, "PERSON") for start, end in find(text))
         evidence = [span for span in spans if not needs_context(text, span)]

@@ -1204,6 +1204,46 @@ def test_an_acronym_before_a_word_in_a_column_for_people_is_no_name():
     assert person_strings(detector, text) == ["Tomasz Wójcik", "KIM Ji-woo", "N ADEYEMI-CLARKE"]
 
 
+@pytest.mark.parametrize("text, names", [
+    ("Treasurer: Precious Okonkwo-Adebayo\nMembership fees and refunds.", ["Precious Okonkwo-Adebayo"]),
+    ("Card type: Visa\nName on card: A BRENNAN-KOWALCZYK\nExpiry: 09/27", ["A BRENNAN-KOWALCZYK"]),
+    ("I declare the information given is correct. Signed: G M Pryce-Jenkins   Date: 02/04/2025",
+     ["G M Pryce-Jenkins"]),
+    ("The landlord said a new tenant moves in. My partner Summer Dalgleish lives there too.", ["Summer Dalgleish"]),
+    ("Jade (Year 4 rep) has the float tin and will drop it at the school office.", ["Jade"]),
+    ("Total £124.20. Bank transfer to W Okafor-Grant, IBAN GB33 BUKB 2020 1555 5555 55, ref 0212-03.",
+     ["W Okafor-Grant"]),
+    ("Pupil: Jun-ho Kim (6)\n- Jun-ho: mum asks for messages by e-mail.", ["Jun-ho Kim", "Jun-ho"]),
+])
+def test_names_a_role_a_form_or_a_payment_ties_to_a_person(text, names):
+    detector = pii.PiiDetector(["PERSON"], ner=False)
+    assert person_strings(detector, text) == names
+
+
+def test_a_name_in_brackets_after_a_tie_is_one(with_ner):
+    text = "Reason for sale: moving to be near their daughter (Saskia, in Utrecht), autumn."
+    assert person_strings(with_ner.detector, text) == ["Saskia"]
+
+
+def test_look_alikes_of_roles_and_payments_name_no_one():
+    detector = pii.PiiDetector(["PERSON"], ner=False)
+    for text in ("Please pay to Northwind Traders Ltd, account 12345678.", "my partner Summer Holidays are over",
+                 "Ticket (admin) closed.", "Ask my son (Year 4) about it."):
+        assert person_strings(detector, text) == [], text
+
+
+def test_an_sshd_configs_algorithms_and_listen_addresses_are_no_ones():
+    detector = pii.PiiDetector(list(pii.ENTITIES), ner=False)
+    text = ("ListenAddress 192.0.2.14\n"
+            "KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256@libssh.org\n"
+            "Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com\n"
+            "MACs hmac-sha2-512-etm@openssh.com\n")
+    assert detector.find(text) == []
+    text = "Contact sha.li@example.com or petmore@example.com about the 192.0.2.14 login."
+    assert [text[s.start:s.end] for s in detector.find(text) if s.entity == "EMAIL"] \
+        == ["sha.li@example.com", "petmore@example.com"]
+
+
 def test_an_address_the_log_calls_a_jump_host_is_a_machines():
     detector = pii.PiiDetector(list(pii.ENTITIES), ner=False)
     text = ("2024-07-09 05:31:46 UTC | INFO | Web session opened for local account 'admin' from 10.12.0.5 (jump host)\n"
