@@ -81,7 +81,7 @@ PERSON_LABELS = (
     r"(?:mobile|phone|tel|email|e-mail)? ?(?:owner|holder)|deceased|bride|groom|godparents?|"
     r"collecting adult|authorised adult|authorized adult|helpers?|buddy|escort|chaperone|"
     r"stage manager|instructor|leader|treasurer|secretary|chair(?:person|man|woman)|(?:vice[- ])?president|"
-    r"trustees?|captain|name on (?:the )?card|name on (?:the )?account|account name|payee")
+    r"trustees?|captain|assistants?|name on (?:the )?card|name on (?:the )?account|account name|payee")
 # The label at a line's start (after a bullet, a number or a chat timestamp), after a column gap
 # or a sentence ("... is correct. Signed: G M Pryce-Jenkins"), an optional "(staff)", then ":",
 # "=" or a dash between spaces.
@@ -93,6 +93,24 @@ VALUE_END = re.compile(r"[ \t]{2,}|\t|[ \t]+[|·•][ \t]*|[ \t]+[-–—][ \t]+
 # Where one name of several ends ("Ana Reis, Tom Price and Meera Shah", "Rahim & Roya").
 ITEM_SEPARATOR = re.compile(r"[ \t]*(?:[,;/+&]|\band\b)[ \t]*")
 PARENTHESIS = re.compile(r"[ \t]*\([^()\n]*\)")
+
+
+# A capital inside a word, after a lower-case letter ("JsonFmt"), and what may come before one in a
+# name ("McKenzie", "MacLeod", "DeShawn", "NicLeòid", "LaToya", "FitzGerald", "VanDyke").
+INNER_CAPITAL = re.compile(r"(?<=[a-zß-ÿ])[A-ZÀ-Þ]")
+NAME_PREFIXES = frozenset({"mc", "mac", "de", "di", "da", "du", "la", "le", "nic", "fitz", "van", "von", "del",
+                           "della", "st", "ben", "al", "el"})
+
+
+def in_camel_case(word: str) -> bool:
+    """Whether a word has a capital inside it that no name has there: an identifier or a brand
+    ("JsonFmt", "PayPal", "GitHub"), not "McKenzie" or "DeShawn"."""
+    inner = INNER_CAPITAL.search(word)
+    return inner is not None and word[:inner.start()].casefold() not in NAME_PREFIXES
+
+
+# A given name of two syllables joined by a hyphen, as Korean and Chinese names are romanized: "Ji-woo".
+GIVEN_SYLLABLES = re.compile(r"[A-Z][a-z]{1,4}-[a-z]{1,4}")
 
 
 def name_prefix(value: str, lower_ok: bool = False) -> int:
@@ -126,17 +144,20 @@ def name_prefix(value: str, lower_ok: bool = False) -> int:
     if not taken:
         return 0
     words = [t.group(0).rstrip(".").casefold() for t in taken if t.group(0).casefold() not in PARTICLES]
-    if not words or any(w in NO_ONE for w in words) or all(w in TITLE_WORDS for w in words):
+    # (a month before a surname is a given name: "June Okafor-Reid", not "June Meeting")
+    month_name = len(words) > 1 and words[0] in NOT_GIVEN_NAMES and words[-1] not in english
+    if not words or any(w in NO_ONE for w in words[1 if month_name else 0:]) or all(w in TITLE_WORDS for w in words):
         return 0  # "TBC", "Sgt" alone
     # "Driver Support", "Goods In", "Cardinal": only English words, none a name
     if all(w in english and w not in names and w not in lexicon("english_names") for w in words):
         return 0
     if words[-1] in ORG_WORDS or words[-1] in NAMED_AFTER_WORDS or words[0] == "the" or (
-            words[-1] in THING_WORDS and words[0] not in lexicon("first") and words[0] not in lexicon("english_names")):
-        return 0  # "Northwind Traders Ltd", "The Lancashire Fusilier", "Nunney Castle" (not "Ana Hall")
+            words[-1] in THING_WORDS and words[0] not in lexicon("first") and words[0] not in lexicon("english_names")
+            and not GIVEN_SYLLABLES.fullmatch(taken[0].group(0))):
+        return 0  # "Northwind Traders Ltd", "The Lancashire Fusilier", "Nunney Castle" (not "Ana Hall", "Ji-woo Park")
     if len(words) == 1 and (taken[0].group(0).isupper() and words[0] not in names or words[0] in lexicon("places")
-                            and words[0] not in names):
-        return 0  # "QA", "SRE", "Reading"
+                            and words[0] not in names or in_camel_case(taken[0].group(0)) and words[0] not in names):
+        return 0  # "QA", "SRE", "Reading", "JsonFmt"
     first = taken[0].group(0)  # (not an initial: "N ADEYEMI-CLARKE", "S. Nakashima-Frost")
     if len(words) > 1 and first.isupper() and 3 <= len(first) <= 4 and words[0] not in names:
         return 0  # an acronym no list has before a word: "IPS Black" (a panel), "USB Hub"
@@ -440,6 +461,18 @@ def keyed_names(text: str) -> Iterator[tuple[int, int]]:
         length = name_prefix(value, lower_ok="name" not in key)
         if length == len(value.rstrip()):
             yield match.start(2), match.start(2) + length
+
+
+# A user a log or an audit names in quotes: "Created user 'Ji-woo Park'", "Changed role of user
+# 'Tomasz Wiśniewski'" (a full name: "user 'orders-svc'" and "account 'admin'" are services).
+QUOTED_USER = re.compile(r"(?i:\b(?:user|account|member|customer|contact)[ \t]+)['\"‘“]([^'\"’”\n]{3,60})['\"’”]")
+
+
+def quoted_user_names(text: str) -> Iterator[tuple[int, int]]:
+    for match in QUOTED_USER.finditer(text):
+        value = match.group(1)
+        if len(value.split()) > 1 and name_prefix(value) == len(value):
+            yield match.span(1)
 
 
 # A payee before their account: "Bank transfer to W Okafor-Grant, IBAN GB33 ...", "payable to Ana

@@ -133,6 +133,8 @@ SERVER_BEFORE = re.compile(
 # "10.12.0.5 (jump host)" (not "(home router)": a person's).
 HOST_AFTER = re.compile(r"[ \t]*\((?:(?=[a-z0-9._-]*[\d._-])[a-z][a-z0-9._-]{1,40}"
                         r"|(?i:(?:the |our )?(?:jump ?box|bastion|(?:[\w-]+ )?(?:server|host)|firewall|gateway|proxy)))\)")
+# A line a routing or failover daemon logs: its addresses are its peers', routers and cluster nodes.
+ROUTING_LINE = re.compile(r"(?i:keepalived|vrrp|\bbgpd?\b|\bospfd?\b|\bbird\b|corosync|pacemaker)")
 # A configuration object's host, ".host = \"10.40.2.11\";" (Varnish): a server's where its line logs
 # no client.
 HOST_KEY = re.compile(r"(?i:\.(?:host|hostname)[ \t]*[:=][ \t]*[\"']?)$")
@@ -168,9 +170,10 @@ BUSINESS_LINE = re.compile(
 # A directory's or a map's listing of a business: its rating and reviews, "Claimed by business",
 # "Popular times", "Listing ID", "Open now". Two of these make the text a listing, whose address and
 # lines (a mobile's aside) are the business's.
-LISTING_MARK = re.compile(r"(?i:\(\d[\d,]* reviews?\)|\bclaimed (?:by (?:the )?)?business\b|\bpopular times\b|"
+LISTING_MARK = re.compile(r"(?i:\(\d[\d,]* reviews?\)|\b\d(?:\.\d)?[ \t]*[·•|][ \t]*\d[\d,]* reviews?\b|"  # "4.3 · 187 reviews"
+                          r"\bclaim(?:ed)? (?:this |by (?:the )?)?business\b|\bpopular times\b|"
                           r"\blisting id\b|\blisted since\b|\b(?:open|closes?) (?:now|today)\b|"
-                          r"\blisting (?:last )?updated\b)")
+                          r"\blisting (?:last )?updated\b|\bsuggest an edit\b|\bplus code\b)")
 # A table's header that says its rows are businesses: "Company | Desk phone | Hours".
 BUSINESS_HEADER = re.compile(r"(?i:\b(?:company|companies|business|shop|store|branch|office|desk|department|dept|"
                              r"venue|restaurant|hotel|supplier|provider|agency|clinic|practice|pharmacy|service|"
@@ -836,7 +839,7 @@ def find_phone_owner_names(text: str, spans: list[Span]) -> Iterator[tuple[int, 
         if not all(is_capitalised(word) for word in before.group(1).split()):
             continue  # a label in capitals, digits inside an account number: "to IBAN CH93 0076 2011 6238"
         words = [word.casefold() for word in before.group(1).split()]
-        word = words[0]
+        word = words[0].split("-")[0]  # "Keisha" of "Keisha-Ann Baptiste"
         # before a mobile, capitalised words none of which is English are a name no list holds:
         # "Siobhán Ní Bhriain - +353 87 555 0386"
         unlisted = (len(words) > 1 and not any(unaccented(each) in lexicon("english") for each in words)
@@ -1189,8 +1192,15 @@ NICKNAMED = re.compile(r"(?<![\w'’-])([^\W\d_a-z][\w'’-]+)[ \t]+[\"“‘(](
                        r"([^\W\d_a-z][\w'’-]+(?:[ \t]+[^\W\d_a-z][\w'’-]+)?)")
 
 
-def find_nicknamed_names(text: str, found: set[int]) -> Iterator[tuple[int, int]]:
-    """The whole of a name with a nickname in quotes, where a name was found at its start."""
+NICKNAME_AFTER = re.compile(r"[ \t]*\([\"“‘']([^\W\d_a-z][\w'’-]{1,20})[\"”’']\)")
+
+
+def find_nicknamed_names(text: str, found: set[int], ends: set[int] = frozenset()) -> Iterator[tuple[int, int]]:
+    """The whole of a name with a nickname in quotes, where a name was found at its start; and a
+    nickname in quotes and brackets right after a name found (`ends`): 'Graham Robertson ("Robbo")'."""
+    for match in NICKNAME_AFTER.finditer(text):
+        if match.start() in ends:
+            yield match.span(1)
     for match in NICKNAMED.finditer(text):
         if match.start(1) in found:
             surname = match.group(3).split()
@@ -1609,6 +1619,8 @@ def server_here(text: str, span: Span) -> bool:
     if HOST_KEY.search(before) is not None and CLIENT_CUE.search(line) is None:
         return True
     if re.match(r"[ \t]*\(AS\d+\)", text[span.end:span.end + 12]):  # a BGP peer
+        return True
+    if ROUTING_LINE.search(line):  # a router's or a cluster's peer: "Keepalived_vrrp[1187]: ... from 10.10.1.3"
         return True
     if HOST_AFTER.match(text, span.end):  # "trap receiver 198.51.100.10 (nms01)"
         return True
@@ -2125,7 +2137,7 @@ class PiiDetector:
             spans.extend(Span(start, end, "PERSON") for start, end in find_email_spelled_names(text, spans))
             spans.extend(Span(start, end, "PERSON") for start, end in find_contact_line_names(text, spans))
             for find in (layout_names.labelled_names, layout_names.role_names, layout_names.keyed_names,
-                         layout_names.payee_names,
+                         layout_names.payee_names, layout_names.quoted_user_names,
                          layout_names.signed_names, layout_names.signed_off_names, find_log_users):
                 spans.extend(Span(start, end, "PERSON") for start, end in find(text))
         evidence = [span for span in spans if not needs_context(text, span)]
@@ -2157,7 +2169,8 @@ class PiiDetector:
                 for start, end in things))]
         if self.lexicon:
             found = {span.start for span in spans if span.entity == "PERSON"}
-            spans.extend(Span(start, end, "PERSON") for start, end in find_nicknamed_names(text, found))
+            ends = {span.end for span in spans if span.entity == "PERSON"}
+            spans.extend(Span(start, end, "PERSON") for start, end in find_nicknamed_names(text, found, ends))
         spans = split_at_column_gaps(text, spans)
         spans = names_in_addresses(text, spans)
         # The namesake of an eponym the text uses is the eponym's, wherever the text names them:

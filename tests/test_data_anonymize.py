@@ -1214,9 +1214,14 @@ def test_an_acronym_before_a_word_in_a_column_for_people_is_no_name():
     ("Total £124.20. Bank transfer to W Okafor-Grant, IBAN GB33 BUKB 2020 1555 5555 55, ref 0212-03.",
      ["W Okafor-Grant"]),
     ("Pupil: Jun-ho Kim (6)\n- Jun-ho: mum asks for messages by e-mail.", ["Jun-ho Kim", "Jun-ho"]),
+    ('Treasurer: Graham Robertson ("Robbo")\nSubs are $30 a year. Robbo takes cash on Saturdays.',
+     ["Graham Robertson", "Robbo", "Robbo"]),
+    ("Outreach & SNAP/EBT: Keisha-Ann Baptiste, (347) 555-0128\n", ["Keisha-Ann Baptiste"]),
+    ("Fri  Lead: Bogdana Petrenko    Assistant: June Okafor-Reid\n", ["Bogdana Petrenko", "June Okafor-Reid"]),
+    ("09:20:02  4000  203.0.113.145   Created user 'Ji-woo Park' (role: Shop manager)\n", ["Ji-woo Park"]),
 ])
 def test_names_a_role_a_form_or_a_payment_ties_to_a_person(text, names):
-    detector = pii.PiiDetector(["PERSON"], ner=False)
+    detector = pii.PiiDetector(list(pii.ENTITIES), ner=False)
     assert person_strings(detector, text) == names
 
 
@@ -1228,7 +1233,8 @@ def test_a_name_in_brackets_after_a_tie_is_one(with_ner):
 def test_look_alikes_of_roles_and_payments_name_no_one():
     detector = pii.PiiDetector(["PERSON"], ner=False)
     for text in ("Please pay to Northwind Traders Ltd, account 12345678.", "my partner Summer Holidays are over",
-                 "Ticket (admin) closed.", "Ask my son (Year 4) about it."):
+                 "Ticket (admin) closed.", "Ask my son (Year 4) about it.", "Password reset for user 'orders-svc'.",
+                 "Venue: Nunney Castle\nAssistant: June Meeting\n"):
         assert person_strings(detector, text) == [], text
 
 
@@ -1242,6 +1248,24 @@ def test_an_sshd_configs_algorithms_and_listen_addresses_are_no_ones():
     text = "Contact sha.li@example.com or petmore@example.com about the 192.0.2.14 login."
     assert [text[s.start:s.end] for s in detector.find(text) if s.entity == "EMAIL"] \
         == ["sha.li@example.com", "petmore@example.com"]
+
+
+def test_a_failover_daemons_peer_is_a_machine():
+    detector = pii.PiiDetector(list(pii.ENTITIES), ner=False)
+    text = ("Sep 24 02:14:07 lb-a Keepalived_vrrp[1187]: (VI_WEB) Entering BACKUP STATE (priority 150, peer "
+            "10.10.1.3 advertised 200)\n"
+            "Sep 24 02:31:53 lb-a Keepalived_vrrp[1187]: (VI_WEB) received lower priority (150) advert from 10.10.1.3")
+    assert detector.find(text) == []
+    text = "Sep 24 02:31:53 lb-a sshd[1187]: Accepted publickey for dana from 10.10.1.3 port 50522"
+    assert "10.10.1.3" in [text[s.start:s.end] for s in detector.find(text)]
+
+
+def test_a_word_in_camel_case_is_an_identifier_not_a_name(with_ner):
+    text = ('template(name="JsonFmt" type="list") {\n  property(outname="host" name="hostname")\n}\n'
+            'action(type="omrelp" target="198.51.100.61" template="JsonFmt")\n')
+    assert person_strings(with_ner.detector, text) == []
+    text = "Guests: NicAmhlaigh, MacAskill and McTavish. Call 07700 900123."
+    assert person_strings(pii.PiiDetector(["PERSON"], ner=False), text) == ["NicAmhlaigh", "MacAskill", "McTavish"]
 
 
 def test_an_address_the_log_calls_a_jump_host_is_a_machines():
@@ -1553,6 +1577,17 @@ def test_a_directory_listings_address_and_line_are_the_businesss(with_ner):
     # a mobile in a listing is someone's
     mobile = LISTING.replace("01632 960 418", "07700 900418")
     assert [mobile[s.start:s.end] for s in with_ner.detector.find(mobile) if s.entity == "PHONE"] == ["07700 900418"]
+
+
+def test_a_map_listings_other_marks_make_it_one(with_ner):
+    text = ("SpinCycle Launderette\n★★★★☆ 4.3 · 187 reviews · Laundromat\nAddress: 112 Harcourt Road, Sheffield "
+            "S10 1DH\nPhone: 0114 496 0762\nPlus code: 9C5W+QH Sheffield\nQuestions & answers (3) · Claim this "
+            "business")
+    assert [s for s in with_ner.detector.find(text) if s.entity in ("LOCATION", "PHONE")] == []
+    # each mark with one other makes a listing; one alone does not
+    for mark in ("4.3 · 187 reviews", "Plus code: 9C5W+QH", "Claim this business", "Suggest an edit"):
+        assert pii.is_business_listing(f"{mark}\nPopular times: busiest at 10:00"), mark
+        assert not pii.is_business_listing(f"{mark}\nBusiest at 10:00"), mark
 
 
 def test_a_role_mailbox_is_not_tied_to_a_machines_addresses(with_ner):
