@@ -192,10 +192,11 @@ BUSINESS_LINE_AFTER = re.compile(r"(?i:[ \t,;(–-]*(?:24/7|24h\b|24 hours|(?:li
 # A UK mobile written without spaces, "07700900347" (the national pattern needs a separator).
 UK_MOBILE_UNSPACED = re.compile(r"(?<![\w+.-])07\d{9}(?![\w.-]?\d)")
 # Countries without a trunk prefix write mobiles as nine digits in threes ("512 908 336", Poland;
-# "612 345 678", Spain): a phone only where the words before it say so.
+# "612 345 678", Spain), or in pairs after three ("655 20 71 84", Spain) or two ("20 12 34 56",
+# Denmark): a phone only where the words before it say so.
 CUED_NINE_DIGITS = re.compile(r"(?i:\b(?:phone|tel|telephone|mobile|mob|cell|cellphone|number|whatsapp|call|ring|"
                               r"text|sms|kom|komórka|móvil|telemóvel|telefone|telefon)\b\.?)[^\n\d]{0,30}?"
-                              r"(?<![\d+.-])(\d{3}[ .-]\d{3}[ .-]\d{3})(?![\d.-]\d|\d)")
+                              r"(?<![\d+.-])(\d{3}[ .-]\d{3}[ .-]\d{3}|\d{2,3}(?:[ .-]\d{2}){3})(?![\d.-]\d|\d)")
 # PERSON cues spaCy's small model often misses: a title, a greeting or an introduction before
 # capitalised words ("Dear Dr. Szölösi", "Hi Norea", "my name is Ines Becker").
 PERSON_CUE = re.compile(
@@ -300,13 +301,14 @@ LIFE_DATES = re.compile(r"[ \t]*\([ \t]*(?:c\.[ \t]?|ca\.[ \t]?)?\d{3,4}[ \t]*[�
 _CO_AUTHORS = r"(?:[ \t]*(?:,|and\b|&|[A-Z][\w'’-]*\.?))*[ \t,.]*"
 CITATION_AFTER = re.compile(_CO_AUTHORS + r"(?:(?:in[ \t]+(?:1[5-9]|20)\d\d[ \t]*)?\[\d{1,3}(?:[,–-][ \t]*\d{1,3})*\]|"
                                           r"et al\b)")
-REFERENCE_AFTER = re.compile(_CO_AUTHORS + r"(?:[\"“][^\"”\n]{10,}[\"”]|\((?:1[5-9]|20)\d\d[a-z]?\)\.)")
+REFERENCE_AFTER = re.compile(_CO_AUTHORS + r"(?:(?:in[ \t]+)?[\"“][^\"”\n]{10,}[\"”]|\((?:1[5-9]|20)\d\d[a-z]?\)\.)")
 REFERENCE_YEAR = re.compile(r"\b(?:1[5-9]|20)\d\d[a-z]?\b")
 # What makes a line with a quoted title and a year a reference, not a quote of someone's words: its
 # number in brackets, a venue's or a page's marks, or authors written "Vaswani, A.".
 REFERENCE_MARK = re.compile(r"^[ \t]*\[\d{1,3}\]|\b(?:pp?\.[ \t]*\d|vol\.|proc\.|proceedings|doi|arxiv|isbn|issn|"
                             r"journal|transactions|lncs|press|conference|symposium|workshop)\b|\d\(\d+\):\d|"
-                            r"(?-i:\b[A-Z][\w'’-]+,[ \t]*[A-Z]\.)", re.IGNORECASE)
+                            r"(?-i:\b[A-Z][\w'’-]+,[ \t]*[A-Z]\.)|"
+                            r"[\"”][ \t]*\([^()\n]{0,40}\b(?:1[5-9]|20)\d\d\)", re.IGNORECASE)  # '"..." (USENIX ATC 2014)'
 # ... or a citation in brackets that ends with the year: "(RFC 7636, Sakimura, Bradley and Agarwal, 2015)".
 BRACKETED_CITATION = re.compile(r"\((?:[^()\n]{0,80}?[A-Z][^()\n]{0,80}?),[ \t]*(?:1[5-9]|20)\d\d[a-z]?\)")
 # A saint, and the church or school named after them: "St Mary's Primary School", "Saint Jude".
@@ -405,8 +407,8 @@ CLIENT_CUE = re.compile(r"(?i:\b(?:user(?:name)?|client|remote|src|source|from|b
 # A visitor or a user on a log's line, or a person's words: what makes an address a person's in a text
 # that names no one ("client: 203.0.113.9", "GET /login", "Failed password for root from ...", "I've
 # assigned 198.51.100.203/32 to your account"; not a manual's "your settings are kept"). Not a logger's name
-# ("acme.client:") nor "assigned by DHCP".
-VISITOR_CUE = re.compile(r"(?i:(?<![\w.])(?:user(?:name|_ip)?|client(?:_ip|_addr)?|remote(?:_addr|_ip)?|src_ip|"
+# ("acme.client:"), a port's ("2379 client") nor "assigned by DHCP".
+VISITOR_CUE = re.compile(r"(?i:(?<![\w.])(?:user(?:name|_ip)?|(?<!\d[ \t])client(?:_ip|_addr)?|remote(?:_addr|_ip)?|src_ip|"
                          r"session|log-?ins? from|login attempts?|logged in|logged out|sign(?:ed)?[ -]in|sshd|accepted|"
                          r"failed password|failed authentication|authentication failed|failed log-?ins?|log-?in failed)\b)|"
                          r"\b(?:[Mm]y|[Yy]our|[Hh]is|[Hh]er|[Tt]heir) account\b|"
@@ -827,12 +829,13 @@ PHONE_LABEL_WORDS = frozenset({"mobile", "mob", "phone", "tel", "telephone", "ho
 def find_phone_owner_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
     """A given name, or a full name, right before someone's phone number on a contact line: "Maureen
     07700 900011 · Bill 07700 900390 · June 07700 900476" ("Bill" and "June" are words, but not before
-    a number), "Dawn MacLeod | 778-555-0199 (text preferred)"."""
+    a number), "Dawn MacLeod | 778-555-0199 (text preferred)", "Siobhán Ní Mhurchú — 07700 900418",
+    "Femi Adebayo-Clarke (07700 900 126)"."""
     for span in spans:
         if span.entity != "PHONE":
             continue
         line_start = text.rfind("\n", 0, span.start) + 1
-        before = re.search(r"(?<![\w'’-])((?:[^\W\d_a-z][\w'’-]+[ \t]){0,2}[^\W\d_a-z][\w'’-]+)[ \t]*[:|,–-]?[ \t]*$",
+        before = re.search(r"(?<![\w'’-])((?:[^\W\d_a-z][\w'’-]+[ \t]){0,2}[^\W\d_a-z][\w'’-]+)[ \t]*[:|,–—-]?[ \t]*\(?$",
                            text[line_start:span.start])
         if before is None:
             continue
@@ -1530,6 +1533,8 @@ def reread_person(text: str, span: Span) -> Span | None:
             end = following.start() + len(without_possessive(following.group(0)))
     chunk = text[start:end]
     folded = chunk.casefold().split()
+    if len(folded) == 1 and folded[0] not in names and layout_names.in_camel_case(chunk):
+        return None  # an identifier or a product: "PgBouncer", "JsonFmt"
     if len(folded) == 1 and chunk.isupper() and text[text.rfind("\n", 0, start) + 1:start][:1].isdigit():
         return None  # a log line's field in capitals: "2025-02-17 02:14:51 ALM  Door C-1-03 held open"
     place = " ".join(folded[1:] if folded[0] == "the" and len(folded) > 1 else folded)
@@ -1968,9 +1973,13 @@ def of_history(text: str, span: Span, fiction: bool = False) -> bool:
     paragraph = paragraph_around(text, span.start, span.end)
     if fiction:  # a game or a review speaks to "you" about its characters
         return FIRST_PERSON_OR_FAMILY.search(paragraph) is None
-    return HISTORICAL_YEAR.search(paragraph) is not None and FAMILY_OR_SPEAKER.search(paragraph) is None
+    # a text whose title says it is a history dates every paragraph: "The Dewey Decimal
+    # Classification: a short history"
+    dated = paragraph if not HISTORY_TITLE.match(text) else text
+    return HISTORICAL_YEAR.search(dated) is not None and FAMILY_OR_SPEAKER.search(paragraph) is None
 
 
+HISTORY_TITLE = re.compile(r"[ \t]*[^\n]{0,80}\b(?i:history|historical|biography|a life)\b[^\n]{0,40}\n")
 CAPITALISED_RUN = re.compile(r"(?:[^\W\d_a-z][\w'’&.-]*[ \t]+)*")
 
 
@@ -2210,6 +2219,13 @@ class PiiDetector:
             LIFE_DATES.match(text, span.end) or text[span.start:span.end].split()[0].casefold() in RULER_TITLES
             or cited(text, span) or SAINT_BEFORE.search(text, max(0, span.start - 30), span.start))}
         spans = [span for span in spans if not (span.entity == "LOCATION" and cited(text, span))]
+        # A name in the sentence of a cited work's authors is of the same literature, where the text
+        # holds no one's data but a machine's addresses: "... by Diego Ongaro and John Ousterhout in
+        # "In Search of ..." (USENIX ATC 2014) as an alternative to Leslie Lamport's Paxos".
+        if not any(span.entity not in ("PERSON", "IP_ADDRESS") and not needs_context(text, span) for span in spans):
+            citing = {sentence_around(text, span.start, span.end) for span in public if cited(text, span)}
+            public |= {span for span in spans if span.entity == "PERSON"
+                       and sentence_around(text, span.start, span.end) in citing}
         if no_ones_data:  # (the filters above dropped names and places only)
             fiction = len({cue.casefold() for cue in FICTION_CUE.findall(text)}) >= 2
             public |= {span for span in spans if span.entity == "PERSON" and of_history(text, span, fiction)}
