@@ -118,9 +118,9 @@ US_PHONE = re.compile(r"(?<![\w+.-])(?:\+?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{
 INTERNATIONAL_PHONE = re.compile(
     r"(?<![\w+])(?:\+|00)\d{1,3}(?:[ .-]?\(\d{1,5}\))?(?:[ .-]?\d{1,8}){1,6}" + PHONE_END)
 # National: a trunk 0 or an area code in parentheses, then separated groups: 089 60 25 65,
-# 02.64.62.52.37, (03) 5371 4059, 06-92000019.
+# 02.64.62.52.37, (03) 5371 4059, 06-92000019; not a clock's seconds ("04:00:01.013421").
 NATIONAL_PHONE = re.compile(
-    r"(?<![\w+.-])(?<!\d,)(?:\(0?\d{1,4}\) ?|0\d{1,4}[ .-])\d{2,8}(?:[ .-]\d{2,8}){0,4}" + PHONE_END)
+    r"(?<![\w+.-])(?<!\d,)(?<!\d:)(?:\(0?\d{1,4}\) ?|0\d{1,4}[ .-])\d{2,8}(?:[ .-]\d{2,8}){0,4}" + PHONE_END)
 # The words right before a server's address (a public one is a person's machine otherwise).
 SERVER_BEFORE = re.compile(
     r"(?i:\b(?:vip|nat(?::[ \t]*static)?|static|dns|a|aaaa|a record|listen(?:s|ing)?(?: on)?|bind(?:s|ing)?(?: to)?|"
@@ -247,7 +247,8 @@ FICTION_CUE = re.compile(
     r"narrated|narrator|narrates|adapted from|adaptation|fiction|fictional|protagonist|heroine|detective|"
     r"trilogy|sequel|poems?|poet|playwright|first published|paperback|hardback|hardcover|dramatis personae|"
     r"stories|tragedy|comedy|musical|running time|interval|production|staged?|premiere|isbn|edition|reprint|"
-    r"publisher|inspired by|murder[- ]mystery|whodunn?it|culprit|suspects?|clues?|performances?)\b)")
+    r"publisher|inspired by|murder[- ]mystery|whodunn?it|culprit|suspects?|clues?|performances?|literature|"
+    r"scenes?|soliloquy|act[ \t]+(?:\d|[IVX]+))\b)")
 # Someone's voice ("I", "my", "our", "Dear ..., your parcel"), or the words a family calls its own
 # ("Grandad", "Mum"). A third person's kin ("her father, Lord Byron", "the Baskerville family") and
 # an editorial "we" ("We look at what the Engine could have done") are how history and reviews are
@@ -679,7 +680,8 @@ ROLE_MAILBOX_WORDS = frozenset({
     "abuse", "accessibility", "accounts", "accounting", "acme", "admin", "administrator", "admissions", "alert",
     "alerts",
     "cert", "certs", "pki", "ssl", "tls", "oss", "opensource", "maintainers", "assist", "assistance",
-    "api", "developers", "devrel", "integrations", "fleet", "facilities", "estates", "logistics", "dispatch",
+    "api", "developers", "devrel", "integrations", "fleet", "qms", "quality", "audit", "records", "documents",
+    "facilities", "estates", "logistics", "dispatch",
     "warehouse", "planning", "housing", "licensing", "parking", "highways", "parks", "trade",
     "billing", "booking", "bookings", "careers", "compliance", "concierge", "contact", "contactus", "cs",
     "customercare", "customerservice", "customerservices", "daemon", "desk", "devops", "donotreply", "dpo",
@@ -1347,7 +1349,8 @@ def not_in_id_headers(find):
 # What a label right before a number says it is. A dotted quad after "firmware" or "version" is a
 # version string (the issue's look-alikes), not an address; digits after "ref." or "order no." are a
 # reference, not a phone number.
-VERSION_LABEL = re.compile(r"(?i:\b(?:v|ver|version|firmware|fw|build|release|bundle|runtime|revision|rev)"
+VERSION_LABEL = re.compile(r"(?i:\b(?:v|ver|version|firmware|fw|build|release|bundle|runtime|revision|rev|"
+                           r"(?:starting|running)[ \t]+[\w.-]+)"  # "Starting ClickHouse 24.8.4.13"
                            r"\.?[ \t]*[:=#]?[ \t]*)$")
 # A product's barcode passes Luhn too: "EAN 5060123456781" (a UK EAN-13 starts like a Maestro card).
 BARCODE_LABEL = re.compile(r"(?i:\b(?:ean(?:-?13|-?8)?|upc|gtin|isbn(?:-?1[03])?|barcode|mpn|asin)[ \t]*[:#=]?[ \t]*)$")
@@ -1899,6 +1902,18 @@ def business_namesakes(text: str, spans: list[Span]) -> set[str]:
     return namesakes
 
 
+# A company's registered name: "Greenleaf Grocers Ltd", "Okafor & Sons Limited", "Brandt GmbH".
+COMPANY = re.compile(r"(?<![\w'’-])([^\W\d_a-z][\w'’-]*)(?:[ \t]+(?:&[ \t]+)?[^\W\d_a-z][\w'’-]*){0,3}[ \t]+"
+                     r"(?:Ltd|Limited|plc|PLC|Inc|LLC|LLP|GmbH|Pty|S\.?A\.?|B\.?V\.?)\b")
+
+
+def company_names(text: str) -> set[str]:
+    """The first words of the companies the text names by their registered names: a name that starts
+    with one is the company's, its brand's or its scheme's ("Greenleaf Rewards", "Greenleaf"). Not a
+    given name: "Ana Reis Consulting Ltd" leaves Ana Reis hers."""
+    return {match.group(1).casefold() for match in COMPANY.finditer(text)} - lexicon("first")
+
+
 def names_a_namesake(text: str, span: Span, namesakes: set[str]) -> bool:
     """Whether a name is that of an eponym's namesake (see eponym_namesakes) where the text names them
     as such ("named after James Parkinson", "first described by James Parkinson") or uses the name for
@@ -2187,6 +2202,7 @@ class PiiDetector:
         # medicines" no one's data.
         namesakes = eponym_namesakes(text)
         businesses = business_namesakes(text, spans)
+        companies = company_names(text)
         # In a text that holds no one's data (no e-mail, phone, number... of anyone), the namesake is
         # one wherever the text names them: "Robert Fano had set the problem" on a page about the
         # Shannon-Fano method.
@@ -2205,7 +2221,10 @@ class PiiDetector:
                                                           for n in namesake_spans))
                  # a business named after someone, and that name wherever the text uses it alone
                  and not (span.entity == "PERSON" and all(without_possessive(word) in businesses
-                                                          for word in text[span.start:span.end].split()))]
+                                                          for word in text[span.start:span.end].split()))
+                 # a company's name and its brands' ("Greenleaf Rewards" of "Greenleaf Grocers Ltd")
+                 and not (span.entity == "PERSON"
+                          and without_possessive(text[span.start:span.end].split()[0]).casefold() in companies)]
         if self.lexicon:
             full = {without_possessive(word).casefold() for span in spans
                     if span.entity == "PERSON" and len(text[span.start:span.end].split()) > 1

@@ -1278,6 +1278,25 @@ def test_a_history_pages_title_dates_all_its_paragraphs(with_ner):
     assert "Charles Ammi Cutter" in person_strings(with_ner.detector, text)
 
 
+def test_a_study_guide_a_quoted_maxim_a_companys_brand_and_a_servers_start_name_no_one(with_ner):
+    for text in (
+            "GCSE English Literature - Macbeth: Key Themes\n\n1. Ambition\nMacbeth's ambition (Act 1, Scene 7) "
+            "drives the tragedy.\nExam tip: track how ambition turns into paranoia after Duncan's murder.\n\n"
+            "4. Kingship\nSet the tyrant against \"gracious Duncan\" and against Malcolm's list of graces.",
+            "Staff always work from the approved version. As W. Edwards Deming put it, a process you cannot see "
+            "cannot be improved.\n\nQuestions to qms@company.example.com.",
+            "Greenleaf Grocers Rewards - Terms\n1. Greenleaf Rewards is run by Greenleaf Grocers Ltd, registered "
+            "office Unit 2, Meadow Park, Kettering NN15 6XR.",
+            "2025.03.12 04:00:01.013421 [ 1 ] {} <Information> Application: Starting ClickHouse 24.8.4.13 "
+            "(revision: 54490)\n2025.03.12 04:00:02.440119 [ 1 ] {} <Information> Tables loaded"):
+        assert with_ner.detector.find(text) == [], text
+    # a director named with their company; a server's version where the text holds someone's data
+    text = ("Invoice from Ana Reis Consulting Ltd. Ana Reis will call you on 07700 900123.\n"
+            "Application: Starting ClickHouse 24.8.4.13 (revision: 54490)")
+    found = {(s.entity, text[s.start:s.end]) for s in with_ner.detector.find(text)}
+    assert ("PERSON", "Ana Reis") in found and "IP_ADDRESS" not in {entity for entity, _ in found}
+
+
 def test_a_failover_daemons_peer_is_a_machine():
     detector = pii.PiiDetector(list(pii.ENTITIES), ner=False)
     text = ("Sep 24 02:14:07 lb-a Keepalived_vrrp[1187]: (VI_WEB) Entering BACKUP STATE (priority 150, peer "
