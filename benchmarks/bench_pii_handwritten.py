@@ -82,7 +82,9 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # written during the rules heldout23 prompted
         "heldout25": Path(__file__).parent / "data" / "pii_heldout25.jsonl",
         # written during the rules heldout24 prompted
-        "heldout26": Path(__file__).parent / "data" / "pii_heldout26.jsonl"}
+        "heldout26": Path(__file__).parent / "data" / "pii_heldout26.jsonl",
+        # written during the rules heldout25 prompted, first run after heldout26's
+        "heldout27": Path(__file__).parent / "data" / "pii_heldout27.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
