@@ -1612,8 +1612,17 @@ def called_a_server(text: str, value: str) -> bool:
     """Whether any occurrence of the address `value` in `text` is called a server's. Cached: the
     detector asks for every span of an address, several times (needs_context, tied_to_person), and
     a log repeats its addresses."""
-    return any(server_here(text, Span(match.start(), match.end(), "IP_ADDRESS"))
-               for match in re.finditer(rf"(?<![\w.:]){re.escape(value)}(?!\w|\.\d)", text))
+    # (str.find, not a pattern per address: compiling one per value cost 1.5% of the detector's time)
+    start = text.find(value)
+    while start != -1:
+        end = start + len(value)
+        whole = ((start == 0 or not (text[start - 1].isalnum() or text[start - 1] in "_.:"))
+                 and not (end < len(text) and (text[end].isalnum() or text[end] == "_"
+                                               or (text[end] == "." and text[end + 1:end + 2].isdigit()))))
+        if whole and server_here(text, Span(start, end, "IP_ADDRESS")):
+            return True
+        start = text.find(value, start + 1)
+    return False
 
 
 def server_here(text: str, span: Span) -> bool:
