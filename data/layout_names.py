@@ -102,6 +102,10 @@ NAME_PREFIXES = frozenset({"mc", "mac", "de", "di", "da", "du", "la", "le", "nic
                            "della", "st", "ben", "al", "el"})
 
 
+# Endings of nouns no name has: a department's "Audiology", "Reprographics", "Procurement".
+NOUN_SUFFIXES = ("ology", "ography", "graphics", "ics", "ation", "ment", "ness", "ship")
+
+
 def in_camel_case(word: str) -> bool:
     """Whether a word has a capital inside it that no name has there: an identifier or a brand
     ("JsonFmt", "PayPal", "GitHub"), not "McKenzie" or "DeShawn"."""
@@ -156,8 +160,9 @@ def name_prefix(value: str, lower_ok: bool = False) -> int:
             and not GIVEN_SYLLABLES.fullmatch(taken[0].group(0))):
         return 0  # "Northwind Traders Ltd", "The Lancashire Fusilier", "Nunney Castle" (not "Ana Hall", "Ji-woo Park")
     if len(words) == 1 and (taken[0].group(0).isupper() and words[0] not in names or words[0] in lexicon("places")
-                            and words[0] not in names or in_camel_case(taken[0].group(0)) and words[0] not in names):
-        return 0  # "QA", "SRE", "Reading", "JsonFmt"
+                            and words[0] not in names or (in_camel_case(taken[0].group(0))
+                                                          or words[0].endswith(NOUN_SUFFIXES)) and words[0] not in names):
+        return 0  # "QA", "SRE", "Reading", "JsonFmt", "Audiology"
     first = taken[0].group(0)  # (not an initial: "N ADEYEMI-CLARKE", "S. Nakashima-Frost")
     if len(words) > 1 and first.isupper() and 3 <= len(first) <= 4 and words[0] not in names:
         return 0  # an acronym no list has before a word: "IPS Black" (a panel), "USB Hub"

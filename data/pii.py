@@ -454,7 +454,8 @@ PLACE_OR_ORG_WORDS = PLACE_LAST_WORDS | LEGAL_FORMS | frozenset({
 # Last words of an organization's name that no surname is ("Hall", "Park", "Church" are).
 ORG_LAST_WORDS = NAMED_AFTER_WORDS | frozenset({"gallery", "foundation", "institute", "society", "trust", "press", "prize", "theatre",
                             "theater", "hotel", "library", "company", "corporation", "ltd", "inc", "centre", "center",
-                            "school", "project", "cup", "district", "county", "province", "building", "command"}
+                            "school", "project", "cup", "district", "county", "province", "building", "command",
+                            "council"}
                            ) | LEGAL_FORMS
 TITLES = frozenset({"mr", "mrs", "ms", "mx", "dr", "prof", "professor", "sir", "lady", "lord", "miss", "madam",
                     "president", "senator", "governor", "judge", "colonel", "captain", "general", "major",
@@ -711,7 +712,10 @@ def is_role_address(address: str) -> bool:
     words = [word for word in words if word]
     if len(words) == 1 and words[0] in lexicon("english") and PUBLIC_BODY_DOMAIN.search(address.casefold()):
         return True  # a council's service: "parks@council.example.gov.uk", though Parks is a surname
-    return bool(words) and all(word in ROLE_MAILBOX_WORDS or made_of_words(word) for word in words)
+    # (and a department's: "reprographics@", "audiology@")
+    return bool(words) and all(word in ROLE_MAILBOX_WORDS or made_of_words(word) or (
+        word.endswith(layout_names.NOUN_SUFFIXES) and word not in lexicon("names")
+        and word not in lexicon("english_names")) for word in words)
 
 
 @lru_cache(maxsize=4096)
@@ -1911,6 +1915,9 @@ def business_namesakes(text: str, spans: list[Span]) -> set[str]:
     return namesakes
 
 
+# A council's name: "Hadley Vale Borough Council" (its words name a place, not a person).
+COUNCIL = re.compile(r"((?:[^\W\d_a-z][\w'’-]*[ \t]+){1,3})(?:(?:Borough|County|City|District|Parish|Town|"
+                     r"Metropolitan|Regional|Municipal)[ \t]+)*Council\b")
 # A company's registered name: "Greenleaf Grocers Ltd", "Okafor & Sons Limited", "Brandt GmbH".
 COMPANY = re.compile(r"(?<![\w'’-])([^\W\d_a-z][\w'’-]*)(?:[ \t]+(?:&[ \t]+)?[^\W\d_a-z][\w'’-]*){0,3}[ \t]+"
                      r"(?:Ltd|Limited|plc|PLC|Inc|LLC|LLP|GmbH|Pty|S\.?A\.?|B\.?V\.?)\b")
@@ -2210,7 +2217,9 @@ class PiiDetector:
         # "Parkinson's disease" makes "James Parkinson" (who described it) and "your Parkinson's
         # medicines" no one's data.
         namesakes = eponym_namesakes(text)
-        businesses = business_namesakes(text, spans)
+        # (and the words of a council's name: "Hadley Vale" of "Hadley Vale Borough Council")
+        businesses = business_namesakes(text, spans) | {word for match in COUNCIL.finditer(text)
+                                                         for word in match.group(1).split()}
         companies = company_names(text)
         # In a text that holds no one's data (no e-mail, phone, number... of anyone), the namesake is
         # one wherever the text names them: "Robert Fano had set the problem" on a page about the

@@ -1297,6 +1297,18 @@ def test_a_study_guide_a_quoted_maxim_a_companys_brand_and_a_servers_start_name_
     assert ("PERSON", "Ana Reis") in found and "IP_ADDRESS" not in {entity for entity, _ in found}
 
 
+def test_a_departments_name_and_a_councils_are_no_ones(with_ner):
+    for text in ("Driving: tell the DVLA about attacks of dizziness.\n\nContact: Audiology reception 0117 496 0321 "
+                 "(Mon-Fri 8:30-16:30). Out of hours, call NHS 111.",
+                 "3.5 Jobs over 200 pages or needing binding go through Reprographics (ext. 4410, "
+                 "reprographics@example.com) with two working days' notice.",
+                 "PUBLIC NOTICE\nTemporary Closure of Stephenson Road Level Crossing, Hadley Vale\n\nThe crossing at "
+                 "Hadley Vale will be closed from 22:00 on Friday.\n\nIssued by Hadley Vale Borough Council, Town Hall.\n"
+                 "Director of Highways and Transport, Hadley Vale Borough Council, Town Hall, Market Street"):
+        assert with_ner.detector.find(text) == [], text
+    assert not pii.is_role_address("clement@example.com")  # "-ment" ends a noun, not "Clement"
+
+
 def test_a_failover_daemons_peer_is_a_machine():
     detector = pii.PiiDetector(list(pii.ENTITIES), ner=False)
     text = ("Sep 24 02:14:07 lb-a Keepalived_vrrp[1187]: (VI_WEB) Entering BACKUP STATE (priority 150, peer "
