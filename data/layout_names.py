@@ -6,22 +6,27 @@ rota lists them under "Volunteer", a chat says "Vishnu and I", a note "my neighb
 These finders read that structure (data.pii runs them; each yields PERSON spans as (start, end)):
 
 - labelled_names: after a label for a person ("Instructor:", "Attn:", "Received by (staff):",
-  "Letting agent –") at a line's start or after a column gap, the name-shaped items of its value.
+  "Letting agent –", "Name on card:") at a line's start, after a column gap or after a sentence,
+  the name-shaped items of its value.
 - column_names: in a table (cells split by "|", tabs, two or more spaces or CSV commas), a column
   headed for people ("Name", "Volunteer") or holding two names found already: its other
   name-shaped cells ("kalani" in a crew rota, "Sanduni Wickramasinghe" in a swim register).
 - role_names: a role or a kinship word before a name ("my neighbour Bhavesh", "nurse Losana",
-  "sr. Euclides", "her cousin tanisha").
+  "sr. Euclides", "her cousin tanisha", "their daughter (Saskia") or after it ("Ifeoma, our
+  community host", "Jade (Year 4 rep)").
 - coordinated_names: "Vishnu and I"; a word joined by "and" or "&" to a name found ("Phan and
   Isabel").
 - aliases: "(née Taufa)", "(known as Tee)" right after a name found.
-- keyed_names: `member="Tsjalling de Vries"`, `guest="salawat"` in logs and records.
+- keyed_names: `member="Tsjalling de Vries"`, `guest="salawat"` in logs and records;
+  quoted_user_names: "Created user 'Ji-woo Park'" in an audit log.
+- payee_names: "Bank transfer to W Okafor-Grant, IBAN ...".
 - signed_off_names: the name under "Kind regards," or a signature's "--".
 
 A value is name-shaped (`name_prefix`) when its words are capitalised (or particles, initials),
 carry no digits or possessives ("Halley's Comet"), are not all ordinary English words unless a
 name list knows one ("Driver Support" is none; "Summer" may be), and are not "TBC", "anonymous",
-"N/A". A lower-case word counts only where the layout says a name stands (a table cell, a log
+"N/A", an acronym before a word ("IPS Black"), a word in camel case ("JsonFmt") or a noun's
+ending ("Audiology"). A lower-case word counts only where the layout says a name stands (a table cell, a log
 value, after "my cousin") and no English word list holds it ("kalani", not "rose").
 """
 
