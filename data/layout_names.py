@@ -153,6 +153,7 @@ def name_prefix(value: str, lower_ok: bool = False) -> int:
     if not taken:
         return 0
     words = [t.group(0).rstrip(".").casefold() for t in taken if t.group(0).casefold() not in PARTICLES]
+    first = taken[0].group(0)
     # (a month before a surname is a given name: "June Okafor-Reid", not "June Meeting")
     month_name = len(words) > 1 and words[0] in NOT_GIVEN_NAMES and words[-1] not in english
     if not words or any(w in NO_ONE for w in words[1 if month_name else 0:]) or all(w in TITLE_WORDS for w in words):
@@ -162,13 +163,12 @@ def name_prefix(value: str, lower_ok: bool = False) -> int:
         return 0
     if words[-1] in ORG_WORDS or words[-1] in NAMED_AFTER_WORDS or words[0] == "the" or (
             words[-1] in THING_WORDS and words[0] not in lexicon("first") and words[0] not in lexicon("english_names")
-            and not GIVEN_SYLLABLES.fullmatch(taken[0].group(0))):
+            and not GIVEN_SYLLABLES.fullmatch(first)):
         return 0  # "Northwind Traders Ltd", "The Lancashire Fusilier", "Nunney Castle" (not "Ana Hall", "Ji-woo Park")
-    if len(words) == 1 and (taken[0].group(0).isupper() and words[0] not in names or words[0] in lexicon("places")
-                            and words[0] not in names or (in_camel_case(taken[0].group(0))
-                                                          or words[0].endswith(NOUN_SUFFIXES)) and words[0] not in names):
+    if len(words) == 1 and words[0] not in names and (first.isupper() or words[0] in lexicon("places")
+                                                      or in_camel_case(first) or words[0].endswith(NOUN_SUFFIXES)):
         return 0  # "QA", "SRE", "Reading", "JsonFmt", "Audiology"
-    first = taken[0].group(0)  # (not an initial: "N ADEYEMI-CLARKE", "S. Nakashima-Frost")
+    # (not an initial: "N ADEYEMI-CLARKE", "S. Nakashima-Frost")
     if len(words) > 1 and first.isupper() and 3 <= len(first) <= 4 and words[0] not in names:
         return 0  # an acronym no list has before a word: "IPS Black" (a panel), "USB Hub"
     last = taken[-1].group(0)
@@ -362,6 +362,10 @@ ROLE_AFTER = re.compile(
     r"receptionist|administrator|admin|owner|landlord|landlady|neighbou?r|colleague|friend|cousin|partner|"
     r"husband|wife|son|daughter|brother|sister|mum|mom|dad|caretaker|driver|instructor|trainer|therapist|"
     r"midwife|dentist|solicitor|lawyer|accountant|supervisor|mentor|boss|steward|warden|concierge)\b")
+def _without_possessive(word: str) -> str:
+    return word.removesuffix("'s").removesuffix("’s")
+
+
 def role_names(text: str) -> Iterator[tuple[int, int]]:
     """"my neighbour Bhavesh", "her cousin tanisha", "nurse Losana", "sr. Euclides", "Mama Titi",
     "Ifeoma, our community host".
@@ -379,7 +383,7 @@ def role_names(text: str) -> Iterator[tuple[int, int]]:
         if word is None:
             continue
         name = word.group(0)
-        folded = name.casefold().removesuffix("'s").removesuffix("’s")
+        folded = _without_possessive(name.casefold())
         if folded in NO_ONE or folded in PARTICLES:
             continue
         if match.group("tie") or match.group("tie_comma"):  # "my neighbour Bhavesh", "her cousin tanisha"
@@ -389,7 +393,7 @@ def role_names(text: str) -> Iterator[tuple[int, int]]:
                 # (a given name that is an English word, with a surname that is none: "my partner
                 # Summer Dalgleish")
                 if length and (name[0].islower() or folded in names or folded not in english
-                               or (last != folded and last.removesuffix("'s").removesuffix("’s") not in english)):
+                               or (last != folded and _without_possessive(last) not in english)):
                     yield word.start(), word.start() + length
             continue
         role = match.group("role")

@@ -959,8 +959,8 @@ def name_seeds(text: str, spans: list[Span]) -> set[str]:
     given, seeds = lexicon("first"), set()
     for span in spans:
         chunk = text[span.start:span.end]
-        if span.entity == "PERSON":  # and a hyphenated word whole: "Jun-ho" of "Jun-ho Park"
-            seeds |= {w.casefold() for w in re.findall(r"[^\W\d_]{3,}|[^\W\d_]+(?:-[^\W\d_]+)+", chunk)}
+        if span.entity == "PERSON":  # its words, and a hyphenated word whole: "Jun-ho" of "Jun-ho Park"
+            seeds |= {w.casefold() for w in re.findall(r"[^\W\d_]{3,}", chunk)}
             seeds |= {w.casefold() for w in re.findall(r"(?<![\w-])[^\W\d_]+(?:-[^\W\d_]+)+", chunk)}
         elif span.entity == "EMAIL":
             local = EMAIL_LOCAL_END.split(chunk, maxsplit=1)[0]
