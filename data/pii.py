@@ -297,12 +297,14 @@ LIFE_DATES = re.compile(r"[ \t]*\([ \t]*(?:c\.[ \t]?|ca\.[ \t]?)?\d{3,4}[ \t]*[�
                         r"(?:c\.[ \t]?|ca\.[ \t]?)?\d{3,4}[ \t]*\)")
 # A cited work's authors are public: after their names (and co-authors' names and initials) comes a
 # reference's number ("Kirsch and Mitzenmacher [2]", "Cooley and Tukey in 1965 [1]"), "et al." or, in a reference list, the work's
-# quoted title or year ('A. Kirsch and M. Mitzenmacher, "Less hashing, same performance...," 2006',
+# title, quoted or after a full stop, or year ('A. Kirsch and M. Mitzenmacher, "Less hashing, same performance...," 2006',
+# "W. Pugh. Skip lists: a probabilistic ... Communications of the ACM 33(6):668–676, 1990.",
 # "Vaswani, A., Shazeer, N., et al. (2017). Attention is all you need.").
 _CO_AUTHORS = r"(?:[ \t]*(?:,|and\b|&|[A-Z][\w'’-]*\.?))*[ \t,.]*"
 CITATION_AFTER = re.compile(_CO_AUTHORS + r"(?:(?:in[ \t]+(?:1[5-9]|20)\d\d[ \t]*)?\[\d{1,3}(?:[,–-][ \t]*\d{1,3})*\]|"
                                           r"et al\b)")
-REFERENCE_AFTER = re.compile(_CO_AUTHORS + r"(?:(?:in[ \t]+)?[\"“][^\"”\n]{10,}[\"”]|\((?:1[5-9]|20)\d\d[a-z]?\)\.)")
+REFERENCE_AFTER = re.compile(_CO_AUTHORS + r"(?:(?:in[ \t]+)?[\"“][^\"”\n]{10,}[\"”]|\((?:1[5-9]|20)\d\d[a-z]?\)\.|"
+                             r"(?<=\.[ \t])[^\W\d_][^\n]{10,})")  # or unquoted: "W. Pugh. Skip lists: ..."
 REFERENCE_YEAR = re.compile(r"\b(?:1[5-9]|20)\d\d[a-z]?\b")
 # What makes a line with a quoted title and a year a reference, not a quote of someone's words: its
 # number in brackets, a venue's or a page's marks, or authors written "Vaswani, A.".
@@ -1598,10 +1600,39 @@ def needs_context(text: str, span: Span) -> bool:
     """A place, an address of a local network or of a server, a business's line or role mailbox:
     personal data only where tied to a person."""
     return (span.entity == "LOCATION"
-            or (span.entity == "EMAIL" and is_role_address(text[span.start:span.end]))
+            or (span.entity == "EMAIL" and (is_role_address(text[span.start:span.end])
+                                            or names_a_department(text, text[span.start:span.end])))
             or (span.entity == "IP_ADDRESS" and (is_local_address(text[span.start:span.end])
                                                  or is_server_address(text, span) or is_url_host(text, span)))
             or (span.entity == "PHONE" and is_business_line(text, span)))
+
+
+# A department's or a body's name in capitalised words ("Health & Safety Committee", "Quality
+# Management System"), whose initials a role mailbox takes ("hs@", "qms@").
+TITLED_PHRASE = re.compile(r"[A-Z][a-z]+(?:[ \t]+(?:(?:&|and|of|for|the)[ \t]+)*[A-Z][a-z]+)+")
+GENERIC_LAST_WORDS = frozenset({"committee", "team", "department", "dept", "office", "unit", "group", "service",
+                                "services", "board", "desk", "panel"})
+
+
+@lru_cache(maxsize=256)
+def names_a_department(text: str, address: str) -> bool:
+    """Whether an address's local part is the initials of a department the text names in ordinary
+    words: "hs@" where "The Health & Safety Committee reviews this policy". (Not a person's: every
+    word of the department must be an English word and none a given name, so "jd@" beside "John
+    Doe" stays his.)"""
+    local = address.split("@", 1)[0].casefold()
+    if not (2 <= len(local) <= 5 and local.isalpha()):
+        return False
+    english, given = lexicon("english"), lexicon("first")
+    for match in TITLED_PHRASE.finditer(text):
+        words = [word.casefold() for word in re.findall(r"[A-Z][a-z]+", match.group(0))
+                 if word not in ("The", "And", "Of", "For")]
+        if any(word not in english or word in given for word in words):
+            continue
+        initials = "".join(word[0] for word in words)
+        if local == initials or (words[-1] in GENERIC_LAST_WORDS and local == initials[:-1]):
+            return True
+    return False
 
 
 def is_server_address(text: str, span: Span) -> bool:
@@ -1838,8 +1869,16 @@ def surname_first(text: str, spans: list[Span]) -> list[Span]:
 
 
 def names_a_product(text: str, span: Span) -> bool:
-    """Whether a "name" is a product's, a pack size after it: "Heinz Baked Beans 4 x 415 g"."""
-    return PACK_SIZE.match(text, span.end) is not None
+    """Whether a "name" is a product's, a pack size after it: "Heinz Baked Beans 4 x 415 g", or a
+    make a trade deals in: "Stanley and Makita tool stockist", "an authorised Bosch service agent"."""
+    return PACK_SIZE.match(text, span.end) is not None or TRADE_AFTER.match(text, span.end) is not None
+
+
+# The makes a shop stocks, sells or services: the name (and the makes listed with it), at most one
+# word for the goods, then the trade.
+TRADE_AFTER = re.compile(r"(?:(?:,|[ \t]+(?:and|&|or))[ \t]+[^\W\d_a-z][\w'’-]*)*[ \t]+(?:[a-z]+[ \t]+)?"
+                         r"(?:stockists?|dealers?|dealerships?|retailers?|resellers?|distributors?|"
+                         r"service[ \t]+(?:agents?|centres?|centers?)|approved[ \t]+installers?)\b")
 
 
 def names_an_eponym(text: str, span: Span) -> bool:
@@ -2002,12 +2041,24 @@ def of_history(text: str, span: Span, fiction: bool = False) -> bool:
     """A name in a paragraph that dates what it tells before 1950 (see HISTORICAL_YEAR), or in a
     text about fiction (FICTION_CUE), in no one's voice and of no one's family."""
     paragraph = paragraph_around(text, span.start, span.end)
-    if fiction:  # a game or a review speaks to "you" about its characters
-        return FIRST_PERSON_OR_FAMILY.search(paragraph) is None
-    # a text whose title says it is a history dates every paragraph: "The Dewey Decimal
-    # Classification: a short history"
-    dated = paragraph if not HISTORY_TITLE.match(text) else text
+    if fiction:  # a game or a review speaks to "you" about its characters, and quotes them: the
+        # quotation is a character's voice ("I was benevolent and good; misery made me a fiend")
+        return FIRST_PERSON_OR_FAMILY.search(QUOTATION.sub(" ", paragraph)) is None
+    # (elsewhere a quotation in the first person is someone's own words: '"I'm glad," says Castro')
+    # a text whose title says it is a history, or that dates two of its paragraphs before 1950,
+    # dates every paragraph: "The Dewey Decimal Classification: a short history"; "In 1856 ...
+    # Henry Bessemer patented" before "The metallurgist Robert Mushet found ..."
+    dated = text if HISTORY_TITLE.match(text) or dated_paragraphs(text) >= 2 else paragraph
     return HISTORICAL_YEAR.search(dated) is not None and FAMILY_OR_SPEAKER.search(paragraph) is None
+
+
+QUOTATION = re.compile(r'"[^"\n]{1,300}"|“[^”\n]{1,300}”')
+
+
+@lru_cache(maxsize=256)
+def dated_paragraphs(text: str) -> int:
+    """How many of the text's paragraphs hold a year before 1950 (see HISTORICAL_YEAR)."""
+    return sum(HISTORICAL_YEAR.search(paragraph) is not None for paragraph in text.split("\n\n"))
 
 
 HISTORY_TITLE = re.compile(r"[ \t]*[^\n]{0,80}\b(?i:history|historical|biography|a life)\b[^\n]{0,40}\n")

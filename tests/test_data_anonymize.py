@@ -1803,3 +1803,44 @@ def test_an_algorithm_pages_history_and_references_name_no_one(with_ner):
     # and an author's surname makes no one else an author there
     text = "Owner: Ana Cooley, ana.cooley@example.com\nSee Cooley and Tukey [1]." + references
     assert "Ana Cooley" in person_strings(with_ner.detector, text)
+
+
+def test_a_text_that_dates_two_paragraphs_is_a_history_and_a_quotation_is_no_ones_voice(with_ner):
+    history = ("The Bessemer Process\n\nIn 1856 the engineer Henry Bessemer patented a converter.\n\n"
+               "Early results were poor. The metallurgist Robert Mushet found that spiegeleisen fixed the problem. "
+               "In the United States, William Kelly had experimented with a similar method.\n\n"
+               "By 1880 Bessemer steel had transformed railways.")
+    assert person_strings(with_ner.detector, history) == []
+    # one dated paragraph dates only itself
+    assert "Robert Mushet" in person_strings(with_ner.detector, history.replace("By 1880 ", "Later "))
+    guide = ("Study Guide: Frankenstein (Mary Shelley) - Key Themes, novel revision sheet, chapter notes\n\n"
+             "Exam tip: quote precisely. \"I was benevolent and good; misery made me a fiend\" (Volume II, "
+             "Chapter 2). Link context (Galvani's experiments) to the question.")
+    assert person_strings(with_ner.detector, guide) == []
+    # the writer's own "I" outside the quotation is still someone's voice
+    assert "Galvani" in person_strings(with_ner.detector, guide.replace("Exam tip:", "I told you:"))
+
+
+def test_a_reference_with_its_title_after_a_full_stop_names_its_author_no_one(with_ner):
+    text = ("A skip list was introduced by William Pugh (1990).\n\nReferences\nW. Pugh. Skip lists: a "
+            "probabilistic alternative to balanced trees. Communications of the ACM 33(6):668-676, 1990.")
+    assert person_strings(with_ner.detector, text) == []
+    # a sentence after a name, with no venue's marks, is no reference
+    text = "Notes\nW. Pugh. Said he would review the skip list change by Friday, 2024."
+    assert "W. Pugh" in person_strings(with_ner.detector, text)
+
+
+def test_the_makes_a_shop_stocks_name_no_one(with_ner):
+    text = ('From the business\n"Family-run since 1962. Screws sold loose by weight, Stanley and Makita tool '
+            'stockist, and free advice."\n\nHighlights from reviews\n"They had the exact hinge I needed."')
+    assert person_strings(with_ner.detector, text) == []
+    # (the review's "I" makes it a text about people: without the trade, Stanley is a name)
+    assert person_strings(with_ner.detector, text.replace("tool stockist", "tools for sale")) == ["Stanley"]
+
+
+def test_a_role_mailbox_named_by_a_departments_initials_is_no_ones(with_ner):
+    text = "7. Review\nThe Health & Safety Committee reviews this policy annually. Questions: hs@example.com."
+    assert with_ner.detector.find(text) == []
+    # a person's initials stay theirs, beside their name too
+    for text in ("Questions: hs@example.com.", "Harriet Stone reviews this policy. Questions: hs@example.com."):
+        assert "hs@example.com" in [text[s.start:s.end] for s in with_ner.detector.find(text)], text
