@@ -86,7 +86,9 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # written during the rules heldout25 prompted, first run after heldout26's
         "heldout27": Path(__file__).parent / "data" / "pii_heldout27.jsonl",
         # written after every rule heldout22-27 prompted, first run before any rule of its own
-        "heldout28": Path(__file__).parent / "data" / "pii_heldout28.jsonl"}
+        "heldout28": Path(__file__).parent / "data" / "pii_heldout28.jsonl",
+        # written during the rules heldout28 prompted, first run after them
+        "heldout29": Path(__file__).parent / "data" / "pii_heldout29.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
