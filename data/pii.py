@@ -56,6 +56,7 @@ NER_LABELS = {"PERSON": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "
 # spaCy labels that veto a weak lexicon name (not ORG: the small model calls many foreign names ORG).
 LIST_ITEM_GAP = re.compile(r"[^,;\n]{0,24}[,;][ \t]*")  # the rest of a list's item, to the next one
 NER_VETO = frozenset({"LOCATION", "NORP", "DATE", "TIME", "EVENT", "LANGUAGE", "PRODUCT", "WORK_OF_ART", "LAW"})
+NOT_IN_NAMES = frozenset("|()[]{}<>=›»«‹#@\\")
 NER_CHUNK_CHARS = 20_000  # long records go through spaCy in paragraph-aligned chunks of about this size
 NER_BATCH_SIZE = 256  # texts per spaCy batch: measured 1.9x the docs/s of one text at a time
 
@@ -746,7 +747,8 @@ def in_capitals(word: str) -> bool:
 
 def find_chat_handles(text: str) -> Iterator[tuple[int, int]]:
     for match in CHAT_HANDLE.finditer(text):
-        if not in_capitals(match.group(1)):  # a kernel log's "<TASK>"
+        # not a kernel log's "<TASK>", nor markup, whose elements close: "<admin>...</admin>"
+        if not in_capitals(match.group(1)) and f"</{match.group(1)}>" not in text:
             yield match.span(1)
 
 
@@ -1505,9 +1507,13 @@ def trim_entity(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-COLUMN_GAP = re.compile(r"\n|\t| {3,}|:[ \t]")  # also "Heike Brandt: Fine, see you there"
+COLUMN_GAP = re.compile(r"\n|\t| {3,}|:[ \t]|[ \t]/[ \t]")  # also "Heike Brandt: Fine, see you there", "Peggy / Tomasz"
 LEADING_FUNCTION_WORD = re.compile(r"(?:[Tt]owards?|[Ff]rom|[Tt]o|[Aa]t|[Ii]n|[Oo]n|[Ff]or|[Ww]ith|[Nn]ear|[Aa]nd|[Bb]ut|[Oo]r|"
                                    r"[Ii]f|[Ww]hen|[Aa]fter|[Bb]efore|[Uu]ntil|[Ll]ike|[Uu]nlike|[Ss]o)[ \t]+(?=\S)")
+
+
+MONTH_DAY = re.compile(_MONTHS)
+DAY_AFTER = re.compile(r"[ \t]+\d{1,2}(?!\d)")
 
 
 def reread_person(text: str, span: Span) -> Span | None:
@@ -1544,6 +1550,8 @@ def reread_person(text: str, span: Span) -> Span | None:
     folded = chunk.casefold().split()
     if len(folded) == 1 and folded[0] not in names and layout_names.in_camel_case(chunk):
         return None  # an identifier or a product: "PgBouncer", "JsonFmt"
+    if len(folded) == 1 and MONTH_DAY.fullmatch(chunk) and DAY_AFTER.match(text, end):
+        return None  # a date: a syslog line's "Mar 11 08:03:47", "May 3"
     if len(folded) == 1 and chunk.isupper() and text[text.rfind("\n", 0, start) + 1:start][:1].isdigit():
         return None  # a log line's field in capitals: "2025-02-17 02:14:51 ALM  Door C-1-03 held open"
     place = " ".join(folded[1:] if folded[0] == "the" and len(folded) > 1 else folded)
@@ -1941,7 +1949,16 @@ def eponym_namesakes(text: str) -> set[str]:
         # a given name's possessive stays its owner's ("Priya's effect on the team"); "Shannon entropy"
         if after is not None and not (match.group(0).casefold() in lexicon("first") and after.group(0)[:1] in "'’"):
             found.add(match.group(0))
+    # and the people a method joins in its name, which the text uses without a given name before
+    # it: "Bellman-Ford computes ...", "so it is called Bellman-Ford-Moore" (not "June Okafor-Reid")
+    for match in JOINED_SURNAMES.finditer(text):
+        before = re.search(r"(\S+)[ \t]+$", text[max(0, match.start() - 30):match.start()])
+        if before is None or not is_capitalised(before.group(1)):
+            found.update(match.group(0).split("-"))
     return found
+
+
+JOINED_SURNAMES = re.compile(r"(?<![\w-])[A-Z][a-z]{2,}(?:-[A-Z][a-z]{2,})+(?![\w-])")
 
 
 def business_namesakes(text: str, spans: list[Span]) -> set[str]:
@@ -1973,11 +1990,21 @@ def names_a_namesake(text: str, span: Span, namesakes: set[str]) -> bool:
     """Whether a name is that of an eponym's namesake (see eponym_namesakes) where the text names them
     as such ("named after James Parkinson", "first described by James Parkinson") or uses the name for
     the eponym ("the Parkinson's nurse"); "Dr Anna Graves treats Graves' disease" is about Dr Graves."""
-    words = text[span.start:span.end].split()
-    if without_possessive(words[-1]) not in namesakes:
+    if surname_of(text[span.start:span.end]) not in namesakes:
         return False
     return (text[span.end:span.end + 2] in ("'s", "’s")  # "Primary Raynaud's is common"
             or NAMESAKE_CUE.search(text, max(0, span.start - 40), span.start) is not None)
+
+
+GENERATION_SUFFIXES = frozenset({"jr", "jr.", "sr", "sr.", "ii", "iii", "iv"})
+
+
+def surname_of(name: str) -> str:
+    """A name's last word but a generation's suffix, without a possessive: "Ford" of "Lester Ford Jr"."""
+    words = name.split()
+    while len(words) > 1 and words[-1].casefold() in GENERATION_SUFFIXES:
+        words.pop()
+    return without_possessive(words[-1])
 
 
 def paragraph_around(text: str, start: int, end: int) -> str:
@@ -2184,10 +2211,11 @@ class PiiDetector:
         vetoes = [span for span in ner if span.entity == "LANGUAGE"]
         ner = [reread_person(text, span) if span.entity == "PERSON" else span for span in ner]
         # A name or a place holds no digits: spaCy's small model reads room numbers ("B-204"),
-        # clock times and hashes in logs as places and people.
+        # clock times and hashes in logs as places and people; nor code's or a breadcrumb's marks
+        # ("O(|V", "Algorithms › Graphs").
         ner = [span for span in ner if span is not None
                and (span.entity in self.entities or (span.entity == "PERSON_OR_PLACE" and self.lexicon))
-               and not any(char.isdigit() for char in text[span.start:span.end])
+               and not any(char.isdigit() or char in NOT_IN_NAMES for char in text[span.start:span.end])
                and not (span.entity == "LOCATION"
                         and NAMED_AFTER_PLACE.search(text, max(0, span.start - 40), span.start))
                and not (span.entity == "LOCATION" and no_place_word(text[span.start:span.end])
@@ -2278,7 +2306,7 @@ class PiiDetector:
         no_ones_data = not any(span.entity != "PERSON" and not needs_context(text, span) for span in spans)
         namesake_spans = [span for span in spans if span.entity == "PERSON" and (
             names_a_namesake(text, span, namesakes)
-            or (no_ones_data and without_possessive(text[span.start:span.end].split()[-1]) in namesakes
+            or (no_ones_data and surname_of(text[span.start:span.end]) in namesakes
                 and not re.search(r"\b(?:Dr|Mr|Mrs|Ms|Mx|Prof|Professor|Doctor)\.?[ \t]+$",
                                   text[max(0, span.start - 12):span.start])))]  # "Dr Anna Graves treats Graves' disease"
         spans = [span for span in spans if not (span.entity == "PERSON" and (names_a_thing(text, span)
@@ -2317,6 +2345,13 @@ class PiiDetector:
         if no_ones_data:  # (the filters above dropped names and places only)
             fiction = len({cue.casefold() for cue in FICTION_CUE.findall(text)}) >= 2
             public |= {span for span in spans if span.entity == "PERSON" and of_history(text, span, fiction)}
+            # and the people a paragraph names beside them or an eponym's namesakes, in no one's
+            # voice: "Alfonso Shimbel gave an earlier version in 1955" after "It is named after
+            # Richard Bellman and Lester Ford Jr."
+            known = {paragraph_around(text, span.start, span.end) for span in [*public, *namesake_spans]}
+            public |= {span for span in spans if span.entity == "PERSON"
+                       and (paragraph := paragraph_around(text, span.start, span.end)) in known
+                       and FAMILY_OR_SPEAKER.search(paragraph) is None}
             # and the places in such a paragraph are no one's ("working in a converted shed in Paris")
             spans = [span for span in spans if not (span.entity == "LOCATION" and of_history(text, span, fiction))]
         # Such a person is one wherever the text names them again: "Babbage's Difference Engine" in a

@@ -1844,3 +1844,42 @@ def test_a_role_mailbox_named_by_a_departments_initials_is_no_ones(with_ner):
     # a person's initials stay theirs, beside their name too
     for text in ("Questions: hs@example.com.", "Harriet Stone reviews this policy. Questions: hs@example.com."):
         assert "hs@example.com" in [text[s.start:s.end] for s in with_ner.detector.find(text)], text
+
+
+def test_markup_whose_elements_close_is_no_chat(with_ner):
+    config = ("<icecast>\n    <location>Studio B</location>\n    <admin>engineering@example.org</admin>\n"
+              "    <limits>\n        <clients>500</clients>\n    </limits>\n</icecast>")
+    assert with_ner.detector.find(config) == []
+    # an IRC log's speakers are still found
+    assert "sara" in person_strings(with_ner.detector, "<sara> anyone seen the build?\n<mike_t> on it, my bad")
+
+
+def test_the_people_a_method_is_named_after_and_their_peers_are_no_ones_data(with_ner):
+    text = ("Bellman-Ford computes single-source shortest paths. It is named after Richard Bellman and Lester "
+            "Ford Jr., who published it in 1958 and 1956; Edward F. Moore described the same idea in 1959, so "
+            "it is sometimes called Bellman-Ford-Moore. Alfonso Shimbel gave an earlier version in 1955.\n\n"
+            "Complexity: O(|V|·|E|) time (Engineering wiki › Algorithms › Graphs).")
+    assert with_ner.detector.find(text) == []
+    # a double-barrelled surname after a given name is a person's, and so is a namesake's peer in
+    # a paragraph in someone's voice
+    text = "Minutes of the residents' meeting. Chair: June Okafor-Reid. Apologies: Tom Reid, Ana Okafor."
+    assert {"Tom Reid", "Ana Okafor"} <= set(person_strings(with_ner.detector, text))
+    # a namesake is one by their surname, with a generation's suffix after it, in another paragraph too
+    text = "Bellman-Ford computes shortest paths.\n\nWe thank Lester Ford Jr. for his version."
+    assert person_strings(with_ner.detector, text) == []
+    text = "Bellman-Ford is named after Richard Bellman and Lester Ford. My colleague Alfonso Shimbel uses it."
+    assert "Alfonso Shimbel" in person_strings(with_ner.detector, text)
+
+
+def test_names_joined_by_a_slash_are_two_and_a_syslog_month_is_no_one(with_ner):
+    text = ("Two volunteers per shift. Swap with each other and let Yusuf know.\n\n"
+            "Week      | Mon             | Tue            | Wed\n"
+            "1-5 Jul   | Peggy / Tomasz  | Aiyana / Joy   | Peggy / Ravi\n"
+            "8-12 Jul  | Ravi / Joy      | Aiyana / Hamza | Peggy / Tomasz\n\n"
+            "Contacts\nYusuf Demir (cafe coordinator) - 07700 900623")
+    names = set(person_strings(with_ner.detector, text))
+    assert {"Peggy", "Tomasz"} <= names and not any("/" in name for name in names)
+    text = ("Mar 11 08:03:47 mail01 dovecot: imap-login: Login: user=<k.adeyemi@example.com>, rip=198.51.100.23\n"
+            "Mar 11 08:04:19 mail01 dovecot: auth: Password mismatch")
+    assert person_strings(with_ner.detector, text) == []
+    assert "Mar" in person_strings(with_ner.detector, "Mar said she would bring the keys. Call Mar on 07700 900123.")
