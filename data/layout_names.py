@@ -473,8 +473,20 @@ def keyed_names(text: str) -> Iterator[tuple[int, int]]:
         key = text[match.start():match.start(1)].casefold()
         value = match.group(2)
         length = name_prefix(value, lower_ok="name" not in key)
-        if length == len(value.rstrip()):
-            yield match.start(2), match.start(2) + length
+        if length == len(value.rstrip()) or surname_comma_given(value):
+            yield match.start(2), match.start(2) + (length if length == len(value.rstrip()) else len(value))
+
+
+def surname_comma_given(value: str) -> bool:
+    """Whether a value is a name written surname first, as a record keeps it: "Okonkwo, Adaeze",
+    "Lindgren-Moss, Petra", "bin Yusof, Hafiz" (a particle may lead the surname)."""
+    surname, comma, given = value.partition(", ")
+    words = surname.split()
+    while words and words[0].casefold() in PARTICLES:
+        words.pop(0)
+    surname = " ".join(words)
+    return bool(comma and surname and given) and "," not in given \
+        and name_prefix(surname) == len(surname) and name_prefix(given) == len(given)
 
 
 # A user a log or an audit names in quotes: "Created user 'Ji-woo Park'", "Changed role of user

@@ -1883,3 +1883,13 @@ def test_names_joined_by_a_slash_are_two_and_a_syslog_month_is_no_one(with_ner):
             "Mar 11 08:04:19 mail01 dovecot: auth: Password mismatch")
     assert person_strings(with_ner.detector, text) == []
     assert "Mar" in person_strings(with_ner.detector, "Mar said she would bring the keys. Call Mar on 07700 900123.")
+
+
+def test_a_records_name_written_surname_first_is_found(with_ner):
+    text = ('09:15:40 INFO patron=21800004417326 name="Okonkwo, Adaeze" checkout item=31800009914452\n'
+            '09:41:07 WARN patron=21800003390051 name="Lindgren-Moss, Petra" checkout BLOCKED\n'
+            '10:03:22 INFO patron=21800005127890 name="bin Yusof, Hafiz" renew\n'
+            '11:45:00 INFO job name="Backup, Nightly" done')
+    names = person_strings(with_ner.detector, text)
+    assert {"Okonkwo, Adaeze", "Lindgren-Moss, Petra", "bin Yusof, Hafiz"} <= set(names)
+    assert not any("Backup" in name or "Nightly" in name for name in names)
