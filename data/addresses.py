@@ -35,19 +35,22 @@ UPPER = r"(?:[A-ZÀ-ÖØ-Þ]|[ĀĂĄĆĈĊČĎĐĒĔĖĘĚĜĞĠĢĤĦĨĪĬĮİ
 CAPITALISED = rf"{UPPER}(?:\w{{0,2}}\.|[\w'’-]*)"
 # Lower-case words inside a street or a town's name ("Rua das Flores", "Dar es Salaam").
 PARTICLE = (r"(?:de|da|das|do|dos|del|dei|degli|delle|della|dello|di|la|le|les|du|des|van|von|der|den|het|y|e|es|am|"
-            r"an|im|zum|zur|sur|al|el)")
+            r"an|im|zum|zur|sur|al|el|upon)")  # and "Kingston upon Thames"
 NAME = rf"{CAPITALISED}(?:[ \t]+(?:{PARTICLE}[ \t]+)*{CAPITALISED}){{0,3}}"
 UNIT_WORDS = r"Flat|Apt|Apartment|Unit|Suite|Ste|Room|Floor|Plot|Lot|Building|Bldg|Block|PO Box|P\.O\. Box|Box"
 # Capitalised words before a number that name no street ("Table 3, 1999 Edition", "Flat 2").
 NOT_STREET = rf"(?!(?:{UNIT_WORDS}|Table|Figure|Fig|Chapter|Section|Page|Step|Version|Level|Phase|Part|Day|Week|" \
              r"Year|Season|Episode|Track|Platform|Gate|Terminal|Seat|Row|Flight|Bus|Route|Line|Exit|Article|Rule|" \
              r"Note|Model|Issue|Volume|Vol|No|Number|Item|Question|Grade|Class|Group|Team|Size|Windows|Python)\b)"
-HOUSE_NUMBER = r"\d{1,5}[A-Za-z]?(?:[-/]\d{1,5}[A-Za-z]?)?"
+HOUSE_NUMBER = r"\d{1,5}[A-Za-z]?(?:[-/]\d{1,5}[A-Za-z]?)?(?:-(?:I{1,3}|IV|hs|bis))?"  # a Dutch floor: "218-III"
 STREET_WORDS = (
     r"Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Court|Ct|Rise|Terrace|Tce|Way|Close|Crescent|Cres|"
     r"Boulevard|Blvd|Place|Pl|Gardens|Gdns|Grove|Hill|Row|Square|Sq|Parkway|Pkwy|Highway|Hwy|Mews|Walk|View|"
     r"Green|Park|Circle|Cir|Trail|Trl|Loop|Pike|Alley|Wharf|Quay|Embankment|Hollow|Heights|Yard|"
-    r"Strasse|Straße|Str|Weg|Gasse|Laan|Straat|Plein|Gracht|Vej|Gade|Gatan|Vägen|Veien")
+    r"Strasse|Straße|Str|Weg|Gasse|Laan|Straat|Plein|Gracht|Vej|Gade|Gatan|Vägen|Veien|"
+    r"Parade|Promenade|Esplanade|Fold|Croft|Cottages|Mead|Chase")
+# ... and as forms write them, in capitals: "3 CHAPEL FOLD, LOW BENTHAM, LANCASTER LA2 7DQ"
+STREET_WORDS = f"{STREET_WORDS}|{STREET_WORDS.upper()}"
 # Street words written short, whose dot an address keeps ("Alder Creek Dr.").
 ABBREVIATIONS = frozenset({"St", "Rd", "Ave", "Ln", "Dr", "Ct", "Tce", "Cres", "Blvd", "Pl", "Gdns", "Sq", "Pkwy",
                            "Hwy", "Cir", "Trl", "Str"})

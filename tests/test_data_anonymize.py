@@ -1893,3 +1893,15 @@ def test_a_records_name_written_surname_first_is_found(with_ner):
     names = person_strings(with_ner.detector, text)
     assert {"Okonkwo, Adaeze", "Lindgren-Moss, Petra", "bin Yusof, Hafiz"} <= set(names)
     assert not any("Backup" in name or "Nightly" in name for name in names)
+
+
+@pytest.mark.parametrize("address", [
+    "3 CHAPEL FOLD, LOW BENTHAM, LANCASTER LA2 7DQ",  # a form's capitals
+    "Flat 2, 41 Marine Parade, Whitcombe-on-Sea, WS7 4LN",  # a seaside parade
+    "8 Harefield Court, Kingston upon Thames KT1 3NW",  # a town "upon" its river
+    "Keizersgracht 218-III, 1016 DZ Amsterdam",  # a Dutch floor after the number
+])
+def test_addresses_of_more_forms_are_found_whole(address):
+    from data.addresses import find_addresses
+    text = f"Please send it to {address}. Thanks"
+    assert address in [text[start:end] for start, end in find_addresses(text)]
