@@ -88,7 +88,9 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # written after every rule heldout22-27 prompted, first run before any rule of its own
         "heldout28": Path(__file__).parent / "data" / "pii_heldout28.jsonl",
         # written during the rules heldout28 prompted, first run after them
-        "heldout29": Path(__file__).parent / "data" / "pii_heldout29.jsonl"}
+        "heldout29": Path(__file__).parent / "data" / "pii_heldout29.jsonl",
+        # written during the rules heldout29 prompted, first run after them
+        "heldout30": Path(__file__).parent / "data" / "pii_heldout30.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
