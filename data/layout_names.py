@@ -54,7 +54,8 @@ THING_WORDS = frozenset({"castle", "manor", "hall", "house", "lodge", "abbey", "
                          "bridge", "station", "express", "street", "road", "lane", "avenue", "square", "church",
                          "chapel", "school", "college", "university", "hospital", "hotel", "inn", "arms", "farm",
                          "mill", "estate", "gardens", "garden", "centre", "center", "museum", "gallery", "theatre",
-                         "cinema", "market", "wharf", "quay", "dock", "port", "airport", "class", "fusilier"})
+                         "cinema", "market", "wharf", "quay", "dock", "port", "airport", "class", "fusilier",
+                         "line", "helpline", "hotline"})  # "Nurse Advice Line" (not "Ana Line")
 TITLE_WORDS = frozenset({"mr", "mrs", "ms", "mx", "miss", "dr", "prof", "sir", "madam", "sgt", "pc", "rev", "fr",
                          "capt", "cllr", "det", "insp", "supt", "nurse", "sister", "brother", "mme", "mlle", "herr",
                          "frau", "sr", "sra", "srta"})

@@ -132,7 +132,8 @@ SERVER_BEFORE = re.compile(
     r"time sync(?:hroni[sz]ed)?(?: ok)?(?: from| with| to)?)\b[ \t:=]*(?:<->|->|=>)?[ \t]*[\"']?)$")
 # A host's name or kind in brackets after its address: "198.51.100.10 (nms01)", "(db-primary.internal)",
 # "10.12.0.5 (jump host)" (not "(home router)": a person's).
-HOST_AFTER = re.compile(r"[ \t]*\((?:(?=[a-z0-9._-]*[\d._-])[a-z][a-z0-9._-]{1,40}"
+HOST_AFTER = re.compile(r"(?::\d{1,5})?[ \t]*\((?:(?:agent|node|runner|worker|executor)[ \t]+)?"  # "(agent build-linux-03)"
+                        r"(?:(?=[a-z0-9._-]*[\d._-])[a-z][a-z0-9._-]{1,40}"
                         r"|(?i:(?:the |our )?(?:jump ?box|bastion|(?:[\w-]+ )?(?:server|host)|firewall|gateway|proxy)))\)")
 # A line a routing or failover daemon logs: its addresses are its peers', routers and cluster nodes.
 ROUTING_LINE = re.compile(r"(?i:keepalived|vrrp|\bbgpd?\b|\bospfd?\b|\bbird\b|corosync|pacemaker)")
@@ -1629,9 +1630,14 @@ def names_a_department(text: str, address: str) -> bool:
     word of the department must be an English word and none a given name, so "jd@" beside "John
     Doe" stays his.)"""
     local = address.split("@", 1)[0].casefold()
+    english, given = lexicon("english"), lexicon("first")
+    parts = [part for part in re.split(r"[._-]+", local) if part]
+    if len(parts) > 1 and all(part in english or part in ROLE_MAILBOX_WORDS or abbreviates_a_word(text, part)
+                              for part in parts) and not any(part in lexicon("names") or part in lexicon("english_names")
+                                                             for part in parts):
+        return True  # "neuro.advice@" beside "Paediatric Neurology Nurse Advice Line"
     if not (2 <= len(local) <= 5 and local.isalpha()):
         return False
-    english, given = lexicon("english"), lexicon("first")
     for match in TITLED_PHRASE.finditer(text):
         words = [word.casefold() for word in re.findall(r"[A-Z][a-z]+", match.group(0))
                  if word not in ("The", "And", "Of", "For")]
@@ -1641,6 +1647,14 @@ def names_a_department(text: str, address: str) -> bool:
         if local == initials or (words[-1] in GENERIC_LAST_WORDS and local == initials[:-1]):
             return True
     return False
+
+
+def abbreviates_a_word(text: str, part: str) -> bool:
+    """Whether `part` (four letters or more) starts a capitalised English word of the text that is
+    no name: "neuro" of "Neurology"."""
+    return len(part) >= 4 and any(
+        word.casefold() in lexicon("english") and word.casefold() not in lexicon("names")
+        for word in re.findall(rf"\b{re.escape(part.capitalize())}[a-z]+", text))
 
 
 def is_server_address(text: str, span: Span) -> bool:
@@ -2079,7 +2093,8 @@ def of_history(text: str, span: Span, fiction: bool = False) -> bool:
     return HISTORICAL_YEAR.search(dated) is not None and FAMILY_OR_SPEAKER.search(paragraph) is None
 
 
-QUOTATION = re.compile(r'"[^"\n]{1,300}"|“[^”\n]{1,300}”')
+# (a quotation may run over one line break of a wrapped paragraph: '"I am\nHeathcliff."')
+QUOTATION = re.compile(r'"[^"\n]{0,300}(?:\n[^"\n]{0,300})?"|“[^”\n]{0,300}(?:\n[^”\n]{0,300})?”')
 
 
 @lru_cache(maxsize=256)

@@ -1905,3 +1905,31 @@ def test_addresses_of_more_forms_are_found_whole(address):
     from data.addresses import find_addresses
     text = f"Please send it to {address}. Thanks"
     assert address in [text[start:end] for start, end in find_addresses(text)]
+
+
+def test_a_british_departments_line_and_mailbox_name_no_one(with_ner):
+    text = ("Tourette Syndrome - Information for Patients\nPaediatric Neurology Service | Leaflet PN-112\n\n"
+            "Contact: Paediatric Neurology Nurse Advice Line 0300 555 0134 (Mon-Fri 9:00-16:00) or\n"
+            "neuro.advice@hospital.example.org. In an emergency, call 999.")
+    assert with_ner.detector.find(text) == []
+    # a British spelling is an English word, not a name
+    assert with_ner.detector.find("Leaflet PH-2\nContact: Paediatric Haematology, ext. 4410, 9:00-16:00.") == []
+    # a person's line and mailbox stay theirs
+    text = "Contact: Ana Line 0300 555 0134 or kpatel.advice@example.org about your results."
+    found = [text[s.start:s.end] for s in with_ner.detector.find(text)]
+    assert "Ana Line" in found and "kpatel.advice@example.org" in found
+    text = "Contact: Neurology Nurse Advice Line 0300 555 0134 or grant.advice@hospital.example.org (Mon-Fri)."
+    assert "grant.advice@hospital.example.org" in [text[s.start:s.end] for s in with_ner.detector.find(text)]
+
+
+def test_a_quotation_over_a_line_break_and_a_build_agents_address_are_no_ones(with_ner):
+    guide = ("Revision Guide - Wuthering Heights: Key Characters (novel, tragedy)\n\n"
+             "Catherine Earnshaw - Wild and proud; she marries Edgar Linton for status, yet declares \"I am\n"
+             "Heathcliff.\" Her divided self drives the tragedy.\n\nHareton Earnshaw - The second generation.")
+    assert person_strings(with_ner.detector, guide) == []
+    log = ("2025-03-11 06:00:21.340+0000 [id=77] INFO h.TcpSlaveAgentListener$ConnectionHandler#run: Accepted "
+           "JNLP4-connect connection #1 from /192.0.2.41:50312 (agent build-linux-03)")
+    assert with_ner.detector.find(log) == []
+    # a person's address in brackets is still theirs
+    log = "Accepted publickey for anna from 192.0.2.41 port 50312 ssh2 (anna's laptop)"
+    assert "192.0.2.41" in [log[s.start:s.end] for s in with_ner.detector.find(log)]

