@@ -103,6 +103,11 @@ SSN_CANDIDATE = re.compile(r"(?<![\w-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\w-])")
 # Nine digits in a row are an SSN only after its label: "ssn=219099998", "SSN: 219099998".
 SSN_LABELLED = re.compile(r"(?i:\b(?:ssn|social[ _]security(?:[ _](?:number|no\.?|#))?)\s*(?:[:=#]|is|no\.?)?\s*)"
                           r"(\d{9})(?!\d)")
+# ... and a number its label calls one is one even where the SSA would not have issued it: an IRS
+# taxpayer number (ITIN, 9xx-7x-xxxx) or a made-up one, "SSN: 987-65-4321", is still someone's.
+SSN_LABELLED_GROUPED = re.compile(r"(?i:\b(?:ssn|social[ _]security(?:[ _](?:number|no\.?|#))?|itin|"
+                                  r"taxpayer[ _]id(?:entification)?(?:[ _](?:number|no\.?))?)\s*(?:[:=#]|is|no\.?)?\s*)"
+                                  r"(\d{3}([- ])\d{2}\2\d{4})(?![\w-])")
 NETWORK_SUFFIX = re.compile(r"[\"']?/(?:[0-9]|[12][0-9]|3[0-2])(?!\d)")
 IPV4_CANDIDATE = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?!\.?\d)")
 IPV6_CANDIDATE = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
@@ -1428,7 +1433,8 @@ RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
               finder(EMAIL_WORD_AT, always), find_header_emails, finder(BANG_EMAIL, always, group=1)],
     "IBAN": [find_iban],
     "CREDIT_CARD": [not_after(BARCODE_LABEL, finder(CARD_CANDIDATE, is_card_number))],
-    "US_SSN": [finder(SSN_CANDIDATE, is_ssn), finder(SSN_LABELLED, lambda v: is_ssn(f"{v[:3]}-{v[3:5]}-{v[5:]}"), group=1)],
+    "US_SSN": [finder(SSN_CANDIDATE, is_ssn), finder(SSN_LABELLED, lambda v: is_ssn(f"{v[:3]}-{v[3:5]}-{v[5:]}"), group=1),
+               finder(SSN_LABELLED_GROUPED, lambda v: int(v[:3]) > 0 and int(v[4:6]) > 0 and int(v[7:]) > 0, group=1)],
     "IP_ADDRESS": [not_a_network(not_after(VERSION_LABEL, finder(IPV4_CANDIDATE, is_ip_address))),
                    finder(IPV6_CANDIDATE, is_ip_address)],
     "PHONE": [not_a_test_number(not_after(REFERENCE_LABEL, find)) for find in (

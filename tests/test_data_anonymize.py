@@ -1933,3 +1933,14 @@ def test_a_quotation_over_a_line_break_and_a_build_agents_address_are_no_ones(wi
     # a person's address in brackets is still theirs
     log = "Accepted publickey for anna from 192.0.2.41 port 50312 ssh2 (anna's laptop)"
     assert "192.0.2.41" in [log[s.start:s.end] for s in with_ner.detector.find(log)]
+
+
+@pytest.mark.parametrize("text, ssn", [
+    ("Employee ID: 0073318\nSSN: 987-65-4321\nHome address: 1187 Sandpiper Way", "987-65-4321"),
+    ("ITIN 912-78-1234 on file", "912-78-1234"),
+    ("Part 987-65-4321 in stock", None),  # no label: an area the SSA never issues is no SSN
+    ("SSN: 123-00-4567", None),  # nor is a number with an all-zero group
+])
+def test_a_number_its_label_calls_an_ssn_is_one_though_the_ssa_never_issued_it(text, ssn):
+    detector = pii.PiiDetector(["US_SSN"], ner=False)
+    assert [text[s.start:s.end] for s in detector.find(text)] == ([ssn] if ssn else [])
