@@ -646,7 +646,8 @@ CHAT_HANDLE = re.compile(r"(?m)^[ \t]*(?:\[[\d:. -]{4,20}\][ \t]*)?<[@+%]?([^\W\
 # "[09:14] kwame: paging on-call": a speaker after a timestamp, as Slack and IRC exports write
 # them; not a log level ("[09:14] error: ...").
 # The timestamp holds a colon: a kernel log's "[ 8812.331207] BUG: ..." is no chat.
-CHAT_SPEAKER = re.compile(r"(?m)^[ \t]*\[(?=[\d. -]*:)[\d:. -]{4,20}\][ \t]*@?([^\W\d][\w.-]{1,23}):[ \t]")
+CHAT_SPEAKER = re.compile(r"(?m)^[ \t]*\[(?=[\d. -]*:)[\d:. -]{4,20}\][ \t]*@?([^\W\d][\w.-]{1,23}"
+                          r"(?:[ \t][^\W\d_][\w.'’-]*)?):[ \t]")  # and two words: "[21:48] kofi mensah: ..."
 # Phone exports write the date too, and names as the phone book holds them, lower case and all:
 # "[02/06/2024, 19:03] joão pedro: ...", "28.07.24 08:53  bilal: ...", "12/03/2024, 19:03 - Ana Reis:
 # ...", and some the time after the name: "kenji 21:02: ...". Without brackets such a line is a chat
@@ -768,9 +769,16 @@ def find_chat_speakers(text: str) -> Iterator[tuple[int, int]]:
         if len(lines) >= 2:
             matches.extend(lines)
     for match in matches:
+        start, end = match.span(1)
         words = match.group(1).casefold().split()
-        if not any(word in LOG_WORDS or word in NOT_GIVEN_NAMES for word in words) and not in_capitals(match.group(1)):
-            yield match.span(1)
+        if len(words) > 1 and words[0] in SPEAKER_ROLES:  # "[19:11] Agent Lucia: Hi Bart": the name is Lucia
+            start, words = start + len(words[0]) + 1, words[1:]
+        if not any(word in LOG_WORDS or word in NOT_GIVEN_NAMES for word in words) and not in_capitals(text[start:end]):
+            yield start, end
+
+
+SPEAKER_ROLES = frozenset({"agent", "advisor", "adviser", "operator", "rep", "support", "host", "moderator", "mod",
+                           "admin", "staff", "coach", "tutor", "nurse", "dr"})
 
 
 # The user an authentication log names: "Accepted password for jeroen from ...", "session opened

@@ -1944,3 +1944,14 @@ def test_a_quotation_over_a_line_break_and_a_build_agents_address_are_no_ones(wi
 def test_a_number_its_label_calls_an_ssn_is_one_though_the_ssa_never_issued_it(text, ssn):
     detector = pii.PiiDetector(["US_SSN"], ner=False)
     assert [text[s.start:s.end] for s in detector.find(text)] == ([ssn] if ssn else [])
+
+
+def test_a_chats_two_word_speakers_are_found_and_a_support_agents_role_is_no_name(with_ner):
+    text = ("[21:48] kofi mensah: anyone swap fri for sun? my daughter's recital\n"
+            "[21:50] ewa: i can do fri if someone covers my sat 6am\n"
+            "[21:53] kofi mensah: legend. ill tell the lead in the morning")
+    assert person_strings(with_ner.detector, text).count("kofi mensah") == 2
+    text = ("[19:11] Agent Lucia: Hi Bart, I can help with the cancellation.\n"
+            "[19:12] Bart Jansen: Thanks, my contract number is 5531.")
+    names = person_strings(with_ner.detector, text)
+    assert "Lucia" in names and "Agent Lucia" not in names
