@@ -90,7 +90,9 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # written during the rules heldout28 prompted, first run after them
         "heldout29": Path(__file__).parent / "data" / "pii_heldout29.jsonl",
         # written during the rules heldout29 prompted, first run after them
-        "heldout30": Path(__file__).parent / "data" / "pii_heldout30.jsonl"}
+        "heldout30": Path(__file__).parent / "data" / "pii_heldout30.jsonl",
+        # written during the rules heldout30 prompted, first run after them
+        "heldout31": Path(__file__).parent / "data" / "pii_heldout31.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
