@@ -191,6 +191,9 @@ _CLOCK = r"\d{1,2}(?:[:.]\d\d)?[ \t]*(?:am|pm)?"
 # Opening hours right after a number: "(10:00-20:00 daily)", ", weekdays 09:00-17:00", "(Mon-Fri 9am-5pm)".
 _OPENING_HOURS = (rf"\(?[ \t]*(?:daily[ \t,]*)?{_CLOCK}[ \t]*[–-][ \t]*{_CLOCK}[ \t,]*(?:daily|weekdays|every day)?\)|"
                   rf"(?:weekdays|weekends|daily|{_DAYS}(?:[ \t]*[–-][ \t]*{_DAYS})?)[ \t,]*{_CLOCK}[ \t]*[–-]")
+# ... or right before it: "Endocrine specialist nurses, Mon-Fri 9:00-16:00: 01632 960 555".
+HOURS_BEFORE = re.compile(rf"(?:weekdays|{_DAYS}[ \t]*[–-][ \t]*{_DAYS})[ \t,]+{_CLOCK}[ \t]*[–-][ \t]*{_CLOCK}"
+                          r"[ \t]*[:,]?[ \t]*$")
 BUSINESS_LINE_AFTER = re.compile(r"(?i:[ \t,;(–-]*(?:24/7|24h\b|24 hours|(?:lines )?open\b|freephone|free\b|"
                                  r"charged as|(?:at )?(?:standard|local|national) (?:network )?rates?\b|calls? cost|"
                                  r"\(?from abroad|\(?from overseas|\(?outside the UK|"
@@ -1679,6 +1682,12 @@ def names_a_department(text: str, address: str) -> bool:
                               for part in parts) and not any(part in lexicon("names") or part in lexicon("english_names")
                                                              for part in parts):
         return True  # "neuro.advice@" beside "Paediatric Neurology Nurse Advice Line"
+    if local.isalpha() and any(word.casefold() == local and layout_names.in_camel_case(word) and not all(
+            part.casefold() in lexicon("names") or part.casefold() in lexicon("english_names")
+            for part in re.findall(r"[A-Z][a-z]+", word))
+            for word in re.findall(r"(?<![\w.+-])[A-Z][a-z]+[A-Z][A-Za-z]+(?![\w@.+-])", text)):
+        return True  # the product's own mailbox: "fastlane@" of "FastLane Security" (not "MiraEriksson@",
+        # all of whose words are names)
     if not (2 <= len(local) <= 5 and local.isalpha()):
         return False
     for match in TITLED_PHRASE.finditer(text):
@@ -1772,6 +1781,7 @@ def is_business_line(text: str, span: Span) -> bool:
     labelled = (is_business_listing(text)
                 or BUSINESS_LINE.search(text, max(line_start, span.start - 60), span.start) is not None
                 or BUSINESS_LINE_AFTER.match(text, span.end) is not None
+                or HOURS_BEFORE.search(text, max(line_start, span.start - 40), span.start) is not None
                 # a role mailbox on its line: "Tel: 0113 496 0541 | info@fordandsons.example.com"
                 or any(is_role_address(match.group(0)) for match in EMAIL.finditer(line))
                 or in_business_table(text, line_start, line))

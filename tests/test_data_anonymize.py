@@ -1966,3 +1966,15 @@ def test_a_given_name_that_is_a_word_before_an_unknown_surname_is_a_name(with_ne
                  "Meet at the Hope Rd gate, 12:00. Call me on 07700 900123 if I am late.",
                  "Solar inverters: 6 x SMA Sunny Tripower CORE2. Questions? Call me on 07700 900123."):
         assert person_strings(with_ner.detector, text) == [], text
+
+
+def test_a_line_with_its_opening_hours_before_it_and_a_products_own_mailbox_are_no_ones(with_ner):
+    for text in ("Contact\nEndocrine specialist nurses, Mon-Fri 9:00-16:00: 01632 960 555 (voicemail).",
+                 "1. The product. FastLane gives access to a dedicated security lane.\n\n"
+                 "7. Contact. fastlane@airport.example.com. Customer Relations, PO Box 1170."):
+        assert with_ner.detector.find(text) == [], text
+    # a mobile is someone's whatever hours it keeps; a mailbox made of a person's names is theirs
+    text = "Opening hours, Mon-Fri 9:00-16:00: 07700 900555."
+    assert [text[s.start:s.end] for s in with_ner.detector.find(text)] == ["07700 900555"]
+    text = "1. The shop. MiraEriksson sells prints.\n\n7. Contact. miraeriksson@example.com."
+    assert [text[s.start:s.end] for s in with_ner.detector.find(text)] == ["miraeriksson@example.com"]
