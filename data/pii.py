@@ -133,7 +133,7 @@ SERVER_BEFORE = re.compile(
     r"listen_?address|bind_?address|"
     r"upstream|backend|server|gateway|gw|load balancer|lb|(?:monitoring )?probe|monitor|resolver|nameserver|"
     r"primary|replica|standby|master|database|db|cluster node|"
-    r"proxy|endpoint|mx|ns|origin|cdn|vpn gateway|api server|ntp|time server|"
+    r"proxy|endpoint|mx|ns|origin|cdn|vpn gateway|api server|ntp|time server|(?:factory )?default (?:ip|address)|"
     r"time sync(?:hroni[sz]ed)?(?: ok)?(?: from| with| to)?)\b[ \t:=]*(?:<->|->|=>)?[ \t]*[\"']?)$")
 # A host's name or kind in brackets after its address: "198.51.100.10 (nms01)", "(db-primary.internal)",
 # "10.12.0.5 (jump host)" (not "(home router)": a person's).
@@ -528,6 +528,10 @@ def is_ssn(candidate: str) -> bool:
     return 0 < area < 900 and area != 666 and group > 0 and serial > 0
 
 
+NETMASK = re.compile(r"255\.(?:255\.(?:255\.(?:255|254|252|248|240|224|192|128|0)|(?:254|252|248|240|224|192|128|0)\.0)"
+                     r"|(?:254|252|248|240|224|192|128|0)\.0\.0)")
+
+
 def is_ip_address(candidate: str) -> bool:
     # IPv6 candidates also match clock times (12:30:45); the parser and a digit tell them apart.
     if ":" in candidate and not any(char.isdigit() for char in candidate):
@@ -536,6 +540,8 @@ def is_ip_address(candidate: str) -> bool:
     # a key's fingerprint; an IPv6 address writes groups of up to four digits.
     if ":" in candidate and "::" not in candidate and all(len(group) == 2 for group in candidate.split(":")):
         return False
+    if NETMASK.fullmatch(candidate):
+        return False  # a netmask, "255.255.255.0", addresses no machine
     try:
         address = ipaddress.ip_address(candidate)
     except ValueError:
@@ -694,7 +700,7 @@ ROLE_MAILBOX_WORDS = frozenset({
     "abuse", "accessibility", "accounts", "accounting", "acme", "admin", "administrator", "admissions", "alert",
     "alerts",
     "cert", "certs", "pki", "ssl", "tls", "oss", "opensource", "maintainers", "assist", "assistance",
-    "api", "developers", "devrel", "integrations", "fleet", "qms", "quality", "audit", "records", "documents",
+    "api", "developers", "devrel", "integrations", "fleet", "qms", "quality", "audit", "records", "documents", "sre",
     "facilities", "estates", "logistics", "dispatch",
     "warehouse", "planning", "housing", "licensing", "parking", "highways", "parks", "trade",
     "billing", "booking", "bookings", "careers", "compliance", "concierge", "contact", "contactus", "cs",
@@ -1386,6 +1392,9 @@ def with_extension(find):
     return extended
 
 
+# A process at its host, as the JVM names itself: "lock acquired by nodename 2417@nn1.dc2.example.internal"
+# (a process id of up to seven digits; a phone number at an SMS gateway is longer).
+PROCESS_AT_HOST = re.compile(r"\d{1,7}@")
 # Message identifiers look like addresses and are not anyone's: Message-ID, In-Reply-To, References.
 ID_HEADER_LINE = re.compile(r"(?im)^(?:message-id|in-reply-to|references|content-id)[ \t]*:.*$"
                             r"|\b(?:message-id|msgid|message_id)=<?[^\s>]+")  # and a mail log's message-id=<...>
@@ -1469,7 +1478,8 @@ def not_after(label: re.Pattern, find):
 RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
     "URL_CREDENTIALS": [finder(URL_CREDENTIALS, lambda v: PLACEHOLDER.search(v) is None
                                and PLACEHOLDER_CREDENTIALS.fullmatch(v) is None, group=1)],
-    "EMAIL": [not_in_id_headers(finder(EMAIL, lambda v: ALGORITHM_NAME.match(v) is None)), finder(EMAIL_MARKED_AT, always),
+    "EMAIL": [not_in_id_headers(finder(EMAIL, lambda v: ALGORITHM_NAME.match(v) is None and PROCESS_AT_HOST.match(v) is None)),
+              finder(EMAIL_MARKED_AT, always),
               finder(EMAIL_WORD_AT, always), find_header_emails, finder(BANG_EMAIL, always, group=1)],
     "IBAN": [find_iban],
     "CREDIT_CARD": [not_after(BARCODE_LABEL, finder(CARD_CANDIDATE, is_card_number))],
@@ -1554,12 +1564,14 @@ def trim_entity(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+ACRONYM_ITEM = re.compile(r"([A-Z]{2,})[ \t]*,[ \t]*")
 COLUMN_GAP = re.compile(r"\n|\t| {3,}|:[ \t]|[ \t]/[ \t]")  # also "Heike Brandt: Fine, see you there", "Peggy / Tomasz"
 LEADING_FUNCTION_WORD = re.compile(r"(?:[Tt]owards?|[Ff]rom|[Tt]o|[Aa]t|[Ii]n|[Oo]n|[Ff]or|[Ww]ith|[Nn]ear|[Aa]nd|[Bb]ut|[Oo]r|"
                                    r"[Ii]f|[Ww]hen|[Aa]fter|[Bb]efore|[Uu]ntil|[Ll]ike|[Uu]nlike|[Ss]o)[ \t]+(?=\S)")
 
 
 MONTH_DAY = re.compile(_MONTHS)
+COMMENT_START = re.compile(r"[ \t]*(?:#+|//|;+|--)[ \t]*")
 DAY_AFTER = re.compile(r"[ \t]+\d{1,2}(?!\d)")
 
 
@@ -1574,6 +1586,10 @@ def reread_person(text: str, span: Span) -> Span | None:
     still weak evidence (see about_people)."""
     gap = COLUMN_GAP.search(text, span.start, span.end)  # a name runs over no line break or column gap
     start, end = trim_entity(text, span.start, span.end if gap is None else gap.start())
+    acronym = ACRONYM_ITEM.match(text, start, end)
+    if acronym is not None and acronym.group(1).casefold() not in lexicon("names") \
+            and acronym.group(1).casefold() not in lexicon("english_names"):
+        start = acronym.end()  # a list's acronym is no part of a name: "Real COM, Modbus" (but "KIM, Ji-woo")
     lead = LEADING_FUNCTION_WORD.match(text, start, end)
     if lead is not None:  # "Towards Highfield, the reverse": the name is the rest, a place after "towards"
         start = lead.end()
@@ -1597,6 +1613,8 @@ def reread_person(text: str, span: Span) -> Span | None:
     folded = chunk.casefold().split()
     if len(folded) == 1 and folded[0] not in names and layout_names.in_camel_case(chunk):
         return None  # an identifier or a product: "PgBouncer", "JsonFmt"
+    if len(folded) == 1 and text[end:end + 1] == ":" and COMMENT_START.fullmatch(text, text.rfind("\n", 0, start) + 1, start):
+        return None  # a key in a configuration's comment: "# Repo: infra/monitoring | Owner: SRE"
     if len(folded) == 1 and MONTH_DAY.fullmatch(chunk) and DAY_AFTER.match(text, end):
         return None  # a date: a syslog line's "Mar 11 08:03:47", "May 3"
     if len(folded) == 1 and chunk.isupper() and text[text.rfind("\n", 0, start) + 1:start][:1].isdigit():

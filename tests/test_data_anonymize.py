@@ -1978,3 +1978,30 @@ def test_a_line_with_its_opening_hours_before_it_and_a_products_own_mailbox_are_
     assert [text[s.start:s.end] for s in with_ner.detector.find(text)] == ["07700 900555"]
     text = "1. The shop. MiraEriksson sells prints.\n\n7. Contact. miraeriksson@example.com."
     assert [text[s.start:s.end] for s in with_ner.detector.find(text)] == ["miraeriksson@example.com"]
+
+
+def test_a_machines_config_keys_process_netmask_and_default_address_are_no_ones(with_ner):
+    for text in (
+            "2025-03-18 06:00:04,711 INFO common.Storage: Lock on /data/1/dfs/nn/in_use.lock acquired by nodename "
+            "2417@nn1.dc2.example.internal",
+            "Network: 2 x RJ45\nFactory default IP: 192.168.127.254 / 255.255.255.0\n"
+            "Protocols: TCP server/client, UDP, Real COM, Modbus TCP gateway, SNMPv3",
+            "# alertmanager.yml - production\n# Repo: infra/monitoring @ 4e7b1d2 | Owner: SRE (sre@example.com)\n"
+            "global:\n  smtp_from: 'alertmanager@example.com'"):
+        assert with_ner.detector.find(text) == [], text
+    # a phone number at an SMS gateway is someone's; so is a name in capitals before a comma
+    text = "Forward to 447700900123@sms.example.net"
+    assert [text[s.start:s.end] for s in with_ner.detector.find(text)] == ["447700900123@sms.example.net"]
+    assert pii.reread_person("KIM, Ji-woo", pii.Span(0, 11, "PERSON")) == pii.Span(0, 11, "PERSON")
+
+
+def test_what_makes_a_machines_text_no_ones_one_rule_at_a_time():
+    assert not pii.is_ip_address("255.255.255.0") and not pii.is_ip_address("255.255.240.0")
+    assert pii.is_ip_address("255.255.255.1") and pii.is_ip_address("192.168.127.254")
+    text = "Factory default IP: 192.168.127.254 / 255.255.255.0"
+    assert pii.called_a_server(text, "192.168.127.254")
+    assert not pii.called_a_server("Her laptop's IP: 192.168.127.254", "192.168.127.254")
+    text = "# Repo: infra/monitoring @ 4e7b1d2"
+    assert pii.reread_person(text, pii.Span(2, 6, "PERSON")) is None
+    text = "Real COM, Modbus TCP gateway"
+    assert pii.reread_person(text, pii.Span(5, 16, "PERSON")) == pii.Span(10, 16, "PERSON")
