@@ -61,15 +61,18 @@ MONTHS = r"(?:January|February|March|April|May|June|July|August|September|Octobe
 YEAR_BEFORE = re.compile(r"(?i:\b(?:in|since|by|until|till|from|of|during|before|after|circa|around|c\.)[ \t]+)"
                          r"(?:1[89]\d\d|20\d\d)\b")
 # One space between a number and its street: "3  Queens Park Rangers" in a table is a rank and a club.
-STREET_FIRST_NUMBER = rf"{HOUSE_NUMBER} (?:(?!{MONTHS}){CAPITALISED}[ \t]+){{1,3}}(?:{STREET_WORDS})\b\.?"
+# (its words may hold an ordinal, "310 West 97th Street", and a flat may follow, "2281 NE Alberta St Apt 6")
+STREET_FIRST_NUMBER = (rf"{HOUSE_NUMBER} (?:(?:(?!{MONTHS}){CAPITALISED}|\d{{1,3}}(?:st|nd|rd|th))[ \t]+){{1,3}}"
+                       rf"(?:{STREET_WORDS})\b\.?(?:[ \t]+(?:Apt|Apartment|Unit|Suite|Ste|Flat)\.?[ \t]*#?[ \t]*\d\w{{0,4}}\b)?")
 # "12 rue de la Paix", "5 Heol y Felin": a number, then a street word that comes first in its language
 STREET_NUMBER_THEN_TYPE = (rf"{HOUSE_NUMBER},? (?:[Rr]ue|[Aa]venue|[Bb]oulevard|[Cc]hemin|[Aa]llée|[Ii]mpasse|"
                            rf"[Qq]uai|Heol|Ffordd|Stryd|Lôn|Via|Calle|Rua|Avenida|Carrer)"
                            rf"(?:(?:[ \t]+{PARTICLE})*[ \t]+{CAPITALISED}){{1,3}}")
 STREET_LAST_NUMBER = (rf"(?:(?:ul|al|pl|os)\.[ \t]*)?{NOT_STREET}{CAPITALISED}"  # "ul. Długa 15"
-                      rf"(?:[ \t]+(?:{PARTICLE}[ \t]+)*{NOT_STREET}{CAPITALISED}){{0,3}} {HOUSE_NUMBER}\b")
-UNIT = (rf"(?:{UNIT_WORDS})\.?[ \t]*#?[ \t]*\d\w{{0,5}}|#\d{{1,5}}|\d{{1,3}}(?:st|nd|rd|th)[ \t]+[Ff]loor"
-        rf"|\d{{1,2}}[ºª°]")
+                      rf"(?:[ \t]+(?:{PARTICLE}[ \t]+)*{NOT_STREET}{CAPITALISED}){{0,3}} {HOUSE_NUMBER}\b"
+                      r"(?:[ \t]+bus[ \t]+\d{1,4}\b)?")  # a Belgian box: "Tiensestraat 212 bus 3"
+UNIT = (rf"(?:{UNIT_WORDS})\.?[ \t]*#?[ \t]*(?:\d\w{{0,5}}|[A-Z]\b)|#\d{{1,5}}|\d{{1,3}}(?:st|nd|rd|th)[ \t]+[Ff]loor"
+        rf"|\d{{1,2}}[ºª°](?:[ \t]?[A-Z]\b)?")  # "Block C", "3º B"
 # A street named before its number that says it is a street: by its first word ("Via dei Mille 12",
 # "Rua da Graça 57", "ul. Długa 15") or the end of its last ("Keizersgracht 318", "Hauptstraße 5").
 STREET_TYPE = re.compile(
@@ -84,7 +87,8 @@ WORDED = rf"{STREET_FIRST_NUMBER}|{STREET_NUMBER_THEN_TYPE}"
 START = re.compile(rf"{BEFORE}(?:(?P<worded>{WORDED})|(?P<unit>{UNIT})|(?P<named>{STREET_LAST_NUMBER}))")
 STREET_OR_UNIT = re.compile(rf"(?P<worded>{WORDED})|(?P<unit>{UNIT})|(?P<named>{STREET_LAST_NUMBER})")
 
-UK_POSTCODE = r"(?:GIR 0AA|[A-Z]{1,2}\d[A-Z\d]?[ \t]\d[A-Z]{2})"
+UK_POSTCODE = r"(?:GIR 0AA|[A-Z]{1,2}\d[A-Z\d]?[ \t]\d[A-Z]{2}|(?:[AC-FHKNPRTV-Y]\d{2}|D6W)[ \t][0-9AC-FHKNPRTV-Y]{4})"
+# (and an Irish Eircode, "D06 R3K1")
 US_STATES = (
     r"AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|"
     r"OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|Alabama|Alaska|Arizona|Arkansas|California|Colorado|"
@@ -150,6 +154,10 @@ def address_end(text: str, start: re.Match) -> int | None:
             continue
         if street and (ending := POSTCODE_END.match(text, part_start, part_end)) is not None:
             end = ending.end()
+            after = NEXT_PART.match(text, end)  # a state's name and its code: "New York, NY 10025"
+            code = POSTCODE_END.match(text, *after.span(1)) if after is not None and ending.end() == part_end else None
+            if code is not None:
+                end = code.end()
             country = NEXT_PART.match(text, end)
             place = PLACE.match(text, *country.span(1)) if country and ending.end() == part_end else None
             if place is not None and text[place.end():country.end(1)] in ("", "."):  # "..., Czech Republic."

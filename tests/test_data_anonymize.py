@@ -1900,6 +1900,11 @@ def test_a_records_name_written_surname_first_is_found(with_ner):
     "Flat 2, 41 Marine Parade, Whitcombe-on-Sea, WS7 4LN",  # a seaside parade
     "8 Harefield Court, Kingston upon Thames KT1 3NW",  # a town "upon" its river
     "Keizersgracht 218-III, 1016 DZ Amsterdam",  # a Dutch floor after the number
+    "2281 NE Alberta St Apt 6, Portland, OR 97211",  # a flat right after its street
+    "Apt 5C, 310 West 97th Street, New York, NY 10025",  # an ordinal street; a state's name and code
+    "Tiensestraat 212 bus 3, 3000 Leuven",  # a Belgian box
+    "Calle de Sueca 47, 3º B, 46006 València",  # a Spanish floor and door
+    "Apt 12, Block C, Marianella, Rathgar Rd, D06 R3K1",  # a block's letter; an Irish Eircode
 ])
 def test_addresses_of_more_forms_are_found_whole(address):
     from data.addresses import find_addresses
