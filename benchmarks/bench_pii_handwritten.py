@@ -94,7 +94,9 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # written during the rules heldout30 prompted, first run after them
         "heldout31": Path(__file__).parent / "data" / "pii_heldout31.jsonl",
         # written during the rules heldout31 prompted, first run after them
-        "heldout32": Path(__file__).parent / "data" / "pii_heldout32.jsonl"}
+        "heldout32": Path(__file__).parent / "data" / "pii_heldout32.jsonl",
+        # written during the rules heldout32 prompted, first run after them
+        "heldout33": Path(__file__).parent / "data" / "pii_heldout33.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
