@@ -1713,9 +1713,11 @@ def names_a_department(text: str, address: str) -> bool:
                  if word not in ("The", "And", "Of", "For")]
         if any(word not in english or word in given for word in words):
             continue
-        initials = "".join(word[0] for word in words)
-        if local == initials or (words[-1] in GENERIC_LAST_WORDS and local == initials[:-1]):
-            return True
+        # any run of its words: "Our Employee Assistance Programme" has "eap@"
+        for first in range(len(words) - 1):
+            initials = "".join(word[0] for word in words[first:])
+            if local == initials or (words[-1] in GENERIC_LAST_WORDS and local == initials[:-1]):
+                return True
     return False
 
 
@@ -1982,8 +1984,17 @@ TRADE_AFTER = re.compile(r"(?:(?:,|[ \t]+(?:and|&|or))[ \t]+[^\W\d_a-z][\w'’-]
 
 def names_an_eponym(text: str, span: Span) -> bool:
     """Whether a name names a disease, a law, a method, a comet or a dish after someone: "Graves'
-    disease", "Hashimoto's thyroiditis", "Bessel and Legendre functions", "Halley's Comet"."""
-    return EPONYM_AFTER.match(text, span.end) is not None
+    disease", "Hashimoto's thyroiditis", "Bessel and Legendre functions", "Halley's Comet", "a
+    Schirmer tear test"."""
+    return EPONYM_AFTER.match(text, span.end) is not None or CLINICAL_EPONYM_AFTER.match(text, span.end) is not None
+
+
+# A clinical eponym with a word between the name and its noun: "a Schirmer tear test", "Babinski
+# plantar reflex" (not after a possessive: "Anna's tear test" is hers).
+CLINICAL_EPONYM_AFTER = re.compile(r"[ \t]+[a-z]{3,}[ \t]+(?:test|sign|reflex|manoeuvre|maneuver|procedure|score)\b")
+# A work's title in quotes after its maker's name: "the Bowie 'Hunky Dory' half-speed reissue" (two
+# words or more, so a nickname, "Eleanor 'Nell' Bright", is no title).
+WORK_AFTER = re.compile(r"[ \t]+['‘\"“][A-Z][^'’\"”\n]*[ \t][^'’\"”\n]+['’\"”](?![ \t]+[A-Z])")
 
 
 def split_at_column_gaps(text: str, spans: list[Span]) -> list[Span]:
@@ -2045,11 +2056,11 @@ def eponym_namesakes(text: str) -> set[str]:
     for match in JOINED_SURNAMES.finditer(text):
         before = re.search(r"(\S+)[ \t]+$", text[max(0, match.start() - 30):match.start()])
         if before is None or not is_capitalised(before.group(1)):
-            found.update(match.group(0).split("-"))
+            found.update(re.split(r"[-–]", match.group(0)))
     return found
 
 
-JOINED_SURNAMES = re.compile(r"(?<![\w-])[A-Z][a-z]{2,}(?:-[A-Z][a-z]{2,})+(?![\w-])")
+JOINED_SURNAMES = re.compile(r"(?<![\w–-])[A-Z][a-z]{2,}(?:[-–][A-Z][a-z]{2,})+(?![\w–-])")  # "Boyer–Moore–Horspool"
 
 
 def business_namesakes(text: str, spans: list[Span]) -> set[str]:
@@ -2435,6 +2446,7 @@ class PiiDetector:
             public |= {span for span in spans if span.entity == "PERSON"
                        and sentence_around(text, span.start, span.end) in citing}
         if no_ones_data:  # (the filters above dropped names and places only)
+            public |= {span for span in spans if span.entity == "PERSON" and WORK_AFTER.match(text, span.end)}
             fiction = len({cue.casefold() for cue in FICTION_CUE.findall(text)}) >= 2
             public |= {span for span in spans if span.entity == "PERSON" and of_history(text, span, fiction)}
             # and the people a paragraph names beside them or an eponym's namesakes, in no one's

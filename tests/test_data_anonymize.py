@@ -2010,3 +2010,24 @@ def test_what_makes_a_machines_text_no_ones_one_rule_at_a_time():
     assert pii.reread_person(text, pii.Span(2, 6, "PERSON")) is None
     text = "Real COM, Modbus TCP gateway"
     assert pii.reread_person(text, pii.Span(5, 16, "PERSON")) == pii.Span(10, 16, "PERSON")
+
+
+def test_heldout33s_look_alikes_name_no_one(with_ner):
+    text = ("5. Support\nOur Employee Assistance Programme is free and confidential: 0808 157 0345, 24 hours, "
+            "or eap@wellbeing.example.com.")
+    assert with_ner.detector.find(text) == []
+    text = ("KMP finds all occurrences of a pattern P (length m) in a text T (length n) in O(n + m) time without "
+            "ever moving backwards in T. It was published by Donald Knuth, James H. Morris and Vaughan Pratt in "
+            "1977; Morris had found the idea independently while writing a text editor.\n\n"
+            "Benchmarks (1 GiB corpus, c6i.large): naive 4.8 s, KMP 1.9 s, Boyer–Moore–Horspool 1.1 s.")
+    assert "Boyer" not in " ".join(person_strings(with_ner.detector, text))
+    text = ("What is Sjögren's syndrome?\nIt is named after the Swedish eye doctor Henrik Sjögren, who described it "
+            "in 1933. It is more common in women than in men.\n\nHow is it diagnosed?\nBlood tests (anti-Ro "
+            "antibodies), a Schirmer tear test, and sometimes a small biopsy from the inner lip.")
+    assert person_strings(with_ner.detector, text) == []
+    text = ("Review highlights\n\"Huge jazz and soul section, fair prices on used stock.\"\n\"Picked up the Bowie "
+            "'Hunky Dory' half-speed reissue.\"\n\"Staff happily cleaned a record for me while I waited.\"")
+    assert person_strings(with_ner.detector, text) == []
+    # a nickname in quotes is no title, and a person's own test is theirs
+    assert "Eleanor" in " ".join(person_strings(with_ner.detector, "Captain: Eleanor 'Nell' Bright, 07700 900123"))
+    assert "Anna" in person_strings(with_ner.detector, "Anna's tear test came back fine, she said. Call 07700 900123.")
