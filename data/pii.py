@@ -123,10 +123,11 @@ US_PHONE = re.compile(r"(?<![\w+.-])(?:\+?1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{
 # International: +CC or 00CC, then digit groups: +44 20 7946 0958, 0033 4 17 94 64 04, +4915112345678.
 INTERNATIONAL_PHONE = re.compile(
     r"(?<![\w+])(?:\+|00)\d{1,3}(?:[ .-]?\(\d{1,5}\))?(?:[ .-]?\d{1,8}){1,6}" + PHONE_END)
-# National: a trunk 0 or an area code in parentheses, then separated groups: 089 60 25 65,
+# National: a trunk 0 or an area code (of up to five digits after it: "015395 55018", Grange-over-Sands)
+# in parentheses, then separated groups: 089 60 25 65,
 # 02.64.62.52.37, (03) 5371 4059, 06-92000019; not a clock's seconds ("04:00:01.013421").
 NATIONAL_PHONE = re.compile(
-    r"(?<![\w+.-])(?<!\d,)(?<!\d:)(?:\(0?\d{1,4}\) ?|0\d{1,4}[ .-])\d{2,8}(?:[ .-]\d{2,8}){0,4}" + PHONE_END)
+    r"(?<![\w+.-])(?<!\d,)(?<!\d:)(?:\(0?\d{1,5}\) ?|0\d{1,5}[ .-])\d{2,8}(?:[ .-]\d{2,8}){0,4}" + PHONE_END)
 # The words right before a server's address (a public one is a person's machine otherwise).
 SERVER_BEFORE = re.compile(
     r"(?i:\b(?:vip|nat(?::[ \t]*static)?|static|dns|a|aaaa|a record|listen(?:s|ing)?(?: on)?|bind(?:s|ing)?(?: to)?|"

@@ -2031,3 +2031,9 @@ def test_heldout33s_look_alikes_name_no_one(with_ner):
     # a nickname in quotes is no title, and a person's own test is theirs
     assert "Eleanor" in " ".join(person_strings(with_ner.detector, "Captain: Eleanor 'Nell' Bright, 07700 900123"))
     assert "Anna" in person_strings(with_ner.detector, "Anna's tear test came back fine, she said. Call 07700 900123.")
+
+
+def test_a_uk_number_with_a_six_digit_area_code_is_found():
+    detector = pii.PiiDetector(["PHONE"], ner=False)
+    text = "Best wishes,\nLayla\nTel. 015395 55018 (home) · 07700 900627 (mobile)"
+    assert [text[s.start:s.end] for s in detector.find(text)] == ["015395 55018", "07700 900627"]
