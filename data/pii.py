@@ -135,7 +135,7 @@ SERVER_BEFORE = re.compile(
     r"upstream|backend|server|gateway|gw|load balancer|lb|(?:monitoring )?probe|monitor|resolver|nameserver|"
     r"primary|replica|standby|master|database|db|cluster node|"
     r"proxy|endpoint|mx|ns|origin|cdn|vpn gateway|api server|ntp|time server|(?:factory )?default (?:ip|address)|"
-    r"time sync(?:hroni[sz]ed)?(?: ok)?(?: from| with| to)?)\b[ \t:=]*(?:<->|->|=>)?[ \t]*[\"']?)$")
+    r"time sync(?:hroni[sz]ed)?(?: ok)?(?: from| with| to)?|clock offset(?: from| to)?)\b[ \t:=]*(?:<->|->|=>)?[ \t]*[\"']?)$")
 # A host's name or kind in brackets after its address: "198.51.100.10 (nms01)", "(db-primary.internal)",
 # "10.12.0.5 (jump host)" (not "(home router)": a person's).
 HOST_AFTER = re.compile(r"(?::\d{1,5})?[ \t]*\((?:(?:agent|node|runner|worker|executor)[ \t]+)?"  # "(agent build-linux-03)"

@@ -2037,3 +2037,9 @@ def test_a_uk_number_with_a_six_digit_area_code_is_found():
     detector = pii.PiiDetector(["PHONE"], ner=False)
     text = "Best wishes,\nLayla\nTel. 015395 55018 (home) · 07700 900627 (mobile)"
     assert [text[s.start:s.end] for s in detector.find(text)] == ["015395 55018", "07700 900627"]
+
+
+def test_a_cluster_nodes_clock_peer_is_a_server():
+    text = "W250312 04:00:01 server/server.go:1624 [T1,n2] clock offset from 10.20.4.13 is 212ms, within max-offset"
+    assert pii.called_a_server(text, "10.20.4.13")
+    assert not pii.called_a_server("login from 10.20.4.13 is 212ms late", "10.20.4.13")
