@@ -782,7 +782,7 @@ def find_chat_speakers(text: str) -> Iterator[tuple[int, int]]:
         start, end = match.span(1)
         words = match.group(1).casefold().split()
         if len(words) > 1 and words[0] in SPEAKER_ROLES:  # "[19:11] Agent Lucia: Hi Bart": the name is Lucia
-            start, words = start + len(words[0]) + 1, words[1:]
+            start, words = start + re.match(r"\S+[ \t]+", match.group(1)).end(), words[1:]
         if not any(word in LOG_WORDS or word in NOT_GIVEN_NAMES for word in words) and not in_capitals(text[start:end]):
             yield start, end
 
