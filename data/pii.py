@@ -1229,7 +1229,9 @@ NICKNAMED = re.compile(r"(?<![\w'’-])([^\W\d_a-z][\w'’-]+)[ \t]+[\"“‘(](
                        r"([^\W\d_a-z][\w'’-]+(?:[ \t]+[^\W\d_a-z][\w'’-]+)?)")
 
 
-NICKNAME_AFTER = re.compile(r"[ \t]*\([\"“‘']([^\W\d_a-z][\w'’-]{1,20})[\"”’']\)")
+# ... or after it, in brackets or between dashes: 'Graham Robertson ("Robbo")', 'Henry Olufemi - "Hank" to all of us -'.
+NICKNAME_AFTER = re.compile(r"[ \t]*(?:\(|[-–—][ \t]+)[\"“‘']([^\W\d_a-z][\w'’-]{1,20})[\"”’']"
+                            r"(?:\)|[ \t]+(?:to|for|as|among|in)[ \t]|[ \t]+[-–—])")
 
 
 def find_nicknamed_names(text: str, found: set[int], ends: set[int] = frozenset()) -> Iterator[tuple[int, int]]:
@@ -1566,7 +1568,7 @@ def trim_entity(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 ACRONYM_ITEM = re.compile(r"([A-Z]{2,})[ \t]*,[ \t]*")
-COLUMN_GAP = re.compile(r"\n|\t| {3,}|:[ \t]|[ \t]/[ \t]")  # also "Heike Brandt: Fine, see you there", "Peggy / Tomasz"
+COLUMN_GAP = re.compile(r"\n|\t| {3,}|:[ \t]|[ \t][/\u2013\u2014-][ \t]")  # also "Heike Brandt: Fine, see you there", "Peggy / Tomasz"
 LEADING_FUNCTION_WORD = re.compile(r"(?:[Tt]owards?|[Ff]rom|[Tt]o|[Aa]t|[Ii]n|[Oo]n|[Ff]or|[Ww]ith|[Nn]ear|[Aa]nd|[Bb]ut|[Oo]r|"
                                    r"[Ii]f|[Ww]hen|[Aa]fter|[Bb]efore|[Uu]ntil|[Ll]ike|[Uu]nlike|[Ss]o)[ \t]+(?=\S)")
 

@@ -212,6 +212,20 @@ def test_buildings_and_wings_named_after_people_name_no_one(with_ner):
     assert person_strings(with_ner.detector, text) == ["Jana Novak"]
 
 
+def test_a_name_ends_at_a_spaced_dash_and_streets_and_schools_named_after_people_name_no_one(with_ner):
+    text = ("Proposed names for the new estate:\n1. Nelson Mandela Boulevard - the main spine road.\n"
+            "2. Henry Ford Parkway - the service road to plots 40-72.\n3. Ada Lovelace Mews - the lane behind the hub.\n"
+            "Greenfield Primary - Week 9 News\n")
+    assert person_strings(with_ner.detector, text) == []
+    text = "Greenfield Primary - Week 9 News. Stars of the week: Jana Novak and Tomasz Wójcik."
+    assert person_strings(with_ner.detector, text) == ["Jana Novak", "Tomasz Wójcik"]
+    text = "Our new office is at the Henry Ford Parkway. Ask Jana Novak (she is on 07700 900123)."
+    assert person_strings(with_ner.detector, text) == ["Jana Novak"]
+    text = ('Sad news: we learned that Coach Henry Olufemi - "Hank" to all of us - passed away in January. '
+            'A scholarship fund in his name is open.')
+    assert {"Henry Olufemi", "Hank"} <= set(person_strings(with_ner.detector, text))
+
+
 def test_a_notices_grandchildren_a_role_after_a_name_and_malay_particles_are_found():
     detector = pii.PiiDetector(["PERSON"], ner=False)
     text = "Beloved wife of the late Douglas, much-loved mum of Fiona and Kieran, proud gran of Ciara, Liam and baby Rose."

@@ -31,7 +31,9 @@ NAMED_AFTER_WORDS = frozenset({
     "lecture", "lectures", "fellowship", "scholarship", "foundation", "programme", "stadium", "arena",
     "boulevard", "avenue", "street", "road", "square", "bridge", "airport", "station", "telescope",
     "observatory", "galaxy", "crater", "monument", "memorial", "statue", "suite", "laboratorium", "campus",
-    "room", "lounge"})
+    "room", "lounge", "primary", "academy", "infirmary", "parkway", "mews", "annexe", "annex", "terminal",
+    "concourse", "quay", "wharf", "expressway", "highway", "motorway", "tunnel", "reservoir", "bypass",
+    "roundabout"})
 # Words in a name's place that name no one ("Dear Sir", "Hi team").
 NOT_NAMES = frozenset({"sir", "madam", "team", "all", "there", "everyone", "customer", "friend", "friends"})
 
