@@ -101,6 +101,8 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         "heldout34": Path(__file__).parent / "data" / "pii_heldout34.jsonl",
         # written after every rule of 2026-12-05's seventh session, first run after them
         "heldout35": Path(__file__).parent / "data" / "pii_heldout35.jsonl",
+        # written with heldout37 in the eighth session of 2026-12-05, first run after 21fc5bf
+        "heldout36": Path(__file__).parent / "data" / "pii_heldout36.jsonl",
         # written with heldout36 in the eighth session of 2026-12-05, first run after 21fc5bf
         "heldout37": Path(__file__).parent / "data" / "pii_heldout37.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
