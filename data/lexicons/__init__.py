@@ -11,16 +11,21 @@ LEXICON_DIR = Path(__file__).parent
 # Lower-case particles inside a surname.
 NAME_PARTICLES = frozenset({"de", "van", "von", "der", "den", "da", "di", "du", "del", "della", "dos", "das", "ter",
                             "ten", "bin", "ibn", "al", "el", "zu", "la", "le", "des", "ap", "binti", "bint"})
+# Feasts and holidays, which spaCy's small model and the surname list read as names ("During
+# Ramadan", "Yom Kippur").
+HOLIDAYS = frozenset({"easter", "christmas", "xmas", "halloween", "diwali", "eid", "ramadan", "hanukkah", "passover",
+                      "thanksgiving", "pentecost", "whitsun", "advent", "lent", "yom", "kippur", "rosh", "hashanah",
+                      "vaisakhi", "baisakhi", "navratri", "purim", "sukkot", "shavuot", "chanukah", "kwanzaa",
+                      "nowruz", "vesak", "wesak", "lohri", "dussehra", "janmashtami", "muharram", "ashura",
+                      "songkran", "chuseok", "losar", "epiphany", "candlemas", "michaelmas", "holi", "onam",
+                      "pongal"})
 # Given names in some country that are dates in English text.
 NOT_GIVEN_NAMES = frozenset({"january", "february", "march", "april", "may", "june", "july", "august",
                              "september", "october", "november", "december", "monday", "tuesday",
                              "wednesday", "thursday", "friday", "saturday", "sunday",
                              # and their abbreviations, as logs and mail headers write dates
                              "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
-                             "mon", "tue", "tues", "wed", "thu", "thur", "thurs", "fri", "sat", "sun",
-                             # and holidays
-                             "easter", "christmas", "xmas", "halloween", "diwali", "eid", "ramadan", "hanukkah",
-                             "passover", "thanksgiving", "pentecost", "whitsun", "advent", "lent"})
+                             "mon", "tue", "tues", "wed", "thu", "thur", "thurs", "fri", "sat", "sun"}) | HOLIDAYS
 # Last words of things named after people that no surname is: "Ada Lovelace Centre", "Marie Curie
 # Laboratories", "Lister Surgical Wing", "James Webb Space Telescope" ("Hall", "Ward", "Park" and
 # "Day" are surnames too).
