@@ -133,7 +133,7 @@ SERVER_BEFORE = re.compile(
     r"(?i:\b(?:vip|nat(?::[ \t]*static)?|static|dns|a|aaaa|a record|listen(?:s|ing)?(?: on)?|bind(?:s|ing)?(?: to)?|"
     r"listen_?address|bind_?address|"
     r"upstream|backend|server|gateway|gw|load balancer|lb|(?:monitoring )?probe|monitor|resolver|nameserver|"
-    r"primary|replica|standby|master|database|db|cluster node|"
+    r"primary|replica|standby|master|database|db|cluster node|nas-ip(?:-address)?|"
     r"proxy|endpoint|mx|ns|origin|cdn|vpn gateway|api server|ntp|time server|(?:factory )?default (?:ip|address)|"
     r"time sync(?:hroni[sz]ed)?(?: ok)?(?: from| with| to)?|clock offset(?: from| to)?)\b[ \t:=]*(?:<->|->|=>)?[ \t]*[\"']?)$")
 # A host's name or kind in brackets after its address: "198.51.100.10 (nms01)", "(db-primary.internal)",
@@ -441,8 +441,8 @@ VISITOR_CUE = re.compile(r"(?i:(?<![\w.])(?:user(?:name|_ip)?|(?<!\d[ \t])client
 # 192.0.2.123", a time server).
 SOURCE_BEFORE = re.compile(r"(?i:\b(?:from|(?:src|source)[ \t]*[=:])[ \t]*[\[(\"']?[ \t]*)$")
 # A line's user or client that is a service, not a person: "user 'orders-svc'", "user=app",
-# "name=worker-billing-3", "owned by svc-batch".
-SERVICE_ACCOUNT = re.compile(r"(?i:\b(?:user(?:name)?|name|owner|owned by|account)[ \t]*[=:]?[ \t]*['\"]?"
+# "name=worker-billing-3", "owned by svc-batch" (not "reason=user_cancelled_in_app").
+SERVICE_ACCOUNT = re.compile(r"(?i:\b(?:user(?:name)?|name|owner|owned by|account)(?:[ \t]*[=:][ \t]*|[ \t]+)['\"]?"
                              r"(?:[\w.]+[-_.])?(?:svc|service|bot|daemon|worker|batch|cron|system|app|api|agent|"
                              r"monitor|probe|backup|replication|replicator)(?:[-_.][\w.-]+)?(?![\w-]))")
 # A name whose first word is one of these, or whose last (or next) word is, names a place, not a
@@ -1750,8 +1750,27 @@ def abbreviates_a_word(text: str, part: str) -> bool:
 def is_server_address(text: str, span: Span) -> bool:
     """An address a word right before it calls a server's: "VIP: 203.0.113.12", "NAT: static
     203.0.113.10", "A 203.0.113.12" in DNS, "monitoring probe 198.51.100.5", "listening on"; or
-    one the text calls a server's anywhere else (one address, one machine)."""
-    return called_a_server(text, text[span.start:span.end])
+    one the text calls a server's anywhere else (one address, one machine); but not one a line calls
+    someone's own ("it's on 203.0.113.144 now since the isp changed my router", then its admin page
+    "http://admin:...@203.0.113.144:8073")."""
+    value = text[span.start:span.end]
+    return called_a_server(text, value) and not called_owned(text, value)
+
+
+# Someone's own machine or line: "my router", "her home broadband", "our NAS".
+OWNED_DEVICE = re.compile(r"(?i:\b(?:my|our|his|her|their|your)[ \t]+(?:home[ \t]+|own[ \t]+|new[ \t]+)?"
+                          r"(?:router|modem|hub|nas|broadband|connection|wi-?fi|ip|ip address|public ip|line|"
+                          r"camera|pc|laptop|desktop|printer|server at home)\b)")
+
+
+def called_owned(text: str, value: str) -> bool:
+    """Whether a line that holds the address `value` calls a machine someone's own (OWNED_DEVICE)."""
+    start = text.find(value)
+    while start != -1:
+        if OWNED_DEVICE.search(line_of(text, Span(start, start + len(value), "IP_ADDRESS"))):
+            return True
+        start = text.find(value, start + 1)
+    return False
 
 
 @lru_cache(maxsize=256)

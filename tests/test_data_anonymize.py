@@ -256,6 +256,22 @@ def test_feasts_protocol_sessions_ward_lines_author_years_and_eponyms_name_no_on
                  "cause is not known.\n\nQuestions: Children's Ward 4, switchboard 0300 555 0176.") == []
 
 
+def test_an_address_a_line_calls_someones_own_is_theirs_and_a_nas_is_a_server(with_ner):
+    detector = with_ner.detector
+    ips = lambda text: [text[s.start:s.end] for s in detector.find(text) if s.entity == "IP_ADDRESS"]  # noqa: E731
+    chat = ("16.05.2025 21:15  Anand Krishnamurthy: can you give me access to the kiwisdr so I can check it\n"
+            "16.05.2025 21:18  Eilidh MacLeod: it's on 203.0.113.144 now since the isp changed my router. admin "
+            "page is http://admin:kiwi-7391@203.0.113.144:8073/admin but don't touch the presets\n")
+    assert ips(chat) == ["203.0.113.144", "203.0.113.144"]
+    log = ("2025-03-11T05:58:01Z INFO waitlist promote member=M-100482 name=\"Zainab al-Harbi\" "
+           "email=zainab.alharbi@example.com\n"
+           "2025-03-11T06:05:44Z INFO waitlist decline member=M-100482 reason=user_cancelled_in_app ip=203.0.113.91\n")
+    assert ips(log) == ["203.0.113.91"]
+    radius = ('Feb 12 06:01:22 radius01 radiusd[1822]: Acct-Start user="cpe-00412" NAS-IP=10.20.0.1 '
+              'Framed-IP=198.51.100.61\n# cpe-00412 = Ffion ap Rhys. Ring Ffion on 01632 960218 before 9.\n')
+    assert "10.20.0.1" not in ips(radius)
+
+
 def test_a_notices_grandchildren_a_role_after_a_name_and_malay_particles_are_found():
     detector = pii.PiiDetector(["PERSON"], ner=False)
     text = "Beloved wife of the late Douglas, much-loved mum of Fiona and Kieran, proud gran of Ciara, Liam and baby Rose."
