@@ -1763,11 +1763,18 @@ OWNED_DEVICE = re.compile(r"(?i:\b(?:my|our|his|her|their|your)[ \t]+(?:home[ \t
                           r"camera|pc|laptop|desktop|printer|server at home)\b)")
 
 
+# ... or speaks of a person and of a home's machine: "She asked us to check the router remotely".
+HOME_DEVICE = re.compile(r"(?i:\b(?:router|modem|nas|webcam|baby monitor|doorbell)\b)")
+THIRD_PERSON = re.compile(r"\b(?:[Ss]he|[Hh]e|[Hh]er|[Hh]is)\b")
+
+
 def called_owned(text: str, value: str) -> bool:
-    """Whether a line that holds the address `value` calls a machine someone's own (OWNED_DEVICE)."""
+    """Whether a line that holds the address `value` calls a machine someone's own (OWNED_DEVICE),
+    or speaks of a person and a home's machine (THIRD_PERSON, HOME_DEVICE)."""
     start = text.find(value)
     while start != -1:
-        if OWNED_DEVICE.search(line_of(text, Span(start, start + len(value), "IP_ADDRESS"))):
+        line = line_of(text, Span(start, start + len(value), "IP_ADDRESS"))
+        if OWNED_DEVICE.search(line) or (THIRD_PERSON.search(line) and HOME_DEVICE.search(line)):
             return True
         start = text.find(value, start + 1)
     return False

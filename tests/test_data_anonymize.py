@@ -270,6 +270,11 @@ def test_an_address_a_line_calls_someones_own_is_theirs_and_a_nas_is_a_server(wi
     radius = ('Feb 12 06:01:22 radius01 radiusd[1822]: Acct-Start user="cpe-00412" NAS-IP=10.20.0.1 '
               'Framed-IP=198.51.100.61\n# cpe-00412 = Ffion ap Rhys. Ring Ffion on 01632 960218 before 9.\n')
     assert "10.20.0.1" not in ips(radius)
+    notes = ('Feb 12 06:01:22 radius01 radiusd[1822]: Acct-Start user="cpe-00412" Framed-IP=198.51.100.77\n'
+             "# cpe-00412 = Ffion ap Rhys. Ring Ffion on 01632 960218 before 9.\n"
+             "#   She asked us to check the router remotely: http://admin:Fflamau88@198.51.100.77:8080\n")
+    assert ips(notes) == ["198.51.100.77", "198.51.100.77"]
+    assert ips(notes.replace("She asked us to check the router", "Check the core switch")) == []
 
 
 def test_a_notices_grandchildren_a_role_after_a_name_and_malay_particles_are_found():
