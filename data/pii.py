@@ -722,7 +722,10 @@ ROLE_MAILBOX_WORDS = frozenset({
     "payable", "payroll", "postmaster", "receivable", "press", "privacy", "procurement", "purchasing", "reception", "recruitment",
     "registrar", "reply", "reports", "dmarc", "reservations", "returns", "root", "rsvp", "sales", "security", "service", "services",
     "shop", "staff", "status", "store", "subscriptions", "support", "sysadmin", "team", "tickets", "volunteers",
-    "webmaster", "www"})
+    "webmaster", "www",
+    # and the programs that send a machine's mail: "fail2ban@bastion-01", "logwatch@", "nagios@"
+    "sec", "secops", "netops", "itops", "fail2ban", "logwatch", "nagios", "zabbix", "alertmanager", "prometheus",
+    "grafana", "jenkins", "gitlab", "cron", "anacron", "smartd", "mdadm", "certbot", "letsencrypt", "bounces"})
 
 
 SHORT_ROLE_WORDS = frozenset({"on", "it", "hr", "pr", "qa", "dc", "ux", "ui", "db", "ci", "cd", "eu", "uk", "us"})

@@ -1051,6 +1051,8 @@ def test_a_legend_line_after_a_tilde_signs_nothing():
     "Mailing list: do-not-reply@example.org, bounces to postmaster@example.org",
     # mailboxes made of ordinary words, none a name
     "Escalate to oncall-platform@example.com; quotes from airexport@example.com or infosec@example.com.",
+    # a program's mail and a security team's, in a configuration
+    "[DEFAULT]\nbantime = 1h\ndestemail = secops@example.com\nsender    = fail2ban@bastion-01.example.com\n",
 ])
 def test_a_role_mailbox_with_no_ones_data_near_is_left(text):
     detector = pii.PiiDetector(["PERSON", "EMAIL"], ner=False)
