@@ -105,6 +105,8 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         "heldout36": Path(__file__).parent / "data" / "pii_heldout36.jsonl",
         # written with heldout36 in the eighth session of 2026-12-05, first run after 21fc5bf
         "heldout37": Path(__file__).parent / "data" / "pii_heldout37.jsonl",
+        # written with heldout39 in the eighth session of 2026-12-05, first run after 28eb013
+        "heldout38": Path(__file__).parent / "data" / "pii_heldout38.jsonl",
         # written with heldout38 in the eighth session of 2026-12-05, first run after 5cb3d4a
         "heldout39": Path(__file__).parent / "data" / "pii_heldout39.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
