@@ -209,6 +209,20 @@ UK_MOBILE_UNSPACED = re.compile(r"(?<![\w+.-])07\d{9}(?![\w.-]?\d)")
 CUED_NINE_DIGITS = re.compile(r"(?i:\b(?:phone|tel|telephone|mobile|mob|cell|cellphone|number|whatsapp|call|ring|"
                               r"text|sms|kom|komórka|móvil|telemóvel|telefone|telefon)\b\.?)[^\n\d]{0,30}?"
                               r"(?<![\d+.-])(\d{3}[ .-]\d{3}[ .-]\d{3}|\d{2,3}(?:[ .-]\d{2}){3})(?![\d.-]\d|\d)")
+# An Indian mobile written without +91, as five and five ("98861 40923"): a phone where the text
+# writes its other numbers with +91, or a word before it on its line says so.
+INDIAN_MOBILE = re.compile(r"(?<![\w+.-])[6-9]\d{4}[ -]?\d{5}(?![\w.-]?\d)")
+INDIAN_COUNTRY_CODE = re.compile(r"(?:\+|\b00)91[ -]?[6-9]\d{4}")
+PHONE_WORD_BEFORE = re.compile(r"(?i:\b(?:phone|tel|mobile|mob|cell|whatsapp|call|ring|text|sms)\b)[^\n\d]{0,30}$")
+
+
+def find_indian_mobiles(text: str) -> Iterator[tuple[int, int]]:
+    international = INDIAN_COUNTRY_CODE.search(text) is not None
+    for match in INDIAN_MOBILE.finditer(text):
+        if international or PHONE_WORD_BEFORE.search(text, max(0, match.start() - 40), match.start()):
+            yield match.span()
+
+
 # PERSON cues spaCy's small model often misses: a title, a greeting or an introduction before
 # capitalised words ("Dear Dr. Szölösi", "Hi Norea", "my name is Ines Becker").
 PERSON_CUE = re.compile(
@@ -1505,7 +1519,7 @@ RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
                    finder(IPV6_CANDIDATE, is_ip_address)],
     "PHONE": [not_a_test_number(not_after(REFERENCE_LABEL, find)) for find in (
               with_extension(finder(INTERNATIONAL_PHONE, is_international_phone)), finder(UK_MOBILE_UNSPACED, always),
-              with_extension(finder(US_PHONE, always)), finder(CUED_NINE_DIGITS, always, group=1),
+              with_extension(finder(US_PHONE, always)), finder(CUED_NINE_DIGITS, always, group=1), find_indian_mobiles,
               not_after(IDENTIFIER_GROUP, with_extension(finder(NATIONAL_PHONE, is_national_phone))))]
              + [finder(ENCODED_PHONE, always)],
     "PERSON": [find_cued_names, find_kin_names, find_header_names, find_query_names, find_lowercase_names],

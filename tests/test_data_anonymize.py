@@ -974,10 +974,20 @@ def test_a_business_line_is_left_and_counted(text, kept):
     ("My wife, Nuria, is home in the afternoons, you can call her on 655 20 71 84.", "655 20 71 84"),  # Spain
     ("Ring Mette on 20 12 34 56 after five.", "20 12 34 56"),  # Denmark
     ("Phone / WhatsApp: +33 6 78 55 21 43 (Mon-Fri 9:00-18:00 CET)", "+33 6 78 55 21 43"),  # a mobile: hers
+    # an Indian mobile without +91, where the text writes others with it or a word before it says so
+    ("09:02 | Lakshmi Subramanian | +91 98450 12345 | DELIVERED\n11:08 | Anand K. Rao | 98861 40923 | PENDING",
+     "98861 40923"),
+    ("Customer: Anand K. Rao, mobile 98861 40923, gas booking BK-88236.", "98861 40923"),
 ])
 def test_a_persons_phone_under_a_business_label_or_without_a_trunk_prefix_is_found(text, phone):
     detector = pii.PiiDetector(["PERSON", "PHONE"], ner=False)
     assert phone in [text[s.start:s.end] for s in detector.find(text) if s.entity == "PHONE"]
+
+
+def test_ten_digits_in_fives_without_a_cue_are_no_phone():
+    detector = pii.PiiDetector(["PERSON", "PHONE"], ner=False)
+    text = "Anand K. Rao noted the reading, 98861 40923, on 3 February."
+    assert [s for s in detector.find(text) if s.entity == "PHONE"] == []
 
 
 @pytest.mark.parametrize("text", [
