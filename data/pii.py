@@ -1495,6 +1495,10 @@ def not_a_test_number(find):
     return filtered
 
 
+# A URL's user before its host is no mailbox: "mysql://kamailio@db-sip.internal.example.net/kamailio".
+URL_SCHEME_BEFORE = re.compile(r"\b[a-z][a-z0-9+.-]*://$")
+
+
 def not_after(label: re.Pattern, find):
     """`find`'s spans, except those right after a match of `label` on the same line."""
     def filtered(text: str) -> Iterator[tuple[int, int]]:
@@ -1508,7 +1512,8 @@ def not_after(label: re.Pattern, find):
 RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
     "URL_CREDENTIALS": [finder(URL_CREDENTIALS, lambda v: PLACEHOLDER.search(v) is None
                                and PLACEHOLDER_CREDENTIALS.fullmatch(v) is None, group=1)],
-    "EMAIL": [not_in_id_headers(finder(EMAIL, lambda v: ALGORITHM_NAME.match(v) is None and PROCESS_AT_HOST.match(v) is None)),
+    "EMAIL": [not_after(URL_SCHEME_BEFORE, not_in_id_headers(finder(
+                  EMAIL, lambda v: ALGORITHM_NAME.match(v) is None and PROCESS_AT_HOST.match(v) is None))),
               finder(EMAIL_MARKED_AT, always),
               finder(EMAIL_WORD_AT, always), find_header_emails, finder(BANG_EMAIL, always, group=1)],
     "IBAN": [find_iban],

@@ -1044,6 +1044,13 @@ def test_a_vpn_logs_client_with_a_user_on_its_line_is_someones():
     assert "203.0.113.201" in [text[s.start:s.end] for s in pii.PiiDetector(["EMAIL", "IP_ADDRESS"], ner=False).find(text)]
 
 
+def test_a_urls_user_is_no_mailbox():
+    detector = pii.PiiDetector(["EMAIL"], ner=False)
+    text = '#!define DBURL "mysql://kamailio@db-sip.internal.example.net/kamailio"  # password via .my.cnf'
+    assert detector.find(text) == []
+    assert detector.find(text.replace("mysql://", "mail to "))
+
+
 def test_a_password_with_a_hash_sign_is_a_credential():
     text = "Files: sftp://chidi:Lagos#Sun88@files.oldhost.example.com/public_html"
     assert [text[s.start:s.end] for s in pii.PiiDetector(["URL_CREDENTIALS"], ner=False).find(text)] == ["chidi:Lagos#Sun88"]
