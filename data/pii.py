@@ -227,7 +227,11 @@ def find_indian_mobiles(text: str) -> Iterator[tuple[int, int]]:
 # capitalised words ("Dear Dr. Szölösi", "Hi Norea", "my name is Ines Becker").
 PERSON_CUE = re.compile(
     r"(?:\b(?:Dear|Hi|Hello|Hey|[Mm]y name is|[Nn]ame is|[Nn]ame:)[ \t]+(?:(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+)?"
-    r"|\b(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+|\b(?:Miss|[Uu]ncle|[Aa]unt|[Aa]untie|[Gg]randma|[Gg]randpa)[ \t]+)"
+    r"|\b(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+|\b(?:Miss|[Uu]ncle|[Aa]unt|[Aa]untie|[Gg]randma|[Gg]randpa)[ \t]+"
+    # and other languages' honorifics: Thai "Khun", Hindi "Smt."/"Shri", German, French, Spanish,
+    # Italian, Malay and Indonesian, Nigerian ("Alhaji")
+    r"|\b(?:Khun|Smt|Shri|Shrimati|Kumari|Herr|Frau|Mme|Mlle|Sra|Srta|Sig\.ra|Sig|Encik|Puan|Cik|Bapak|Ibu|"
+    r"Haji|Hajjah|Alhaji|Alhaja|Ustaz|Ustazah)\.?[ \t]+)"
     r"((?:[^\W\d_]\.|[^\W\d_][\w'’-]*)(?:[ \t]+(?:[^\W\d_]\.|[^\W\d_][\w'’-]*)){0,2})")
 ROMAN_NUMERAL = re.compile(r"[ivxl]{1,5}")
 # "Hardware name:", "Host name:": a label for a thing's name, not a person's.
@@ -886,6 +890,10 @@ PHONE_LABEL_WORDS = frozenset({"mobile", "mob", "phone", "tel", "telephone", "ho
                                "weekend", "urgent", "or", "and", "on", "at", "to", "via", "m", "t", "h", "w", "p", "f"})
 
 
+PHONE_OWNER_BEFORE = re.compile(r"(?<![\w'’\"“-])((?:(?:[^\W\d_a-z][\w'’-]+|[\"“‘][^\W\d_a-z][\w'’-]*[\"”’])[ \t]){0,2}"
+                                r"[^\W\d_a-z][\w'’-]+)[ \t]*[:|,–—-]?[ \t]*\(?$")
+
+
 def find_phone_owner_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
     """A given name, or a full name, right before someone's phone number on a contact line: "Maureen
     07700 900011 · Bill 07700 900390 · June 07700 900476" ("Bill" and "June" are words, but not before
@@ -895,13 +903,14 @@ def find_phone_owner_names(text: str, spans: list[Span]) -> Iterator[tuple[int, 
         if span.entity != "PHONE":
             continue
         line_start = text.rfind("\n", 0, span.start) + 1
-        before = re.search(r"(?<![\w'’-])((?:[^\W\d_a-z][\w'’-]+[ \t]){0,2}[^\W\d_a-z][\w'’-]+)[ \t]*[:|,–—-]?[ \t]*\(?$",
-                           text[line_start:span.start])
+        before = PHONE_OWNER_BEFORE.search(text[line_start:span.start])
         if before is None:
             continue
-        if not all(is_capitalised(word) for word in before.group(1).split()):
+        # (a nickname in quotes is no part of the test: 'Thanakrit "Golf" Boonmee — 07700 900519')
+        named = [word for word in before.group(1).split() if word[0] not in "\"“‘"]
+        if not all(is_capitalised(word) for word in named):
             continue  # a label in capitals, digits inside an account number: "to IBAN CH93 0076 2011 6238"
-        words = [word.casefold() for word in before.group(1).split()]
+        words = [word.casefold() for word in named]
         word = words[0].split("-")[0]  # "Keisha" of "Keisha-Ann Baptiste"
         # before a mobile, capitalised words none of which is English are a name no list holds:
         # "Siobhán Ní Bhriain - +353 87 555 0386"

@@ -1307,6 +1307,10 @@ def test_an_acronym_before_a_word_in_a_column_for_people_is_no_name():
     ("09:20:02  4000  203.0.113.145   Created user 'Ji-woo Park' (role: Shop manager)\n", ["Ji-woo Park"]),
     ("Chair & risk assessments: Siobhán Ní Mhurchú — 07700 900418\n", ["Siobhán Ní Mhurchú"]),
     ("Mon 10:30 Chair exercises - Femi Adebayo-Clarke (07700 900 126)\n", ["Femi Adebayo-Clarke"]),
+    # other languages' honorifics; a nickname in quotes inside a name before its phone
+    ("Kitchen lead: ask Khun Pornthip Saelim first.\n", ["Pornthip Saelim"]),
+    ("Cylinder delivered to Smt. Kanagavalli Thirunavukkarasu, flat 3B.\n", ["Kanagavalli Thirunavukkarasu"]),
+    ('09:30–12:30  Thanakrit "Golf" Boonmee — 07700 900519\n', ['Thanakrit "Golf" Boonmee']),
 ])
 def test_names_a_role_a_form_or_a_payment_ties_to_a_person(text, names):
     detector = pii.PiiDetector(list(pii.ENTITIES), ner=False)
