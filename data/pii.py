@@ -2246,6 +2246,14 @@ def cited(text: str, span: Span) -> bool:
 TITLE_BEFORE = re.compile(r"(?i:\b(?:mr|mrs|ms|mx|dr|prof|professor|doctor|coach|nurse|miss|sir|dame)\.?[ \t]+$)")
 
 
+# Words after a possessive that say it is no method's: "McDade's is the CEO", "Kent's own".
+NOT_A_METHOD = frozenset({"is", "was", "has", "had", "and", "or", "the", "a", "an", "own", "new", "old", "first",
+                          "last", "best", "killers", "family", "wife", "husband", "son", "daughter", "mother",
+                          "father", "house", "home", "car", "office", "team", "shop", "store", "death", "funeral",
+                          "kid", "kids", "child", "children", "baby", "mum", "mom", "dad", "partner", "friend",
+                          "friends", "brother", "sister", "boyfriend", "girlfriend", "dog", "cat", "birthday"})
+
+
 def lone_surnames_method(text: str, span: Span) -> bool:
     """A surname alone, no given name, as an owner before lower-case words: "Kruskal's minimum
     spanning tree", "Kahn's topological sort", in a paragraph in no one's voice (where the text holds
@@ -2253,7 +2261,8 @@ def lone_surnames_method(text: str, span: Span) -> bool:
     word = text[span.start:span.end]
     return (" " not in word and text.startswith(POSSESSIVE, span.end) and word.casefold() not in lexicon("first")
             and word.casefold() not in lexicon("english_names")
-            and re.match(r"[ \t]+[a-z]", text[span.end + 2:span.end + 4]) is not None
+            and (after := re.match(r"[ \t]+([a-z]+)", text[span.end + 2:span.end + 30])) is not None
+            and after.group(1) not in NOT_A_METHOD
             and TITLE_BEFORE.search(text, max(0, span.start - 12), span.start) is None
             and FIRST_PERSON_OR_FAMILY.search(paragraph_around(text, span.start, span.end)) is None)
 
@@ -2539,8 +2548,6 @@ class PiiDetector:
                        and sentence_around(text, span.start, span.end) in citing}
         if no_ones_data:  # (the filters above dropped names and places only)
             public |= {span for span in spans if span.entity == "PERSON" and WORK_AFTER.match(text, span.end)}
-            # and a lone surname's method: "Kruskal's minimum spanning tree" (not "Dr Okafor's clinic")
-            public |= {span for span in spans if span.entity == "PERSON" and lone_surnames_method(text, span)}
             fiction = len({cue.casefold() for cue in FICTION_CUE.findall(text)}) >= 2
             public |= {span for span in spans if span.entity == "PERSON" and of_history(text, span, fiction)}
             # and the people a paragraph names beside them or an eponym's namesakes, in no one's
@@ -2550,6 +2557,9 @@ class PiiDetector:
             public |= {span for span in spans if span.entity == "PERSON"
                        and (paragraph := paragraph_around(text, span.start, span.end)) in known
                        and FAMILY_OR_SPEAKER.search(paragraph) is None}
+            # and a lone surname's method: "Kruskal's minimum spanning tree" (not "Dr Okafor's clinic";
+            # no peer of it is public for that)
+            public |= {span for span in spans if span.entity == "PERSON" and lone_surnames_method(text, span)}
             # and the places in such a paragraph are no one's ("working in a converted shed in Paris")
             spans = [span for span in spans if not (span.entity == "LOCATION" and of_history(text, span, fiction))]
         # Such a person is one wherever the text names them again: "Babbage's Difference Engine" in a

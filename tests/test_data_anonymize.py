@@ -249,6 +249,9 @@ def test_feasts_protocol_sessions_ward_lines_author_years_and_eponyms_name_no_on
                "by rank, m operations take O(m α(n)) time.")
     assert found(history) == []
     assert ("Kruskal", "PERSON") in found(history.replace("We use it", "I use it"))
+    # a possessive before a verb or a family's word is someone's, and makes no peer public
+    assert ("Isaac Morrison", "PERSON") in found("Isaac Morrison of McDade's is the CEO of the year.")
+    assert ("Mercédesz", "PERSON") in found("It was a done thing between him and Mercédesz's kid.")
     assert found("Our grandchildren: Amelia Novak (2019) and Tomasz Novak (2021).") != []
     # an eponym's namesake, a title and words away from "described by"
     assert found("What is Kawasaki disease?\nKawasaki disease is an illness that causes inflammation of the blood "
