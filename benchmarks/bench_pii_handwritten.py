@@ -108,7 +108,11 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # written with heldout39 in the eighth session of 2026-12-05, first run after 28eb013
         "heldout38": Path(__file__).parent / "data" / "pii_heldout38.jsonl",
         # written with heldout38 in the eighth session of 2026-12-05, first run after 5cb3d4a
-        "heldout39": Path(__file__).parent / "data" / "pii_heldout39.jsonl"}
+        "heldout39": Path(__file__).parent / "data" / "pii_heldout39.jsonl",
+        # written with heldout41 in the eighth session of 2026-12-05, first run after c88db21
+        "heldout40": Path(__file__).parent / "data" / "pii_heldout40.jsonl",
+        # written with heldout40 in the eighth session of 2026-12-05, first run after c88db21
+        "heldout41": Path(__file__).parent / "data" / "pii_heldout41.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
