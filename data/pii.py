@@ -146,6 +146,8 @@ ROUTING_LINE = re.compile(r"(?i:keepalived|vrrp|\bbgpd?\b|\bospfd?\b|\bbird\b|co
 # A configuration object's host, ".host = \"10.40.2.11\";" (Varnish): a server's where its line logs
 # no client.
 HOST_KEY = re.compile(r"(?i:\.(?:host|hostname)[ \t]*[:=][ \t]*[\"']?)$")
+PLAIN_HOST_KEY = re.compile(r"(?i:\b(?:host|hostname|server)[ \t]*[:=][ \t]*[\"']?)$")
+DATABASE_KEY = re.compile(r"(?i:\b(?:database|dbname|db_name|driver)[ \t]*[:=])")
 # A documentation's placeholder, not a credential: "<db_user>:<db_password>", "${USER}:${TOKEN}".
 PLACEHOLDER = re.compile(r"<[^<>]*>|\$\{?\w+\}?|\{\{?\w+\}\}?|%\(\w+\)s")
 # A documentation's stand-in credentials: "https://user:password@host/path", "USERNAME:PASSWORD".
@@ -240,7 +242,9 @@ THING_NAME_LABEL = re.compile(
     r"field|column|table|program|app|machine|computer|network|queue|job|task|service|node|cluster|pod|container|"
     r"image|volume|disk|bucket|dataset|variable|class|function|method|module|library|font|species|street|place|"
     r"city|business|trade|ship|vessel|event|team|group|item|account|bank|code|common|scientific|log|printer|"
-    r"port|share|role|policy|source|provider|channel|object|key|profile|workstation|process|driver)[ \t]+name:)")
+    r"port|share|role|policy|source|provider|channel|object|key|profile|workstation|process|driver|runtime|vm|"
+    r"engine|platform|software|system|browser|plugin|theme|repository|repo|site|store|shop|sensor|board|chip|"
+    r"firmware|os)[ \t]+name:)")
 # Family and friends named after their tie to someone, as notices and bios write them: "husband of
 # Almaz", "father of Dawit and Hirut", "grandmother to Selam, Yonas and Meron".
 _CAPITALISED = r"[^\W\d_a-z][\w'’-]*"
@@ -283,7 +287,8 @@ FICTION_CUE = re.compile(
 # ("Grandad", "Mum"). A third person's kin ("her father, Lord Byron", "the Baskerville family") and
 # an editorial "we" ("We look at what the Engine could have done") are how history and reviews are
 # written, and "Charles I." is a king.
-_FIRST_PERSON = r"\b(?:I(?![.,;:)]|$)|I'm|I’m|I've|I’ve|I'd|I’d|Dear)\b"
+# ("I", but not a numeral's: "Part I 1605", "World War I")
+_FIRST_PERSON = r"\b(?:(?<!Part )(?<!Volume )(?<!Vol\. )(?<!Book )(?<!Act )(?<!Chapter )(?<!Phase )(?<!Type )(?<!War )I(?![.,;:)]|$)|I'm|I’m|I've|I’ve|I'd|I’d|Dear)\b"
 _FAMILY_CALLS = r"mum|mom|dad|nan|nana|granny|gran|grandad|grandpa|grandma"
 FAMILY_OR_SPEAKER = re.compile(rf"{_FIRST_PERSON}|(?i:\b(?:me|my|mine|our|ours|you|your|{_FAMILY_CALLS})\b)")
 # ... and in a text about fiction, which may speak to "you" ("You have one hour to follow Holmes's trail").
@@ -1457,7 +1462,9 @@ VERSION_LABEL = re.compile(r"(?i:\b(?:v|ver|version|firmware|fw|build|release|bu
 # A product's barcode passes Luhn too: "EAN 5060123456781" (a UK EAN-13 starts like a Maestro card).
 BARCODE_LABEL = re.compile(r"(?i:\b(?:ean(?:-?13|-?8)?|upc|gtin|isbn(?:-?1[03])?|barcode|mpn|asin)[ \t]*[:#=]?[ \t]*)$")
 REFERENCE_LABEL = re.compile(r"(?i:\b(?:ref|reference|order|invoice|part|sku|serial|tracking|po|case|ticket|account|acct)"
-                             r"\.?[ \t]*(?:no\.?|number|#)?[ \t]*[:=#]?[ \t]*)$")
+                             r"\.?[ \t]*(?:no\.?|number|#)?[ \t]*[:=#]?[ \t]*"
+                             # a barcode's, with its first digit apart: "EAN 5 060123 458812"
+                             r"|\b(?:ean|ean-13|upc|gtin|barcode)[ \t]*[:=#]?[ \t]*(?:\d[ \t]+)?)$")
 
 # Digit groups right after a group of letters and digits continue that identifier, not a phone
 # number: a UPS tracking number "1Z 999 AA1 01 2345 6784", a part code "XR7 0161 555 0123".
@@ -1755,6 +1762,11 @@ def names_a_department(text: str, address: str) -> bool:
             for word in re.findall(r"(?<![\w.+-])[A-Z][a-z]+[A-Z][A-Za-z]+(?![\w@.+-])", text)):
         return True  # the product's own mailbox: "fastlane@" of "FastLane Security" (not "MiraEriksson@",
         # all of whose words are names)
+    if local.isalpha() and len(local) >= 6 and any(
+            joins_word_starts(local, words[first:last])
+            for words in department_words(text) for first in range(len(words) - 1)
+            for last in range(first + 2, len(words) + 1)):
+        return True  # the starts of its words: "occhealth@" of "Occupational Health"
     if not (2 <= len(local) <= 5 and local.isalpha()):
         return False
     for match in TITLED_PHRASE.finditer(text):
@@ -1768,6 +1780,28 @@ def names_a_department(text: str, address: str) -> bool:
             if local == initials or (words[-1] in GENERIC_LAST_WORDS and local == initials[:-1]):
                 return True
     return False
+
+
+def department_words(text: str) -> list[list[str]]:
+    """The case-folded words of each run of capitalised English words, none a given name, that may
+    name a department (TITLED_PHRASE): "Occupational Health", "Health & Safety Committee"."""
+    runs = []
+    for match in TITLED_PHRASE.finditer(text):
+        words = [word.casefold() for word in re.findall(r"[A-Z][a-z]+", match.group(0))
+                 if word not in ("The", "And", "Of", "For")]
+        if all(word in lexicon("english") and word not in lexicon("first") for word in words):
+            runs.append(words)
+    return runs
+
+
+def joins_word_starts(local: str, words: list[str]) -> bool:
+    """Whether `local` is the start (three letters or more) of each word in turn: "occhealth" of
+    ["occupational", "health"]."""
+    if not words:
+        return not local
+    word = words[0]
+    return any(local.startswith(word[:length]) and joins_word_starts(local[length:], words[1:])
+               for length in range(min(len(word), len(local)), 2, -1))
 
 
 def abbreviates_a_word(text: str, part: str) -> bool:
@@ -1839,6 +1873,8 @@ def server_here(text: str, span: Span) -> bool:
     line = text[line_start:len(text) if line_end == -1 else line_end]
     if HOST_KEY.search(before) is not None and CLIENT_CUE.search(line) is None:
         return True
+    if PLAIN_HOST_KEY.search(before) is not None and DATABASE_KEY.search(line) is not None:
+        return True  # a database connection's host: '{ driver = "PostgreSQL", username = "prosody", host = "192.0.2.40" }'
     if re.match(r"[ \t]*\(AS\d+\)", text[span.end:span.end + 12]):  # a BGP peer
         return True
     if ROUTING_LINE.search(line):  # a router's or a cluster's peer: "Keepalived_vrrp[1187]: ... from 10.10.1.3"
@@ -2254,6 +2290,11 @@ NOT_A_METHOD = frozenset({"is", "was", "has", "had", "and", "or", "the", "a", "a
                           "friends", "brother", "sister", "boyfriend", "girlfriend", "dog", "cat", "birthday"})
 
 
+def a_symbol(text: str, span: Span) -> bool:
+    """A short word before "=", a symbol or a key: "(Ta = 25 °C)", "Tj = 85 °C"."""
+    return len(text[span.start:span.end]) <= 3 and re.match(r"[ \t]*=(?!=)", text[span.end:span.end + 3]) is not None
+
+
 def lone_surnames_method(text: str, span: Span) -> bool:
     """A surname alone, no given name, as an owner before lower-case words: "Kruskal's minimum
     spanning tree", "Kahn's topological sort", in a paragraph in no one's voice (where the text holds
@@ -2278,8 +2319,11 @@ def of_history(text: str, span: Span, fiction: bool = False) -> bool:
     # a text whose title says it is a history, or that dates two of its paragraphs before 1950,
     # dates every paragraph: "The Dewey Decimal Classification: a short history"; "In 1856 ...
     # Henry Bessemer patented" before "The metallurgist Robert Mushet found ..."
-    dated = text if HISTORY_TITLE.match(text) or dated_paragraphs(text) >= 2 else paragraph
-    return HISTORICAL_YEAR.search(dated) is not None and FAMILY_OR_SPEAKER.search(paragraph) is None
+    history = HISTORY_TITLE.match(text) is not None or dated_paragraphs(text) >= 2
+    dated = text if history else paragraph
+    # (in such a history a quotation is the past's voice: Cook praised it as "our faithful guide")
+    voice = QUOTATION.sub(" ", paragraph) if history else paragraph
+    return HISTORICAL_YEAR.search(dated) is not None and FAMILY_OR_SPEAKER.search(voice) is None
 
 
 # (a quotation may run over one line break of a wrapped paragraph: '"I am\nHeathcliff."')
@@ -2514,7 +2558,8 @@ class PiiDetector:
                 and not re.search(r"\b(?:Dr|Mr|Mrs|Ms|Mx|Prof|Professor|Doctor)\.?[ \t]+$",
                                   text[max(0, span.start - 12):span.start])))]  # "Dr Anna Graves treats Graves' disease"
         spans = [span for span in spans if not (span.entity == "PERSON" and (names_a_thing(text, span)
-                                                                             or names_a_placeholder(text, span)))
+                                                                             or names_a_placeholder(text, span)
+                                                                             or a_symbol(text, span)))
                  and not (span.entity in ("PERSON", "LOCATION")
                           and (names_an_eponym(text, span) or names_a_product(text, span)))
                  # the namesake, and a part of their name found on its own ("David" of "David A. Huffman")

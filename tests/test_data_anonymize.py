@@ -280,6 +280,38 @@ def test_an_address_a_line_calls_someones_own_is_theirs_and_a_nas_is_a_server(wi
     assert ips(notes.replace("She asked us to check the router", "Check the core switch")) == []
 
 
+def test_numerals_a_historys_quotations_runtimes_barcodes_symbols_and_database_hosts_name_no_one(with_ner):
+    detector = with_ner.detector
+    found = lambda text: [(text[s.start:s.end], s.entity) for s in detector.find(text)]  # noqa: E731
+    # "Part I" is a numeral, not the writer's "I", in a study guide's heading
+    guide = ("STUDY GUIDE — Miguel de Cervantes, Don Quixote (Part I 1605, Part II 1615)\n"
+             "Unit 4: Characters · Set text: trans. Edith Grossman (Ecco, 2003), ISBN 978-0-06-093434-7\n\n"
+             "Sancho Panza\nA peasant neighbour who becomes his squire; he grows wiser over the novel.")
+    assert found(guide) == []
+    # in a history, a quotation is the past's voice
+    history = ("John Harrison and the Longitude Problem\n\nIn 1707 four ships were wrecked on the Isles of Scilly. "
+               "Parliament responded with the Longitude Act of 1714.\n\nH4\nHarrison's watch, H4, was completed "
+               "in 1759.\n\nLegacy\nLarcum Kendall's copy, K1, accompanied James Cook on his second voyage "
+               '(1772–75), and Cook praised it as "our faithful guide through all the vicissitudes of climates".')
+    assert found(history) == []
+    # a runtime's name, a language that is a surname, a barcode, a symbol before "="
+    log = ("2025-09-14 03:00:02  INFO: Java runtime name: OpenJDK 64-Bit Server VM vendor: Eclipse Adoptium\n"
+           "2025-09-14 03:00:09  INFO: [T1a2b3c4d: teltonika < 192.0.2.91] id: BENCH-FMB920-01, valid: true\n")
+    assert found(log) == []
+    sheet = ("Electrical characteristics (Ta = 25 °C)\nParameter    Min   Typ   Max\n\n"
+             "Ordering information\nSMS-CAP-V3-B   bare module   EAN 5 060123 458812\n")
+    assert found(sheet) == []
+    assert found("2025-09-14 03:00:02  INFO: runtime name: Corretto 64-Bit Server VM vendor: Amazon\n"
+                 "2025-09-14 03:00:09  INFO: [T1: teltonika < 192.0.2.91] id: BENCH-01\n") == []
+    assert found("Sensor readings: Tj = 85 °C. Call Jana Novak on 07700 900123.") == [
+        ("Jana Novak", "PERSON"), ("07700 900123", "PHONE")]
+    # a department's mailbox made of its words' starts; a database connection's host
+    assert found("Staff may speak confidentially to Occupational Health (occhealth@example.com).") == []
+    config = ('admins = { "sysadmin@chat.example.com" }\n'
+              'sql = { driver = "PostgreSQL", database = "prosody", username = "prosody", host = "192.0.2.40" }\n')
+    assert found(config) == []
+
+
 def test_a_notices_grandchildren_a_role_after_a_name_and_malay_particles_are_found():
     detector = pii.PiiDetector(["PERSON"], ner=False)
     text = "Beloved wife of the late Douglas, much-loved mum of Fiona and Kieran, proud gran of Ciara, Liam and baby Rose."
