@@ -225,6 +225,34 @@ def find_indian_mobiles(text: str) -> Iterator[tuple[int, int]]:
             yield match.span()
 
 
+# A number written as its country writes it without a trunk prefix or a country code: Malta's
+# "7912 3456", Norway's "412 34 567", Nepal's "980-5550123", Spain's "655 901 234". A phone only on a
+# contact line: after a full name and a dash ("Rose Grech — 7701 2290"), on a line with an e-mail
+# address, after a word that says so ("his mobile is 412 34 567"), or on a line with another such
+# number ("emergency: Lhakpa Diki Sherpa (wife) 984-5551190").
+CONTACT_NUMBER = re.compile(r"(?<![\w+.,/:-])(?!(?:19|20)\d\d[-./])[1-9]\d{2,3}(?:[ .-]\d{2,7}){1,3}(?![\w.,/:-]?\d)")
+FULL_NAME_AND_DASH = re.compile(r"(?:[^\W\d_a-z][\w'’.-]+[ \t]+)+[^\W\d_a-z][\w'’.-]+[ \t]*(?:\([^()\n]{1,30}\)[ \t]*)?"
+                                r"[—–|·][ \t]*$")
+
+
+def find_contact_numbers(text: str) -> Iterator[tuple[int, int]]:
+    lines: dict[int, list[tuple[int, int]]] = {}
+    cued: set[int] = set()
+    for match in CONTACT_NUMBER.finditer(text):
+        if not 8 <= sum(char.isdigit() for char in match.group(0)) <= 10:
+            continue
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        line_end = text.find("\n", match.end())
+        line_end = len(text) if line_end == -1 else line_end
+        lines.setdefault(line_start, []).append(match.span())
+        if (FULL_NAME_AND_DASH.search(text, line_start, match.start())
+                or PHONE_WORD_BEFORE.search(text, max(line_start, match.start() - 40), match.start())
+                or EMAIL.search(text, line_start, line_end)):
+            cued.add(line_start)
+    for line_start in cued:
+        yield from lines[line_start]
+
+
 # PERSON cues spaCy's small model often misses: a title, a greeting or an introduction before
 # capitalised words ("Dear Dr. Szölösi", "Hi Norea", "my name is Ines Becker").
 PERSON_CUE = re.compile(
@@ -1540,7 +1568,7 @@ RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
                    finder(IPV6_CANDIDATE, is_ip_address)],
     "PHONE": [not_a_test_number(not_after(REFERENCE_LABEL, find)) for find in (
               with_extension(finder(INTERNATIONAL_PHONE, is_international_phone)), finder(UK_MOBILE_UNSPACED, always),
-              with_extension(finder(US_PHONE, always)), finder(CUED_NINE_DIGITS, always, group=1), find_indian_mobiles,
+              with_extension(finder(US_PHONE, always)), finder(CUED_NINE_DIGITS, always, group=1), find_indian_mobiles, find_contact_numbers,
               not_after(IDENTIFIER_GROUP, with_extension(finder(NATIONAL_PHONE, is_national_phone))))]
              + [finder(ENCODED_PHONE, always)],
     "PERSON": [find_cued_names, find_kin_names, find_header_names, find_query_names, find_lowercase_names],

@@ -1013,6 +1013,12 @@ def test_a_business_line_is_left_and_counted(text, kept):
     ("09:02 | Lakshmi Subramanian | +91 98450 12345 | DELIVERED\n11:08 | Anand K. Rao | 98861 40923 | PENDING",
      "98861 40923"),
     ("Customer: Anand K. Rao, mobile 98861 40923, gas booking BK-88236.", "98861 40923"),
+    # numbers without a trunk prefix or a country code on a contact line
+    ("President: Carmelo Vella-Bonnici — 7912 3456 — carmelo.vb@example.com\n", "7912 3456"),  # Malta
+    ("Sverre Nakken will be there on Saturday; his mobile is 412 34 567.", "412 34 567"),  # Norway
+    ("Lead guide: Pasang Dorje Sherpa — 980-5550123 — emergency: Lhakpa Diki Sherpa (wife) 984-5551190\n",
+     "984-5551190"),  # Nepal
+    ("Presidentea – Iñaki Etxeberria Goikoetxea\ni.etxeberria@example.com · 655 901 234\n", "655 901 234"),
 ])
 def test_a_persons_phone_under_a_business_label_or_without_a_trunk_prefix_is_found(text, phone):
     detector = pii.PiiDetector(["PERSON", "PHONE"], ner=False)
@@ -1023,6 +1029,10 @@ def test_ten_digits_in_fives_without_a_cue_are_no_phone():
     detector = pii.PiiDetector(["PERSON", "PHONE"], ner=False)
     text = "Anand K. Rao noted the reading, 98861 40923, on 3 February."
     assert [s for s in detector.find(text) if s.entity == "PHONE"] == []
+    for text in ("ENV-MON SR-02 (Basement, Hall B) — 2025-01-17\nTIMESTAMP  SENSOR",
+                 "2025-03-18 06:00:03,240 INFO common.Storage: Lock on /data/in_use.lock acquired by nodename 2417@nn1",
+                 "Anand K. Rao measured a range of 1000 2000 on the meter."):
+        assert [s for s in detector.find(text) if s.entity == "PHONE"] == []
 
 
 @pytest.mark.parametrize("text", [
