@@ -146,6 +146,8 @@ ROUTING_LINE = re.compile(r"(?i:keepalived|vrrp|\bbgpd?\b|\bospfd?\b|\bbird\b|co
 # A configuration object's host, ".host = \"10.40.2.11\";" (Varnish): a server's where its line logs
 # no client.
 HOST_KEY = re.compile(r"(?i:\.(?:host|hostname)[ \t]*[:=][ \t]*[\"']?)$")
+PEER_ENDPOINT = re.compile(r"(?i:\bendpoint[ \t]*[:=][ \t]*)$")
+PEER_BLOCK = re.compile(r"\s*\[?[Pp]eer\]?:?\s")
 PLAIN_HOST_KEY = re.compile(r"(?i:\b(?:host|hostname|server)[ \t]*[:=][ \t]*[\"']?)$")
 DATABASE_KEY = re.compile(r"(?i:\b(?:database|dbname|db_name|driver)[ \t]*[:=])")
 # A documentation's placeholder, not a credential: "<db_user>:<db_password>", "${USER}:${TOKEN}".
@@ -157,7 +159,9 @@ PLACEHOLDER_CREDENTIALS = re.compile(r"(?i)(?:user(?:[_-]?name)?|usr|login|name|
 URL_HOST_BEFORE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://(?:[^\s/?#@]*@)?\[?$")
 # An address in brackets after a host's name: "core-sw-01 (192.0.2.1)", postfix's "relay.example.net[198.51.100.9]",
 # a mail header's "Received: from mail.example.com (mail.example.com [203.0.113.25])".
-HOST_BEFORE = re.compile(r"\b[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)+[ \t]*\($|\b[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)+[ \t]?\[$")
+# ... or with it in brackets: "(hub01.vpn.example.net, 203.0.113.10)".
+HOST_BEFORE = re.compile(r"\b[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)+[ \t]*\($|\b[a-z][a-z0-9]*(?:[-_.][a-z0-9]+)+[ \t]?\[$|"
+                         r"\([ \t]*[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*(?:\.[a-z0-9-]+)+,[ \t]*$")
 # Numbers no person holds: North American toll-free (800, 833...888), UK freephone (0800, 0808),
 # Australian 1800/1300, and international freephone (+800).
 TOLL_FREE = re.compile(r"(?:1?8(?:00|33|44|55|66|77|88)\d{7}$|0800|0808|0500|44800|44808|1800|1300|800\d{8}$)")
@@ -1895,6 +1899,8 @@ def server_here(text: str, span: Span) -> bool:
     """Whether the words around this one occurrence call the address a server's."""
     line_start = text.rfind("\n", 0, span.start) + 1
     before = text[max(line_start, span.start - 40):span.start]
+    if PEER_ENDPOINT.search(before) and PEER_BLOCK.match(paragraph_around(text, span.start, span.end)):
+        return False  # a VPN peer's endpoint is where its owner connects from: "peer: u4kT... # owner: ..."
     if SERVER_BEFORE.search(before) is not None or HOST_BEFORE.search(before) is not None:
         return True
     line_end = text.find("\n", span.end)

@@ -278,6 +278,11 @@ def test_an_address_a_line_calls_someones_own_is_theirs_and_a_nas_is_a_server(wi
              "#   She asked us to check the router remotely: http://admin:Fflamau88@198.51.100.77:8080\n")
     assert ips(notes) == ["198.51.100.77", "198.51.100.77"]
     assert ips(notes.replace("She asked us to check the router", "Check the core switch")) == []
+    # a VPN peer's endpoint is its owner's; the hub's address beside its host name is a server's
+    peers = ("# interface wg0  listening port 51820  (hub01.vpn.example.net, 203.0.113.10)\n\n"
+             "peer: u4kT7c...Jk=   # owner: Priyanka Raghunathan — personal laptop, works from home\n"
+             "  endpoint: 198.51.100.23:44821\n  latest handshake: 1 minute, 12 seconds ago\n")
+    assert ips(peers) == ["198.51.100.23"]
 
 
 def test_numerals_a_historys_quotations_runtimes_barcodes_symbols_and_database_hosts_name_no_one(with_ner):
