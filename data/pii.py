@@ -2139,6 +2139,9 @@ def names_an_eponym(text: str, span: Span) -> bool:
 CLINICAL_EPONYM_AFTER = re.compile(r"[ \t]+[a-z]{3,}[ \t]+(?:test|sign|reflex|manoeuvre|maneuver|procedure|score)\b")
 # A work's title in quotes after its maker's name: "the Bowie 'Hunky Dory' half-speed reissue" (two
 # words or more, so a nickname, "Eleanor 'Nell' Bright", is no title).
+# A famous person, as an apposition says: "Masamune, the most celebrated swordsmith in Japanese history".
+FAMOUS_AFTER = re.compile(r",[ \t]+(?:the|a)[ \t]+(?:most[ \t]+)?(?:famous|celebrated|renowned|legendary|greatest|"
+                          r"best-known|well-known|great|pioneering)\b")
 WORK_AFTER = re.compile(r"[ \t]+['‘\"“][A-Z][^'’\"”\n]*[ \t][^'’\"”\n]+['’\"”](?![ \t]+[A-Z])")
 
 
@@ -2626,7 +2629,8 @@ class PiiDetector:
             public |= {span for span in spans if span.entity == "PERSON"
                        and sentence_around(text, span.start, span.end) in citing}
         if no_ones_data:  # (the filters above dropped names and places only)
-            public |= {span for span in spans if span.entity == "PERSON" and WORK_AFTER.match(text, span.end)}
+            public |= {span for span in spans if span.entity == "PERSON" and (WORK_AFTER.match(text, span.end)
+                                                                             or FAMOUS_AFTER.match(text, span.end))}
             fiction = len({cue.casefold() for cue in FICTION_CUE.findall(text)}) >= 2
             public |= {span for span in spans if span.entity == "PERSON" and of_history(text, span, fiction)}
             # and the people a paragraph names beside them or an eponym's namesakes, in no one's

@@ -306,6 +306,12 @@ def test_numerals_a_historys_quotations_runtimes_barcodes_symbols_and_database_h
     sheet = ("Electrical characteristics (Ta = 25 °C)\nParameter    Min   Typ   Max\n\n"
              "Ordering information\nSMS-CAP-V3-B   bare module   EAN 5 060123 458812\n")
     assert found(sheet) == []
+    # a famous person, as an apposition says, in a text that holds no one's data
+    page = ("Free UK delivery on orders over £75\n\nForged in Seki, Gifu — the city that has made blades since the "
+            "Kamakura period and whose smiths still trace their craft to the age of Masamune, the most celebrated "
+            "swordsmith in Japanese history. This gyuto is made by a three-person workshop.\n\n"
+            "Reviews (4.8/5 from 212 ratings) · Questions? sales@kurogane-knives.example.com")
+    assert found(page) == []
     assert found("2025-09-14 03:00:02  INFO: runtime name: Corretto 64-Bit Server VM vendor: Amazon\n"
                  "2025-09-14 03:00:09  INFO: [T1: teltonika < 192.0.2.91] id: BENCH-01\n") == []
     assert found("Sensor readings: Tj = 85 °C. Call Jana Novak on 07700 900123.") == [
