@@ -112,7 +112,11 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # written with heldout41 in the eighth session of 2026-12-05, first run after c88db21
         "heldout40": Path(__file__).parent / "data" / "pii_heldout40.jsonl",
         # written with heldout40 in the eighth session of 2026-12-05, first run after c88db21
-        "heldout41": Path(__file__).parent / "data" / "pii_heldout41.jsonl"}
+        "heldout41": Path(__file__).parent / "data" / "pii_heldout41.jsonl",
+        # written with heldout43 in the eighth session of 2026-12-05, first run after c2ac720
+        "heldout42": Path(__file__).parent / "data" / "pii_heldout42.jsonl",
+        # written with heldout42 in the eighth session of 2026-12-05, first run after c2ac720
+        "heldout43": Path(__file__).parent / "data" / "pii_heldout43.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
