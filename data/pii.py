@@ -219,7 +219,8 @@ CUED_NINE_DIGITS = re.compile(r"(?i:\b(?:phone|tel|telephone|mobile|mob|cell|cel
 # writes its other numbers with +91, or a word before it on its line says so.
 INDIAN_MOBILE = re.compile(r"(?<![\w+.-])[6-9]\d{4}[ -]?\d{5}(?![\w.-]?\d)")
 INDIAN_COUNTRY_CODE = re.compile(r"(?:\+|\b00)91[ -]?[6-9]\d{4}")
-PHONE_WORD_BEFORE = re.compile(r"(?i:\b(?:phone|tel|mobile|mob|cell|whatsapp|call|ring|text|sms)\b)[^\n\d]{0,30}$")
+PHONE_WORD_BEFORE = re.compile(r"(?i:\b(?:phone|tel|mobile|mob|cell|whatsapp|call|ring|text|sms|number|blik|teléfono|"
+                               r"telefono|móvil|movil|celular|cel)\b)[^\n\d]{0,30}$")
 
 
 def find_indian_mobiles(text: str) -> Iterator[tuple[int, int]]:
@@ -234,16 +235,17 @@ def find_indian_mobiles(text: str) -> Iterator[tuple[int, int]]:
 # contact line: after a full name and a dash ("Rose Grech — 7701 2290"), on a line with an e-mail
 # address, after a word that says so ("his mobile is 412 34 567"), or on a line with another such
 # number ("emergency: Lhakpa Diki Sherpa (wife) 984-5551190").
-CONTACT_NUMBER = re.compile(r"(?<![\w+.,/:-])(?!(?:19|20)\d\d[-./])[1-9]\d{2,3}(?:[ .-]\d{2,7}){1,3}(?![\w.,/:-]?\d)")
+CONTACT_NUMBER = re.compile(r"(?<![\w+.,/:-])(?!(?:19|20)\d\d[-./])[1-9]\d{1,3}(?:[ .-]\d{2,7}){1,3}(?![\w.,/:-]?\d)")
 FULL_NAME_AND_DASH = re.compile(r"(?:[^\W\d_a-z][\w'’.-]+[ \t]+)+[^\W\d_a-z][\w'’.-]+[ \t]*(?:\([^()\n]{1,30}\)[ \t]*)?"
                                 r"[—–|·][ \t]*$")
 
 
+IPV4_LIKE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 def find_contact_numbers(text: str) -> Iterator[tuple[int, int]]:
     lines: dict[int, list[tuple[int, int]]] = {}
     cued: set[int] = set()
     for match in CONTACT_NUMBER.finditer(text):
-        if not 8 <= sum(char.isdigit() for char in match.group(0)) <= 10:
+        if not 8 <= sum(char.isdigit() for char in match.group(0)) <= 11 or IPV4_LIKE.fullmatch(match.group(0)):
             continue
         line_start = text.rfind("\n", 0, match.start()) + 1
         line_end = text.find("\n", match.end())

@@ -1030,6 +1030,10 @@ def test_a_business_line_is_left_and_counted(text, kept):
     ("Lead guide: Pasang Dorje Sherpa — 980-5550123 — emergency: Lhakpa Diki Sherpa (wife) 984-5551190\n",
      "984-5551190"),  # Nepal
     ("Presidentea – Iñaki Etxeberria Goikoetxea\ni.etxeberria@example.com · 655 901 234\n", "655 901 234"),
+    ("hora  | boleta   | cliente                        | tel           | prenda\n"
+     "10:04 | B-771204 | María de los Ángeles Cruz Peña | 55 5555 0193  | Anillo oro 14k\n", "55 5555 0193"),  # Mexico
+    ("Chen Hao: Teacher Wang, I will be late. My number if you need: 138 5555 0192", "138 5555 0192"),  # China
+    ("Vasyl Hnatyuk: payment blik to 600 555 213 or cash on pickup", "600 555 213"),  # Poland's BLIK
 ])
 def test_a_persons_phone_under_a_business_label_or_without_a_trunk_prefix_is_found(text, phone):
     detector = pii.PiiDetector(["PERSON", "PHONE"], ner=False)
@@ -1042,7 +1046,8 @@ def test_ten_digits_in_fives_without_a_cue_are_no_phone():
     assert [s for s in detector.find(text) if s.entity == "PHONE"] == []
     for text in ("ENV-MON SR-02 (Basement, Hall B) — 2025-01-17\nTIMESTAMP  SENSOR",
                  "2025-03-18 06:00:03,240 INFO common.Storage: Lock on /data/in_use.lock acquired by nodename 2417@nn1",
-                 "Anand K. Rao measured a range of 1000 2000 on the meter."):
+                 "Anand K. Rao measured a range of 1000 2000 on the meter.",
+                 "Thanks Jonas, Ife did it from her phone (your audit shows 198.51.100.203)."):
         assert [s for s in detector.find(text) if s.entity == "PHONE"] == []
 
 
