@@ -241,6 +241,8 @@ FULL_NAME_AND_DASH = re.compile(r"(?:[^\W\d_a-z][\w'’.-]+[ \t]+)+[^\W\d_a-z][\
 
 
 IPV4_LIKE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+
+
 def find_contact_numbers(text: str) -> Iterator[tuple[int, int]]:
     lines: dict[int, list[tuple[int, int]]] = {}
     cued: set[int] = set()
@@ -345,7 +347,8 @@ EPONYM_NOUNS = (
     r"phenomenon|problem|problems|integral|polynomials?|matri(?:x|ces)|space|spaces|limit|radius|cycle|reaction|"
     r"rearrangement|reagent|condensation|synthesis|notation|number|numbers|comet|star|belt|cloud|crater|"
     r"division|telescope|telescopes|chicken|sauce|pudding|salad|tart|cake|biscuits?|medal|prize|award|lecture|"
-    r"cup|trophy|coding|encoding|entropy|filters?|distance|bound")
+    r"cup|trophy|coding|encoding|entropy|filters?|distance|bound|tenosynovitis|contracture|neuroma|tubercle|"
+    r"neuralgia|keratosis|myopathy|neuropathy|carcinoma|melanoma|sclerosis|aneurysm|hernia|anaemia|anemia")
 # A possessive and joined names after the first: "Graves'", "Steele–Richardson–Olszewski".
 _EPONYM_JOINED = r"(?:['’]s?)?(?:[-–][^\W\d_][\w]*)*"
 EPONYM_AFTER = re.compile(
@@ -487,7 +490,7 @@ CLIENT_CUE = re.compile(r"(?i:\b(?:user(?:name)?|client|remote|src|source|from|b
 # assigned 198.51.100.203/32 to your account"; not a manual's "your settings are kept"). Not a logger's name
 # ("acme.client:"), a port's ("2379 client") nor "assigned by DHCP".
 # (a routing protocol's "BGP session" or "BFD session" is between routers)
-VISITOR_CUE = re.compile(r"(?i:(?<![\w.])(?:user(?:name|_ip)?|(?<!\d[ \t])client(?:_ip|_addr)?|remote(?:_addr|_ip)?|src_ip|"
+VISITOR_CUE = re.compile(r"(?i:(?<![\w.])(?:user(?:name|_ip)?|(?<!\d[ \t])client(?:_ip|_addr)?(?!\.[a-z]{1,4}\b)|remote(?:_addr|_ip)?|src_ip|"
                          r"(?<!bgp )(?<!bfd )(?<!tls )(?<!ike )(?<!ldp )(?<!ospf )(?<!peer )session|"
                          r"log-?ins? from|login attempts?|logged in|logged out|sign(?:ed)?[ -]in|sshd|accepted|"
                          r"failed password|failed authentication|authentication failed|failed log-?ins?|log-?in failed)\b)|"
@@ -782,7 +785,11 @@ ROLE_MAILBOX_WORDS = frozenset({
     "webmaster", "www",
     # and the programs that send a machine's mail: "fail2ban@bastion-01", "logwatch@", "nagios@"
     "sec", "secops", "netops", "itops", "fail2ban", "logwatch", "nagios", "zabbix", "alertmanager", "prometheus",
-    "grafana", "jenkins", "gitlab", "cron", "anacron", "smartd", "mdadm", "certbot", "letsencrypt", "bounces"})
+    "grafana", "jenkins", "gitlab", "cron", "anacron", "smartd", "mdadm", "certbot", "letsencrypt", "bounces",
+    # and other languages' roles: Spanish, Portuguese, French, German, Italian, Dutch
+    "reservas", "reservaciones", "contacto", "informacion", "ventas", "atencion", "soporte", "ayuda", "pedidos",
+    "apoio", "suporte", "contato", "vendas", "atendimento", "reservations", "accueil", "commandes", "ventes",
+    "kontakt", "buchung", "verkauf", "kundenservice", "prenotazioni", "ordini", "assistenza", "klantenservice"})
 
 
 SHORT_ROLE_WORDS = frozenset({"on", "it", "hr", "pr", "qa", "dc", "ux", "ui", "db", "ci", "cd", "eu", "uk", "us"})

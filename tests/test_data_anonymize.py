@@ -314,6 +314,11 @@ def test_numerals_a_historys_quotations_runtimes_barcodes_symbols_and_database_h
     assert found(page) == []
     assert found("2025-09-14 03:00:02  INFO: runtime name: Corretto 64-Bit Server VM vendor: Amazon\n"
                  "2025-09-14 03:00:09  INFO: [T1: teltonika < 192.0.2.91] id: BENCH-01\n") == []
+    # a Go source file's name is no client; an eponym's clinical noun
+    assert found('level=warn ts=2025-05-02T03:11:09Z caller=client.go:243 msg="failed to push to ruler" '
+                 'addr=10.42.3.17:9095 err="context deadline exceeded"\n') == []
+    assert found("What is it?\nDe Quervain's tenosynovitis is a painful swelling of the tendons. Call Jana Novak "
+                 "on 07700 900123.") == [("Jana Novak", "PERSON"), ("07700 900123", "PHONE")]
     assert found("Sensor readings: Tj = 85 °C. Call Jana Novak on 07700 900123.") == [
         ("Jana Novak", "PERSON"), ("07700 900123", "PHONE")]
     # a department's mailbox made of its words' starts; a database connection's host
@@ -1131,6 +1136,8 @@ def test_a_legend_line_after_a_tilde_signs_nothing():
     "Escalate to oncall-platform@example.com; quotes from airexport@example.com or infosec@example.com.",
     # a program's mail and a security team's, in a configuration
     "[DEFAULT]\nbantime = 1h\ndestemail = secops@example.com\nsender    = fail2ban@bastion-01.example.com\n",
+    # other languages' roles
+    "Grupos de 10 o más: reserve por teléfono o en reservas@elmuelle.example.com. Dúvidas? apoio@example.com",
 ])
 def test_a_role_mailbox_with_no_ones_data_near_is_left(text):
     detector = pii.PiiDetector(["PERSON", "EMAIL"], ner=False)
