@@ -799,6 +799,10 @@ SHORT_ROLE_WORDS = frozenset({"on", "it", "hr", "pr", "qa", "dc", "ux", "ui", "d
 PUBLIC_BODY_DOMAIN = re.compile(r"@(?:[\w-]+\.)*(?:gov|gouv|gob|govt|council|nhs|police)(?:\.|$)")
 
 
+# The domains an XMPP server gives its components and rooms, not its people.
+SERVICE_DOMAIN = re.compile(r"@(?:internal\.)?(?:auth|conference|muc|focus|recorder|internal)\.")
+
+
 def is_role_address(address: str) -> bool:
     """Whether every word of the local part is a role's ("support", "ops-alerts", "no-reply") or
     is made of ordinary words none of which is a name ("infosec", "airexport", "oncall-platform",
@@ -808,6 +812,8 @@ def is_role_address(address: str) -> bool:
     words = [word for word in words if word]
     if len(words) == 1 and words[0] in lexicon("english") and PUBLIC_BODY_DOMAIN.search(address.casefold()):
         return True  # a council's service: "parks@council.example.gov.uk", though Parks is a surname
+    if SERVICE_DOMAIN.search(address.casefold()):
+        return True  # a chat server's component: "jvb@auth.meet.example.com", "room@conference.example.org"
     # (and a department's: "reprographics@", "audiology@")
     return bool(words) and all(word in ROLE_MAILBOX_WORDS or made_of_words(word) or (
         word.endswith(layout_names.NOUN_SUFFIXES) and word not in lexicon("names")
@@ -1673,7 +1679,7 @@ def reread_person(text: str, span: Span) -> Span | None:
     or a table's column gap (a name runs over neither) and run on over a surname it left out ("Oleksandr" before
     " Kovalenko"); a place when a generic word says so ("Lake Victoria", "Mill Lane") or its whole
     text is a place name ("Vancouver", "São Paulo"); "PERSON_OR_PLACE" when it is one word that is
-    both ("Adelaide", "Taras": the context decides, see PiiDetector._combine); nothing when no word
+    both a place and a listed name ("Adelaide", "Florence": the context decides, see PiiDetector._combine); nothing when no word
     of it is in the name lexicons and it starts in lower case ("café"), is one English word that is
     no name ("Guest", "Merge", "Simmer") or is in capitals ("LANDLORD", "JSON"). A kept PERSON is
     still weak evidence (see about_people)."""
@@ -1718,7 +1724,10 @@ def reread_person(text: str, span: Span) -> Span | None:
         return None  # a log line's field in capitals: "2025-02-17 02:14:51 ALM  Door C-1-03 held open"
     place = " ".join(folded[1:] if folded[0] == "the" and len(folded) > 1 else folded)
     if place in lexicon("places"):
-        return Span(start, end, "LOCATION" if len(folded) > 1 else "PERSON_OR_PLACE")
+        # one word both a place and a name is for the context to decide ("Adelaide"); a place no
+        # name list holds is a place ("outside Faro")
+        named = place in lexicon("names") or place in lexicon("english_names")
+        return Span(start, end, "PERSON_OR_PLACE" if len(folded) == 1 and named else "LOCATION")
     if not any(word in names for word in folded):
         plain = unaccented(folded[0])
         if chunk[0].islower() or chunk.isupper():
