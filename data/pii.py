@@ -1676,13 +1676,14 @@ DAY_AFTER = re.compile(r"[ \t]+\d{1,2}(?!\d)")
 
 def reread_person(text: str, span: Span) -> Span | None:
     """A span spaCy's small model calls PERSON, read again with the word lists: cut at a line break
-    or a table's column gap (a name runs over neither) and run on over a surname it left out ("Oleksandr" before
-    " Kovalenko"); a place when a generic word says so ("Lake Victoria", "Mill Lane") or its whole
-    text is a place name ("Vancouver", "São Paulo"); "PERSON_OR_PLACE" when it is one word that is
-    both a place and a listed name ("Adelaide", "Florence": the context decides, see PiiDetector._combine); nothing when no word
-    of it is in the name lexicons and it starts in lower case ("café"), is one English word that is
-    no name ("Guest", "Merge", "Simmer") or is in capitals ("LANDLORD", "JSON"). A kept PERSON is
-    still weak evidence (see about_people)."""
+    or a table's column gap (a name runs over neither) and run on over a surname it left out
+    ("Oleksandr" before " Kovalenko"); a place when a generic word says so ("Lake Victoria", "Mill
+    Lane") or its whole text is a place name no name list holds ("Vancouver", "São Paulo");
+    "PERSON_OR_PLACE" when it is one word that is both a place and a listed name ("Adelaide",
+    "Florence": the context decides, see PiiDetector._combine); nothing when no word of it is in the
+    name lexicons and it starts in lower case ("café"), is one English word that is no name ("Guest",
+    "Merge", "Simmer") or is in capitals ("LANDLORD", "JSON"). A kept PERSON is still weak evidence
+    (see about_people)."""
     gap = COLUMN_GAP.search(text, span.start, span.end)  # a name runs over no line break or column gap
     start, end = trim_entity(text, span.start, span.end if gap is None else gap.start())
     acronym = ACRONYM_ITEM.match(text, start, end)
