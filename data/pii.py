@@ -220,7 +220,7 @@ CUED_NINE_DIGITS = re.compile(r"(?i:\b(?:phone|tel|telephone|mobile|mob|cell|cel
 INDIAN_MOBILE = re.compile(r"(?<![\w+.-])[6-9]\d{4}[ -]?\d{5}(?![\w.-]?\d)")
 INDIAN_COUNTRY_CODE = re.compile(r"(?:\+|\b00)91[ -]?[6-9]\d{4}")
 PHONE_WORD_BEFORE = re.compile(r"(?i:\b(?:phone|tel|mobile|mob|cell|whatsapp|call|ring|text|sms|number|blik|teléfono|"
-                               r"telefono|móvil|movil|celular|cel)\b)[^\n\d]{0,30}$")
+                               r"telefono|móvil|movil|celular|cel|home|landline|fax)\b)[^\n\d]{0,30}$")
 
 
 def find_indian_mobiles(text: str) -> Iterator[tuple[int, int]]:
@@ -243,9 +243,26 @@ FULL_NAME_AND_DASH = re.compile(r"(?:[^\W\d_a-z][\w'’.-]+[ \t]+)+[^\W\d_a-z][\
 IPV4_LIKE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 
 
+# A table's header cell for phones: "| tel. |", "| Mobile |", "| teléfono |".
+PHONE_HEADER = re.compile(r"(?i:tel\.?|phone|phone no\.?|mobile|mob\.?|cell|telephone|teléfono|telefono|telefon|"
+                          r"móvil|movil|celular|komórka|contact number)")
+
+
+def phone_columns(text: str) -> set[int]:
+    """The columns (counted by the "|" before them) a table's header heads for phones."""
+    for line in text.split("\n"):
+        cells = line.split("|")
+        if len(cells) >= 3 and not any(char.isdigit() for char in line):
+            found = {index for index, cell in enumerate(cells) if PHONE_HEADER.fullmatch(cell.strip())}
+            if found:
+                return found
+    return set()
+
+
 def find_contact_numbers(text: str) -> Iterator[tuple[int, int]]:
     lines: dict[int, list[tuple[int, int]]] = {}
     cued: set[int] = set()
+    columns = phone_columns(text) if "|" in text else set()
     for match in CONTACT_NUMBER.finditer(text):
         if not 8 <= sum(char.isdigit() for char in match.group(0)) <= 11 or IPV4_LIKE.fullmatch(match.group(0)):
             continue
@@ -254,6 +271,7 @@ def find_contact_numbers(text: str) -> Iterator[tuple[int, int]]:
         line_end = len(text) if line_end == -1 else line_end
         lines.setdefault(line_start, []).append(match.span())
         if (FULL_NAME_AND_DASH.search(text, line_start, match.start())
+                or text.count("|", line_start, match.start()) in columns
                 or PHONE_WORD_BEFORE.search(text, max(line_start, match.start() - 40), match.start())
                 or EMAIL.search(text, line_start, line_end)):
             cued.add(line_start)

@@ -1045,6 +1045,9 @@ def test_a_business_line_is_left_and_counted(text, kept):
      "10:04 | B-771204 | María de los Ángeles Cruz Peña | 55 5555 0193  | Anillo oro 14k\n", "55 5555 0193"),  # Mexico
     ("Chen Hao: Teacher Wang, I will be late. My number if you need: 138 5555 0192", "138 5555 0192"),  # China
     ("Vasyl Hnatyuk: payment blik to 600 555 213 or cash on pickup", "600 555 213"),  # Poland's BLIK
+    ("godz. | nazwisko i imię | adres gospodarstwa | tel. | litry\n"
+     "05:58 | Wiśniewska-Nowak Grażyna | ul. Łąkowa 4, 19-200 Ruda | 512 555 084 | 1 310\n", "512 555 084"),
+    ("Secretary: Nils Henrik Buljo\nHome: 784 55 612 (evenings only)\n", "784 55 612"),  # Norway
 ])
 def test_a_persons_phone_under_a_business_label_or_without_a_trunk_prefix_is_found(text, phone):
     detector = pii.PiiDetector(["PERSON", "PHONE"], ner=False)
