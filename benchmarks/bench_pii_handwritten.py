@@ -118,7 +118,9 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # written with heldout42 in the eighth session of 2026-12-05, first run after c2ac720
         "heldout43": Path(__file__).parent / "data" / "pii_heldout43.jsonl",
         # written with heldout45 in the eighth session of 2026-12-05, first run after 53efb5e
-        "heldout44": Path(__file__).parent / "data" / "pii_heldout44.jsonl"}
+        "heldout44": Path(__file__).parent / "data" / "pii_heldout44.jsonl",
+        # written with heldout44 in the eighth session of 2026-12-05, first run after the rules heldout44 prompted
+        "heldout45": Path(__file__).parent / "data" / "pii_heldout45.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
