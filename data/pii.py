@@ -219,7 +219,9 @@ CUED_NINE_DIGITS = re.compile(r"(?i:\b(?:phone|tel|telephone|mobile|mob|cell|cel
 # writes its other numbers with +91, or a word before it on its line says so.
 INDIAN_MOBILE = re.compile(r"(?<![\w+.-])[6-9]\d{4}[ -]?\d{5}(?![\w.-]?\d)")
 INDIAN_COUNTRY_CODE = re.compile(r"(?:\+|\b00)91[ -]?[6-9]\d{4}")
-PHONE_WORD_BEFORE = re.compile(r"(?i:\b(?:phone|tel|mobile|mob|cell|whatsapp|call|ring|text|sms|number|blik|teléfono|"
+PHONE_WORD_BEFORE = re.compile(r"(?i:\b(?:phone|tel|mobile|mob|cell|whatsapp|call|ring|text|sms|blik|teléfono|"
+                               r"(?<!serial )(?<!order )(?<!part )(?<!model )(?<!tracking )(?<!reference )"
+                               r"(?<!account )(?<!invoice )(?<!batch )(?<!ticket )(?<!case )(?<!lot )number|"
                                r"telefono|móvil|movil|celular|cel|home|landline|fax)\b)[^\n\d]{0,30}$")
 
 
@@ -802,7 +804,7 @@ ROLE_MAILBOX_WORDS = frozenset({
     "shop", "staff", "status", "store", "subscriptions", "support", "sysadmin", "team", "tickets", "volunteers",
     "webmaster", "www",
     # and the programs that send a machine's mail: "fail2ban@bastion-01", "logwatch@", "nagios@"
-    "sec", "secops", "netops", "itops", "fail2ban", "logwatch", "nagios", "zabbix", "alertmanager", "prometheus",
+    "sec", "secops", "netops", "itops", "svc", "fail2ban", "logwatch", "nagios", "zabbix", "alertmanager", "prometheus",
     "grafana", "jenkins", "gitlab", "cron", "anacron", "smartd", "mdadm", "certbot", "letsencrypt", "bounces",
     # and other languages' roles: Spanish, Portuguese, French, German, Italian, Dutch
     "reservas", "reservaciones", "contacto", "informacion", "ventas", "atencion", "soporte", "ayuda", "pedidos",
@@ -1122,12 +1124,17 @@ def find_repeated_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int
     # one pass over the text's words, not a pattern compiled per seed and text
     for match in WHOLE_WORD.finditer(text):
         token = match.group(0)
+        if HOST_OR_FILE_AFTER.match(text, match.end()):
+            continue  # a host's or a file's word: "hinterthal.example.at", "suricata.yaml" (a path's may be a
+            # user's: "/dav/files/omar/")
         if token.lower() in seeds or token in capitalised:
             yield match.span()
         elif token in word_seeds and reads_as_name(text, match.start(), match.end()):
             yield match.span()
 
 
+HOST_OR_FILE_AFTER = re.compile(r"\.[a-z0-9-]+\.[a-z]{2,}\b|\.(?:yaml|yml|json|conf|cfg|ini|log|txt|sock|rules|py|sh|"
+                                r"service|xml|toml)\b")
 # A whole word, as find_repeated_names looks for a name again: not inside "Anne-Marie" or "O'Neill"
 # (a hyphenated word is one: "Jun-ho"), but before a possessive ("Olivia's").
 WHOLE_WORD = re.compile(r"(?<![\w'’-])\w+(?:-\w+)*(?![\w’-]|'(?!s\b))")
@@ -2176,6 +2183,9 @@ def names_an_eponym(text: str, span: Span) -> bool:
 CLINICAL_EPONYM_AFTER = re.compile(r"[ \t]+[a-z]{3,}[ \t]+(?:test|sign|reflex|manoeuvre|maneuver|procedure|score)\b")
 # A work's title in quotes after its maker's name: "the Bowie 'Hunky Dory' half-speed reissue" (two
 # words or more, so a nickname, "Eleanor 'Nell' Bright", is no title).
+# A copyright's holder, as software prints it: "Copyright Andrew Tridgell and the Samba Team 1992-2023".
+COPYRIGHT_BEFORE = re.compile(r"(?i:(?:\bcopyright|©|\(c\))(?:[ \t]+(?:\(c\)|©|\d{4}(?:[-–]\d{4})?,?))*[ \t]+)$|"
+                              r"(?i:copyright|©)[ \t]")  # (spaCy may take the word in: "Copyright Andrew Tridgell")
 # A famous person, as an apposition says: "Masamune, the most celebrated swordsmith in Japanese history".
 FAMOUS_AFTER = re.compile(r",[ \t]+(?:the|a)[ \t]+(?:most[ \t]+)?(?:famous|celebrated|renowned|legendary|greatest|"
                           r"best-known|well-known|great|pioneering)\b")
@@ -2655,7 +2665,8 @@ class PiiDetector:
         # "Queen Gertrude".
         # So are a cited work's authors: "Kirsch and Mitzenmacher [2]".
         public = {span for span in spans if span.entity == "PERSON" and (
-            LIFE_DATES.match(text, span.end) or text[span.start:span.end].split()[0].casefold() in RULER_TITLES
+            COPYRIGHT_BEFORE.search(text, max(0, span.start - 20), span.start)
+            or COPYRIGHT_BEFORE.match(text[span.start:span.end] + " ") or LIFE_DATES.match(text, span.end) or text[span.start:span.end].split()[0].casefold() in RULER_TITLES
             or cited(text, span) or SAINT_BEFORE.search(text, max(0, span.start - 30), span.start))}
         spans = [span for span in spans if not (span.entity == "LOCATION" and cited(text, span))]
         # A name in the sentence of a cited work's authors is of the same literature, where the text

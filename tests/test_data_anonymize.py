@@ -320,6 +320,13 @@ def test_numerals_a_historys_quotations_runtimes_barcodes_symbols_and_database_h
     assert ("Faro", "PERSON") not in found(review)
     assert found("04:00:12.802 INFO: Connecting to shard-1.meet.example.com:5222 as jvb@auth.meet.example.com\n"
                  "04:00:13.009 INFO: Joined MUC: jvbbrewery@internal.auth.meet.example.com\n") == []
+    # a copyright's holder, and a service's Kerberos principal
+    log = ("Jun 02 04:12:37 dc01 samba[1184]: samba version 4.19.5-Debian started.\n"
+           "Jun 02 04:12:38 dc01 samba[1184]:   Copyright Andrew Tridgell and the Samba Team 1992-2023\n"
+           "Jun 02 04:13:02 dc01 samba[1201]: Kerberos: AS-REQ svc-backup@CORP.EXAMPLE.COM from ipv4:192.0.2.25:51544\n")
+    assert found(log) == []
+    # a name found again, but not as a host's word
+    assert ("novak", "PERSON") not in found("Ask Jana Novak (07700 900123) or see novak.example.org/contact")
     # a Go source file's name is no client; an eponym's clinical noun
     assert found('level=warn ts=2025-05-02T03:11:09Z caller=client.go:243 msg="failed to push to ruler" '
                  'addr=10.42.3.17:9095 err="context deadline exceeded"\n') == []
@@ -1061,7 +1068,8 @@ def test_ten_digits_in_fives_without_a_cue_are_no_phone():
     for text in ("ENV-MON SR-02 (Basement, Hall B) — 2025-01-17\nTIMESTAMP  SENSOR",
                  "2025-03-18 06:00:03,240 INFO common.Storage: Lock on /data/in_use.lock acquired by nodename 2417@nn1",
                  "Anand K. Rao measured a range of 1000 2000 on the meter.",
-                 "Thanks Jonas, Ife did it from her phone (your audit shows 198.51.100.203)."):
+                 "Thanks Jonas, Ife did it from her phone (your audit shows 198.51.100.203).",
+                 "Order code PT-420-100B. Serial number format: 25-04-0000123 (year-week-sequence), by Anand K. Rao."):
         assert [s for s in detector.find(text) if s.entity == "PHONE"] == []
 
 
