@@ -277,8 +277,15 @@ def find_contact_numbers(text: str) -> Iterator[tuple[int, int]]:
                 or PHONE_WORD_BEFORE.search(text, max(line_start, match.start() - 40), match.start())
                 or EMAIL.search(text, line_start, line_end)):
             cued.add(line_start)
-    for line_start in cued:
-        yield from lines[line_start]
+    # and a table's rows hold their phones in one column: "Chan Siu-ming, Kelvin | 5432 1098" below
+    # "Tsang Ka-wai (printing) | 9123 4567"
+    column = lambda span: text.count("|", text.rfind("\n", 0, span[0]) + 1, span[0])  # noqa: E731
+    found_columns = {column(span) for line_start in cued for span in lines[line_start]}
+    for line_start, spans in lines.items():
+        if line_start in cued:
+            yield from spans
+        else:
+            yield from (span for span in spans if column(span) in found_columns and column(span) > 0)
 
 
 # PERSON cues spaCy's small model often misses: a title, a greeting or an introduction before

@@ -1055,6 +1055,8 @@ def test_a_business_line_is_left_and_counted(text, kept):
     ("godz. | nazwisko i imię | adres gospodarstwa | tel. | litry\n"
      "05:58 | Wiśniewska-Nowak Grażyna | ul. Łąkowa 4, 19-200 Ruda | 512 555 084 | 1 310\n", "512 555 084"),
     ("Secretary: Nils Henrik Buljo\nHome: 784 55 612 (evenings only)\n", "784 55 612"),  # Norway
+    ("17/11 09:00 | 8/F B | Tsang Ka-wai (printing) | 9123 4567 | paper\n"
+     "18/11 10:00 | 5/F D | Chan Siu-ming, Kelvin | 5432 1098 | garment stock out\n", "5432 1098"),  # a column's
 ])
 def test_a_persons_phone_under_a_business_label_or_without_a_trunk_prefix_is_found(text, phone):
     detector = pii.PiiDetector(["PERSON", "PHONE"], ner=False)
