@@ -146,8 +146,11 @@ ROUTING_LINE = re.compile(r"(?i:keepalived|vrrp|\bbgpd?\b|\bospfd?\b|\bbird\b|co
 # A configuration object's host, ".host = \"10.40.2.11\";" (Varnish): a server's where its line logs
 # no client.
 HOST_KEY = re.compile(r"(?i:\.(?:host|hostname)[ \t]*[:=][ \t]*[\"']?)$")
+# A VPN peer's block ("peer: u4kT...", WireGuard's "[Peer]") and its "endpoint:", where its owner
+# connects from (see server_here).
 PEER_ENDPOINT = re.compile(r"(?i:\bendpoint[ \t]*[:=][ \t]*)$")
 PEER_BLOCK = re.compile(r"\s*\[?[Pp]eer\]?:?\s")
+# A configuration's "host =" on a line that also names a database or a driver: a database server's.
 PLAIN_HOST_KEY = re.compile(r"(?i:\b(?:host|hostname|server)[ \t]*[:=][ \t]*[\"']?)$")
 DATABASE_KEY = re.compile(r"(?i:\b(?:database|dbname|db_name|driver)[ \t]*[:=])")
 # A documentation's placeholder, not a credential: "<db_user>:<db_password>", "${USER}:${TOKEN}".
@@ -242,7 +245,7 @@ FULL_NAME_AND_DASH = re.compile(r"(?:[^\W\d_a-z][\w'’.-]+[ \t]+)+[^\W\d_a-z][\
                                 r"[—–|·][ \t]*$")
 
 
-IPV4_LIKE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+IPV4_LIKE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")  # "198.51.100.203" is no contact number
 
 
 # A table's header cell for phones: "| tel. |", "| Mobile |", "| teléfono |".
