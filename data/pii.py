@@ -354,7 +354,8 @@ FICTION_CUE = re.compile(
 # an editorial "we" ("We look at what the Engine could have done") are how history and reviews are
 # written, and "Charles I." is a king.
 # ("I", but not a numeral's: "Part I 1605", "World War I")
-_FIRST_PERSON = r"\b(?:(?<!Part )(?<!Volume )(?<!Vol\. )(?<!Book )(?<!Act )(?<!Chapter )(?<!Phase )(?<!Type )(?<!War )I(?![.,;:)]|$)|I'm|I’m|I've|I’ve|I'd|I’d|Dear)\b"
+_FIRST_PERSON = (r"\b(?:(?<!Part )(?<!Volume )(?<!Vol\. )(?<!Book )(?<!Act )(?<!Chapter )(?<!Phase )(?<!Type )(?<!War )"
+                 r"I(?![.,;:)]|$)|I'm|I’m|I've|I’ve|I'd|I’d|Dear)\b")
 _FAMILY_CALLS = r"mum|mom|dad|nan|nana|granny|gran|grandad|grandpa|grandma"
 FAMILY_OR_SPEAKER = re.compile(rf"{_FIRST_PERSON}|(?i:\b(?:me|my|mine|our|ours|you|your|{_FAMILY_CALLS})\b)")
 # ... and in a text about fiction, which may speak to "you" ("You have one hour to follow Holmes's trail").
@@ -1622,7 +1623,8 @@ RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
                    finder(IPV6_CANDIDATE, is_ip_address)],
     "PHONE": [not_a_test_number(not_after(REFERENCE_LABEL, find)) for find in (
               with_extension(finder(INTERNATIONAL_PHONE, is_international_phone)), finder(UK_MOBILE_UNSPACED, always),
-              with_extension(finder(US_PHONE, always)), finder(CUED_NINE_DIGITS, always, group=1), find_indian_mobiles, find_contact_numbers,
+              with_extension(finder(US_PHONE, always)), finder(CUED_NINE_DIGITS, always, group=1),
+              find_indian_mobiles, find_contact_numbers,
               not_after(IDENTIFIER_GROUP, with_extension(finder(NATIONAL_PHONE, is_national_phone))))]
              + [finder(ENCODED_PHONE, always)],
     "PERSON": [find_cued_names, find_kin_names, find_header_names, find_query_names, find_lowercase_names],
@@ -1698,7 +1700,8 @@ def trim_entity(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 ACRONYM_ITEM = re.compile(r"([A-Z]{2,})[ \t]*,[ \t]*")
-COLUMN_GAP = re.compile(r"\n|\t| {3,}|:[ \t]|[ \t][/\u2013\u2014-][ \t]")  # also "Heike Brandt: Fine, see you there", "Peggy / Tomasz"
+# also "Heike Brandt: Fine, see you there", "Peggy / Tomasz", "Nelson Mandela Boulevard - the main road"
+COLUMN_GAP = re.compile(r"\n|\t| {3,}|:[ \t]|[ \t][/\u2013\u2014-][ \t]")
 LEADING_FUNCTION_WORD = re.compile(r"(?:[Tt]owards?|[Ff]rom|[Tt]o|[Aa]t|[Ii]n|[Oo]n|[Ff]or|[Ww]ith|[Nn]ear|[Aa]nd|[Bb]ut|[Oo]r|"
                                    r"[Ii]f|[Ww]hen|[Aa]fter|[Bb]efore|[Uu]ntil|[Ll]ike|[Uu]nlike|[Ss]o)[ \t]+(?=\S)")
 
@@ -1962,7 +1965,7 @@ def server_here(text: str, span: Span) -> bool:
     if HOST_KEY.search(before) is not None and CLIENT_CUE.search(line) is None:
         return True
     if PLAIN_HOST_KEY.search(before) is not None and DATABASE_KEY.search(line) is not None:
-        return True  # a database connection's host: '{ driver = "PostgreSQL", username = "prosody", host = "192.0.2.40" }'
+        return True  # a database's host: '{ driver = "PostgreSQL", username = "prosody", host = "192.0.2.40" }'
     if re.match(r"[ \t]*\(AS\d+\)", text[span.end:span.end + 12]):  # a BGP peer
         return True
     if ROUTING_LINE.search(line):  # a router's or a cluster's peer: "Keepalived_vrrp[1187]: ... from 10.10.1.3"
@@ -2676,7 +2679,8 @@ class PiiDetector:
         # So are a cited work's authors: "Kirsch and Mitzenmacher [2]".
         public = {span for span in spans if span.entity == "PERSON" and (
             COPYRIGHT_BEFORE.search(text, max(0, span.start - 20), span.start)
-            or COPYRIGHT_BEFORE.match(text[span.start:span.end] + " ") or LIFE_DATES.match(text, span.end) or text[span.start:span.end].split()[0].casefold() in RULER_TITLES
+            or COPYRIGHT_BEFORE.match(text[span.start:span.end] + " ")
+            or LIFE_DATES.match(text, span.end) or text[span.start:span.end].split()[0].casefold() in RULER_TITLES
             or cited(text, span) or SAINT_BEFORE.search(text, max(0, span.start - 30), span.start))}
         spans = [span for span in spans if not (span.entity == "LOCATION" and cited(text, span))]
         # A name in the sentence of a cited work's authors is of the same literature, where the text
