@@ -122,7 +122,9 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # written with heldout44 in the eighth session of 2026-12-05, first run after the rules heldout44 prompted
         "heldout45": Path(__file__).parent / "data" / "pii_heldout45.jsonl",
         # written with heldout47 after every rule of 2026-12-05's eighth session, first run after them
-        "heldout46": Path(__file__).parent / "data" / "pii_heldout46.jsonl"}
+        "heldout46": Path(__file__).parent / "data" / "pii_heldout46.jsonl",
+        # written with heldout46 after every rule of 2026-12-05's eighth session, first run after them
+        "heldout47": Path(__file__).parent / "data" / "pii_heldout47.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
