@@ -815,7 +815,7 @@ ROLE_MAILBOX_WORDS = frozenset({
     "shop", "staff", "status", "store", "subscriptions", "support", "sysadmin", "team", "tickets", "volunteers",
     "webmaster", "www",
     # and the programs that send a machine's mail: "fail2ban@bastion-01", "logwatch@", "nagios@"
-    "sec", "secops", "netops", "itops", "svc", "fail2ban", "logwatch", "nagios", "zabbix", "alertmanager", "prometheus",
+    "sec", "secops", "netops", "itops", "svc", "git", "fail2ban", "logwatch", "nagios", "zabbix", "alertmanager", "prometheus",
     "grafana", "jenkins", "gitlab", "cron", "anacron", "smartd", "mdadm", "certbot", "letsencrypt", "bounces",
     # and other languages' roles: Spanish, Portuguese, French, German, Italian, Dutch
     "reservas", "reservaciones", "contacto", "informacion", "ventas", "atencion", "soporte", "ayuda", "pedidos",
@@ -1595,7 +1595,7 @@ def not_a_test_number(find):
 
 
 # A URL's user before its host is no mailbox: "mysql://kamailio@db-sip.internal.example.net/kamailio".
-URL_SCHEME_BEFORE = re.compile(r"\b[a-z][a-z0-9+.-]*://$")
+URL_SCHEME_BEFORE = re.compile(r"\b[a-z][a-z0-9+.-]*://(?:[^\s/@:]+:)?$")  # (or its password: "ntrip://USER:PASSWORD@caster")
 
 
 def not_after(label: re.Pattern, find):

@@ -320,6 +320,14 @@ def test_numerals_a_historys_quotations_runtimes_barcodes_symbols_and_database_h
     assert ("Faro", "PERSON") not in found(review)
     assert found("04:00:12.802 INFO: Connecting to shard-1.meet.example.com:5222 as jvb@auth.meet.example.com\n"
                  "04:00:13.009 INFO: Joined MUC: jvbbrewery@internal.auth.meet.example.com\n") == []
+    # a flow mapping's "name:" keys; Git, its service's mailbox
+    pipeline = ("    - name: test\n      params: [{ name: GOFLAGS, value: \"-race -count=1\" }]\n"
+                "    - name: build\n      params:\n        - { name: IMAGE, value: \"$(params.image)\" }\n"
+                "        - { name: BUILDER_IMAGE, value: \"gcr.io/kaniko-project/executor\" }\n")
+    assert found(pipeline) == []
+    ini = ("; /etc/gitea/app.ini – internal Git service\nAPP_NAME = Example Engineering Git\nRUN_USER = git\n\n"
+           "[mailer]\nFROM = git-noreply@example.com\n[server]\nDOMAIN = git.example.com\n")
+    assert found(ini) == []
     # a copyright's holder, and a service's Kerberos principal
     log = ("Jun 02 04:12:37 dc01 samba[1184]: samba version 4.19.5-Debian started.\n"
            "Jun 02 04:12:38 dc01 samba[1184]:   Copyright Andrew Tridgell and the Samba Team 1992-2023\n"
@@ -1134,6 +1142,8 @@ def test_a_urls_user_is_no_mailbox():
     text = '#!define DBURL "mysql://kamailio@db-sip.internal.example.net/kamailio"  # password via .my.cnf'
     assert detector.find(text) == []
     assert detector.find(text.replace("mysql://", "mail to "))
+    text = "Most receivers accept a URL of the form ntrip://USERNAME:PASSWORD@caster.example.net:2101/NEAREST_MSM7"
+    assert pii.PiiDetector(["EMAIL"], ner=False, contextual=False).find(text) == []  # nor its password
 
 
 def test_a_password_with_a_hash_sign_is_a_credential():
