@@ -265,7 +265,8 @@ def phone_columns(text: str) -> set[int]:
 
 
 def find_contact_numbers(text: str) -> Iterator[tuple[int, int]]:
-    lines: dict[int, list[tuple[int, int]]] = {}
+    # each line's numbers, with the table column each is in (the "|" before it on its line)
+    lines: dict[int, list[tuple[tuple[int, int], int]]] = {}
     cued: set[int] = set()
     columns = phone_columns(text) if "|" in text else set()
     for match in CONTACT_NUMBER.finditer(text):
@@ -274,21 +275,18 @@ def find_contact_numbers(text: str) -> Iterator[tuple[int, int]]:
         line_start = text.rfind("\n", 0, match.start()) + 1
         line_end = text.find("\n", match.end())
         line_end = len(text) if line_end == -1 else line_end
-        lines.setdefault(line_start, []).append(match.span())
-        if (FULL_NAME_AND_DASH.search(text, line_start, match.start())
-                or text.count("|", line_start, match.start()) in columns
+        column = text.count("|", line_start, match.start())
+        lines.setdefault(line_start, []).append((match.span(), column))
+        if (FULL_NAME_AND_DASH.search(text, line_start, match.start()) or column in columns
                 or PHONE_WORD_BEFORE.search(text, max(line_start, match.start() - 40), match.start())
                 or EMAIL.search(text, line_start, line_end)):
             cued.add(line_start)
     # and a table's rows hold their phones in one column: "Chan Siu-ming, Kelvin | 5432 1098" below
     # "Tsang Ka-wai (printing) | 9123 4567"
-    column = lambda span: text.count("|", text.rfind("\n", 0, span[0]) + 1, span[0])  # noqa: E731
-    found_columns = {column(span) for line_start in cued for span in lines[line_start]}
-    for line_start, spans in lines.items():
-        if line_start in cued:
-            yield from spans
-        else:
-            yield from (span for span in spans if column(span) in found_columns and column(span) > 0)
+    found_columns = {column for line_start in cued for _, column in lines[line_start]}
+    for line_start, numbers in lines.items():
+        yield from (span for span, column in numbers
+                    if line_start in cued or (column > 0 and column in found_columns))
 
 
 # PERSON cues spaCy's small model often misses: a title, a greeting or an introduction before
@@ -1858,11 +1856,7 @@ def names_a_department(text: str, address: str) -> bool:
         return True  # the starts of its words: "occhealth@" of "Occupational Health"
     if not (2 <= len(local) <= 5 and local.isalpha()):
         return False
-    for match in TITLED_PHRASE.finditer(text):
-        words = [word.casefold() for word in re.findall(r"[A-Z][a-z]+", match.group(0))
-                 if word not in ("The", "And", "Of", "For")]
-        if any(word not in english or word in given for word in words):
-            continue
+    for words in department_words(text):
         # any run of its words: "Our Employee Assistance Programme" has "eap@"
         for first in range(len(words) - 1):
             initials = "".join(word[0] for word in words[first:])
@@ -1925,13 +1919,8 @@ THIRD_PERSON = re.compile(r"\b(?:[Ss]he|[Hh]e|[Hh]er|[Hh]is)\b")
 def called_owned(text: str, value: str) -> bool:
     """Whether a line that holds the address `value` calls a machine someone's own (OWNED_DEVICE),
     or speaks of a person and a home's machine (THIRD_PERSON, HOME_DEVICE)."""
-    start = text.find(value)
-    while start != -1:
-        line = line_of(text, Span(start, start + len(value), "IP_ADDRESS"))
-        if OWNED_DEVICE.search(line) or (THIRD_PERSON.search(line) and HOME_DEVICE.search(line)):
-            return True
-        start = text.find(value, start + 1)
-    return False
+    return any(OWNED_DEVICE.search(line) or (THIRD_PERSON.search(line) and HOME_DEVICE.search(line))
+               for line in (line_of(text, span) for span in occurrences(text, value)))
 
 
 @lru_cache(maxsize=256)
@@ -1939,17 +1928,20 @@ def called_a_server(text: str, value: str) -> bool:
     """Whether any occurrence of the address `value` in `text` is called a server's. Cached: the
     detector asks for every span of an address, several times (needs_context, tied_to_person), and
     a log repeats its addresses."""
+    return any(server_here(text, span) for span in occurrences(text, value))
+
+
+def occurrences(text: str, value: str) -> Iterator[Span]:
+    """Each whole occurrence of the address `value` in `text` ("192.0.2.1", not inside "192.0.2.14")."""
     # (str.find, not a pattern per address: compiling one per value cost 1.5% of the detector's time)
     start = text.find(value)
     while start != -1:
         end = start + len(value)
-        whole = ((start == 0 or not (text[start - 1].isalnum() or text[start - 1] in "_.:"))
-                 and not (end < len(text) and (text[end].isalnum() or text[end] == "_"
-                                               or (text[end] == "." and text[end + 1:end + 2].isdigit()))))
-        if whole and server_here(text, Span(start, end, "IP_ADDRESS")):
-            return True
+        if ((start == 0 or not (text[start - 1].isalnum() or text[start - 1] in "_.:"))
+                and not (end < len(text) and (text[end].isalnum() or text[end] == "_"
+                                              or (text[end] == "." and text[end + 1:end + 2].isdigit())))):
+            yield Span(start, end, "IP_ADDRESS")
         start = text.find(value, start + 1)
-    return False
 
 
 def server_here(text: str, span: Span) -> bool:
@@ -2194,14 +2186,15 @@ def names_an_eponym(text: str, span: Span) -> bool:
 # A clinical eponym with a word between the name and its noun: "a Schirmer tear test", "Babinski
 # plantar reflex" (not after a possessive: "Anna's tear test" is hers).
 CLINICAL_EPONYM_AFTER = re.compile(r"[ \t]+[a-z]{3,}[ \t]+(?:test|sign|reflex|manoeuvre|maneuver|procedure|score)\b")
-# A work's title in quotes after its maker's name: "the Bowie 'Hunky Dory' half-speed reissue" (two
-# words or more, so a nickname, "Eleanor 'Nell' Bright", is no title).
-# A copyright's holder, as software prints it: "Copyright Andrew Tridgell and the Samba Team 1992-2023".
-COPYRIGHT_BEFORE = re.compile(r"(?i:(?:\bcopyright|©|\(c\))(?:[ \t]+(?:\(c\)|©|\d{4}(?:[-–]\d{4})?,?))*[ \t]+)$|"
-                              r"(?i:copyright|©)[ \t]")  # (spaCy may take the word in: "Copyright Andrew Tridgell")
+# A copyright's holder, as software prints it: "Copyright Andrew Tridgell and the Samba Team 1992-2023"
+# (spaCy may take the word into the name).
+COPYRIGHT = re.compile(r"(?i:(?:\bcopyright|©|\(c\))(?:[ \t]+(?:\(c\)|©|\d{4}(?:[-–]\d{4})?,?))*[ \t]+)")
+COPYRIGHT_BEFORE = re.compile(COPYRIGHT.pattern + "$")
 # A famous person, as an apposition says: "Masamune, the most celebrated swordsmith in Japanese history".
 FAMOUS_AFTER = re.compile(r",[ \t]+(?:the|a)[ \t]+(?:most[ \t]+)?(?:famous|celebrated|renowned|legendary|greatest|"
                           r"best-known|well-known|great|pioneering)\b")
+# A work's title in quotes after its maker's name: "the Bowie 'Hunky Dory' half-speed reissue" (two
+# words or more, so a nickname, "Eleanor 'Nell' Bright", is no title).
 WORK_AFTER = re.compile(r"[ \t]+['‘\"“][A-Z][^'’\"”\n]*[ \t][^'’\"”\n]+['’\"”](?![ \t]+[A-Z])")
 
 
@@ -2385,6 +2378,13 @@ NOT_A_METHOD = frozenset({"is", "was", "has", "had", "and", "or", "the", "a", "a
                           "father", "house", "home", "car", "office", "team", "shop", "store", "death", "funeral",
                           "kid", "kids", "child", "children", "baby", "mum", "mom", "dad", "partner", "friend",
                           "friends", "brother", "sister", "boyfriend", "girlfriend", "dog", "cat", "birthday"})
+
+
+def copyright_holder(text: str, span: Span) -> bool:
+    """A name a copyright line gives, after its mark and years or with the mark inside it."""
+    line_start = text.rfind("\n", 0, span.start) + 1
+    return (COPYRIGHT_BEFORE.search(text, max(line_start, span.start - 40), span.start) is not None
+            or COPYRIGHT.match(text, span.start, span.end) is not None)
 
 
 def a_symbol(text: str, span: Span) -> bool:
@@ -2678,9 +2678,7 @@ class PiiDetector:
         # "Queen Gertrude".
         # So are a cited work's authors: "Kirsch and Mitzenmacher [2]".
         public = {span for span in spans if span.entity == "PERSON" and (
-            COPYRIGHT_BEFORE.search(text, max(0, span.start - 20), span.start)
-            or COPYRIGHT_BEFORE.match(text[span.start:span.end] + " ")
-            or LIFE_DATES.match(text, span.end) or text[span.start:span.end].split()[0].casefold() in RULER_TITLES
+            copyright_holder(text, span) or LIFE_DATES.match(text, span.end) or text[span.start:span.end].split()[0].casefold() in RULER_TITLES
             or cited(text, span) or SAINT_BEFORE.search(text, max(0, span.start - 30), span.start))}
         spans = [span for span in spans if not (span.entity == "LOCATION" and cited(text, span))]
         # A name in the sentence of a cited work's authors is of the same literature, where the text
