@@ -2097,6 +2097,73 @@ def logs_a_person(text: str, span: Span) -> bool:
             or SOURCE_BEFORE.search(text, max(0, span.start - 12), span.start) is not None)
 
 
+FIRM_ENTITIES = frozenset({"PERSON", "CREDIT_CARD", "IBAN", "US_SSN", "URL_CREDENTIALS"})
+# A person spoken of in the first or the third person singular: "my mobile", "call me", "his number"
+# (not a business's "we", "our", "us", nor a leaflet's "you").
+SOMEONE_SPOKEN_OF = re.compile(r"\b(?:I(?![:./-]?\d)|I'm|I’m|I've|I’ve|I'd|I’d|I'll|I’ll)\b"
+                               r"|(?i:\b(?:me|my|mine|he|she|him|his|her|hers)\b)")
+
+
+# a number that reaches the person the text speaks to or of: "How can we reach you? You can call ..."
+REACHES_SOMEONE = re.compile(r"(?i)\b(?:reach|call|text|contact|ring)[ \t]+(?:you|him|her|me)\b"
+                             r"|\byour[ \t]+(?:mobile|phone|cell|number|home|e-?mail|address)\b")
+UK_MOBILE = re.compile(r"07\d{3}[ \t]?\d{3}[ \t]?\d{3}")  # "07700 900555", written without +44
+RESIDENCE_CUE = re.compile(r"(?i)\b(?:lives?|lived|living|resides?|resided|residing|born|grew up|raised|"
+                           r"mov(?:ed|ing) (?:to|from|back)|relocated|hometown|home town|originally from)\b")
+MOBILE_LABEL = re.compile(r"(?i)\b(?:mobile|mob|cell(?:phone)?|handy|whatsapp)\b[^\w\n+]{0,6}$")
+
+
+def firm(text: str, span: Span) -> bool:
+    """Whether a span shows by itself that the text holds someone's data: a name, a card, an
+    account, an ID, credentials, or an e-mail address whose local part spells a name."""
+    return span.entity in FIRM_ENTITIES or (span.entity == "EMAIL" and spells_a_name(text[span.start:span.end]))
+
+
+def spells_a_name(address: str) -> bool:
+    """Whether an address's local part holds a given name or a surname of the lexicons, alone, after
+    an initial or joined to a word: "mark.stone", "ana_silva77", "jsmith", "bigdave"; not "reservas",
+    "qms", "apoio" (see is_role_address for the words of roles: "sales", "support.team")."""
+    local = EMAIL_LOCAL_END.split(address.replace("%40", "@"), maxsplit=1)[0]
+    names, word_names = lexicon("names"), lexicon("english_names")
+    local = re.sub(r"(?<=[a-z])(?=[A-Z])", ".", local).casefold()  # "AlibekGodina"
+    words = [word.strip("0123456789") for word in re.split(r"[._+-]+", local)]
+    words = [word for word in words if word]
+    if local.isdigit() and len(local) >= 7:
+        return True  # a phone number at an SMS gateway: "447700900123@sms.example.net"
+    return any(len(word) >= 3 and word not in ROLE_MAILBOX_WORDS and (
+        word in names or word in word_names or word[1:] in names  # "grant.advice", "kitty42", "jsmith"
+        or any(word[:cut] in names and (word[cut:] in lexicon("english") or word[cut:] in names)
+               or word[cut:] in names and word[:cut] in lexicon("english")  # "miraeriksson", "bigdave"
+               for cut in range(3, len(word) - 2)))
+        for word in words)
+
+
+def speaks_of_someone(text: str, span: Span) -> bool:
+    """Whether the sentence of a number or a mailbox speaks of a person, or the words before it ask
+    for the reader's ("What's your email?", "How can we reach you?")."""
+    sentence = sentence_around(text, span.start, span.end)
+    return SOMEONE_SPOKEN_OF.search(sentence) is not None or REACHES_SOMEONE.search(
+        text, max(0, span.start - CUE_CHARS // 2), span.start) is not None
+
+
+def lives_there(text: str, span: Span) -> bool:
+    """Whether a place's sentence says someone lives there or speaks of a person, or sends something
+    to its door ("Please deliver to Via dei Mille 12, Bologna"; not "Free delivery to mainland UK")."""
+    sentence = sentence_around(text, span.start, span.end)
+    return (SOMEONE_SPOKEN_OF.search(sentence) is not None or RESIDENCE_CUE.search(sentence) is not None
+            or (DELIVERY_VERB.search(sentence) is not None and any(char.isdigit() for char in text[span.start:span.end])))
+
+
+def on_a_mobiles_line(text: str, span: Span, spans: list[Span]) -> bool:
+    """Whether a phone number's line gives a mobile ("Tel: 0515-6701410 | Mobile: 0339 3325208"):
+    a person's contact line, as businesses list switchboards."""
+    line_start = text.rfind("\n", 0, span.start) + 1
+    line = line_of(text, span)
+    return any(o.entity == "PHONE" and line_start <= o.start < line_start + len(line) and (
+        is_mobile_number(text[o.start:o.end]) or UK_MOBILE.fullmatch(text, o.start, o.end)
+        or MOBILE_LABEL.search(text, max(line_start, o.start - 16), o.start) is not None) for o in spans)
+
+
 def line_of(text: str, span: Span) -> str:
     line_end = text.find("\n", span.end)
     return text[text.rfind("\n", 0, span.start) + 1:len(text) if line_end == -1 else line_end]
@@ -2537,12 +2604,22 @@ class PiiDetector:
             spans = [span for span in candidates
                      if not (span.entity == "IP_ADDRESS" and SERVICE_ACCOUNT.search(line_of(text, span)))]
             evidence = [span for span in spans if not needs_context(text, span)]
-            # A text that holds no one's data but network addresses (names looked for, none found)
-            # is a machine's log or configuration: an address in it is a person's only where its
-            # line logs one (see logs_a_person).
-            if self.lexicon and not any(span.entity != "IP_ADDRESS" for span in evidence):
-                evidence = [span for span in spans if span.entity == "IP_ADDRESS" and logs_a_person(text, span)]
-                spans = [span for span in spans if span.entity != "IP_ADDRESS" or span in evidence]
+            # A text in which no one is found (names looked for, none found; no card, account, ID or
+            # credentials; no e-mail address that spells a name) is a machine's log or configuration,
+            # or a business's page: its network addresses, phone lines, mailboxes and places are no
+            # one's, except an address on a line that logs a person (see logs_a_person), a number or
+            # a mailbox in a sentence that speaks of one ("my mobile is ...", see speaks_of_someone)
+            # and a place where one lives ("she grew up in Ruda", see lives_there).
+            if self.lexicon and not any(firm(text, span) for span in evidence):
+                evidence = [span for span in spans
+                            if (span.entity == "IP_ADDRESS" and logs_a_person(text, span))
+                            or (span.entity in ("PHONE", "EMAIL") and span in evidence and speaks_of_someone(text, span))
+                            or (span.entity == "PHONE" and span in evidence and on_a_mobiles_line(text, span, spans))
+                            or (span.entity == "EMAIL" and span in evidence
+                                and VISITOR_CUE.search(line_of(text, span)) is not None)]
+                spans = [span for span in spans if (span.entity not in ("IP_ADDRESS", "PHONE", "EMAIL", "LOCATION")
+                                                    or span in evidence or (span.entity == "LOCATION"
+                                                                            and lives_there(text, span)))]
             personal = [span for span in spans if span in evidence or tied_to_person(text, span, evidence)]
             if left is not None and len(personal) < len(candidates):
                 left.update(f"not_personal_{span.entity}" for span in set(candidates) - set(personal))

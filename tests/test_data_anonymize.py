@@ -1061,7 +1061,8 @@ def test_a_business_line_is_left_and_counted(text, kept):
     ("Chen Hao: Teacher Wang, I will be late. My number if you need: 138 5555 0192", "138 5555 0192"),  # China
     ("Vasyl Hnatyuk: payment blik to 600 555 213 or cash on pickup", "600 555 213"),  # Poland's BLIK
     ("godz. | nazwisko i imię | adres gospodarstwa | tel. | litry\n"
-     "05:58 | Wiśniewska-Nowak Grażyna | ul. Łąkowa 4, 19-200 Ruda | 512 555 084 | 1 310\n", "512 555 084"),
+     "05:58 | Wiśniewska-Nowak Grażyna | ul. Łąkowa 4, 19-200 Ruda | 512 555 084 | 1 310\n"
+     "06:10 | Kowalczyk Marek | ul. Polna 2, 19-200 Ruda | 600 555 213 | 980\n", "512 555 084"),
     ("Secretary: Nils Henrik Buljo\nHome: 784 55 612 (evenings only)\n", "784 55 612"),  # Norway
     ("17/11 09:00 | 8/F B | Tsang Ka-wai (printing) | 9123 4567 | paper\n"
      "18/11 10:00 | 5/F D | Chan Siu-ming, Kelvin | 5432 1098 | garment stock out\n", "5432 1098"),  # a column's
@@ -1180,8 +1181,33 @@ def test_a_role_mailbox_near_someones_data_and_a_persons_address_still_count():
     text = "Wholesale: Anjali Venkataraman, +44 7700 900832\nGeneral enquiries: info@meridiantea.example"
     assert "info@meridiantea.example" in [text[s.start:s.end] for s in detector.find(text)]
     for text in ("Questions? anjali.v@meridiantea.example", "Write to support.anjali@example.com",
-                 "Write to mike.wood@example.com", "Write to rosegarden@example.com", "Write to bigdave@example.com"):
-        assert [s.entity for s in detector.find(text)] == ["EMAIL"]
+                 "Write to mike.wood@example.com", "Write to bigdave@example.com", "Write to grant.advice@example.com",
+                 "Write to AlibekGodina@example.hu", "Write to miraeriksson@example.com",
+                 "Forward to 447700900123@sms.example.net"):
+        assert [s.entity for s in detector.find(text)] == ["EMAIL"], text
+
+
+def test_in_a_text_that_names_no_one_lines_mailboxes_addresses_and_places_are_a_businesss():
+    """A text in which no one is found (no name, card, account, credentials, nor an address that
+    spells a name) is a business's page or a machine's log: its phone lines, mailboxes that spell
+    no name, server addresses and places are no one's, unless its words speak of a person."""
+    detector = pii.PiiDetector(list(pii.ENTITIES), ner=False)
+    for text in ("Write to rosegarden@example.com", "Questions: reservas@elmuelle.example.com or 01632 960 612.",
+                 "Enquiries: Highways, Town Hall, telephone 01632 960 555.\nNo parking on Dorfstraße from 06:00.",
+                 "listen=udp:203.0.113.10:5060 advertise sip.voice.example.net:5060",
+                 "DID +1 202 555 0100 -> IVR 'main-menu'", "Address: 112 Harcourt Road, Sheffield S10 1DH"):
+        assert detector.find(text) == [], text
+    for text, value in (("Write to me at rosegarden@example.com", "rosegarden@example.com"),
+                        ("How can we reach you? You can call 0033 5.10.06.41.20", "0033 5.10.06.41.20"),
+                        ("What's your email? zq1988@example.com", "zq1988@example.com"),
+                        ("He moved to 112 Harcourt Road, Sheffield S10 1DH in May.", "112 Harcourt Road, Sheffield S10 1DH"),
+                        ("Tel: 0515-6701410 | Mobile: 0339 3325208", "0515-6701410"),
+                        ("Failed password for root from 203.0.113.9 port 51544", "203.0.113.9"),
+                        ("GET /api/v2/users?email=lw%40example.cn HTTP/1.1", "lw%40example.cn")):
+        assert value in [text[s.start:s.end] for s in detector.find(text)], text
+    # and a text that names someone keeps them all
+    text = "Ana Reis\nWrite to rosegarden@example.com or call 01632 960 612."
+    assert [text[s.start:s.end] for s in detector.find(text)] == ["Ana Reis", "rosegarden@example.com", "01632 960 612"]
 
 
 def test_a_role_mailboxs_display_name_is_no_one_but_a_persons_is():
@@ -1816,7 +1842,7 @@ def test_a_directory_listings_address_and_line_are_the_businesss(with_ner):
     assert [s for s in with_ner.detector.find(LISTING) if s.entity in ("LOCATION", "PHONE")] == []
     # one mark is no listing: a tenant's request that says "open now" keeps the address and number
     one = LISTING.replace("Popular times", "Busiest").replace("Listing ID", "Ref").replace("Claimed by business", "")
-    one = one.replace("(312 reviews)", "")
+    one = "Karin Holm, flat 2:\n" + one.replace("(312 reviews)", "")
     assert {s.entity for s in with_ner.detector.find(one)} >= {"PHONE"}
     # a mobile in a listing is someone's
     mobile = LISTING.replace("01632 960 418", "07700 900418")
@@ -2026,8 +2052,8 @@ def test_the_makes_a_shop_stocks_name_no_one(with_ner):
 def test_a_role_mailbox_named_by_a_departments_initials_is_no_ones(with_ner):
     text = "7. Review\nThe Health & Safety Committee reviews this policy annually. Questions: hs@example.com."
     assert with_ner.detector.find(text) == []
-    # a person's initials stay theirs, beside their name too
-    for text in ("Questions: hs@example.com.", "Harriet Stone reviews this policy. Questions: hs@example.com."):
+    # a person's initials stay theirs beside their name, or in words about them
+    for text in ("Questions: ask me, hs@example.com.", "Harriet Stone reviews this policy. Questions: hs@example.com."):
         assert "hs@example.com" in [text[s.start:s.end] for s in with_ner.detector.find(text)], text
 
 
