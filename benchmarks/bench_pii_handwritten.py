@@ -125,13 +125,17 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         "heldout46": Path(__file__).parent / "data" / "pii_heldout46.jsonl",
         # written with heldout46 after every rule of 2026-12-05's eighth session, first run after them
         "heldout47": Path(__file__).parent / "data" / "pii_heldout47.jsonl",
-        # a forty-seventh brief's author, mostly Africa and South Asia; written after the ninth session's no-one rule (9d18a92), first run with it
+        # a forty-seventh brief's author, mostly Africa and South Asia;
+        # first run with the ninth session's no-one rule (9d18a92)
         "heldout48": Path(__file__).parent / "data" / "pii_heldout48.jsonl",
-        # a forty-seventh brief's author, mostly Latin America, Spain and Portugal; written after the ninth session's no-one rule (9d18a92), first run with it
+        # a forty-seventh brief's author, mostly Latin America, Spain and Portugal;
+        # first run with the ninth session's no-one rule (9d18a92)
         "heldout49": Path(__file__).parent / "data" / "pii_heldout49.jsonl",
-        # a forty-seventh brief's author, mostly East and South-East Asia and Oceania; written after the ninth session's no-one rule (9d18a92), first run with it
+        # a forty-seventh brief's author, mostly East and South-East Asia and Oceania;
+        # first run with the ninth session's no-one rule (9d18a92)
         "heldout50": Path(__file__).parent / "data" / "pii_heldout50.jsonl",
-        # a forty-seventh brief's author, mostly the Nordic and Baltic countries, Eastern Europe and the Middle East; written after the ninth session's no-one rule (9d18a92), first run with it
+        # a forty-seventh brief's author, mostly the Nordic and Baltic countries, Eastern Europe and the Middle East;
+        # first run with the ninth session's no-one rule (9d18a92)
         "heldout51": Path(__file__).parent / "data" / "pii_heldout51.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
