@@ -295,9 +295,10 @@ PERSON_CUE = re.compile(
     r"(?:\b(?:Dear|Hi|Hello|Hey|[Mm]y name is|[Nn]ame is|[Nn]ame:)[ \t]+(?:(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+)?"
     r"|\b(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?[ \t]+|\b(?:Miss|[Uu]ncle|[Aa]unt|[Aa]untie|[Gg]randma|[Gg]randpa)[ \t]+"
     # and other languages' honorifics: Thai "Khun", Hindi "Smt."/"Shri", German, French, Spanish,
-    # Italian, Malay and Indonesian, Nigerian ("Alhaji")
+    # Italian, Malay and Indonesian, Nigerian ("Alhaji"), Polish and Czech ("Pani Halina"),
+    # Portuguese and Spanish "Dona"/"Doña", Dutch "Dhr."/"Mevr.", Filipino "Aling"/"Mang"
     r"|\b(?:Khun|Smt|Shri|Shrimati|Kumari|Herr|Frau|Mme|Mlle|Sra|Srta|Sig\.ra|Sig|Encik|Puan|Cik|Bapak|Ibu|"
-    r"Haji|Hajjah|Alhaji|Alhaja|Ustaz|Ustazah)\.?[ \t]+)"
+    r"Haji|Hajjah|Alhaji|Alhaja|Ustaz|Ustazah|Pani|Panna|Paní|Dona|Doña|Dhr|Mevr|Mevrouw|Aling|Mang)\.?[ \t]+)"
     r"((?:[^\W\d_]\.|[^\W\d_][\w'’-]*)(?:[ \t]+(?:[^\W\d_]\.|[^\W\d_][\w'’-]*)){0,2})")
 ROMAN_NUMERAL = re.compile(r"[ivxl]{1,5}")
 # "Hardware name:", "Host name:": a label for a thing's name, not a person's.
@@ -492,6 +493,7 @@ PEOPLE_LABELS = (
     r"signed(?: by)?|witness(?:es)?|contacts?|owners?|tenants?|applicants?|patients?|clients?|assigned to|assignees?|"
     r"reported by|reporter|signed-off-by|co-authored-by|passengers?|travell?ers?|employees?|students?|pupils?|"
     r"parents?|guardians?|emergency contact|next of kin|beneficiar(?:y|ies)|account holder|cardholder|attn|"
+    r"spouse|husband|wife|child(?:ren)?|son|daughter|mother|father|"
     r"attention|prepared by|approved by|requested by|submitted by|volunteers?|players?|staff|crew|"
     r"(?:billing|shipping|delivery|postal|mailing|home|correspondence) address|ship to|bill to|deliver to|recipient)")
 PEOPLE_LABEL = re.compile(rf"[ \t]*(?:[-*•][ \t]*)?{PEOPLE_LABELS}[ \t]*[:=]")
@@ -2110,6 +2112,7 @@ REACHES_SOMEONE = re.compile(r"(?i)\b(?:reach|call|text|contact|ring)[ \t]+(?:yo
 UK_MOBILE = re.compile(r"07\d{3}[ \t]?\d{3}[ \t]?\d{3}")  # "07700 900555", written without +44
 RESIDENCE_CUE = re.compile(r"(?i)\b(?:lives?|lived|living|resides?|resided|residing|born|grew up|raised|"
                            r"mov(?:ed|ing) (?:to|from|back)|relocated|hometown|home town|originally from)\b")
+MOBILE_AFTER = re.compile(r"(?i)[ \t]*\(?(?:mobile|mob|cell)\b")  # "+36 72 754-186 mobile"
 MOBILE_LABEL = re.compile(r"(?i)\b(?:mobile|mob|cell(?:phone)?|handy|whatsapp)\b[^\w\n+]{0,6}$")
 
 
@@ -2130,12 +2133,38 @@ def spells_a_name(address: str) -> bool:
     words = [word for word in words if word]
     if local.isdigit() and len(local) >= 7:
         return True  # a phone number at an SMS gateway: "447700900123@sms.example.net"
+    words += [word[len(particle):] for word in words for particle in ("al", "el", "van", "de", "di", "da", "mc", "mac")
+              if word.startswith(particle)]  # "a.alkhatib", "jvandijk"
     return any(len(word) >= 3 and word not in ROLE_MAILBOX_WORDS and (
         word in names or word in word_names or word[1:] in names  # "grant.advice", "kitty42", "jsmith"
         or any(word[:cut] in names and (word[cut:] in lexicon("english") or word[cut:] in names)
                or word[cut:] in names and word[:cut] in lexicon("english")  # "miraeriksson", "bigdave"
                for cut in range(3, len(word) - 2)))
         for word in words)
+
+
+def heads_a_contact(text: str, name: Span, contacts: list[Span]) -> bool:
+    """Whether a phone number or a mailbox shares a weak name's line ("You can call Laila Rapinoja on
+    +216 74 572 545"), or starts the next line under a name of two words or more that ends its line
+    ("Presidentea – Iñaki Etxeberria Goikoetxea" over "i.etxeberria@example.com · 655 901 234")."""
+    line_start = text.rfind("\n", 0, name.start) + 1
+    line_end = text.find("\n", name.end)
+    line_end = len(text) if line_end == -1 else line_end
+    next_end = text.find("\n", line_end + 1)
+    next_end = len(text) if next_end == -1 else next_end
+    heads = len(text[name.start:name.end].split()) >= 2 and not text[name.end:line_end].strip()
+    return any(o.entity in ("PHONE", "EMAIL") and (line_start <= o.start < line_end or (
+        heads and line_end < o.start < next_end)) for o in contacts)
+
+
+def stands_alone(text: str, span: Span, spans: list[Span]) -> bool:
+    """Whether a span is someone's data even in a text in which no one else is found (see
+    PiiDetector.find_many): a firm span, an address on a line that logs a person, a number or a
+    mailbox in words about a person."""
+    return (firm(text, span) or (span.entity == "IP_ADDRESS" and logs_a_person(text, span))
+            or (span.entity in ("PHONE", "EMAIL") and speaks_of_someone(text, span))
+            or (span.entity == "PHONE" and on_a_mobiles_line(text, span, spans))
+            or (span.entity == "EMAIL" and VISITOR_CUE.search(line_of(text, span)) is not None))
 
 
 def speaks_of_someone(text: str, span: Span) -> bool:
@@ -2161,7 +2190,8 @@ def on_a_mobiles_line(text: str, span: Span, spans: list[Span]) -> bool:
     line = line_of(text, span)
     return any(o.entity == "PHONE" and line_start <= o.start < line_start + len(line) and (
         is_mobile_number(text[o.start:o.end]) or UK_MOBILE.fullmatch(text, o.start, o.end)
-        or MOBILE_LABEL.search(text, max(line_start, o.start - 16), o.start) is not None) for o in spans)
+        or MOBILE_LABEL.search(text, max(line_start, o.start - 16), o.start) is not None
+        or MOBILE_AFTER.match(text, o.end) is not None) for o in spans)
 
 
 def line_of(text: str, span: Span) -> str:
@@ -2185,8 +2215,8 @@ def about_people(text: str, name: Span, evidence: list[Span]) -> bool:
     line_start = text.rfind("\n", 0, name.start) + 1
     if PEOPLE_LABEL.match(text, line_start):
         return True
-    label = PEOPLE_LABEL_BEFORE.search(text, max(line_start, name.start - 48), name.start)
-    if label is not None and label.end() == name.start:  # "... Billing address: Jędrzej Jaworski"
+    labels = PEOPLE_LABEL_BEFORE.finditer(text, max(line_start, name.start - 48), name.start)
+    if any(label.end() == name.start for label in labels):  # (the last: "spouse: X; child: Y")  # "... Billing address: Jędrzej Jaworski"
         return True
     signature = SIGNATURE_LINE.match(text, line_start)
     if signature is not None and signature.start("name") <= name.start < signature.end("name"):
@@ -2681,7 +2711,10 @@ class PiiDetector:
                          layout_names.payee_names, layout_names.quoted_user_names,
                          layout_names.signed_names, layout_names.signed_off_names, find_log_users):
                 spans.extend(Span(start, end, "PERSON") for start, end in find(text))
-        evidence = [span for span in spans if not needs_context(text, span)]
+        # (evidence that weak names lean on stands alone: a business's line or mailbox does not make
+        # the words near it people, unless it shares their line: "You can call Laila Rapinoja on ...")
+        contacts = [span for span in spans if not needs_context(text, span)]
+        evidence = [span for span in contacts if stands_alone(text, span, spans)]
         places = [span for span in ner if span.entity == "LOCATION"]
         for span in weak:
             # One word that is a name and a place: a place after "in", "to", "from"...; a name in
@@ -2691,7 +2724,7 @@ class PiiDetector:
                     and (after_a_place(text, span.start) or listed_with_places(text, span, places))):
                 if "LOCATION" in self.entities:
                     spans.append(span._replace(entity="LOCATION"))
-            elif about_people(text, span, evidence):
+            elif about_people(text, span, evidence) or heads_a_contact(text, span, contacts):
                 spans.append(span._replace(entity="PERSON"))
             elif span.entity == "PERSON_OR_PLACE" and "LOCATION" in self.entities:
                 spans.append(span._replace(entity="LOCATION"))
