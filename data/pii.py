@@ -1371,6 +1371,26 @@ def find_nicknamed_names(text: str, found: set[int], ends: set[int] = frozenset(
             yield match.start(1), end
 
 
+# A number written right after a name, as rosters and call logs give them without a prefix:
+# "Ramesh Pawar — 98220 41537", "Tan Bee Lian (Auntie Bee) 9182 5037", "Batbayar ..., hashaa 114 | 9911
+# 2045" is not (an address between); 7 to 11 digits in groups of 2 to 5.
+NUMBER_AFTER_NAME = re.compile(r"[ \t]*(?:\([^()\n]{1,30}\)[ \t]*)?(?:[—–:|,/-][ \t]*)?"
+                               r"(\d{2,5}(?:[ .-]\d{2,5}){1,3}|\d{8,11})(?![\w.,/:-]?\d)(?![ \t]*(?:%|[A-Za-z]))")
+
+
+YEAR_RANGE = re.compile(r"(?:1[5-9]|20)\d\d[ .-](?:1[5-9]|20)\d\d")  # "Ana Reis 2019-2024"
+
+
+def find_numbers_after_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
+    for span in spans:
+        if span.entity != "PERSON":
+            continue
+        match = NUMBER_AFTER_NAME.match(text, span.end)
+        if match is not None and 7 <= digit_count(match.group(1)) <= 11 \
+                and not YEAR_RANGE.fullmatch(match.group(1)):
+            yield match.span(1)
+
+
 def find_kin_names(text: str) -> Iterator[tuple[int, int]]:
     for match in KIN_OF.finditer(text):
         for name in re.finditer(_CAPITALISED, match.group(1)):
@@ -2745,6 +2765,8 @@ class PiiDetector:
             found = {span.start for span in spans if span.entity == "PERSON"}
             ends = {span.end for span in spans if span.entity == "PERSON"}
             spans.extend(Span(start, end, "PERSON") for start, end in find_nicknamed_names(text, found, ends))
+        if self.lexicon and "PHONE" in self.entities:
+            spans.extend(Span(start, end, "PHONE") for start, end in find_numbers_after_names(text, spans))
         spans = split_at_column_gaps(text, spans)
         spans = names_in_addresses(text, spans)
         # The namesake of an eponym the text uses is the eponym's, wherever the text names them:

@@ -1210,6 +1210,17 @@ def test_in_a_text_that_names_no_one_lines_mailboxes_addresses_and_places_are_a_
     assert [text[s.start:s.end] for s in detector.find(text)] == ["Ana Reis", "rosegarden@example.com", "01632 960 612"]
 
 
+def test_a_number_right_after_a_name_is_their_phone(with_ner):
+    text = ("Day (8am-8pm):     Ramesh Pawar — 98220 41537\n"
+            " 5.00pm  Offering tables   Tan Bee Lian (Auntie Bee) 9182 5037 / Ah Huat 8126 4490\n")
+    found = [text[s.start:s.end] for s in with_ner.detector.find(text) if s.entity == "PHONE"]
+    assert {"98220 41537", "9182 5037"} <= set(found)
+    # not a count, an amount or a year range after a name
+    for text in ("Zhang Heng (78-139 CE) presented it.", "Kowalczyk Janusz | 1 310 | OK",
+                 "Treasurers: Ana Reis 2019-2024\n", "Ana Reis — 1 250 000 EUR"):
+        assert [s for s in with_ner.detector.find(text) if s.entity == "PHONE"] == [], text
+
+
 def test_a_businesss_line_or_mailbox_does_not_make_the_words_near_it_people(with_ner):
     """Weak evidence of a name (spaCy alone) leans on data that stands alone (see stands_alone): the
     small model's "persons" on a business's page (an acronym, a label) do not lean on its support
