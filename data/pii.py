@@ -2108,12 +2108,17 @@ def name_on_line(text: str, span: Span, evidence: list[Span]) -> bool:
     return any(o.entity == "PERSON" and line_start <= o.start and o.end <= line_end for o in evidence)
 
 
+# A monitor's request, not a visitor's: "192.0.2.10 - "GET /api/v2.0/ping HTTP/1.1" 200"
+PROBE_REQUEST = re.compile(r"\b(?:GET|HEAD) /(?:[\w.-]+/)*(?:ping|health|healthz|healthcheck|status|metrics|"
+                           r"ready|readyz|live|livez|alive)(?:[?\s\"]|$)")
+
+
 def logs_a_person(text: str, span: Span) -> bool:
     """Whether an address in a text that names no one is a person's: one on a line that logs a
     client or a user ("client: 203.0.113.9", "GET /", "Accepted password for deploy from
     10.0.3.15") and no server's. A certificate renewal's "host 192.0.2.40", a configuration's
     "HOST:" and a UPS's "address 198.51.100.41 assigned by DHCP" are machines'."""
-    if is_server_address(text, span) or is_url_host(text, span):
+    if is_server_address(text, span) or is_url_host(text, span) or PROBE_REQUEST.search(line_of(text, span)):
         return False
     return (VISITOR_CUE.search(line_of(text, span)) is not None
             or SOURCE_BEFORE.search(text, max(0, span.start - 12), span.start) is not None)
@@ -2161,6 +2166,18 @@ def spells_a_name(address: str) -> bool:
                or word[cut:] in names and word[:cut] in lexicon("english")  # "miraeriksson", "bigdave"
                for cut in range(3, len(word) - 2)))
         for word in words)
+
+
+def in_english(text: str) -> bool:
+    """Whether fastText's lid.176 (data.quality) reads the text as English, or is unsure (under
+    OTHER_LANGUAGE_CONFIDENCE): logs, tables and code read as anything."""
+    from data.quality import detect_language
+
+    language, confidence = detect_language(text)
+    return language == "en" or confidence < OTHER_LANGUAGE_CONFIDENCE
+
+
+OTHER_LANGUAGE_CONFIDENCE = 0.8
 
 
 def heads_a_contact(text: str, name: Span, contacts: list[Span]) -> bool:
@@ -2733,6 +2750,9 @@ class PiiDetector:
                 spans.extend(Span(start, end, "PERSON") for start, end in find(text))
         # (evidence that weak names lean on stands alone: a business's line or mailbox does not make
         # the words near it people, unless it shares their line: "You can call Laila Rapinoja on ...")
+        # The cues about_people reads are English words ("he", "me", "said", "Name:"); in another
+        # language they misfire (Spanish "he comprado", "me"), so there weak names lean on data alone.
+        english = not weak or in_english(text)
         contacts = [span for span in spans if not needs_context(text, span)]
         evidence = [span for span in contacts if stands_alone(text, span, spans)]
         places = [span for span in ner if span.entity == "LOCATION"]
@@ -2744,7 +2764,8 @@ class PiiDetector:
                     and (after_a_place(text, span.start) or listed_with_places(text, span, places))):
                 if "LOCATION" in self.entities:
                     spans.append(span._replace(entity="LOCATION"))
-            elif about_people(text, span, evidence) or heads_a_contact(text, span, contacts):
+            elif (about_people(text, span, evidence) if english else near(span, evidence)) \
+                    or heads_a_contact(text, span, contacts):
                 spans.append(span._replace(entity="PERSON"))
             elif span.entity == "PERSON_OR_PLACE" and "LOCATION" in self.entities:
                 spans.append(span._replace(entity="LOCATION"))

@@ -1210,6 +1210,27 @@ def test_in_a_text_that_names_no_one_lines_mailboxes_addresses_and_places_are_a_
     assert [text[s.start:s.end] for s in detector.find(text)] == ["Ana Reis", "rosegarden@example.com", "01632 960 612"]
 
 
+def test_english_cue_words_do_not_make_names_in_another_language(with_ner):
+    """"me", "he", "Name:" are English cues; in a Spanish page spaCy's English "persons" ("Importante")
+    lean on data alone (fastText's lid.176 tells the language)."""
+    text = ("Alquitara tradicional de cobre martillado - 30 L\nRef. ALQ-30-CU | En stock - envío en 3-5 días "
+            "laborables (península)\n\nAlquitara de tres cuerpos (caldera, capitel y serpentín) fabricada a mano en "
+            "cobre de\n1,2 mm en nuestro taller de Ourense.\n\nImportante: en España la destilación de bebidas "
+            "alcohólicas para venta requiere\nautorización de la Agencia Tributaria. Este artículo se vende para uso "
+            "decorativo,\ndestilación de agua y aceites esenciales.\n\n"
+            "Garantía 3 años | Devolución 30 días | Consultas: ventas@cobres-do-mino.example.es")
+    assert with_ner.detector.find(text) == []
+    assert pii.in_english("Eggs Benedict, poached eggs and hollandaise on a toasted English muffin, served all day.")
+    assert not pii.in_english(text)
+
+
+def test_a_monitors_request_in_an_access_log_is_no_ones(with_ner):
+    text = 'nginx | 192.0.2.10 - "GET /api/v2.0/ping HTTP/1.1" 200 2 "-" "Go-http-client/1.1"'
+    assert with_ner.detector.find(text) == []
+    text = 'nginx | 192.0.2.10 - "GET /api/v2.0/projects?page=2 HTTP/1.1" 200 5120'
+    assert [text[s.start:s.end] for s in with_ner.detector.find(text)] == ["192.0.2.10"]
+
+
 def test_a_number_right_after_a_name_is_their_phone(with_ner):
     text = ("Day (8am-8pm):     Ramesh Pawar — 98220 41537\n"
             " 5.00pm  Offering tables   Tan Bee Lian (Auntie Bee) 9182 5037 / Ah Huat 8126 4490\n")
