@@ -136,7 +136,19 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         "heldout50": Path(__file__).parent / "data" / "pii_heldout50.jsonl",
         # a forty-seventh brief's author, mostly the Nordic and Baltic countries, Eastern Europe and the Middle East;
         # first run with the ninth session's no-one rule (9d18a92)
-        "heldout51": Path(__file__).parent / "data" / "pii_heldout51.jsonl"}
+        "heldout51": Path(__file__).parent / "data" / "pii_heldout51.jsonl",
+        # a fifty-first brief's author, mostly North America and the Caribbean;
+        # first run with every rule of the ninth session (a4c8d42)
+        "heldout52": Path(__file__).parent / "data" / "pii_heldout52.jsonl",
+        # a fifty-first brief's author, mostly Western Europe;
+        # first run with every rule of the ninth session (a4c8d42)
+        "heldout53": Path(__file__).parent / "data" / "pii_heldout53.jsonl",
+        # a fifty-first brief's author, mostly Central Asia, the Caucasus, Turkey, Iran;
+        # first run with every rule of the ninth session (a4c8d42)
+        "heldout54": Path(__file__).parent / "data" / "pii_heldout54.jsonl",
+        # a fifty-first brief's author, mostly East and Southern Africa, Indian Ocean;
+        # first run with every rule of the ninth session (a4c8d42)
+        "heldout55": Path(__file__).parent / "data" / "pii_heldout55.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
