@@ -2125,6 +2125,7 @@ def logs_a_person(text: str, span: Span) -> bool:
 
 
 FIRM_ENTITIES = frozenset({"PERSON", "CREDIT_CARD", "IBAN", "US_SSN", "URL_CREDENTIALS"})
+MAILBOX_PARTICLES = ("al", "el", "van", "de", "di", "da", "mc", "mac")  # "r.dasilva", "k.mcdonald"
 # A person spoken of in the first or the third person singular: "my mobile", "call me", "his number"
 # (not a business's "we", "our", "us", nor a leaflet's "you").
 SOMEONE_SPOKEN_OF = re.compile(r"\b(?:I(?![:./-]?\d)|I'm|I’m|I've|I’ve|I'd|I’d|I'll|I’ll)\b"
@@ -2158,8 +2159,8 @@ def spells_a_name(address: str) -> bool:
     words = [word for word in words if word]
     if local.isdigit() and len(local) >= 7:
         return True  # a phone number at an SMS gateway: "447700900123@sms.example.net"
-    words += [word[len(particle):] for word in words for particle in ("al", "el", "van", "de", "di", "da", "mc", "mac")
-              if word.startswith(particle)]  # "a.alkhatib", "jvandijk"
+    words += [word[len(particle):] for word in words for particle in MAILBOX_PARTICLES
+              if word.startswith(particle)]  # a name after a particle
     return any(len(word) >= 3 and word not in ROLE_MAILBOX_WORDS and (
         word in names or word in word_names or word[1:] in names  # "grant.advice", "kitty42", "jsmith"
         or any(word[:cut] in names and (word[cut:] in lexicon("english") or word[cut:] in names)
@@ -2216,8 +2217,9 @@ def lives_there(text: str, span: Span) -> bool:
     """Whether a place's sentence says someone lives there or speaks of a person, or sends something
     to its door ("Please deliver to Via dei Mille 12, Bologna"; not "Free delivery to mainland UK")."""
     sentence = sentence_around(text, span.start, span.end)
+    door = any(char.isdigit() for char in text[span.start:span.end])
     return (SOMEONE_SPOKEN_OF.search(sentence) is not None or RESIDENCE_CUE.search(sentence) is not None
-            or (DELIVERY_VERB.search(sentence) is not None and any(char.isdigit() for char in text[span.start:span.end])))
+            or (door and DELIVERY_VERB.search(sentence) is not None))
 
 
 def on_a_mobiles_line(text: str, span: Span, spans: list[Span]) -> bool:
@@ -2253,7 +2255,8 @@ def about_people(text: str, name: Span, evidence: list[Span]) -> bool:
     if PEOPLE_LABEL.match(text, line_start):
         return True
     labels = PEOPLE_LABEL_BEFORE.finditer(text, max(line_start, name.start - 48), name.start)
-    if any(label.end() == name.start for label in labels):  # (the last: "spouse: X; child: Y")  # "... Billing address: Jędrzej Jaworski"
+    # "... Billing address: Jędrzej Jaworski"; the last label before the name: "spouse: X; child: Y"
+    if any(label.end() == name.start for label in labels):
         return True
     signature = SIGNATURE_LINE.match(text, line_start)
     if signature is not None and signature.start("name") <= name.start < signature.end("name"):
@@ -2678,12 +2681,8 @@ class PiiDetector:
             # a mailbox in a sentence that speaks of one ("my mobile is ...", see speaks_of_someone)
             # and a place where one lives ("she grew up in Ruda", see lives_there).
             if self.lexicon and not any(firm(text, span) for span in evidence):
-                evidence = [span for span in spans
-                            if (span.entity == "IP_ADDRESS" and logs_a_person(text, span))
-                            or (span.entity in ("PHONE", "EMAIL") and span in evidence and speaks_of_someone(text, span))
-                            or (span.entity == "PHONE" and span in evidence and on_a_mobiles_line(text, span, spans))
-                            or (span.entity == "EMAIL" and span in evidence
-                                and VISITOR_CUE.search(line_of(text, span)) is not None)]
+                evidence = [span for span in spans if (span.entity == "IP_ADDRESS" and logs_a_person(text, span))
+                            or (span in evidence and stands_alone(text, span, spans))]
                 spans = [span for span in spans if (span.entity not in ("IP_ADDRESS", "PHONE", "EMAIL", "LOCATION")
                                                     or span in evidence or (span.entity == "LOCATION"
                                                                             and lives_there(text, span)))]
