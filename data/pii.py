@@ -470,9 +470,10 @@ DELIVERY_VERB = re.compile(r"ship(?:s|ped|ping)? to|deliver(?:s|ed|y)? to|sen[dt
 PERSONAL_PRONOUN = re.compile(r"\b(?:I|I'm|I’m|I've|I’ve|I'd|I’d)\b|(?i:\b(?:me|my|mine|he|she|him|his|her|hers|we|our|us)\b)")
 # Words near a name that say the text speaks of a person: first- and third-person singular pronouns,
 # verbs of speech, meeting and moving, kinship and roles.
+# "I", not a numeral: "Hob. I:104", "Part I-3"
+FIRST_PERSON_I = r"\b(?:I(?![:./-]?\d)|I'm|I’m|I'd|I’d|I'll|I’ll|I've|I’ve)\b"
 PERSON_CUE_WORDS = re.compile(
-    # "I", not a numeral: "Hob. I:104", "Part I-3"
-    r"\b(?:I(?![:./-]?\d)|I'm|I’m|I'd|I’d|I'll|I’ll|I've|I’ve)\b"
+    FIRST_PERSON_I +
     r"|(?i:\b(?:he|she|him|his|her|hers|himself|herself|me|my|"
     r"said|says|told|tells|asked|asks|wrote|writes|replied|shouted|spoke|talking|met|thanked|married|died|"
     r"according to|follow up with|lives|lived|born|visited|stayed|mov(?:ed|es|ing) (?:to|from)|"
@@ -2128,8 +2129,7 @@ FIRM_ENTITIES = frozenset({"PERSON", "CREDIT_CARD", "IBAN", "US_SSN", "URL_CREDE
 MAILBOX_PARTICLES = ("al", "el", "van", "de", "di", "da", "mc", "mac")  # "r.dasilva", "k.mcdonald"
 # A person spoken of in the first or the third person singular: "my mobile", "call me", "his number"
 # (not a business's "we", "our", "us", nor a leaflet's "you").
-SOMEONE_SPOKEN_OF = re.compile(r"\b(?:I(?![:./-]?\d)|I'm|I’m|I've|I’ve|I'd|I’d|I'll|I’ll)\b"
-                               r"|(?i:\b(?:me|my|mine|he|she|him|his|her|hers)\b)")
+SOMEONE_SPOKEN_OF = re.compile(FIRST_PERSON_I + r"|(?i:\b(?:me|my|mine|he|she|him|his|her|hers)\b)")
 
 
 # a number that reaches the person the text speaks to or of: "How can we reach you? You can call ..."
@@ -2148,6 +2148,7 @@ def firm(text: str, span: Span) -> bool:
     return span.entity in FIRM_ENTITIES or (span.entity == "EMAIL" and spells_a_name(text[span.start:span.end]))
 
 
+@lru_cache(maxsize=4096)
 def spells_a_name(address: str) -> bool:
     """Whether an address's local part holds a given name or a surname of the lexicons, alone, after
     an initial or joined to a word: "mark.stone", "ana_silva77", "jsmith", "bigdave"; not "reservas",
