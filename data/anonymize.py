@@ -93,7 +93,8 @@ class Anonymizer:
     """The per-record processor map_shards runs; built once per worker process."""
 
     def __init__(self, config: AnonymizeConfig):
-        self.detector = PiiDetector(config.entities, ner=config.ner, contextual=config.contextual)
+        self.detector = PiiDetector(config.entities, ner=config.ner, contextual=config.contextual,
+                                    record_threshold=config.record_threshold)
         self.replace = replacer(config.mode)
         self.allowed = frozenset(value.strip().casefold() for value in config.allow_list)
         # Every configured entity appears in the stats, found or not.

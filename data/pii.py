@@ -43,7 +43,7 @@ from collections import Counter
 from functools import lru_cache
 from typing import Callable, Iterator, NamedTuple
 
-from data import layout_names
+from data import layout_names, pii_scorer
 from data.addresses import STREET_WORDS, find_addresses
 from data.lexicons import HOLIDAYS, NAME_PARTICLES, NAMED_AFTER_WORDS, NOT_GIVEN_NAMES, NOT_NAMES, lexicon
 
@@ -2645,12 +2645,17 @@ class PiiDetector:
     `find_many` is the fast path (spaCy batches the texts); `find` is one text.
     """
 
-    def __init__(self, entities: list[str] | tuple[str, ...], ner: bool = True, contextual: bool = True):
+    def __init__(self, entities: list[str] | tuple[str, ...], ner: bool = True, contextual: bool = True,
+                 record_threshold: float = pii_scorer.DEFAULT_THRESHOLD):
         unknown = sorted(set(entities) - set(ENTITIES))
         if unknown:
             raise ValueError(f"no detector for {unknown}; known: {list(ENTITIES)}")
         self.entities = frozenset(entities)
         self.contextual = contextual
+        # The learned record gate (data/pii_scorer.py) was trained on these detectors' spans with
+        # every entity type and NER on; other settings make other spans, so it sits out.
+        self.scorer = (pii_scorer.scorer(record_threshold)
+                       if contextual and ner and record_threshold > 0 and self.entities == set(ENTITIES) else None)
         self.rules = [(entity, RULES[entity], NEEDS.get(entity)) for entity in ENTITIES
                       if entity in entities and entity in RULES]
         self.lexicon = "PERSON" in self.entities
@@ -2688,6 +2693,8 @@ class PiiDetector:
                                                     or span in evidence or (span.entity == "LOCATION"
                                                                             and lives_there(text, span)))]
             personal = [span for span in spans if span in evidence or tied_to_person(text, span, evidence)]
+            if self.scorer is not None:  # a record none of whose spans reads as someone's is left whole
+                personal = self.scorer.keep(text, personal)
             if left is not None and len(personal) < len(candidates):
                 left.update(f"not_personal_{span.entity}" for span in set(candidates) - set(personal))
             kept.append(personal)

@@ -51,7 +51,7 @@ def test_bentofile_ships_only_sources_and_does_not_lock():
     bentofile = yaml.safe_load(BENTOFILE.read_text())
     assert bentofile["service"] == "serving.service:ConveyorLM"
     assert bentofile["include"] == ["serving/*.py", "serving/*.txt", "core/*.py", "data/__init__.py", "data/pii.py",
-                                    "data/addresses.py", "data/layout_names.py", "data/language.py",
+                                    "data/addresses.py", "data/layout_names.py", "data/language.py", "data/pii_scorer.py",
                                     "data/lexicons/__init__.py", "data/lexicons/*.txt"]
     assert bentofile["python"]["lock_packages"] is False
     assert "torch==2.13.0" in bentofile["python"]["packages"]
