@@ -148,7 +148,15 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         "heldout54": Path(__file__).parent / "data" / "pii_heldout54.jsonl",
         # a fifty-first brief's author, mostly East and Southern Africa, Indian Ocean;
         # first run with every rule of the ninth session (a4c8d42)
-        "heldout55": Path(__file__).parent / "data" / "pii_heldout55.jsonl"}
+        "heldout55": Path(__file__).parent / "data" / "pii_heldout55.jsonl",
+        # first run with the learned record gate of the tenth session (4fa9514)
+        "heldout56": Path(__file__).parent / "data" / "pii_heldout56.jsonl",
+        # first run with the learned record gate of the tenth session (4fa9514)
+        "heldout57": Path(__file__).parent / "data" / "pii_heldout57.jsonl",
+        # first run with the learned record gate of the tenth session (4fa9514)
+        "heldout58": Path(__file__).parent / "data" / "pii_heldout58.jsonl",
+        # first run with the learned record gate of the tenth session (4fa9514)
+        "heldout59": Path(__file__).parent / "data" / "pii_heldout59.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
