@@ -218,6 +218,14 @@ UK_MOBILE_UNSPACED = re.compile(r"(?<![\w+.-])07\d{9}(?![\w.-]?\d)")
 CUED_NINE_DIGITS = re.compile(r"(?i:\b(?:phone|tel|telephone|mobile|mob|cell|cellphone|number|whatsapp|call|ring|"
                               r"text|sms|kom|komórka|móvil|telemóvel|telefone|telefon)\b\.?)[^\n\d]{0,30}?"
                               r"(?<![\d+.-])(\d{3}[ .-]\d{3}[ .-]\d{3}|\d{2,3}(?:[ .-]\d{2}){3})(?![\d.-]\d|\d)")
+# A short national number a phone word labels, as small countries and rosters write them: "Mobile:
+# 9371 442", "mi cel por si acaso 71839206", "call my personal number 6 99 03 47 21" (7 to 10
+# digits; not "number", which labels orders and tickets too).
+CUED_SHORT_NUMBER = re.compile(r"(?i:\b(?:phone|tel|telephone|mobile|mob|cell|cel|cellphone|whatsapp|call|ring|"
+                               r"móvil|celular|telemóvel|telefone|telefon|téléphone|portable)\b\.?)"
+                               r"(?:[ \t]*[:(][ \t]*|[ \t]+(?:[a-zà-ü]+[ \t]+){0,4})"
+                               r"(?<![\d+.-])(?!(?:19|20)\d\d[ .-](?:19|20)\d\d\b)"  # (nor a year range: "Tel: 2024-2025")
+                               r"(\d{3,4}[ .-]\d{3,4}|\d{7,10}|\d(?:[ .]\d\d){4})(?![\d.,:/-]?\d)")
 # An Indian mobile written without +91, as five and five ("98861 40923"): a phone where the text
 # writes its other numbers with +91, or a word before it on its line says so.
 INDIAN_MOBILE = re.compile(r"(?<![\w+.-])[6-9]\d{4}[ -]?\d{5}(?![\w.-]?\d)")
@@ -614,12 +622,25 @@ def is_card_number(candidate: str) -> bool:
             and any(len(digits) in lengths and digits.startswith(prefixes) for prefixes, lengths in CARD_ISSUERS))
 
 
+# Countries whose banks write account numbers in the IBAN format outside SWIFT's registry (so not
+# in python-stdnum's): West and Central Africa's, the Maghreb's, Iran's... (Nordea's and iban.com's
+# lists of "IBAN-format" countries), with their lengths. "IBAN: SN57K01001520000485000037715"
+UNREGISTERED_IBAN_LENGTHS = {"AO": 25, "BF": 28, "BJ": 28, "CF": 27, "CG": 27, "CI": 28, "CM": 27, "CV": 25,
+                             "DZ": 26, "GA": 27, "GQ": 27, "GW": 25, "IR": 26, "KM": 27, "MA": 28, "MG": 27,
+                             "ML": 28, "MZ": 25, "NE": 28, "SN": 28, "TD": 27, "TG": 28}
+
+
 def is_iban(candidate: str) -> bool:
     """The country's length, then mod-97 (python-stdnum; its per-country BBAN formats are left off:
     they refused 12% of the generator's checksum-valid IBANs, which a transfer form would accept)."""
     from stdnum import iban
+    from stdnum.iso7064 import mod_97_10
 
     compact = candidate.replace(" ", "")
+    if compact[:2] in UNREGISTERED_IBAN_LENGTHS:  # (stdnum refuses a country its registry lacks)
+        rearranged = compact[4:] + compact[:4]
+        return (len(compact) == UNREGISTERED_IBAN_LENGTHS[compact[:2]] and compact[2:4].isdigit()
+                and rearranged.isalnum() and mod_97_10.is_valid("".join(str(int(c, 36)) for c in rearranged)))
     if IBAN_LENGTHS.get(compact[:2], len(compact)) != len(compact) or not 15 <= len(compact) <= 34:
         return False
     return iban.is_valid(compact, check_country=False)
@@ -1392,6 +1413,21 @@ def find_numbers_after_names(text: str, spans: list[Span]) -> Iterator[tuple[int
             yield match.span(1)
 
 
+# A second number on a phone's line, as people list their other network's: "+675 7322 6071
+# (Digicel), 7651 0448 (bmobile)", "Mobile: +675 7234 5678   Digicel 2nd: 7109 8821".
+NUMBER_AFTER_PHONE = re.compile(r"(?:[ \t]*\([^()\n\d]{1,20}\))?[ \t]*(?:[,/;]|\bor\b|[ \t])[ \t]*"
+                                r"(?:[^\W\d_][\w.]*[ \t]+)?(?:2nd|second|alt\.?|other)?[ \t]*:?[ \t]*"
+                                r"(\d{3,4}[ .-]\d{3,4})(?![\d.,:/-]?\d)")
+
+
+def find_numbers_after_phones(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
+    for span in spans:
+        if span.entity == "PHONE":
+            match = NUMBER_AFTER_PHONE.match(text, span.end)
+            if match is not None and not YEAR_RANGE.fullmatch(match.group(1)):
+                yield match.span(1)
+
+
 def find_kin_names(text: str) -> Iterator[tuple[int, int]]:
     for match in KIN_OF.finditer(text):
         for name in re.finditer(_CAPITALISED, match.group(1)):
@@ -1644,7 +1680,7 @@ RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
                    finder(IPV6_CANDIDATE, is_ip_address)],
     "PHONE": [not_a_test_number(not_after(REFERENCE_LABEL, find)) for find in (
               with_extension(finder(INTERNATIONAL_PHONE, is_international_phone)), finder(UK_MOBILE_UNSPACED, always),
-              with_extension(finder(US_PHONE, always)), finder(CUED_NINE_DIGITS, always, group=1),
+              with_extension(finder(US_PHONE, always)), finder(CUED_NINE_DIGITS, always, group=1), finder(CUED_SHORT_NUMBER, always, group=1),
               find_indian_mobiles, find_contact_numbers,
               not_after(IDENTIFIER_GROUP, with_extension(finder(NATIONAL_PHONE, is_national_phone))))]
              + [finder(ENCODED_PHONE, always)],
@@ -2795,6 +2831,7 @@ class PiiDetector:
             spans.extend(Span(start, end, "PERSON") for start, end in find_nicknamed_names(text, found, ends))
         if self.lexicon and "PHONE" in self.entities:
             spans.extend(Span(start, end, "PHONE") for start, end in find_numbers_after_names(text, spans))
+            spans.extend(Span(start, end, "PHONE") for start, end in find_numbers_after_phones(text, spans))
         spans = split_at_column_gaps(text, spans)
         spans = names_in_addresses(text, spans)
         # The namesake of an eponym the text uses is the eponym's, wherever the text names them:

@@ -2318,3 +2318,22 @@ def test_a_cluster_nodes_clock_peer_is_a_server():
     text = "W250312 04:00:01 server/server.go:1624 [T1,n2] clock offset from 10.20.4.13 is 212ms, within max-offset"
     assert pii.called_a_server(text, "10.20.4.13")
     assert not pii.called_a_server("login from 10.20.4.13 is 212ms late", "10.20.4.13")
+
+
+def test_iban_format_accounts_outside_swifts_registry_and_short_numbers_a_phone_word_labels(with_ner):
+    find = lambda text: [(text[s.start:s.end], s.entity) for s in with_ner.detector.find(text)]  # noqa: E731
+    # West and Central Africa's IBAN-format accounts: the country's length and mod-97, as elsewhere
+    for value in ("SN57K01001520000485000037715", "CI93CI0080111301134291200589", "CM20 1000 5000 0101 2345 6789 012"):
+        assert pii.is_iban(value), value
+        assert ("IBAN", value) in [(e, v) for v, e in find(f"Account holder: Awa Diop\nIBAN: {value}\n")]
+    assert not pii.is_iban("SN58K01001520000485000037715")  # a wrong check digit
+    assert not pii.is_iban("SN57K0100152000048500003771")  # a digit short
+    # a short national number after a phone word, and a second number on a phone's line
+    assert find("Vice-President - Roshni Lata\n  Mobile: 9371 442 (Vodafone)") == [
+        ("Roshni Lata", "PERSON"), ("9371 442", "PHONE")]
+    assert ("71839206", "PHONE") in find("[12/7/24, 05:50:44] Paz Arancibia: gracias 🙏 mi cel por si acaso 71839206")
+    assert ("6 99 03 47 21", "PHONE") in find("I'm on the road, so please call my personal number 6 99 03 47 21.")
+    assert find("Treasurer - Joy Pundi\n  Mobile: +675 7322 6071 (Digicel), 7651 0448 (bmobile)") == [
+        ("Joy Pundi", "PERSON"), ("+675 7322 6071", "PHONE"), ("7651 0448", "PHONE")]
+    # not a year range, nor a number "number" labels (an order's, a ticket's)
+    assert find("Phone support hours changed in 2024-2025 for Ticket number 4471123.") == []
