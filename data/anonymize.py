@@ -175,6 +175,7 @@ def run(config: AnonymizeConfig, input_dir: Path, output_dir: Path, workers: int
     logger.info("anonymize: replaced %s in %s records", found, stats.extra.get("records_with_pii", 0))
     left = {key: value for key, value in stats.extra.items() if key.startswith("not_personal_") and value}
     if left:
-        logger.info("anonymize: left %s: places and local-network addresses nothing ties to a person "
-                    "(anonymize.contextual=false replaces them too)", left)
+        logger.info("anonymize: left %s: places, addresses, lines and mailboxes nothing ties to a person, and "
+                    "(not_personal_record) records the learned gate reads as no one's (anonymize.record_threshold=0 "
+                    "turns the gate off, anonymize.contextual=false replaces them all)", left)
     return stats

@@ -267,7 +267,7 @@ class AnonymizeConfig(FrozenConfig):
                                   "name on the phone's line); the others are counted as not_personal_* in the "
                                   "stats. false: replace every one")
     record_threshold: float = Field(
-        default=0.85, ge=0, lt=1,
+        default=0.9, ge=0, lt=1,
         description="with contextual on, every entity type and NER on: a record none of whose names, places, phone "
                     "lines, mailboxes and addresses the learned scorer (data/pii_scorer.py) rates at least this "
                     "likely to be someone's data is left whole (a business's page, a policy, a history the rules "

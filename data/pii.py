@@ -2730,7 +2730,10 @@ class PiiDetector:
                                                                             and lives_there(text, span)))]
             personal = [span for span in spans if span in evidence or tied_to_person(text, span, evidence)]
             if self.scorer is not None:  # a record none of whose spans reads as someone's is left whole
-                personal = self.scorer.keep(text, personal)
+                gated = self.scorer.keep(text, personal)
+                if left is not None and len(gated) < len(personal):
+                    left["not_personal_record"] += 1
+                personal = gated
             if left is not None and len(personal) < len(candidates):
                 left.update(f"not_personal_{span.entity}" for span in set(candidates) - set(personal))
             kept.append(personal)

@@ -47,8 +47,8 @@ def with_ner():
 @pytest.fixture(scope="module")
 def rules_only(with_ner):
     """The rules without the learned record gate (data/pii_scorer.py), for what a rule decides on its
-    own where the gate would leave the whole record (a history with one dated paragraph, a short
-    roster of names alone: see the gate's tests)."""
+    own where the gate would leave the whole record (a history of a method, whose "I use it" the
+    rules read as someone's voice)."""
     return anonymize.Anonymizer(AnonymizeConfig(record_threshold=0))
 
 
@@ -879,8 +879,8 @@ def test_a_label_before_a_list_names_only_the_names_the_list_starts_with(with_ne
     ("| Swimmer | 25 m | 50 m |\n|---|---|---|\n| Mahlet Girma | ✔ | ✔ |\n| Kahurangi Tane | ✔ | ✗ |\n| tui | ✔ | ✗ |\n",
      ["Mahlet Girma", "Kahurangi Tane", "tui"]),
 ])
-def test_a_tables_column_of_people_is_names_throughout(rules_only, text, names):
-    found = person_strings(rules_only.detector, text)
+def test_a_tables_column_of_people_is_names_throughout(with_ner, text, names):
+    found = person_strings(with_ner.detector, text)
     assert all(name in found for name in names), found
 
 
@@ -1544,13 +1544,13 @@ def test_a_wiki_pages_cited_authors_their_peers_and_its_cluster_are_no_ones(with
     assert "Dana Ruiz" in person_strings(with_ner.detector, text)
 
 
-def test_a_history_pages_title_dates_all_its_paragraphs(rules_only):
+def test_a_history_pages_title_dates_all_its_paragraphs(with_ner):
     text = ("The Dewey Decimal Classification: a short history\n\n"
             "In 1873, while working in the library of Amherst College, Melvil Dewey began to sketch a scheme.\n\n"
             "Dewey borrowed freely. His contemporary Charles Ammi Cutter contributed the author marks.")
-    assert person_strings(rules_only.detector, text) == []
+    assert person_strings(with_ner.detector, text) == []
     text = text.replace("a short history", "our notes")
-    assert "Charles Ammi Cutter" in person_strings(rules_only.detector, text)
+    assert "Charles Ammi Cutter" in person_strings(with_ner.detector, text)
 
 
 def test_a_study_guide_a_quoted_maxim_a_companys_brand_and_a_servers_start_name_no_one(with_ner):
@@ -2080,20 +2080,20 @@ def test_an_algorithm_pages_history_and_references_name_no_one(with_ner):
     assert "Ana Cooley" in person_strings(with_ner.detector, text)
 
 
-def test_a_text_that_dates_two_paragraphs_is_a_history_and_a_quotation_is_no_ones_voice(rules_only):
+def test_a_text_that_dates_two_paragraphs_is_a_history_and_a_quotation_is_no_ones_voice(with_ner):
     history = ("The Bessemer Process\n\nIn 1856 the engineer Henry Bessemer patented a converter.\n\n"
                "Early results were poor. The metallurgist Robert Mushet found that spiegeleisen fixed the problem. "
                "In the United States, William Kelly had experimented with a similar method.\n\n"
                "By 1880 Bessemer steel had transformed railways.")
-    assert person_strings(rules_only.detector, history) == []
+    assert person_strings(with_ner.detector, history) == []
     # one dated paragraph dates only itself
-    assert "Robert Mushet" in person_strings(rules_only.detector, history.replace("By 1880 ", "Later "))
+    assert "Robert Mushet" in person_strings(with_ner.detector, history.replace("By 1880 ", "Later "))
     guide = ("Study Guide: Frankenstein (Mary Shelley) - Key Themes, novel revision sheet, chapter notes\n\n"
              "Exam tip: quote precisely. \"I was benevolent and good; misery made me a fiend\" (Volume II, "
              "Chapter 2). Link context (Galvani's experiments) to the question.")
-    assert person_strings(rules_only.detector, guide) == []
+    assert person_strings(with_ner.detector, guide) == []
     # the writer's own "I" outside the quotation is still someone's voice
-    assert "Galvani" in person_strings(rules_only.detector, guide.replace("Exam tip:", "I told you:"))
+    assert "Galvani" in person_strings(with_ner.detector, guide.replace("Exam tip:", "I told you:"))
 
 
 def test_a_reference_with_its_title_after_a_full_stop_names_its_author_no_one(with_ner):

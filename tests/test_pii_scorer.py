@@ -3,6 +3,7 @@ drops, and what its weights hold."""
 
 import json
 import re
+from collections import Counter
 
 import pytest
 
@@ -11,9 +12,10 @@ from data import pii_scorer
 from data.config import AnonymizeConfig
 from data.pii import ENTITIES, PiiDetector, Span
 
-POLICY = ("Staff travel policy TP-07\nApplies to employees who live in or travel to our sites in Ghana, Togo and "
-          "Benin.\nBook flights through the travel desk at least 14 days ahead; economy class for trips under 6 "
-          "hours.\nQuestions: travel@company.example.com")
+POLICY = ("Staff travel policy TP-07 (version 3, approved by the Executive Committee)\nApplies to employees who "
+          "live in or travel to our sites in Ghana, Togo and Benin.\nBook flights through the travel desk at least 14 "
+          "days ahead; economy class for trips under 6 hours.\nVaccinations and visas are paid by the company; keep "
+          "receipts for 6 years.\nQuestions: travel@company.example.com")
 LETTER = ("Hi Marta,\n\nthanks for yesterday. My new mobile is +44 7700 900123 and I moved to 14 Elm Road, Leeds "
           "last week. Could you update the club list? Ask Joanna if the kit has arrived.\n\nBest, Pavel")
 
@@ -32,6 +34,8 @@ def test_a_record_the_rules_misread_is_left_whole_and_one_with_someones_data_is_
     # the rules read "who live in" as someone living in the countries; nothing else here is anyone's
     assert found(rules, POLICY) == [("Ghana", "LOCATION"), ("Togo", "LOCATION"), ("Benin", "LOCATION")]
     assert found(gated, POLICY) == []
+    left = Counter()  # and the stage's stats count it
+    assert gated.find_many([POLICY, LETTER], left)[0] == [] and left["not_personal_record"] == 1
     # a letter's names, mobile and street address all stay: the gate drops all of a record or none
     assert found(gated, LETTER) == found(rules, LETTER) == [
         ("Marta", "PERSON"), ("+44 7700 900123", "PHONE"), ("14 Elm Road, Leeds", "LOCATION"),
@@ -39,8 +43,8 @@ def test_a_record_the_rules_misread_is_left_whole_and_one_with_someones_data_is_
 
 
 def test_what_the_gate_never_drops():
-    text = "x" * 200 + " Ana Reis, a.reis@example.com, card 4111 1111 1111 1111, +351 912 345 678"
-    spans = [Span(201, 209, "PERSON"), Span(211, 228, "EMAIL"), Span(235, 254, "CREDIT_CARD"), Span(256, 272, "PHONE")]
+    text = "x" * 400 + " Ana Reis, a.reis@example.com, card 4111 1111 1111 1111, +351 912 345 678"
+    spans = [Span(401, 409, "PERSON"), Span(411, 428, "EMAIL"), Span(435, 454, "CREDIT_CARD"), Span(456, 472, "PHONE")]
     never = pii_scorer.SpanScorer(threshold=0.999999)  # a gate that leaves every record it may
     # a mailbox made of a name shows by itself that the record is someone's
     assert never.keep(text, spans) == spans
@@ -48,8 +52,8 @@ def test_what_the_gate_never_drops():
     rest = [spans[0], spans[2], spans[3]]
     assert never.keep(text.replace("a.reis", "sales"), rest) == [spans[2]]
     # a record shorter than any the model learned from keeps the rules' spans
-    short = text[195:]
-    shifted = [Span(s.start - 195, s.end - 195, s.entity) for s in rest]
+    short = text[395:]
+    shifted = [Span(s.start - 395, s.end - 395, s.entity) for s in rest]
     assert len(short) < pii_scorer.MIN_CHARS and never.keep(short.replace("a.reis", "sales"), shifted) == shifted
 
 
