@@ -156,7 +156,15 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # first run with the learned record gate of the tenth session (4fa9514)
         "heldout58": Path(__file__).parent / "data" / "pii_heldout58.jsonl",
         # first run with the learned record gate of the tenth session (4fa9514)
-        "heldout59": Path(__file__).parent / "data" / "pii_heldout59.jsonl"}
+        "heldout59": Path(__file__).parent / "data" / "pii_heldout59.jsonl",
+        # first run with the record gate trained on heldout-heldout59 and generated records (tenth session)
+        "heldout60": Path(__file__).parent / "data" / "pii_heldout60.jsonl",
+        # first run with the record gate trained on heldout-heldout59 and generated records (tenth session)
+        "heldout61": Path(__file__).parent / "data" / "pii_heldout61.jsonl",
+        # first run with the record gate trained on heldout-heldout59 and generated records (tenth session)
+        "heldout62": Path(__file__).parent / "data" / "pii_heldout62.jsonl",
+        # first run with the record gate trained on heldout-heldout59 and generated records (tenth session)
+        "heldout63": Path(__file__).parent / "data" / "pii_heldout63.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
