@@ -11,14 +11,13 @@ So the detectors' contextual spans (PERSON, LOCATION, EMAIL, PHONE, IP_ADDRESS) 
 logistic regression over the words around each span, its shape, its label and the other spans of
 its line and record, trained on the hand-annotated sets and on 2,000 generated records
 (benchmarks/train_pii_scorer.py writes data/pii_scorer.json; the weights are plain numbers, read
-without scikit-learn). A record none of
-whose contextual spans scores `threshold` is a PII-free record the rules misread, and is left
-whole; in any other record every span stays, so the rules' recall is kept where a record holds
-someone's data. What a checksum or a URL vouches for (cards, IBANs, SSNs, credentials) is never
-scored nor dropped.
+without scikit-learn). A record none of whose contextual spans scores `threshold` is a PII-free
+record the rules misread, and is left whole; in any other record every span stays, so the rules'
+recall is kept where a record holds someone's data. What a checksum or a URL vouches for (cards,
+IBANs, SSNs, credentials) is never scored nor dropped.
 
-Features name words of the context, never of a value: a name, an address or a number in the
-training text is not in the weights (the trainer also keeps only features seen in several sets).
+Features name English words, titles and kinds of words, never a value: a name, an address or a
+number of the training text is not in the weights (see context_word; a test checks it).
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ import math
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 WEIGHTS = Path(__file__).with_name("pii_scorer.json")
 SCORED = frozenset({"PERSON", "LOCATION", "EMAIL", "PHONE", "IP_ADDRESS"})
@@ -148,7 +148,8 @@ def span_features(text: str, span, spans, starts: list[int], record: dict[str, f
     if label:
         features[f"{entity}:label=" + " ".join(context_word(word) for word in label.group(1).split())] = 1.0
     if entity == "PERSON":  # a block headed by a word for people: "Volunteer  Helper", "Attendees:"
-        block = max(text.rfind("\n\n", 0, start) + 2, 0)
+        block = text.rfind("\n\n", 0, start)
+        block = 0 if block == -1 else block + 2
         header = text[block:text.find("\n", block) if "\n" in text[block:start] else start]
         features["PERSON:people_header"] = float(people_word().search(header) is not None)
     first = bisect.bisect_left(starts, start - NEAR_CHARS - 200)
@@ -184,17 +185,24 @@ class SpanScorer:
         self.weights = model["weights"]
         self.threshold = threshold
 
-    def scores(self, text: str, spans) -> list[float]:
-        """Each scored span's probability of being someone's data (order of `features`)."""
-        out = []
-        for vector in features(text, spans):
-            logit = self.bias + sum(self.weights.get(name, 0.0) * value for name, value in vector.items())
-            out.append(1 / (1 + math.exp(-max(-30.0, min(30.0, logit)))))
-        return out
+    def scores(self, text: str, spans) -> Iterator[float]:
+        """Each scored span's probability of being someone's data (order of `features`), lazily."""
+        ordered = sorted(spans, key=lambda span: span[0])
+        starts = [span[0] for span in ordered]
+        record = record_features(text, spans)
+        for span in spans:
+            if span[2] in SCORED:
+                vector = span_features(text, span, ordered, starts, record)
+                logit = self.bias + sum(self.weights.get(name, 0.0) * value for name, value in vector.items())
+                yield 1 / (1 + math.exp(-max(-30.0, min(30.0, logit))))
 
     def keep(self, text: str, spans) -> list:
-        """The spans, less the scored ones where none of them reaches the threshold (see `gate`)."""
-        return gate(text, spans, [] if beyond(text, spans) else self.scores(text, spans), self.threshold)
+        """The spans, less the scored ones where none of them reaches the threshold (see `gate`);
+        the scoring stops at the first span that reaches it (a novel's chapter, a long thread)."""
+        if not any(span[2] in SCORED for span in spans) or beyond(text, spans) \
+                or any(score >= self.threshold for score in self.scores(text, spans)):
+            return list(spans)
+        return [span for span in spans if span[2] not in SCORED]
 
 
 def beyond(text: str, spans) -> bool:
