@@ -164,7 +164,15 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # first run with the record gate trained on heldout-heldout59 and generated records (tenth session)
         "heldout62": Path(__file__).parent / "data" / "pii_heldout62.jsonl",
         # first run with the record gate trained on heldout-heldout59 and generated records (tenth session)
-        "heldout63": Path(__file__).parent / "data" / "pii_heldout63.jsonl"}
+        "heldout63": Path(__file__).parent / "data" / "pii_heldout63.jsonl",
+        # first run with the final record gate of the tenth session (aa5c76d)
+        "heldout64": Path(__file__).parent / "data" / "pii_heldout64.jsonl",
+        # first run with the final record gate of the tenth session (aa5c76d)
+        "heldout65": Path(__file__).parent / "data" / "pii_heldout65.jsonl",
+        # first run with the final record gate of the tenth session (aa5c76d)
+        "heldout66": Path(__file__).parent / "data" / "pii_heldout66.jsonl",
+        # first run with the final record gate of the tenth session (aa5c76d)
+        "heldout67": Path(__file__).parent / "data" / "pii_heldout67.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
