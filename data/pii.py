@@ -99,7 +99,8 @@ CARD_CANDIDATE = re.compile(
 IBAN_CANDIDATE = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])")
 # Written in lower case ("gb82 west 1234 ..."): the same shape, checked upper-cased (mod 97).
 IBAN_LOWER = re.compile(r"(?<![A-Za-z0-9])[a-z]{2}\d{2}(?: ?[a-z0-9]{4}){2,7}(?: ?[a-z0-9]{1,3})?(?![A-Za-z0-9])")
-SSN_CANDIDATE = re.compile(r"(?<![\w-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\w-])")
+# (not inside a phone number: "+856 20 5551 2740")
+SSN_CANDIDATE = re.compile(r"(?<![\w+-])(?<!\d )(\d{3})([- ])(\d{2})\2(\d{4})(?![\w-])(?! \d)")
 # Nine digits in a row are an SSN only after its label: "ssn=219099998", "SSN: 219099998".
 SSN_LABELLED = re.compile(r"(?i:\b(?:ssn|social[ _]security(?:[ _](?:number|no\.?|#))?)\s*(?:[:=#]|is|no\.?)?\s*)"
                           r"(\d{9})(?!\d)")

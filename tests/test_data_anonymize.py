@@ -2337,3 +2337,6 @@ def test_iban_format_accounts_outside_swifts_registry_and_short_numbers_a_phone_
         ("Joy Pundi", "PERSON"), ("+675 7322 6071", "PHONE"), ("7651 0448", "PHONE")]
     # not a year range, nor a number "number" labels (an order's, a ticket's)
     assert find("Phone support hours changed in 2024-2025 for Ticket number 4471123.") == []
+    # a phone number's digits are no SSN written with spaces ("856 20 5551" of a Lao mobile)
+    assert find("Mobile/WhatsApp: +856 20 5551 2740") == [("+856 20 5551 2740", "PHONE")]
+    assert find("Applicant: Ana Reis, SSN 219 09 9999.") == [("Ana Reis", "PERSON"), ("219 09 9999", "US_SSN")]
