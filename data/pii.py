@@ -227,6 +227,11 @@ CUED_SHORT_NUMBER = re.compile(r"(?i:\b(?:phone|tel|telephone|mobile|mob|cell|ce
                                r"(?:[ \t]*[:(][ \t]*|[ \t]+(?:[a-zà-ü]+[ \t]+){0,4})"
                                r"(?<![\d+.-])(?!(?:19|20)\d\d[ .-](?:19|20)\d\d\b)"  # (nor a year range: "Tel: 2024-2025")
                                r"(\d{3,4}[ .-]\d{3,4}|\d{7,10}|\d(?:[ .]\d\d){4})(?![\d.,:/-]?\d)")
+# A subscriber's number under a telecom log's or an API's key, with its country code and no "+":
+# "msisdn=252634412908", "caller_id: 4915112345678" (an MSISDN is a person's number by definition).
+KEYED_NUMBER = re.compile(r"(?i:\b(?:msisdn|a_?number|b_?number|calling_?(?:party|number)|called_?(?:party|number)|"
+                          r"caller_?id|caller|callee|from_number|to_number|phone_?number|mobile_?number)"
+                          r"[\"']?[ \t]*[:=][ \t]*[\"']?)\+?(\d{8,15})(?![\w.-]?\d)")
 # An Indian mobile written without +91, as five and five ("98861 40923"): a phone where the text
 # writes its other numbers with +91, or a word before it on its line says so.
 INDIAN_MOBILE = re.compile(r"(?<![\w+.-])[6-9]\d{4}[ -]?\d{5}(?![\w.-]?\d)")
@@ -1681,7 +1686,7 @@ RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
                    finder(IPV6_CANDIDATE, is_ip_address)],
     "PHONE": [not_a_test_number(not_after(REFERENCE_LABEL, find)) for find in (
               with_extension(finder(INTERNATIONAL_PHONE, is_international_phone)), finder(UK_MOBILE_UNSPACED, always),
-              with_extension(finder(US_PHONE, always)), finder(CUED_NINE_DIGITS, always, group=1), finder(CUED_SHORT_NUMBER, always, group=1),
+              with_extension(finder(US_PHONE, always)), finder(CUED_NINE_DIGITS, always, group=1), finder(CUED_SHORT_NUMBER, always, group=1), finder(KEYED_NUMBER, always, group=1),
               find_indian_mobiles, find_contact_numbers,
               not_after(IDENTIFIER_GROUP, with_extension(finder(NATIONAL_PHONE, is_national_phone))))]
              + [finder(ENCODED_PHONE, always)],

@@ -2337,6 +2337,12 @@ def test_iban_format_accounts_outside_swifts_registry_and_short_numbers_a_phone_
         ("Joy Pundi", "PERSON"), ("+675 7322 6071", "PHONE"), ("7651 0448", "PHONE")]
     # not a year range, nor a number "number" labels (an order's, a ticket's)
     assert find("Phone support hours changed in 2024-2025 for Ticket number 4471123.") == []
+    # a subscriber's number under a telecom log's key, with its country code and no "+"
+    log = ('2025-07-15 12:03:41.208 DEBUG [ussd-gw-2] sess=7f3c21a0 msisdn=252634412908 input="*220*40115*12#"\n'
+           '2025-07-15 12:03:41.377 DEBUG [ussd-gw-2] sess=7f3c21a0 kyc_lookup msisdn=252634412908 '
+           'name="CABDIRAXMAAN XASAN DUALE" tier=2')
+    assert ("252634412908", "PHONE") in find(log)
+    assert find("2025-07-15 12:03:41 INFO [ussd-gw-2] sess=7f3c21a0 txn=2526344129 merchant=40115") == []
     # a phone number's digits are no SSN written with spaces ("856 20 5551" of a Lao mobile)
     assert find("Mobile/WhatsApp: +856 20 5551 2740") == [("+856 20 5551 2740", "PHONE")]
     assert find("Applicant: Ana Reis, SSN 219 09 9999.") == [("Ana Reis", "PERSON"), ("219 09 9999", "US_SSN")]
