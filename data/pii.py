@@ -128,7 +128,8 @@ INTERNATIONAL_PHONE = re.compile(
 # in parentheses, then separated groups: 089 60 25 65,
 # 02.64.62.52.37, (03) 5371 4059, 06-92000019; not a clock's seconds ("04:00:01.013421").
 NATIONAL_PHONE = re.compile(
-    r"(?<![\w+.-])(?<!\d,)(?<!\d:)(?:\(0?\d{1,5}\) ?|0\d{1,5}[ .-])\d{2,8}(?:[ .-]\d{2,8}){0,4}" + PHONE_END)
+    r"(?<![\w+.-])(?<!\d,)(?<!\d:)(?:\(0?\d{1,5}\) ?|0\d{1,5}[ .-])\d{1,8}(?:[ .-]\d{2,8}){0,4}" + PHONE_END)
+# (a one-digit group after the trunk code, as Somalia writes its mobiles: "063 4 218 770")
 # The words right before a server's address (a public one is a person's machine otherwise).
 SERVER_BEFORE = re.compile(
     r"(?i:\b(?:vip|nat(?::[ \t]*static)?|static|dns|a|aaaa|a record|listen(?:s|ing)?(?: on)?|bind(?:s|ing)?(?: to)?|"

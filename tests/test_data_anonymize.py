@@ -2343,6 +2343,10 @@ def test_iban_format_accounts_outside_swifts_registry_and_short_numbers_a_phone_
            'name="CABDIRAXMAAN XASAN DUALE" tier=2')
     assert ("252634412908", "PHONE") in find(log)
     assert find("2025-07-15 12:03:41 INFO [ussd-gw-2] sess=7f3c21a0 txn=2526344129 merchant=40115") == []
+    # a national number with a one-digit group after its trunk code, as Somalia writes mobiles
+    assert find("Crew list\nForeman: Maxamed Cilmi, mobile 063 4 218 770\nDeckhand: Abdi Warsame, mobile 065 9 104 336"
+                )[-1] == ("065 9 104 336", "PHONE")
+    assert ("063 4 218 770", "PHONE") in find("Ana Reis: 063 4 218 770")
     # a phone number's digits are no SSN written with spaces ("856 20 5551" of a Lao mobile)
     assert find("Mobile/WhatsApp: +856 20 5551 2740") == [("+856 20 5551 2740", "PHONE")]
     assert find("Applicant: Ana Reis, SSN 219 09 9999.") == [("Ana Reis", "PERSON"), ("219 09 9999", "US_SSN")]
