@@ -172,7 +172,15 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # first run with the final record gate of the tenth session (aa5c76d)
         "heldout66": Path(__file__).parent / "data" / "pii_heldout66.jsonl",
         # first run with the final record gate of the tenth session (aa5c76d)
-        "heldout67": Path(__file__).parent / "data" / "pii_heldout67.jsonl"}
+        "heldout67": Path(__file__).parent / "data" / "pii_heldout67.jsonl",
+        # first run with the gate retrained on 68 sets and every rule of the tenth session (a486d38)
+        "heldout68": Path(__file__).parent / "data" / "pii_heldout68.jsonl",
+        # first run with the gate retrained on 68 sets and every rule of the tenth session (a486d38)
+        "heldout69": Path(__file__).parent / "data" / "pii_heldout69.jsonl",
+        # first run with the gate retrained on 68 sets and every rule of the tenth session (a486d38)
+        "heldout70": Path(__file__).parent / "data" / "pii_heldout70.jsonl",
+        # first run with the gate retrained on 68 sets and every rule of the tenth session (a486d38)
+        "heldout71": Path(__file__).parent / "data" / "pii_heldout71.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
