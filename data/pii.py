@@ -82,8 +82,8 @@ EMAIL_MARKED_AT = re.compile(
     rf"[A-Za-z0-9-]+(?:{_DOT}[A-Za-z0-9-]+)*{_DOT}[A-Za-z]{{2,}}\b")
 # A bare " at " needs the domain spelled with " dot " too ("we met at example.com" is no address).
 EMAIL_WORD_AT = re.compile(
-    rf"(?<![\w.%+-]){_LABEL}(?:{_DOT}{_LABEL})*\s+(?:at|AT)\s+[A-Za-z0-9-]+(?:\s+(?:dot|DOT)\s+[A-Za-z0-9-]+)*"
-    rf"\s+(?:dot|DOT)\s+[A-Za-z]{{2,}}\b")
+    rf"(?<![\w.%+-]){_LABEL}(?:{_DOT}{_LABEL})*\s+(?:at|AT)\s+[A-Za-z0-9-]+(?:{_DOT}[A-Za-z0-9-]+)*"
+    rf"\s+(?:dot|DOT)\s+[A-Za-z]{{2,}}\b")  # (its other dots either way: "x at camaraoindico.example dot com")
 # Mail headers carry addresses without a domain suffix (user@host) and UUCP bang paths.
 HEADER_LINE = re.compile(r"(?im)^(?:from|to|cc|bcc|reply-to|sender|return-path|x-sender)[ \t]*:(.*)$")
 DOTLESS_EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?![\w.@-])")

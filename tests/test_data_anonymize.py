@@ -2347,6 +2347,10 @@ def test_iban_format_accounts_outside_swifts_registry_and_short_numbers_a_phone_
     assert find("Crew list\nForeman: Maxamed Cilmi, mobile 063 4 218 770\nDeckhand: Abdi Warsame, mobile 065 9 104 336"
                 )[-1] == ("065 9 104 336", "PHONE")
     assert ("063 4 218 770", "PHONE") in find("Ana Reis: 063 4 218 770")
+    # an address spelled out with " at " and " dot ", its other dots written as dots
+    assert ("farid.osman at camaraoindico.example dot com", "EMAIL") in find(
+        "Dr Farid bin Osman\nMobile: +60 12-555 8831 | farid.osman at camaraoindico.example dot com")
+    assert find("We met at example.com's booth.") == []
     # a phone number's digits are no SSN written with spaces ("856 20 5551" of a Lao mobile)
     assert find("Mobile/WhatsApp: +856 20 5551 2740") == [("+856 20 5551 2740", "PHONE")]
     assert find("Applicant: Ana Reis, SSN 219 09 9999.") == [("Ana Reis", "PERSON"), ("219 09 9999", "US_SSN")]
