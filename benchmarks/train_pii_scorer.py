@@ -1,5 +1,5 @@
-"""Train the PII detectors' record gate (data/pii_scorer.py) on the hand-annotated sets, and say
-what it does to sets it was not trained on.
+"""Train the PII detectors' record gate (data/pii_scorer.py) on the hand-annotated sets and
+generated records, and say what it does to sets it was not trained on.
 
     python -m benchmarks.train_pii_scorer                   # leave-sets-out table, then write the weights
     python -m benchmarks.train_pii_scorer --exclude heldout56,heldout57 --no-write
@@ -12,8 +12,9 @@ pooled over the folds and per gate threshold, the PII-free records changed and t
 the gate's effect on sets its model did not see (the rules themselves were tuned on all of them,
 so the first runs of new sets are the fuller test; see benchmarks/README.md).
 
-Only features seen in at least MIN_SETS sets are written, so no one set's words (its names above
-all) reach the weights. About a minute and a half on 2 cores, most of it the detectors.
+The features name English words, titles and kinds of words, never a value (data.pii_scorer's
+context_word), and only those seen in at least MIN_SETS sets are kept. About two and a half
+minutes on 2 cores, most of it the detectors (`--spans FILE` keeps their output between runs).
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def main() -> None:
         return
     pii_scorer.WEIGHTS.write_text(json.dumps({
         "feature_version": pii_scorer.FEATURE_VERSION, "C": C, "min_sets": MIN_SETS,
-        "trained_on": names, "examples": len(labels), "bias": round(float(model.intercept_[0]), 4),
+        "trained_on": names, "generated": args.generated, "examples": len(labels), "bias": round(float(model.intercept_[0]), 4),
         "weights": dict(sorted(weights.items()))}, indent=0) + "\n", encoding="utf-8")
     print(f"wrote {pii_scorer.WEIGHTS}: {len(weights)} features, {len(labels)} spans")
 
