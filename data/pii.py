@@ -217,14 +217,13 @@ UK_MOBILE_UNSPACED = re.compile(r"(?<![\w+.-])07\d{9}(?![\w.-]?\d)")
 # Countries without a trunk prefix write mobiles as nine digits in threes ("512 908 336", Poland;
 # "612 345 678", Spain), or in pairs after three ("655 20 71 84", Spain) or two ("20 12 34 56",
 # Denmark): a phone only where the words before it say so.
-CUED_NINE_DIGITS = re.compile(r"(?i:\b(?:phone|tel|telephone|mobile|mob|cell|cellphone|number|whatsapp|call|ring|"
-                              r"text|sms|kom|komórka|móvil|telemóvel|telefone|telefon)\b\.?)[^\n\d]{0,30}?"
+_PHONE_WORDS = r"phone|tel|telephone|mobile|mob|cell|cellphone|whatsapp|call|ring|móvil|telemóvel|telefone|telefon"
+CUED_NINE_DIGITS = re.compile(rf"(?i:\b(?:{_PHONE_WORDS}|number|text|sms|kom|komórka)\b\.?)[^\n\d]{{0,30}}?"
                               r"(?<![\d+.-])(\d{3}[ .-]\d{3}[ .-]\d{3}|\d{2,3}(?:[ .-]\d{2}){3})(?![\d.-]\d|\d)")
 # A short national number a phone word labels, as small countries and rosters write them: "Mobile:
 # 9371 442", "mi cel por si acaso 71839206", "call my personal number 6 99 03 47 21" (7 to 10
 # digits; not "number", which labels orders and tickets too).
-CUED_SHORT_NUMBER = re.compile(r"(?i:\b(?:phone|tel|telephone|mobile|mob|cell|cel|cellphone|whatsapp|call|ring|"
-                               r"móvil|celular|telemóvel|telefone|telefon|téléphone|portable)\b\.?)"
+CUED_SHORT_NUMBER = re.compile(rf"(?i:\b(?:{_PHONE_WORDS}|cel|celular|téléphone|portable)\b\.?)"
                                r"(?:[ \t]*[:(][ \t]*|[ \t]+(?:[a-zà-ü]+[ \t]+){0,4})"
                                r"(?<![\d+.-])(?!(?:19|20)\d\d[ .-](?:19|20)\d\d\b)"  # (nor a year range: "Tel: 2024-2025")
                                r"(\d{3,4}[ .-]\d{3,4}|\d{7,10}|\d(?:[ .]\d\d){4})(?![\d.,:/-]?\d)")
@@ -641,13 +640,11 @@ def is_iban(candidate: str) -> bool:
     """The country's length, then mod-97 (python-stdnum; its per-country BBAN formats are left off:
     they refused 12% of the generator's checksum-valid IBANs, which a transfer form would accept)."""
     from stdnum import iban
-    from stdnum.iso7064 import mod_97_10
 
     compact = candidate.replace(" ", "")
-    if compact[:2] in UNREGISTERED_IBAN_LENGTHS:  # (stdnum refuses a country its registry lacks)
-        rearranged = compact[4:] + compact[:4]
-        return (len(compact) == UNREGISTERED_IBAN_LENGTHS[compact[:2]] and compact[2:4].isdigit()
-                and rearranged.isalnum() and mod_97_10.is_valid("".join(str(int(c, 36)) for c in rearranged)))
+    if compact[:2] in UNREGISTERED_IBAN_LENGTHS:  # (is_valid refuses a country stdnum's registry lacks)
+        return (len(compact) == UNREGISTERED_IBAN_LENGTHS[compact[:2]] and compact.isalnum()
+                and iban.calc_check_digits(compact) == compact[2:4])
     if IBAN_LENGTHS.get(compact[:2], len(compact)) != len(compact) or not 15 <= len(compact) <= 34:
         return False
     return iban.is_valid(compact, check_country=False)
@@ -1687,7 +1684,8 @@ RULES: dict[str, list[Callable[[str], Iterator[tuple[int, int]]]]] = {
                    finder(IPV6_CANDIDATE, is_ip_address)],
     "PHONE": [not_a_test_number(not_after(REFERENCE_LABEL, find)) for find in (
               with_extension(finder(INTERNATIONAL_PHONE, is_international_phone)), finder(UK_MOBILE_UNSPACED, always),
-              with_extension(finder(US_PHONE, always)), finder(CUED_NINE_DIGITS, always, group=1), finder(CUED_SHORT_NUMBER, always, group=1), finder(KEYED_NUMBER, always, group=1),
+              with_extension(finder(US_PHONE, always)), finder(CUED_NINE_DIGITS, always, group=1),
+              finder(CUED_SHORT_NUMBER, always, group=1), finder(KEYED_NUMBER, always, group=1),
               find_indian_mobiles, find_contact_numbers,
               not_after(IDENTIFIER_GROUP, with_extension(finder(NATIONAL_PHONE, is_national_phone))))]
              + [finder(ENCODED_PHONE, always)],

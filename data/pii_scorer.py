@@ -165,12 +165,19 @@ def span_features(text: str, span, spans, starts: list[int], record: dict[str, f
     return features
 
 
-def features(text: str, spans) -> list[dict[str, float]]:
-    """The features of each scored span of a record, in the order of `spans` (unscored ones skipped)."""
+def vectors(text: str, spans) -> Iterator[dict[str, float]]:
+    """The features of each scored span of a record, in the order of `spans` (unscored ones
+    skipped), one at a time."""
     ordered = sorted(spans, key=lambda span: span[0])
     starts = [span[0] for span in ordered]
     record = record_features(text, spans)
-    return [span_features(text, span, ordered, starts, record) for span in spans if span[2] in SCORED]
+    for span in spans:
+        if span[2] in SCORED:
+            yield span_features(text, span, ordered, starts, record)
+
+
+def features(text: str, spans) -> list[dict[str, float]]:
+    return list(vectors(text, spans))
 
 
 class SpanScorer:
@@ -187,14 +194,9 @@ class SpanScorer:
 
     def scores(self, text: str, spans) -> Iterator[float]:
         """Each scored span's probability of being someone's data (order of `features`), lazily."""
-        ordered = sorted(spans, key=lambda span: span[0])
-        starts = [span[0] for span in ordered]
-        record = record_features(text, spans)
-        for span in spans:
-            if span[2] in SCORED:
-                vector = span_features(text, span, ordered, starts, record)
-                logit = self.bias + sum(self.weights.get(name, 0.0) * value for name, value in vector.items())
-                yield 1 / (1 + math.exp(-max(-30.0, min(30.0, logit))))
+        for vector in vectors(text, spans):
+            logit = self.bias + sum(self.weights.get(name, 0.0) * value for name, value in vector.items())
+            yield 1 / (1 + math.exp(-max(-30.0, min(30.0, logit))))
 
     def keep(self, text: str, spans) -> list:
         """The spans, less the scored ones where none of them reaches the threshold (see `gate`);
