@@ -1432,6 +1432,91 @@ def find_numbers_after_phones(text: str, spans: list[Span]) -> Iterator[tuple[in
                 yield match.span(1)
 
 
+# A number as its country writes it at home, without a prefix ("84 557 0912", Mozambique; "9519
+# 3307", Mongolia; "7713 662", Tonga): a phone where the record says which country it is in (the
+# country code of another phone, an IBAN's country), that country's numbering plan (phonenumbers'
+# metadata) issues it to a mobile or a fixed line, and it shares a line with a name, an address, a
+# phone or an e-mail address found, or follows a word for phones. No list of national formats is written here:
+# the plan of every country phonenumbers knows decides.
+REGIONAL_NUMBER = re.compile(r"(?<![\w+.,/:#=-])(?:\(\d{1,4}\)[ \t]?)?\d{1,5}(?:[ .-]\d{1,5}){0,4}(?![\w.,/:-]?\d)"
+                             r"(?![ \t]*(?:%|[A-Z]{3}\b|(?i:kg|km|mm|cm|ml|pcs|min|mb|gb|kb|am|pm|h)\b))")
+CURRENCY_BEFORE = re.compile(r"(?:[A-Z]{3}|[$€£¥₮₹₦₱₩])[ \t]*$")
+
+
+def record_regions(spans: list[Span], text: str) -> frozenset[str]:
+    """The countries (ISO 3166 codes) a record's international numbers and IBANs are in."""
+    import phonenumbers
+
+    regions = set()
+    for span in spans:
+        value = text[span.start:span.end]
+        if span.entity == "PHONE" and value.startswith(("+", "00")):
+            digits = re.sub(r"\D", "", value)[2 if value.startswith("00") else 0:]
+            for length in (1, 2, 3):
+                found = phonenumbers.region_codes_for_country_code(int(digits[:length])) if digits[:length] else ()
+                if found and found[0] != "001":
+                    regions.update(found if length > 1 else found[:1])  # +1 and +7: the US, Russia
+                    break
+        elif span.entity == "IBAN":
+            regions.add(value[:2].upper())
+    return frozenset(regions)
+
+
+@lru_cache(maxsize=4096)
+def issued_in(candidate: str, regions: frozenset[str]) -> bool:
+    """Whether one of `regions` issues `candidate`, as written there, to a mobile or a fixed line."""
+    import phonenumbers
+
+    kinds = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
+             phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+    for region in regions:
+        try:
+            number = phonenumbers.parse(candidate, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number_for_region(number, region) and phonenumbers.number_type(number) in kinds:
+            return True
+    return False
+
+
+def number_shape(value: str) -> str:
+    return re.sub(r"\d", "9", value)
+
+
+def find_regional_numbers(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
+    regions = record_regions(spans, text)
+    # and the shape of the national numbers found: a text writes its people's numbers alike ("9182
+    # 5037 / Ah Huat 8126 4490")
+    shapes = {number_shape(text[span.start:span.end]) for span in spans
+              if span.entity == "PHONE" and text[span.start].isdigit() and 7 <= digit_count(text[span.start:span.end]) <= 11}
+    if not regions and not shapes:
+        return
+    taken = [(span.start, span.end) for span in spans if span.entity != "PERSON"]
+    contacts = [span for span in spans if span.entity in ("PERSON", "LOCATION", "PHONE", "EMAIL")]
+    for match in REGIONAL_NUMBER.finditer(text):
+        start, end = match.span()
+        candidate = match.group(0)
+        # (six digits in groups, as the Faroes and some islands write theirs: "29 14 60")
+        if not (7 <= digit_count(candidate) <= 12 or digit_count(candidate) == 6 and " " in candidate) or any(s < end and start < e for s, e in taken):
+            continue
+        if (DATE_LIKE.fullmatch(candidate) or TIME_RANGE.fullmatch(candidate) or YEAR_RANGE.fullmatch(candidate)
+                or IPV4_LIKE.fullmatch(candidate)):
+            continue
+        line_start = text.rfind("\n", 0, start) + 1
+        line_end = text.find("\n", end)
+        line_end = len(text) if line_end == -1 else line_end
+        before = text[max(line_start, start - 40):start]
+        # (nor a reference whose code precedes its digits: "tracking LT 44019 2271")
+        if (REFERENCE_LABEL.search(before) or REFERENCE_LABEL.search(re.sub(r"[A-Z]{1,4}[ \t]*$", "", before))
+                or IDENTIFIER_GROUP.search(before) or CURRENCY_BEFORE.search(before)):
+            continue
+        if not (any(line_start <= span.start < line_end for span in contacts)
+                or PHONE_WORD_BEFORE.search(before)):
+            continue
+        if number_shape(candidate) in shapes or issued_in(candidate, regions):
+            yield start, end
+
+
 def find_kin_names(text: str) -> Iterator[tuple[int, int]]:
     for match in KIN_OF.finditer(text):
         for name in re.finditer(_CAPITALISED, match.group(1)):
@@ -2840,6 +2925,7 @@ class PiiDetector:
         if self.lexicon and "PHONE" in self.entities:
             spans.extend(Span(start, end, "PHONE") for start, end in find_numbers_after_names(text, spans))
             spans.extend(Span(start, end, "PHONE") for start, end in find_numbers_after_phones(text, spans))
+            spans.extend(Span(start, end, "PHONE") for start, end in find_regional_numbers(text, spans))
         spans = split_at_column_gaps(text, spans)
         spans = names_in_addresses(text, spans)
         # The namesake of an eponym the text uses is the eponym's, wherever the text names them:

@@ -2354,3 +2354,30 @@ def test_iban_format_accounts_outside_swifts_registry_and_short_numbers_a_phone_
     # a phone number's digits are no SSN written with spaces ("856 20 5551" of a Lao mobile)
     assert find("Mobile/WhatsApp: +856 20 5551 2740") == [("+856 20 5551 2740", "PHONE")]
     assert find("Applicant: Ana Reis, SSN 219 09 9999.") == [("Ana Reis", "PERSON"), ("219 09 9999", "US_SSN")]
+
+
+def test_numbers_as_their_country_writes_them_where_the_record_says_which_country(with_ner):
+    find = lambda text: [(text[s.start:s.end], s.entity) for s in with_ner.detector.find(text)]  # noqa: E731
+    # Mozambique's "84 557 0912": the record's other phone is +258, and Mozambique issues 84 to mobiles
+    ticket = ("Customer: Belarmino Mussa | Account PAYG-MZ-0448217\n"
+              "Phone: +258 87 310 6624 (Movitel) | Alt: 84 902 3318 (neighbour, Sra. Ermelinda)\n")
+    assert ("84 902 3318", "PHONE") in find(ticket)
+    # ... an IBAN's country says it too; Mongolia's, Tonga's and the Faroes' mobiles on a name's line
+    assert ("84 557 0912", "PHONE") in find(
+        "Abdul Remane: transfer is ok, IBAN MZ22 0001 0000 0098 7654 3215 4, or M-Pesa 84 557 0912")
+    roster = ("| 3 | Hope Moala | Ha'ateiho | +676 87 40 221 |\n"
+              "| 4 | 'Ana Kauvaka (Nana 'Ana) | Kolofo'ou, behind the high school | 7713 662 |\n")
+    assert ("7713 662", "PHONE") in find(roster)
+    # a text writes its people's numbers alike: the shape of one found makes its neighbour's
+    rota = ("Coordinator: Goh Kah Wee, 9734 2210, kahwee.goh@example.com\n"
+            " 5.00pm  Offering tables   Tan Bee Lian (Auntie Bee) 9182 5037 / Ah Huat 8126 4490\n")
+    assert ("8126 4490", "PHONE") in find(rota)
+    # not without a country (the same digits in a record with no international number), nor an
+    # amount, a reference or a number the country does not issue
+    assert ("84 902 3318", "PHONE") not in find("Customer: Belarmino Mussa\nAlt: 84 902 3318 (neighbour)\n")
+    assert [v for v, e in find(ticket.replace("Alt: 84 902 3318", "Paid: MZN 8455 709"))
+            if e == "PHONE"] == ["+258 87 310 6624"]
+    assert [v for v, e in find(ticket + "Sent a return label, tracking LT 44019 2271, to Belarmino Mussa.\n")
+            if e == "PHONE"] == ["+258 87 310 6624", "84 902 3318"]
+    assert not pii.issued_in("1234567", frozenset({"TO"}))
+    assert not pii.issued_in("2024 0815", frozenset({"MN"}))
