@@ -180,7 +180,15 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # first run with the gate retrained on 68 sets and every rule of the tenth session (a486d38)
         "heldout70": Path(__file__).parent / "data" / "pii_heldout70.jsonl",
         # first run with the gate retrained on 68 sets and every rule of the tenth session (a486d38)
-        "heldout71": Path(__file__).parent / "data" / "pii_heldout71.jsonl"}
+        "heldout71": Path(__file__).parent / "data" / "pii_heldout71.jsonl",
+        # first run with the gate of 68 sets and the regional-numbers rule of the eleventh session (036364d)
+        "heldout72": Path(__file__).parent / "data" / "pii_heldout72.jsonl",
+        # first run with the gate of 68 sets and the regional-numbers rule of the eleventh session (036364d)
+        "heldout73": Path(__file__).parent / "data" / "pii_heldout73.jsonl",
+        # first run with the gate of 68 sets and the regional-numbers rule of the eleventh session (036364d)
+        "heldout74": Path(__file__).parent / "data" / "pii_heldout74.jsonl",
+        # first run with the gate of 68 sets and the regional-numbers rule of the eleventh session (036364d)
+        "heldout75": Path(__file__).parent / "data" / "pii_heldout75.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
