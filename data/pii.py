@@ -142,9 +142,19 @@ SERVER_BEFORE = re.compile(
 # "10.12.0.5 (jump host)" (not "(home router)": a person's).
 HOST_AFTER = re.compile(r"(?::\d{1,5})?[ \t]*\((?:(?:agent|node|runner|worker|executor)[ \t]+)?"  # "(agent build-linux-03)"
                         r"(?:(?=[a-z0-9._-]*[\d._-])[a-z][a-z0-9._-]{1,40}"
-                        r"|(?i:(?:the |our )?(?:jump ?box|bastion|(?:[\w-]+ )?(?:server|host)|firewall|gateway|proxy)))\)")
+                        r"|(?i:(?:the |our )?(?:jump ?box|bastion|(?:[\w-]+ )?(?:server|host)|firewall|gateway|proxy))"
+                        # a company's service tool: "(service laptop)", "(engineering workstation)"
+                        r"|(?i:(?:service|diagnostic|diagnostics|maintenance|engineering|commissioning|test|lab)"
+                        r" (?:laptop|pc|tablet|terminal|notebook|workstation)))\)")
 # A line a routing or failover daemon logs: its addresses are its peers', routers and cluster nodes.
 ROUTING_LINE = re.compile(r"(?i:keepalived|vrrp|\bbgpd?\b|\bospfd?\b|\bbird\b|corosync|pacemaker)")
+# A database or service account a machine logs in as (a load balancer's health check, replication,
+# a backup job, a metrics exporter), as a server's log names it: "user: 'haproxy_check'",
+# "'repl'@'10.0.0.12'", "user=backup_svc".
+MACHINE_ACCOUNT = re.compile(r"(?i:\buser(?:name)?\b[\"']?[ \t]*[:=]?[ \t]*[\"'`]?|[\"'`])"
+                             r"(?i:[\w.-]*(?:check|monitor|probe|health|repl|replica|replication|replicator|backup|"
+                             r"exporter|haproxy|maxscale|proxysql|keepalived|nagios|zabbix|prometheus|datadog|sst|svc)"
+                             r"(?:[_.-][\w.-]*)?)[\"'`]?(?:@|[ \t,;]|$)")
 # A configuration object's host, ".host = \"10.40.2.11\";" (Varnish): a server's where its line logs
 # no client.
 HOST_KEY = re.compile(r"(?i:\.(?:host|hostname)[ \t]*[:=][ \t]*[\"']?)$")
@@ -350,7 +360,13 @@ HISTORICAL_YEAR = re.compile(
     rf"[Aa]round|[Aa]bout|"
     rf"[Mm]id|[Tt]he|{_MONTHS}|\d{{1,2}}(?:st|nd|rd|th))[ \t]+(?:of[ \t]+)?|['’]s[ \t]+|\([ \t]*|\b(?:1[0-8]|19)\d\d[ \t]?[–-][ \t]?)"
     r"(?:1[0-8]\d\d|19[0-4]\d)(?:s\b|['’]s\b)?(?![\d/:]|[.,-]\d|[ \t]?(?:%|°|[x×]\b|"
-    r"(?:[kMGTmcμ]?(?:W|Wh|g|m|l|L|Hz|V|A|B|b|bps|rpm|mAh|ml|lm|lx|Pa|N|J|s)\b)))")
+    r"(?:[kMGTmcμ]?(?:W|Wh|g|m|l|L|Hz|V|A|B|b|bps|rpm|mAh|ml|lm|lx|Pa|N|J|s)\b)))"
+    # ... or a century before the twentieth, or a year before Christ: "the 18th-century Scottish
+    # surgeon", "who unified Bhutan in the 17th century", "around 150 BC"
+    r"|\b(?:[1-9]|1[0-9])(?:st|nd|rd|th)[- ]centur(?:y|ies)\b"
+    r"|\b(?i:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|thirteenth|"
+    r"fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth)[- ]centur(?:y|ies)\b"
+    r"|\b\d{1,4}[ \t]?(?:BC|BCE|B\.C\.)(?!\w)")
 # Text about fiction or books: two or more of these words ("an episode guide", "the novel's plot",
 # "adapted from the stories by", "ISBN ... reprint"). Its characters and authors are no one's
 # personal data, in the same
@@ -460,7 +476,9 @@ BUSINESS_NAMED_AFTER = re.compile(
     r"Ltd|Limited|Inc|LLC)\b")
 # Names of storms and ships are not people's: "Storm Bethan", "Hurricane Otis", "MV Juraj Dalmatinac".
 NAMED_THING = frozenset({"Storm", "Hurricane", "Typhoon", "Cyclone", "MV", "MS", "MY", "SS", "HMS", "RMS", "USS",
-                         "HMAS", "HMCS", "HMNZS", "RV", "FV", "SY"})
+                         "HMAS", "HMCS", "HMNZS", "RV", "FV", "SY",
+                         # and a container line's ships: "MSC ALICE", "MAERSK ESSEX", "EVER GIVEN"
+                         "MSC", "MAERSK", "EVER", "COSCO", "CMA", "OOCL", "APL", "HMM", "ZIM", "NYK", "HAPAG"})
 # A place is personal data where the text ties it to a person (GDPR art. 4(1): information relating
 # to an identifiable person): within CONTEXT_CHARS of other personal data (a name, an e-mail,
 # a phone), in a sentence with a cue that ties it to someone ("lives in", "born in", "relocate to",
@@ -615,6 +633,7 @@ CARD_ISSUERS = (
     (("62", "81"), (16, 17, 18, 19)),  # UnionPay
     (("50", "56", "57", "58", "6"), tuple(range(13, 20))),  # Maestro and national schemes
     (("2200", "2201", "2202", "2203", "2204"), (16, 17, 18, 19)),  # Mir
+    (("70", "71", "72", "8699"), (16, 17, 18, 19)),  # fleet and fuel cards (industry 7, petroleum; Voyager)
 )
 
 
@@ -1062,8 +1081,8 @@ def find_email_line_names(text: str, spans: list[Span]) -> Iterator[tuple[int, i
         local = EMAIL_LOCAL_END.split(text[span.start:span.end], maxsplit=1)[0]
         # ("crystal.b": a name that is a word, where the address spells it, counts)
         words = {w.casefold() for w in re.findall(r"[^\W\d_]{3,}", local)
-                 if w.casefold() not in english or w.casefold() in english_names} - NOT_NAMES
-        if not words:
+                 if w.casefold() not in english or w.casefold() in english_names} - NOT_NAMES - ROLE_MAILBOX_WORDS
+        if not words:  # ("colo-sales@" makes no "Sales:" a name)
             continue
         line_start = text.rfind("\n", 0, span.start) + 1
         found = list(WORD.finditer(text, line_start, span.start))
@@ -1486,18 +1505,21 @@ def number_shape(value: str) -> str:
 def find_regional_numbers(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
     regions = record_regions(spans, text)
     # and the shape of the national numbers found: a text writes its people's numbers alike ("9182
-    # 5037 / Ah Huat 8126 4490")
-    shapes = {number_shape(text[span.start:span.end]) for span in spans
-              if span.entity == "PHONE" and text[span.start].isdigit() and 7 <= digit_count(text[span.start:span.end]) <= 11}
+    # 5037 / Ah Huat 8126 4490"), and a roster keeps them in one column
+    national = [span for span in spans if span.entity == "PHONE" and text[span.start].isdigit()
+                and 7 <= digit_count(text[span.start:span.end]) <= 11]
+    shapes = {number_shape(text[span.start:span.end]) for span in national}
     if not regions and not shapes:
         return
+    columns = {(text.count("\n", 0, span.start), span.start - text.rfind("\n", 0, span.start)) for span in national}
     taken = [(span.start, span.end) for span in spans if span.entity != "PERSON"]
     contacts = [span for span in spans if span.entity in ("PERSON", "LOCATION", "PHONE", "EMAIL")]
     for match in REGIONAL_NUMBER.finditer(text):
         start, end = match.span()
         candidate = match.group(0)
+        digits = digit_count(candidate)
         # (six digits in groups, as the Faroes and some islands write theirs: "29 14 60")
-        if not (7 <= digit_count(candidate) <= 12 or digit_count(candidate) == 6 and " " in candidate) or any(s < end and start < e for s, e in taken):
+        if not (7 <= digits <= 12 or digits == 6 and " " in candidate) or any(s < end and start < e for s, e in taken):
             continue
         if (DATE_LIKE.fullmatch(candidate) or TIME_RANGE.fullmatch(candidate) or YEAR_RANGE.fullmatch(candidate)
                 or IPV4_LIKE.fullmatch(candidate)):
@@ -1510,10 +1532,13 @@ def find_regional_numbers(text: str, spans: list[Span]) -> Iterator[tuple[int, i
         if (REFERENCE_LABEL.search(before) or REFERENCE_LABEL.search(re.sub(r"[A-Z]{1,4}[ \t]*$", "", before))
                 or IDENTIFIER_GROUP.search(before) or CURRENCY_BEFORE.search(before)):
             continue
-        if not (any(line_start <= span.start < line_end for span in contacts)
-                or PHONE_WORD_BEFORE.search(before)):
-            continue
-        if number_shape(candidate) in shapes or issued_in(candidate, regions):
+        alike = number_shape(candidate) in shapes
+        line, column = text.count("\n", 0, start), start - line_start + 1
+        if alike and re.search(r"(?:[ \t]{2}|\t|\|[ \t]*)$", text[line_start:start]) and any(
+                0 < abs(line - other_line) <= 3 and abs(column - other_column) <= 3 for other_line, other_column in columns):
+            yield start, end  # in a column of numbers found, as a hand-padded roster keeps them
+        elif ((alike or issued_in(candidate, regions))
+              and (any(line_start <= span.start < line_end for span in contacts) or PHONE_WORD_BEFORE.search(before))):
             yield start, end
 
 
@@ -1690,7 +1715,9 @@ VERSION_LABEL = re.compile(r"(?i:\b(?:v|ver|version|firmware|fw|build|release|bu
                            r"\.?[ \t]*[:=#]?[ \t]*)$")
 # A product's barcode passes Luhn too: "EAN 5060123456781" (a UK EAN-13 starts like a Maestro card).
 BARCODE_LABEL = re.compile(r"(?i:\b(?:ean(?:-?13|-?8)?|upc|gtin|isbn(?:-?1[03])?|barcode|mpn|asin)[ \t]*[:#=]?[ \t]*)$")
-REFERENCE_LABEL = re.compile(r"(?i:\b(?:ref|reference|order|invoice|part|sku|serial|tracking|po|case|ticket|account|acct)"
+REFERENCE_LABEL = re.compile(r"(?i:\b(?:ref|reference|order|invoice|part|sku|serial|tracking|po|case|ticket|account|acct|"
+                             # a shipment's: a letter of credit, a bill of lading, an air waybill
+                             r"lc|l/c|b/l|bl|awb|waybill|consignment|container)"
                              r"\.?[ \t]*(?:no\.?|number|#)?[ \t]*[:=#]?[ \t]*"
                              # a barcode's, with its first digit apart: "EAN 5 060123 458812"
                              r"|\b(?:ean|ean-13|upc|gtin|barcode)[ \t]*[:=#]?[ \t]*(?:\d[ \t]+)?)$")
@@ -2111,6 +2138,8 @@ def server_here(text: str, span: Span) -> bool:
         return True
     if ROUTING_LINE.search(line):  # a router's or a cluster's peer: "Keepalived_vrrp[1187]: ... from 10.10.1.3"
         return True
+    if MACHINE_ACCOUNT.search(line):  # a machine's account connects: "user: 'haproxy_check' host: '198.51.100.5'"
+        return True
     if HOST_AFTER.match(text, span.end):  # "trap receiver 198.51.100.10 (nms01)"
         return True
     if re.match(r":\d{2,5}\b", text[span.end:span.end + 6]) and CLIENT_CUE.search(line) is None \
@@ -2288,6 +2317,8 @@ def spells_a_name(address: str) -> bool:
         return True  # a phone number at an SMS gateway: "447700900123@sms.example.net"
     words += [word[len(particle):] for word in words for particle in MAILBOX_PARTICLES
               if word.startswith(particle)]  # a name after a particle
+    # (a branch's city is no name: "hse-lahore", "sales-nairobi")
+    words = [word for word in words if word in names or word not in lexicon("places")]
     return any(len(word) >= 3 and word not in ROLE_MAILBOX_WORDS and (
         word in names or word in word_names or word[1:] in names  # "grant.advice", "kitty42", "jsmith"
         or any(word[:cut] in names and (word[cut:] in lexicon("english") or word[cut:] in names)
@@ -2673,6 +2704,7 @@ def of_history(text: str, span: Span, fiction: bool = False) -> bool:
     """A name in a paragraph that dates what it tells before 1950 (see HISTORICAL_YEAR), or in a
     text about fiction (FICTION_CUE), in no one's voice and of no one's family."""
     paragraph = paragraph_around(text, span.start, span.end)
+    paragraph = TITLE_MY.sub(" ", paragraph)  # "Willa Cather, My Ántonia (1918)": a title's "My" is no one's voice
     if fiction:  # a game or a review speaks to "you" about its characters, and quotes them: the
         # quotation is a character's voice ("I was benevolent and good; misery made me a fiend")
         return FIRST_PERSON_OR_FAMILY.search(QUOTATION.sub(" ", paragraph)) is None
@@ -2687,6 +2719,8 @@ def of_history(text: str, span: Span, fiction: bool = False) -> bool:
     return HISTORICAL_YEAR.search(dated) is not None and FAMILY_OR_SPEAKER.search(voice) is None
 
 
+# A title's "My" inside a sentence, before a capitalised word: "Cather's My Ántonia", "read My Name Is Red".
+TITLE_MY = re.compile(r"(?<=[a-z,;:–—-] )My(?=[ \t]+[^\W\d_a-z])")
 # (a quotation may run over one line break of a wrapped paragraph: '"I am\nHeathcliff."')
 QUOTATION = re.compile(r'"[^"\n]{0,300}(?:\n[^"\n]{0,300})?"|“[^”\n]{0,300}(?:\n[^”\n]{0,300})?”')
 
@@ -2728,10 +2762,25 @@ def protocol_actors_in(text: str) -> bool:
 
 
 def names_a_thing(text: str, span: Span) -> bool:
-    """Whether a "name" is a storm's or a ship's: it starts with, or follows, "Storm", "MV"..."""
+    """Whether a "name" is a storm's or a ship's: it starts with, or follows, "Storm", "MV"...; or
+    a street's, after the word for a street that comes first ("Avenida Dr. Sun Yat-Sen", "Rua
+    Padre António Vieira", "Via Giuseppe Garibaldi")."""
     first = text[span.start:span.end].split(maxsplit=1)[0]
     before = re.search(r"(\S+)[ \t]+$", text[max(0, span.start - 12):span.start])
-    return first in NAMED_THING or (before is not None and before.group(1) in NAMED_THING)
+    return (first in NAMED_THING or (before is not None and before.group(1) in NAMED_THING)
+            or first in LEADING_STREET_WORDS or STREET_NAMED_AFTER.search(text, max(0, span.start - 40), span.start) is not None)
+
+
+# The words for a street that come before its name, in the languages that put them first.
+LEADING_STREET_WORDS = frozenset({"Avenida", "Rua", "Calle", "Carrer", "Carrera", "Via", "Viale", "Corso", "Rue",
+                                  "Estrada", "Travessa", "Largo", "Praça", "Plaza", "Piazza", "Piazzale", "Paseo",
+                                  "Calçada", "Jalan", "Jl.", "Lorong", "Rambla", "Strada", "Ulica", "Avinguda",
+                                  "Alameda", "Boulevard", "Bulevar", "Odos", "Leoforos"})
+STREET_NAMED_AFTER = re.compile(
+    r"\b(?:" + "|".join(re.escape(word) for word in LEADING_STREET_WORDS) + r"|Av\.|Avda\.|Pça\.|R\.)[ \t]+"
+    r"(?:(?:d[aeiou]s?|del|della|degli|des|du|de[ \t]+la|dels)[ \t]+)?"
+    r"(?:(?:Dr|Dra|Prof|Dom|Dona|Doutor|Padre|Pe|Don|General|Gen|Gral|Presidente|Infante|Santa|Santo|São|San|Saint|"
+    r"Sant|Sir|Rei|Rainha|Conde|Duque|Marquês|Almirante|Capitão|Coronel|Mgr|Monseñor)\.?[ \t]+)*$")
 
 
 def names_in_addresses(text: str, spans: list[Span]) -> list[Span]:

