@@ -812,8 +812,8 @@ _CHAT_DATE = r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4},?[ \t]+"
 _CHAT_NAME = r"@?([^\W\d_][\w.'’-]*(?:[ \t][^\W\d_][\w.'’-]*){0,2})"
 DATED_CHAT_SPEAKER = re.compile(rf"(?m)^[ \t]*\[{_CHAT_DATE}{_CHAT_TIME}\][ \t]*{_CHAT_NAME}:[ \t]")
 # Chat apps' own exports, read where the text has two or more such lines. (Unbracketed, with no
-# seconds and no ISO date: "2024-05-18 06:02:11 sshd: ..." is a log.)
-_PHONE_DATE = r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4},?[ \t]+"
+# seconds: "2024-05-18 06:02:11 sshd: ..." is a log.)
+_PHONE_DATE = r"(?:\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}-\d{2}-\d{2}),?[ \t]+"  # (DingTalk's: "2025-03-27 19:02 Zhu Lingling:")
 _PHONE_TIME = r"\d{1,2}:\d{2}(?:[ \t]?[AaPp]\.?[Mm]\.?)?(?![\d:])"
 CHAT_EXPORT_SPEAKERS = (
     re.compile(rf"(?m)^[ \t]*(?:{_PHONE_DATE})?{_PHONE_TIME}(?:[ \t]+[-–])?[ \t]+{_CHAT_NAME}:[ \t]"),
@@ -941,7 +941,9 @@ def find_chat_speakers(text: str) -> Iterator[tuple[int, int]]:
         words = match.group(1).casefold().split()
         if len(words) > 1 and words[0] in SPEAKER_ROLES:  # "[19:11] Agent Lucia: Hi Bart": the name is Lucia
             start, words = start + re.match(r"\S+[ \t]+", match.group(1)).end(), words[1:]
-        if not any(word in LOG_WORDS or word in NOT_GIVEN_NAMES for word in words) and not in_capitals(text[start:end]):
+        # (not a log's event in capitals, "BATCH WW-1014-A closed:", nor "me:" of the export's owner)
+        if not any(word in LOG_WORDS or word in NOT_GIVEN_NAMES for word in words) and not in_capitals(text[start:end]) \
+                and not in_capitals(text[start:end].split()[0]) and words != ["me"]:
             yield start, end
 
 
@@ -1540,6 +1542,25 @@ def find_regional_numbers(text: str, spans: list[Span]) -> Iterator[tuple[int, i
         elif ((alike or issued_in(candidate, regions))
               and (any(line_start <= span.start < line_end for span in contacts) or PHONE_WORD_BEFORE.search(before))):
             yield start, end
+
+
+# A name written in Chinese, Japanese or Korean script beside its Latin spelling, as signatures and
+# contact lists write both: "Kelvin Zhou 周凯文", "段秀英 Duan Xiuying", "Lee Ji-hoon (이지훈)".
+_CJK = r"[\u4e00-\u9fff\u3400-\u4dbf\uac00-\ud7af\u30a0-\u30ff]"
+CJK_NAME_AFTER = re.compile(rf"[ \t]*[(/（]?[ \t]*({_CJK}{{2,4}})(?!{_CJK})")
+CJK_NAME_BEFORE = re.compile(rf"(?<!{_CJK})({_CJK}{{2,4}})[ \t]*[)/）]?[ \t]*\Z")
+
+
+def find_script_twin_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
+    for span in spans:
+        if span.entity != "PERSON":
+            continue
+        after = CJK_NAME_AFTER.match(text, span.end)
+        if after is not None:
+            yield after.span(1)
+        before = CJK_NAME_BEFORE.search(text, max(0, span.start - 8), span.start)
+        if before is not None:
+            yield before.span(1)
 
 
 def find_kin_names(text: str) -> Iterator[tuple[int, int]]:
@@ -2974,7 +2995,9 @@ class PiiDetector:
         if self.lexicon and "PHONE" in self.entities:
             spans.extend(Span(start, end, "PHONE") for start, end in find_numbers_after_names(text, spans))
             spans.extend(Span(start, end, "PHONE") for start, end in find_numbers_after_phones(text, spans))
-            spans.extend(Span(start, end, "PHONE") for start, end in find_regional_numbers(text, spans))
+            spans.extend([Span(start, end, "PHONE") for start, end in find_regional_numbers(text, spans)])
+        if self.lexicon:
+            spans.extend([Span(start, end, "PERSON") for start, end in find_script_twin_names(text, spans)])
         spans = split_at_column_gaps(text, spans)
         spans = names_in_addresses(text, spans)
         # The namesake of an eponym the text uses is the eponym's, wherever the text names them:

@@ -2424,3 +2424,17 @@ def test_a_rosters_column_of_numbers_and_a_fleet_fuel_card(rules_only):
     # a fleet fuel card (industry digit 7, petroleum) passes Luhn like any card
     assert ("7076 8500 2198 4432", "CREDIT_CARD") in find("Card reported: 7076 8500 2198 4432 (driver card)")
     assert not pii.is_card_number("7076 8500 2198 4433")
+
+
+def test_a_name_in_two_scripts_and_a_chat_export_with_iso_dates(rules_only):
+    find = lambda text: [(text[s.start:s.end], s.entity) for s in rules_only.detector.find(text)]  # noqa: E731
+    signature = "Best regards / 祝好\nKelvin Zhou 周凯文\nSales Engineer\nWhatsApp: +86 135 1094 7726"
+    assert ("周凯文", "PERSON") in find(signature) and ("祝好", "PERSON") not in find(signature)
+    assert ("段秀英", "PERSON") in find("Warm regards,\n段秀英 Duan Xiuying\nExport Manager\nWeChat: +86 139 8712 0655")
+    chat = ("[DingTalk export] Group: live-stream ops\n"
+            "2025-03-27 19:02 Zhu Lingling: tonight 20:00 start, 3 SKUs only\n"
+            "2025-03-27 19:04 xiaoyu: ok, I will pin the gift box\n")
+    assert {("Zhu Lingling", "PERSON"), ("xiaoyu", "PERSON")} <= set(find(chat))
+    # (a log's events in capitals are no speakers)
+    log = "2025-03-27 19:02 BATCH WW-1014-A closed: 212 kg\n2025-03-27 19:40 PAYOUT queued: 14 growers\n"
+    assert [e for v, e in find(log) if e == "PERSON"] == []
