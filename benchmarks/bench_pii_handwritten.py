@@ -188,7 +188,15 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # first run with the gate of 68 sets and the regional-numbers rule of the eleventh session (036364d)
         "heldout74": Path(__file__).parent / "data" / "pii_heldout74.jsonl",
         # first run with the gate of 68 sets and the regional-numbers rule of the eleventh session (036364d)
-        "heldout75": Path(__file__).parent / "data" / "pii_heldout75.jsonl"}
+        "heldout75": Path(__file__).parent / "data" / "pii_heldout75.jsonl",
+        # first run with the gate of 76 sets and every rule of the eleventh session (a74aee9)
+        "heldout76": Path(__file__).parent / "data" / "pii_heldout76.jsonl",
+        # first run with the gate of 76 sets and every rule of the eleventh session (a74aee9)
+        "heldout77": Path(__file__).parent / "data" / "pii_heldout77.jsonl",
+        # first run with the gate of 76 sets and every rule of the eleventh session (a74aee9)
+        "heldout78": Path(__file__).parent / "data" / "pii_heldout78.jsonl",
+        # first run with the gate of 76 sets and every rule of the eleventh session (a74aee9)
+        "heldout79": Path(__file__).parent / "data" / "pii_heldout79.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
