@@ -1172,7 +1172,8 @@ def name_seeds(text: str, spans: list[Span]) -> set[str]:
         elif span.entity == "EMAIL":
             local = EMAIL_LOCAL_END.split(chunk, maxsplit=1)[0]
             seeds |= {w.casefold() for w in re.findall(r"[^\W\d_]{3,}", local) if w.casefold() in given}
-    return seeds - COMMON_WORDS - NOT_NAMES - NOT_GIVEN_NAMES - TITLES - {"dot"}
+    # (nor a surname's particle: "del" of "al soporte del manubrio" is no name to look for again)
+    return seeds - COMMON_WORDS - NOT_NAMES - NOT_GIVEN_NAMES - TITLES - NAME_PARTICLES - {"dot"}
 
 
 def find_repeated_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:

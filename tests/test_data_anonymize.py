@@ -2462,3 +2462,5 @@ def test_the_country_a_text_names_and_a_phone_found_once_found_everywhere(rules_
     ticket = ("Customer: Leilani San Nicolas-Aguon\n\"Meanwhile my inverter shows export readings, here's its page: "
               "http://homeowner:Guahan2024!@198.51.100.77:8080/status\"\nSubmitted from 198.51.100.77 on 2025-01-09")
     assert [v for v, e in find(ticket) if e == "IP_ADDRESS"] == ["198.51.100.77", "198.51.100.77"]
+    # a surname's particle is no name to look for again ("del" of a misread "al soporte del manubrio")
+    assert "del" not in pii.name_seeds("al soporte del manubrio", [pii.Span(0, 23, "PERSON")])
