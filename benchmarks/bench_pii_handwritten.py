@@ -196,7 +196,15 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # first run with the gate of 76 sets and every rule of the eleventh session (a74aee9)
         "heldout78": Path(__file__).parent / "data" / "pii_heldout78.jsonl",
         # first run with the gate of 76 sets and every rule of the eleventh session (a74aee9)
-        "heldout79": Path(__file__).parent / "data" / "pii_heldout79.jsonl"}
+        "heldout79": Path(__file__).parent / "data" / "pii_heldout79.jsonl",
+        # first run with the gate of 80 sets and every rule of the eleventh session (074ff17)
+        "heldout80": Path(__file__).parent / "data" / "pii_heldout80.jsonl",
+        # first run with the gate of 80 sets and every rule of the eleventh session (074ff17)
+        "heldout81": Path(__file__).parent / "data" / "pii_heldout81.jsonl",
+        # first run with the gate of 80 sets and every rule of the eleventh session (074ff17)
+        "heldout82": Path(__file__).parent / "data" / "pii_heldout82.jsonl",
+        # first run with the gate of 80 sets and every rule of the eleventh session (074ff17)
+        "heldout83": Path(__file__).parent / "data" / "pii_heldout83.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
