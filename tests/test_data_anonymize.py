@@ -2464,3 +2464,9 @@ def test_the_country_a_text_names_and_a_phone_found_once_found_everywhere(rules_
     assert [v for v, e in find(ticket) if e == "IP_ADDRESS"] == ["198.51.100.77", "198.51.100.77"]
     # a surname's particle is no name to look for again ("del" of a misread "al soporte del manubrio")
     assert "del" not in pii.name_seeds("al soporte del manubrio", [pii.Span(0, 23, "PERSON")])
+    # an account one or two characters off its country's length, with the check digits right, is a
+    # mistyped IBAN and still someone's; a number paid to by mobile money is a phone's
+    assert pii.is_iban("DE31 2270 1500 0000 3190 477") and not pii.is_iban("DE31 2270 1500 0000 3190 478")
+    assert not pii.is_iban("DE3122701500000031904771234")  # five off: no German account
+    assert ("0245550612", "PHONE") in find("Alhaji Spare Parts: ok. Pay to MoMo 0245550612, name Mohammed Iddrisu")
+    assert not pii.is_iban("RF18 5390 0754 7034")  # an ISO 11649 creditor reference, mod-97 too
