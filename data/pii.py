@@ -1481,10 +1481,11 @@ def find_numbers_after_phones(text: str, spans: list[Span]) -> Iterator[tuple[in
 
 # A number as its country writes it at home, without a prefix ("84 557 0912", Mozambique; "9519
 # 3307", Mongolia; "7713 662", Tonga): a phone where the record says which country it is in (the
-# country code of another phone, an IBAN's country), that country's numbering plan (phonenumbers'
-# metadata) issues it to a mobile or a fixed line, and it shares a line with a name, an address, a
-# phone or an e-mail address found, or follows a word for phones. No list of national formats is written here:
-# the plan of every country phonenumbers knows decides.
+# country code of another phone, an IBAN's country, the cities and countries it names), that
+# country's numbering plan (phonenumbers' metadata) issues it to a mobile or a fixed line, and it
+# shares a line with a name, an address, a phone or an e-mail address found, follows a word for
+# phones or sits in a phone column (see find_regional_numbers). No list of national formats is
+# written here: the plan of every country phonenumbers knows decides.
 REGIONAL_NUMBER = re.compile(r"(?<![\w+.,/:#=-])(?:\(\d{1,4}\)[ \t]?)?\d{1,5}(?:[ .-]\d{1,5}){0,4}(?![\w.,/:-]?\d)"
                              r"(?![ \t]*(?:%|[A-Z]{3}\b|(?i:kg|km|mm|cm|ml|pcs|min|mb|gb|kb|am|pm|h)\b))")
 CURRENCY_BEFORE = re.compile(r"(?:[A-Z]{3}|[$€£¥₮₹₦₱₩])[ \t]*$")
