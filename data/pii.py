@@ -148,13 +148,6 @@ HOST_AFTER = re.compile(r"(?::\d{1,5})?[ \t]*\((?:(?:agent|node|runner|worker|ex
                         r" (?:laptop|pc|tablet|terminal|notebook|workstation)))\)")
 # A line a routing or failover daemon logs: its addresses are its peers', routers and cluster nodes.
 ROUTING_LINE = re.compile(r"(?i:keepalived|vrrp|\bbgpd?\b|\bospfd?\b|\bbird\b|corosync|pacemaker)")
-# A database or service account a machine logs in as (a load balancer's health check, replication,
-# a backup job, a metrics exporter), as a server's log names it: "user: 'haproxy_check'",
-# "'repl'@'10.0.0.12'", "user=backup_svc".
-MACHINE_ACCOUNT = re.compile(r"(?i:\buser(?:name)?\b[\"']?[ \t]*[:=]?[ \t]*[\"'`]?|[\"'`])"
-                             r"(?i:[\w.-]*(?:check|monitor|probe|health|repl|replica|replication|replicator|backup|"
-                             r"exporter|haproxy|maxscale|proxysql|keepalived|nagios|zabbix|prometheus|datadog|sst|svc)"
-                             r"(?:[_.-][\w.-]*)?)[\"'`]?(?:@|[ \t,;]|$)")
 # A configuration object's host, ".host = \"10.40.2.11\";" (Varnish): a server's where its line logs
 # no client.
 HOST_KEY = re.compile(r"(?i:\.(?:host|hostname)[ \t]*[:=][ \t]*[\"']?)$")
@@ -572,7 +565,10 @@ SOURCE_BEFORE = re.compile(r"(?i:\b(?:from|(?:src|source)[ \t]*[=:])[ \t]*[\[(\"
 # "name=worker-billing-3", "owned by svc-batch" (not "reason=user_cancelled_in_app").
 SERVICE_ACCOUNT = re.compile(r"(?i:\b(?:user(?:name)?|name|owner|owned by|account)(?:[ \t]*[=:][ \t]*|[ \t]+)['\"]?"
                              r"(?:[\w.]+[-_.])?(?:svc|service|bot|daemon|worker|batch|cron|system|app|api|agent|"
-                             r"monitor|probe|backup|replication|replicator)(?:[-_.][\w.-]+)?(?![\w-]))")
+                             r"monitor|probe|backup|replication|replicator|"
+                             # and a load balancer's health check, a metrics exporter: "user: 'haproxy_check'"
+                             r"check|health|healthcheck|repl|exporter|haproxy|maxscale|proxysql|nagios|zabbix|"
+                             r"prometheus|datadog)(?:[-_.][\w.-]+)?(?![\w-]))")
 # A name whose first word is one of these, or whose last (or next) word is, names a place, not a
 # person: spaCy's small model calls "Lake Victoria", "Victoria Falls" and "Mount Kilimanjaro" PERSON.
 # Words that are also common surnames (Hill, Park, Wood, Cross, Banks) are left out.
@@ -2214,8 +2210,6 @@ def server_here(text: str, span: Span) -> bool:
     if re.match(r"[ \t]*\(AS\d+\)", text[span.end:span.end + 12]):  # a BGP peer
         return True
     if ROUTING_LINE.search(line):  # a router's or a cluster's peer: "Keepalived_vrrp[1187]: ... from 10.10.1.3"
-        return True
-    if MACHINE_ACCOUNT.search(line):  # a machine's account connects: "user: 'haproxy_check' host: '198.51.100.5'"
         return True
     if HOST_AFTER.match(text, span.end):  # "trap receiver 198.51.100.10 (nms01)"
         return True
