@@ -204,7 +204,17 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         # first run with the gate of 80 sets and every rule of the eleventh session (074ff17)
         "heldout82": Path(__file__).parent / "data" / "pii_heldout82.jsonl",
         # first run with the gate of 80 sets and every rule of the eleventh session (074ff17)
-        "heldout83": Path(__file__).parent / "data" / "pii_heldout83.jsonl"}
+        "heldout83": Path(__file__).parent / "data" / "pii_heldout83.jsonl",
+        # heldout84-87: four more separate authors (sixty-eighth to seventy-first briefs, committed
+        # before the first run), each mostly in one region: France, Belgium, Luxembourg and Monaco;
+        # the Maghreb and Egypt; French-speaking West Africa; the US Northeast and Pacific coast
+        # with Quebec and Canada's Atlantic provinces
+        # (first run with the gate of 84 sets and every rule of the twelfth session written before
+        # them: 01e127c)
+        "heldout84": Path(__file__).parent / "data" / "pii_heldout84.jsonl",
+        "heldout85": Path(__file__).parent / "data" / "pii_heldout85.jsonl",
+        "heldout86": Path(__file__).parent / "data" / "pii_heldout86.jsonl",
+        "heldout87": Path(__file__).parent / "data" / "pii_heldout87.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
