@@ -1499,8 +1499,10 @@ def find_numbers_after_phones(text: str, spans: list[Span]) -> Iterator[tuple[in
 # country's numbering plan (phonenumbers' metadata) issues it to a mobile or a fixed line, and it
 # shares a line with a name, an address, a phone or an e-mail address found, follows a word for
 # phones or sits in a phone column (see find_regional_numbers). No list of national formats is
-# written here: the plan of every country phonenumbers knows decides.
-REGIONAL_NUMBER = re.compile(r"(?<![\w+.,/:#=-])(?:\(\d{1,4}\)[ \t]?)?\d{1,5}(?:[ .-]\d{1,5}){0,4}(?![\w.,/:-]?\d)"
+# written here: the plan of every country phonenumbers knows decides. Written without groups, a
+# number must start with a trunk prefix ("01115550368"): a ship's IMO number, a transaction's or a
+# bank's routing number do not.
+REGIONAL_NUMBER = re.compile(r"(?<![\w+.,/:#=-])(?:\(\d{1,4}\)[ \t]?)?(?:\d{1,5}(?:[ .-]\d{1,5}){0,4}|0\d{8,11})(?![\w.,/:-]?\d)"
                              r"(?![ \t]*(?:%|[A-Z]{3}\b|(?i:kg|km|mm|cm|ml|pcs|min|mb|gb|kb|am|pm|h)\b))")
 CURRENCY_BEFORE = re.compile(r"(?:[A-Z]{3}|[$€£¥₮₹₦₱₩])[ \t]*$")
 
@@ -1606,9 +1608,20 @@ def find_regional_numbers(text: str, spans: list[Span]) -> Iterator[tuple[int, i
         elif alike and issued_there(candidate):
             yield start, end  # like a phone found, and its country issues it
         elif ((any(line_start <= span.start < line_end for span in contacts) or PHONE_WORD_BEFORE.search(before)
-               or ("|" in text and text.count("|", line_start, start) in phone_columns(text)))
+               or ("|" in text and text.count("|", line_start, start) in phone_columns(text))
+               or under_a_name(text, line_start, start, contacts))
               and (alike or issued_there(candidate))):
-            yield start, end  # on a line with someone's data, after a phone word, in a phone column
+            yield start, end  # on a line with someone's data, after a phone word, in a phone column, under a name
+
+
+def under_a_name(text: str, line_start: int, start: int, spans: list[Span]) -> bool:
+    """Whether a number starts its line under a line that ends with a name, as a committee's contact
+    list sets each one's number under them ("Treasurer — Karim Abou El-Nour" over "  01115550368")."""
+    if line_start == 0 or text[line_start:start].strip():
+        return False
+    previous_start = text.rfind("\n", 0, line_start - 1) + 1
+    return any(span.entity == "PERSON" and previous_start <= span.start and not text[span.end:line_start].strip()
+               for span in spans)
 
 
 # A name written in Chinese, Japanese or Korean script beside its Latin spelling, as signatures and
@@ -2193,7 +2206,11 @@ OWNED_DEVICE = re.compile(r"(?i:\b(?:my|our|his|her|their|your)[ \t]+(?:home[ \t
                           r"camera|pc|laptop|desktop|printer|server at home|"
                           # a home's connected devices: "my inverter shows export readings"
                           r"inverter|solar system|battery|nvr|dvr|cctv|doorbell|thermostat|alarm panel|smart meter|"
-                          r"raspberry pi|pi|home assistant|home server|gateway)\b)")
+                          r"raspberry pi|pi|home assistant|home server|gateway)\b|"
+                          # and in French, Spanish, Portuguese, German: "Notre IP publique ... (mon PC)"
+                          r"\b(?:mon|ma|mes|notre|nos|mi|mis|nuestr[oa]s?|meu|minha|nosso|nossa|mein|meine|unser|unsere)"
+                          r"[ \t]+(?:ip|adresse ip|pc|ordinateur|routeur|modem|box|connexion|computadora|ordenador|"
+                          r"m[óo]dem|enrutador|conexi[óo]n|computador|roteador|conex[ãa]o|rechner|router|anschluss)\b)")
 
 
 # ... or speaks of a person and of a home's machine: "She asked us to check the router remotely".

@@ -2503,3 +2503,20 @@ def test_other_languages_capitalised_words_cited_authors_and_masked_passwords(ru
     # a department's mailbox in Portuguese or French is a role's, a person's is not
     assert pii.is_role_address("bi-operacao@example.org") and pii.is_role_address("compta@example.fr")
     assert not pii.is_role_address("claire.martin@example.fr")
+
+
+def test_a_number_under_a_name_and_a_device_owned_in_french(rules_only):
+    find = lambda text: [(text[s.start:s.end], s.entity) for s in rules_only.detector.find(text)]  # noqa: E731
+    # a committee's list sets each one's number under them; written without groups, a national number
+    # starts with its trunk prefix (a ship's IMO number or a transaction id does not)
+    committee = ("Alexandria sea swimmers, committee\n\nChair — Nabil Rostom\n  +20 122 345 6789\n"
+                 "Treasurer — Karim Abou El-Nour\n  01115550368 · fees EGP 600/season\n")
+    assert ("01115550368", "PHONE") in find(committee)
+    assert ("51023344871", "PHONE") not in find(committee.replace("01115550368", "51023344871"))
+    # "mon PC", "notre IP": a customer's own address, in French
+    ticket = ("Demandeuse : Siobhán O'Donnell, s.odonnell@example.net\n\nMessage de la cliente :\n"
+              "« Connexion coupée depuis l'orage de 18h. Le modem redémarre en boucle, nous avons tout essayé "
+              "depuis ce matin et rien ne change.\nNotre IP publique actuelle est 198.51.100.143 (mon PC). »")
+    assert ("198.51.100.143", "IP_ADDRESS") in find(ticket)
+    assert pii.called_owned(ticket, "198.51.100.143")
+    assert not pii.called_owned(ticket.replace(" (mon PC)", "").replace("Notre IP", "L'IP du serveur"), "198.51.100.143")
