@@ -424,8 +424,8 @@ NAMESAKE_AFTER = re.compile(
     r"algorithm|method)\b")
 LIST_ITEM = re.compile(r"[ \t]*(?:[-*•·–]|\d{1,2}[.)])[ \t]+")
 # A name with the years of a life after it, "Berthe Morisot (1841-1895)", "Artemisia Gentileschi
-# (1593-c.1656)": the dead are no one's personal data (data protection law covers the living).
-LIFE_DATES = re.compile(r"[ \t]*\([ \t]*(?:c\.[ \t]?|ca\.[ \t]?)?\d{3,4}[ \t]*[–-][ \t]*"
+# (1593-c.1656)", "Albert I (1848-1922)": the dead are no one's personal data (data protection law covers the living).
+LIFE_DATES = re.compile(r"(?:[ \t]+[IVX]{1,4}\b)?[ \t]*\([ \t]*(?:c\.[ \t]?|ca\.[ \t]?)?\d{3,4}[ \t]*[–-][ \t]*"
                         r"(?:c\.[ \t]?|ca\.[ \t]?)?\d{3,4}[ \t]*\)")
 # A cited work's authors are public: after their names (and co-authors' names and initials) comes a
 # reference's number ("Kirsch and Mitzenmacher [2]", "Cooley and Tukey in 1965 [1]"), "et al." or, in a reference list, the work's
@@ -462,7 +462,12 @@ SAINT_BEFORE = re.compile(r"(?:^|[^\w \t][ \t]*|\b[a-z]+[ \t]+|[ \t]{2,}|\t)(?:S
 RULER_TITLES = frozenset({"king", "queen", "emperor", "empress", "tsar", "tsarina", "czar", "kaiser", "pharaoh",
                           "pope", "sultan", "caliph", "shah", "count", "countess", "duke", "duchess", "archduke",
                           "archduchess", "baron", "baroness", "marquis", "marquess", "viscount", "saint", "st",
-                          "lord", "lady"})
+                          "lord", "lady",
+                          # and in French, Spanish, Portuguese, Italian, German (not those that are given names
+                          # too: "Rey", "Reina", "Regina", "Emir", "Roi")
+                          "empereur", "impératrice", "princesse", "pharaon", "emperador", "rainha", "imperador",
+                          "imperatore",
+                          "principessa", "könig", "königin", "fürst", "fürstin", "prinzessin", "negus"})
 NAMESAKE_CUE = re.compile(r"(?i:\b(?:named after|called after|described by|discovered by|devised by|proposed by|"
                           r"identified by|after whom|published by|invented by|introduced by)\b)[^.\n]{0,45}$")
 # A business named after someone, by its trade after a possessive: "Pressley's Dry Cleaning &
@@ -582,7 +587,10 @@ PLACE_LAST_WORDS = frozenset({
     "harbour", "harbor", "haven", "quay", "pier", "wharf", "station", "airport", "express", "street", "avenue", "road",
     "square", "terrace", "crescent", "mews", "boulevard", "embankment", "bridge", "cathedral", "abbey", "castle",
     "palace", "university", "college", "hospital", "museum", "stadium", "arena", "cinema", "picturehouse",
-    "playhouse", "league", "liga"})
+    "playhouse", "league", "liga",
+    # a monument's, a shrine's: "Karnak Temple", "Philae Temple", "Aswan High Dam"
+    "temple", "temples", "mosque", "church", "chapel", "shrine", "pagoda", "monastery", "basilica", "fort", "fortress",
+    "citadel", "oasis", "obelisk", "pyramid", "pyramids", "tomb", "mausoleum", "necropolis", "dam"})
 # Street words that are also surnames ("Mill Lane", "Diane Lane"): a place unless a given name
 # comes first.
 STREET_OR_SURNAME = frozenset({"lane", "close", "way", "row", "grove", "court", "hill", "drive", "walk", "place"})
@@ -2639,6 +2647,13 @@ CLINICAL_EPONYM_AFTER = re.compile(r"[ \t]+[a-z]{3,}[ \t]+(?:test|sign|reflex|ma
 COPYRIGHT = re.compile(r"(?i:(?:\bcopyright|©|\(c\))(?:[ \t]+(?:\(c\)|©|\d{4}(?:[-–]\d{4})?,?))*[ \t]+)")
 COPYRIGHT_BEFORE = re.compile(COPYRIGHT.pattern + "$")
 # A famous person, as an apposition says: "Masamune, the most celebrated swordsmith in Japanese history".
+# A prize's laureates are public: "the Nobel Prize in Medicine 2015 to William C. Campbell and Satoshi
+# Ōmura", "prix Nobel ... à William C. Campbell et Satoshi Ōmura" (where the text holds no one's data).
+# A ruler's regnal number: "begun under Senusret I", "Ramesses II" (where the text holds no one's data).
+REGNAL_AFTER = re.compile(r"[ \t]+[IVX]{1,5}\b(?![.'’\w-])")
+# ... and a ruler's title before a name spaCy left it out of: "the Princesse Alice" (a yacht, after her).
+RULER_BEFORE = re.compile(r"\b([A-Z][\w]+)[ \t]+$")
+LAUREATE_CUE = re.compile(r"\b(?:Nobel|Pulitzer|Turing Award|Fields Medal|Abel Prize|Booker Prize|Goncourt|Cervantes Prize)\b")
 FAMOUS_AFTER = re.compile(r",[ \t]+(?:the|a)[ \t]+(?:most[ \t]+)?(?:famous|celebrated|renowned|legendary|greatest|"
                           r"best-known|well-known|great|pioneering)\b")
 # A work's title in quotes after its maker's name: "the Bowie 'Hunky Dory' half-speed reissue" (two
@@ -3193,6 +3208,8 @@ class PiiDetector:
         # So are a cited work's authors: "Kirsch and Mitzenmacher [2]".
         public = {span for span in spans if span.entity == "PERSON" and (
             copyright_holder(text, span) or LIFE_DATES.match(text, span.end) or text[span.start:span.end].split()[0].casefold() in RULER_TITLES
+            or ((ruler := RULER_BEFORE.search(text, max(0, span.start - 20), span.start)) is not None
+                and ruler.group(1).casefold() in RULER_TITLES - {"st", "lord", "lady", "count"})
             or cited(text, span) or SAINT_BEFORE.search(text, max(0, span.start - 30), span.start))}
         spans = [span for span in spans if not (span.entity == "LOCATION" and cited(text, span))]
         # A name in the sentence of a cited work's authors is of the same literature, where the text
@@ -3203,8 +3220,10 @@ class PiiDetector:
             public |= {span for span in spans if span.entity == "PERSON"
                        and sentence_around(text, span.start, span.end) in citing}
         if no_ones_data:  # (the filters above dropped names and places only)
-            public |= {span for span in spans if span.entity == "PERSON" and (WORK_AFTER.match(text, span.end)
-                                                                             or FAMOUS_AFTER.match(text, span.end))}
+            public |= {span for span in spans if span.entity == "PERSON" and (
+                WORK_AFTER.match(text, span.end) or FAMOUS_AFTER.match(text, span.end)
+                or LAUREATE_CUE.search(sentence_around(text, span.start, span.end))
+                or REGNAL_AFTER.match(text, span.end))}
             fiction = len({cue.casefold() for cue in FICTION_CUE.findall(text)}) >= 2
             public |= {span for span in spans if span.entity == "PERSON" and of_history(text, span, fiction)}
             # and the people a paragraph names beside them or an eponym's namesakes, in no one's

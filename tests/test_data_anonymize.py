@@ -2520,3 +2520,22 @@ def test_a_number_under_a_name_and_a_device_owned_in_french(rules_only):
     assert ("198.51.100.143", "IP_ADDRESS") in find(ticket)
     assert pii.called_owned(ticket, "198.51.100.143")
     assert not pii.called_owned(ticket.replace(" (mon PC)", "").replace("Notre IP", "L'IP du serveur"), "198.51.100.143")
+
+
+def test_rulers_laureates_and_monuments_name_no_one():
+    detector = pii.PiiDetector(pii.ENTITIES)
+    find = lambda text: [(text[s.start:s.end], s.entity) for s in detector.find(text)]  # noqa: E731
+    # a regnal number and life dates, a ruler's title before a name spaCy left it out of
+    history = ("Albert I (1848-1922), Prince of Monaco from 1889, devoted much of his reign to the sea. His "
+               "successive yachts, the Hirondelle and the Princesse Alice, sounded the depths of the Atlantic. "
+               "Afternoon visit to Karnak Temple, begun under Senusret I and enlarged for 2,000 years. "
+               "Group bookings: groups@museum.example.org")
+    assert [v for v, e in find(history) if e == "PERSON"] == []
+    # a prize's laureates, in a leaflet that holds no one's data
+    leaflet = ("L'ivermectine est distribuée gratuitement depuis 1987. La découverte de l'ivermectine a valu le "
+               "prix Nobel de médecine 2015 à William C. Campbell et Satoshi Ōmura.")
+    assert [v for v, e in find(leaflet) if e == "PERSON"] == []
+    # (a given name that is also a king's title in Spanish is someone's: "Rey" dispatches tricycles)
+    roster = "Auditor - Abdulkarim Pendatun, 0975 555 0247\nTerminal dispatchers - Rey and Totoy (ask them)\n"
+    assert pii.RULER_BEFORE.search("the Princesse ") and "rey" not in pii.RULER_TITLES
+    assert ("Abdulkarim Pendatun", "PERSON") in find(roster)
