@@ -214,7 +214,15 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         "heldout84": Path(__file__).parent / "data" / "pii_heldout84.jsonl",
         "heldout85": Path(__file__).parent / "data" / "pii_heldout85.jsonl",
         "heldout86": Path(__file__).parent / "data" / "pii_heldout86.jsonl",
-        "heldout87": Path(__file__).parent / "data" / "pii_heldout87.jsonl"}
+        "heldout87": Path(__file__).parent / "data" / "pii_heldout87.jsonl",
+        # heldout88-91: four more separate authors (seventy-second to seventy-fifth briefs), each
+        # mostly in one region: the Netherlands and Flanders; Vietnam, Cambodia, Laos and Thailand;
+        # northern Mexico and the US border states; Kenya, Uganda, Tanzania, Rwanda and Burundi
+        # (first run with the gate of 88 sets and every rule of the twelfth session: 2d9667e)
+        "heldout88": Path(__file__).parent / "data" / "pii_heldout88.jsonl",
+        "heldout89": Path(__file__).parent / "data" / "pii_heldout89.jsonl",
+        "heldout90": Path(__file__).parent / "data" / "pii_heldout90.jsonl",
+        "heldout91": Path(__file__).parent / "data" / "pii_heldout91.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
