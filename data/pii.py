@@ -189,6 +189,7 @@ BUSINESS_LINE = re.compile(
     r"contact cent(?:re|er)|call cent(?:re|er)|(?:information|help|service|front|reception|booking|sales|"
     r"rental|hire|check-in|ticket) desk|out[- ]of[- ]hours|24h|24/7|reception|"
     r"(?:advice|appointments?|bookings?|orders?) line|nurses['’]? station|nursing station|"
+    r"group (?:tours?|bookings?|visits?|reservations|sales|enquiries)|visitor (?:information|centre|center)|"
     r"(?:book|order|reserve)(?: online)? or (?:call|phone|ring)|(?:call|ring|phone) (?:the|our) (?:workshop|office|shop|store|"
     r"clinic|surgery|practice|branch|studio|salon|garage|showroom|depot|team)|from abroad|from overseas)\b|"
     # a department named before "on": "through Electoral Services on 01632 960 250"
@@ -1466,6 +1467,31 @@ def find_nicknamed_names(text: str, found: set[int], ends: set[int] = frozenset(
             yield match.start(1), end
 
 
+# Capitalised words before a nickname in quotes and brackets: 'Khamla Vongsa ("Calculator")'.
+NAME_BEFORE_NICKNAME = re.compile(r"(?<![\w'’-])([^\W\d_a-z][\w'’-]+(?:[ \t]+[^\W\d_a-z][\w'’-]+){1,3})"
+                                  r"[ \t]+\([\"“‘']([^\W\d_a-z][\w'’ -]{1,20})[\"”’']\)")
+
+
+def find_nicknamed_contacts(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
+    """A name of two to four capitalised words no list holds and its nickname, on a line with a phone
+    number or a mailbox or after "by" or a label's colon: 'Hash Cash: Khamla Vongsa ("Calculator") ·
+    WhatsApp +856 ...', 'Opened 2024-07-19 by Thanawat Chaiyaporn ("Golf")' (a product's "Model S
+    ("Plaid")" has neither)."""
+    for match in NAME_BEFORE_NICKNAME.finditer(text):
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        line_end = text.find("\n", match.end())
+        line_end = len(text) if line_end == -1 else line_end
+        before = text[line_start:match.start(1)]
+        words = match.group(1).split()
+        if any(word.casefold() in lexicon("english") and word.casefold() not in lexicon("english_names")
+               for word in words):
+            continue  # "Harbour Water Level API", "Summer Menu"
+        if (re.search(r"(?:\bby|:)[ \t]*$", before) or any(
+                span.entity in ("PHONE", "EMAIL") and line_start <= span.start < line_end for span in spans)):
+            yield match.span(1)
+            yield match.span(2)
+
+
 # A number written right after a name, as rosters and call logs give them without a prefix:
 # "Ramesh Pawar — 98220 41537", "Tan Bee Lian (Auntie Bee) 9182 5037", "Batbayar ..., hashaa 114 | 9911
 # 2045" is not (an address between); 7 to 11 digits in groups of 2 to 5.
@@ -1509,8 +1535,8 @@ def find_numbers_after_phones(text: str, spans: list[Span]) -> Iterator[tuple[in
 # phones or sits in a phone column (see find_regional_numbers). No list of national formats is
 # written here: the plan of every country phonenumbers knows decides. Written without groups, a
 # number must start with a trunk prefix ("01115550368"): a ship's IMO number, a transaction's or a
-# bank's routing number do not.
-REGIONAL_NUMBER = re.compile(r"(?<![\w+.,/:#=-])(?:\(\d{1,4}\)[ \t]?)?(?:\d{1,5}(?:[ .-]\d{1,5}){0,4}|0\d{8,11})(?![\w.,/:-]?\d)"
+# bank's routing number do not. An area code may end in a slash, as Belgium writes it ("089/55.62.14").
+REGIONAL_NUMBER = re.compile(r"(?<![\w+.,/:#=-])(?:\(\d{1,4}\)[ \t]?|0\d{1,3}/[ \t]?)?(?:\d{1,5}(?:[ .-]\d{1,5}){0,4}|0\d{8,11})(?![\w.,/:-]?\d)"
                              r"(?![ \t]*(?:%|[A-Z]{3}\b|(?i:kg|km|mm|cm|ml|pcs|min|mb|gb|kb|am|pm|h)\b))")
 CURRENCY_BEFORE = re.compile(r"(?:[A-Z]{3}|[$€£¥₮₹₦₱₩])[ \t]*$")
 
@@ -2229,8 +2255,27 @@ THIRD_PERSON = re.compile(r"\b(?:[Ss]he|[Hh]e|[Hh]er|[Hh]is)\b")
 def called_owned(text: str, value: str) -> bool:
     """Whether a line that holds the address `value` calls a machine someone's own (OWNED_DEVICE),
     or speaks of a person and a home's machine (THIRD_PERSON, HOME_DEVICE)."""
-    return any(OWNED_DEVICE.search(line) or (THIRD_PERSON.search(line) and HOME_DEVICE.search(line))
-               for line in (line_of(text, span) for span in occurrences(text, value)))
+    return any(OWNED_DEVICE.search(line_of(text, span)) or (THIRD_PERSON.search(line_of(text, span))
+                                                           and HOME_DEVICE.search(line_of(text, span)))
+               or submitted_by_user(text, span) for span in occurrences(text, value))
+
+
+# A mail header's hop where a user's own machine handed the mail in, logged in: "Received: from
+# laptop-dirk (dsl-198-51-100-23.example.net [198.51.100.23]) by smtp.example.net with ESMTPSA".
+AUTHENTICATED_SUBMISSION = re.compile(r"\bwith[ \t]+E?SMTPS?A\b|\(Authenticated sender:", re.IGNORECASE)
+
+
+def submitted_by_user(text: str, span: Span) -> bool:
+    """Whether the address is the client of a Received header whose hop was an authenticated
+    submission (its folded lines included)."""
+    line_start = text.rfind("\n", 0, span.start) + 1
+    if not text.startswith("Received: from", line_start):
+        return False
+    header_end = span.end
+    while (next_line := text.find("\n", header_end)) != -1 and text[next_line + 1:next_line + 2] in (" ", "\t"):
+        header_end = next_line + 1
+    header_end = text.find("\n", header_end)
+    return AUTHENTICATED_SUBMISSION.search(text, line_start, len(text) if header_end == -1 else header_end) is not None
 
 
 @lru_cache(maxsize=256)
@@ -2887,7 +2932,10 @@ def of_history(text: str, span: Span, fiction: bool = False) -> bool:
     dated = text if history else paragraph
     # (in such a history a quotation is the past's voice: Cook praised it as "our faithful guide")
     voice = QUOTATION.sub(" ", paragraph) if history else paragraph
-    return HISTORICAL_YEAR.search(dated) is not None and FAMILY_OR_SPEAKER.search(voice) is None
+    # (and a heritage page speaks to its visitors: "The buildings you visit today are a 1939
+    # reconstruction"; a family's or the writer's own voice still makes it someone's)
+    speaker = FIRST_PERSON_OR_FAMILY if history else FAMILY_OR_SPEAKER
+    return HISTORICAL_YEAR.search(dated) is not None and speaker.search(voice) is None
 
 
 # A title's "My" inside a sentence, before a capitalised word: "Cather's My Ántonia", "read My Name Is Red".
@@ -3098,6 +3146,7 @@ class PiiDetector:
             spans.extend(Span(start, end, "PERSON") for start, end in find_bracketed_kin(text))
             spans.extend(Span(start, end, "PERSON") for start, end in find_headed_names(text))
             spans.extend(Span(start, end, "PERSON") for start, end in find_phone_owner_names(text, spans))
+            spans.extend([Span(start, end, "PERSON") for start, end in find_nicknamed_contacts(text, spans)])
             spans.extend(Span(start, end, "PERSON") for start, end in find_email_line_names(text, spans))
             spans.extend(Span(start, end, "PERSON") for start, end in find_email_spelled_names(text, spans))
             spans.extend(Span(start, end, "PERSON") for start, end in find_contact_line_names(text, spans))

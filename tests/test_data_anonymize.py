@@ -2539,3 +2539,30 @@ def test_rulers_laureates_and_monuments_name_no_one():
     roster = "Auditor - Abdulkarim Pendatun, 0975 555 0247\nTerminal dispatchers - Rey and Totoy (ask them)\n"
     assert pii.RULER_BEFORE.search("the Princesse ") and "rey" not in pii.RULER_TITLES
     assert ("Abdulkarim Pendatun", "PERSON") in find(roster)
+
+
+def test_nicknamed_contacts_authenticated_submissions_and_heritage_pages(rules_only):
+    find = lambda text: [(text[s.start:s.end], s.entity) for s in rules_only.detector.find(text)]  # noqa: E731
+    # a name no list holds before its nickname, on a line with a phone; a product's nickname is no one's
+    page = 'Hash Cash: Khamla Vongsa ("Calculator") · WhatsApp +856 20 9834 1172\n'
+    assert {("Khamla Vongsa", "PERSON"), ("Calculator", "PERSON")} <= set(find(page))
+    assert [v for v, e in find('The Harbour Water Level API ("Tides") returns metres.\n') if e == "PERSON"] == []
+    # a Belgian number with its area code's slash, under a role's heading beside a mailbox
+    contacts = ("Chair\nJos Vanderhoven – +32 476 12 48 93\n\n"
+                "Secretary\nEls Claes-Ng – 089/55.62.14 (after 18u) – els.claesng@example.be\n")
+    assert ("089/55.62.14", "PHONE") in find(contacts)
+    # the client of an authenticated submission is the sender's own machine; a relay's is a server's
+    header = ("Return-Path: <lieke@tegelatelier.example.nl>\nReceived: from lieke-mbp (cable-203-0-113-9.example.net "
+              "[203.0.113.9])\n\tby smtp.example.net with ESMTPSA id 7FgT2xQ; Thu, 6 Mar 2025 16:40:02 +0100\n")
+    assert pii.submitted_by_user(header, pii.Span(header.index("203.0.113.9]"), header.index("203.0.113.9]") + 11, "IP_ADDRESS"))
+    relay = header.replace("with ESMTPSA", "with ESMTPS")
+    assert not pii.submitted_by_user(relay, pii.Span(relay.index("203.0.113.9]"), relay.index("203.0.113.9]") + 11, "IP_ADDRESS"))
+    # a heritage page that speaks to its visitors is still a history; a group-bookings line is the museum's
+    history = ("The Port-Royal Habitation\n\nThe settlement was abandoned in 1607, and burned by an English raid "
+               "from Virginia under Samuel Argall in 1613. The buildings you visit today are a 1939 reconstruction.\n\n"
+               "After the winter of 1604, Pierre Dugua moved the colony across the Bay of Fundy.\n\n"
+               "Visiting: open daily. Group bookings: 902-555-0100 or groups@example.org.")
+    assert [v for v, e in find(history) if e == "PERSON"] == []
+    assert pii.is_business_line(history, pii.Span(history.index("902-"), history.index("902-") + 12, "PHONE"))
+    memoir = history.replace("The buildings you visit today", "My grandfather Samuel Argall rebuilt them")
+    assert ("Samuel Argall", "PERSON") in find(memoir)
