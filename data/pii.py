@@ -2023,10 +2023,11 @@ DAY_AFTER = re.compile(r"[ \t]+\d{1,2}(?!\d)")
 
 # A courtesy title, in English or another language, before a name spaCy ran over it: "bitte rufen
 # Sie Frau Katharina", "Mme Aïssatou", "Sra. Lucía" (the name is what follows it).
-FOREIGN_TITLES = frozenset({"herr", "herrn", "frau", "madame", "monsieur", "mme", "mlle", "mr", "señor", "señora", "sr",
+# (not Polish "Pan", a Chinese surname too: "Pan Wei")
+FOREIGN_TITLES = frozenset({"herr", "herrn", "frau", "madame", "monsieur", "mme", "mlle", "señor", "señora", "sr",
                             "sra", "srta", "doña", "dona", "signor", "signora", "sig", "dott", "mevrouw", "meneer",
-                            "dhr", "mevr", "pan", "pani"})
-LEADING_TITLE = re.compile(r"(?<!\S)(?i:" + "|".join(sorted(FOREIGN_TITLES | {"mrs", "ms", "mx", "dr", "prof", "miss"},
+                            "dhr", "mevr"})
+LEADING_TITLE = re.compile(r"(?<!\S)(?i:" + "|".join(sorted(FOREIGN_TITLES | {"mr", "mrs", "ms", "mx", "dr", "prof", "miss"},
                                                            key=len, reverse=True)) + r")\.?[ \t]+")
 
 
@@ -2254,10 +2255,14 @@ THIRD_PERSON = re.compile(r"\b(?:[Ss]he|[Hh]e|[Hh]er|[Hh]is)\b")
 
 def called_owned(text: str, value: str) -> bool:
     """Whether a line that holds the address `value` calls a machine someone's own (OWNED_DEVICE),
-    or speaks of a person and a home's machine (THIRD_PERSON, HOME_DEVICE)."""
-    return any(OWNED_DEVICE.search(line_of(text, span)) or (THIRD_PERSON.search(line_of(text, span))
-                                                           and HOME_DEVICE.search(line_of(text, span)))
-               or submitted_by_user(text, span) for span in occurrences(text, value))
+    or speaks of a person and a home's machine (THIRD_PERSON, HOME_DEVICE), or a mail header logs it
+    as the client of an authenticated submission (see submitted_by_user)."""
+    for span in occurrences(text, value):
+        line = line_of(text, span)
+        if OWNED_DEVICE.search(line) or (THIRD_PERSON.search(line) and HOME_DEVICE.search(line)) \
+                or submitted_by_user(text, span):
+            return True
+    return False
 
 
 # A mail header's hop where a user's own machine handed the mail in, logged in: "Received: from
