@@ -3187,7 +3187,10 @@ class PiiDetector:
             # text about people; a place otherwise.
             if (span.entity == "PERSON_OR_PLACE" and PLACE_PREPOSITION.search(text, max(0, span.start - 8), span.start)
                     or text[span.start:span.end].casefold() in lexicon("places")
-                    and (after_a_place(text, span.start) or listed_with_places(text, span, places))):
+                    and (after_a_place(text, span.start) or listed_with_places(text, span, places))
+                    # a city of two words or more whose words are listed names: "Chiang Mai", "Chiang Rai"
+                    or len(text[span.start:span.end].split()) > 1
+                    and " ".join(text[span.start:span.end].casefold().split()) in place_countries()):
                 if "LOCATION" in self.entities:
                     spans.append(span._replace(entity="LOCATION"))
             elif (about_people(text, span, evidence) if english else near(span, evidence)) \

@@ -2566,3 +2566,14 @@ def test_nicknamed_contacts_authenticated_submissions_and_heritage_pages(rules_o
     assert pii.is_business_line(history, pii.Span(history.index("902-"), history.index("902-") + 12, "PHONE"))
     memoir = history.replace("The buildings you visit today", "My grandfather Samuel Argall rebuilt them")
     assert ("Samuel Argall", "PERSON") in find(memoir)
+
+
+def test_a_city_whose_words_are_listed_names_is_a_place(rules_only):
+    find = lambda text: [(text[s.start:s.end], s.entity) for s in rules_only.detector.find(text)]  # noqa: E731
+    policy = ("POLICY HR-OSH-014 · Smoke haze (PM2.5) — outdoor work and staff protection\nApplies to: all "
+              "Northern Region properties (Chiang Mai, Chiang Rai, Mae Hong Son) · Version 3, effective 1 February "
+              "2025 · Owner: Group Occupational Health & Safety\n\n1. Purpose\nBurning season can raise fine dust "
+              "to levels harmful to staff working outdoors: gardeners, pool attendants, drivers and event crews.\n")
+    assert [v for v, e in find(policy) if e == "PERSON" and v.startswith("Chiang")] == []
+    # (a person of the same two listed names is still one where the text is about them)
+    assert ("Chiang Wei", "PERSON") in find("Please call Chiang Wei on +66 89 412 7703 about the shifts.")
