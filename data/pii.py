@@ -2034,10 +2034,8 @@ LEADING_TITLE = re.compile(r"(?<!\S)(?i:" + "|".join(sorted(FOREIGN_TITLES | {"m
 def after_title(text: str, span: Span) -> Span:
     """A name without the words up to its title, which spaCy and the name lists run over ("Sie Frau
     Katharina": "Sie" is a listed name, a German pronoun here)."""
-    title = None
-    for title in LEADING_TITLE.finditer(text, span.start, span.end):
-        pass
-    return span if title is None or title.end() >= span.end else span._replace(start=title.end())
+    titles = list(LEADING_TITLE.finditer(text, span.start, span.end))
+    return span if not titles or titles[-1].end() >= span.end else span._replace(start=titles[-1].end())
 
 
 def reread_person(text: str, span: Span) -> Span | None:

@@ -3,6 +3,7 @@ that no PII value (nor the pseudonym key) ever reaches the output, the stats or 
 
 import json
 from collections import Counter
+from functools import partial
 import logging
 import re
 from pathlib import Path
@@ -834,6 +835,11 @@ def test_family_ties_kinship_titles_particles_and_surname_first(with_ner, text, 
 
 def person_strings(detector, text: str) -> list[str]:
     return [text[s.start:s.end] for s in detector.find(text) if s.entity == "PERSON"]
+
+
+def found(detector, text: str) -> list[tuple[str, str]]:
+    """(value, entity) of each span the detector finds in `text`."""
+    return [(text[s.start:s.end], s.entity) for s in detector.find(text)]
 
 
 @pytest.mark.parametrize("text, names", [
@@ -2321,7 +2327,7 @@ def test_a_cluster_nodes_clock_peer_is_a_server():
 
 
 def test_iban_format_accounts_outside_swifts_registry_and_short_numbers_a_phone_word_labels(with_ner):
-    find = lambda text: [(text[s.start:s.end], s.entity) for s in with_ner.detector.find(text)]  # noqa: E731
+    find = partial(found, with_ner.detector)
     # West and Central Africa's IBAN-format accounts: the country's length and mod-97, as elsewhere
     for value in ("SN57K01001520000485000037715", "CI93CI0080111301134291200589", "CM20 1000 5000 0101 2345 6789 012"):
         assert pii.is_iban(value), value
@@ -2357,7 +2363,7 @@ def test_iban_format_accounts_outside_swifts_registry_and_short_numbers_a_phone_
 
 
 def test_numbers_as_their_country_writes_them_where_the_record_says_which_country(with_ner):
-    find = lambda text: [(text[s.start:s.end], s.entity) for s in with_ner.detector.find(text)]  # noqa: E731
+    find = partial(found, with_ner.detector)
     # Mozambique's "84 557 0912": the record's other phone is +258, and Mozambique issues 84 to mobiles
     ticket = ("Customer: Belarmino Mussa | Account PAYG-MZ-0448217\n"
               "Phone: +258 87 310 6624 (Movitel) | Alt: 84 902 3318 (neighbour, Sra. Ermelinda)\n")
@@ -2384,7 +2390,7 @@ def test_numbers_as_their_country_writes_them_where_the_record_says_which_countr
 
 
 def test_what_heldout72_75_showed_is_no_ones_data(rules_only):
-    find = lambda text: [(text[s.start:s.end], s.entity) for s in rules_only.detector.find(text)]  # noqa: E731
+    find = partial(found, rules_only.detector)
     # a branch's or a team's mailbox: its role word makes no "Sales:" a name, its city spells no one
     page = ("Rack space from PKR 95,000 a month, excl. 16% sales tax (Sindh).\n"
             "Sales: colo-sales@khi1-dc.example.com | NOC (24x7): noc@khi1-dc.example.com\n")
@@ -2412,7 +2418,7 @@ def test_what_heldout72_75_showed_is_no_ones_data(rules_only):
 
 
 def test_a_rosters_column_of_numbers_and_a_fleet_fuel_card(rules_only):
-    find = lambda text: [(text[s.start:s.end], s.entity) for s in rules_only.detector.find(text)]  # noqa: E731
+    find = partial(found, rules_only.detector)
     roster = ('Dispatcher: Mrs Chiu, mobile 9766 2034\nShift A 06:00-14:00\n'
               '  Mon-Wed  Lau Chi-keung ("Keung Gor")     9482 3317\n'
               '  Thu-Sat  Tsang Kwok-wing (Ah Wing)         6158 0024\n'
@@ -2427,7 +2433,7 @@ def test_a_rosters_column_of_numbers_and_a_fleet_fuel_card(rules_only):
 
 
 def test_a_name_in_two_scripts_and_a_chat_export_with_iso_dates(rules_only):
-    find = lambda text: [(text[s.start:s.end], s.entity) for s in rules_only.detector.find(text)]  # noqa: E731
+    find = partial(found, rules_only.detector)
     signature = "Best regards / 祝好\nKelvin Zhou 周凯文\nSales Engineer\nWhatsApp: +86 135 1094 7726"
     assert ("周凯文", "PERSON") in find(signature) and ("祝好", "PERSON") not in find(signature)
     assert ("段秀英", "PERSON") in find("Warm regards,\n段秀英 Duan Xiuying\nExport Manager\nWeChat: +86 139 8712 0655")
@@ -2441,7 +2447,7 @@ def test_a_name_in_two_scripts_and_a_chat_export_with_iso_dates(rules_only):
 
 
 def test_the_country_a_text_names_and_a_phone_found_once_found_everywhere(rules_only):
-    find = lambda text: [(text[s.start:s.end], s.entity) for s in rules_only.detector.find(text)]  # noqa: E731
+    find = partial(found, rules_only.detector)
     # the places a text names say which country's plan to read its numbers by: India's five-and-five
     # mobiles, in a roster's "Mobile" column, with no +91 anywhere
     roster = ("Cyclone shelter committee, Chatrapur block, Ganjam (Odisha), near Berhampur\n"
@@ -2473,7 +2479,7 @@ def test_the_country_a_text_names_and_a_phone_found_once_found_everywhere(rules_
 
 
 def test_other_languages_capitalised_words_cited_authors_and_masked_passwords(rules_only):
-    find = lambda text: [(text[s.start:s.end], s.entity) for s in rules_only.detector.find(text)]  # noqa: E731
+    find = partial(found, rules_only.detector)
     # spaCy's English model reads a German listing's capitalised nouns as people; in another language
     # a name of its own must hold a listed name or an initial
     listing = ("Konditorei & Café Traunblick\nServiceoptionen: Sitzplätze im Freien · Zum Mitnehmen · "
@@ -2506,7 +2512,7 @@ def test_other_languages_capitalised_words_cited_authors_and_masked_passwords(ru
 
 
 def test_a_number_under_a_name_and_a_device_owned_in_french(rules_only):
-    find = lambda text: [(text[s.start:s.end], s.entity) for s in rules_only.detector.find(text)]  # noqa: E731
+    find = partial(found, rules_only.detector)
     # a committee's list sets each one's number under them; written without groups, a national number
     # starts with its trunk prefix (a ship's IMO number or a transaction id does not)
     committee = ("Alexandria sea swimmers, committee\n\nChair — Nabil Rostom\n  +20 122 345 6789\n"
@@ -2524,7 +2530,7 @@ def test_a_number_under_a_name_and_a_device_owned_in_french(rules_only):
 
 def test_rulers_laureates_and_monuments_name_no_one():
     detector = pii.PiiDetector(pii.ENTITIES)
-    find = lambda text: [(text[s.start:s.end], s.entity) for s in detector.find(text)]  # noqa: E731
+    find = partial(found, detector)
     # a regnal number and life dates, a ruler's title before a name spaCy left it out of
     history = ("Albert I (1848-1922), Prince of Monaco from 1889, devoted much of his reign to the sea. His "
                "successive yachts, the Hirondelle and the Princesse Alice, sounded the depths of the Atlantic. "
@@ -2542,7 +2548,7 @@ def test_rulers_laureates_and_monuments_name_no_one():
 
 
 def test_nicknamed_contacts_authenticated_submissions_and_heritage_pages(rules_only):
-    find = lambda text: [(text[s.start:s.end], s.entity) for s in rules_only.detector.find(text)]  # noqa: E731
+    find = partial(found, rules_only.detector)
     # a name no list holds before its nickname, on a line with a phone; a product's nickname is no one's
     page = 'Hash Cash: Khamla Vongsa ("Calculator") · WhatsApp +856 20 9834 1172\n'
     assert {("Khamla Vongsa", "PERSON"), ("Calculator", "PERSON")} <= set(find(page))
@@ -2569,7 +2575,7 @@ def test_nicknamed_contacts_authenticated_submissions_and_heritage_pages(rules_o
 
 
 def test_a_city_whose_words_are_listed_names_is_a_place(rules_only):
-    find = lambda text: [(text[s.start:s.end], s.entity) for s in rules_only.detector.find(text)]  # noqa: E731
+    find = partial(found, rules_only.detector)
     policy = ("POLICY HR-OSH-014 · Smoke haze (PM2.5) — outdoor work and staff protection\nApplies to: all "
               "Northern Region properties (Chiang Mai, Chiang Rai, Mae Hong Son) · Version 3, effective 1 February "
               "2025 · Owner: Group Occupational Health & Safety\n\n1. Purpose\nBurning season can raise fine dust "
