@@ -191,8 +191,9 @@ def _checked(value: str, taken: list) -> int:
 # A configuration's nested "name:" key, in lower case ("  - name: Prometheus-EU" in YAML): a
 # resource's name. A form's is capitalised or starts its line ("Name:", "name: yui tanaka").
 CONFIG_NAME_KEY = re.compile(r"(?:[ \t]+(?:-[ \t]+)?|-[ \t]+)name:"
-                             # or in a flow mapping: "params: [{ name: GOFLAGS, value: ...}]", "- { name: IMAGE"
-                             r"|[ \t]*(?:-[ \t]+)?(?:[\w.-]+:[ \t]*)?\[?[ \t]*\{[ \t]*name:")
+                             # or in a flow mapping, first or after other keys: "params: [{ name: GOFLAGS, value: ...}]",
+                             # "- { name: IMAGE", "apiKey: { type: apiKey, in: header, name: X-Api-Key }"
+                             r"|[ \t]*(?:-[ \t]+)?(?:[\w.-]+:[ \t]*)?\[?[ \t]*\{(?:[^{}\n]*,)?[ \t]*name:")
 
 
 def config_name_key(text: str, start: int) -> bool:

@@ -569,7 +569,9 @@ VISITOR_CUE = re.compile(r"(?i:(?<![\w.])(?:user(?:name|_ip)?|(?<!\d[ \t])client
 # ... or right before the address: "from 203.0.113.9", "src=198.51.100.7" (not "from the customer's
 # endpoint" in a paragraph that names two monitoring probes' addresses, nor chrony's "Added source
 # 192.0.2.123", a time server).
-SOURCE_BEFORE = re.compile(r"(?i:\b(?:from|(?:src|source)[ \t]*[=:])[ \t]*[\[(\"']?[ \t]*)$")
+# (not a monitored device's or a server's answer: "SNMP timeout from 198.51.100.74", "Reply from ...")
+SOURCE_BEFORE = re.compile(r"(?i:\b(?<!timeout )(?<!reply )(?<!replies )(?<!response )(?<!trap )(?<!traps )"
+                           r"(?:from|(?:src|source)[ \t]*[=:])[ \t]*[\[(\"']?[ \t]*)$")
 # A line's user or client that is a service, not a person: "user 'orders-svc'", "user=app",
 # "name=worker-billing-3", "owned by svc-batch" (not "reason=user_cancelled_in_app").
 SERVICE_ACCOUNT = re.compile(r"(?i:\b(?:user(?:name)?|name|owner|owned by|account)(?:[ \t]*[=:][ \t]*|[ \t]+)['\"]?"
@@ -1210,18 +1212,23 @@ def name_seeds(text: str, spans: list[Span]) -> set[str]:
     return seeds - COMMON_WORDS - NOT_NAMES - NOT_GIVEN_NAMES - TITLES - NAME_PARTICLES - {"dot"}
 
 
-def find_repeated_names(text: str, spans: list[Span]) -> Iterator[tuple[int, int]]:
+def find_repeated_names(text: str, spans: list[Span], language: str = "en") -> Iterator[tuple[int, int]]:
     """Every other occurrence in the text of a name found once, in any case ("Olivia" after "my
     name is olivia grant", "tom" signing the mail of "Tom Hadley", "mike" of "<mike_t>"). Names
     that are also common words (COMMON_WORDS) are looked for again only capitalised, and only
     where the words around them read as a name (see reads_as_name): "Summer's husband" after
     "Summer O'Donoghue", "Will needs a table" after "Will Hunter", not "Will you confirm?"."""
     english, names = lexicon("english"), lexicon("names")
+    # (in a text in another language, its common words too: "escritório" of "Escritório Salvador";
+    # not a name found written in lower case: a chat's speaker "merveille")
+    local = common_words(language) - {word for span in spans if span.entity == "PERSON"
+                                      for word in text[span.start:span.end].split() if word.islower()} \
+        if language != "en" else frozenset()
     seeds, capitalised = set(), set()
     for seed in name_seeds(text, spans):
         # an English word that no list has as a name ("Hotel" of "Hotel Wawelska", "Please" of "Hannah
         # K. Please") is looked for again only capitalised: "the hotel" is no one
-        if seed in english and seed not in names and seed not in lexicon("english_names"):
+        if seed in english and seed not in names and seed not in lexicon("english_names") or seed in local:
             capitalised.add(seed.capitalize())
         else:
             seeds.add(seed)
@@ -1798,10 +1805,9 @@ def find_lexicon_names(text: str) -> Iterator[tuple[int, int, bool]]:
             continue
         end = words[last].start() + len(without_possessive(words[last].group(0)))
         # A "name" that is a place's whole name, or starts with one, is weak: "Santiago de Compostela",
-        # "Bristol Temple Meads" (given names that are towns: Bristol, Paris, Austin).
-        places = lexicon("places")
-        yield words[index].start(), end, firm and not (text[words[index].start():end].casefold() in places
-                                                       or words[index].group(0).casefold() in places)
+        # "Bristol Temple Meads" (given names that are towns: Bristol, Paris, Austin), "Hà Nội".
+        yield words[index].start(), end, firm and not (is_listed_place(text[words[index].start():end])
+                                                       or is_listed_place(words[index].group(0)))
         index = last + 1
 
 
@@ -2109,6 +2115,13 @@ def reread_person(text: str, span: Span) -> Span | None:
 
 def unaccented(word: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
+
+
+def is_listed_place(value: str) -> bool:
+    """Whether the place list holds a value, with its accents or without ("Hà Nội": "ha noi", "Đà
+    Nẵng": "da nang"; NFKD leaves "đ" whole)."""
+    folded = " ".join(value.casefold().split())
+    return folded in lexicon("places") or unaccented(folded).replace("đ", "d") in lexicon("places")
 
 
 def names_a_place(text: str, start: int, end: int) -> bool:
@@ -3184,7 +3197,7 @@ class PiiDetector:
             # One word that is a name and a place: a place after "in", "to", "from"...; a name in
             # text about people; a place otherwise.
             if (span.entity == "PERSON_OR_PLACE" and PLACE_PREPOSITION.search(text, max(0, span.start - 8), span.start)
-                    or text[span.start:span.end].casefold() in lexicon("places")
+                    or is_listed_place(text[span.start:span.end])
                     and (after_a_place(text, span.start) or listed_with_places(text, span, places))
                     # a city of two words or more whose words are listed names: "Chiang Mai", "Chiang Rai"
                     or len(text[span.start:span.end].split()) > 1
@@ -3308,7 +3321,7 @@ class PiiDetector:
             # A family shares its surname: "Thabo de Klerk" where "Ngozi de Klerk" signs.
             spans.extend(Span(start, end, "PERSON") for start, end in find_relatives(text, spans))
             # A name found once is a name wherever else the text has it (but a storm's or a ship's).
-            repeated = [Span(start, end, "PERSON") for start, end in find_repeated_names(text, spans)]
+            repeated = [Span(start, end, "PERSON") for start, end in find_repeated_names(text, spans, language)]
             addresses = [span for span in spans if span.entity == "LOCATION"
                          and any(char.isdigit() for char in text[span.start:span.end])]
             spans.extend(span for span in repeated if not names_a_thing(text, span)  # nor a street's word:

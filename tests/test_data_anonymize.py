@@ -2583,3 +2583,35 @@ def test_a_city_whose_words_are_listed_names_is_a_place(rules_only):
     assert [v for v, e in find(policy) if e == "PERSON" and v.startswith("Chiang")] == []
     # (a person of the same two listed names is still one where the text is about them)
     assert ("Chiang Wei", "PERSON") in find("Please call Chiang Wei on +66 89 412 7703 about the shifts.")
+
+
+def test_device_answers_flow_mapping_keys_accented_places_and_local_words(rules_only):
+    find = partial(found, rules_only.detector)
+    # a monitored device's answer is a machine's address; a login from an address is someone's
+    log = ("2170:20240819:051503.440 item \"reefer-rack-R12:reefer.alarm.count\" became not supported: "
+           "SNMP timeout from 198.51.100.74\n2140:20240819:051505.001 proxy \"proxy-north\" is now available\n")
+    assert ("198.51.100.74", "IP_ADDRESS") not in find(log)
+    assert ("198.51.100.74", "IP_ADDRESS") in find(log.replace("SNMP timeout from", "login from"))
+    # a flow mapping's "name:" after other keys is a resource's, as a first key is
+    spec = ("components:\n  securitySchemes:\n    apiKey: { type: apiKey, in: header, name: X-Api-Key }\n"
+            "      description: Too many requests (60 per minute per API key)\n")
+    assert [v for v, e in find(spec) if e == "PERSON"] == []
+    flow = "  - { type: header, name: X"
+    assert pii.layout_names.config_name_key(flow, flow.index("name:"))
+    # a place list's name without its accents is still the place: "Hà Nội" in a guide to Unicode
+    guide = ('Two strings that look alike may differ in bytes:\n\nassert norm("Hà Nội") == norm("Hà Nội")\n')
+    assert [v for v, e in find(guide) if e == "PERSON"] == []
+    assert pii.is_listed_place("Đà Nẵng") and not pii.is_listed_place("Nguyễn")
+    # in a text in another language, a common word of it is no name wherever it is written in lower
+    # case ("escritório" of "Escritório Salvador"); a name written in lower case is ("merveille:")
+    policy = ("Política interna – Expediente durante o Carnaval. Unidade: Escritório Salvador (Comércio).\n"
+              "1. Objetivo – definir o funcionamento do escritório durante o Carnaval e as festas populares "
+              "da cidade, com o escritório fechado na quarta-feira.\n")
+    spans = [pii.Span(policy.index("Escritório Salvador"), policy.index(" (Comércio)"), "PERSON")]
+    def repeated(text, spans, language):
+        return [text[start:end] for start, end in pii.find_repeated_names(text, spans, language)]
+    assert repeated(policy, spans, "pt") == ["Escritório", "Salvador"]
+    assert repeated(policy, spans, "en") == ["Escritório", "Salvador", "escritório", "escritório"]
+    chat = "[19:05] merveille: moi aussi\n[19:06] Baudouin: merveille va voir Prosper, il en a trois paires\n"
+    speaker = [pii.Span(8, 17, "PERSON")]
+    assert repeated(chat, speaker, "fr") == ["merveille", "merveille"]
