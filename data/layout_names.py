@@ -64,7 +64,7 @@ TOKEN = re.compile(r"[^\s,;|·•()\[\]{}<>\"?!]+")
 INITIAL = re.compile(r"[^\W\d_a-z]\.?")
 # Who a form, a log or a register names: people's roles, ties and the verbs of receipt and sign-off.
 PERSON_LABELS = (
-    r"(?:full |first |given |last |family |maiden |preferred )?name|surname|"
+    r"(?:full |first |given |last |family |maiden |preferred )?name|surnames?|(?:first |given |fore)names|forename|"
     r"(?:child|pupil|student|patient|member|guest|visitor|donor|tenant|applicant|client|customer|caller|passenger|"
     r"rider|owner|holder|parent|driver|player|runner|swimmer|athlete)(?:'s|’s)? (?:full )?name|"
     r"present|attendees?|attending|in attendance|apologies|absent|regrets|participants?|members?|guests?|visitors?|"

@@ -2615,3 +2615,7 @@ def test_device_answers_flow_mapping_keys_accented_places_and_local_words(rules_
     chat = "[19:05] merveille: moi aussi\n[19:06] Baudouin: merveille va voir Prosper, il en a trois paires\n"
     speaker = [pii.Span(8, 17, "PERSON")]
     assert repeated(chat, speaker, "fr") == ["merveille", "merveille"]
+    # a passport form's plural labels name people too
+    form = "Surnames: DE LA FUENTE ORTEGA\nGiven names: MARIA JOSE\nForenames: Aoife Máire\n"
+    assert [form[a:b] for a, b in pii.layout_names.labelled_names(form)] == ["DE LA FUENTE ORTEGA", "MARIA JOSE",
+                                                                                "Aoife Máire"]
