@@ -222,7 +222,16 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         "heldout88": Path(__file__).parent / "data" / "pii_heldout88.jsonl",
         "heldout89": Path(__file__).parent / "data" / "pii_heldout89.jsonl",
         "heldout90": Path(__file__).parent / "data" / "pii_heldout90.jsonl",
-        "heldout91": Path(__file__).parent / "data" / "pii_heldout91.jsonl"}
+        "heldout91": Path(__file__).parent / "data" / "pii_heldout91.jsonl",
+        # heldout92-95: four more separate authors (seventy-sixth to seventy-ninth briefs), each
+        # mostly in one region: Sweden, Norway and Denmark; South Africa, Namibia, Botswana, Zimbabwe,
+        # Zambia and Malawi; Ontario, British Columbia, the territories and the US Mountain West;
+        # Israel, Jordan, Lebanon and Palestine (first run with the gate of 92 sets and the thirteenth
+        # session's first rules: e941ea7)
+        "heldout92": Path(__file__).parent / "data" / "pii_heldout92.jsonl",
+        "heldout93": Path(__file__).parent / "data" / "pii_heldout93.jsonl",
+        "heldout94": Path(__file__).parent / "data" / "pii_heldout94.jsonl",
+        "heldout95": Path(__file__).parent / "data" / "pii_heldout95.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
