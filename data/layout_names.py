@@ -467,7 +467,7 @@ def aliases(text: str, found: Sequence[tuple[int, int]]) -> Iterator[tuple[int, 
 KEYED = re.compile(
     r"(?i:\b(?:member|guest|visitor|customer|patient|holder|cardholder|person|employee|passenger|tenant|resident|"
     r"student|pupil|child|attendee|donor|driver|rider|caller|recipient|(?:full|first|last|given|family)_?name|"
-    r"surname|display_?name|name))[ \t]*[=:][ \t]*([\"'])([^\"'\n]{2,60})\1")
+    r"surname|display_?name|name))[\"']?[ \t]*[=:][ \t]*([\"'])([^\"'\n]{2,60})\1")  # (a JSON key's: "holder":"...")
 
 
 def keyed_names(text: str) -> Iterator[tuple[int, int]]:
@@ -475,6 +475,8 @@ def keyed_names(text: str) -> Iterator[tuple[int, int]]:
     A lower-case value counts for people's keys only, not for "name" (a service, a host)."""
     for match in KEYED.finditer(text):
         key = text[match.start():match.start(1)].casefold()
+        if key[:-1].rstrip(" \t=:").endswith(("\"", "'")) and re.match(r"(?:display_?)?name\b", key):
+            continue  # a JSON object's "name" is a thing's ("name": "Grafana Dashboard"); its "holder" a person
         value = match.group(2)
         length = name_prefix(value, lower_ok="name" not in key)
         if length == len(value.rstrip()) or surname_comma_given(value):

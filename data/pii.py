@@ -135,10 +135,12 @@ NATIONAL_PHONE = re.compile(
 SERVER_BEFORE = re.compile(
     r"(?i:\b(?:vip|nat(?::[ \t]*static)?|static|dns|a|aaaa|a record|listen(?:s|ing)?(?: on)?|bind(?:s|ing)?(?: to)?|"
     r"listen_?address|bind_?address|"
-    r"upstream|backend|server|gateway|gw|load balancer|lb|(?:monitoring )?probe|monitor|resolver|nameserver|"
+    r"upstream|backend|servers?|gateway|gw|load balancer|lb|(?:monitoring )?probe|monitor|resolver|nameserver|"
     r"primary|replica|standby|master|database|db|cluster node|nas-ip(?:-address)?|"
     r"proxy|endpoint|mx|ns|origin|cdn|vpn gateway|api server|ntp|time server|(?:factory )?default (?:ip|address)|"
-    r"time sync(?:hroni[sz]ed)?(?: ok)?(?: from| with| to)?|clock offset(?: from| to)?)\b[ \t:=]*(?:<->|->|=>)?[ \t]*[\"']?)$")
+    r"time sync(?:hroni[sz]ed)?(?: ok)?(?: from| with| to)?|clock offset(?: from| to)?)\b[ \t:=]*(?:<->|->|=>)?[ \t]*[\"']?"
+    # (and the next of a list of them: "servers=192.0.2.53,192.0.2.54")
+    r"(?:\d{1,3}(?:\.\d{1,3}){3}[ \t]*[,;][ \t]*)*)$")
 # A host's name or kind in brackets after its address: "198.51.100.10 (nms01)", "(db-primary.internal)",
 # "10.12.0.5 (jump host)" (not "(home router)": a person's).
 HOST_AFTER = re.compile(r"(?::\d{1,5})?[ \t]*\((?:(?:agent|node|runner|worker|executor)[ \t]+)?"  # "(agent build-linux-03)"
@@ -225,10 +227,14 @@ UK_MOBILE_UNSPACED = re.compile(r"(?<![\w+.-])07\d{9}(?![\w.-]?\d)")
 # "612 345 678", Spain), or in pairs after three ("655 20 71 84", Spain) or two ("20 12 34 56",
 # Denmark): a phone only where the words before it say so.
 _PHONE_WORDS = (r"phone|tel|telephone|mobile|mob|cell|cellphone|whatsapp|call|ring|móvil|telemóvel|telefone|telefon|"
+                # the Nordic abbreviations and words: "Tlf. 60 55 27 14", "Tfn 070-123 45 67", "puh.", "Mobil:"
+                r"tlf|tfn|puh|mobil|mobilnr|telefonnr|"
                 # and mobile money, paid to a number: "Pay to MoMo 0245550612", "M-Pesa 84 557 0912"
                 r"momo|m-pesa|mpesa|gcash|bkash|ecocash|easypaisa|jazzcash|airtel money|tigo money|orange money")
+# (and Norway's eight digits: "Mobil: 912 34 567")
 CUED_NINE_DIGITS = re.compile(rf"(?i:\b(?:{_PHONE_WORDS}|number|text|sms|kom|komórka)\b\.?)[^\n\d]{{0,30}}?"
-                              r"(?<![\d+.-])(\d{3}[ .-]\d{3}[ .-]\d{3}|\d{2,3}(?:[ .-]\d{2}){3})(?![\d.-]\d|\d)")
+                              r"(?<![\d+.-])(\d{3}[ .-]\d{3}[ .-]\d{3}|\d{2,3}(?:[ .-]\d{2}){3}|\d{3} \d{2} \d{3})"
+                              r"(?![\d.-]\d|\d)")
 # A short national number a phone word labels, as small countries and rosters write them: "Mobile:
 # 9371 442", "mi cel por si acaso 71839206", "call my personal number 6 99 03 47 21" (7 to 10
 # digits; not "number", which labels orders and tickets too).
@@ -353,6 +359,8 @@ POSSESSIVE = ("'s", "’s")  # "Pedro's": the name ends before it
 # no family ("Grandad Tomasz came to Leeds in 1947" is someone's).
 _MONTHS = ("January|February|March|April|May|June|July|August|September|October|November|December|"
            "Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec")
+WEEKDAYS = frozenset({"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"})
+CALENDAR_WORDS = frozenset(_MONTHS.casefold().split("|")) | WEEKDAYS
 # ... written as a date, not a postcode ("Nyírcsaholy, Denmark 1585") or a quantity: after "in",
 # "since", "of", a month or a possessive ("Hubble's 1929 plot"), or in brackets and ranges
 # ("(1817)", "1803–1853").
@@ -915,7 +923,13 @@ ROLE_MAILBOX_WORDS = frozenset({
     "administracion", "administracao", "verwaltung", "administratie", "comercial", "commercial", "vertrieb",
     "informatique", "informatica", "technique", "technik", "tecnico", "inscriptions", "inscricoes",
     "inscripciones", "anmeldung", "bestellung", "bestellungen", "anfragen", "datenschutz", "paie", "nomina",
-    "clients", "clientes", "service-client", "serviceclient", "relation", "mairie", "ayuntamiento", "prefeitura"})
+    "clients", "clientes", "service-client", "serviceclient", "relation", "mairie", "ayuntamiento", "prefeitura",
+    # and the Nordic languages' (Danish, Norwegian, Swedish, Finnish): a firm's "post@", customer
+    # service, invoices, sales, accounts, orders, shop, reception, bookings, office, switchboard, operations
+    "post", "postmottak", "kundeservice", "kundservice", "kundtjanst", "asiakaspalvelu", "faktura", "fakturering",
+    "laskutus", "salg", "salj", "myynti", "regnskab", "regnskap", "okonomi", "ekonomi", "talous", "ordre",
+    "ordrer", "tilaus", "butikk", "butik", "kauppa", "resepsjon", "vastaanotto", "bokning", "bestilling",
+    "varaus", "kontor", "kontoret", "toimisto", "sentralbord", "vaihde", "drift", "kundesenter", "kundecenter"})
 
 
 SHORT_ROLE_WORDS = frozenset({"on", "it", "hr", "pr", "qa", "dc", "ux", "ui", "db", "ci", "cd", "eu", "uk", "us", "bi", "ti", "rh"})
@@ -1338,7 +1352,6 @@ PERSON_VERB_AFTER = re.compile(r"[ \t]+(?:gave|gives|told|tells|said|says|asked|
                                r"replied|promised|apologi[sz]ed|thanked|agreed)\b")
 # Months that are given names too: "June Adeyemi ... June covers both sessions", not "in June".
 MONTH_NAMES = frozenset({"april", "may", "june", "august"})
-WEEKDAYS = frozenset({"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"})
 MONTH_BEFORE = re.compile(r"(?i:\b(?:in|of|by|until|till|from|since|to|early|late|mid|next|last|this|every|each|"
                           r"through|during|before|after|end|start)[ \t]+$|\b\d{1,2}(?:st|nd|rd|th)?[ \t]+$)")
 
@@ -1379,10 +1392,13 @@ def find_cued_names(text: str) -> Iterator[tuple[int, int]]:
     while match is not None:
         start, end = match.span(1)
         # Keep the capitalised words only: "Hi Norea, how" -> "Norea".
-        words = re.finditer(r"\S+", match.group(1))
+        words = list(re.finditer(r"\S+", match.group(1)))
         last = None
-        for word in words:
-            if not word.group(0)[0].isupper():
+        for index, word in enumerate(words):  # (no word with a digit: a boiler's "Panna P1", Polish "Panna" a title)
+            if (word.group(0) in NAME_PARTICLES and index + 1 < len(words)
+                    and words[index + 1].group(0)[0].isupper()):
+                continue  # a surname's particle: "Dear Mr van Wyk", "Mme de Souza"
+            if not word.group(0)[0].isupper() or any(char.isdigit() for char in word.group(0)):
                 break
             last = word
         if (last is not None and match.group(1).split()[0].casefold() not in NOT_NAMES
@@ -1446,6 +1462,8 @@ def find_capitals_surname_first(text: str) -> Iterator[tuple[int, int, bool]]:
         surname, first = match.group(1).casefold(), match.group(2).casefold()
         if (len(surname) > 2 and surname not in english and surname not in places and surname not in given
                 and (first not in places or first in given) and first not in english
+                # a time zone's date: "12:00 (noon) PDT, Friday, July 4" (not "JONES, June")
+                and (first not in CALENDAR_WORDS or first in MONTH_NAMES)
                 and first not in lexicon("english_names")):
             yield match.start(), match.end(), first in given and first not in places
 
@@ -1461,13 +1479,20 @@ NICKNAME_AFTER = re.compile(r"[ \t]*(?:\(|[-–—][ \t]+)[\"“‘']([^\W\d_a-z
 
 
 def find_nicknamed_names(text: str, found: set[int], ends: set[int] = frozenset()) -> Iterator[tuple[int, int]]:
-    """The whole of a name with a nickname in quotes, where a name was found at its start; and a
-    nickname in quotes and brackets right after a name found (`ends`): 'Graham Robertson ("Robbo")'."""
+    """The whole of a name with a nickname in quotes, where a name was found at its start or as its
+    surname ('Olusegun "Segun" Bakare'), or the nickname shortens the given name ('Rajinder "Raj"
+    Sandhu'); and a nickname in quotes and brackets right after a name found (`ends`): 'Graham
+    Robertson ("Robbo")'."""
     for match in NICKNAME_AFTER.finditer(text):
         if match.start() in ends:
             yield match.span(1)
     for match in NICKNAMED.finditer(text):
-        if match.start(1) in found:
+        given, nickname = match.group(1).casefold(), match.group(2).casefold()
+        # (a surname found, or a nickname that shortens the name, in quotes and one space apart: not a
+        # table's "Nnamdi Okafor (Leeds)            Hye-jin Park")
+        in_quotes = not text.startswith("(", match.end(1) + 1) and not re.search(r"[ \t]{2}|\t", match.group(0))
+        if (match.start(1) in found or in_quotes and (match.start(3) in found or (
+                len(nickname) > 1 and nickname != given and (given.startswith(nickname) or given.endswith(nickname))))):
             surname = match.group(3).split()
             end = match.start(3) + (len(match.group(3)) if len(surname) == 1 or surname[-1].casefold() not in (
                 PLACE_OR_ORG_WORDS | NOT_SURNAMES) else len(surname[0]))
@@ -2717,6 +2742,9 @@ RULER_BEFORE = re.compile(r"\b([A-Z][\w]+)[ \t]+$")
 LAUREATE_CUE = re.compile(r"\b(?:Nobel|Pulitzer|Turing Award|Fields Medal|Abel Prize|Booker Prize|Goncourt|Cervantes Prize)\b")
 FAMOUS_AFTER = re.compile(r",[ \t]+(?:the|a)[ \t]+(?:most[ \t]+)?(?:famous|celebrated|renowned|legendary|greatest|"
                           r"best-known|well-known|great|pioneering)\b")
+# ... or a discovery's verb: "caused by charged particles from the Sun, as Kristian Birkeland first proposed".
+FIRST_FOUND_AFTER = re.compile(r"[ \t]+first[ \t]+(?:proposed|described|discovered|predicted|explained|showed|"
+                               r"demonstrated|theori[sz]ed|formulated|invented|observed|identified|measured|suggested)\b")
 # A work's title in quotes after its maker's name: "the Bowie 'Hunky Dory' half-speed reissue" (two
 # words or more, so a nickname, "Eleanor 'Nell' Bright", is no title).
 WORK_AFTER = re.compile(r"[ \t]+['‘\"“][A-Z][^'’\"”\n]*[ \t][^'’\"”\n]+['’\"”](?![ \t]+[A-Z])")
@@ -3219,9 +3247,10 @@ class PiiDetector:
             # name in the capitalised words that start such a cell is a thing's ("Ford Mustang
             # Mach-E"); one after other words, a person's ("Dinner with customer (Jens Kold, ...)").
             things = layout_names.thing_cells(text)
+            # (but a cell's name after a courtesy title: a visitor log's host "Ms Faith Gould")
             spans = [span for span in spans if not (span.entity == "PERSON" and any(
                 start <= span.start and span.end <= end and CAPITALISED_RUN.fullmatch(text, start, span.start)
-                for start, end in things))]
+                and not LEADING_TITLE.fullmatch(text, start, span.start) for start, end in things))]
         if self.lexicon:
             found = {span.start for span in spans if span.entity == "PERSON"}
             ends = {span.end for span in spans if span.entity == "PERSON"}
@@ -3290,6 +3319,7 @@ class PiiDetector:
         if no_ones_data:  # (the filters above dropped names and places only)
             public |= {span for span in spans if span.entity == "PERSON" and (
                 WORK_AFTER.match(text, span.end) or FAMOUS_AFTER.match(text, span.end)
+                or FIRST_FOUND_AFTER.match(text, span.end)
                 or LAUREATE_CUE.search(sentence_around(text, span.start, span.end))
                 or REGNAL_AFTER.match(text, span.end))}
             fiction = len({cue.casefold() for cue in FICTION_CUE.findall(text)}) >= 2

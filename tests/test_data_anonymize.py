@@ -2619,3 +2619,43 @@ def test_device_answers_flow_mapping_keys_accented_places_and_local_words(rules_
     form = "Surnames: DE LA FUENTE ORTEGA\nGiven names: MARIA JOSE\nForenames: Aoife Máire\n"
     assert [form[a:b] for a, b in pii.layout_names.labelled_names(form)] == ["DE LA FUENTE ORTEGA", "MARIA JOSE",
                                                                                 "Aoife Máire"]
+
+
+def test_nordic_numbers_json_holders_nicknames_and_particles(rules_only):
+    find = partial(found, rules_only.detector)
+    # Nordic phone words and groupings; Nordic department mailboxes are roles
+    note = "Bemærkninger:\n- Rune Sørensen har endnu ikke oplyst konto. Tlf. 60 55 27 14.\nMobil: 912 34 567\n"
+    assert {("60 55 27 14", "PHONE"), ("912 34 567", "PHONE")} <= set(find(note))
+    assert all(pii.is_role_address(f"{word}@example.com") for word in ("kundeservice", "post", "faktura", "salg"))
+    assert not pii.is_role_address("ole.post@example.no")
+    # a time zone before a weekday or a month is no surname in capitals; a given name that is a month is one
+    assert list(pii.find_capitals_surname_first("Effective 12:00 (noon) PDT, Friday, July 4 until PDT, October 15")) == []
+    assert [v for v, e in find("Register: KOWALSKA, June - tel. 0612 345 678") if e == "PERSON"] == ["KOWALSKA, June"]
+    # a discoverer in a page that holds no one's data is no one's; DNS servers in a list are servers
+    page = ("The aurora borealis is caused by charged particles from the Sun, as Kristian Birkeland first proposed.\n"
+            "Questions: bookings@example.com\n")
+    assert [v for v, e in find(page) if e == "PERSON"] == []
+    config = "/ip dns\nset allow-remote-requests=yes servers=192.0.2.53,192.0.2.54\n/ip firewall filter\n"
+    assert [v for v, e in find(config) if e == "IP_ADDRESS"] == []
+    # no name with a digit after a title ("Panna", Polish "Miss", is a Swedish boiler); a surname's
+    # particle after one ("Dear Mr van Wyk")
+    assert [v for v, e in find("Panna P1 (biobränsle, 12 MW): 15 806 MWh\nPanna P2 (olja): 2 690 MWh\n")
+            if e == "PERSON"] == []
+    assert ("van Wyk", "PERSON") in find("From: Kaarina <k@example.com>\n\nDear Mr van Wyk,\n\nThank you.\n")
+    # a card holder's name under a JSON key; a JSON object's "name" is a thing's
+    log = 'raw={"card":{"exp":"11/26","holder":"CHILUFYA MULENGA-PHIRI"},"billing":{"phone":"+260 97 5550123"}}\n'
+    assert ("CHILUFYA MULENGA-PHIRI", "PERSON") in find(log)
+    assert list(pii.layout_names.keyed_names('{"name": "Grafana Dashboard"}')) == []
+    # a nickname in quotes inside a name whose surname was found, or that shortens the given name
+    roster = ('- Dig This - captain Olusegun "Segun" Bakare, 052-555-0165\n'
+              'TIME   DRIVER                 CELL\n01:40  Rajinder "Raj" Sandhu  780-555-0146\n')
+    assert {('Olusegun "Segun" Bakare', "PERSON"), ('Rajinder "Raj" Sandhu', "PERSON")} <= set(find(roster))
+    # (not a table's place in brackets between two columns' names)
+    table = ("ROOM      CHAIR                        WINGS\nAR-2.11   Nnamdi Okafor (Leeds)            Hye-jin Park, "
+             "Ingrid Solberg\n")
+    assert not any("(Leeds)" in v and "Hye-jin" in v for v, _ in find(table))
+    # a visitor log's host after a title, in a column headed HOST
+    visits = ("IN     OUT    VISITOR                      HOST            BADGE   CONTACT\n"
+              "08:12  08:31  Marguerite Okonjo-Lindqvist  Reception       V-1041  07700 900214\n"
+              "08:47  12:05  Rahim bin Zulkifli           Ms Faith Gould  V-1042  07700 900388\n")
+    assert ("Faith Gould", "PERSON") in find(visits)
