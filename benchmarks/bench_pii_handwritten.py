@@ -231,7 +231,15 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         "heldout92": Path(__file__).parent / "data" / "pii_heldout92.jsonl",
         "heldout93": Path(__file__).parent / "data" / "pii_heldout93.jsonl",
         "heldout94": Path(__file__).parent / "data" / "pii_heldout94.jsonl",
-        "heldout95": Path(__file__).parent / "data" / "pii_heldout95.jsonl"}
+        "heldout95": Path(__file__).parent / "data" / "pii_heldout95.jsonl",
+        # heldout96-99: four more separate authors (eightieth to eighty-third briefs), each mostly in
+        # one region: Central Asia; Georgia, Armenia and Azerbaijan; Iran and Afghanistan; Hawaii,
+        # Alaska and American Samoa (first run with the gate of 96 sets and the thirteenth session's
+        # rules: 9403535)
+        "heldout96": Path(__file__).parent / "data" / "pii_heldout96.jsonl",
+        "heldout97": Path(__file__).parent / "data" / "pii_heldout97.jsonl",
+        "heldout98": Path(__file__).parent / "data" / "pii_heldout98.jsonl",
+        "heldout99": Path(__file__).parent / "data" / "pii_heldout99.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
