@@ -2521,6 +2521,10 @@ def firm(text: str, span: Span) -> bool:
     return span.entity in FIRM_ENTITIES or (span.entity == "EMAIL" and spells_a_name(text[span.start:span.end]))
 
 
+# A local part of two or three capitalised words run together: "DobosLipot", "AlibekGodina".
+CAMEL_NAME = re.compile(r"[A-Z][a-z]{2,}(?:[A-Z][a-z]{2,}){1,2}\d*")
+
+
 @lru_cache(maxsize=4096)
 def spells_a_name(address: str) -> bool:
     """Whether an address's local part holds a given name or a surname of the lexicons, alone, after
@@ -2528,6 +2532,10 @@ def spells_a_name(address: str) -> bool:
     "qms", "apoio" (see is_role_address for the words of roles: "sales", "support.team")."""
     local = EMAIL_LOCAL_END.split(address.replace("%40", "@"), maxsplit=1)[0]
     names, word_names = lexicon("names"), lexicon("english_names")
+    if CAMEL_NAME.fullmatch(local) and not any(
+            part in lexicon("english") or part in ROLE_MAILBOX_WORDS or part in lexicon("places")
+            for part in (word.casefold() for word in re.findall(r"[A-Z][a-z]+", local))):
+        return True  # a name's shape, words no list holds: "DobosLipot" (Dobos Lipót)
     local = re.sub(r"(?<=[a-z])(?=[A-Z])", ".", local).casefold()  # "AlibekGodina"
     words = [word.strip("0123456789") for word in re.split(r"[._+-]+", local)]
     words = [word for word in words if word]

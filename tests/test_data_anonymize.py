@@ -2659,3 +2659,15 @@ def test_nordic_numbers_json_holders_nicknames_and_particles(rules_only):
               "08:12  08:31  Marguerite Okonjo-Lindqvist  Reception       V-1041  07700 900214\n"
               "08:47  12:05  Rahim bin Zulkifli           Ms Faith Gould  V-1042  07700 900388\n")
     assert ("Faith Gould", "PERSON") in find(visits)
+
+
+def test_a_mailbox_of_capitalised_words_run_together_spells_a_name(with_ner):
+    # two or three capitalised words no list holds, run together, are a name's shape; words are not
+    assert pii.spells_a_name("DobosLipot@dayrep.com") and pii.spells_a_name("AlibekGodina7@example.kz")
+    assert not any(pii.spells_a_name(f"{local}@example.com") for local in ("InfoDesk", "SalesTeam", "TechSupport2"))
+    # so the record gate leaves such a record to the rules, however little else in it reads as someone's
+    text = ("This song by ex-Zombie Umkhayev is a perfect example of why you shouldn't concentrate on the order "
+            "of this list. The title refers to Vahe street in Gibraleón. It was on this street that many of the "
+            "clubs where Metallica first played were situated. Please send my portfolio to this email "
+            "DobosLipot@dayrep.com")
+    assert ("DobosLipot@dayrep.com", "EMAIL") in found(with_ner.detector, text)
