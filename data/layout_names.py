@@ -92,7 +92,8 @@ PERSON_LABELS = (
 # or a sentence ("... is correct. Signed: G M Pryce-Jenkins"), an optional "(staff)", then ":",
 # "=" or a dash between spaces.
 LABEL = re.compile(
-    r"(?:^[ \t]*(?:[-*•>][ \t]*|\d{1,3}[.)][ \t]*)?(?:\[[^\]\n]{4,32}\][ \t]*)?|[ \t]{2,}|\t|[|·•][ \t]*|(?<=[.!?])[ \t]+)"
+    r"(?:^[ \t]*(?:[-*•>][ \t]*|\d{1,3}[.)][ \t]*)?(?:\[[^\]\n]{4,32}\][ \t]*)?|[ \t]{2,}|\t|[|·•][ \t]*|(?<=[.!?])[ \t]+|"
+    r"(?<=\()[ \t]*)"  # (or in brackets: "(referred by Kairat Nurlanov)")
     rf"(?i:(?:[a-z]+[ \t](?!names?\b))?(?:{PERSON_LABELS}))(?:[ \t]*\([^()\n]{{1,30}}\))?[ \t]*(?::|=|[ \t][-–—](?=[ \t]))[ \t]*", re.MULTILINE)
 # Where a labelled value ends: a column gap, a bar, a dot, a dash between spaces, the line's end.
 VALUE_END = re.compile(r"[ \t]{2,}|\t|[ \t]+[|·•][ \t]*|[ \t]+[-–—][ \t]+|$", re.MULTILINE)
@@ -467,7 +468,12 @@ def aliases(text: str, found: Sequence[tuple[int, int]]) -> Iterator[tuple[int, 
 KEYED = re.compile(
     r"(?i:\b(?:member|guest|visitor|customer|patient|holder|cardholder|person|employee|passenger|tenant|resident|"
     r"student|pupil|child|attendee|donor|driver|rider|caller|recipient|(?:full|first|last|given|family)_?name|"
-    r"surname|display_?name|name))[\"']?[ \t]*[=:][ \t]*([\"'])([^\"'\n]{2,60})\1")  # (a JSON key's: "holder":"...")
+    r"surname|display_?name|name))[\"']?[ \t]*[=:][ \t]*([\"'])((?:(?!\1)[^\n]){2,60})\1")  # (a JSON key's: "holder":"...")
+
+
+# A JSON object's keys for a person's data.
+PERSONAL_KEY = re.compile(r"(?i)[\"'](?:card|card_?number|pan|e-?mail|phone|mobile|tel|msisdn|dob|birth_?date|ssn|iban)"
+                          r"[\"'][ \t]*:")
 
 
 def keyed_names(text: str) -> Iterator[tuple[int, int]]:
@@ -475,8 +481,11 @@ def keyed_names(text: str) -> Iterator[tuple[int, int]]:
     A lower-case value counts for people's keys only, not for "name" (a service, a host)."""
     for match in KEYED.finditer(text):
         key = text[match.start():match.start(1)].casefold()
-        if key[:-1].rstrip(" \t=:").endswith(("\"", "'")) and re.match(r"(?:display_?)?name\b", key):
-            continue  # a JSON object's "name" is a thing's ("name": "Grafana Dashboard"); its "holder" a person
+        if key[:-1].rstrip(" \t=:").endswith(("\"", "'")) and re.match(r"(?:display_?)?name\b", key) \
+                and not PERSONAL_KEY.search(text, text.rfind("{", 0, match.start()) + 1,
+                                            max(text.find("}", match.end()), match.end())):
+            continue  # a JSON object's "name" is a thing's ("name": "Grafana Dashboard"), unless the object
+            # holds a card, a mailbox or a phone ({"name":"Fa'afetai Sagapolutele","card":...}); its "holder" a person's
         value = match.group(2)
         length = name_prefix(value, lower_ok="name" not in key)
         if length == len(value.rstrip()) or surname_comma_given(value):

@@ -856,7 +856,9 @@ _CHAT_NAME = r"@?([^\W\d_][\w.'’-]*(?:[ \t][^\W\d_][\w.'’-]*){0,2})"
 DATED_CHAT_SPEAKER = re.compile(rf"(?m)^[ \t]*\[{_CHAT_DATE}{_CHAT_TIME}\][ \t]*{_CHAT_NAME}:[ \t]")
 # Chat apps' own exports, read where the text has two or more such lines. (Unbracketed, with no
 # seconds: "2024-05-18 06:02:11 sshd: ..." is a log.)
-_PHONE_DATE = r"(?:\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}-\d{2}-\d{2}),?[ \t]+"  # (DingTalk's: "2025-03-27 19:02 Zhu Lingling:")
+# (DingTalk's: "2025-03-27 19:02 Zhu Lingling:"; GroupMe's: "Mar 27, 5:02 AM  Deb Hoskins-Paul:")
+_PHONE_DATE = (r"(?:\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}-\d{2}-\d{2}|"
+               rf"(?:{_MONTHS})\.?[ \t]+\d{{1,2}}(?:,[ \t]*\d{{4}})?),?[ \t]+")
 _PHONE_TIME = r"\d{1,2}:\d{2}(?:[ \t]?[AaPp]\.?[Mm]\.?)?(?![\d:])"
 CHAT_EXPORT_SPEAKERS = (
     re.compile(rf"(?m)^[ \t]*(?:{_PHONE_DATE})?{_PHONE_TIME}(?:[ \t]+[-–])?[ \t]+{_CHAT_NAME}:[ \t]"),
@@ -1470,7 +1472,9 @@ def find_capitals_surname_first(text: str) -> Iterator[tuple[int, int, bool]]:
 
 # A nickname in quotes inside a full name: 'Bartholomew "Bart" Kowalczyk', "Margaret ‘Peggy’ Hale".
 NICKNAMED = re.compile(r"(?<![\w'’-])([^\W\d_a-z][\w'’-]+)[ \t]+[\"“‘(]([^\W\d_][\w'’. -]{0,20})[\"”’)][ \t]+"
-                       r"([^\W\d_a-z][\w'’-]+(?:[ \t]+[^\W\d_a-z][\w'’-]+)?)")
+                       # (a surname may start with its particles: 'Manuel "Manny" de la Cruz')
+                       r"((?:(?:de|del|la|van|von|der|den|da|di|du|dos|das|al|el|le|ter|ten)[ \t]+){0,2}"
+                       r"[^\W\d_a-z][\w'’-]+(?:[ \t]+[^\W\d_a-z][\w'’-]+)?)")
 
 
 # ... or after it, in brackets or between dashes: 'Graham Robertson ("Robbo")', 'Henry Olufemi - "Hank" to all of us -'.

@@ -2671,3 +2671,21 @@ def test_a_mailbox_of_capitalised_words_run_together_spells_a_name(with_ner):
             "clubs where Metallica first played were situated. Please send my portfolio to this email "
             "DobosLipot@dayrep.com")
     assert ("DobosLipot@dayrep.com", "EMAIL") in found(with_ner.detector, text)
+
+
+def test_month_day_chat_exports_quoted_values_and_particle_surnames(rules_only):
+    find = partial(found, rules_only.detector)
+    # a chat export that dates its lines "Mar 27, 5:02 AM": its speakers
+    chat = ("GroupMe - \"K-Crew 2026\" - exported 03/28/2026\n\nMar 27, 5:02 AM  Deb Hoskins-Paul: opening likely "
+            "Sunday.\nMar 27, 5:09 AM  nate k: copy. someone grab ice?\nMar 27, 5:10 AM  Deb Hoskins-Paul: got it.\n")
+    assert [chat[a:b] for a, b in pii.find_chat_speakers(chat)] == ["Deb Hoskins-Paul", "nate k", "Deb Hoskins-Paul"]
+    # a log's quoted value with an apostrophe inside; a JSON object's "name" beside a card is a person's
+    log = ('session=9f2c41e0 customer="Fa\'afetai Sagapolutele" email=f@example.com\n'
+           'request body={"name":"Malia T Young","card":"6011111111111117","exp":"1127"}\n')
+    assert [log[a:b] for a, b in pii.layout_names.keyed_names(log)] == ["Fa'afetai Sagapolutele", "Malia T Young"]
+    assert list(pii.layout_names.keyed_names('{"name": "Grafana Dashboard", "uid": "x7"}')) == []
+    # a nickname inside a name whose surname starts with particles; a label inside brackets
+    page = 'Technical rope - Manuel "Manny" de la Cruz\ncell 907 555 0141 | mdelacruz@example.net\n'
+    assert ('Manuel "Manny" de la Cruz', "PERSON") in find(page)
+    assert [v for v, e in find("Lunch on the terrace (guests: Ana Reis, Tom Price)\n")
+            if e == "PERSON"] == ["Ana Reis", "Tom Price"]
