@@ -239,7 +239,16 @@ SETS = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.jsonl",
         "heldout96": Path(__file__).parent / "data" / "pii_heldout96.jsonl",
         "heldout97": Path(__file__).parent / "data" / "pii_heldout97.jsonl",
         "heldout98": Path(__file__).parent / "data" / "pii_heldout98.jsonl",
-        "heldout99": Path(__file__).parent / "data" / "pii_heldout99.jsonl"}
+        "heldout99": Path(__file__).parent / "data" / "pii_heldout99.jsonl",
+        # heldout100-103: four more separate authors (eighty-fourth to eighty-seventh briefs), each
+        # mostly in one region: Madagascar and the Indian Ocean islands; the Azores, Madeira and the
+        # Canaries; Western Australia and the Northern Territory; Ireland's Gaeltacht and Scotland's
+        # Highlands and Islands (first run with the gate of 100 sets and the thirteenth session's
+        # rules: e801a10)
+        "heldout100": Path(__file__).parent / "data" / "pii_heldout100.jsonl",
+        "heldout101": Path(__file__).parent / "data" / "pii_heldout101.jsonl",
+        "heldout102": Path(__file__).parent / "data" / "pii_heldout102.jsonl",
+        "heldout103": Path(__file__).parent / "data" / "pii_heldout103.jsonl"}
 TARGETS = {"structured_recall": 0.99, "person_recall": 0.90, "pii_free_changed": 0.10}
 
 
