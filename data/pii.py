@@ -931,7 +931,9 @@ ROLE_MAILBOX_WORDS = frozenset({
     "post", "postmottak", "kundeservice", "kundservice", "kundtjanst", "asiakaspalvelu", "faktura", "fakturering",
     "laskutus", "salg", "salj", "myynti", "regnskab", "regnskap", "okonomi", "ekonomi", "talous", "ordre",
     "ordrer", "tilaus", "butikk", "butik", "kauppa", "resepsjon", "vastaanotto", "bokning", "bestilling",
-    "varaus", "kontor", "kontoret", "toimisto", "sentralbord", "vaihde", "drift", "kundesenter", "kundecenter"})
+    "varaus", "kontor", "kontoret", "toimisto", "sentralbord", "vaihde", "drift", "kundesenter", "kundecenter",
+    # and a shop's, in Portuguese, Spanish, Italian, Dutch, French: "loja@bordados.example.com"
+    "loja", "tienda", "negozio", "winkel", "boutique"})
 
 
 SHORT_ROLE_WORDS = frozenset({"on", "it", "hr", "pr", "qa", "dc", "ux", "ui", "db", "ci", "cd", "eu", "uk", "us", "bi", "ti", "rh"})
