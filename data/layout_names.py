@@ -93,7 +93,7 @@ PERSON_LABELS = (
 # "=" or a dash between spaces.
 LABEL = re.compile(
     r"(?:^[ \t]*(?:[-*•>][ \t]*|\d{1,3}[.)][ \t]*)?(?:\[[^\]\n]{4,32}\][ \t]*)?|[ \t]{2,}|\t|[|·•][ \t]*|(?<=[.!?])[ \t]+|"
-    r"(?<=\()[ \t]*)"  # (or in brackets: "(referred by Kairat Nurlanov)")
+    r"(?<=\()[ \t]*)"  # (or inside a bracket: "Lunch (guests: Ana Reis, Tom Price)")
     rf"(?i:(?:[a-z]+[ \t](?!names?\b))?(?:{PERSON_LABELS}))(?:[ \t]*\([^()\n]{{1,30}}\))?[ \t]*(?::|=|[ \t][-–—](?=[ \t]))[ \t]*", re.MULTILINE)
 # Where a labelled value ends: a column gap, a bar, a dot, a dash between spaces, the line's end.
 VALUE_END = re.compile(r"[ \t]{2,}|\t|[ \t]+[|·•][ \t]*|[ \t]+[-–—][ \t]+|$", re.MULTILINE)

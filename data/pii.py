@@ -1398,10 +1398,11 @@ def find_cued_names(text: str) -> Iterator[tuple[int, int]]:
         # Keep the capitalised words only: "Hi Norea, how" -> "Norea".
         words = list(re.finditer(r"\S+", match.group(1)))
         last = None
-        for index, word in enumerate(words):  # (no word with a digit: a boiler's "Panna P1", Polish "Panna" a title)
+        for index, word in enumerate(words):
             if (word.group(0) in NAME_PARTICLES and index + 1 < len(words)
                     and words[index + 1].group(0)[0].isupper()):
                 continue  # a surname's particle: "Dear Mr van Wyk", "Mme de Souza"
+            # (and no word with a digit: a Swedish boiler's "Panna P1", Polish "Panna" being a title)
             if not word.group(0)[0].isupper() or any(char.isdigit() for char in word.group(0)):
                 break
             last = word
@@ -1475,7 +1476,7 @@ def find_capitals_surname_first(text: str) -> Iterator[tuple[int, int, bool]]:
 # A nickname in quotes inside a full name: 'Bartholomew "Bart" Kowalczyk', "Margaret ‘Peggy’ Hale".
 NICKNAMED = re.compile(r"(?<![\w'’-])([^\W\d_a-z][\w'’-]+)[ \t]+[\"“‘(]([^\W\d_][\w'’. -]{0,20})[\"”’)][ \t]+"
                        # (a surname may start with its particles: 'Manuel "Manny" de la Cruz')
-                       r"((?:(?:de|del|la|van|von|der|den|da|di|du|dos|das|al|el|le|ter|ten)[ \t]+){0,2}"
+                       rf"((?:(?:{_PARTICLES})[ \t]+){{0,2}}"
                        r"[^\W\d_a-z][\w'’-]+(?:[ \t]+[^\W\d_a-z][\w'’-]+)?)")
 
 
@@ -2681,7 +2682,39 @@ def about_people(text: str, name: Span, evidence: list[Span]) -> bool:
     if signature is not None and signature.start("name") <= name.start < signature.end("name"):
         return True
     return heads_address_block(text, name, line_start) or (
-        line_start == name.start and SPEAKER.match(text, name.end) is not None)
+        line_start == name.start and SPEAKER.match(text, name.end) is not None
+        and not labels_a_name(text, name.end)) or fills_a_label(text, name, line_start)
+
+
+# A form's label of a word or two in any language, before a colon at a line's start: "Kasserer:",
+# "Ansvarlig:", "Contact person:" (not a thing's: "Model:", "Product:", "Brand:").
+ANY_LABEL = re.compile(r"[ \t]*(?:[-*•][ \t]*)?([^\W\d_][\w'’-]*(?:[ \t][^\W\d_][\w'’-]*)?)[ \t]*:[ \t]*")
+THING_LABEL_WORDS = frozenset({"model", "product", "brand", "make", "item", "title", "subject", "re", "series", "album",
+                               "book", "film", "song", "track", "game", "app", "device", "vessel", "ship", "project",
+                               "company", "firm", "shop", "store", "hotel", "venue", "street", "road", "city", "town",
+                               "place", "location", "destination", "route", "station", "stop", "school", "course"})
+
+
+def fills_a_label(text: str, name: Span, line_start: int) -> bool:
+    """Whether a name of two words or more, the first a listed given name, is the whole value of a
+    line's label in any language: "Kasserer: Poul Thyge Bøgh" (a treasurer, in Danish)."""
+    label = ANY_LABEL.match(text, line_start)
+    words = text[name.start:name.end].split()
+    line_end = text.find("\n", name.end)
+    return (label is not None and label.end() == name.start and len(words) > 1
+            and words[0].casefold() in lexicon("first")
+            and not any(word.casefold() in THING_LABEL_WORDS for word in label.group(1).split())
+            and not text[name.end:len(text) if line_end == -1 else line_end].strip())
+
+
+NAME_ONLY_LINE = re.compile(r"[ \t]*:[ \t]*([^\W\d_a-z][\w'’-]*)(?:[ \t]+[^\W\d_a-z][\w'’.-]*){1,3}[ \t]*$", re.MULTILINE)
+
+
+def labels_a_name(text: str, end: int) -> bool:
+    """Whether the word before a colon labels the name that fills the rest of its line, rather than
+    speaking: "Kasserer: Poul Thyge Bøgh" (a chat's "Robert: Anna will come" speaks)."""
+    line = NAME_ONLY_LINE.match(text, end)
+    return line is not None and line.group(1).casefold() in lexicon("first")
 
 
 def heads_address_block(text: str, name: Span, line_start: int) -> bool:

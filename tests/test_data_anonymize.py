@@ -2689,3 +2689,15 @@ def test_month_day_chat_exports_quoted_values_and_particle_surnames(rules_only):
     assert ('Manuel "Manny" de la Cruz', "PERSON") in find(page)
     assert [v for v, e in find("Lunch on the terrace (guests: Ana Reis, Tom Price)\n")
             if e == "PERSON"] == ["Ana Reis", "Tom Price"]
+
+
+def test_a_label_in_any_language_before_a_name_is_no_speaker(rules_only):
+    find = partial(found, rules_only.detector)
+    # a Danish treasurer's label: the name is the value, the label no one (in English, Danish or not)
+    note = ("Bemærkninger:\n- Rune Sørensen har endnu ikke oplyst konto; udbytte tilbageholdes. "
+            "Tlf. 60 55 27 14.\nKasserer: Poul Thyge Bøgh\n")
+    persons = [v for v, e in find(note) if e == "PERSON"]
+    assert "Poul Thyge Bøgh" in persons and "Kasserer" not in persons
+    # a chat's speaker still speaks; a thing's label names a thing
+    assert [v for v, e in find("Robert: Anna will come at 5\nAnna: ok see you\n") if e == "PERSON"] == ["Robert", "Anna", "Anna"]
+    assert [v for v, e in find("Product: Mercedes Benz\nPrice: 12,000\n") if e == "PERSON"] == []
