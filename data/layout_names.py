@@ -466,9 +466,10 @@ def aliases(text: str, found: Sequence[tuple[int, int]]) -> Iterator[tuple[int, 
 
 
 KEYED = re.compile(
-    r"(?i:\b(?:member|guest|visitor|customer|patient|holder|cardholder|person|employee|passenger|tenant|resident|"
+    r"(?i:\b(?P<key>member|guest|visitor|customer|patient|holder|cardholder|person|employee|passenger|tenant|resident|"
     r"student|pupil|child|attendee|donor|driver|rider|caller|recipient|(?:full|first|last|given|family)_?name|"
-    r"surname|display_?name|name))[\"']?[ \t]*[=:][ \t]*([\"'])((?:(?!\1)[^\n]){2,60})\1")  # (a JSON key's: "holder":"...")
+    r"surname|display_?name|name))(?P<json>[\"'])?[ \t]*[=:][ \t]*(?P<quote>[\"'])"  # (a JSON key's: "holder":"...")
+    r"(?P<value>(?:(?!(?P=quote))[^\n]){2,60})(?P=quote)")
 
 
 # A JSON object's keys for a person's data.
@@ -480,16 +481,16 @@ def keyed_names(text: str) -> Iterator[tuple[int, int]]:
     """A log's or a record's value for a person: `member="Tsjalling de Vries"`, `guest="salawat"`.
     A lower-case value counts for people's keys only, not for "name" (a service, a host)."""
     for match in KEYED.finditer(text):
-        key = text[match.start():match.start(1)].casefold()
-        if key[:-1].rstrip(" \t=:").endswith(("\"", "'")) and re.match(r"(?:display_?)?name\b", key) \
+        key = match.group("key").casefold()
+        if match.group("json") and key in ("name", "display_name", "displayname") \
                 and not PERSONAL_KEY.search(text, text.rfind("{", 0, match.start()) + 1,
                                             max(text.find("}", match.end()), match.end())):
             continue  # a JSON object's "name" is a thing's ("name": "Grafana Dashboard"), unless the object
             # holds a card, a mailbox or a phone ({"name":"Fa'afetai Sagapolutele","card":...}); its "holder" a person's
-        value = match.group(2)
+        value = match.group("value")
         length = name_prefix(value, lower_ok="name" not in key)
         if length == len(value.rstrip()) or surname_comma_given(value):
-            yield match.start(2), match.start(2) + (length if length == len(value.rstrip()) else len(value))
+            yield match.start("value"), match.start("value") + (length if length == len(value.rstrip()) else len(value))
 
 
 def surname_comma_given(value: str) -> bool:

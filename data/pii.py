@@ -1239,14 +1239,15 @@ def find_repeated_names(text: str, spans: list[Span], language: str = "en") -> I
     english, names = lexicon("english"), lexicon("names")
     # (in a text in another language, its common words too: "escritório" of "Escritório Salvador";
     # not a name found written in lower case: a chat's speaker "merveille")
-    local = common_words(language) - {word for span in spans if span.entity == "PERSON"
-                                      for word in text[span.start:span.end].split() if word.islower()} \
-        if language != "en" else frozenset()
+    local = common_words(language) if language != "en" else frozenset()
+    written_lower = {word for span in spans if span.entity == "PERSON"
+                     for word in text[span.start:span.end].split() if word.islower()} if local else set()
     seeds, capitalised = set(), set()
     for seed in name_seeds(text, spans):
         # an English word that no list has as a name ("Hotel" of "Hotel Wawelska", "Please" of "Hannah
         # K. Please") is looked for again only capitalised: "the hotel" is no one
-        if seed in english and seed not in names and seed not in lexicon("english_names") or seed in local:
+        if (seed in english and seed not in names and seed not in lexicon("english_names")
+                or seed in local and seed not in written_lower):
             capitalised.add(seed.capitalize())
         else:
             seeds.add(seed)
