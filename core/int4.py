@@ -78,10 +78,11 @@ class Int4Linear(nn.Module):
 
     @classmethod
     def empty(cls, linear: nn.Linear, group_size: int) -> Int4Linear:
-        """The layer's shapes, to load stored weights into (no quantization work)."""
+        """The layer's shapes on the meta device, for a folder's weights to be assigned."""
         rows, columns = linear.weight.shape
-        return cls(torch.zeros(rows, columns // 2, dtype=torch.uint8),
-                   torch.zeros(columns // group_size, rows, 2, dtype=torch.bfloat16), group_size, linear.bias)
+        return cls(torch.empty(rows, columns // 2, dtype=torch.uint8, device="meta"),
+                   torch.empty(columns // group_size, rows, 2, dtype=torch.bfloat16, device="meta"), group_size,
+                   None if linear.bias is None else torch.empty_like(linear.bias, device="meta"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._packed is None:  # once per load: the CPU kernel's own layout
@@ -120,4 +121,4 @@ def quantize_model(model, group_size: int, algorithm: str = "hqq", embeddings: b
         replace_module(model, name, Int4Linear.empty(module, group_size) if empty
                        else Int4Linear.from_float(module, group_size, algorithm))
     if embeddings:
-        quantize_embeddings(model)
+        quantize_embeddings(model, empty)

@@ -43,6 +43,13 @@ class Int8Linear(nn.Module):
         # per-row error of up to 0.4% on top of the rounding of the product.
         self.register_buffer("unit_scale", torch.ones(self.out_features, dtype=torch.bfloat16), persistent=False)
 
+    @classmethod
+    def empty(cls, rows: int, columns: int, bias: torch.Tensor | None = None) -> Int8Linear:
+        """The layer's shapes on the meta device, for a folder's weights to be assigned."""
+        return cls(torch.empty(rows, columns, dtype=torch.int8, device="meta"),
+                   torch.empty(rows, dtype=torch.float32, device="meta"),
+                   None if bias is None else torch.empty_like(bias, device="meta"))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
         y = torch.ops.aten._weight_int8pack_mm(rows, self.qdata, self.unit_scale).to(x.dtype) * self.scale
@@ -68,27 +75,36 @@ class Int8Embedding(nn.Module):
         return f"{self.num_embeddings}, {self.embedding_dim}, int8 per row"
 
 
-def quantize_model(model, embeddings: bool = True) -> None:
+def quantize_model(model, embeddings: bool = True, empty: bool = False) -> None:
     """Replace, in place, every Linear layer of `model` except its output layer by an Int8Linear;
-    with `embeddings`, the input embedding and the output layer as well (quantize_embeddings)."""
+    with `embeddings`, the input embedding and the output layer as well (quantize_embeddings).
+    empty: the layers' shapes only (meta tensors), for load_model to assign a folder's weights."""
     from core.models import decoder_linears, replace_module
 
     for name, module in decoder_linears(model).items():
-        replace_module(model, name, Int8Linear(*quantize_rows(module.weight), module.bias))
+        replace_module(model, name, Int8Linear.empty(*module.weight.shape, module.bias) if empty
+                       else Int8Linear(*quantize_rows(module.weight), module.bias))
     if embeddings:
-        quantize_embeddings(model)
+        quantize_embeddings(model, empty)
 
 
-def quantize_embeddings(model) -> None:
+def _rows(weight: torch.Tensor, empty: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    if empty:
+        return (torch.empty(weight.shape, dtype=torch.int8, device="meta"),
+                torch.empty(weight.shape[0], dtype=torch.float32, device="meta"))
+    return quantize_rows(weight)
+
+
+def quantize_embeddings(model, empty: bool = False) -> None:
     """The input embedding and the output layer in int8, in place: one shared int8 matrix when
-    they are tied, as the float model shares one weight."""
+    they are tied, as the float model shares one weight. empty: as quantize_model's."""
     embed, head = model.get_input_embeddings(), model.get_output_embeddings()
     tied = head is not None and head.weight is embed.weight
-    quantized = Int8Embedding(*quantize_rows(embed.weight), embed.padding_idx)
+    quantized = Int8Embedding(*_rows(embed.weight, empty), embed.padding_idx)
     model.set_input_embeddings(quantized)
     if head is not None:
         model.set_output_embeddings(Int8Linear(quantized.qdata, quantized.scale) if tied
-                                    else Int8Linear(*quantize_rows(head.weight), head.bias))
+                                    else Int8Linear(*_rows(head.weight, empty), head.bias))
 
 
 def shared_keys(model) -> list[str]:

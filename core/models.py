@@ -19,9 +19,12 @@ Formats
 - "torchao": config.json + tokenizer files + `quantized.pt`, the state dict of the model after
   torchao's `quantize_` (manifest key "quantization": int8_dynamic, or smoothquant with its
   "alpha" and "activations") on its decoder Linear layers
-  (the output layer stays float, tied to the embedding). Loading builds the float architecture
-  from config.json, quantizes it the same way, then assigns the stored quantized tensors.
+  (the output layer stays float, tied to the embedding). Loading builds the architecture from
+  config.json, quantizes it the same way, then assigns the stored quantized tensors.
   torchao's tensor subclasses are registered as safe globals, so `weights_only` loading works.
+
+Loading builds every format but "hf" (which `from_pretrained` loads) on meta tensors and assigns
+the stored ones (`_empty_model`, `_assign`): no float model is built to be thrown away.
 
 Every stage that loads a model (evaluation, serving, compression) goes through `load_model`, and
 every writer of a variant through `save_model`, so a new format is added here once.
@@ -100,17 +103,18 @@ def quantize(model, kind: str, **options):
 
     int8_weight_only: core/int8.py's layers, on the decoder's Linear layers and, with
     `embeddings`, on the embedding and output layer too. int4_weight_only: core/int4.py's, with
-    `group_size`, `algorithm` and `embeddings` (int8); `empty=True` builds its layers' shapes
-    only, for a folder's weights to be loaded into. smoothquant: torchao's SmoothQuantConfig with
-    `alpha` and `activations` over int8 weights, calibrated on `calibration_blocks` (without them:
-    the quantized layers' structure, for a folder's weights). int8_dynamic: torchao's
+    `group_size`, `algorithm` and `embeddings` (int8). For both, `empty=True` builds the layers'
+    shapes only (on the meta device), for a folder's weights to be assigned. smoothquant: torchao's
+    SmoothQuantConfig with `alpha` and `activations` over int8 weights, calibrated on
+    `calibration_blocks` (without them: the quantized layers' structure, for a folder's weights).
+    int8_dynamic: torchao's
     Int8DynamicActivationInt8WeightConfig on the Linear layers except an output layer tied to the
     embedding: quantizing that would store a second, int8 copy of the embedding matrix (for
     SmolLM2 28M of its 135M weights) instead of sharing it."""
     if kind == "int8_weight_only":
         from core.int8 import quantize_model
 
-        quantize_model(model, embeddings=options.get("embeddings", False))
+        quantize_model(model, embeddings=options.get("embeddings", False), empty=options.get("empty", False))
         return model
     if kind == "int4_weight_only":
         from core.int4 import quantize_model
@@ -167,7 +171,7 @@ def _tied_head(model):
 
 def _state_dict_without_tied_head(model) -> dict:
     """The state dict with a tied output weight left out (it is the embedding): safetensors
-    refuses shared tensors, and `_load_into` ties it again."""
+    refuses shared tensors, and `_assign` ties it again."""
     state = dict(model.state_dict())
     head = _tied_head(model)
     if head is not None:
@@ -176,12 +180,48 @@ def _state_dict_without_tied_head(model) -> dict:
     return state
 
 
-def _load_into(model, state: dict, assign: bool = False) -> None:
-    missing, unexpected = model.load_state_dict(state, strict=False, assign=assign)
-    tied_head = [key for key in missing if model.config.tie_word_embeddings and key.startswith("lm_head.")]
-    if set(missing) - set(tied_head) or unexpected:
-        raise ValueError(f"weights do not fit the architecture: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    model.tie_weights()
+def _empty_model(folder: Path):
+    """The folder's architecture with its parameters on the meta device and its buffers real (the
+    rotary frequencies are computed from the config, not stored): no memory and no random
+    initialization spent on weights that loading replaces (`_assign`). Building the float model
+    first cost an int8 SmolLM2 1.3 GiB above the imports where its weights are 133 MB
+    (benchmarks/load_bench.py)."""
+    import torch
+    from accelerate import init_empty_weights  # accelerate: a dependency of peft and of transformers' GGUF loading
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with init_empty_weights(include_buffers=False):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32)
+    model.tie_weights()  # from_config on the meta device leaves a tied output layer untied
+    return model
+
+
+def _assign(model, state: dict, folder: Path) -> None:
+    """Make the stored tensors `model`'s own (load_state_dict's assign: no copy; they must be in
+    aligned memory, as read_tensors and torch.load give them) and keep the tensors several modules
+    share shared: assign replaces the one under the key the file holds (a tied output layer's is
+    left out, `shared_keys`), and its twins are pointed at it."""
+    import itertools
+
+    first: dict[int, tuple] = {}
+    twins = []  # ((module, attribute), (module it shares with, attribute))
+    for name, module in model.named_modules():
+        for attribute, tensor in itertools.chain(module._parameters.items(), module._buffers.items()):
+            if tensor is None:
+                continue
+            if id(tensor) in first:
+                twins.append(((name, attribute), first[id(tensor)]))
+            else:
+                first[id(tensor)] = (name, attribute)
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    for (name, attribute), (source, source_attribute) in twins:
+        setattr(model.get_submodule(name), attribute, getattr(model.get_submodule(source), source_attribute))
+    shared = {f"{name}.{attribute}".lstrip(".") for (name, attribute), _ in twins}
+    empty = [name for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers())
+             if tensor.is_meta]
+    if set(missing) - shared or unexpected or empty:
+        raise ValueError(f"{folder}: weights do not fit the architecture: missing {(missing or empty)[:3]}, "
+                         f"unexpected {unexpected[:3]}")
 
 
 def sparse_encode(state: dict, storage_dtype=None) -> dict:
@@ -208,25 +248,65 @@ def sparse_encode(state: dict, storage_dtype=None) -> dict:
     return encoded
 
 
-def sparse_decode(encoded: dict) -> dict:
+def sparse_decode(encoded, dtype=None) -> dict:
+    """The dense state of `sparse_encode`'s, from a dict or from (name, tensor) pairs in name order
+    (`read_tensors`: a matrix's .bitmask, .shape and .values come together, so only one matrix's
+    parts are held at a time); `dtype`: its float tensors in that dtype."""
     import numpy as np
     import torch
 
-    state = {}
-    for name, tensor in encoded.items():
-        if name.endswith((".values", ".shape")):
+    state, parts = {}, {}
+    for name, tensor in (encoded.items() if isinstance(encoded, dict) else encoded):
+        base, _, part = name.rpartition(".")
+        if part not in ("bitmask", "shape", "values"):
+            state[name] = tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
             continue
-        if name.endswith(".bitmask"):
-            base = name.removesuffix(".bitmask")
-            rows, columns = encoded[f"{base}.shape"].tolist()
-            mask = torch.from_numpy(np.unpackbits(tensor.numpy(), axis=1, count=columns).astype(bool))
-            values = encoded[f"{base}.values"]
-            dense = torch.zeros((rows, columns), dtype=values.dtype)
-            dense[mask] = values
-            state[base] = dense
-        else:
-            state[name] = tensor
+        parts.setdefault(base, {})[part] = tensor
+        if len(parts[base]) < 3:
+            continue
+        matrix = parts.pop(base)
+        bitmask, shape, values = matrix["bitmask"], matrix["shape"], matrix["values"]
+        rows, columns = shape.tolist()
+        mask = torch.from_numpy(np.unpackbits(bitmask.numpy(), axis=1, count=columns).astype(bool))
+        dense = torch.zeros((rows, columns), dtype=dtype or values.dtype)
+        dense[mask] = values.to(dense.dtype)
+        state[base] = dense
+    if parts:
+        raise ValueError(f"a sparse matrix's parts are missing: {sorted(parts)[:3]}")
     return state
+
+
+# safetensors' dtype names (its format: an 8-byte little-endian header length, a JSON header of
+# name -> dtype, shape and byte offsets, then the data)
+_SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+                       "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+
+
+def read_tensors(path: Path):
+    """(name, tensor) of a safetensors file in name order, each read from the file into memory of
+    its own from PyTorch's allocator. Why not safetensors' load_file: it returns every tensor 8
+    bytes past a 64-byte boundary (0.8), on which PyTorch's int8 CPU kernel crashes (at a batch of
+    4 rows, not at 1), and copying them to aligned memory held the file twice; its mmap'd
+    safe_open adds the file's pages to the process's resident memory. Read this way, loading an int8
+    SmolLM2 peaks at the size of its weights over the imports (benchmarks/load_bench.py)."""
+    import json
+    import struct
+
+    import torch
+
+    with open(path, "rb") as file:
+        (length,) = struct.unpack("<Q", file.read(8))
+        header = json.loads(file.read(length))
+        header.pop("__metadata__", None)
+        for name in sorted(header):
+            info = header[name]
+            begin, end = info["data_offsets"]
+            tensor = torch.empty(info["shape"], dtype=getattr(torch, _SAFETENSORS_DTYPES[info["dtype"]]))
+            raw = tensor.reshape(-1).view(torch.uint8)  # bfloat16 has no numpy type: read its bytes
+            file.seek(8 + length + begin)
+            if raw.numel() != end - begin or file.readinto(memoryview(raw.numpy())) != end - begin:
+                raise ValueError(f"{path}: {name} is truncated or does not match its shape")
+            yield name, tensor
 
 
 def save_model(model, tokenizer, folder: Path, fmt: str, **manifest) -> None:
@@ -279,26 +359,17 @@ def load_model(folder: Path):
     if fmt == "hf":
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     elif fmt == "sparse-bitmask":
-        from safetensors.torch import load_file
-
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32)
-        _load_into(model, sparse_decode(load_file(folder / WEIGHTS)))
+        model = _empty_model(folder)
+        _assign(model, sparse_decode(read_tensors(folder / WEIGHTS), dtype=torch.float32), folder)
     elif fmt in ("int8", "int4"):
-        from safetensors.torch import load_file
-
-        from core.int8 import shared_keys
-
         manifest = read_manifest(folder)
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32)
+        model = _empty_model(folder)
         if fmt == "int8":
-            quantize(model, "int8_weight_only", embeddings=manifest.get("embeddings", False))
+            quantize(model, "int8_weight_only", embeddings=manifest.get("embeddings", False), empty=True)
         else:
             quantize(model, "int4_weight_only", group_size=manifest["group_size"],
                      embeddings=manifest.get("embeddings", False), empty=True)
-        missing, unexpected = model.load_state_dict(load_file(folder / WEIGHTS), strict=False)
-        if set(missing) - set(shared_keys(model)) or unexpected:  # a shared tensor is filled through its twin
-            raise ValueError(f"{folder}: weights do not fit the architecture: missing {missing[:3]}, "
-                             f"unexpected {unexpected[:3]}")
+        _assign(model, dict(read_tensors(folder / WEIGHTS)), folder)
     elif fmt == "torchao":
         manifest = read_manifest(folder)
         kind = manifest["quantization"]
@@ -306,11 +377,14 @@ def load_model(folder: Path):
             raise ValueError(f"{folder}: a torchao folder of {kind} is no longer loaded (int8 weight-only is now the "
                              "faster int8 format); compress the model again")
         options = {key: manifest[key] for key in ("alpha", "activations") if kind == "smoothquant"}
-        model = quantize(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32),
-                         kind, **options)
+        # torchao's layers, on meta tensors; SmoothQuant's wrapper copies the float weights it wraps,
+        # so it needs real ones (random: the stored tensors replace them).
+        skeleton = (_empty_model(folder) if kind == "int8_dynamic" else
+                    AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32))
+        model = quantize(skeleton, kind, **options)
         # weights_only: a served bento must not run pickled code; torchao's tensors are safe globals.
         state = torch.load(folder / QUANTIZED_WEIGHTS, map_location="cpu", weights_only=True)
-        _load_into(model, state, assign=True)
+        _assign(model, state, folder)
     elif fmt == "int8-dynamic":
         raise ValueError(f"{folder}: format int8-dynamic (torch.ao quantize_dynamic) is no longer loaded: it cost "
                          "SmolLM2 3x its perplexity; compress the model again (variant int8: [int8_weight_only])")

@@ -146,6 +146,46 @@ def test_int8_variants_are_smaller_and_close(base_dir, variants):
     assert folder_size_bytes(variants["int8-dyn"].path) < 0.6 * folder_size_bytes(base_dir)
 
 
+def test_loading_a_quantized_or_pruned_folder_builds_no_float_model(base_dir, variants):
+    """load_model assigns the stored tensors to a model built on meta tensors: no float copy of
+    the weights is initialized to be thrown away (an int8 SmolLM2 peaked at 1.5 GiB that way, 0.56
+    after: benchmarks/load_bench.py). Counted here: the bytes of every float tensor an op writes
+    on the CPU (an allocation alone, `empty`, writes nothing)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    allocations = {torch.ops.aten.empty.memory_format, torch.ops.aten.empty_strided.default}
+
+    class FloatBytes(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for tensor in out if isinstance(out, (tuple, list)) else [out]:
+                if (func not in allocations and isinstance(tensor, torch.Tensor) and tensor.device.type == "cpu"
+                        and tensor.is_floating_point()):
+                    FloatBytes.total += tensor.numel() * tensor.element_size()
+            return out
+
+    float_bytes = (base_dir / "model.safetensors").stat().st_size
+    written = {}
+    for name in ("int8", "int4", "int8-dyn", "mag50"):
+        FloatBytes.total = 0
+        with FloatBytes():
+            model, tokenizer = load_model(variants[name].path)
+        written[name] = FloatBytes.total / float_bytes
+        # and it computes: a batch of 4 rows (PyTorch's int8 kernel crashes on a weight 8 bytes
+        # off a 64-byte boundary at 4 rows, as safetensors' load_file returns them: read_tensors)
+        ids = tokenizer([PROMPT] * 4, return_tensors="pt").input_ids
+        with torch.inference_mode():
+            assert torch.isfinite(model(ids).logits).all()
+    # int8, int4: norms, scales, rotary frequencies; int8-dyn: as they, and torch.load writes the
+    # float embedding it keeps (this model's largest matrix) and torchao's tensors; pruned: the
+    # dense matrices it decodes (zeros, then the kept values put in place: twice). Building the
+    # float model first wrote 5-11 times the float weights.
+    assert written["int8"] < 0.1 and written["int4"] < 0.1, written
+    assert written["int8-dyn"] < 2 and written["mag50"] < 2.1, written
+
+
 def test_int8_layers_match_the_float_product_they_stand_for():
     from core.int8 import Int8Linear, quantize_rows
 
@@ -242,10 +282,15 @@ def test_int4_layers_match_the_float_product_they_stand_for():
             weight_error = ((dequantized - linear.weight).norm() / linear.weight.norm()).item()
         assert layer(x).shape == (3, 5, 96) and error < 0.01, error  # bfloat16 activations: under 1%
         assert weight_error < 0.1, (algorithm, weight_error)  # 16 levels per group of 32: under 10%
-        # Loading stored weights into an empty layer packs them anew for the kernel.
+        # Loading stored weights into a layer that has run packs them anew for the kernel.
+        other = Int4Linear.from_float(torch.nn.Linear(64, 96), 32, algorithm)
+        other(x)
+        other.load_state_dict(layer.state_dict())
+        assert torch.equal(other(x), layer(x))
+        # So does assigning them to an empty layer (meta tensors), as load_model does.
         empty = Int4Linear.empty(linear, 32)
-        empty(x)
-        empty.load_state_dict(layer.state_dict())
+        assert empty.qweight.is_meta
+        empty.load_state_dict(layer.state_dict(), assign=True)
         assert torch.equal(empty(x), layer(x))
 
 
