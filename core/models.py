@@ -184,7 +184,7 @@ def _empty_model(folder: Path):
     """The folder's architecture with its parameters on the meta device and its buffers real (the
     rotary frequencies are computed from the config, not stored): no memory and no random
     initialization spent on weights that loading replaces (`_assign`). Building the float model
-    first cost an int8 SmolLM2 1.3 GiB above the imports where its weights are 133 MB
+    first cost an int8 SmolLM2 1.3 GiB above the imports where its weights are 133 MB; now 0.3
     (benchmarks/load_bench.py)."""
     import torch
     from accelerate import init_empty_weights  # accelerate: a dependency of peft and of transformers' GGUF loading

@@ -148,7 +148,7 @@ def test_int8_variants_are_smaller_and_close(base_dir, variants):
 
 def test_loading_a_quantized_or_pruned_folder_builds_no_float_model(base_dir, variants):
     """load_model assigns the stored tensors to a model built on meta tensors: no float copy of
-    the weights is initialized to be thrown away (an int8 SmolLM2 peaked at 1.5 GiB that way, 0.56
+    the weights is initialized to be thrown away (an int8 SmolLM2 peaked at 1.6 GiB that way, 0.55
     after: benchmarks/load_bench.py). Counted here: the bytes of every float tensor an op writes
     on the CPU (an allocation alone, `empty`, writes nothing)."""
     from torch.utils._python_dispatch import TorchDispatchMode
