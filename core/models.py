@@ -107,10 +107,9 @@ def quantize(model, kind: str, **options):
     shapes only (on the meta device), for a folder's weights to be assigned. smoothquant: torchao's
     SmoothQuantConfig with `alpha` and `activations` over int8 weights, calibrated on
     `calibration_blocks` (without them: the quantized layers' structure, for a folder's weights).
-    int8_dynamic: torchao's
-    Int8DynamicActivationInt8WeightConfig on the Linear layers except an output layer tied to the
-    embedding: quantizing that would store a second, int8 copy of the embedding matrix (for
-    SmolLM2 28M of its 135M weights) instead of sharing it."""
+    int8_dynamic: torchao's Int8DynamicActivationInt8WeightConfig on the Linear layers except an
+    output layer tied to the embedding: quantizing that would store a second, int8 copy of the
+    embedding matrix (for SmolLM2 28M of its 135M weights) instead of sharing it."""
     if kind == "int8_weight_only":
         from core.int8 import quantize_model
 
@@ -295,13 +294,17 @@ def read_tensors(path: Path):
     import torch
 
     with open(path, "rb") as file:
-        (length,) = struct.unpack("<Q", file.read(8))
-        header = json.loads(file.read(length))
-        header.pop("__metadata__", None)
+        try:
+            (length,) = struct.unpack("<Q", file.read(8))
+            header = json.loads(file.read(length))
+            header.pop("__metadata__", None)
+            dtypes = {name: getattr(torch, _SAFETENSORS_DTYPES[info["dtype"]]) for name, info in header.items()}
+        except (struct.error, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"{path}: not a safetensors file this version reads ({type(error).__name__})") from None
         for name in sorted(header):
             info = header[name]
             begin, end = info["data_offsets"]
-            tensor = torch.empty(info["shape"], dtype=getattr(torch, _SAFETENSORS_DTYPES[info["dtype"]]))
+            tensor = torch.empty(info["shape"], dtype=dtypes[name])
             raw = tensor.reshape(-1).view(torch.uint8)  # bfloat16 has no numpy type: read its bytes
             file.seek(8 + length + begin)
             if raw.numel() != end - begin or file.readinto(memoryview(raw.numpy())) != end - begin:

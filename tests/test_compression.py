@@ -186,6 +186,22 @@ def test_loading_a_quantized_or_pruned_folder_builds_no_float_model(base_dir, va
     assert written["int8-dyn"] < 2 and written["mag50"] < 2.1, written
 
 
+def test_a_damaged_weights_file_fails_to_load_with_its_name(variants, tmp_path):
+    import shutil
+
+    for name in ("int8", "mag50"):
+        folder = tmp_path / name
+        shutil.copytree(variants[name].path, folder)
+        weights = folder / "model.safetensors"
+        data = weights.read_bytes()
+        weights.write_bytes(data[:-100])  # truncated
+        with pytest.raises(ValueError, match=f"{weights}: .* is truncated"):
+            load_model(folder)
+        weights.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json" + data[16:])  # not a header
+        with pytest.raises(ValueError, match="not a safetensors file"):
+            load_model(folder)
+
+
 def test_int8_layers_match_the_float_product_they_stand_for():
     from core.int8 import Int8Linear, quantize_rows
 
