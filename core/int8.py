@@ -43,13 +43,6 @@ class Int8Linear(nn.Module):
         # per-row error of up to 0.4% on top of the rounding of the product.
         self.register_buffer("unit_scale", torch.ones(self.out_features, dtype=torch.bfloat16), persistent=False)
 
-    @classmethod
-    def empty(cls, rows: int, columns: int, bias: torch.Tensor | None = None) -> Int8Linear:
-        """The layer's shapes on the meta device, for a folder's weights to be assigned."""
-        return cls(torch.empty(rows, columns, dtype=torch.int8, device="meta"),
-                   torch.empty(rows, dtype=torch.float32, device="meta"),
-                   None if bias is None else torch.empty_like(bias, device="meta"))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
         y = torch.ops.aten._weight_int8pack_mm(rows, self.qdata, self.unit_scale).to(x.dtype) * self.scale
@@ -82,13 +75,14 @@ def quantize_model(model, embeddings: bool = True, empty: bool = False) -> None:
     from core.models import decoder_linears, replace_module
 
     for name, module in decoder_linears(model).items():
-        replace_module(model, name, Int8Linear.empty(*module.weight.shape, module.bias) if empty
-                       else Int8Linear(*quantize_rows(module.weight), module.bias))
+        replace_module(model, name, Int8Linear(*_rows(module.weight, empty), module.bias))
     if embeddings:
         quantize_embeddings(model, empty)
 
 
 def _rows(weight: torch.Tensor, empty: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """quantize_rows's (int8 matrix, scale per row); with `empty`, tensors of their shapes on the
+    meta device, for load_model to assign a folder's weights to."""
     if empty:
         return (torch.empty(weight.shape, dtype=torch.int8, device="meta"),
                 torch.empty(weight.shape[0], dtype=torch.float32, device="meta"))
