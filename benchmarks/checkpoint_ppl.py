@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoints", type=Path, help="a run's checkpoint folder (holds `latest`)")
-    parser.add_argument("--tag", help="a checkpoint's folder name, e.g. step00000500 (default: latest)")
+    parser.add_argument("checkpoints", type=Path, help="a run's checkpoint folder (holds step* folders)")
+    parser.add_argument("--tag", help="a checkpoint's folder name, e.g. step00000500 (default: the newest complete)")
     parser.add_argument("--model", type=Path, help="the HF folder the run started from")
     parser.add_argument("--eval-tokens", type=int, default=16384)
     parser.add_argument("--window", type=int, default=512)
@@ -39,9 +39,12 @@ def main() -> None:
 
     from compression_bench import heldout_ids
     from evaluation.metrics import summed_nll
+    from training.checkpoint import newest_complete_checkpoint
 
     torch.set_num_threads(args.threads)
-    tag = args.tag or (args.checkpoints / "latest").read_text().strip()
+    tag = args.tag or newest_complete_checkpoint(args.checkpoints)  # as a resume picks it: every rank's file written
+    if tag is None:
+        sys.exit(f"{args.checkpoints}: no complete checkpoint there")
     model_dir = args.model or args.checkpoints.with_name(args.checkpoints.name.replace(".checkpoints", ".student"))
     states = torch.load(args.checkpoints / tag / "mp_rank_00_model_states.pt", map_location="cpu",
                         weights_only=False)["module"]
