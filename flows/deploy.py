@@ -62,11 +62,19 @@ def build_deployments(profile: str, overrides: list[str]):
 
 
 def ensure_work_pool(name: str = WORK_POOL) -> bool:
-    """The process work pool the deployments go to; returns whether it was created now."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    """The process work pool the deployments go to, with the process worker's job template (as
+    `prefect work-pool create --type process` makes it); returns whether it was created now.
 
+    A pool made without a template gets one written by the first worker that connects, inside
+    the server's own transaction; on the embedded SQLite server that write once waited on the
+    database lock for 60 s and took the server's API down with it (a CI run). A pool an older
+    Conveyor made without one gets it here."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    template = ProcessWorker.get_default_base_job_template()
     with get_client(sync_client=True) as client:
         try:
             pool = client.read_work_pool(name)
@@ -76,9 +84,11 @@ def ensure_work_pool(name: str = WORK_POOL) -> bool:
             if pool.type != "process":
                 raise RuntimeError(f"work pool {name!r} is of type {pool.type!r}; Conveyor's runs need a "
                                    "process pool: pass --pool with another name")
+            if not pool.base_job_template:
+                client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
             return False
         try:
-            client.create_work_pool(WorkPoolCreate(name=name, type="process",
+            client.create_work_pool(WorkPoolCreate(name=name, type="process", base_job_template=template,
                                                    description="Conveyor's pipeline runs (conveyor worker)"))
         except ObjectAlreadyExists:  # created meanwhile by a worker starting
             return False
