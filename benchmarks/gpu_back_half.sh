@@ -24,7 +24,7 @@ WORK=${WORK:-/tmp/gpu_back_half}
 train="--training-set training.train.device=cuda --training-set training.train.num_ranks=1
        --training-set training.train.precision=bf16 --training-set training.train.micro_batch_size=$MICRO_BATCH
        --training-set training.train.log_every=50 --training-set training.model.init_from=$GGUF"
-measure="--init-from $GGUF --threads 4 --repeats 1 --new-tokens 8 --text wide"
+measure="--init-from $GGUF --threads 4 --repeats 1 --new-tokens 8 --text wide-austen"
 job() {  # name, command...
     local name=$1; shift
     [[ " $JOBS " == *" $name "* ]] || return 0
