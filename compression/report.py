@@ -11,7 +11,9 @@ def step_label(report: dict) -> str:
     if "sparsity" in report:
         return f"{report['step']} {report['sparsity']:.0%}"
     if "steps" in report:
-        return f"{report['step']} {report['steps']} steps" + (f" (KD {report['kd_alpha']:g})" if "kd_alpha" in report else "")
+        best = report.get("exported_step")
+        return (f"{report['step']} {report['steps']} steps" + (f" (KD {report['kd_alpha']:g})" if "kd_alpha" in report else "")
+                + (f", best at step {best}" if best and best != report["steps"] else ""))
     return report["step"]
 
 

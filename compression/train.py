@@ -24,7 +24,7 @@ def step_training_config(training, step: Recover | Distill, init_from: Path, tea
     raw["model"]["lora"]["enabled"] = isinstance(step, Recover) and step.lora
     train = raw["train"]
     train.update(max_steps=step.steps, lr=step.lr, warmup_steps=min(train["warmup_steps"], step.steps // 10),
-                 resume=True, early_stopping_patience=0, eval_every=0)
+                 resume=True, early_stopping_patience=0, eval_every=step.eval_every, export_best=step.eval_every > 0)
     if isinstance(step, Recover):
         train["keep_zero_weights"] = True
     if step.alpha > 0 or isinstance(step, Distill):
@@ -107,7 +107,7 @@ def train_step(step: Recover | Distill, model_dir: Path, output: Path, dataset_d
     else:
         result = training_stage.run(config, dataset_dir, init_from, output)
     report = {"steps": result.steps, "tokens": result.tokens_seen, "final_train_loss": result.final_train_loss,
-              "val_loss": result.val_loss}
+              "val_loss": result.val_loss, "exported_step": result.exported_step}
     if result.distill:  # as the trainer ran it
         report.update(kd_alpha=result.distill["alpha"], kd_temperature=result.distill["temperature"])
     if isinstance(step, Distill):

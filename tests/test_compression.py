@@ -425,7 +425,7 @@ def trained_variants(base_dir, dataset_dir, tmp_path_factory):
         "recovered-kd": [{"wanda": {"sparsity": 0.5, "calibration_samples": 4, "calibration_seq_len": 32}},
                          {"recover": {"steps": 4, "lr": 3e-3, "alpha": 1.0}}],
         "student": [{"distill": {"layers": 1, "steps": 4, "lr": 3e-3, "select": "angular", "calibration_samples": 2,
-                                 "calibration_seq_len": 32}}],
+                                 "calibration_seq_len": 32, "eval_every": 2}}],
     })
     training = TrainingConfig(train=TrainConfig(seq_len=32, micro_batch_size=2, num_ranks=2, warmup_steps=0,
                                                 log_every=2, eval_batches=1))
@@ -477,6 +477,20 @@ def test_distill_builds_a_shallower_student_trained_on_the_teacher(base_dir, tra
     [report] = student.steps
     assert report["step"] == "distill" and report["steps"] == 4 and report["teacher_layers"] == 2
     assert report["val_loss"] > 0
+    assert report["exported_step"] in (2, 4)  # eval_every 2: the better of step 2's and the last step's
+    assert trained_variants["recovered"].steps[0]["exported_step"] == 4  # no evaluations: the last
+
+
+def test_a_training_step_with_eval_every_exports_its_best_evaluation(base_dir):
+    from compression.config import Distill, Recover
+    from compression.train import step_training_config
+    from training.config import TrainingConfig
+
+    for step in (Distill(layers=1, eval_every=50), Recover(eval_every=50)):
+        train = step_training_config(TrainingConfig(), step, base_dir, base_dir).train
+        assert (train.eval_every, train.export_best) == (50, True)
+    train = step_training_config(TrainingConfig(), Recover(), base_dir).train
+    assert (train.eval_every, train.export_best) == (0, False)
 
 
 def test_angular_selection_drops_the_layers_that_change_the_hidden_state_least():

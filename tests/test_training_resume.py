@@ -16,7 +16,7 @@ from text_fixtures import write_jsonl
 from training import train_tokenizer
 from training_fixtures import TINY_MODEL
 from training.config import TokenizerConfig, TrainConfig, TrainingConfig
-from training.checkpoint import (COMPLETE, checkpoint_dir, newest_complete_checkpoint, plan_resume, resume_fingerprint,
+from training.checkpoint import (COMPLETE, Best, checkpoint_dir, newest_complete_checkpoint, plan_resume, resume_fingerprint,
                                  resume_grad_accum)
 
 CONFIG = TrainingConfig(
@@ -143,14 +143,16 @@ def test_resume_keeps_the_global_batch_or_refuses():
         resume_grad_accum(header, 4, 4)
 
 
-def _checkpoint(checkpoints, step, config, ranks, grad_accum, zero_partitions=True, complete=True):
+def _checkpoint(checkpoints, step, config, ranks, grad_accum, zero_partitions=True, complete=True, prefix="step",
+                **client_state):
     """A checkpoint's files as far as plan_resume reads them: rank 0's header, the optimizer partitions."""
     import torch
 
-    tag = checkpoints / f"step{step:08d}"
+    tag = checkpoints / f"{prefix}{step:08d}"
     tag.mkdir(parents=True)
     torch.save({"step": step, "fingerprint": resume_fingerprint(config), "dp_world_size": ranks,
-                "ds_config": {"gradient_accumulation_steps": grad_accum}}, tag / "mp_rank_00_model_states.pt")
+                "ds_config": {"gradient_accumulation_steps": grad_accum}, **client_state},
+               tag / "mp_rank_00_model_states.pt")
     for rank in range(ranks if zero_partitions else 0):
         (tag / f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt").touch()
     if complete:
@@ -178,3 +180,19 @@ def test_where_a_run_resumes_is_decided_from_the_files_alone(tmp_path):
     zero0 = tmp_path / "zero0.checkpoints"
     _checkpoint(zero0, 10, CONFIG, ranks=2, grad_accum=1, zero_partitions=False)
     assert plan_resume(CONFIG, zero0, 1).universal is False
+
+
+def test_a_resumed_run_keeps_its_best_checkpoint_and_never_resumes_from_it(tmp_path):
+    """export_best: the best checkpoint (saved at an evaluation, not `latest`) survives a resume,
+    so a later evaluation must beat it to replace it."""
+    checkpoints = tmp_path / "model.checkpoints"
+    _checkpoint(checkpoints, 10, CONFIG, ranks=2, grad_accum=1)
+    _checkpoint(checkpoints, 15, CONFIG, ranks=2, grad_accum=1, prefix="best-step", val_loss=2.5)
+    _checkpoint(checkpoints, 20, CONFIG, ranks=2, grad_accum=1, prefix="best-step", val_loss=2.4, complete=False)
+    resume = plan_resume(CONFIG, checkpoints, 2)
+    assert resume.tag == "step00000010"
+    assert resume.best == Best("best-step00000015", 15, 2.5)
+    other = tmp_path / "other.checkpoints"  # another config's best is not this run's
+    _checkpoint(other, 10, with_train(seq_len=32), ranks=2, grad_accum=1, prefix="best-step", val_loss=2.0)
+    _checkpoint(other, 10, CONFIG, ranks=2, grad_accum=1)
+    assert plan_resume(CONFIG, other, 2).best is None

@@ -25,6 +25,7 @@ LATEST = "latest"  # DeepSpeed's pointer to the newest checkpoint tag
 # other ranks' files were missing (seen in CI: resume failed on rank 1's optimizer state).
 COMPLETE = "conveyor_complete"
 UNIVERSAL = "universal"  # <checkpoints>/universal/<tag>: a checkpoint converted for another world size
+BEST = "best-step"  # best-stepNNNNNNNN: the weights of the lowest validation loss so far (export_best)
 # Rank 0's model-states file: below ZeRO-3 the one copy of the model, at ZeRO-3 rank 0's partition.
 MODEL_STATES_FILES = ("mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_model_states.pt")
 
@@ -118,6 +119,33 @@ def prune_checkpoints(directory: Path, keep: int) -> None:
 
 
 
+def needs_universal(tag_dir: Path, world_size: int) -> bool:
+    """ZeRO partitions the optimizer state by rank: on another number of ranks it loads only
+    through a universal checkpoint. (Unpartitioned state, ZeRO-0 in fp32, loads as it is.)"""
+    saved_by = read_checkpoint_header(tag_dir)["dp_world_size"]
+    return saved_by != world_size and any(tag_dir.glob("*zero_pp_rank_*optim_states.pt"))
+
+
+@dataclass(frozen=True)
+class Best:
+    """The checkpoint of the lowest validation loss a run has seen (train.export_best)."""
+
+    tag: str
+    step: int
+    val_loss: float
+
+
+def best_checkpoint(checkpoints: Path, fingerprint: dict) -> Best | None:
+    """The run's complete best-step* checkpoint, if one was saved with this fingerprint."""
+    tags = sorted(p.name for p in checkpoints.glob(BEST + "*") if p.is_dir() and (p / COMPLETE).is_file())
+    if not tags:
+        return None
+    header = read_checkpoint_header(checkpoints / tags[-1])
+    if header["fingerprint"] != fingerprint:
+        return None
+    return Best(tags[-1], header["step"], header["val_loss"])
+
+
 @dataclass(frozen=True)
 class Resume:
     """Where a run starts: from scratch (tag None) or from checkpoint `tag` in `checkpoints`.
@@ -125,7 +153,7 @@ class Resume:
     fingerprint is the config's as given (what the next checkpoint is saved with); grad_accum_steps
     is what keeps the checkpoint's global batch on this run's ranks (resume_grad_accum); universal:
     the checkpoint's ZeRO partitions were saved by another number of ranks and load only through
-    a universal copy (convert_to_universal)."""
+    a universal copy (convert_to_universal). best: the run's best checkpoint so far (export_best)."""
 
     checkpoints: Path
     fingerprint: dict
@@ -133,6 +161,7 @@ class Resume:
     saved_by_ranks: int | None = None
     grad_accum_steps: int | None = None
     universal: bool = False
+    best: Best | None = None
 
 
 def plan_resume(config: TrainingConfig, checkpoints: Path, world_size: int) -> Resume:
@@ -146,12 +175,9 @@ def plan_resume(config: TrainingConfig, checkpoints: Path, world_size: int) -> R
     if header["fingerprint"] != fingerprint:
         raise RuntimeError(f"the checkpoint in {checkpoints} was made with another model, data or batch "
                            "config: delete it, or set training.train.resume=false")
-    saved_by = header["dp_world_size"]
-    # ZeRO partitions the optimizer state by rank: on another number of ranks it loads only
-    # through a universal checkpoint. (Unpartitioned state, ZeRO-0 in fp32, loads as it is.)
-    universal = saved_by != world_size and any((checkpoints / tag).glob("*zero_pp_rank_*optim_states.pt"))
-    return Resume(checkpoints, fingerprint, tag, saved_by,
-                  resume_grad_accum(header, config.train.micro_batch_size, world_size), universal)
+    return Resume(checkpoints, fingerprint, tag, header["dp_world_size"],
+                  resume_grad_accum(header, config.train.micro_batch_size, world_size),
+                  needs_universal(checkpoints / tag, world_size), best_checkpoint(checkpoints, fingerprint))
 
 
 def save_checkpoint(engine, resume: Resume, step: int, rank: int, keep: int) -> None:
@@ -167,6 +193,49 @@ def save_checkpoint(engine, resume: Resume, step: int, rank: int, keep: int) -> 
     if rank == 0:
         (resume.checkpoints / tag / COMPLETE).touch()
         prune_checkpoints(resume.checkpoints, keep)
+
+
+def save_best(engine, resume: Resume, step: int, val_loss: float, rank: int) -> Best:
+    """The engine as it is at `step` becomes the run's best checkpoint (the one before it goes once
+    this one is complete). Not `latest`: a resume continues from the newest step checkpoint."""
+    import torch
+    import torch.distributed as dist
+
+    tag = f"{BEST}{step:08d}"
+    if rank == 0:  # a resumed run on other ranks may reach the same step again
+        shutil.rmtree(resume.checkpoints / tag, ignore_errors=True)
+    dist.barrier()
+    engine.save_checkpoint(str(resume.checkpoints), tag=tag, save_latest=False, client_state={
+        "step": step, "val_loss": val_loss, "fingerprint": resume.fingerprint, "torch_rng_state": torch.get_rng_state()})
+    dist.barrier()
+    if rank == 0:
+        (resume.checkpoints / tag / COMPLETE).touch()
+        drop_best_checkpoints(resume.checkpoints, but=tag)
+    return Best(tag, step, val_loss)
+
+
+def drop_best_checkpoints(checkpoints: Path, but: str | None = None) -> None:
+    for old in checkpoints.glob(BEST + "*"):
+        if old.name != but:
+            shutil.rmtree(old)
+
+
+def load_best(engine, checkpoints: Path, best: Best, rank: int, world_size: int) -> None:
+    """Load the best checkpoint's weights into the engine, to export them (the whole checkpoint,
+    as a resume would: at ZeRO-3 the weights live only in the partitions)."""
+    import torch.distributed as dist
+
+    folder = checkpoints
+    if needs_universal(checkpoints / best.tag, world_size):  # saved before a resume on other ranks
+        if rank == 0:
+            convert_to_universal(checkpoints, best.tag)
+        dist.barrier()
+        folder = checkpoints / UNIVERSAL
+    engine.load_checkpoint(str(folder), tag=best.tag)
+    if folder != checkpoints:
+        dist.barrier()
+        if rank == 0:
+            shutil.rmtree(folder)
 
 
 def load_checkpoint(engine, resume: Resume, rank: int) -> int:

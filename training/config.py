@@ -133,6 +133,9 @@ class TrainConfig(FrozenConfig):
     eval_every: int = Field(default=0, ge=0, description="steps between validation evaluations; 0: at the end only")
     early_stopping_patience: int = Field(
         default=0, ge=0, description="stop after this many evaluations without a better val loss; 0: never")
+    export_best: bool = Field(default=False, description=(
+        "with eval_every: the exported model is the one of the lowest validation loss seen (checkpointed "
+        "as `best-stepN` whenever it improves, a resume included), not the last step's"))
     on_nonfinite_loss: Literal["stop", "skip"] = Field(
         default="stop", description="a NaN/inf loss stops the run naming the step, or skips that batch")
     max_skipped_batches: int = Field(default=10, ge=0, description="with skip: stop after this many")
@@ -156,6 +159,8 @@ class TrainConfig(FrozenConfig):
             raise ValueError("offload_optimizer needs zero_stage 1, 2 or 3")
         if self.offload_params and self.zero_stage != 3:
             raise ValueError("offload_params needs zero_stage 3")
+        if self.export_best and not self.eval_every:
+            raise ValueError("export_best needs eval_every > 0: it picks among the evaluations")
         return self
 
 

@@ -52,7 +52,8 @@ class TrainResult(BaseModel):
     resumed_from_step: int = 0
     skipped_batches: int = 0
     final_train_loss: float
-    val_loss: float | None
+    val_loss: float | None  # the exported model's
+    exported_step: int | None = None  # the step the exported weights are from (export_best: the best one's)
     tokens_seen: int
     tokens_per_second: float
     seconds: float

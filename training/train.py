@@ -35,8 +35,8 @@ from pathlib import Path
 from core.atomic import atomic_dir
 from core.models import write_manifest
 from core.stats import StageStats
-from training.checkpoint import (Resume, checkpoint_dir, convert_to_universal, load_checkpoint, plan_resume,
-                                 save_checkpoint)
+from training.checkpoint import (Best, Resume, checkpoint_dir, convert_to_universal, drop_best_checkpoints,
+                                 load_best, load_checkpoint, plan_resume, save_best, save_checkpoint)
 from training.config import TrainingConfig
 from training.engine import out_of_memory_advice
 from training.metrics import (TRAIN_LOG, ConsoleLogger, JsonlLogger, MetricLoggers, MlflowLogger, flops_per_token,
@@ -109,6 +109,7 @@ class Fit:
     skipped_batches: int
     seconds: float
     last_val_step: int | None  # the step of the last validation loss logged
+    best: Best | None  # export_best: the checkpoint of the lowest validation loss seen
 
 
 def join_process_group(config: TrainingConfig) -> Ranks:
@@ -154,6 +155,8 @@ def resume_from(config: TrainingConfig, checkpoints: Path, ranks: Ranks) -> tupl
 
     resume = plan_resume(config, checkpoints, ranks.world_size)
     if resume.tag is None:
+        if ranks.rank == 0 and checkpoints.is_dir():
+            drop_best_checkpoints(checkpoints)  # an earlier run's
         return config, resume
     train = config.train
     if resume.grad_accum_steps != train.grad_accum_steps:
@@ -255,7 +258,7 @@ def fit(config: TrainingConfig, model: Model, data: Data, ranks: Ranks, resume: 
         metrics: MetricLoggers) -> Fit:
     """Steps start_step + 1 .. max_steps: log every log_every, checkpoint every checkpoint_every,
     evaluate every eval_every (stopping early after early_stopping_patience evaluations without a
-    better validation loss)."""
+    better validation loss; with export_best, checkpointing each better one as the run's best)."""
     import torch
 
     from training.loss import loss_function
@@ -270,7 +273,8 @@ def fit(config: TrainingConfig, model: Model, data: Data, ranks: Ranks, resume: 
                         privacy=model.privacy)
     loop_started = interval_started = time.perf_counter()
     interval_steps, train_loss = 0, float("nan")
-    best_val_loss, evaluations_without_improvement, last_val_step = math.inf, 0, None
+    best, evaluations_without_improvement, last_val_step = resume.best, 0, None
+    best_val_loss = best.val_loss if best else math.inf
     step = start_step
     try:
         for step in range(start_step + 1, train.max_steps + 1):
@@ -310,6 +314,8 @@ def fit(config: TrainingConfig, model: Model, data: Data, ranks: Ranks, resume: 
                     last_val_step = step
                     if val < best_val_loss:
                         best_val_loss, evaluations_without_improvement = val, 0
+                        if train.export_best:
+                            best = save_best(model.engine, resume, step, val, ranks.rank)
                     else:
                         evaluations_without_improvement += 1
                     if train.early_stopping_patience and evaluations_without_improvement >= train.early_stopping_patience:
@@ -319,7 +325,7 @@ def fit(config: TrainingConfig, model: Model, data: Data, ranks: Ranks, resume: 
     except torch.cuda.OutOfMemoryError as exc:
         raise RuntimeError(out_of_memory_advice(config)) from exc
     return Fit(start_step, step, tokens_per_step, train_loss, guard.skipped, time.perf_counter() - loop_started,
-               last_val_step)
+               last_val_step, best if train.export_best else None)
 
 
 def export_model(config: TrainingConfig, model: Model, tokenizer, ranks: Ranks, work_dir: Path | None) -> None:
@@ -349,7 +355,8 @@ def export_model(config: TrainingConfig, model: Model, tokenizer, ranks: Ranks, 
         tokenizer.save_pretrained(work_dir)
 
 
-def run_result(config: TrainingConfig, model: Model, done: Fit, val_loss: float | None, ranks: Ranks) -> dict:
+def run_result(config: TrainingConfig, model: Model, done: Fit, val_loss: float | None, exported_step: int,
+               ranks: Ranks) -> dict:
     """result.json: what training.TrainResult reads back."""
     steps_run = done.step - done.start_step
     return {
@@ -358,6 +365,7 @@ def run_result(config: TrainingConfig, model: Model, done: Fit, val_loss: float 
         "skipped_batches": done.skipped_batches,
         "final_train_loss": done.train_loss,
         "val_loss": val_loss,
+        "exported_step": exported_step,
         "tokens_seen": done.tokens_per_step * done.step,
         # Throughput of this process's own steps (after a resume, the steps it ran).
         "tokens_per_second": done.tokens_per_step * steps_run / done.seconds if steps_run else 0.0,
@@ -426,9 +434,15 @@ def train_rank(args: argparse.Namespace) -> None:
         ranks.say(f"validation loss {val_loss}")
         if val_loss is not None and done.last_val_step != done.step:  # the last point of the curve
             metrics.log_final({"step": done.step, "val_loss": val_loss, "val_perplexity": math.exp(val_loss)})
+        exported_step = done.step
+        if done.best is not None and val_loss is not None and done.best.val_loss < val_loss:
+            ranks.say(f"export_best: exporting step {done.best.step} (validation loss {done.best.val_loss:.4f}; "
+                      f"{val_loss:.4f} at step {done.step})")
+            load_best(model.engine, resume.checkpoints, done.best, ranks.rank, ranks.world_size)
+            val_loss, exported_step = done.best.val_loss, done.best.step
         export_model(config, model, data.tokenizer, ranks, work_dir)
         if ranks.rank == 0:
-            result = run_result(config, model, done, val_loss, ranks)
+            result = run_result(config, model, done, val_loss, exported_step, ranks)
             shutil.copy2(resume.checkpoints / TRAIN_LOG, work_dir / TRAIN_LOG)
             (work_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
             (work_dir / CONFIG_FILE).write_text(config.model_dump_json(indent=2))
