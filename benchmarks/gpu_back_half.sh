@@ -32,10 +32,10 @@ job() {  # name, command...
 }
 job student15 python3 benchmarks/compression_bench.py --train --only student15 --work "$WORK/s" $measure $train \
     --training-set training.train.master_port=29601 --out "$OUT/student15.json" \
-    --set "student15=[{\"distill\": {\"layers\": 15, \"steps\": $STUDENT_STEPS, \"lr\": 5e-4}}]"
+    --set "student15=[{\"distill\": {\"layers\": 15, \"steps\": $STUDENT_STEPS, \"lr\": 5e-4, \"eval_every\": 200}}]"
 job student15-ce python3 benchmarks/compression_bench.py --train --only student15-ce --work "$WORK/c" $measure $train \
     --training-set training.train.master_port=29602 --out "$OUT/student15-ce.json" \
-    --set "student15-ce=[{\"distill\": {\"layers\": 15, \"steps\": $STUDENT_STEPS, \"lr\": 5e-4, \"alpha\": 0.0}}]"
+    --set "student15-ce=[{\"distill\": {\"layers\": 15, \"steps\": $STUDENT_STEPS, \"lr\": 5e-4, \"alpha\": 0.0, \"eval_every\": 200}}]"
 job sparsegpt24 python3 benchmarks/compression_bench.py --train --only sparsegpt24-recovered --work "$WORK/w" $measure \
     $train --training-set training.train.master_port=29603 --out "$OUT/sparsegpt24.json" \
     --set "sparsegpt24-recovered=[\"sparsegpt24\", {\"recover\": {\"steps\": $RECOVER_STEPS, \"lr\": 2e-4}}]"
