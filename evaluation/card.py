@@ -170,7 +170,9 @@ def render(*, model_name: str, variant: str, fmt: str, metrics: dict, run: dict,
               f"precision {train.get('precision')}, lr {train.get('lr')}, sequence length {train.get('seq_len')}, "
               f"micro-batch {train.get('micro_batch_size')}",
               f"- final train loss {training.get('final_train_loss', float('nan')):.3f}, "
-              f"validation loss {training.get('val_loss') or float('nan'):.3f}",
+              f"validation loss {training.get('val_loss') or float('nan'):.3f}"
+              + (f" (the model is step {training['exported_step']}'s, the best evaluation)"
+                 if training.get("exported_step") not in (None, training.get("steps")) else ""),
               f"- config sha256 `{lineage.get('config_sha256')}`, git `{lineage.get('git_commit')}`, "
               f"MLflow run `{lineage.get('mlflow_run_id')}`, Prefect flow run `{lineage.get('prefect_flow_run_id')}`"]
     if loss_curve_file:

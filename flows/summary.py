@@ -123,8 +123,10 @@ def render_text(summary: RunSummary) -> str:
     out += [
         f"Training: {training.steps} steps on {training.world_size} rank(s), ZeRO-{training.zero_stage}, "
         f"{training.num_parameters:,} params, {training.tokens_per_second:.0f} tokens/s, "
-        f"train loss {training.final_train_loss:.3f}, val loss {training.val_loss or float('nan'):.3f}, "
-        f"{training.seconds:.1f} s in the training loop",
+        f"train loss {training.final_train_loss:.3f}, val loss {training.val_loss or float('nan'):.3f}"
+        + (f" (the weights of step {training.exported_step}, the best evaluation)"
+           if training.exported_step not in (None, training.steps) else "")
+        + f", {training.seconds:.1f} s in the training loop",
         "",
     ]
     if training.dp:

@@ -23,7 +23,7 @@ def summary() -> dict:
                                  "bytes_in": 900, "bytes_out": 890, "seconds": 0.5,
                                  "extra": {"not_looked_for": "PERSON,LOCATION"}, "skipped": True}},
         "training": {"model_dir": "/runs/x/model/base", "steps": 30, "resumed_from_step": 0, "skipped_batches": 0,
-                     "final_train_loss": 5.3, "val_loss": 5.4, "tokens_seen": 15360, "tokens_per_second": 900.0,
+                     "final_train_loss": 5.3, "val_loss": 5.4, "exported_step": 20, "tokens_seen": 15360, "tokens_per_second": 900.0,
                      "seconds": 17.0, "seconds_per_step": 0.57, "num_parameters": 150000,
                      "trainable_parameters": 150000, "flops_per_token": 900000, "init_from": None, "lora": False,
                      "distill": None, "dp": None, "world_size": 2, "zero_stage": 2, "peak_memory_bytes": 400000000},
@@ -53,6 +53,7 @@ def test_a_summary_reads_back_as_written_and_renders_from_its_fields():
     assert "anonymize did NOT look for PERSON, LOCATION" in text
     assert "champion v1" in text and "0.25x" in text  # the previous champion's row; int8's size against base
     assert "Training: 30 steps on 2 rank(s), ZeRO-2, 150,000 params" in text
+    assert "val loss 5.400 (the weights of step 20, the best evaluation)" in text  # export_best
 
 
 def test_a_summary_without_what_it_must_hold_is_refused():
