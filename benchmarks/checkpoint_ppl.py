@@ -23,13 +23,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from compression_bench import HELDOUTS, heldout_ids  # noqa: E402 (stdlib imports only at its top)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", type=Path, help="a run's checkpoint folder (holds step* folders)")
     parser.add_argument("--tag", help="a checkpoint's folder name, e.g. step00000500 (default: the newest complete)")
     parser.add_argument("--model", type=Path, help="the HF folder the run started from")
-    parser.add_argument("--heldout", choices=("emma", "brown"), default="emma", help="as compression_bench.py's")
+    parser.add_argument("--heldout", choices=list(HELDOUTS), default="emma", help="as compression_bench.py's")
     parser.add_argument("--eval-tokens", type=int, default=16384)
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
@@ -38,7 +40,6 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from compression_bench import heldout_ids
     from evaluation.metrics import summed_nll
     from training.checkpoint import newest_complete_checkpoint
 

@@ -127,6 +127,13 @@ class SparseGPT(Prune):
         return self
 
 
+# The training steps' validation: every N steps on the validation split, the best evaluation's
+# weights exported (training's export_best).
+EVAL_EVERY = Field(default=0, ge=0, description=(
+    "validate every N steps on the validation split and export the weights of the best evaluation, not "
+    "the last step's (training's export_best): for a small corpus, where more steps overfit; 0: the last step"))
+
+
 class Recover(FrozenConfig):
     """Fine-tune a pruned model through the training stage (DeepSpeed), its zeros kept zero."""
 
@@ -138,9 +145,7 @@ class Recover(FrozenConfig):
         "weight of a distillation term on the logits of the model the variant starts from (the dense model, "
         "before pruning); 1 - alpha weighs cross-entropy on the train split"))
     temperature: float = Field(default=1.0, gt=0, description="softens both distributions of the distillation term")
-    eval_every: int = Field(default=0, ge=0, description=(
-        "validate every N steps on the validation split and export the weights of the best evaluation, not "
-        "the last step's (training's export_best): for a small corpus, where more steps overfit; 0: the last step"))
+    eval_every: int = EVAL_EVERY
 
 
 class Distill(FrozenConfig):
@@ -161,9 +166,7 @@ class Distill(FrozenConfig):
     lr: float = Field(default=5e-4, gt=0)
     temperature: float = Field(default=2.0, gt=0)
     alpha: float = Field(default=0.5, ge=0, le=1, description="weight of the KD term; 1 - alpha weighs cross-entropy")
-    eval_every: int = Field(default=0, ge=0, description=(
-        "validate every N steps on the validation split and export the weights of the best evaluation, not "
-        "the last step's (training's export_best): for a small corpus, where more steps overfit; 0: the last step"))
+    eval_every: int = EVAL_EVERY
 
 
 class Bf16Weights(FrozenConfig):
